@@ -1,0 +1,56 @@
+// Package repo is repoctl's repository manager: configuration, the bbolt
+// store, the ingest pipeline (validate → sign → place → publish → record),
+// promotion between channels, the drop-in daemon and its control socket.
+//
+// It is not an RPM parser (package metadata), not a signer (package sign)
+// and knows nothing about app hosts (package upgrade).
+//
+// # Layout under ROOT (--root, env REPOCTL_ROOT)
+//
+//	ROOT/repoctl.toml        optional config (see testdata/repoctl.example.toml)
+//	ROOT/repoctl.db          bbolt store: packages, event log, ingest journal
+//	ROOT/repoctl.lock        flock held by whoever has the store open
+//	ROOT/keys/               generated signing key (0600) and its public key
+//	ROOT/incoming/           drop-in directory watched by the daemon
+//	ROOT/spool/              private working copies while a file is ingested
+//	ROOT/rejected/NAME       a rejected file, with NAME.reason beside it
+//	ROOT/repo/               the served tree (HTTP root, or Apache/nginx docroot)
+//	ROOT/repo/RPM-GPG-KEY-repoctl                     public key (gpgkey=)
+//	ROOT/repo/<name>/<channel>/<dist>/<ver>/<arch>/   one yum repository
+//
+// A repository directory is the runbook's fi-repo/el/5/{SRPMS,x86_64} with
+// the channel as an extra level after the repository name, for example
+// repo/fi-repo/prod/el/9/x86_64/ and repo/fi-repo/staging/el/9/SRPMS/.
+// Each such directory holds its packages and its own repodata/ (with
+// repomd.xml.asc). The served URL of a directory is the HTTP base URL plus
+// its path below ROOT/repo, e.g.
+// http://127.0.0.1:8080/main/staging/el/9/x86_64/, and the key is at
+// http://127.0.0.1:8080/RPM-GPG-KEY-repoctl.
+//
+// # Routing
+//
+// A package's release (the dist tag of its Release: ".el9" → el/9,
+// ".el9_3" → el/9, ".fc40" → fc/40) picks the release directory; config
+// [[route]] rules are tried first, and [routing] default catches packages
+// with no dist tag. A package that matches nothing is rejected. Binary
+// packages go into their arch's directory, which must be listed for the
+// release (default x86_64 and aarch64); noarch goes into every listed arch;
+// source packages go into SRPMS.
+//
+// # Same NEVRA
+//
+// A package is identified by repository + NEVRA. Re-adding the identical
+// unsigned bytes (compared by the sha256 of the input, since we re-sign) is
+// a no-op ("unchanged"); different bytes are rejected with
+// ErrDuplicateNEVRA. A package is never silently replaced.
+//
+// # Concurrency and crashes
+//
+// One process at a time has the store open (flock on ROOT/repoctl.lock); the
+// CLI talks to the daemon's socket when it runs, and otherwise opens the
+// store itself, waiting for the lock with a message. Within a process,
+// ingest batches are serialized and publish once per affected directory.
+// Every file in flight is journaled in the store (received → validated →
+// signed → placed → published → recorded); Resume rolls a file forward
+// once it is signed and back (to incoming/, or dropped for `add`) before.
+package repo

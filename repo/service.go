@@ -1,0 +1,270 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/repoctl/repoctl/metadata"
+)
+
+// Service is what the CLI talks to: the local *Repo when no daemon runs, or
+// the daemon over its socket. Every argument and result is plain data that
+// round-trips through encoding/json, so the daemon can serve it unchanged.
+type Service interface {
+	// Add runs the ingest pipeline on paths. The caller's files are never
+	// modified: they are copied into ROOT/spool first.
+	Add(ctx context.Context, paths []string, o AddOptions) ([]AddResult, error)
+	List(ctx context.Context, o ListOptions) ([]PackageRecord, error)
+	Status(ctx context.Context) (*Status, error)
+	// History returns the event log, oldest first. With o.Verify it first
+	// checks the hash chain and fails with ErrTampered if it is broken.
+	History(ctx context.Context, o HistoryOptions) ([]Event, error)
+	Remove(ctx context.Context, nevra string, o RemoveOptions) (*RemoveResult, error)
+	// Promote places the exact signed package of one channel into another
+	// (staging → prod by default) and republishes the target.
+	Promote(ctx context.Context, r PromoteRequest) (*PromoteResult, error)
+	// Restore undoes a Promote (rollback of a rollout).
+	Restore(ctx context.Context, r *PromoteResult) error
+	// RecordEvent appends e to the hash-chained event log; upgrade steps use it.
+	RecordEvent(ctx context.Context, e Event) error
+	// RepoFile renders a dnf/yum .repo file for the configured repositories.
+	RepoFile(ctx context.Context, o RepoFileOptions) (string, error)
+}
+
+// Sentinel errors. Compare with errors.Is; the daemon client maps error
+// strings back onto these.
+var (
+	ErrRejected       = errors.New("repo: package rejected")
+	ErrDuplicateNEVRA = errors.New("repo: same NEVRA already present with different content")
+	ErrNotFound       = errors.New("repo: package not found")
+	ErrLocked         = errors.New("repo: another repoctl process holds the repository")
+	ErrTampered       = errors.New("repo: event log hash chain is broken")
+	ErrUnroutable     = errors.New("repo: cannot route package to a release")
+	ErrBadConfig      = errors.New("repo: invalid configuration")
+	ErrAmbiguous      = errors.New("repo: package name matches more than one package")
+	ErrClosed         = errors.New("repo: repository is closed")
+)
+
+// Sentinels lists every sentinel so that a socket client can map a remote
+// error message back onto the matching value.
+var Sentinels = []error{ErrRejected, ErrDuplicateNEVRA, ErrNotFound, ErrLocked,
+	ErrTampered, ErrUnroutable, ErrBadConfig, ErrAmbiguous, ErrClosed}
+
+// Actions recorded in AddResult.Action.
+const (
+	ActionAdded     = "added"
+	ActionUnchanged = "unchanged"
+	ActionRejected  = "rejected"
+)
+
+// AddOptions steer one Add or Ingest call.
+type AddOptions struct {
+	// Repo is the repository name; empty means the config's default_repo.
+	Repo string `json:"repo,omitempty"`
+	// Channel is where new packages land; empty means the config's
+	// default_channel ("staging").
+	Channel string `json:"channel,omitempty"`
+	// Who is recorded in events; empty means the OS user name.
+	Who string `json:"who,omitempty"`
+	// Move hands the files over to the pipeline (drop-in directories):
+	// they are renamed into the spool, and a rejected file is moved to
+	// ROOT/rejected/ instead of copied. Add over the socket never sets it.
+	Move bool `json:"move,omitempty"`
+}
+
+// AddResult is the outcome for one input file.
+type AddResult struct {
+	Path      string   `json:"path"`
+	NEVRA     string   `json:"nevra,omitempty"`
+	RepoPaths []string `json:"repo_paths,omitempty"` // files placed, relative to ROOT/repo
+	KeyID     string   `json:"key_id,omitempty"`
+	SHA256    string   `json:"sha256,omitempty"` // of the signed file as served
+	Action    string   `json:"action"`           // ActionAdded, ActionUnchanged or ActionRejected
+	Reason    string   `json:"reason,omitempty"` // why it was rejected
+	// Rejected is where the rejected bytes were kept (ROOT/rejected/NAME).
+	Rejected string `json:"rejected,omitempty"`
+}
+
+// ListOptions filter List; empty fields match everything.
+type ListOptions struct {
+	Repo    string `json:"repo,omitempty"`
+	Channel string `json:"channel,omitempty"`
+	Name    string `json:"name,omitempty"`
+}
+
+// Placement is one copy of a package in one channel's repository directory.
+type Placement struct {
+	Channel string `json:"channel"`
+	Release string `json:"release"` // e.g. "el/9"
+	Arch    string `json:"arch"`    // directory arch: x86_64, aarch64, SRPMS
+	Dir     string `json:"dir"`     // repository dir relative to ROOT/repo
+	File    string `json:"file"`    // package file relative to ROOT/repo
+}
+
+// PackageRecord is what the store keeps per package and repository.
+type PackageRecord struct {
+	Repo     string `json:"repo"`
+	NEVRA    string `json:"nevra"`
+	Name     string `json:"name"`
+	Epoch    string `json:"epoch"`
+	Version  string `json:"version"`
+	Release  string `json:"release"`
+	Arch     string `json:"arch"`
+	FileName string `json:"file_name"` // N-V-R.A.rpm as placed
+
+	OrigSHA256 string `json:"orig_sha256"` // the bytes we were given (unsigned)
+	OrigSize   int64  `json:"orig_size"`
+	SHA256     string `json:"sha256"` // the signed bytes we serve
+	Size       int64  `json:"size"`
+	KeyID      string `json:"key_id"`
+
+	Dist       string      `json:"dist"` // routed release, e.g. "el/9"
+	Placements []Placement `json:"placements"`
+	Added      time.Time   `json:"added"`
+	AddedBy    string      `json:"added_by"`
+
+	// Entry is the rendered repodata of the signed file (href = FileName);
+	// publishing reuses it instead of re-reading the header.
+	Entry *metadata.Entry `json:"entry,omitempty"`
+}
+
+// Channels lists the channels the package is placed in, in config order of
+// first appearance.
+func (p *PackageRecord) Channels() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, pl := range p.Placements {
+		if !seen[pl.Channel] {
+			seen[pl.Channel] = true
+			out = append(out, pl.Channel)
+		}
+	}
+	return out
+}
+
+// InChannel reports whether the package is placed in channel c.
+func (p *PackageRecord) InChannel(c string) bool {
+	for _, pl := range p.Placements {
+		if pl.Channel == c {
+			return true
+		}
+	}
+	return false
+}
+
+// Status summarises a repository root.
+type Status struct {
+	Root        string       `json:"root"`
+	Daemon      bool         `json:"daemon"` // set by the socket client
+	KeyID       string       `json:"key_id"`
+	Fingerprint string       `json:"fingerprint"`
+	HTTP        string       `json:"http"`
+	Packages    int          `json:"packages"`
+	Events      uint64       `json:"events"`
+	LastEvent   *time.Time   `json:"last_event,omitempty"`
+	InFlight    int          `json:"in_flight"` // ingest journal items not finished
+	Incoming    int          `json:"incoming"`  // files waiting in drop-in dirs
+	Rejected    int          `json:"rejected"`  // files in ROOT/rejected
+	Repos       []RepoStatus `json:"repos"`
+}
+
+// RepoStatus is one published repository directory.
+type RepoStatus struct {
+	Repo     string `json:"repo"`
+	Channel  string `json:"channel"`
+	Release  string `json:"release"`
+	Arch     string `json:"arch"`
+	Dir      string `json:"dir"` // relative to ROOT/repo
+	Packages int    `json:"packages"`
+}
+
+// HistoryOptions filter History.
+type HistoryOptions struct {
+	Limit  int    `json:"limit,omitempty"` // newest N events; 0 = all
+	NEVRA  string `json:"nevra,omitempty"`
+	Action string `json:"action,omitempty"`
+	Verify bool   `json:"verify,omitempty"`
+}
+
+// Event is one entry in the append-only, hash-chained event log. Hash is
+// sha256(Prev || canonical JSON of the event with Hash empty), hex.
+type Event struct {
+	Seq     uint64            `json:"seq"`
+	Time    time.Time         `json:"time"`
+	Who     string            `json:"who"`
+	Action  string            `json:"action"` // add, sign, publish, remove, promote, restore, reject, unchanged, upgrade.*
+	Repo    string            `json:"repo,omitempty"`
+	Channel string            `json:"channel,omitempty"`
+	NEVRA   string            `json:"nevra,omitempty"`
+	Path    string            `json:"path,omitempty"`
+	Details map[string]string `json:"details,omitempty"`
+	Prev    string            `json:"prev"`
+	Hash    string            `json:"hash"`
+}
+
+// RemoveOptions steer Remove.
+type RemoveOptions struct {
+	Repo    string `json:"repo,omitempty"`
+	Channel string `json:"channel,omitempty"` // empty: every channel
+	Who     string `json:"who,omitempty"`
+	DryRun  bool   `json:"dry_run,omitempty"`
+}
+
+// RemoveResult tells what Remove unpublished.
+type RemoveResult struct {
+	NEVRA   string   `json:"nevra"`
+	Repo    string   `json:"repo"`
+	Files   []string `json:"files"` // relative to ROOT/repo
+	Dirs    []string `json:"dirs"`  // republished, relative to ROOT/repo
+	DryRun  bool     `json:"dry_run,omitempty"`
+	Removed bool     `json:"removed"` // the record is gone from every channel
+}
+
+// PromoteRequest names a package and the channels to move it between.
+type PromoteRequest struct {
+	// Package is a NEVRA (name-[epoch:]version-release.arch), N-V-R, or a
+	// bare name meaning the newest such package in From.
+	Package string `json:"package"`
+	Repo    string `json:"repo,omitempty"` // default: default_repo
+	From    string `json:"from,omitempty"` // default: first channel ("staging")
+	To      string `json:"to,omitempty"`   // default: last channel ("prod")
+	Who     string `json:"who,omitempty"`
+	DryRun  bool   `json:"dry_run,omitempty"`
+}
+
+// PromoteResult is both the outcome of a promote and the recipe to undo it.
+type PromoteResult struct {
+	NEVRA   string `json:"nevra"`
+	Name    string `json:"name"`
+	Epoch   string `json:"epoch"`
+	Version string `json:"version"`
+	Release string `json:"release"`
+	Arch    string `json:"arch"`
+	Repo    string `json:"repo"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+	// File is one placed copy in the target channel, relative to ROOT/repo.
+	File  string   `json:"file"`
+	Files []string `json:"files"` // every placed copy in the target channel
+	Dirs  []string `json:"dirs"`  // target repository dirs republished, relative to ROOT/repo
+	// URLs are the HTTP base URLs of Dirs (config http address).
+	URLs []string `json:"urls"`
+	// Previous is the newest NEVRA of the same name and arch that was in
+	// the target channel before; "" if none. It stays published, so a
+	// rollback is `dnf downgrade` to it.
+	Previous string `json:"previous"`
+	// AlreadyPresent means the package was in the target channel before;
+	// Restore then leaves it there.
+	AlreadyPresent bool `json:"already_present"`
+	DryRun         bool `json:"dry_run,omitempty"`
+}
+
+// RepoFileOptions filter the sections RepoFile writes; empty matches all.
+type RepoFileOptions struct {
+	Repo    string `json:"repo,omitempty"`
+	Channel string `json:"channel,omitempty"`
+	Release string `json:"release,omitempty"` // e.g. "el/9"
+	// BaseURL overrides the config's public URL (http://ADDR/ by default).
+	BaseURL string `json:"base_url,omitempty"`
+}
