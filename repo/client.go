@@ -1,0 +1,188 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+)
+
+// Client is a Service that talks to a running daemon over its control
+// socket. It holds no lock and no database handle: the daemon does the
+// work, so a CLI and a daemon never fight over the store.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+var _ Service = (*Client)(nil)
+
+// Dial connects to the daemon's control socket and checks that it answers.
+// It fails fast (within timeout) when no daemon listens.
+func Dial(ctx context.Context, socket string, timeout time.Duration) (*Client, error) {
+	d := net.Dialer{Timeout: timeout}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConns:    2,
+		IdleConnTimeout: 30 * time.Second,
+	}
+	c := &Client{socket: socket, hc: &http.Client{Transport: tr}}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var p pingReply
+	if err := c.call(pctx, apiPing, nil, &p); err != nil {
+		tr.CloseIdleConnections()
+		return nil, fmt.Errorf("connecting to daemon at %q: %w", socket, err)
+	}
+	return c, nil
+}
+
+// Close releases idle connections.
+func (c *Client) Close() error {
+	c.hc.CloseIdleConnections()
+	return nil
+}
+
+// remoteError is an error that happened in the daemon. Its message is the
+// daemon's; errors.Is sees the sentinels the daemon reported.
+type remoteError struct {
+	msg       string
+	sentinels []error
+}
+
+func (e *remoteError) Error() string   { return e.msg }
+func (e *remoteError) Unwrap() []error { return e.sentinels }
+
+func fromWire(w *wireError) error {
+	if w == nil {
+		return nil
+	}
+	e := &remoteError{msg: w.Message}
+	known := wireSentinels()
+	for _, s := range w.Sentinels {
+		for _, k := range known {
+			if k.Error() == s {
+				e.sentinels = append(e.sentinels, k)
+			}
+		}
+	}
+	return e
+}
+
+// call POSTs req to method and decodes the result into res (may be nil).
+// Both a result and an error can come back (Add with rejected files).
+func (c *Client) call(ctx context.Context, method string, req, res any) error {
+	var body io.Reader = http.NoBody
+	if req != nil {
+		b, err := json.Marshal(req)
+		if err != nil {
+			return fmt.Errorf("encoding %s request: %w", method, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://repoctl"+apiPrefix+method, body)
+	if err != nil {
+		return err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(hreq)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("daemon %s: %w", method, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("daemon %s: HTTP %s: %s", method, resp.Status, bytes.TrimSpace(msg))
+	}
+	var reply wireReply
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<30)).Decode(&reply); err != nil {
+		return fmt.Errorf("daemon %s: decoding reply: %w", method, err)
+	}
+	if res != nil && len(reply.Result) > 0 && string(reply.Result) != "null" {
+		if err := json.Unmarshal(reply.Result, res); err != nil {
+			return fmt.Errorf("daemon %s: decoding result: %w", method, err)
+		}
+	}
+	return fromWire(reply.Error)
+}
+
+// Add sends absolute paths: the daemon's working directory is not ours.
+func (c *Client) Add(ctx context.Context, paths []string, o AddOptions) ([]AddResult, error) {
+	abs := make([]string, len(paths))
+	for i, p := range paths {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("resolving %q: %w", p, err)
+		}
+		abs[i] = a
+	}
+	o.Move = false
+	var res []AddResult
+	err := c.call(ctx, apiAdd, addRequest{Paths: abs, Options: o}, &res)
+	return res, err
+}
+
+func (c *Client) List(ctx context.Context, o ListOptions) ([]PackageRecord, error) {
+	var res []PackageRecord
+	err := c.call(ctx, apiList, o, &res)
+	return res, err
+}
+
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var res Status
+	if err := c.call(ctx, apiStatus, nil, &res); err != nil {
+		return nil, err
+	}
+	res.Daemon = true
+	return &res, nil
+}
+
+func (c *Client) History(ctx context.Context, o HistoryOptions) ([]Event, error) {
+	var res []Event
+	err := c.call(ctx, apiHistory, o, &res)
+	return res, err
+}
+
+func (c *Client) Remove(ctx context.Context, nevra string, o RemoveOptions) (*RemoveResult, error) {
+	var res RemoveResult
+	if err := c.call(ctx, apiRemove, removeRequest{NEVRA: nevra, Options: o}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) Promote(ctx context.Context, r PromoteRequest) (*PromoteResult, error) {
+	var res PromoteResult
+	if err := c.call(ctx, apiPromote, r, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) Restore(ctx context.Context, r *PromoteResult) error {
+	if r == nil {
+		return errors.New("repo: Restore of a nil PromoteResult")
+	}
+	return c.call(ctx, apiRestore, r, nil)
+}
+
+func (c *Client) RecordEvent(ctx context.Context, e Event) error {
+	return c.call(ctx, apiEvent, e, nil)
+}
+
+func (c *Client) RepoFile(ctx context.Context, o RepoFileOptions) (string, error) {
+	var res string
+	err := c.call(ctx, apiRepoFile, o, &res)
+	return res, err
+}

@@ -1,0 +1,236 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+// The control API is HTTP+JSON over the daemon's unix socket: one POST per
+// Service method, at /v1/<method>. Every reply is a wireReply, which carries
+// both the result and the error because Add returns per-file results
+// together with ErrRejected.
+const (
+	apiPrefix   = "/v1/"
+	maxAPIBody  = 16 << 20
+	socketPerm  = 0o660
+	apiPing     = "ping"
+	apiAdd      = "add"
+	apiList     = "list"
+	apiStatus   = "status"
+	apiHistory  = "history"
+	apiRemove   = "remove"
+	apiPromote  = "promote"
+	apiRestore  = "restore"
+	apiEvent    = "event"
+	apiRepoFile = "repofile"
+)
+
+type wireError struct {
+	Message string `json:"message"`
+	// Sentinels are the messages of the sentinel errors err wraps, so that
+	// the client can give errors.Is the same answers as in-process.
+	Sentinels []string `json:"sentinels,omitempty"`
+}
+
+type wireReply struct {
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  *wireError      `json:"error,omitempty"`
+}
+
+type addRequest struct {
+	Paths   []string   `json:"paths"`
+	Options AddOptions `json:"options"`
+}
+
+type removeRequest struct {
+	NEVRA   string        `json:"nevra"`
+	Options RemoveOptions `json:"options"`
+}
+
+type pingReply struct {
+	PID  int    `json:"pid"`
+	Root string `json:"root"`
+}
+
+// wireSentinels are the errors that survive the socket with their identity.
+func wireSentinels() []error {
+	return append([]error{context.Canceled, context.DeadlineExceeded, ErrBadRequest}, Sentinels...)
+}
+
+func toWire(err error) *wireError {
+	if err == nil {
+		return nil
+	}
+	w := &wireError{Message: err.Error()}
+	for _, s := range wireSentinels() {
+		if errors.Is(err, s) {
+			w.Sentinels = append(w.Sentinels, s.Error())
+		}
+	}
+	return w
+}
+
+// newSocketHandler serves svc. Requests other than ping wait for ready to be
+// closed, so the daemon can listen before Resume has finished: a CLI that
+// connects early waits instead of falling back to a lock it cannot get.
+func newSocketHandler(svc Service, root string, ready <-chan struct{}, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	handle := func(name string, fn func(ctx context.Context, body []byte) (any, error)) {
+		mux.HandleFunc("POST "+apiPrefix+name, func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			ctx := r.Context()
+			if name != apiPing {
+				select {
+				case <-ready:
+				case <-ctx.Done():
+					return
+				}
+			}
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
+			var res any
+			if err == nil {
+				res, err = fn(ctx, body)
+			}
+			reply := wireReply{Error: toWire(err)}
+			if res != nil {
+				if b, merr := json.Marshal(res); merr != nil {
+					reply.Error = toWire(fmt.Errorf("encoding %s reply: %w", name, merr))
+				} else {
+					reply.Result = b
+				}
+			}
+			w.Header().Set("Content-Type", "application/json")
+			if err := json.NewEncoder(w).Encode(reply); err != nil {
+				log.Warn("control socket: writing reply", "method", name, "err", err)
+			}
+			lvl := slog.LevelDebug
+			if name != apiPing && name != apiStatus && name != apiList && name != apiHistory && name != apiRepoFile {
+				lvl = slog.LevelInfo
+			}
+			attrs := []any{"method", name, "took", time.Since(start).Round(time.Microsecond)}
+			if err != nil {
+				attrs = append(attrs, "err", err)
+			}
+			log.Log(ctx, lvl, "control request", attrs...)
+		})
+	}
+	decode := func(body []byte, v any) error {
+		if len(body) == 0 {
+			return nil
+		}
+		if err := json.Unmarshal(body, v); err != nil {
+			return fmt.Errorf("%w: decoding request: %v", ErrBadRequest, err)
+		}
+		return nil
+	}
+	handle(apiPing, func(ctx context.Context, body []byte) (any, error) {
+		return pingReply{PID: os.Getpid(), Root: root}, nil
+	})
+	handle(apiAdd, func(ctx context.Context, body []byte) (any, error) {
+		var req addRequest
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		// The daemon's drop-in directories hand files over; a socket
+		// client's files are the user's and are never moved.
+		req.Options.Move = false
+		return svc.Add(ctx, req.Paths, req.Options)
+	})
+	handle(apiList, func(ctx context.Context, body []byte) (any, error) {
+		var o ListOptions
+		if err := decode(body, &o); err != nil {
+			return nil, err
+		}
+		return svc.List(ctx, o)
+	})
+	handle(apiStatus, func(ctx context.Context, body []byte) (any, error) {
+		st, err := svc.Status(ctx)
+		if st != nil {
+			st.Daemon = true
+		}
+		return st, err
+	})
+	handle(apiHistory, func(ctx context.Context, body []byte) (any, error) {
+		var o HistoryOptions
+		if err := decode(body, &o); err != nil {
+			return nil, err
+		}
+		return svc.History(ctx, o)
+	})
+	handle(apiRemove, func(ctx context.Context, body []byte) (any, error) {
+		var req removeRequest
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return svc.Remove(ctx, req.NEVRA, req.Options)
+	})
+	handle(apiPromote, func(ctx context.Context, body []byte) (any, error) {
+		var req PromoteRequest
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return svc.Promote(ctx, req)
+	})
+	handle(apiRestore, func(ctx context.Context, body []byte) (any, error) {
+		var req PromoteResult
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return nil, svc.Restore(ctx, &req)
+	})
+	handle(apiEvent, func(ctx context.Context, body []byte) (any, error) {
+		var e Event
+		if err := decode(body, &e); err != nil {
+			return nil, err
+		}
+		return nil, svc.RecordEvent(ctx, e)
+	})
+	handle(apiRepoFile, func(ctx context.Context, body []byte) (any, error) {
+		var o RepoFileOptions
+		if err := decode(body, &o); err != nil {
+			return nil, err
+		}
+		return svc.RepoFile(ctx, o)
+	})
+	return mux
+}
+
+// ErrBadRequest is a malformed control-socket request.
+var ErrBadRequest = errors.New("repo: bad control request")
+
+// listenSocket binds path with mode 0660. The caller holds the root lock, so
+// a socket file left by a killed daemon is stale and removed.
+func listenSocket(path string) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("removing stale socket %q: %w", path, err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %q: %w", path, err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	if err := os.Chmod(path, socketPerm); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("setting mode of %q: %w", path, err)
+	}
+	return ln, nil
+}
+
+func newSocketServer(h http.Handler, log *slog.Logger) *http.Server {
+	// No write timeout: an Add of many files legitimately takes long, and
+	// the client's context bounds it.
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}

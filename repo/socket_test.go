@@ -1,0 +1,207 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// echoService records what reaches the daemon side so the test can check
+// that the socket carries every method's arguments and results intact,
+// including errors that must keep their sentinel identity.
+type echoService struct {
+	gotPaths []string
+	gotAdd   AddOptions
+}
+
+func (s *echoService) Add(ctx context.Context, paths []string, o AddOptions) ([]AddResult, error) {
+	s.gotPaths, s.gotAdd = paths, o
+	return []AddResult{
+			{Path: paths[0], NEVRA: "a-0:1-1.el9.x86_64", Action: ActionAdded, KeyID: "0123456789abcdef", RepoPaths: []string{"main/staging/el/9/x86_64/a-1-1.el9.x86_64.rpm"}},
+			{Path: paths[1], Action: ActionRejected, Reason: "not an RPM"},
+		},
+		fmt.Errorf("adding %q: %w", paths[1], ErrRejected)
+}
+
+func (s *echoService) List(ctx context.Context, o ListOptions) ([]PackageRecord, error) {
+	return []PackageRecord{{Repo: o.Repo, NEVRA: "a-0:1-1.el9.x86_64", Placements: []Placement{{Channel: "staging"}}, Added: time.Unix(1700000000, 0).UTC()}}, nil
+}
+
+func (s *echoService) Status(ctx context.Context) (*Status, error) {
+	return &Status{Root: "/r", Packages: 3}, nil
+}
+
+func (s *echoService) History(ctx context.Context, o HistoryOptions) ([]Event, error) {
+	if o.Verify {
+		return nil, fmt.Errorf("event 7: %w", ErrTampered)
+	}
+	return []Event{{Seq: 1, Action: "add", Details: map[string]string{"k": "v"}}}, nil
+}
+
+func (s *echoService) Remove(ctx context.Context, nevra string, o RemoveOptions) (*RemoveResult, error) {
+	if nevra == "missing" {
+		return nil, fmt.Errorf("removing %q: %w", nevra, ErrNotFound)
+	}
+	return &RemoveResult{NEVRA: nevra, DryRun: o.DryRun}, nil
+}
+
+func (s *echoService) Promote(ctx context.Context, r PromoteRequest) (*PromoteResult, error) {
+	return &PromoteResult{NEVRA: r.Package, To: r.To, Previous: "a-0:0.9-1.el9.x86_64"}, nil
+}
+
+func (s *echoService) Restore(ctx context.Context, r *PromoteResult) error {
+	if r.NEVRA != "a" {
+		return errors.New("restore got the wrong result")
+	}
+	return nil
+}
+
+func (s *echoService) RecordEvent(ctx context.Context, e Event) error {
+	if e.Action != "upgrade.start" {
+		return errors.New("wrong event")
+	}
+	return nil
+}
+
+func (s *echoService) RepoFile(ctx context.Context, o RepoFileOptions) (string, error) {
+	return "[main]\nbaseurl=" + o.BaseURL + "\n", nil
+}
+
+func startSocket(t *testing.T, svc Service, ready chan struct{}) string {
+	t.Helper()
+	// unix socket paths are limited to 108 bytes; t.TempDir can be long.
+	dir, err := os.MkdirTemp("", "sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "repoctl.sock")
+	ln, err := listenSocket(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	srv := newSocketServer(newSocketHandler(svc, dir, ready, log), log)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- serveHTTP(ctx, ln, srv, time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("socket file left behind: %v", err)
+		}
+	})
+	return path
+}
+
+func TestSocketRoundTrip(t *testing.T) {
+	svc := &echoService{}
+	ready := make(chan struct{})
+	close(ready)
+	path := startSocket(t, svc, ready)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o660 {
+		t.Errorf("socket mode %v, want 0660", fi.Mode().Perm())
+	}
+	ctx := context.Background()
+	c, err := Dial(ctx, path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	res, err := c.Add(ctx, []string{"rel.rpm", "/abs/junk"}, AddOptions{Repo: "main", Move: true})
+	if !errors.Is(err, ErrRejected) || errors.Is(err, ErrNotFound) {
+		t.Errorf("Add error %v: want ErrRejected only", err)
+	}
+	if len(res) != 2 || res[0].KeyID != "0123456789abcdef" || res[1].Reason != "not an RPM" {
+		t.Errorf("Add results %+v", res)
+	}
+	if !filepath.IsAbs(svc.gotPaths[0]) || svc.gotPaths[1] != "/abs/junk" {
+		t.Errorf("daemon got paths %v, want absolute", svc.gotPaths)
+	}
+	if svc.gotAdd.Move || svc.gotAdd.Repo != "main" {
+		t.Errorf("daemon got options %+v: Move must never cross the socket", svc.gotAdd)
+	}
+
+	list, err := c.List(ctx, ListOptions{Repo: "r"})
+	if err != nil || len(list) != 1 || list[0].Repo != "r" || !list[0].Added.Equal(time.Unix(1700000000, 0)) || !list[0].InChannel("staging") {
+		t.Errorf("List = %+v, %v", list, err)
+	}
+	st, err := c.Status(ctx)
+	if err != nil || !st.Daemon || st.Packages != 3 {
+		t.Errorf("Status = %+v, %v", st, err)
+	}
+	ev, err := c.History(ctx, HistoryOptions{})
+	if err != nil || !reflect.DeepEqual(ev[0].Details, map[string]string{"k": "v"}) {
+		t.Errorf("History = %+v, %v", ev, err)
+	}
+	if _, err := c.History(ctx, HistoryOptions{Verify: true}); !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), "event 7") {
+		t.Errorf("History verify error %v", err)
+	}
+	if _, err := c.Remove(ctx, "missing", RemoveOptions{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Remove error %v, want ErrNotFound", err)
+	}
+	rr, err := c.Remove(ctx, "x", RemoveOptions{DryRun: true})
+	if err != nil || !rr.DryRun || rr.NEVRA != "x" {
+		t.Errorf("Remove = %+v, %v", rr, err)
+	}
+	pr, err := c.Promote(ctx, PromoteRequest{Package: "a", To: "prod"})
+	if err != nil || pr.To != "prod" || pr.Previous == "" {
+		t.Errorf("Promote = %+v, %v", pr, err)
+	}
+	if err := c.Restore(ctx, pr); err != nil {
+		t.Errorf("Restore: %v", err)
+	}
+	if err := c.RecordEvent(ctx, Event{Action: "upgrade.start"}); err != nil {
+		t.Errorf("RecordEvent: %v", err)
+	}
+	if err := c.RecordEvent(ctx, Event{Action: "other"}); err == nil || err.Error() != "wrong event" {
+		t.Errorf("RecordEvent error %v", err)
+	}
+	rf, err := c.RepoFile(ctx, RepoFileOptions{BaseURL: "http://x/"})
+	if err != nil || rf != "[main]\nbaseurl=http://x/\n" {
+		t.Errorf("RepoFile = %q, %v", rf, err)
+	}
+}
+
+// Before the daemon is ready (Resume running) requests wait rather than
+// fail, so a CLI never falls back to the lock the daemon holds.
+func TestSocketWaitsForReady(t *testing.T) {
+	ready := make(chan struct{})
+	path := startSocket(t, &echoService{}, ready)
+	ctx := context.Background()
+	c, err := Dial(ctx, path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.Status(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Status before ready: %v, want it to wait", err)
+	}
+	go func() { time.Sleep(200 * time.Millisecond); close(ready) }()
+	if _, err := c.Status(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDialNoDaemon(t *testing.T) {
+	if _, err := Dial(context.Background(), filepath.Join(t.TempDir(), "none.sock"), time.Second); err == nil {
+		t.Fatal("Dial to a missing socket succeeded")
+	}
+}
