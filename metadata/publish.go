@@ -1,0 +1,630 @@
+package metadata
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sentinel errors of the repodata writer.
+var (
+	// ErrLocked: another writer holds the repository's lock and
+	// WithLockWait(false) was given.
+	ErrLocked = errors.New("metadata: repository is locked by another writer")
+	// ErrSomeSkipped: CreateRepo published the repository but skipped
+	// files that are not valid RPMs; CreateResult.Skipped lists them.
+	ErrSomeSkipped = errors.New("metadata: some files were skipped")
+	// ErrBadOption: an option's value is invalid.
+	ErrBadOption = errors.New("metadata: invalid option")
+	// ErrBadEntry: an Entry given to Publish is unusable.
+	ErrBadEntry = errors.New("metadata: invalid entry")
+	// ErrBadRepodata: existing repodata could not be understood.
+	ErrBadRepodata = errors.New("metadata: existing repodata is unreadable")
+)
+
+const (
+	// RepodataDir is the directory clients fetch.
+	RepodataDir = "repodata"
+	// genPrefix names generation directories being built or retired
+	// beside repodata/.
+	genPrefix = ".repodata.tmp-"
+	// retiredFileName records when each old metadata file stopped being
+	// current, so that it is kept for the grace period and then removed.
+	retiredFileName = ".repodata.retired"
+	// DefaultGrace is how long superseded metadata files stay available
+	// to clients holding an older repomd.xml.
+	DefaultGrace = time.Hour
+)
+
+// PublishOption configures Publish. Options return an error for invalid
+// values instead of panicking.
+type PublishOption func(*publishConfig) error
+
+type publishConfig struct {
+	codec    codec
+	revision string
+	signer   func(ctx context.Context, repomd []byte) ([]byte, error)
+	grace    time.Duration
+	lockWait bool
+	progress Progress
+	cache    BlockCache
+	workers  int
+	now      func() time.Time
+}
+
+func newPublishConfig(opts []PublishOption) (*publishConfig, error) {
+	c := &publishConfig{grace: DefaultGrace, lockWait: true, progress: NoProgress{}, now: time.Now}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(c); err != nil {
+			return nil, err
+		}
+	}
+	if c.codec == nil {
+		var err error
+		if c.codec, err = newCodec(CompressZstd); err != nil {
+			return nil, err
+		}
+	}
+	if c.workers <= 0 {
+		c.workers = runtime.NumCPU()
+	}
+	return c, nil
+}
+
+// WithCompression selects the compression of primary, filelists and other:
+// "zstd" (default; dnf 4 and later) or "gz" (also read by EL7's yum).
+func WithCompression(name string) PublishOption {
+	return func(c *publishConfig) error {
+		cd, err := newCodec(name)
+		c.codec = cd
+		return err
+	}
+}
+
+// WithRevision sets repomd.xml's <revision>. Default: the current unix
+// time when the content changed, the existing revision when it did not.
+// A revision different from the published one is a change in itself.
+func WithRevision(rev string) PublishOption {
+	return func(c *publishConfig) error {
+		if strings.TrimSpace(rev) != rev || rev == "" {
+			return fmt.Errorf("%w: revision %q must be non-empty without surrounding space", ErrBadOption, rev)
+		}
+		c.revision = rev
+		return nil
+	}
+}
+
+// WithSigner makes Publish write repomd.xml.asc, the detached signature
+// sign returns for the exact repomd.xml bytes, in the same atomic step as
+// repomd.xml. Without a signer no repomd.xml.asc is published (an old one
+// is never left beside a new repomd.xml).
+func WithSigner(sign func(ctx context.Context, repomd []byte) (asc []byte, err error)) PublishOption {
+	return func(c *publishConfig) error {
+		c.signer = sign
+		return nil
+	}
+}
+
+// WithGrace sets how long superseded metadata files remain in repodata/
+// for clients that fetched an older repomd.xml. Default DefaultGrace (1h).
+func WithGrace(d time.Duration) PublishOption {
+	return func(c *publishConfig) error {
+		if d < 0 {
+			return fmt.Errorf("%w: negative grace %v", ErrBadOption, d)
+		}
+		c.grace = d
+		return nil
+	}
+}
+
+// WithLockWait decides what happens when another writer holds the lock:
+// wait (default; Progress.Notice says for whom, ctx cancels) or fail at
+// once with ErrLocked.
+func WithLockWait(wait bool) PublishOption {
+	return func(c *publishConfig) error {
+		c.lockWait = wait
+		return nil
+	}
+}
+
+// WithProgress receives stage and step reports. Default: NoProgress.
+func WithProgress(p Progress) PublishOption {
+	return func(c *publishConfig) error {
+		if p == nil {
+			p = NoProgress{}
+		}
+		c.progress = p
+		return nil
+	}
+}
+
+// WithBlockCache supplies compressed blocks from earlier publishes, so
+// that only changed blocks are compressed. Default: none (everything is
+// compressed).
+func WithBlockCache(cache BlockCache) PublishOption {
+	return func(c *publishConfig) error {
+		c.cache = cache
+		return nil
+	}
+}
+
+// WithWorkers bounds how many blocks are compressed at once. Default
+// runtime.NumCPU().
+func WithWorkers(n int) PublishOption {
+	return func(c *publishConfig) error {
+		if n < 0 {
+			return fmt.Errorf("%w: negative workers %d", ErrBadOption, n)
+		}
+		c.workers = n
+		return nil
+	}
+}
+
+// PublishResult says what Publish did.
+type PublishResult struct {
+	// Changed is false when the repository already had exactly this
+	// content: then nothing in repodata/ was rewritten.
+	Changed  bool           `json:"changed"`
+	Packages int            `json:"packages"`
+	Revision string         `json:"revision"`
+	Records  []RepomdRecord `json:"records"`
+	// Kept are superseded files still served for the grace period;
+	// Removed are those whose grace period ended.
+	Kept    []string `json:"kept,omitempty"`
+	Removed []string `json:"removed,omitempty"`
+	// Blocks taken from the cache and blocks compressed now.
+	BlocksReused     int `json:"blocks_reused"`
+	BlocksCompressed int `json:"blocks_compressed"`
+	// InPlace is true when the filesystem could not exchange directories
+	// and the in-place fallback was used (see Publish).
+	InPlace bool `json:"in_place,omitempty"`
+}
+
+// Publish writes repoDir/repodata for entries: primary, filelists and other
+// (no sqlite databases: dnf and yum use the XML), and repomd.xml last, as a
+// new generation that replaces the old one atomically.
+//
+// The new generation is built in repoDir/.repodata.tmp-*: new files, hard
+// links to superseded files still in their grace period, repomd.xml and
+// repomd.xml.asc, all fsynced. It is then swapped with repodata/ in one
+// renameat2(RENAME_EXCHANGE), so a reader sees either the old or the new
+// directory, each complete and consistent with its repomd.xml(.asc). On a
+// filesystem without RENAME_EXCHANGE, data files are renamed into
+// repodata/ first, repomd.xml.asc is removed, then repomd.xml and the new
+// repomd.xml.asc are renamed in: never a repomd.xml naming a missing file
+// nor a stale signature, but for a moment no signature.
+//
+// Writers are serialized by flock on repoDir/.repodata.lock. When the
+// content is already published, nothing is rewritten and repomd.xml stays
+// byte-identical (Changed is false).
+func Publish(ctx context.Context, repoDir string, entries []Entry, opts ...PublishOption) (*PublishResult, error) {
+	cfg, err := newPublishConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(repoDir, 0o755); err != nil {
+		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+	}
+	lock, err := acquireLock(ctx, repoDir, cfg.lockWait, cfg.progress)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.release()
+	return publishLocked(ctx, repoDir, entries, cfg)
+}
+
+// forceInPlace makes tests exercise the no-RENAME_EXCHANGE fallback.
+var forceInPlace = false
+
+func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *publishConfig) (*PublishResult, error) {
+	sorted, err := sortEntries(entries)
+	if err != nil {
+		return nil, err
+	}
+	removeStaleGenerations(repoDir)
+
+	docs, st, err := buildDocs(ctx, sorted, cfg.codec, cfg.cache, cfg.workers, cfg.progress)
+	if err != nil {
+		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+	}
+	cfg.progress.Stage("publish", 0)
+	res := &PublishResult{Packages: len(sorted), BlocksReused: st.reused, BlocksCompressed: st.compressed}
+	repodata := filepath.Join(repoDir, RepodataDir)
+	// An unreadable repomd.xml is simply replaced.
+	old, _ := readRepomdFile(filepath.Join(repodata, "repomd.xml"))
+
+	names := make([]string, 3)
+	for k, d := range docs {
+		names[k] = d.checksum + "-" + d.typ + ".xml" + cfg.codec.ext()
+	}
+	same := old != nil && len(old.Records) == len(docs)
+	for k, d := range docs {
+		if !same {
+			break
+		}
+		r := &old.Records[k]
+		same = r.Type == d.typ && old.sumTypes[d.typ] == "sha256" && r.Checksum == d.checksum &&
+			r.OpenChecksum == d.openChecksum && r.Size == d.size && r.OpenSize == d.openSize &&
+			r.Href == RepodataDir+"/"+names[k] && regularWithSize(filepath.Join(repodata, names[k]), d.size)
+	}
+	rev := cfg.revision
+	if rev == "" {
+		if same {
+			rev = old.Revision
+		} else {
+			rev = strconv.FormatInt(cfg.now().Unix(), 10)
+		}
+	}
+	res.Revision = rev
+	if same && rev == old.Revision && (cfg.signer == nil || pathExists(filepath.Join(repodata, "repomd.xml.asc"))) {
+		res.Records = append([]RepomdRecord(nil), old.Records...)
+		kept, removed, err := pruneInPlace(repoDir, old, cfg)
+		res.Kept, res.Removed = kept, removed
+		if err != nil {
+			return res, err
+		}
+		if r, ok := cfg.cache.(BlockCacheRetainer); ok && cfg.cache != nil {
+			if err := r.RetainBlocks(ctx, st.keys); err != nil {
+				return res, err
+			}
+		}
+		return res, nil
+	}
+	res.Changed = true
+
+	gen, err := os.MkdirTemp(repoDir, genPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+	}
+	swapped := false
+	defer func() {
+		// Before the swap gen is the unfinished new generation; after it,
+		// gen holds the old one. Either way it goes.
+		os.RemoveAll(gen)
+		_ = swapped
+	}()
+	if err := os.Chmod(gen, 0o755); err != nil {
+		return nil, err
+	}
+	now := cfg.now()
+	newNames := map[string]bool{}
+	for k, d := range docs {
+		dst := filepath.Join(gen, names[k])
+		newNames[names[k]] = true
+		if !linkIfSize(filepath.Join(repodata, names[k]), dst, d.size) {
+			if err := writeFrames(dst, d.frames); err != nil {
+				return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+			}
+		}
+		fi, err := os.Stat(dst)
+		if err != nil {
+			return nil, err
+		}
+		res.Records = append(res.Records, RepomdRecord{
+			Type: d.typ, Checksum: d.checksum, OpenChecksum: d.openChecksum,
+			Href: RepodataDir + "/" + names[k], Timestamp: fi.ModTime().Unix(),
+			Size: d.size, OpenSize: d.openSize,
+		})
+	}
+
+	// Carry superseded files over for the grace period.
+	retired := loadRetired(repoDir)
+	current := map[string]bool{}
+	if old != nil {
+		for _, r := range old.Records {
+			current[strings.TrimPrefix(r.Href, RepodataDir+"/")] = true
+		}
+	}
+	newRetired := map[string]int64{}
+	var dropped []string
+	if ents, err := os.ReadDir(repodata); err == nil {
+		for _, e := range ents {
+			n := e.Name()
+			if !e.Type().IsRegular() || newNames[n] || n == "repomd.xml" || n == "repomd.xml.asc" {
+				continue
+			}
+			if strings.HasPrefix(n, "repomd.xml") {
+				// e.g. repomd.xml.key: not ours, keep it.
+				if err := linkOrCopy(filepath.Join(repodata, n), filepath.Join(gen, n)); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			t, ok := retired[n]
+			if current[n] || !ok {
+				t = now.Unix()
+			}
+			if now.Sub(time.Unix(t, 0)) >= cfg.grace {
+				dropped = append(dropped, n)
+				continue
+			}
+			if err := linkOrCopy(filepath.Join(repodata, n), filepath.Join(gen, n)); err != nil {
+				return nil, err
+			}
+			newRetired[n] = t
+			res.Kept = append(res.Kept, n)
+		}
+	} else if !os.IsNotExist(err) {
+		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+	}
+
+	md := &Repomd{Revision: rev, Records: res.Records}
+	raw := md.Marshal()
+	if err := writeFrames(filepath.Join(gen, "repomd.xml"), [][]byte{raw}); err != nil {
+		return nil, err
+	}
+	if cfg.signer != nil {
+		asc, err := cfg.signer(ctx, raw)
+		if err != nil {
+			return nil, fmt.Errorf("signing repomd.xml of %q: %w", repoDir, err)
+		}
+		if err := writeFrames(filepath.Join(gen, "repomd.xml.asc"), [][]byte{asc}); err != nil {
+			return nil, err
+		}
+	}
+	if err := syncDir(gen); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	// Record retirement times before the swap, so that a crash right
+	// after it never forgets when a file was superseded.
+	if err := saveRetired(repoDir, newRetired); err != nil {
+		return nil, err
+	}
+	inPlace, err := swapGeneration(repoDir, gen, repodata, newNames)
+	if err != nil {
+		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+	}
+	swapped = true
+	res.InPlace = inPlace
+	if inPlace {
+		for _, n := range dropped {
+			os.Remove(filepath.Join(repodata, n))
+		}
+	}
+	res.Removed = dropped
+	if r, ok := cfg.cache.(BlockCacheRetainer); ok && cfg.cache != nil {
+		if err := r.RetainBlocks(ctx, st.keys); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// swapGeneration makes gen the published repodata. It returns true when
+// it had to fall back to renaming files into place.
+func swapGeneration(repoDir, gen, repodata string, newNames map[string]bool) (bool, error) {
+	if _, err := os.Lstat(repodata); os.IsNotExist(err) {
+		if err := os.Rename(gen, repodata); err != nil {
+			return false, err
+		}
+		// gen no longer exists; recreate nothing.
+		return false, syncDir(repoDir)
+	}
+	if !forceInPlace {
+		err := unix.Renameat2(unix.AT_FDCWD, gen, unix.AT_FDCWD, repodata, unix.RENAME_EXCHANGE)
+		if err == nil {
+			return false, syncDir(repoDir)
+		}
+		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP) {
+			return false, fmt.Errorf("exchanging %q and %q: %w", gen, repodata, err)
+		}
+	}
+	// Fallback: data first, then the signature away, then repomd.xml and
+	// the new signature.
+	ents, err := os.ReadDir(gen)
+	if err != nil {
+		return true, err
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if n == "repomd.xml" || n == "repomd.xml.asc" {
+			continue
+		}
+		if pathExists(filepath.Join(repodata, n)) {
+			continue
+		}
+		if err := os.Rename(filepath.Join(gen, n), filepath.Join(repodata, n)); err != nil {
+			return true, err
+		}
+	}
+	if err := syncDir(repodata); err != nil {
+		return true, err
+	}
+	if err := os.Remove(filepath.Join(repodata, "repomd.xml.asc")); err != nil && !os.IsNotExist(err) {
+		return true, err
+	}
+	if err := os.Rename(filepath.Join(gen, "repomd.xml"), filepath.Join(repodata, "repomd.xml")); err != nil {
+		return true, err
+	}
+	if pathExists(filepath.Join(gen, "repomd.xml.asc")) {
+		if err := os.Rename(filepath.Join(gen, "repomd.xml.asc"), filepath.Join(repodata, "repomd.xml.asc")); err != nil {
+			return true, err
+		}
+	}
+	return true, syncDir(repodata)
+}
+
+// pruneInPlace removes superseded files whose grace period ended from a
+// repodata/ that is otherwise left untouched. Removing a file that no
+// current repomd.xml names cannot hurt a reader within the grace period.
+func pruneInPlace(repoDir string, cur *existingRepomd, cfg *publishConfig) (kept, removed []string, err error) {
+	repodata := filepath.Join(repoDir, RepodataDir)
+	retired := loadRetired(repoDir)
+	current := map[string]bool{}
+	for _, r := range cur.Records {
+		current[strings.TrimPrefix(r.Href, RepodataDir+"/")] = true
+	}
+	ents, err := os.ReadDir(repodata)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := cfg.now()
+	newRetired := map[string]int64{}
+	for _, e := range ents {
+		n := e.Name()
+		if !e.Type().IsRegular() || current[n] || strings.HasPrefix(n, "repomd.xml") {
+			continue
+		}
+		t, ok := retired[n]
+		if !ok {
+			t = now.Unix()
+		}
+		if now.Sub(time.Unix(t, 0)) >= cfg.grace {
+			if err := os.Remove(filepath.Join(repodata, n)); err != nil && !os.IsNotExist(err) {
+				return kept, removed, err
+			}
+			removed = append(removed, n)
+			continue
+		}
+		newRetired[n] = t
+		kept = append(kept, n)
+	}
+	if !equalRetired(retired, newRetired) {
+		err = saveRetired(repoDir, newRetired)
+	}
+	return kept, removed, err
+}
+
+func equalRetired(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func loadRetired(repoDir string) map[string]int64 {
+	m := map[string]int64{}
+	b, err := os.ReadFile(filepath.Join(repoDir, retiredFileName))
+	if err != nil || len(b) > maxRepomdSize {
+		return m
+	}
+	if json.Unmarshal(b, &m) != nil {
+		return map[string]int64{}
+	}
+	return m
+}
+
+func saveRetired(repoDir string, m map[string]int64) error {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(repoDir, retiredFileName)
+	tmp := p + ".tmp"
+	if err := writeFrames(tmp, [][]byte{b, []byte("\n")}); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("saving %q: %w", p, err)
+	}
+	return nil
+}
+
+// removeStaleGenerations deletes generation directories left by a writer
+// that died; the caller holds the lock, so nobody else is building one.
+func removeStaleGenerations(repoDir string) {
+	ents, err := os.ReadDir(repoDir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.IsDir() && strings.HasPrefix(e.Name(), genPrefix) {
+			os.RemoveAll(filepath.Join(repoDir, e.Name()))
+		}
+	}
+}
+
+func writeFrames(path string, frames [][]byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	for _, b := range frames {
+		if _, err = f.Write(b); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("syncing %q: %w", dir, err)
+	}
+	return nil
+}
+
+func pathExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func regularWithSize(p string, size int64) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
+}
+
+// linkIfSize hard-links an existing file of the expected size; names are
+// content checksums, so same name and size means same content.
+func linkIfSize(src, dst string, size int64) bool {
+	if !regularWithSize(src, size) {
+		return false
+	}
+	return os.Link(src, dst) == nil
+}
+
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return writeFrames(dst, [][]byte{b})
+}

@@ -1,0 +1,275 @@
+package metadata
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash/fnv"
+	"path"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// The three documents of repodata, in createrepo_c's repomd record order.
+type docSpec struct {
+	typ    string
+	header func(n int) []byte
+	footer []byte
+	frag   func(e *Entry) []byte
+}
+
+var docSpecs = [3]docSpec{
+	{"primary", primaryHeader, []byte("</metadata>"), func(e *Entry) []byte { return e.Primary }},
+	{"filelists", filelistsHeader, []byte("</filelists>"), func(e *Entry) []byte { return e.Filelists }},
+	{"other", otherHeader, []byte("</otherdata>"), func(e *Entry) []byte { return e.Other }},
+}
+
+// These wrappers are createrepo_c's, byte for byte (note: no newline after
+// the closing tag). They match M1's PrimaryHeader etc.; a test keeps them in
+// step.
+func primaryHeader(n int) []byte {
+	return []byte("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<metadata xmlns=\"http://linux.duke.edu/metadata/common\" xmlns:rpm=\"http://linux.duke.edu/metadata/rpm\" packages=\"" + strconv.Itoa(n) + "\">\n")
+}
+
+func filelistsHeader(n int) []byte {
+	return []byte("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<filelists xmlns=\"http://linux.duke.edu/metadata/filelists\" packages=\"" + strconv.Itoa(n) + "\">\n")
+}
+
+func otherHeader(n int) []byte {
+	return []byte("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<otherdata xmlns=\"http://linux.duke.edu/metadata/other\" packages=\"" + strconv.Itoa(n) + "\">\n")
+}
+
+// Blocks group consecutive packages (in sort order). A package ends a block
+// when a hash of its href says so, so block boundaries depend only on the
+// neighbouring hrefs: adding or changing one package changes one block (or
+// splits one in two), and every other block keeps its cached compressed
+// frame. blockMax bounds the work of recompressing one block.
+const (
+	blockAvg = 64
+	blockMax = 256
+)
+
+type span struct{ lo, hi int }
+
+func partition(entries []*Entry) []span {
+	var spans []span
+	lo := 0
+	for i, e := range entries {
+		h := fnv.New64a()
+		h.Write([]byte(e.Href))
+		if i+1-lo >= blockMax || h.Sum64()%blockAvg == 0 {
+			spans = append(spans, span{lo, i + 1})
+			lo = i + 1
+		}
+	}
+	if lo < len(entries) {
+		spans = append(spans, span{lo, len(entries)})
+	}
+	return spans
+}
+
+// sortEntries orders packages as createrepo_c does: by file name, then by
+// directory. It validates what Publish relies on.
+func sortEntries(entries []Entry) ([]*Entry, error) {
+	out := make([]*Entry, len(entries))
+	seen := make(map[string]bool, len(entries))
+	for i := range entries {
+		e := &entries[i]
+		if e.Href == "" {
+			return nil, fmt.Errorf("%w: entry %d has no href", ErrBadEntry, i)
+		}
+		if seen[e.Href] {
+			return nil, fmt.Errorf("%w: href %q appears twice", ErrBadEntry, e.Href)
+		}
+		seen[e.Href] = true
+		for _, d := range docSpecs {
+			f := d.frag(e)
+			if !bytes.HasPrefix(f, []byte("<package")) || !bytes.HasSuffix(f, []byte("</package>\n")) {
+				return nil, fmt.Errorf("%w: %s fragment of %q is not one <package> element", ErrBadEntry, d.typ, e.Href)
+			}
+		}
+		out[i] = e
+	}
+	sort.Slice(out, func(i, j int) bool { return hrefLess(out[i].Href, out[j].Href) })
+	return out, nil
+}
+
+func hrefLess(a, b string) bool {
+	ad, af := path.Split(a)
+	bd, bf := path.Split(b)
+	if af != bf {
+		return af < bf
+	}
+	return ad < bd
+}
+
+// builtDoc is one compressed document, kept as its frames.
+type builtDoc struct {
+	typ          string
+	frames       [][]byte
+	size         int64
+	checksum     string
+	openSize     int64
+	openChecksum string
+}
+
+type buildStats struct {
+	reused, compressed int
+	keys               []string
+}
+
+// buildDocs renders and compresses the three documents. Every block is
+// looked up in the cache by the sha256 of its uncompressed bytes; only
+// misses are compressed. open-checksum is a sha256 over the whole
+// uncompressed document, which cannot be composed from per-block sums, so
+// the uncompressed bytes are always hashed (about 2 GB/s with SHA-NI).
+func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache, workers int, p Progress) ([3]builtDoc, buildStats, error) {
+	var docs [3]builtDoc
+	var st buildStats
+	spans := partition(entries)
+	keys := make([][]string, 3)
+
+	// Hash: per block (cache key) and per document (open-checksum).
+	g, gctx := errgroup.WithContext(ctx)
+	for k := range docSpecs {
+		g.Go(func() error {
+			d := docSpecs[k]
+			doc := &docs[k]
+			doc.typ = d.typ
+			oh := sha256.New()
+			hdr := d.header(len(entries))
+			oh.Write(hdr)
+			doc.openSize = int64(len(hdr))
+			keys[k] = make([]string, len(spans))
+			prefix := []byte("repoctl-block-v1\x00" + c.id() + "\x00" + d.typ + "\x00")
+			for i, s := range spans {
+				if i%16 == 0 && gctx.Err() != nil {
+					return gctx.Err()
+				}
+				kh := sha256.New()
+				kh.Write(prefix)
+				for _, e := range entries[s.lo:s.hi] {
+					f := d.frag(e)
+					kh.Write(f)
+					oh.Write(f)
+					doc.openSize += int64(len(f))
+				}
+				keys[k][i] = hex.EncodeToString(kh.Sum(nil))
+			}
+			oh.Write(d.footer)
+			doc.openSize += int64(len(d.footer))
+			doc.openChecksum = hex.EncodeToString(oh.Sum(nil))
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return docs, st, err
+	}
+
+	var all []string
+	seen := map[string]bool{}
+	for k := range keys {
+		for _, key := range keys[k] {
+			if !seen[key] {
+				seen[key] = true
+				all = append(all, key)
+			}
+		}
+	}
+	st.keys = all
+	have := map[string][]byte{}
+	if cache != nil && len(all) > 0 {
+		var err error
+		if have, err = cache.GetBlocks(ctx, all); err != nil {
+			return docs, st, fmt.Errorf("reading block cache: %w", err)
+		}
+	}
+
+	// Compress the misses with bounded workers.
+	type job struct{ k, i int }
+	var jobs []job
+	queued := map[string]bool{}
+	for k := range keys {
+		for i, key := range keys[k] {
+			if _, ok := have[key]; ok || queued[key] {
+				continue
+			}
+			queued[key] = true
+			jobs = append(jobs, job{k, i})
+		}
+	}
+	st.compressed = len(jobs)
+	st.reused = len(all) - len(jobs)
+	p.Stage("compress", len(jobs))
+	var mu sync.Mutex
+	fresh := make(map[string][]byte, len(jobs))
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(workers)
+	for _, j := range jobs {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			d := docSpecs[j.k]
+			s := spans[j.i]
+			n := 0
+			for _, e := range entries[s.lo:s.hi] {
+				n += len(d.frag(e))
+			}
+			buf := make([]byte, 0, n)
+			for _, e := range entries[s.lo:s.hi] {
+				buf = append(buf, d.frag(e)...)
+			}
+			out := c.encode(make([]byte, 0, n/4+64), buf)
+			mu.Lock()
+			fresh[keys[j.k][j.i]] = out
+			mu.Unlock()
+			p.Step(1)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return docs, st, err
+	}
+	if err := ctx.Err(); err != nil {
+		return docs, st, err
+	}
+
+	for k, d := range docSpecs {
+		doc := &docs[k]
+		doc.frames = make([][]byte, 0, len(spans)+2)
+		doc.frames = append(doc.frames, c.encode(nil, d.header(len(entries))))
+		for _, key := range keys[k] {
+			b, ok := have[key]
+			if !ok {
+				b = fresh[key]
+			}
+			doc.frames = append(doc.frames, b)
+		}
+		doc.frames = append(doc.frames, c.encode(nil, d.footer))
+		h := sha256.New()
+		for _, f := range doc.frames {
+			h.Write(f)
+			doc.size += int64(len(f))
+		}
+		doc.checksum = hex.EncodeToString(h.Sum(nil))
+	}
+	if cache != nil && len(fresh) > 0 {
+		if err := cache.PutBlocks(ctx, fresh); err != nil {
+			return docs, st, fmt.Errorf("writing block cache: %w", err)
+		}
+	}
+	return docs, st, nil
+}
