@@ -1,0 +1,17 @@
+// Package upgrade rolls an exact package version out to app hosts over SSH,
+// group by group, with health gates between groups, and purges the proxy
+// caches last.
+//
+// It owns the inventory schema (the [upgrade] section of repoctl.toml, or an
+// Ansible INI/YAML inventory), the rollout plan (every host, every command,
+// in order), the SSH transport (host keys always checked against
+// known_hosts), and the rollout state machine, which it keeps in its own
+// bbolt file (ROOT/rollouts.db) so that a rollout can be inspected, resumed
+// or aborted after the process running it was killed. Resume never repeats a
+// host's step that was recorded as finished.
+//
+// It is NOT a package repository: it imports nothing of repo, sign or
+// metadata. Whoever moves a package between channels (cmd/repoctl's promote)
+// hands it the promoted and previous NEVRA, an event recorder for the audit
+// log and a callback that restores the channel on rollback.
+package upgrade

@@ -1,0 +1,591 @@
+package upgrade
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
+)
+
+// Event kinds, as handed to the recorder and the progress callback.
+const (
+	EventStarted    = "rollout-started"
+	EventResumed    = "rollout-resumed"
+	EventStepStart  = "step-started" // progress only, not recorded
+	EventStepSkip   = "step-skipped" // progress only: finished before a resume
+	EventStepDone   = "step-done"
+	EventStepFailed = "step-failed"
+	EventPhaseDone  = "phase-done"
+	EventHalted     = "rollout-halted"
+	EventDone       = "rollout-done"
+	EventRollback   = "rollback-started"
+	EventRestored   = "channel-restored"
+	EventRolledBack = "rollout-rolled-back"
+	EventAborted    = "rollout-aborted"
+)
+
+// Event is one thing that happened in a rollout.
+type Event struct {
+	Time       time.Time `json:"time"`
+	Rollout    string    `json:"rollout"`
+	Kind       string    `json:"kind"`
+	NEVRA      string    `json:"nevra"`
+	Phase      string    `json:"phase,omitempty"`
+	Host       string    `json:"host,omitempty"`
+	Command    string    `json:"command,omitempty"`
+	ExitStatus int       `json:"exit_status,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+}
+
+// Recorder appends an event to the audit log. A recorder error halts the
+// rollout: a step that cannot be recorded must not be followed by more.
+type Recorder func(ctx context.Context, ev Event) error
+
+// RestoreFunc puts the channel back as it was before the promote. It gets
+// the rollout so it can read Plan.Meta.
+type RestoreFunc func(ctx context.Context, r *Rollout) error
+
+type options struct {
+	recorder Recorder
+	progress func(Event)
+	restore  RestoreFunc
+}
+
+// Option configures a Manager.
+type Option func(*options) error
+
+// WithRecorder sets the audit recorder (default: none).
+func WithRecorder(f Recorder) Option {
+	return func(o *options) error { o.recorder = f; return nil }
+}
+
+// WithProgress sets a callback that sees every event, including per-host
+// starts and skips (default: none). It must not block for long.
+func WithProgress(f func(Event)) Option {
+	return func(o *options) error { o.progress = f; return nil }
+}
+
+// WithRestore sets what rollback calls after the hosts are downgraded
+// (default: none, and rollback then leaves the channel alone).
+func WithRestore(f RestoreFunc) Option {
+	return func(o *options) error { o.restore = f; return nil }
+}
+
+// Manager runs and inspects rollouts kept under one root directory.
+type Manager struct {
+	st   *store
+	opts options
+}
+
+// NewManager keeps its state in root/rollouts.db and root/rollouts.d/.
+func NewManager(root string, opts ...Option) (*Manager, error) {
+	m := &Manager{}
+	for _, o := range opts {
+		if err := o(&m.opts); err != nil {
+			return nil, err
+		}
+	}
+	st, err := newStore(root)
+	if err != nil {
+		return nil, err
+	}
+	m.st = st
+	return m, nil
+}
+
+// HaltError is returned (wrapping ErrHalted) when a phase failed. Failed has
+// every host's record for the failed phase that did not succeed: what ran
+// and what it printed.
+type HaltError struct {
+	Rollout    string
+	Phase      string
+	Failed     []StepRecord
+	RolledBack bool
+	Cause      string
+}
+
+func (e *HaltError) Error() string {
+	var hosts []string
+	for _, f := range e.Failed {
+		hosts = append(hosts, f.Host)
+	}
+	s := fmt.Sprintf("rollout %s halted at %q", e.Rollout, e.Phase)
+	if len(hosts) > 0 {
+		s += " on " + strings.Join(hosts, ", ")
+	}
+	if e.Cause != "" {
+		s += ": " + e.Cause
+	}
+	if e.RolledBack {
+		s += " (rolled back)"
+	}
+	return s
+}
+
+// Unwrap makes errors.Is(err, ErrHalted) true.
+func (e *HaltError) Unwrap() error { return ErrHalted }
+
+func newID() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// Start records a new rollout of plan, takes its hosts, and runs it to the
+// end, a halt, or ctx's end. The returned Rollout is the final state; on a
+// halt the error is a *HaltError.
+func (m *Manager) Start(ctx context.Context, plan *Plan) (*Rollout, error) {
+	tr, err := newSSHTransport(plan.Settings)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Close()
+	host, _ := os.Hostname()
+	now := time.Now().UTC()
+	r := &Rollout{ID: newID(), State: StateRunning, Plan: *plan, Created: now, Updated: now,
+		PID: os.Getpid(), Hostname: host}
+	lk, err := m.st.lock(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.release()
+	if err := m.st.create(ctx, r); err != nil {
+		return nil, fmt.Errorf("starting rollout of %q: %w", plan.NEVRA, err)
+	}
+	if err := m.emit(ctx, r, Event{Kind: EventStarted, Detail: fmt.Sprintf("previous %s, restart %s", orNone(plan.Previous), plan.Restart)}); err != nil {
+		return m.halt(ctx, r, "start", nil, err)
+	}
+	return m.run(ctx, r, tr)
+}
+
+// Resume continues an interrupted or halted rollout ("" = the newest
+// unfinished one). Host steps recorded as done are not run again; steps in
+// flight when the process died are re-run (all plan steps are idempotent).
+func (m *Manager) Resume(ctx context.Context, id string) (*Rollout, error) {
+	if id == "" {
+		r, err := m.newest(ctx, true)
+		if err != nil {
+			return nil, err
+		}
+		id = r.ID
+	}
+	lk, err := m.st.lock(id)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.release()
+	r, err := m.st.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.State.Terminal() {
+		return r, fmt.Errorf("resuming %s (%s): %w", id, r.State, ErrFinished)
+	}
+	tr, err := newSSHTransport(r.Plan.Settings)
+	if err != nil {
+		return r, err
+	}
+	defer tr.Close()
+	r.State, r.PID, r.Error = StateRunning, os.Getpid(), ""
+	r.Hostname, _ = os.Hostname()
+	if err := m.st.saveState(ctx, r); err != nil {
+		return r, err
+	}
+	if err := m.emit(ctx, r, Event{Kind: EventResumed}); err != nil {
+		return m.halt(ctx, r, "resume", nil, err)
+	}
+	return m.run(ctx, r, tr)
+}
+
+// Abort marks a rollout aborted and frees its hosts. Nothing is undone on
+// the hosts. A live process running it stops before its next phase.
+func (m *Manager) Abort(ctx context.Context, id string) (*Rollout, error) {
+	if id == "" {
+		r, err := m.newest(ctx, true)
+		if err != nil {
+			return nil, err
+		}
+		id = r.ID
+	}
+	var r *Rollout
+	err := m.st.do(ctx, true, func(tx *bolt.Tx) error {
+		var err error
+		if r, err = getRollout(tx, id); err != nil {
+			return err
+		}
+		if r.State.Terminal() {
+			return fmt.Errorf("aborting %s (%s): %w", id, r.State, ErrFinished)
+		}
+		r.State, r.Updated = StateAborted, time.Now().UTC()
+		return putRollout(tx, r)
+	})
+	if err != nil {
+		return r, err
+	}
+	r.Live = m.st.live(id)
+	return r, m.emit(ctx, r, Event{Kind: EventAborted})
+}
+
+// Get returns one rollout with its step records ("" = the newest).
+func (m *Manager) Get(ctx context.Context, id string) (*Rollout, error) {
+	if id == "" {
+		return m.newest(ctx, false)
+	}
+	return m.st.get(ctx, id)
+}
+
+// List returns every rollout, oldest first.
+func (m *Manager) List(ctx context.Context) ([]*Rollout, error) { return m.st.list(ctx) }
+
+func (m *Manager) newest(ctx context.Context, unfinished bool) (*Rollout, error) {
+	all, err := m.st.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		if !unfinished || !all[i].State.Terminal() {
+			return all[i], nil
+		}
+	}
+	if unfinished {
+		return nil, fmt.Errorf("no unfinished rollout: %w", ErrNotFound)
+	}
+	return nil, ErrNotFound
+}
+
+func (m *Manager) emit(ctx context.Context, r *Rollout, ev Event) error {
+	ev.Time, ev.Rollout, ev.NEVRA = time.Now().UTC(), r.ID, r.Plan.NEVRA
+	if m.opts.progress != nil {
+		m.opts.progress(ev)
+	}
+	if m.opts.recorder == nil || ev.Kind == EventStepStart || ev.Kind == EventStepSkip {
+		return nil
+	}
+	// The audit record is written even when ctx was cancelled: it says why
+	// the rollout stopped.
+	if err := m.opts.recorder(context.WithoutCancel(ctx), ev); err != nil {
+		return fmt.Errorf("recording %s event: %w", ev.Kind, err)
+	}
+	return nil
+}
+
+func (m *Manager) halt(ctx context.Context, r *Rollout, phase string, failed []StepRecord, cause error) (*Rollout, error) {
+	r.State = StateHalted
+	he := &HaltError{Rollout: r.ID, Phase: phase, Failed: failed}
+	if cause != nil {
+		he.Cause = cause.Error()
+		r.Error = he.Cause
+	} else {
+		r.Error = he.Error()
+	}
+	bg := context.WithoutCancel(ctx)
+	if err := m.st.saveState(bg, r); err != nil {
+		return r, errors.Join(he, err)
+	}
+	if err := m.emit(bg, r, Event{Kind: EventHalted, Phase: phase, Detail: r.Error}); err != nil {
+		return r, errors.Join(he, err)
+	}
+	if errors.Is(cause, context.Canceled) {
+		return r, errors.Join(he, cause)
+	}
+	return r, he
+}
+
+func (m *Manager) aborted(ctx context.Context, r *Rollout) bool {
+	cur, err := m.st.get(ctx, r.ID)
+	return err == nil && cur.State == StateAborted
+}
+
+func (m *Manager) run(ctx context.Context, r *Rollout, tr runner) (*Rollout, error) {
+	steps := map[string]StepRecord{}
+	for _, s := range r.Steps {
+		steps[s.Key] = s
+	}
+	var mu sync.Mutex
+	ex := &executor{m: m, r: r, tr: tr, steps: steps, mu: &mu}
+	if !r.RollingBack {
+		for i, ph := range r.Plan.Phases {
+			if m.aborted(ctx, r) {
+				r.State = StateAborted
+				return r, fmt.Errorf("rollout %s: %w", r.ID, ErrFinished)
+			}
+			failed, err := ex.phase(ctx, fmt.Sprintf("p%03d", i), ph, nil)
+			if err == nil && len(failed) == 0 {
+				if err = m.emit(ctx, r, Event{Kind: EventPhaseDone, Phase: ph.Name}); err == nil {
+					continue
+				}
+			}
+			if errors.Is(err, context.Canceled) || !r.Plan.RollbackOnFailure || errors.Is(err, ErrNotIdempotent) {
+				return m.halt(ctx, r, ph.Name, failed, err)
+			}
+			r.RollingBack = true
+			r.Error = fmt.Sprintf("phase %q failed", ph.Name)
+			if err := m.st.saveState(ctx, r); err != nil {
+				return r, err
+			}
+			if err := m.emit(ctx, r, Event{Kind: EventRollback, Phase: ph.Name, Detail: r.Error}); err != nil {
+				return m.halt(ctx, r, "rollback", failed, err)
+			}
+			break
+		}
+		if !r.RollingBack {
+			r.State = StateDone
+			r.Error = ""
+			if err := m.st.saveState(ctx, r); err != nil {
+				return r, err
+			}
+			return r, m.emit(ctx, r, Event{Kind: EventDone})
+		}
+	}
+	return m.rollback(ctx, ex)
+}
+
+// rollback downgrades, restarts and verifies every host whose update was
+// at least started, then restores the channel.
+func (m *Manager) rollback(ctx context.Context, ex *executor) (*Rollout, error) {
+	r := ex.r
+	updated := map[string]bool{}
+	for i, ph := range r.Plan.Phases {
+		if !ph.Updates {
+			continue
+		}
+		for _, t := range ph.Tasks {
+			if _, ok := ex.steps[fmt.Sprintf("p%03d/%s", i, t.Target.Host)]; ok {
+				updated[t.Target.Host] = true
+			}
+		}
+	}
+	firstFail := r.Error
+	for i, ph := range r.Plan.Rollback {
+		failed, err := ex.phase(ctx, fmt.Sprintf("r%03d", i), ph, updated)
+		if err != nil || len(failed) > 0 {
+			return m.halt(ctx, r, ph.Name, failed, err)
+		}
+		if err := m.emit(ctx, r, Event{Kind: EventPhaseDone, Phase: ph.Name}); err != nil {
+			return m.halt(ctx, r, ph.Name, nil, err)
+		}
+	}
+	const restoreKey = "r999/channel"
+	if s, ok := ex.steps[restoreKey]; (!ok || s.State != StepDone) && m.opts.restore != nil {
+		rec := StepRecord{Key: restoreKey, Phase: "restore channel", Host: "-", State: StepRunning, Started: time.Now().UTC(), Runs: s.Runs + 1}
+		if err := m.st.putStep(ctx, r.ID, rec); err != nil {
+			return r, err
+		}
+		err := m.opts.restore(ctx, r)
+		rec.Finished, rec.State = time.Now().UTC(), StepDone
+		if err != nil {
+			rec.State, rec.Error = StepFailed, err.Error()
+		}
+		if perr := m.st.putStep(ctx, r.ID, rec); perr != nil {
+			return r, perr
+		}
+		if err != nil {
+			return m.halt(ctx, r, "restore channel", []StepRecord{rec}, err)
+		}
+		if err := m.emit(ctx, r, Event{Kind: EventRestored}); err != nil {
+			return m.halt(ctx, r, "restore channel", nil, err)
+		}
+	}
+	r.State = StateRolledBack
+	if err := m.st.saveState(ctx, r); err != nil {
+		return r, err
+	}
+	if err := m.emit(ctx, r, Event{Kind: EventRolledBack, Detail: firstFail}); err != nil {
+		return r, err
+	}
+	all, _ := m.st.get(ctx, r.ID)
+	var failed []StepRecord
+	if all != nil {
+		r.Steps = all.Steps
+		for _, s := range all.Steps {
+			if s.State == StepFailed {
+				failed = append(failed, s)
+			}
+		}
+	}
+	return r, &HaltError{Rollout: r.ID, Phase: strings.TrimPrefix(firstFail, "phase "), Failed: failed, RolledBack: true}
+}
+
+// runner is the transport seen by the executor.
+type runner interface {
+	Run(ctx context.Context, t Target, cmd string) (CommandResult, error)
+}
+
+type executor struct {
+	m     *Manager
+	r     *Rollout
+	tr    runner
+	mu    *sync.Mutex
+	steps map[string]StepRecord
+}
+
+// phase runs one phase over its hosts (only those in only, if non-nil),
+// skipping host steps already done. It returns the records of hosts that
+// failed; err is for things that are not one host's failure.
+func (ex *executor) phase(ctx context.Context, prefix string, ph Phase, only map[string]bool) ([]StepRecord, error) {
+	var g errgroup.Group
+	g.SetLimit(max(1, ex.r.Plan.Settings.Concurrency))
+	var failed []StepRecord
+	var fmu sync.Mutex
+	for _, t := range ph.Tasks {
+		if only != nil && !only[t.Target.Host] {
+			continue
+		}
+		key := prefix + "/" + t.Target.Host
+		ex.mu.Lock()
+		prev, seen := ex.steps[key]
+		ex.mu.Unlock()
+		if seen && prev.State == StepDone {
+			_ = ex.m.emit(ctx, ex.r, Event{Kind: EventStepSkip, Phase: ph.Name, Host: t.Target.Host})
+			continue
+		}
+		if seen && prev.State == StepRunning && !ph.Idempotent {
+			prev.Error = ErrNotIdempotent.Error()
+			return []StepRecord{prev}, fmt.Errorf("%s on %s: %w", ph.Name, t.Target.Host, ErrNotIdempotent)
+		}
+		g.Go(func() error {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			default:
+			}
+			rec, err := ex.task(ctx, key, ph, t, prev.Runs)
+			if err != nil {
+				return err
+			}
+			if rec.State != StepDone {
+				fmu.Lock()
+				failed = append(failed, rec)
+				fmu.Unlock()
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	sort.Slice(failed, func(i, j int) bool { return failed[i].Host < failed[j].Host })
+	return failed, err
+}
+
+func (ex *executor) task(ctx context.Context, key string, ph Phase, t Task, runs int) (StepRecord, error) {
+	rec := StepRecord{Key: key, Phase: ph.Name, Host: t.Target.Host, State: StepRunning,
+		Command: t.Command, Runs: runs + 1, Started: time.Now().UTC()}
+	if t.Health != nil {
+		rec.Command = "GET " + t.Health.URL
+	}
+	if err := ex.m.st.putStep(ctx, ex.r.ID, rec); err != nil {
+		return rec, err
+	}
+	ex.mu.Lock()
+	ex.steps[key] = rec
+	ex.mu.Unlock()
+	_ = ex.m.emit(ctx, ex.r, Event{Kind: EventStepStart, Phase: ph.Name, Host: t.Target.Host, Command: rec.Command})
+	var err error
+	if t.Health != nil {
+		rec.Stdout, err = checkHealth(ctx, t.Health)
+	} else {
+		var res CommandResult
+		res, err = ex.tr.Run(ctx, t.Target, t.Command)
+		rec.ExitStatus, rec.Stdout, rec.Stderr = res.ExitStatus, res.Stdout, res.Stderr
+		if err == nil && res.ExitStatus != 0 {
+			err = fmt.Errorf("exit status %d", res.ExitStatus)
+		}
+	}
+	if ctx.Err() != nil {
+		// Interrupted: leave the record "running" so resume re-runs it.
+		return rec, ctx.Err()
+	}
+	rec.Finished, rec.State = time.Now().UTC(), StepDone
+	kind := EventStepDone
+	if err != nil {
+		rec.State, rec.Error, kind = StepFailed, err.Error(), EventStepFailed
+	}
+	if perr := ex.m.st.putStep(ctx, ex.r.ID, rec); perr != nil {
+		return rec, perr
+	}
+	ex.mu.Lock()
+	ex.steps[key] = rec
+	ex.mu.Unlock()
+	ev := Event{Kind: kind, Phase: ph.Name, Host: t.Target.Host, Command: rec.Command, ExitStatus: rec.ExitStatus, Detail: rec.Error}
+	if eerr := ex.m.emit(ctx, ex.r, ev); eerr != nil {
+		return rec, eerr
+	}
+	return rec, nil
+}
+
+// checkHealth runs the HTTP gate; the returned log says what each try saw.
+func checkHealth(ctx context.Context, h *Health) (string, error) {
+	client := &http.Client{Timeout: h.Timeout.Duration}
+	var log strings.Builder
+	once := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			fmt.Fprintf(&log, "%s GET %s: %v\n", time.Now().UTC().Format(time.RFC3339Nano), h.URL, err)
+			return err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		snippet := strings.TrimSpace(string(body))
+		if len(snippet) > 200 {
+			snippet = snippet[:200] + "..."
+		}
+		fmt.Fprintf(&log, "%s GET %s: %d %q\n", time.Now().UTC().Format(time.RFC3339Nano), h.URL, resp.StatusCode, snippet)
+		if h.ExpectStatus != 0 && resp.StatusCode != h.ExpectStatus {
+			return fmt.Errorf("status %d, want %d", resp.StatusCode, h.ExpectStatus)
+		}
+		if h.ExpectBody != "" && !strings.Contains(string(body), h.ExpectBody) {
+			return fmt.Errorf("body does not contain %q", h.ExpectBody)
+		}
+		return nil
+	}
+	sleep := func(d time.Duration) error {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		}
+	}
+	tries := max(1, h.Retries)
+	var err error
+	for i := 0; i < tries; i++ {
+		if i > 0 {
+			if serr := sleep(h.Interval.Duration); serr != nil {
+				return log.String(), serr
+			}
+		}
+		if err = once(); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return log.String(), fmt.Errorf("health gate failed after %d tries: %w", tries, err)
+	}
+	// Soak: it must stay healthy, not just answer once.
+	deadline := time.Now().Add(h.Soak.Duration)
+	for h.Soak.Duration > 0 && time.Now().Before(deadline) {
+		if serr := sleep(min(max(h.Interval.Duration, 100*time.Millisecond), time.Until(deadline))); serr != nil {
+			return log.String(), serr
+		}
+		if err := once(); err != nil {
+			return log.String(), fmt.Errorf("health gate failed during soak: %w", err)
+		}
+	}
+	return log.String(), nil
+}
