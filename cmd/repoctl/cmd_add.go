@@ -1,0 +1,111 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/repoctl/repoctl/repo"
+)
+
+func init() {
+	var o repo.AddOptions
+	cmd := &cobra.Command{
+		Use:   "add FILE...",
+		Short: "Validate, sign, place and publish RPMs (new packages land in staging)",
+		Long: `Add runs the ingest pipeline on each FILE: validate the header, sign a private
+copy with the repository key (your file is not modified), place it into every
+target directory (routed by dist tag and arch; noarch into every arch), publish
+repodata with repomd.xml.asc, and record it in the event log.
+
+Re-adding identical bytes is a no-op ("unchanged"). A different file with the
+same NEVRA is rejected. Rejected files are copied to ROOT/rejected/ with a
+.reason file, and the exit status is 3.
+
+When the daemon runs, the work is done by the daemon through its socket;
+otherwise add takes the ROOT lock itself (waiting for it if needed).`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, done, err := connectService(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := svc.Add(cmd.Context(), args, o)
+			if err != nil {
+				return err
+			}
+			if err := printAddResults(cmd.OutOrStdout(), res); err != nil {
+				return err
+			}
+			n := 0
+			for _, r := range res {
+				if r.Action == repo.ActionRejected {
+					n++
+				}
+			}
+			if n > 0 {
+				return fmt.Errorf("%w: %d of %d files", repo.ErrRejected, n, len(res))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.Repo, "repo", "", "repository name (default: the config's default_repo)")
+	cmd.Flags().StringVar(&o.Channel, "channel", "", "channel to add to (default: the config's default_channel, staging)")
+	rootCmd.AddCommand(cmd)
+
+	exitCoders = append(exitCoders, func(err error) (int, bool) {
+		switch {
+		case errors.Is(err, repo.ErrRejected), errors.Is(err, repo.ErrDuplicateNEVRA):
+			return exitRejected, true
+		case errors.Is(err, repo.ErrLocked):
+			return exitBusy, true
+		case errors.Is(err, repo.ErrAmbiguous):
+			return exitUsage, true
+		}
+		return 0, false
+	})
+}
+
+// connectService opens the daemon's socket or, without a daemon, the root
+// itself, telling the user on stderr when it has to wait for the lock.
+func connectService(cmd *cobra.Command) (repo.Service, func() error, error) {
+	opts := []repo.Option{repo.WithNotify(func(msg string) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "repoctl: %s\n", msg)
+	})}
+	if globals.config != "" {
+		opts = append(opts, repo.WithConfigFile(globals.config))
+	}
+	return repo.Connect(cmd.Context(), globals.root, opts...)
+}
+
+func printJSONTo(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printAddResults(w io.Writer, res []repo.AddResult) error {
+	if globals.output == "json" {
+		return printJSONTo(w, res)
+	}
+	for _, r := range res {
+		switch r.Action {
+		case repo.ActionRejected:
+			fmt.Fprintf(w, "rejected   %s\n           %s\n", r.Path, r.Reason)
+			if r.Rejected != "" {
+				fmt.Fprintf(w, "           kept as %s\n", r.Rejected)
+			}
+		default:
+			fmt.Fprintf(w, "%-10s %s  key %s\n", r.Action, r.NEVRA, r.KeyID)
+			for _, p := range r.RepoPaths {
+				fmt.Fprintf(w, "           %s\n", p)
+			}
+		}
+	}
+	return nil
+}
+

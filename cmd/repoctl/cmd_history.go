@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/repoctl/repoctl/repo"
+)
+
+func init() {
+	var o repo.HistoryOptions
+	cmd := &cobra.Command{
+		Use:   "history",
+		Short: "Show the event log (who did what, when); --verify checks its hash chain",
+		Long: `History prints the append-only event log, oldest first. Each event is
+hash-chained to the one before it; --verify recomputes the chain and fails
+(exit 1) naming the first event that was altered, reordered or removed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, done, err := connectService(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			evs, err := svc.History(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if globals.output == "json" {
+				return printJSONTo(cmd.OutOrStdout(), evs)
+			}
+			w := cmd.OutOrStdout()
+			for _, e := range evs {
+				fmt.Fprintf(w, "%6d  %s  %-10s %-10s", e.Seq, e.Time.Format("2006-01-02T15:04:05Z"), e.Who, e.Action)
+				for _, s := range []string{e.Repo, e.Channel, e.NEVRA, e.Path} {
+					if s != "" {
+						fmt.Fprintf(w, " %s", s)
+					}
+				}
+				keys := make([]string, 0, len(e.Details))
+				for k := range e.Details {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				var kv []string
+				for _, k := range keys {
+					kv = append(kv, k+"="+e.Details[k])
+				}
+				if len(kv) > 0 {
+					fmt.Fprintf(w, "  %s", strings.Join(kv, " "))
+				}
+				fmt.Fprintln(w)
+			}
+			if o.Verify {
+				fmt.Fprintf(cmd.ErrOrStderr(), "repoctl: event log verified: %d events, hash chain intact\n", len(evs))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVarP(&o.Limit, "limit", "n", 0, "only the newest N events")
+	cmd.Flags().StringVar(&o.NEVRA, "nevra", "", "only events about this NEVRA")
+	cmd.Flags().StringVar(&o.Action, "action", "", "only events with this action (add, sign, publish, reject, remove, promote, restore, upgrade …)")
+	cmd.Flags().BoolVar(&o.Verify, "verify", false, "verify the hash chain of the whole log first")
+	rootCmd.AddCommand(cmd)
+}

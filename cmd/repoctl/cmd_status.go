@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the signing key, package counts, in-flight work and repository directories",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, done, err := connectService(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			st, err := svc.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if globals.output == "json" {
+				return printJSONTo(cmd.OutOrStdout(), st)
+			}
+			w := cmd.OutOrStdout()
+			via := "local (no daemon)"
+			if st.Daemon {
+				via = "daemon"
+			}
+			fmt.Fprintf(w, "root:      %s (%s)\nkey:       %s (%s)\nhttp:      %s\npackages:  %d\nevents:    %d\n",
+				st.Root, via, st.KeyID, st.Fingerprint, st.HTTP, st.Packages, st.Events)
+			fmt.Fprintf(w, "in flight: %d\nincoming:  %d\nrejected:  %d\n", st.InFlight, st.Incoming, st.Rejected)
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "\nDIRECTORY\tPACKAGES")
+			for _, r := range st.Repos {
+				fmt.Fprintf(tw, "%s\t%d\n", r.Dir, r.Packages)
+			}
+			return tw.Flush()
+		},
+	}
+	rootCmd.AddCommand(cmd)
+}

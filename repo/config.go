@@ -1,0 +1,377 @@
+package repo
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// ConfigFileName is the config file looked up in ROOT when --config is not
+// given. The file is optional: everything has an embedded default.
+const ConfigFileName = "repoctl.toml"
+
+// PublicKeyFile is where Open writes the public signing key, inside the
+// served tree so that Apache/nginx in front of ROOT/repo serve it too.
+const PublicKeyFile = "RPM-GPG-KEY-repoctl"
+
+// Config is ROOT/repoctl.toml. testdata/repoctl.example.toml documents every
+// key with its default. Paths are relative to Root unless absolute. Keys
+// that belong to other packages (the upgrade inventory: [upgrade], [[hosts]],
+// [[proxies]] …) are left alone here: File names the file so they can parse
+// it themselves.
+type Config struct {
+	Root string `toml:"-"` // absolute
+	File string `toml:"-"` // config file read, "" if none
+
+	Repos          []string `toml:"repos"`           // repository names; default ["main"]
+	DefaultRepo    string   `toml:"default_repo"`    // default: first of Repos
+	Channels       []string `toml:"channels"`        // default ["staging", "prod"]; order = promotion order
+	DefaultChannel string   `toml:"default_channel"` // where new packages land; default first channel
+
+	Paths    PathsConfig              `toml:"paths"`
+	HTTP     HTTPConfig               `toml:"http"`
+	Signing  SigningConfig            `toml:"signing"`
+	Publish  PublishConfig            `toml:"publish"`
+	Routing  RoutingConfig            `toml:"routing"`
+	Routes   []RouteRule              `toml:"route"`
+	Releases map[string]ReleaseConfig `toml:"releases"`
+	DropIns  []DropIn                 `toml:"dropin"`
+	Daemon   DaemonConfig             `toml:"daemon"`
+
+	routes []compiledRoute
+}
+
+// PathsConfig places the store and the working directories.
+type PathsConfig struct {
+	Repo     string `toml:"repo"`     // served tree; default "repo"
+	DB       string `toml:"db"`       // default "repoctl.db"
+	Spool    string `toml:"spool"`    // default "spool"
+	Rejected string `toml:"rejected"` // default "rejected"
+	Keys     string `toml:"keys"`     // default "keys"
+	Socket   string `toml:"socket"`   // daemon control socket; default "repoctl.sock"
+}
+
+// HTTPConfig is where the daemon serves ROOT/repo.
+type HTTPConfig struct {
+	Listen string `toml:"listen"` // default "127.0.0.1:8080"; "" or "off" disables
+	// PublicURL is the URL clients use in .repo files; default
+	// "http://LISTEN/". Set it when Apache/nginx serves the tree.
+	PublicURL string `toml:"public_url"`
+}
+
+// SigningConfig names the signing key.
+type SigningConfig struct {
+	// Key is an armored private key file (0600). Default ROOT/keys/signing.asc,
+	// generated on first start with Algo, Name and Email.
+	Key            string `toml:"key"`
+	PassphraseFile string `toml:"passphrase_file"` // or env REPOCTL_KEY_PASSPHRASE
+	Algo           string `toml:"algo"`            // rsa4096 (default), rsa3072, ed25519
+	Name           string `toml:"name"`            // default "repoctl"
+	Email          string `toml:"email"`           // default "repoctl@localhost"
+	Legacy         bool   `toml:"legacy"`          // also write header+payload signatures
+}
+
+// PublishConfig is passed to the metadata publisher.
+type PublishConfig struct {
+	Compression    string `toml:"compression"`     // "zstd" (default) or "gz" (EL7 yum)
+	ChangelogLimit int    `toml:"changelog_limit"` // default 10
+	Workers        int    `toml:"workers"`         // validate/sign workers; default GOMAXPROCS
+}
+
+// RoutingConfig is the fallback for packages without a recognised dist tag.
+type RoutingConfig struct {
+	Default       string   `toml:"default"`        // release dir, e.g. "el/9"; "" rejects
+	DefaultArches []string `toml:"default_arches"` // default ["x86_64", "aarch64"]
+}
+
+// RouteRule sends packages whose Release matches Match (a Go regexp) to
+// Release (a directory such as "el/7"). Rules are tried in order before the
+// dist-tag rule.
+type RouteRule struct {
+	Match   string `toml:"match"`
+	Release string `toml:"release"`
+}
+
+// ReleaseConfig lists the binary arches of one release directory.
+type ReleaseConfig struct {
+	Arches []string `toml:"arches"`
+}
+
+// DropIn is a directory the daemon watches.
+type DropIn struct {
+	Dir     string `toml:"dir"`     // relative to ROOT; default "incoming"
+	Repo    string `toml:"repo"`    // default: default_repo
+	Channel string `toml:"channel"` // default: default_channel
+}
+
+// DaemonConfig tunes the watcher.
+type DaemonConfig struct {
+	// Settle is how long a burst is coalesced before one ingest batch runs,
+	// as a Go duration; default "100ms".
+	Settle string `toml:"settle"`
+}
+
+type compiledRoute struct {
+	re      *regexp.Regexp
+	release string
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
+var releaseRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*(/[A-Za-z0-9][A-Za-z0-9._+-]*)*$`)
+
+// distTagRE finds the dist tag in a Release: "1.el9", "3.el9_2", "1.fc40",
+// "2.el7.centos" → (el, 9), (fc, 40).
+var distTagRE = regexp.MustCompile(`(?:^|\.)(el|fc)(\d+)(?:[._]|$)`)
+
+// LoadConfig reads the config for root. file may be "" (ROOT/repoctl.toml
+// if it exists, else the embedded defaults).
+func LoadConfig(root, file string) (*Config, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("resolving root %q: %w", root, err)
+	}
+	c := &Config{Root: abs}
+	explicit := file != ""
+	if !explicit {
+		file = filepath.Join(abs, ConfigFileName)
+	}
+	b, err := os.ReadFile(file)
+	switch {
+	case err == nil:
+		if _, err := toml.Decode(string(b), c); err != nil {
+			return nil, fmt.Errorf("%w: %q: %v", ErrBadConfig, file, err)
+		}
+		c.File = file
+	case errors.Is(err, fs.ErrNotExist) && !explicit:
+	default:
+		return nil, fmt.Errorf("reading config %q: %w", file, err)
+	}
+	if err := c.setDefaults(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) setDefaults() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadConfig, fmt.Sprintf(format, a...))
+	}
+	if len(c.Repos) == 0 {
+		c.Repos = []string{"main"}
+	}
+	for _, r := range c.Repos {
+		if !nameRE.MatchString(r) {
+			return bad("repository name %q: use letters, digits, . _ + -", r)
+		}
+	}
+	if c.DefaultRepo == "" {
+		c.DefaultRepo = c.Repos[0]
+	}
+	if !slices.Contains(c.Repos, c.DefaultRepo) {
+		return bad("default_repo %q is not in repos %v", c.DefaultRepo, c.Repos)
+	}
+	if len(c.Channels) == 0 {
+		c.Channels = []string{"staging", "prod"}
+	}
+	for _, ch := range c.Channels {
+		if !nameRE.MatchString(ch) {
+			return bad("channel name %q: use letters, digits, . _ + -", ch)
+		}
+	}
+	if c.DefaultChannel == "" {
+		c.DefaultChannel = c.Channels[0]
+	}
+	if !slices.Contains(c.Channels, c.DefaultChannel) {
+		return bad("default_channel %q is not in channels %v", c.DefaultChannel, c.Channels)
+	}
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&c.Paths.Repo, "repo")
+	def(&c.Paths.DB, "repoctl.db")
+	def(&c.Paths.Spool, "spool")
+	def(&c.Paths.Rejected, "rejected")
+	def(&c.Paths.Keys, "keys")
+	def(&c.Paths.Socket, "repoctl.sock")
+	for _, p := range []*string{&c.Paths.Repo, &c.Paths.DB, &c.Paths.Spool, &c.Paths.Rejected, &c.Paths.Keys, &c.Paths.Socket} {
+		*p = c.abs(*p)
+	}
+	def(&c.HTTP.Listen, "127.0.0.1:8080")
+	if c.HTTP.PublicURL == "" && c.HTTP.Listen != "off" {
+		host, port, err := net.SplitHostPort(c.HTTP.Listen)
+		if err != nil {
+			return bad("http.listen %q: %v", c.HTTP.Listen, err)
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "127.0.0.1"
+		}
+		c.HTTP.PublicURL = "http://" + net.JoinHostPort(host, port) + "/"
+	}
+	if c.HTTP.PublicURL != "" && !strings.HasSuffix(c.HTTP.PublicURL, "/") {
+		c.HTTP.PublicURL += "/"
+	}
+	def(&c.Signing.Algo, "rsa4096")
+	def(&c.Signing.Name, "repoctl")
+	def(&c.Signing.Email, "repoctl@localhost")
+	if c.Signing.Key != "" {
+		c.Signing.Key = c.abs(c.Signing.Key)
+	}
+	if c.Signing.PassphraseFile != "" {
+		c.Signing.PassphraseFile = c.abs(c.Signing.PassphraseFile)
+	}
+	def(&c.Publish.Compression, "zstd")
+	if c.Publish.Compression != "zstd" && c.Publish.Compression != "gz" {
+		return bad("publish.compression %q: zstd or gz", c.Publish.Compression)
+	}
+	if c.Publish.ChangelogLimit == 0 {
+		c.Publish.ChangelogLimit = 10
+	}
+	if len(c.Routing.DefaultArches) == 0 {
+		c.Routing.DefaultArches = []string{"x86_64", "aarch64"}
+	}
+	if c.Routing.Default != "" && !releaseRE.MatchString(c.Routing.Default) {
+		return bad("routing.default %q is not a release directory like el/9", c.Routing.Default)
+	}
+	for rel, rc := range c.Releases {
+		if !releaseRE.MatchString(rel) {
+			return bad("releases.%q is not a release directory like el/9", rel)
+		}
+		for _, a := range rc.Arches {
+			if !nameRE.MatchString(a) || a == "SRPMS" || a == "noarch" || a == "src" {
+				return bad("releases.%q: arch %q", rel, a)
+			}
+		}
+	}
+	for _, a := range c.Routing.DefaultArches {
+		if !nameRE.MatchString(a) || a == "SRPMS" || a == "noarch" || a == "src" {
+			return bad("routing.default_arches: arch %q", a)
+		}
+	}
+	c.routes = nil
+	for i, r := range c.Routes {
+		re, err := regexp.Compile(r.Match)
+		if err != nil {
+			return bad("route[%d].match %q: %v", i, r.Match, err)
+		}
+		if !releaseRE.MatchString(r.Release) {
+			return bad("route[%d].release %q is not a release directory like el/9", i, r.Release)
+		}
+		c.routes = append(c.routes, compiledRoute{re, r.Release})
+	}
+	if len(c.DropIns) == 0 {
+		c.DropIns = []DropIn{{Dir: "incoming"}}
+	}
+	for i := range c.DropIns {
+		d := &c.DropIns[i]
+		def(&d.Dir, "incoming")
+		d.Dir = c.abs(d.Dir)
+		def(&d.Repo, c.DefaultRepo)
+		def(&d.Channel, c.DefaultChannel)
+		if !slices.Contains(c.Repos, d.Repo) {
+			return bad("dropin %q: repo %q is not in repos %v", d.Dir, d.Repo, c.Repos)
+		}
+		if !slices.Contains(c.Channels, d.Channel) {
+			return bad("dropin %q: channel %q is not in channels %v", d.Dir, d.Channel, c.Channels)
+		}
+	}
+	def(&c.Daemon.Settle, "100ms")
+	return nil
+}
+
+func (c *Config) abs(p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(c.Root, p)
+}
+
+// KeyPath is the private signing key file in use.
+func (c *Config) KeyPath() string {
+	if c.Signing.Key != "" {
+		return c.Signing.Key
+	}
+	return filepath.Join(c.Paths.Keys, "signing.asc")
+}
+
+// Arches returns the binary arch directories of release rel.
+func (c *Config) Arches(rel string) []string {
+	if rc, ok := c.Releases[rel]; ok && len(rc.Arches) > 0 {
+		return rc.Arches
+	}
+	return c.Routing.DefaultArches
+}
+
+// RouteRelease picks the release directory for an RPM Release value.
+func (c *Config) RouteRelease(release string) (string, error) {
+	for _, r := range c.routes {
+		if r.re.MatchString(release) {
+			return r.release, nil
+		}
+	}
+	if m := distTagRE.FindStringSubmatch(release); m != nil {
+		return m[1] + "/" + m[2], nil
+	}
+	if c.Routing.Default != "" {
+		return c.Routing.Default, nil
+	}
+	return "", fmt.Errorf("%w: release %q has no dist tag (.elN, .fcN) and no [[route]] rule or routing.default matches", ErrUnroutable, release)
+}
+
+// Route returns the arch directories (below ROOT/repo/REPO/CHANNEL/REL/) a
+// package of the given release and arch goes to.
+func (c *Config) Route(release, arch string, source bool) (rel string, dirs []string, err error) {
+	rel, err = c.RouteRelease(release)
+	if err != nil {
+		return "", nil, err
+	}
+	arches := c.Arches(rel)
+	switch {
+	case source || arch == "src" || arch == "nosrc":
+		return rel, []string{"SRPMS"}, nil
+	case arch == "noarch":
+		return rel, slices.Clone(arches), nil
+	case slices.Contains(arches, arch):
+		return rel, []string{arch}, nil
+	}
+	return "", nil, fmt.Errorf("%w: arch %q is not configured for release %s (arches %v; set [releases.%q] arches)", ErrUnroutable, arch, rel, arches, rel)
+}
+
+// RepoDir is the repository directory, relative to ROOT/repo.
+func RepoDir(repo, channel, release, archDir string) string {
+	return filepath.ToSlash(filepath.Join(repo, channel, release, archDir))
+}
+
+// URL is the public URL of a directory relative to ROOT/repo.
+func (c *Config) URL(rel string) string {
+	return c.HTTP.PublicURL + strings.TrimPrefix(rel, "/")
+}
+
+func (c *Config) checkRepo(r string) (string, error) {
+	if r == "" {
+		return c.DefaultRepo, nil
+	}
+	if !slices.Contains(c.Repos, r) {
+		return "", fmt.Errorf("%w: unknown repository %q (configured: %v)", ErrBadConfig, r, c.Repos)
+	}
+	return r, nil
+}
+
+func (c *Config) checkChannel(ch, def string) (string, error) {
+	if ch == "" {
+		return def, nil
+	}
+	if !slices.Contains(c.Channels, ch) {
+		return "", fmt.Errorf("%w: unknown channel %q (configured: %v)", ErrBadConfig, ch, c.Channels)
+	}
+	return ch, nil
+}

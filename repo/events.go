@@ -1,0 +1,115 @@
+package repo
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os/user"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Event actions written by this package. Upgrade steps use their own
+// "upgrade.*" actions through RecordEvent.
+const (
+	EventAdd       = "add"
+	EventSign      = "sign"
+	EventPublish   = "publish"
+	EventReject    = "reject"
+	EventUnchanged = "unchanged"
+	EventRemove    = "remove"
+	EventPromote   = "promote"
+	EventRestore   = "restore"
+	EventResume    = "resume"
+	EventKey       = "key"
+)
+
+func seqKey(n uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], n)
+	return k[:]
+}
+
+// eventHash is sha256(prev || canonical JSON of e with Hash empty). The
+// JSON of a struct has a fixed field order and sorted map keys, and Time
+// is kept in UTC, so the encoding is canonical.
+func eventHash(e Event) (string, error) {
+	e.Hash = ""
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	h.Write([]byte(e.Prev))
+	h.Write(raw)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// appendEvent chains e onto the log inside tx, filling Seq, Time, Prev, Hash.
+func appendEvent(tx *bolt.Tx, e *Event) error {
+	b := tx.Bucket(bucketEvents)
+	var prev Event
+	if k, v := b.Cursor().Last(); k != nil {
+		if err := json.Unmarshal(v, &prev); err != nil {
+			return fmt.Errorf("decoding last event: %w", err)
+		}
+		e.Seq = prev.Seq + 1
+		e.Prev = prev.Hash
+	} else {
+		e.Seq = 1
+		e.Prev = ""
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Time = e.Time.UTC().Round(time.Microsecond)
+	if e.Who == "" {
+		e.Who = currentUser()
+	}
+	h, err := eventHash(*e)
+	if err != nil {
+		return err
+	}
+	e.Hash = h
+	return putJSON(b, seqKey(e.Seq), e)
+}
+
+// verifyEvents walks the whole chain and reports the first broken link.
+func verifyEvents(tx *bolt.Tx) error {
+	prev := ""
+	var want uint64 = 1
+	return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+		var e Event
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("%w: event key %x does not decode: %v", ErrTampered, k, err)
+		}
+		if len(k) != 8 || binary.BigEndian.Uint64(k) != e.Seq || e.Seq != want {
+			return fmt.Errorf("%w: event %d is out of sequence (expected %d)", ErrTampered, e.Seq, want)
+		}
+		if e.Prev != prev {
+			return fmt.Errorf("%w: event %d does not link to event %d", ErrTampered, e.Seq, e.Seq-1)
+		}
+		h, err := eventHash(e)
+		if err != nil {
+			return err
+		}
+		if h != e.Hash {
+			return fmt.Errorf("%w: event %d (%s %s) was altered: hash %s, stored %s", ErrTampered, e.Seq, e.Action, e.NEVRA, h, e.Hash)
+		}
+		prev = e.Hash
+		want++
+		return nil
+	})
+}
+
+var whoami = func() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return fmt.Sprintf("uid %d", currentUID())
+}()
+
+func currentUser() string { return whoami }

@@ -1,0 +1,749 @@
+package repo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/repoctl/repoctl/metadata"
+	"github.com/repoctl/repoctl/sign"
+)
+
+// failpoint, when set by a test, is called as each journal state is reached;
+// a non-nil error makes the pipeline return at once without cleaning up, as
+// if the process had died there.
+var failpoint func(state string) error
+
+func hit(state string) error {
+	if failpoint != nil {
+		return failpoint(state)
+	}
+	return nil
+}
+
+// Rejection reason codes: the first word of a .reason file.
+const (
+	reasonUnreadable = "unreadable"
+	reasonInvalid    = "invalid"
+	reasonUnroutable = "unroutable"
+	reasonDuplicate  = "duplicate-nevra"
+	reasonSign       = "sign-failed"
+)
+
+// ingestItem is a journal item plus what only this call needs.
+type ingestItem struct {
+	*journalItem
+	idx    int
+	orig   *metadata.Entry // header of the input, unsigned
+	dist   string
+	arches []string
+	done   bool
+}
+
+// Add runs the pipeline on the caller's files, which are copied, never
+// changed (unless o.Move). It returns one result per path; a rejected
+// file is not an error of the call.
+func (r *Repo) Add(ctx context.Context, paths []string, o AddOptions) ([]AddResult, error) {
+	return r.Ingest(ctx, paths, o)
+}
+
+// Ingest is the batch pipeline: validate → sign → place → publish → record,
+// with one publish per affected repository directory for the whole batch.
+// The daemon calls it with o.Move for files from drop-in directories; every
+// such file ends up in the repository, in ROOT/rejected, or (on error) in
+// the journal for Resume.
+func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddResult, error) {
+	repoName, err := r.cfg.checkRepo(o.Repo)
+	if err != nil {
+		return nil, err
+	}
+	channel, err := r.cfg.checkChannel(o.Channel, r.cfg.DefaultChannel)
+	if err != nil {
+		return nil, err
+	}
+	who := r.who(o.Who)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	if err := r.resumeLocked(ctx); err != nil {
+		return nil, err
+	}
+	results := make([]AddResult, len(paths))
+	items := make([]*ingestItem, len(paths))
+	now := time.Now().UTC()
+	for i, p := range paths {
+		results[i] = AddResult{Path: p}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			abs = p
+		}
+		id := newID()
+		items[i] = &ingestItem{idx: i, journalItem: &journalItem{
+			ID: id, Src: abs, Spool: filepath.Join(r.cfg.Paths.Spool, id+".rpm"), Move: o.Move,
+			Repo: repoName, Channel: channel, Who: who, State: stateReceived, Time: now,
+		}}
+	}
+	if err := r.st.setJournal(journalOf(items)...); err != nil {
+		return nil, fmt.Errorf("journaling batch: %w", err)
+	}
+	if err := hit(stateReceived); err != nil {
+		return nil, err
+	}
+	var events []Event
+	reject := func(it *ingestItem, code, msg string) error {
+		res := &results[it.idx]
+		res.Action, res.Reason = ActionRejected, code+": "+msg
+		it.done = true
+		dst, err := r.rejectFile(it, code, msg)
+		if err != nil {
+			return err
+		}
+		res.Rejected = dst
+		events = append(events, Event{Who: who, Action: EventReject, Repo: repoName, Channel: channel,
+			NEVRA: res.NEVRA, Path: it.Src, Details: map[string]string{"reason": res.Reason, "kept": dst}})
+		return nil
+	}
+
+	// receive: take a private copy (or the file itself for drop-ins).
+	for _, it := range items {
+		if err := receiveFile(it.journalItem); err != nil {
+			results[it.idx].Action = ActionRejected
+			results[it.idx].Reason = reasonUnreadable + ": " + err.Error()
+			it.done = true
+			events = append(events, Event{Who: who, Action: EventReject, Repo: repoName, Channel: channel,
+				Path: it.Src, Details: map[string]string{"reason": results[it.idx].Reason}})
+		}
+	}
+	if err := syncDir(r.cfg.Paths.Spool); err != nil {
+		return nil, err
+	}
+
+	// validate: read headers with bounded workers.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.o.workers)
+	verrs := make([]error, len(items))
+	for _, it := range items {
+		if it.done {
+			continue
+		}
+		g.Go(func() error {
+			pkg, err := metadata.ReadFile(gctx, it.Spool)
+			if err == nil {
+				it.orig, err = pkg.Entry(filepath.Base(it.Spool), metadata.RenderOptions{ChangelogLimit: r.cfg.Publish.ChangelogLimit})
+			}
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			verrs[it.idx] = err
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	claimed := map[string]*ingestItem{}
+	err = r.st.db.View(func(tx *bolt.Tx) error {
+		for _, it := range items {
+			if it.done {
+				continue
+			}
+			if err := verrs[it.idx]; err != nil {
+				if err := reject(it, reasonInvalid, err.Error()); err != nil {
+					return err
+				}
+				continue
+			}
+			e := it.orig
+			nevra := formatNEVRA(e.Name, e.Epoch, e.Version, e.Release, e.Arch)
+			results[it.idx].NEVRA = nevra
+			dist, arches, err := r.cfg.Route(e.Release, e.Arch, e.Arch == "src")
+			if err != nil {
+				if err := reject(it, reasonUnroutable, strings.TrimPrefix(err.Error(), ErrUnroutable.Error()+": ")); err != nil {
+					return err
+				}
+				continue
+			}
+			it.dist, it.arches = dist, arches
+			old, err := getPackage(tx, repoName, nevra)
+			if err != nil {
+				return err
+			}
+			if old != nil {
+				if old.OrigSHA256 == e.PkgID || old.SHA256 == e.PkgID {
+					r.unchanged(it, old, &results[it.idx], &events)
+					continue
+				}
+				msg := fmt.Sprintf("%s is already in repository %s with different content (input sha256 %s, this file %s); a released package is never replaced: bump the release", nevra, repoName, old.OrigSHA256, e.PkgID)
+				if err := reject(it, reasonDuplicate, msg); err != nil {
+					return err
+				}
+				continue
+			}
+			if first, ok := claimed[nevra]; ok {
+				if first.orig.PkgID == e.PkgID {
+					results[it.idx].Action = ActionUnchanged
+					results[it.idx].Reason = "same file as " + first.Src + " in this batch"
+					it.done = true
+					os.Remove(it.Spool)
+					continue
+				}
+				msg := fmt.Sprintf("%s appears twice in this batch with different content (%s and %s)", nevra, first.Src, it.Src)
+				if err := reject(it, reasonDuplicate, msg); err != nil {
+					return err
+				}
+				continue
+			}
+			claimed[nevra] = it
+			it.State = stateValidated
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	live := liveItems(items)
+	if err := r.st.setJournal(journalOf(live)...); err != nil {
+		return nil, err
+	}
+	if err := r.finishDone(items, events); err != nil {
+		return nil, err
+	}
+	events = nil
+	if err := hit(stateValidated); err != nil {
+		return nil, err
+	}
+	if len(live) == 0 {
+		return results, nil
+	}
+
+	// sign the private copies, durable as a batch.
+	spools := make([]string, len(live))
+	for i, it := range live {
+		spools[i] = it.Spool
+	}
+	sres, err := r.signer.SignFiles(ctx, spools)
+	if err != nil && len(sres) != len(live) {
+		r.o.log.Error("signing batch failed", "err", err)
+		return nil, fmt.Errorf("signing batch: %w", err)
+	}
+	for i, it := range live {
+		if sres[i].Err != nil {
+			if err := reject(it, reasonSign, sres[i].Err.Error()); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		pkg, err := metadata.ReadFile(ctx, it.Spool)
+		if err != nil {
+			return nil, fmt.Errorf("re-reading signed %q: %w", it.Src, err)
+		}
+		e := it.orig
+		fileName := fmt.Sprintf("%s-%s-%s.%s.rpm", e.Name, e.Version, e.Release, e.Arch)
+		entry, err := pkg.Entry(fileName, metadata.RenderOptions{ChangelogLimit: r.cfg.Publish.ChangelogLimit})
+		if err != nil {
+			return nil, fmt.Errorf("rendering signed %q: %w", it.Src, err)
+		}
+		keyID := sres[i].KeyID
+		if keyID == "" {
+			keyID = r.key.KeyID()
+		}
+		rec := &PackageRecord{
+			Repo: repoName, NEVRA: results[it.idx].NEVRA, Name: e.Name, Epoch: e.Epoch, Version: e.Version,
+			Release: e.Release, Arch: e.Arch, FileName: fileName,
+			OrigSHA256: e.PkgID, OrigSize: e.Size, SHA256: entry.PkgID, Size: entry.Size, KeyID: keyID,
+			Dist: it.dist, Added: now, AddedBy: who, Entry: entry,
+		}
+		for _, a := range it.arches {
+			dir := RepoDir(repoName, channel, it.dist, a)
+			rec.Placements = append(rec.Placements, Placement{Channel: channel, Release: it.dist, Arch: a,
+				Dir: dir, File: dir + "/" + fileName})
+		}
+		it.Record = rec
+		it.State = stateSigned
+	}
+	live = liveItems(items)
+	if err := r.st.setJournal(journalOf(live)...); err != nil {
+		return nil, err
+	}
+	if err := r.finishDone(items, events); err != nil {
+		return nil, err
+	}
+	if err := hit(stateSigned); err != nil {
+		return nil, err
+	}
+	if err := r.commit(ctx, journalOf(live), nil); err != nil {
+		return nil, err
+	}
+	for _, it := range live {
+		res := &results[it.idx]
+		res.Action = ActionAdded
+		res.KeyID = it.Record.KeyID
+		res.SHA256 = it.Record.SHA256
+		for _, pl := range it.Record.Placements {
+			res.RepoPaths = append(res.RepoPaths, pl.File)
+		}
+	}
+	return results, nil
+}
+
+func (r *Repo) unchanged(it *ingestItem, old *PackageRecord, res *AddResult, events *[]Event) {
+	res.Action = ActionUnchanged
+	res.KeyID = old.KeyID
+	res.SHA256 = old.SHA256
+	for _, pl := range old.Placements {
+		res.RepoPaths = append(res.RepoPaths, pl.File)
+	}
+	it.done = true
+	os.Remove(it.Spool)
+	*events = append(*events, Event{Who: it.Who, Action: EventUnchanged, Repo: it.Repo, Channel: it.Channel,
+		NEVRA: old.NEVRA, Path: it.Src})
+}
+
+// finishDone records the events of decided items and drops their journal
+// entries in one transaction.
+func (r *Repo) finishDone(items []*ingestItem, events []Event) error {
+	return r.st.db.Update(func(tx *bolt.Tx) error {
+		for _, it := range items {
+			if it.done {
+				if err := tx.Bucket(bucketJournal).Delete([]byte(it.ID)); err != nil {
+					return err
+				}
+			}
+		}
+		for i := range events {
+			if err := appendEvent(tx, &events[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func liveItems(items []*ingestItem) []*ingestItem {
+	var out []*ingestItem
+	for _, it := range items {
+		if !it.done {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+func journalOf(items []*ingestItem) []*journalItem {
+	out := make([]*journalItem, len(items))
+	for i, it := range items {
+		out[i] = it.journalItem
+	}
+	return out
+}
+
+// commit places, publishes and records items that are signed. It is the
+// part of the pipeline that Resume rolls forward.
+func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) error {
+	if len(items) == 0 {
+		return nil
+	}
+	dirs := map[string]bool{}
+	for _, it := range items {
+		src := it.Spool
+		if _, err := os.Stat(src); err != nil {
+			// Resume after a crash past placement: any placed copy will do.
+			src = ""
+			for _, pl := range it.Record.Placements {
+				if _, err := os.Stat(r.abs(pl.File)); err == nil {
+					src = r.abs(pl.File)
+					break
+				}
+			}
+			if src == "" {
+				return fmt.Errorf("placing %s: neither %q nor a placed copy exists", it.Record.NEVRA, it.Spool)
+			}
+		}
+		for _, pl := range it.Record.Placements {
+			if err := placeFile(src, r.abs(pl.File)); err != nil {
+				return fmt.Errorf("placing %s into %q: %w", it.Record.NEVRA, pl.Dir, err)
+			}
+			dirs[pl.Dir] = true
+		}
+		it.State = statePlaced
+	}
+	for d := range dirs {
+		if err := syncDir(r.abs(d)); err != nil {
+			return err
+		}
+	}
+	if err := r.st.setJournal(items...); err != nil {
+		return err
+	}
+	if err := hit(statePlaced); err != nil {
+		return err
+	}
+	pending := map[string][]*metadata.Entry{}
+	for _, it := range items {
+		for _, pl := range it.Record.Placements {
+			pending[pl.Dir] = append(pending[pl.Dir], it.Record.Entry)
+		}
+	}
+	events, err := r.publishDirs(ctx, sortedKeys(dirs), pending, items[0].Who)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		it.State = statePublished
+	}
+	if err := r.st.setJournal(items...); err != nil {
+		return err
+	}
+	if err := hit(statePublished); err != nil {
+		return err
+	}
+	err = r.st.db.Update(func(tx *bolt.Tx) error {
+		for _, it := range items {
+			rec := it.Record
+			if err := putPackage(tx, rec); err != nil {
+				return err
+			}
+			ev := []Event{
+				{Who: it.Who, Action: EventSign, Repo: rec.Repo, NEVRA: rec.NEVRA, Path: it.Src,
+					Details: map[string]string{"key_id": rec.KeyID, "sha256": rec.SHA256}},
+				{Who: it.Who, Action: EventAdd, Repo: rec.Repo, Channel: it.Channel, NEVRA: rec.NEVRA, Path: it.Src,
+					Details: map[string]string{"orig_sha256": rec.OrigSHA256, "files": strings.Join(placedFiles(rec.Placements), " ")}},
+			}
+			for i := range ev {
+				if err := appendEvent(tx, &ev[i]); err != nil {
+					return err
+				}
+			}
+			if err := tx.Bucket(bucketJournal).Delete([]byte(it.ID)); err != nil {
+				return err
+			}
+		}
+		for _, evs := range [][]Event{events, extra} {
+			for i := range evs {
+				if err := appendEvent(tx, &evs[i]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recording batch: %w", err)
+	}
+	for _, it := range items {
+		r.indexAdd(it.Record, it.Record.Placements)
+		os.Remove(it.Spool)
+	}
+	return nil
+}
+
+// publishDirs writes repodata for each dir from the index plus pending
+// entries not yet in the store, and returns one publish event per dir.
+func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[string][]*metadata.Entry, who string) ([]Event, error) {
+	var events []Event
+	for _, d := range dirs {
+		byNEVRA := map[string]*metadata.Entry{}
+		for n, e := range r.dirs[d] {
+			byNEVRA[n] = e
+		}
+		for _, e := range pending[d] {
+			byNEVRA[formatNEVRA(e.Name, e.Epoch, e.Version, e.Release, e.Arch)] = e
+		}
+		entries := make([]metadata.Entry, 0, len(byNEVRA))
+		for _, e := range byNEVRA {
+			entries = append(entries, *e)
+		}
+		sort.Slice(entries, func(i, j int) bool { return entries[i].Href < entries[j].Href })
+		abs := r.abs(d)
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		_, err := metadata.Publish(ctx, abs, entries,
+			metadata.WithCompression(r.cfg.Publish.Compression),
+			metadata.WithSigner(r.key.DetachSignArmored),
+			metadata.WithLockWait(true))
+		if err != nil {
+			return nil, fmt.Errorf("publishing %q: %w", d, err)
+		}
+		r.o.log.Info("published", "dir", d, "packages", len(entries), "took", time.Since(start))
+		events = append(events, Event{Who: who, Action: EventPublish, Path: d,
+			Details: map[string]string{"packages": strconv.Itoa(len(entries))}})
+	}
+	return events, nil
+}
+
+func placedFiles(pls []Placement) []string {
+	out := make([]string, len(pls))
+	for i, pl := range pls {
+		out[i] = pl.File
+	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// abs turns a path relative to ROOT/repo into an absolute one.
+func (r *Repo) abs(rel string) string {
+	return filepath.Join(r.cfg.Paths.Repo, filepath.FromSlash(rel))
+}
+
+// receiveFile puts the input into the spool: a rename for drop-ins (same
+// filesystem, atomic), otherwise a copy, so the caller's file is untouched.
+func receiveFile(it *journalItem) error {
+	fi, err := os.Stat(it.Src)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%q is not a regular file", it.Src)
+	}
+	if it.Move {
+		err := os.Rename(it.Src, it.Spool)
+		if err == nil || !errors.Is(err, syscall.EXDEV) {
+			return err
+		}
+		if err := copyFile(it.Src, it.Spool); err != nil {
+			return err
+		}
+		return os.Remove(it.Src)
+	}
+	return copyFile(it.Src, it.Spool)
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(dst)
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Chtimes(dst, fi.ModTime(), fi.ModTime())
+}
+
+// placeFile links src at dst (same inode, so the bytes and mtime the entry
+// describes are exactly what is served), copying if linking is impossible.
+func placeFile(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if a, err := os.Stat(src); err == nil {
+		if b, err := os.Stat(dst); err == nil {
+			if os.SameFile(a, b) {
+				return nil
+			}
+			// Left over from an interrupted run that never recorded it.
+			if err := os.Remove(dst); err != nil {
+				return err
+			}
+		}
+	}
+	err := os.Link(src, dst)
+	if err == nil {
+		return nil
+	}
+	tmp := filepath.Join(filepath.Dir(dst), ".place-"+filepath.Base(dst))
+	if err := copyFile(src, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// rejectFile keeps the bytes in ROOT/rejected/NAME with NAME.reason beside.
+// The .reason is written first, so a file in rejected/ always has one once
+// the move is done.
+func (r *Repo) rejectFile(it *ingestItem, code, msg string) (string, error) {
+	base := filepath.Base(it.Src)
+	if base == "" || base == "." || base == "/" || strings.HasPrefix(base, ".") {
+		base = "package" + base
+	}
+	dst := filepath.Join(r.cfg.Paths.Rejected, base)
+	for i := 1; ; i++ {
+		_, e1 := os.Lstat(dst)
+		_, e2 := os.Lstat(dst + ".reason")
+		if errors.Is(e1, os.ErrNotExist) && errors.Is(e2, os.ErrNotExist) {
+			break
+		}
+		dst = filepath.Join(r.cfg.Paths.Rejected, fmt.Sprintf("%s.%d", base, i))
+	}
+	reason := fmt.Sprintf("%s: %s\nfile: %s\nrepo: %s\nchannel: %s\ntime: %s\n",
+		code, oneLine(msg), it.Src, it.Repo, it.Channel, time.Now().UTC().Format(time.RFC3339))
+	if err := writeFileAtomic(dst+".reason", []byte(reason), 0o644); err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(it.Spool); err == nil {
+		if err := os.Rename(it.Spool, dst); err != nil {
+			return "", fmt.Errorf("moving rejected %q: %w", it.Src, err)
+		}
+	}
+	return dst, syncDir(r.cfg.Paths.Rejected)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// formatNEVRA is name-[epoch:]version-release.arch, epoch only when not 0.
+func formatNEVRA(name, epoch, version, release, arch string) string {
+	if epoch != "" && epoch != "0" {
+		return fmt.Sprintf("%s-%s:%s-%s.%s", name, epoch, version, release, arch)
+	}
+	return fmt.Sprintf("%s-%s-%s.%s", name, version, release, arch)
+}
+
+// Resume finishes what the ingest journal says was in flight: items that
+// were signed are placed, published and recorded; earlier ones are rolled
+// back (a drop-in goes back to its directory, an `add` copy is dropped).
+func (r *Repo) Resume(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	return r.resumeLocked(ctx)
+}
+
+func (r *Repo) resumeLocked(ctx context.Context) error {
+	if err := sign.Recover(ctx, signJournalDir(r.cfg)); err != nil {
+		return fmt.Errorf("recovering interrupted signatures: %w", err)
+	}
+	items, err := r.st.journal()
+	if err != nil {
+		return err
+	}
+	var forward []*journalItem
+	var back []string
+	for _, it := range items {
+		switch it.State {
+		case stateReceived, stateValidated:
+			if err := r.rollBack(it); err != nil {
+				return err
+			}
+			back = append(back, it.ID)
+		default:
+			if it.Record == nil {
+				return fmt.Errorf("journal item %s in state %s has no record", it.ID, it.State)
+			}
+			forward = append(forward, it)
+		}
+	}
+	if len(back) > 0 {
+		err := r.st.db.Update(func(tx *bolt.Tx) error {
+			for _, id := range back {
+				if err := tx.Bucket(bucketJournal).Delete([]byte(id)); err != nil {
+					return err
+				}
+			}
+			return appendEvent(tx, &Event{Who: r.o.who, Action: EventResume,
+				Details: map[string]string{"rolled_back": strconv.Itoa(len(back))}})
+		})
+		if err != nil {
+			return err
+		}
+		r.o.log.Info("resume: rolled back unsigned items", "count", len(back))
+	}
+	if len(forward) > 0 {
+		ev := Event{Who: r.o.who, Action: EventResume, Details: map[string]string{"rolled_forward": strconv.Itoa(len(forward))}}
+		if err := r.commit(ctx, forward, []Event{ev}); err != nil {
+			return fmt.Errorf("resuming %d signed items: %w", len(forward), err)
+		}
+		r.o.log.Info("resume: finished signed items", "count", len(forward))
+	}
+	return r.cleanSpool()
+}
+
+// rollBack undoes an item that never got signed.
+func (r *Repo) rollBack(it *journalItem) error {
+	if _, err := os.Stat(it.Spool); err != nil {
+		return nil // never received, or already moved to rejected/
+	}
+	if !it.Move {
+		return os.Remove(it.Spool)
+	}
+	dst := it.Src
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		ext := filepath.Ext(it.Src)
+		dst = fmt.Sprintf("%s.resumed%d%s", strings.TrimSuffix(it.Src, ext), i, ext)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(it.Spool, dst); err != nil {
+		return fmt.Errorf("returning %q to %q: %w", it.Spool, dst, err)
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// cleanSpool removes spool files that no journal item refers to (left by a
+// crash after recording).
+func (r *Repo) cleanSpool() error {
+	items, err := r.st.journal()
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, it := range items {
+		keep[it.Spool] = true
+	}
+	ents, err := os.ReadDir(r.cfg.Paths.Spool)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		p := filepath.Join(r.cfg.Paths.Spool, e.Name())
+		if e.Type().IsRegular() && !keep[p] && strings.HasSuffix(e.Name(), ".rpm") {
+			os.Remove(p)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,324 @@
+package repo
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	rpmutils "github.com/sassoftware/go-rpmutils"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/repoctl/repoctl/metadata"
+)
+
+// cmpEVR orders two records by epoch, version, release as rpm does.
+func cmpEVR(a, b *PackageRecord) int {
+	ea, eb := a.Epoch, b.Epoch
+	if ea == "" {
+		ea = "0"
+	}
+	if eb == "" {
+		eb = "0"
+	}
+	if c := rpmutils.Vercmp(ea, eb); c != 0 {
+		return c
+	}
+	if c := rpmutils.Vercmp(a.Version, b.Version); c != 0 {
+		return c
+	}
+	return rpmutils.Vercmp(a.Release, b.Release)
+}
+
+// matches reports whether spec names p: NEVRA, N-[E:]V-R, N-V-R.A.rpm or N.
+func matches(p *PackageRecord, spec string) bool {
+	spec = strings.TrimSuffix(spec, ".rpm")
+	nvr := p.Name + "-" + p.Version + "-" + p.Release
+	evr := p.Version + "-" + p.Release
+	if p.Epoch != "" && p.Epoch != "0" {
+		evr = p.Epoch + ":" + evr
+	}
+	switch spec {
+	case p.NEVRA, p.Name, nvr, nvr + "." + p.Arch, p.Name + "-" + evr, p.Name + "-" + evr + "." + p.Arch,
+		p.Name + "-0:" + p.Version + "-" + p.Release + "." + p.Arch:
+		return true
+	}
+	return false
+}
+
+// findPackage resolves spec among the packages of repo that are in channel
+// ("" = any): an exact match wins, else the newest EVR of the name.
+func findPackage(tx *bolt.Tx, repo, spec, channel string) (*PackageRecord, error) {
+	if p, err := getPackage(tx, repo, spec); err != nil || p != nil {
+		if p != nil && channel != "" && !p.InChannel(channel) {
+			return nil, fmt.Errorf("%w: %s is not in channel %s of %s", ErrNotFound, spec, channel, repo)
+		}
+		return p, err
+	}
+	var best []*PackageRecord
+	err := eachPackage(tx, repo, func(p *PackageRecord) error {
+		if !matches(p, spec) || (channel != "" && !p.InChannel(channel)) {
+			return nil
+		}
+		switch {
+		case len(best) == 0:
+			best = []*PackageRecord{p}
+		case cmpEVR(p, best[0]) > 0:
+			best = []*PackageRecord{p}
+		case cmpEVR(p, best[0]) == 0:
+			best = append(best, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch len(best) {
+	case 0:
+		where := repo
+		if channel != "" {
+			where = channel + " of " + repo
+		}
+		return nil, fmt.Errorf("%w: no package matching %q in %s", ErrNotFound, spec, where)
+	case 1:
+		return best[0], nil
+	}
+	names := make([]string, len(best))
+	for i, p := range best {
+		names[i] = p.NEVRA
+	}
+	return nil, fmt.Errorf("%w: %q matches %s; name the NEVRA", ErrAmbiguous, spec, strings.Join(names, ", "))
+}
+
+// Promote places the exact signed file of a package from r.From into r.To
+// (same inode, same bytes, same key id), republishes the target directories
+// and records the event. Older versions stay published in the target, so a
+// rollback can `dnf downgrade` to Previous.
+func (r *Repo) Promote(ctx context.Context, req PromoteRequest) (*PromoteResult, error) {
+	repoName, err := r.cfg.checkRepo(req.Repo)
+	if err != nil {
+		return nil, err
+	}
+	from, err := r.cfg.checkChannel(req.From, r.cfg.Channels[0])
+	if err != nil {
+		return nil, err
+	}
+	to, err := r.cfg.checkChannel(req.To, r.cfg.Channels[len(r.cfg.Channels)-1])
+	if err != nil {
+		return nil, err
+	}
+	if from == to {
+		return nil, fmt.Errorf("%w: promote from %s to itself", ErrBadConfig, from)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	var p *PackageRecord
+	res := &PromoteResult{Repo: repoName, From: from, To: to, DryRun: req.DryRun}
+	err = r.st.db.View(func(tx *bolt.Tx) error {
+		var err error
+		if p, err = findPackage(tx, repoName, req.Package, from); err != nil {
+			return err
+		}
+		var prev *PackageRecord
+		err = eachPackage(tx, repoName, func(q *PackageRecord) error {
+			if q.NEVRA != p.NEVRA && q.Name == p.Name && q.Arch == p.Arch && q.InChannel(to) &&
+				(prev == nil || cmpEVR(q, prev) > 0) {
+				prev = q
+			}
+			return nil
+		})
+		if prev != nil {
+			res.Previous = prev.NEVRA
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("promoting %q: %w", req.Package, err)
+	}
+	res.NEVRA, res.Name, res.Epoch, res.Version, res.Release, res.Arch = p.NEVRA, p.Name, p.Epoch, p.Version, p.Release, p.Arch
+	res.AlreadyPresent = p.InChannel(to)
+	var add []Placement
+	for _, pl := range p.Placements {
+		if pl.Channel != from {
+			continue
+		}
+		dir := RepoDir(repoName, to, pl.Release, pl.Arch)
+		add = append(add, Placement{Channel: to, Release: pl.Release, Arch: pl.Arch, Dir: dir, File: dir + "/" + p.FileName})
+	}
+	for _, pl := range add {
+		res.Files = append(res.Files, pl.File)
+		res.Dirs = append(res.Dirs, pl.Dir)
+		res.URLs = append(res.URLs, r.cfg.URL(pl.Dir+"/"))
+	}
+	if len(res.Files) > 0 {
+		res.File = res.Files[0]
+	}
+	if req.DryRun || res.AlreadyPresent {
+		return res, nil
+	}
+	src := ""
+	for _, pl := range p.Placements {
+		if pl.Channel == from {
+			src = r.abs(pl.File)
+			break
+		}
+	}
+	for _, pl := range add {
+		if err := placeFile(src, r.abs(pl.File)); err != nil {
+			return nil, fmt.Errorf("promoting %s into %q: %w", p.NEVRA, pl.Dir, err)
+		}
+		if err := syncDir(r.abs(pl.Dir)); err != nil {
+			return nil, err
+		}
+	}
+	dirs := map[string]bool{}
+	pending := map[string][]*metadata.Entry{}
+	for _, pl := range add {
+		dirs[pl.Dir] = true
+		pending[pl.Dir] = append(pending[pl.Dir], p.Entry)
+	}
+	who := r.who(req.Who)
+	events, err := r.publishDirs(ctx, sortedKeys(dirs), pending, who)
+	if err != nil {
+		return nil, fmt.Errorf("promoting %s: %w", p.NEVRA, err)
+	}
+	p.Placements = append(p.Placements, add...)
+	events = append([]Event{{Who: who, Action: EventPromote, Repo: repoName, Channel: to, NEVRA: p.NEVRA,
+		Details: map[string]string{"from": from, "to": to, "previous": res.Previous, "sha256": p.SHA256}}}, events...)
+	if err := r.saveWithEvents(p, events); err != nil {
+		return nil, err
+	}
+	r.indexAdd(p, add)
+	return res, nil
+}
+
+// Restore undoes res: the package leaves the target channel unless it was
+// there before the promote. Previous was never removed, so it is what
+// clients see again.
+func (r *Repo) Restore(ctx context.Context, res *PromoteResult) error {
+	if res == nil || res.DryRun {
+		return nil
+	}
+	who := r.who("")
+	if res.AlreadyPresent {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.st.db.Update(func(tx *bolt.Tx) error {
+			return appendEvent(tx, &Event{Who: who, Action: EventRestore, Repo: res.Repo, Channel: res.To, NEVRA: res.NEVRA,
+				Details: map[string]string{"note": "was in " + res.To + " before the promote; left in place", "previous": res.Previous}})
+		})
+	}
+	_, err := r.remove(ctx, res.NEVRA, RemoveOptions{Repo: res.Repo, Channel: res.To}, EventRestore,
+		map[string]string{"previous": res.Previous, "from": res.From})
+	return err
+}
+
+// Remove takes a package out of one channel (o.Channel) or all, deleting
+// its files there and republishing.
+func (r *Repo) Remove(ctx context.Context, nevra string, o RemoveOptions) (*RemoveResult, error) {
+	return r.remove(ctx, nevra, o, EventRemove, nil)
+}
+
+func (r *Repo) remove(ctx context.Context, spec string, o RemoveOptions, action string, details map[string]string) (*RemoveResult, error) {
+	repoName, err := r.cfg.checkRepo(o.Repo)
+	if err != nil {
+		return nil, err
+	}
+	if o.Channel != "" {
+		if _, err := r.cfg.checkChannel(o.Channel, ""); err != nil {
+			return nil, err
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	var p *PackageRecord
+	err = r.st.db.View(func(tx *bolt.Tx) error {
+		var err error
+		p, err = findPackage(tx, repoName, spec, o.Channel)
+		if err == nil && spec == p.Name {
+			// A bare name is fine for promote, too loose for removal.
+			err = fmt.Errorf("%w: %q is a name; give the NEVRA (%s)", ErrAmbiguous, spec, p.NEVRA)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("removing %q: %w", spec, err)
+	}
+	var gone, keep []Placement
+	for _, pl := range p.Placements {
+		if o.Channel == "" || pl.Channel == o.Channel {
+			gone = append(gone, pl)
+		} else {
+			keep = append(keep, pl)
+		}
+	}
+	res := &RemoveResult{NEVRA: p.NEVRA, Repo: repoName, DryRun: o.DryRun, Removed: len(keep) == 0}
+	dirs := map[string]bool{}
+	for _, pl := range gone {
+		res.Files = append(res.Files, pl.File)
+		dirs[pl.Dir] = true
+	}
+	res.Dirs = sortedKeys(dirs)
+	if o.DryRun {
+		return res, nil
+	}
+	// Unpublish first, then delete: a client with the new repomd never
+	// sees a file it names go missing.
+	r.indexRemove(p, gone)
+	who := r.who(o.Who)
+	events, err := r.publishDirs(ctx, res.Dirs, nil, who)
+	if err != nil {
+		r.indexAdd(p, gone)
+		return nil, fmt.Errorf("removing %s: %w", p.NEVRA, err)
+	}
+	for _, pl := range gone {
+		if err := os.Remove(r.abs(pl.File)); err != nil && !os.IsNotExist(err) {
+			return nil, fmt.Errorf("removing %q: %w", pl.File, err)
+		}
+	}
+	d := map[string]string{"files": strings.Join(res.Files, " ")}
+	for k, v := range details {
+		d[k] = v
+	}
+	channel := o.Channel
+	events = append([]Event{{Who: who, Action: action, Repo: repoName, Channel: channel, NEVRA: p.NEVRA, Details: d}}, events...)
+	p.Placements = keep
+	if len(keep) == 0 {
+		err = r.st.db.Update(func(tx *bolt.Tx) error {
+			if err := deletePackage(tx, repoName, p.NEVRA); err != nil {
+				return err
+			}
+			return appendEvents(tx, events)
+		})
+	} else {
+		err = r.saveWithEvents(p, events)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (r *Repo) saveWithEvents(p *PackageRecord, events []Event) error {
+	return r.st.db.Update(func(tx *bolt.Tx) error {
+		if err := putPackage(tx, p); err != nil {
+			return err
+		}
+		return appendEvents(tx, events)
+	})
+}
+
+func appendEvents(tx *bolt.Tx, events []Event) error {
+	for i := range events {
+		if err := appendEvent(tx, &events[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

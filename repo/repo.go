@@ -1,0 +1,361 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/repoctl/repoctl/metadata"
+	"github.com/repoctl/repoctl/sign"
+)
+
+// Repo is an open repository root: it holds the ROOT lock, the store and the
+// signing key until Close. It implements Service.
+type Repo struct {
+	cfg    *Config
+	o      options
+	lock   *rootLock
+	st     *store
+	key    *sign.Key
+	signer *sign.Signer
+
+	// mu serializes every change (ingest batches, promote, remove) so that
+	// NEVRA checks, placement and publish of one batch see a stable store.
+	mu sync.Mutex
+	// dirs indexes what each repository directory (relative to ROOT/repo)
+	// publishes: dir → NEVRA → entry. Built once at Open, kept in step with
+	// the store under mu, so a publish never re-reads the store.
+	dirs   map[string]map[string]*metadata.Entry
+	closed bool
+}
+
+var _ Service = (*Repo)(nil)
+
+type options struct {
+	configFile string
+	lockWait   time.Duration
+	notify     func(string)
+	log        *slog.Logger
+	who        string
+	resume     bool
+	workers    int
+	keyAlgo    string
+}
+
+// Option configures Open.
+type Option func(*options) error
+
+// WithConfigFile reads the config from file instead of ROOT/repoctl.toml.
+func WithConfigFile(file string) Option {
+	return func(o *options) error { o.configFile = file; return nil }
+}
+
+// WithLockWait sets how long Open waits for another process holding ROOT.
+// Default 30s; 0 fails at once with ErrLocked.
+func WithLockWait(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("repo: negative lock wait %v", d)
+		}
+		o.lockWait = d
+		return nil
+	}
+}
+
+// WithNotify receives human-readable notices such as "waiting for the lock".
+// Default: discarded.
+func WithNotify(f func(msg string)) Option {
+	return func(o *options) error { o.notify = f; return nil }
+}
+
+// WithLogger sets the structured logger. Default: discarded.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("repo: nil logger")
+		}
+		o.log = l
+		return nil
+	}
+}
+
+// WithWho sets the actor recorded in events when a call does not name one.
+// Default: the OS user name. The daemon uses "daemon".
+func WithWho(who string) Option {
+	return func(o *options) error { o.who = who; return nil }
+}
+
+// WithResume(false) keeps Open from finishing journaled ingests; the caller
+// then calls Resume itself. Default true.
+func WithResume(b bool) Option {
+	return func(o *options) error { o.resume = b; return nil }
+}
+
+// WithWorkers bounds the validate workers of a batch. Default: the config's
+// publish.workers, else GOMAXPROCS.
+func WithWorkers(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("repo: workers must be at least 1, not %d", n)
+		}
+		o.workers = n
+		return nil
+	}
+}
+
+// WithKeyAlgo overrides signing.algo for a key generated on first start.
+func WithKeyAlgo(algo string) Option {
+	return func(o *options) error { o.keyAlgo = algo; return nil }
+}
+
+// Open loads the config of root, takes the ROOT lock (waiting up to the lock
+// wait), opens the store, loads or generates the signing key and, unless
+// WithResume(false), finishes what the ingest journal says was in flight.
+func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
+	o := options{lockWait: 30 * time.Second, resume: true, log: slog.New(slog.DiscardHandler)}
+	for _, f := range opts {
+		if err := f(&o); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := LoadConfig(root, o.configFile)
+	if err != nil {
+		return nil, err
+	}
+	if o.who == "" {
+		o.who = currentUser()
+	}
+	if o.workers == 0 {
+		o.workers = cfg.Publish.Workers
+	}
+	if o.workers <= 0 {
+		o.workers = runtime.GOMAXPROCS(0)
+	}
+	if o.keyAlgo != "" {
+		cfg.Signing.Algo = o.keyAlgo
+	}
+	if err := os.MkdirAll(cfg.Root, 0o755); err != nil {
+		return nil, fmt.Errorf("creating root %q: %w", cfg.Root, err)
+	}
+	for _, d := range []string{cfg.Paths.Repo, cfg.Paths.Spool, cfg.Paths.Rejected, signJournalDir(cfg)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("creating %q: %w", d, err)
+		}
+	}
+	for _, d := range cfg.DropIns {
+		if err := os.MkdirAll(d.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating drop-in dir %q: %w", d.Dir, err)
+		}
+	}
+	lk, err := acquireLock(ctx, filepath.Join(cfg.Root, "repoctl.lock"), o.lockWait, o.notify)
+	if err != nil {
+		return nil, err
+	}
+	r := &Repo{cfg: cfg, o: o, lock: lk}
+	fail := func(err error) (*Repo, error) {
+		if r.st != nil {
+			r.st.close()
+		}
+		lk.release()
+		return nil, err
+	}
+	if r.st, err = openStore(cfg.Paths.DB); err != nil {
+		return fail(err)
+	}
+	if err := r.ensureKey(ctx); err != nil {
+		return fail(err)
+	}
+	if err := r.loadIndex(); err != nil {
+		return fail(err)
+	}
+	if o.resume {
+		if err := r.Resume(ctx); err != nil {
+			return fail(err)
+		}
+	}
+	return r, nil
+}
+
+func signJournalDir(cfg *Config) string { return filepath.Join(cfg.Paths.Spool, ".sign-journal") }
+
+// Root is the absolute root directory.
+func (r *Repo) Root() string { return r.cfg.Root }
+
+// Config is the loaded configuration; callers must not modify it.
+func (r *Repo) Config() *Config { return r.cfg }
+
+// Key is the signing key in use.
+func (r *Repo) Key() *sign.Key { return r.key }
+
+// Close releases the store and the ROOT lock.
+func (r *Repo) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	err := r.st.close()
+	if e := r.lock.release(); err == nil {
+		err = e
+	}
+	return err
+}
+
+func (r *Repo) who(w string) string {
+	if w != "" {
+		return w
+	}
+	return r.o.who
+}
+
+// ensureKey loads the configured key, or generates one into ROOT/keys on
+// first start, and puts the public key into the served tree.
+func (r *Repo) ensureKey(ctx context.Context) error {
+	cfg := r.cfg
+	path := cfg.KeyPath()
+	var pass []byte
+	if cfg.Signing.PassphraseFile != "" {
+		b, err := os.ReadFile(cfg.Signing.PassphraseFile)
+		if err != nil {
+			return fmt.Errorf("reading passphrase file %q: %w", cfg.Signing.PassphraseFile, err)
+		}
+		pass = bytes.TrimRight(b, "\r\n")
+	} else if v := os.Getenv("REPOCTL_KEY_PASSPHRASE"); v != "" {
+		pass = []byte(v)
+	}
+	key, err := sign.LoadKeyFile(path, pass)
+	switch {
+	case err == nil:
+	case errors.Is(err, fs.ErrNotExist) && cfg.Signing.Key == "":
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return fmt.Errorf("creating key dir: %w", err)
+		}
+		key, err = sign.GenerateKey(cfg.Signing.Algo, cfg.Signing.Name, cfg.Signing.Email)
+		if err != nil {
+			return fmt.Errorf("generating %s signing key: %w", cfg.Signing.Algo, err)
+		}
+		if err := key.WritePrivateFile(path); err != nil {
+			return fmt.Errorf("writing signing key %q: %w", path, err)
+		}
+		pub, err := key.PublicArmored()
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(filepath.Dir(path), "signing.pub.asc"), pub, 0o644); err != nil {
+			return err
+		}
+		err = r.st.db.Update(func(tx *bolt.Tx) error {
+			return appendEvent(tx, &Event{Who: r.o.who, Action: EventKey, Path: path,
+				Details: map[string]string{"generated": key.Algorithm(), "key_id": key.KeyID(), "fingerprint": key.Fingerprint()}})
+		})
+		if err != nil {
+			return fmt.Errorf("recording key generation: %w", err)
+		}
+		r.o.log.Info("generated signing key", "path", path, "key_id", key.KeyID(), "algo", key.Algorithm())
+	default:
+		return fmt.Errorf("loading signing key %q: %w", path, err)
+	}
+	r.key = key
+	pub, err := key.PublicArmored()
+	if err != nil {
+		return fmt.Errorf("exporting public key: %w", err)
+	}
+	served := filepath.Join(cfg.Paths.Repo, PublicKeyFile)
+	if old, err := os.ReadFile(served); err != nil || !bytes.Equal(old, pub) {
+		if err := writeFileAtomic(served, pub, 0o644); err != nil {
+			return err
+		}
+	}
+	signOpts := []sign.SignerOption{sign.WithJournalDir(signJournalDir(cfg))}
+	if cfg.Signing.Legacy {
+		signOpts = append(signOpts, sign.WithLegacy(true))
+	}
+	r.signer, err = sign.NewSigner(key, signOpts...)
+	if err != nil {
+		return fmt.Errorf("creating signer: %w", err)
+	}
+	return nil
+}
+
+// loadIndex builds the per-directory entry index from the store.
+func (r *Repo) loadIndex() error {
+	r.dirs = map[string]map[string]*metadata.Entry{}
+	return r.st.db.View(func(tx *bolt.Tx) error {
+		return eachPackage(tx, "", func(p *PackageRecord) error {
+			r.indexAdd(p, p.Placements)
+			return nil
+		})
+	})
+}
+
+func (r *Repo) indexAdd(p *PackageRecord, pls []Placement) {
+	if p.Entry == nil {
+		return
+	}
+	for _, pl := range pls {
+		m := r.dirs[pl.Dir]
+		if m == nil {
+			m = map[string]*metadata.Entry{}
+			r.dirs[pl.Dir] = m
+		}
+		m[p.NEVRA] = p.Entry
+	}
+}
+
+func (r *Repo) indexRemove(p *PackageRecord, pls []Placement) {
+	for _, pl := range pls {
+		delete(r.dirs[pl.Dir], p.NEVRA)
+	}
+}
+
+// writeFileAtomic writes via a temp file, fsync and rename.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing directory %q: %w", dir, err)
+	}
+	return nil
+}
