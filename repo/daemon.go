@@ -1,0 +1,329 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DaemonOption configures RunDaemon.
+type DaemonOption func(*daemonOptions) error
+
+type daemonOptions struct {
+	open       []Option
+	log        *slog.Logger
+	grace      time.Duration
+	httpListen string
+	watch      []WatchOption
+	ready      func(DaemonInfo)
+}
+
+// DaemonInfo tells a caller where a started daemon can be reached.
+type DaemonInfo struct {
+	Root     string   `json:"root"`
+	Socket   string   `json:"socket"`
+	HTTP     string   `json:"http"`     // bound address, "" if HTTP is off
+	URL      string   `json:"url"`      // public base URL of ROOT/repo
+	DropIns  []string `json:"drop_ins"` // watched directories
+	KeyID    string   `json:"key_id"`
+	Packages int      `json:"packages"`
+}
+
+// WithOpenOptions passes options to Open (config file, lock wait, …).
+func WithOpenOptions(opts ...Option) DaemonOption {
+	return func(o *daemonOptions) error { o.open = append(o.open, opts...); return nil }
+}
+
+// WithDaemonLogger sets the structured logger; default discards.
+func WithDaemonLogger(l *slog.Logger) DaemonOption {
+	return func(o *daemonOptions) error {
+		if l == nil {
+			return errors.New("repo: nil logger")
+		}
+		o.log = l
+		return nil
+	}
+}
+
+// WithShutdownGrace is how long, on stop, the ingest batch and the control
+// requests in progress get to finish before they are cancelled (the
+// pipeline's journal makes a cancelled batch safe). Default 20s, below
+// systemd's default stop timeout of 90s.
+func WithShutdownGrace(d time.Duration) DaemonOption {
+	return func(o *daemonOptions) error {
+		if d < 0 {
+			return fmt.Errorf("repo: negative shutdown grace %v", d)
+		}
+		o.grace = d
+		return nil
+	}
+}
+
+// WithHTTPListen overrides the config's http.listen ("off" disables).
+func WithHTTPListen(addr string) DaemonOption {
+	return func(o *daemonOptions) error { o.httpListen = addr; return nil }
+}
+
+// WithWatchOptions tunes the drop-in watcher (settle interval and so on);
+// they apply after the config's daemon.settle.
+func WithWatchOptions(opts ...WatchOption) DaemonOption {
+	return func(o *daemonOptions) error { o.watch = append(o.watch, opts...); return nil }
+}
+
+// WithReady is called once the daemon serves: socket, HTTP and watcher up,
+// journal resumed.
+func WithReady(f func(DaemonInfo)) DaemonOption {
+	return func(o *daemonOptions) error { o.ready = f; return nil }
+}
+
+// RunDaemon is `repoctl daemon`: it opens root (taking the ROOT lock),
+// listens on the control socket, resumes the ingest journal, serves
+// ROOT/repo over HTTP, and ingests files dropped into the drop-in
+// directories, until ctx is done. Then it stops watching, lets the batch in
+// progress finish within the grace period, closes HTTP and the socket and
+// closes the store.
+func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err error) {
+	o := daemonOptions{log: slog.New(slog.DiscardHandler), grace: 20 * time.Second}
+	for _, f := range opts {
+		if err := f(&o); err != nil {
+			return err
+		}
+	}
+	log := o.log
+	openOpts := append([]Option{WithLogger(log), WithWho("daemon"), WithResume(false),
+		WithNotify(func(msg string) { log.Warn(msg) })}, o.open...)
+	r, err := Open(ctx, root, openOpts...)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := r.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("closing store: %w", cerr)
+		}
+	}()
+	cfg := r.Config()
+	log.Info("repository opened", "root", cfg.Root, "config", cfg.File, "key_id", r.Key().KeyID())
+
+	dropDirs, err := checkDropIns(cfg)
+	if err != nil {
+		return err
+	}
+	watchOpts := []WatchOption{WithWatchLogger(log)}
+	if cfg.Daemon.Settle != "" {
+		d, err := time.ParseDuration(cfg.Daemon.Settle)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%w: daemon.settle %q is not a positive duration", ErrBadConfig, cfg.Daemon.Settle)
+		}
+		watchOpts = append(watchOpts, WithSettle(d))
+	}
+	watchOpts = append(watchOpts, o.watch...)
+
+	// Everything below runs until stop is cancelled, which happens when
+	// ctx is done or any part fails.
+	stopCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		wg       sync.WaitGroup
+		errMu    sync.Mutex
+		firstErr error
+	)
+	fail := func(what string, e error) {
+		if e == nil {
+			return
+		}
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = fmt.Errorf("%s: %w", what, e)
+		}
+		errMu.Unlock()
+		stop()
+	}
+	// work is cancelled grace after stop: batches and control requests in
+	// progress get that long to finish.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	go func() {
+		<-stopCtx.Done()
+		select {
+		case <-time.After(o.grace):
+			log.Warn("shutdown grace expired, cancelling work in progress", "grace", o.grace)
+			cancelWork()
+		case <-work.Done():
+		}
+	}()
+
+	// Control socket first, so that a CLI started during Resume waits for
+	// us instead of for the lock.
+	sln, err := listenSocket(cfg.Paths.Socket)
+	if err != nil {
+		return err
+	}
+	ready := make(chan struct{})
+	ssrv := newSocketServer(newSocketHandler(r, cfg.Root, ready, log), log)
+	ssrv.BaseContext = func(net.Listener) context.Context { return work }
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		fail("control socket", serveHTTP(stopCtx, sln, ssrv, o.grace))
+	}()
+
+	if err := r.Resume(ctx); err != nil {
+		stop()
+		wg.Wait()
+		return fmt.Errorf("resuming ingest journal: %w", err)
+	}
+	close(ready)
+
+	info := DaemonInfo{Root: cfg.Root, Socket: cfg.Paths.Socket, DropIns: dropDirs, KeyID: r.Key().KeyID()}
+	listen := cfg.HTTP.Listen
+	if o.httpListen != "" {
+		listen = o.httpListen
+	}
+	if listen != "" && listen != "off" {
+		h, closeRoot, err := NewFileHandler(cfg.Paths.Repo, log)
+		if err != nil {
+			stop()
+			wg.Wait()
+			return err
+		}
+		defer closeRoot()
+		hln, err := net.Listen("tcp", listen)
+		if err != nil {
+			stop()
+			wg.Wait()
+			return fmt.Errorf("serving HTTP on %q: %w", listen, err)
+		}
+		info.HTTP = hln.Addr().String()
+		info.URL = cfg.HTTP.PublicURL
+		hsrv := newHTTPServer(h, log)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fail("HTTP server", serveHTTP(stopCtx, hln, hsrv, 5*time.Second))
+		}()
+		log.Info("serving repositories over HTTP", "listen", info.HTTP, "url", info.URL, "dir", cfg.Paths.Repo)
+	}
+
+	byDir := map[string]DropIn{}
+	for _, d := range cfg.DropIns {
+		byDir[filepath.Clean(d.Dir)] = d
+	}
+	handle := func(bctx context.Context, paths []string) {
+		ingestBatch(bctx, r, log, byDir, paths)
+	}
+	w, err := NewDropWatcher(dropDirs, handle, watchOpts...)
+	if err != nil {
+		stop()
+		wg.Wait()
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		fail("drop-in watcher", w.Run(stopCtx, work))
+	}()
+
+	if st, err := r.Status(ctx); err == nil {
+		info.Packages = st.Packages
+	}
+	log.Info("daemon ready", "socket", info.Socket, "http", info.HTTP, "drop_ins", info.DropIns, "packages", info.Packages)
+	sdNotify("READY=1\nSTATUS=serving")
+	if o.ready != nil {
+		o.ready(info)
+	}
+
+	<-stopCtx.Done()
+	log.Info("stopping")
+	sdNotify("STOPPING=1")
+	wg.Wait()
+	cancelWork()
+	log.Info("stopped")
+	return firstErr
+}
+
+// checkDropIns refuses drop-in directories that overlap the directories the
+// pipeline writes to: watching those would re-ingest our own output.
+func checkDropIns(cfg *Config) ([]string, error) {
+	own := map[string]string{
+		"repo": cfg.Paths.Repo, "spool": cfg.Paths.Spool,
+		"rejected": cfg.Paths.Rejected, "keys": cfg.Paths.Keys,
+	}
+	var dirs []string
+	seen := map[string]bool{}
+	for _, d := range cfg.DropIns {
+		dir := filepath.Clean(d.Dir)
+		if seen[dir] {
+			return nil, fmt.Errorf("%w: drop-in directory %q is listed twice", ErrBadConfig, dir)
+		}
+		seen[dir] = true
+		if dir == filepath.Clean(cfg.Root) {
+			return nil, fmt.Errorf("%w: drop-in directory %q is the root itself", ErrBadConfig, dir)
+		}
+		for what, p := range own {
+			if within(dir, p) || within(p, dir) {
+				return nil, fmt.Errorf("%w: drop-in directory %q overlaps the %s directory %q", ErrBadConfig, dir, what, p)
+			}
+		}
+		dirs = append(dirs, dir)
+	}
+	return dirs, nil
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
+}
+
+// ingestBatch runs the pipeline on one batch, one Ingest per drop-in
+// directory (each has its own repository and channel), and logs every
+// outcome. Errors are logged, never fatal: a file the pipeline could not
+// decide about stays in place and the watcher retries it.
+func ingestBatch(ctx context.Context, r *Repo, log *slog.Logger, byDir map[string]DropIn, paths []string) {
+	groups := map[string][]string{}
+	var order []string
+	for _, p := range paths {
+		d := filepath.Dir(p)
+		if _, ok := groups[d]; !ok {
+			order = append(order, d)
+		}
+		groups[d] = append(groups[d], p)
+	}
+	for _, d := range order {
+		di, ok := byDir[d]
+		if !ok {
+			log.Error("file outside every drop-in directory", "dir", d)
+			continue
+		}
+		start := time.Now()
+		res, err := r.Ingest(ctx, groups[d], AddOptions{Repo: di.Repo, Channel: di.Channel, Who: "daemon", Move: true})
+		var added, unchanged, rejected int
+		for _, x := range res {
+			switch x.Action {
+			case ActionAdded:
+				added++
+				log.Info("package added", "file", x.Path, "nevra", x.NEVRA, "key_id", x.KeyID, "paths", x.RepoPaths)
+			case ActionUnchanged:
+				unchanged++
+				log.Info("package unchanged", "file", x.Path, "nevra", x.NEVRA)
+			case ActionRejected:
+				rejected++
+				log.Warn("package rejected", "file", x.Path, "nevra", x.NEVRA, "reason", x.Reason, "kept", x.Rejected)
+			}
+		}
+		attrs := []any{"dir", d, "repo", di.Repo, "channel", di.Channel, "files", len(groups[d]),
+			"added", added, "unchanged", unchanged, "rejected", rejected,
+			"took", time.Since(start).Round(time.Millisecond)}
+		if err != nil && !errors.Is(err, ErrRejected) {
+			log.Error("ingest batch failed", append(attrs, "err", err)...)
+			continue
+		}
+		log.Info("ingest batch", attrs...)
+	}
+}
