@@ -128,6 +128,10 @@ func LoadKeyFile(path string, passphrase []byte) (*Key, error) {
 // `gpg --export-secret-keys` output). A protected private key is decrypted
 // with passphrase; a wrong or missing passphrase gives ErrBadPassphrase.
 func ReadKey(r io.Reader, passphrase []byte) (*Key, error) {
+	return readKey(r, passphrase, true)
+}
+
+func readKey(r io.Reader, passphrase []byte, decrypt bool) (*Key, error) {
 	data, err := io.ReadAll(io.LimitReader(r, maxKeyFileSize+1))
 	if err != nil {
 		return nil, err
@@ -155,6 +159,13 @@ func ReadKey(r io.Reader, passphrase []byte) (*Key, error) {
 	}
 	e := el[0]
 	var orig []byte
+	if e.PrivateKey != nil && !decrypt {
+		// Listing a protected key: describe its public part only.
+		e.PrivateKey = nil
+		for i := range e.Subkeys {
+			e.Subkeys[i].PrivateKey = nil
+		}
+	}
 	if e.PrivateKey != nil {
 		orig = raw
 		if err := decryptEntity(e, passphrase); err != nil {
@@ -459,3 +470,5 @@ func (k *Key) DetachSignArmored(ctx context.Context, data []byte) ([]byte, error
 	buf.WriteByte('\n')
 	return buf.Bytes(), nil
 }
+
+func readKeyBytes(b []byte) (*Key, error) { return ReadKey(bytes.NewReader(b), nil) }

@@ -57,6 +57,7 @@ type Signer struct {
 	workers    int
 	progress   Progress
 	batchSize  int
+	dryRun     bool
 
 	skipDigests bool   // benchmarks: measure signing without the digest check
 	patchHook   func() // tests: runs between the two halves of an in-place write
@@ -109,6 +110,12 @@ func WithProgress(p Progress) SignerOption {
 		s.progress = p
 		return nil
 	}
+}
+
+// WithDryRun checks and signs in memory but writes nothing; results say
+// what would have happened. Default false.
+func WithDryRun(on bool) SignerOption {
+	return func(s *Signer) error { s.dryRun = on; return nil }
 }
 
 // WithBatchSize sets how many files share one journal and one sync pass.
@@ -221,6 +228,17 @@ func (s *Signer) signBatch(ctx context.Context, paths []string, results []Result
 	})
 	if err != nil {
 		return err
+	}
+
+	if s.dryRun {
+		for i, pl := range plans {
+			if pl != nil {
+				results[i].Action = pl.action
+				results[i].InPlace = pl.inPlace && pl.action != ActionUnchanged
+			}
+			s.progress.Done(results[i])
+		}
+		return nil
 	}
 
 	// Phase 2: journal the bytes in-place patches will overwrite.
