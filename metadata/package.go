@@ -128,7 +128,7 @@ const (
 	tagBaseNames       = 1117
 	tagDirNames        = 1118
 	tagLongSize        = 5009
-	sigLongArchiveSize = 271  // go-rpmutils: tags below 1000 are looked up in the signature header
+	sigLongArchiveSize = 271 // go-rpmutils: tags below 1000 are looked up in the signature header
 	sigPayloadSize     = 16384 + 1007
 
 	fileGhost = 1 << 6

@@ -56,15 +56,16 @@ type repodataDocs struct{ primary, filelists, other []byte }
 
 // oracleRepodata runs Debian's createrepo_c on dir and returns its
 // uncompressed documents.
-func oracleRepodata(t testing.TB, dir string) repodataDocs {
+func oracleRepodata(t testing.TB, dir string, args ...string) repodataDocs {
 	t.Helper()
 	bin, err := exec.LookPath("createrepo_c")
 	if err != nil {
 		t.Fatalf("createrepo_c is required as the oracle: %v", err)
 	}
 	out := t.TempDir()
-	cmd := exec.Command(bin, "--simple-md-filenames", "--no-database", "--compress-type", "gz",
-		"--outputdir", out, dir)
+	args = append([]string{"--simple-md-filenames", "--no-database", "--compress-type", "gz",
+		"--outputdir", out}, args...)
+	cmd := exec.Command(bin, append(args, dir)...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANGUAGE=")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("createrepo_c: %v\n%s", err, b)
@@ -155,7 +156,14 @@ func diffFirst(want, got []byte) string {
 
 func assertSameRepodata(t *testing.T, dir string, o RenderOptions) {
 	t.Helper()
-	want := oracleRepodata(t, dir)
+	assertSameRepodataArgs(t, dir, o)
+}
+
+// assertSameRepodataArgs compares with createrepo_c run with extra flags
+// that correspond to o.
+func assertSameRepodataArgs(t *testing.T, dir string, o RenderOptions, args ...string) {
+	t.Helper()
+	want := oracleRepodata(t, dir, args...)
 	got, skipped := ourRepodata(t, dir, o)
 	if len(skipped) > 0 {
 		t.Logf("left out like createrepo_c: %v", skipped)
