@@ -107,6 +107,7 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 	var events []Event
 	reject := func(it *ingestItem, code, msg string) error {
 		res := &results[it.idx]
+		msg = strings.ReplaceAll(msg, it.Spool, it.Src)
 		res.Action, res.Reason = ActionRejected, code+": "+msg
 		it.done = true
 		dst, err := r.rejectFile(it, code, msg)

@@ -1,0 +1,612 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/repoctl/repoctl/internal/testrpm"
+)
+
+// corpusDir is createrepo_c's test packages, beside the repository (CI
+// clones shared/ next to it).
+func corpusDir(t testing.TB) string {
+	t.Helper()
+	d := filepath.Join("..", "..", "shared", "corpus", "createrepo_c-testdata")
+	if _, err := os.Stat(d); err != nil {
+		t.Fatalf("corpus %s is missing: %v", d, err)
+	}
+	return d
+}
+
+// plConfig is the test config: fast ed25519 key, and packages without a
+// dist tag (createrepo_c's corpus) routed to el/9.
+const plConfig = `
+[signing]
+algo = "ed25519"
+[routing]
+default = "el/9"
+`
+
+// openPL opens a fresh root and, on cleanup, closes it and runs bbolt's
+// consistency check on the store.
+func openPL(t testing.TB, root string, opts ...Option) *Repo {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(root, ConfigFileName)); err != nil {
+		if err := os.MkdirAll(root, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(plConfig), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := Open(context.Background(), root, append([]Option{WithLockWait(5 * time.Second)}, opts...)...)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", root, err)
+	}
+	t.Cleanup(func() {
+		r.Close()
+		checkDB(t, filepath.Join(root, "repoctl.db"))
+	})
+	return r
+}
+
+func checkDB(t testing.TB, path string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	if err != nil {
+		t.Errorf("reopening %s for check: %v", path, err)
+		return
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("bbolt check of %s: %v", path, err)
+	}
+}
+
+func writeSpec(t testing.TB, dir string, s testrpm.Spec) string {
+	t.Helper()
+	p, err := testrpm.Write(dir, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func spec(name, version, release, arch string) testrpm.Spec {
+	return testrpm.Spec{Name: name, Version: version, Release: release, Arch: arch,
+		Summary: "test " + name, License: "MIT",
+		Files: []testrpm.File{{Name: "/usr/share/" + name + "/" + version + "-" + release, Body: []byte(name + " " + version + "\n")}}}
+}
+
+func fileSHA(t testing.TB, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func mustPkgs(t testing.TB, dir string) map[string]repoPackage {
+	t.Helper()
+	m, err := repodataPackages(dir)
+	if err != nil {
+		t.Fatalf("repodata of %s: %v", dir, err)
+	}
+	return m
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestAddSignPublishInstall runs the whole pipeline on real packages and
+// checks it with the real tools: rpmkeys accepts every signature, the
+// repodata lists every package, and dnf installs one with gpgcheck=1 and
+// repo_gpgcheck=1 from a file:// baseurl.
+func TestAddSignPublishInstall(t *testing.T) {
+	needTools(t, "rpmkeys", "dnf")
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	in := t.TempDir()
+	hello := writeSpec(t, in, spec("hello", "1.0", "1.el9", "x86_64"))
+	doc := writeSpec(t, in, spec("hello-doc", "1.0", "1.el9", "noarch"))
+	src := writeSpec(t, in, spec("hello", "1.0", "1.el9", "src"))
+	fc := writeSpec(t, in, spec("tool", "2", "3.fc40", "aarch64"))
+	paths := []string{hello, doc, src, fc}
+	for _, n := range []string{"Archer-3.4.5-6.x86_64.rpm", "balicek-iso88592-1.1.1-1.x86_64.rpm", "fake_bash-1.1.1-1.x86_64.rpm"} {
+		paths = append(paths, filepath.Join(corpusDir(t), n))
+	}
+	before := map[string]string{}
+	for _, p := range paths {
+		before[p] = fileSHA(t, p)
+	}
+	res, err := r.Add(ctx, paths, AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range res {
+		if x.Action != ActionAdded || x.KeyID != r.Key().KeyID() || len(x.RepoPaths) == 0 {
+			t.Errorf("result %d: %+v", i, x)
+		}
+		if got := fileSHA(t, paths[i]); got != before[paths[i]] {
+			t.Errorf("add modified the caller's file %s", paths[i])
+		}
+	}
+	if got := res[1].RepoPaths; len(got) != 2 || got[0] != "main/staging/el/9/x86_64/hello-doc-1.0-1.el9.noarch.rpm" || got[1] != "main/staging/el/9/aarch64/hello-doc-1.0-1.el9.noarch.rpm" {
+		t.Errorf("noarch placed at %v", got)
+	}
+	if got := res[2].RepoPaths; len(got) != 1 || got[0] != "main/staging/el/9/SRPMS/hello-1.0-1.el9.src.rpm" {
+		t.Errorf("source placed at %v", got)
+	}
+	if got := res[3].RepoPaths; len(got) != 1 || got[0] != "main/staging/fc/40/aarch64/tool-2-3.fc40.aarch64.rpm" {
+		t.Errorf("fc40 placed at %v", got)
+	}
+
+	// rpm's own verdict on every placed file.
+	pub, err := os.ReadFile(filepath.Join(root, "repo", PublicKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbDir := t.TempDir()
+	kf := filepath.Join(t.TempDir(), "key.asc")
+	os.WriteFile(kf, pub, 0o644)
+	if out, err := exec.Command("rpmkeys", "--dbpath", dbDir, "--import", kf).CombinedOutput(); err != nil {
+		t.Fatalf("rpmkeys --import: %v\n%s", err, out)
+	}
+	for _, x := range res {
+		for _, rp := range x.RepoPaths {
+			out, err := exec.Command("rpmkeys", "--dbpath", dbDir, "--checksig", filepath.Join(root, "repo", rp)).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "digests signatures OK") {
+				t.Errorf("rpmkeys --checksig %s: %v\n%s", rp, err, out)
+			}
+		}
+	}
+
+	x86 := mustPkgs(t, filepath.Join(root, "repo/main/staging/el/9/x86_64"))
+	want := []string{"Archer-3.4.5-6.x86_64", "balicek-iso88592-1.1.1-1.x86_64", "fake_bash-1.1.1-1.x86_64", "hello-1.0-1.el9.x86_64", "hello-doc-1.0-1.el9.noarch"}
+	if got := keys(x86); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("el/9/x86_64 repodata lists %v, want %v", got, want)
+	}
+	for nvra, p := range x86 {
+		if p.Location.Href == "" || fileSHA(t, filepath.Join(root, "repo/main/staging/el/9/x86_64", p.Location.Href)) != p.Checksum {
+			t.Errorf("%s: repodata checksum does not match the served file", nvra)
+		}
+	}
+	if got := keys(mustPkgs(t, filepath.Join(root, "repo/main/staging/el/9/aarch64"))); len(got) != 1 || got[0] != "hello-doc-1.0-1.el9.noarch" {
+		t.Errorf("el/9/aarch64 lists %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(root, "repo/main/staging/el/9/x86_64/repodata/repomd.xml.asc")); err != nil {
+		t.Errorf("no repomd.xml.asc: %v", err)
+	}
+
+	// dnf with both checks on, from the printed .repo (file:// baseurl).
+	rf, err := r.RepoFile(ctx, RepoFileOptions{Channel: "staging", Release: "el/9", BaseURL: "file://" + filepath.Join(root, "repo") + "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"gpgcheck=1", "repo_gpgcheck=1", "gpgkey=file://", "/main/staging/el/9/$basearch/"} {
+		if !strings.Contains(rf, want) {
+			t.Errorf(".repo lacks %q:\n%s", want, rf)
+		}
+	}
+	dnfInstall(t, rf, "hello")
+}
+
+// dnfInstall installs pkg into a fresh --installroot using only repofile.
+func dnfInstall(t testing.TB, repofile, pkg string) {
+	t.Helper()
+	ir := t.TempDir()
+	reposDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(reposDir, "test.repo"), []byte(repofile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("dnf", "-y", "--installroot", ir, "--setopt=reposdir="+reposDir,
+		"--setopt=cachedir="+filepath.Join(ir, "cache"), "--releasever=9", "--forcearch=x86_64",
+		"--setopt=install_weak_deps=False", "--nodocs", "install", pkg)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dnf install %s: %v\n%s", pkg, err, out)
+	}
+	q, err := exec.Command("rpm", "--root", ir, "-q", pkg).CombinedOutput()
+	if err != nil {
+		t.Fatalf("rpm -q %s after dnf install: %v\n%s\n(dnf said:\n%s)", pkg, err, q, out)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	in := t.TempDir()
+	good := writeSpec(t, in, spec("pkg", "1", "1.el9", "x86_64"))
+	goodBytes, _ := os.ReadFile(good)
+	if _, err := r.Add(ctx, []string{good}, AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	junk := filepath.Join(in, "junk.rpm")
+	os.WriteFile(junk, []byte("this is not an rpm at all, just text\n"), 0o644)
+	trunc := filepath.Join(in, "trunc.rpm")
+	other, _ := testrpm.Build(spec("other", "1", "1.el9", "x86_64"))
+	os.WriteFile(trunc, other[:len(other)-20], 0o644) // payload cut: only the digest check sees it
+	hdrOnly := filepath.Join(in, "hdrcut.rpm")
+	os.WriteFile(hdrOnly, goodBytes[:200], 0o644)
+	dupSpec := spec("pkg", "1", "1.el9", "x86_64")
+	dupSpec.Summary = "a different build with the same NEVRA"
+	dupDir := t.TempDir()
+	dup := writeSpec(t, dupDir, dupSpec)
+	noTag := writeSpec(t, in, spec("notag", "1", "1", "x86_64"))
+	badArch := writeSpec(t, in, spec("weird", "1", "1.el9", "ppc64le"))
+	empty := filepath.Join(in, "empty.rpm")
+	os.WriteFile(empty, nil, 0o644)
+	missing := filepath.Join(in, "missing.rpm")
+
+	// No routing default here: a package without a dist tag is unroutable.
+	r.cfg.Routing.Default = ""
+	inputs := []string{junk, trunc, hdrOnly, dup, noTag, badArch, empty, missing, good}
+	res, err := r.Add(ctx, inputs, AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode := []string{reasonInvalid, reasonSign, reasonInvalid, reasonDuplicate, reasonUnroutable, reasonUnroutable, reasonInvalid, reasonUnreadable}
+	for i, code := range wantCode {
+		x := res[i]
+		if x.Action != ActionRejected || !strings.HasPrefix(x.Reason, code+": ") {
+			t.Errorf("%s: %+v, want rejected with %s", filepath.Base(inputs[i]), x, code)
+			continue
+		}
+		if code == reasonUnreadable {
+			continue
+		}
+		if x.Rejected == "" {
+			t.Errorf("%s: not kept in rejected/", inputs[i])
+			continue
+		}
+		reason, err := os.ReadFile(x.Rejected + ".reason")
+		if err != nil {
+			t.Errorf("%s: %v", inputs[i], err)
+			continue
+		}
+		first, _, _ := strings.Cut(string(reason), "\n")
+		if !strings.HasPrefix(first, code+": ") {
+			t.Errorf("%s.reason first line %q", x.Rejected, first)
+		}
+		kept, _ := os.ReadFile(x.Rejected)
+		orig, _ := os.ReadFile(inputs[i])
+		if !bytes.Equal(kept, orig) {
+			t.Errorf("%s: rejected copy differs from the input", inputs[i])
+		}
+	}
+	for _, x := range res {
+		if strings.Contains(x.Reason, "/spool/") {
+			t.Errorf("reason names our private spool copy: %s", x.Reason)
+		}
+	}
+	if !strings.Contains(res[3].Reason, "pkg-1-1.el9.x86_64") {
+		t.Errorf("duplicate reason does not name the NEVRA: %s", res[3].Reason)
+	}
+	if res[8].Action != ActionUnchanged {
+		t.Errorf("re-adding identical bytes: %+v", res[8])
+	}
+	pk := mustPkgs(t, filepath.Join(root, "repo/main/staging/el/9/x86_64"))
+	if len(pk) != 1 {
+		t.Errorf("repodata lists %v after rejects", keys(pk))
+	}
+	served := filepath.Join(root, "repo/main/staging/el/9/x86_64/pkg-1-1.el9.x86_64.rpm")
+	list, _ := r.List(ctx, ListOptions{})
+	if len(list) != 1 || fileSHA(t, served) != list[0].SHA256 {
+		t.Errorf("the released package was changed or more were stored: %+v", list)
+	}
+	evs, err := r.History(ctx, HistoryOptions{Action: EventReject, Verify: true})
+	if err != nil || len(evs) != len(wantCode) {
+		t.Errorf("reject events %d (want %d): %v", len(evs), len(wantCode), err)
+	}
+}
+
+func TestConcurrentAdd(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	in := t.TempDir()
+	const workers, per = 4, 15
+	var paths [workers][]string
+	for w := 0; w < workers; w++ {
+		for i := 0; i < per; i++ {
+			paths[w] = append(paths[w], writeSpec(t, in, testrpm.Small(w*per+i)))
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*per)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, p := range paths[w] { // one call per file: maximal interleaving
+				res, err := r.Add(ctx, []string{p}, AddOptions{})
+				if err != nil {
+					errs <- err
+				} else if res[0].Action != ActionAdded {
+					errs <- fmt.Errorf("%s: %+v", p, res[0])
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := len(mustPkgs(t, filepath.Join(root, "repo/main/staging/el/9/x86_64"))); got != workers*per {
+		t.Errorf("repodata lists %d packages, want %d", got, workers*per)
+	}
+	if _, err := r.History(ctx, HistoryOptions{Verify: true}); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestResumeAfterCrash stops the pipeline at every journal state as if the
+// process had been killed there, reopens the root and checks that nothing
+// is lost: before signing, a drop-in is back in incoming/; from signing on,
+// the package is finished into the repository and its repodata.
+func TestResumeAfterCrash(t *testing.T) {
+	errCrash := errors.New("simulated crash")
+	for i, state := range []string{stateReceived, stateValidated, stateSigned, statePlaced, statePublished} {
+		t.Run(state, func(t *testing.T) {
+			ctx := context.Background()
+			root := filepath.Join(t.TempDir(), "root")
+			r := openPL(t, root)
+			incoming := r.Config().DropIns[0].Dir
+			name := fmt.Sprintf("crash%d", i)
+			p := writeSpec(t, incoming, spec(name, "1", "1.el9", "noarch"))
+			failpoint = func(s string) error {
+				if s == state {
+					return errCrash
+				}
+				return nil
+			}
+			_, err := r.Ingest(ctx, []string{p}, AddOptions{Move: true, Who: "daemon"})
+			failpoint = nil
+			if !errors.Is(err, errCrash) {
+				t.Fatalf("Ingest: %v, want the simulated crash", err)
+			}
+			r.Close()
+
+			r2 := openPL(t, root) // resumes
+			nevra := name + "-1-1.el9.noarch"
+			list, err := r2.List(ctx, ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			x86 := mustPkgs(t, filepath.Join(root, "repo/main/staging/el/9/x86_64"))
+			arm := mustPkgs(t, filepath.Join(root, "repo/main/staging/el/9/aarch64"))
+			_, inIncoming := os.Stat(p)
+			switch state {
+			case stateReceived, stateValidated:
+				if inIncoming != nil {
+					t.Errorf("unsigned drop-in not returned to incoming/: %v", inIncoming)
+				}
+				if len(list) != 0 || len(x86) != 0 {
+					t.Errorf("rolled-back item is in the repository: %v %v", list, keys(x86))
+				}
+				// The daemon would now take it again.
+				res, err := r2.Ingest(ctx, []string{p}, AddOptions{Move: true})
+				if err != nil || res[0].Action != ActionAdded {
+					t.Fatalf("re-ingest: %+v %v", res, err)
+				}
+				x86 = mustPkgs(t, filepath.Join(root, "repo/main/staging/el/9/x86_64"))
+			default:
+				if inIncoming == nil {
+					t.Errorf("file is both in incoming/ and resumed")
+				}
+				if len(list) != 1 || list[0].NEVRA != nevra {
+					t.Errorf("store after resume: %+v", list)
+				}
+				if _, ok := arm[name+"-1-1.el9.noarch"]; !ok {
+					t.Errorf("aarch64 repodata after resume: %v", keys(arm))
+				}
+			}
+			if _, ok := x86[name+"-1-1.el9.noarch"]; !ok {
+				t.Errorf("x86_64 repodata: %v", keys(x86))
+			}
+			st, err := r2.Status(ctx)
+			if err != nil || st.InFlight != 0 {
+				t.Errorf("in flight after resume: %+v %v", st, err)
+			}
+			spool, _ := os.ReadDir(r2.Config().Paths.Spool)
+			for _, e := range spool {
+				if e.Type().IsRegular() {
+					t.Errorf("spool still holds %s", e.Name())
+				}
+			}
+			if _, err := r2.History(ctx, HistoryOptions{Verify: true}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestEventLogTamper(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	p := writeSpec(t, t.TempDir(), spec("audit", "1", "1.el9", "x86_64"))
+	if _, err := r.Add(ctx, []string{p}, AddOptions{Who: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RecordEvent(ctx, Event{Action: "upgrade.step", NEVRA: "audit-1-1.el9.x86_64", Details: map[string]string{"step": "clean"}}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := r.History(ctx, HistoryOptions{Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) < 4 || evs[len(evs)-1].Action != "upgrade.step" {
+		t.Fatalf("history: %+v", evs)
+	}
+	r.Close()
+
+	// Rewrite who added the package, as someone with the DB file could.
+	db, err := bolt.Open(filepath.Join(root, "repoctl.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var target uint64
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEvents)
+		return b.ForEach(func(k, v []byte) error {
+			if target == 0 && bytes.Contains(v, []byte(`"who":"alice"`)) {
+				target = seqFromKey(k)
+				return b.Put(k, bytes.Replace(v, []byte(`"who":"alice"`), []byte(`"who":"mallory"`), 1))
+			}
+			return nil
+		})
+	})
+	db.Close()
+	if err != nil || target == 0 {
+		t.Fatalf("tampering: %v (target %d)", err, target)
+	}
+	r2 := openPL(t, root)
+	_, err = r2.History(ctx, HistoryOptions{Verify: true})
+	if !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), fmt.Sprintf("event %d ", target)) {
+		t.Fatalf("History(Verify) after tampering with event %d: %v", target, err)
+	}
+	if _, err := r2.History(ctx, HistoryOptions{}); err != nil {
+		t.Errorf("plain History should still read: %v", err)
+	}
+}
+
+func seqFromKey(k []byte) uint64 {
+	var n uint64
+	for _, b := range k {
+		n = n<<8 | uint64(b)
+	}
+	return n
+}
+
+func TestPromoteRestoreRemove(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	in := t.TempDir()
+	v1 := writeSpec(t, in, spec("app", "1.0", "1.el9", "x86_64"))
+	v2 := writeSpec(t, in, spec("app", "1.1", "1.el9", "x86_64"))
+	if _, err := r.Add(ctx, []string{v1}, AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p1, err := r.Promote(ctx, PromoteRequest{Package: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1.NEVRA != "app-1.0-1.el9.x86_64" || p1.Previous != "" || p1.To != "prod" || p1.File != "main/prod/el/9/x86_64/app-1.0-1.el9.x86_64.rpm" {
+		t.Errorf("first promote: %+v", p1)
+	}
+	if _, err := r.Add(ctx, []string{v2}, AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dry, err := r.Promote(ctx, PromoteRequest{Package: "app", DryRun: true})
+	if err != nil || !dry.DryRun || dry.NEVRA != "app-1.1-1.el9.x86_64" || dry.Previous != "app-1.0-1.el9.x86_64" {
+		t.Fatalf("dry run: %+v %v", dry, err)
+	}
+	prodDir := filepath.Join(root, "repo/main/prod/el/9/x86_64")
+	if got := keys(mustPkgs(t, prodDir)); len(got) != 1 {
+		t.Fatalf("dry run changed prod: %v", got)
+	}
+	p2, err := r.Promote(ctx, PromoteRequest{Package: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Previous != "app-1.0-1.el9.x86_64" {
+		t.Errorf("previous: %+v", p2)
+	}
+	if got := keys(mustPkgs(t, prodDir)); strings.Join(got, " ") != "app-1.0-1.el9.x86_64 app-1.1-1.el9.x86_64" {
+		t.Errorf("prod after second promote: %v", got)
+	}
+	a, _ := os.Stat(filepath.Join(root, "repo", p2.File))
+	b, _ := os.Stat(filepath.Join(root, "repo/main/staging/el/9/x86_64/app-1.1-1.el9.x86_64.rpm"))
+	if a == nil || b == nil || !os.SameFile(a, b) {
+		t.Errorf("promote did not place the exact staged file")
+	}
+	if err := r.Restore(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(mustPkgs(t, prodDir)); strings.Join(got, " ") != "app-1.0-1.el9.x86_64" {
+		t.Errorf("prod after restore: %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(root, "repo", p2.File)); !os.IsNotExist(err) {
+		t.Errorf("restored-away file still served: %v", err)
+	}
+	if _, err := r.Promote(ctx, PromoteRequest{Package: "nosuch"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("promote unknown: %v", err)
+	}
+	// remove from every channel
+	if _, err := r.Remove(ctx, "app", RemoveOptions{}); !errors.Is(err, ErrAmbiguous) {
+		t.Errorf("remove by bare name: %v", err)
+	}
+	rr, err := r.Remove(ctx, "app-1.0-1.el9.x86_64", RemoveOptions{})
+	if err != nil || !rr.Removed || len(rr.Files) != 2 {
+		t.Fatalf("remove: %+v %v", rr, err)
+	}
+	if got := keys(mustPkgs(t, prodDir)); len(got) != 0 {
+		t.Errorf("prod after remove: %v", got)
+	}
+	if got := keys(mustPkgs(t, filepath.Join(root, "repo/main/staging/el/9/x86_64"))); strings.Join(got, " ") != "app-1.1-1.el9.x86_64" {
+		t.Errorf("staging after remove: %v", got)
+	}
+	evs, err := r.History(ctx, HistoryOptions{NEVRA: "app-1.1-1.el9.x86_64", Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acts []string
+	for _, e := range evs {
+		acts = append(acts, e.Action)
+	}
+	if strings.Join(acts, " ") != "sign add promote restore" {
+		t.Errorf("events of app-1.1: %v", acts)
+	}
+}
+
+func TestLockHeld(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "root")
+	openPL(t, root)
+	_, err := Open(context.Background(), root, WithLockWait(0))
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("second Open: %v", err)
+	}
+	var msgs []string
+	_, err = Open(context.Background(), root, WithLockWait(300*time.Millisecond), WithNotify(func(m string) { msgs = append(msgs, m) }))
+	if !errors.Is(err, ErrLocked) || len(msgs) != 1 || !strings.Contains(msgs[0], "waiting for pid") {
+		t.Fatalf("waiting Open: %v, notices %q", err, msgs)
+	}
+	for _, bad := range []string{"database locked", "timeout"} {
+		if strings.Contains(err.Error(), bad) {
+			t.Errorf("error leaks %q: %v", bad, err)
+		}
+	}
+}
