@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/repoctl/repoctl/repo"
+	"github.com/repoctl/repoctl/upgrade"
+)
+
+func init() {
+	rollout := &cobra.Command{
+		Use:   "rollout",
+		Short: "Inspect, resume or abort phased rollouts (see promote --phased)",
+		Long: `A phased rollout is a state machine kept in ROOT/rollouts.db. These commands
+work after the process that ran it was killed: status shows every host's
+step, resume continues without repeating any host step recorded as done,
+and abort frees the hosts without touching them. ID defaults to the newest
+(unfinished, for resume and abort) rollout.`,
+	}
+	status := &cobra.Command{
+		Use:   "status [ID]",
+		Short: "Show a rollout's state and every host's steps",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := upgrade.NewManager(globals.root)
+			if err != nil {
+				return err
+			}
+			r, err := m.Get(cmd.Context(), argOr(args))
+			if err != nil {
+				return err
+			}
+			return printRollout(cmd.OutOrStdout(), r)
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List every rollout, oldest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := upgrade.NewManager(globals.root)
+			if err != nil {
+				return err
+			}
+			rs, err := m.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if globals.output == "json" {
+				return printJSONTo(cmd.OutOrStdout(), rs)
+			}
+			for _, r := range rs {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s  %-24s %s\n", r.ID, stateText(r), r.Plan.NEVRA)
+			}
+			return nil
+		},
+	}
+	resume := &cobra.Command{
+		Use:   "resume [ID]",
+		Short: "Continue an interrupted or halted rollout",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, done, err := connectService(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			m, err := rolloutManager(cmd, svc)
+			if err != nil {
+				return err
+			}
+			r, err := m.Resume(cmd.Context(), argOr(args))
+			return finishRollout(cmd, r, err)
+		},
+	}
+	abort := &cobra.Command{
+		Use:   "abort [ID]",
+		Short: "Mark a rollout aborted and free its hosts (nothing on the hosts is undone)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := upgrade.NewManager(globals.root, upgrade.WithRecorder(bestEffortRecorder(cmd)))
+			if err != nil {
+				return err
+			}
+			r, err := m.Abort(cmd.Context(), argOr(args))
+			if r != nil && err == nil {
+				return printRollout(cmd.OutOrStdout(), r)
+			}
+			return err
+		},
+	}
+	rollout.AddCommand(status, list, resume, abort)
+	rootCmd.AddCommand(rollout)
+
+	exitCoders = append(exitCoders, func(err error) (int, bool) {
+		switch {
+		case errors.Is(err, upgrade.ErrHalted):
+			return exitHalted, true
+		case errors.Is(err, upgrade.ErrLocked), errors.Is(err, upgrade.ErrBusy):
+			return exitBusy, true
+		case errors.Is(err, upgrade.ErrUnsafeName):
+			return exitUsage, true
+		}
+		return 0, false
+	})
+}
+
+func argOr(args []string) string {
+	if len(args) > 0 {
+		return args[0]
+	}
+	return ""
+}
+
+// rolloutManager wires the rollout's audit events into the repository's
+// hash-chained event log and rollback into Service.Restore.
+func rolloutManager(cmd *cobra.Command, svc repo.Service) (*upgrade.Manager, error) {
+	rec := func(ctx context.Context, ev upgrade.Event) error {
+		return svc.RecordEvent(ctx, rolloutEvent(ev))
+	}
+	restore := func(ctx context.Context, r *upgrade.Rollout) error {
+		raw := r.Plan.Meta["promote"]
+		if raw == "" {
+			return nil
+		}
+		var pr repo.PromoteResult
+		if err := json.Unmarshal([]byte(raw), &pr); err != nil {
+			return fmt.Errorf("decoding promote of rollout %s: %w", r.ID, err)
+		}
+		return svc.Restore(ctx, &pr)
+	}
+	return upgrade.NewManager(globals.root, upgrade.WithRecorder(rec), upgrade.WithRestore(restore),
+		upgrade.WithProgress(progressPrinter(cmd)))
+}
+
+// bestEffortRecorder records into the event log when the repository can be
+// reached; abort must work even when it cannot.
+func bestEffortRecorder(cmd *cobra.Command) upgrade.Recorder {
+	return func(ctx context.Context, ev upgrade.Event) error {
+		svc, done, err := connectService(cmd)
+		if err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "repoctl: warning: %s not recorded in the event log: %v\n", ev.Kind, err)
+			return nil
+		}
+		defer done()
+		return svc.RecordEvent(ctx, rolloutEvent(ev))
+	}
+}
+
+func rolloutEvent(ev upgrade.Event) repo.Event {
+	d := map[string]string{"rollout": ev.Rollout}
+	for k, v := range map[string]string{"phase": ev.Phase, "host": ev.Host, "command": ev.Command, "detail": ev.Detail} {
+		if v != "" {
+			d[k] = v
+		}
+	}
+	if ev.ExitStatus != 0 {
+		d["exit_status"] = strconv.Itoa(ev.ExitStatus)
+	}
+	return repo.Event{Time: ev.Time, Action: "upgrade." + ev.Kind, NEVRA: ev.NEVRA, Details: d}
+}
+
+// progressPrinter shows each host step on stderr as it ends.
+func progressPrinter(cmd *cobra.Command) func(upgrade.Event) {
+	w := cmd.ErrOrStderr()
+	return func(ev upgrade.Event) {
+		ts := ev.Time.Local().Format("15:04:05")
+		switch ev.Kind {
+		case upgrade.EventStepDone:
+			fmt.Fprintf(w, "%s  ok      %-22s %s\n", ts, ev.Phase, ev.Host)
+		case upgrade.EventStepFailed:
+			fmt.Fprintf(w, "%s  FAILED  %-22s %s: %s\n", ts, ev.Phase, ev.Host, ev.Detail)
+		case upgrade.EventStepSkip:
+			fmt.Fprintf(w, "%s  done    %-22s %s (finished before, not repeated)\n", ts, ev.Phase, ev.Host)
+		case upgrade.EventStarted, upgrade.EventResumed:
+			fmt.Fprintf(w, "%s  %s %s (%s)\n", ts, ev.Kind, ev.Rollout, ev.NEVRA)
+		case upgrade.EventRollback:
+			fmt.Fprintf(w, "%s  rolling back: %s\n", ts, ev.Detail)
+		case upgrade.EventRestored:
+			fmt.Fprintf(w, "%s  channel restored\n", ts)
+		}
+	}
+}
+
+// finishRollout prints the outcome; on a halt the per-host report of what
+// ran and what it printed.
+func finishRollout(cmd *cobra.Command, r *upgrade.Rollout, err error) error {
+	if r == nil {
+		return err
+	}
+	if globals.output == "json" {
+		if full, gerr := mustManager().Get(context.WithoutCancel(cmd.Context()), r.ID); gerr == nil {
+			r = full
+		}
+		if perr := printJSONTo(cmd.OutOrStdout(), r); perr != nil {
+			return perr
+		}
+		return err
+	}
+	w := cmd.OutOrStdout()
+	var he *upgrade.HaltError
+	if errors.As(err, &he) {
+		fmt.Fprintf(w, "rollout %s: %s at %q\n", r.ID, r.State, he.Phase)
+		for _, f := range he.Failed {
+			printStep(w, f, true)
+		}
+		fmt.Fprintf(w, "see `repoctl rollout status %s`; fix and `repoctl rollout resume %s`, or abort it\n", r.ID, r.ID)
+		return err
+	}
+	if err == nil {
+		fmt.Fprintf(w, "rollout %s: %s, %s on every host\n", r.ID, r.State, r.Plan.NEVRA)
+	}
+	return err
+}
+
+func mustManager() *upgrade.Manager {
+	m, err := upgrade.NewManager(globals.root)
+	if err != nil {
+		panic(err) // NewManager only fails creating a dir that already exists here
+	}
+	return m
+}
+
+func stateText(r *upgrade.Rollout) string {
+	if r.State == upgrade.StateRunning && !r.Live {
+		return "running (interrupted)"
+	}
+	if r.RollingBack && !r.State.Terminal() {
+		return string(r.State) + " (rolling back)"
+	}
+	return string(r.State)
+}
+
+func printRollout(w io.Writer, r *upgrade.Rollout) error {
+	if globals.output == "json" {
+		return printJSONTo(w, r)
+	}
+	fmt.Fprintf(w, "rollout   %s\nstate     %s\npackage   %s (previous: %s)\nstarted   %s by pid %d on %s\nupdated   %s\n",
+		r.ID, stateText(r), r.Plan.NEVRA, orNoneCmd(r.Plan.Previous), r.Created.Local().Format(time.RFC3339), r.PID, r.Hostname,
+		r.Updated.Local().Format(time.RFC3339))
+	if r.Error != "" {
+		fmt.Fprintf(w, "error     %s\n", r.Error)
+	}
+	byKey := map[string]upgrade.StepRecord{}
+	for _, s := range r.Steps {
+		byKey[s.Key] = s
+	}
+	show := func(prefix string, i int, ph upgrade.Phase) {
+		fmt.Fprintf(w, "%s%d %s\n", strings.ToUpper(prefix[:1]), i+1, ph.Name)
+		for _, t := range ph.Tasks {
+			s, ok := byKey[fmt.Sprintf("%s%03d/%s", prefix, i, t.Target.Host)]
+			if !ok {
+				fmt.Fprintf(w, "    %-12s pending\n", t.Target.Host)
+				continue
+			}
+			printStep(w, s, s.State == upgrade.StepFailed)
+		}
+	}
+	for i, ph := range r.Plan.Phases {
+		show("p", i, ph)
+	}
+	if r.RollingBack || r.State == upgrade.StateRolledBack {
+		for i, ph := range r.Plan.Rollback {
+			show("r", i, ph)
+		}
+	}
+	var extra []string
+	for k := range byKey {
+		if strings.HasPrefix(k, "r999/") {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(extra)
+	for _, k := range extra {
+		printStep(w, byKey[k], true)
+	}
+	return nil
+}
+
+func printStep(w io.Writer, s upgrade.StepRecord, detail bool) {
+	took := ""
+	if !s.Finished.IsZero() {
+		took = s.Finished.Sub(s.Started).Round(time.Millisecond).String()
+	}
+	fmt.Fprintf(w, "    %-12s %-8s runs %d  %s  %s\n", s.Host, s.State, s.Runs, took, s.Command)
+	if !detail {
+		return
+	}
+	if s.Error != "" {
+		fmt.Fprintf(w, "        error: %s\n", s.Error)
+	}
+	for _, out := range []struct{ name, text string }{{"stdout", s.Stdout}, {"stderr", s.Stderr}} {
+		t := strings.TrimRight(out.text, "\n")
+		if t == "" {
+			continue
+		}
+		lines := strings.Split(t, "\n")
+		if len(lines) > 20 {
+			lines = append([]string{fmt.Sprintf("[... %d lines before]", len(lines)-20)}, lines[len(lines)-20:]...)
+		}
+		fmt.Fprintf(w, "        %s:\n", out.name)
+		for _, l := range lines {
+			fmt.Fprintf(w, "          %s\n", l)
+		}
+	}
+}
+
+func orNoneCmd(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
