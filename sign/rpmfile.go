@@ -139,7 +139,10 @@ func parseIntro(b []byte, maxIL, maxDL uint32) (il, dl uint32, err error) {
 		return 0, 0, fmt.Errorf("%w: bad header magic", ErrCorrupt)
 	}
 	il, dl = binary.BigEndian.Uint32(b[8:]), binary.BigEndian.Uint32(b[12:])
-	if il == 0 || il > maxIL {
+	if il == 0 {
+		return 0, 0, fmt.Errorf("%w: header has no index entries", ErrCorrupt)
+	}
+	if il > maxIL {
 		return 0, 0, fmt.Errorf("%w: header has %d index entries (limit %d)", ErrTooLarge, il, maxIL)
 	}
 	if dl > maxDL {

@@ -1,0 +1,158 @@
+package sign
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/repoctl/repoctl/internal/testrpm"
+)
+
+// basePackages returns a package with reserved space (from the corpus) and
+// one rpmpack package without.
+func basePackages(t testing.TB) map[string][]byte {
+	t.Helper()
+	dir := t.TempDir()
+	p, err := testrpm.Write(dir, testrpm.Small(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string][]byte{
+		"archer":  readAll(t, filepath.Join(corpusDir(t), "Archer-3.4.5-6.x86_64.rpm")),
+		"rpmpack": readAll(t, p),
+	}
+}
+
+type mutation struct {
+	name string
+	mut  func(b []byte, p *pkg) []byte
+	want error
+}
+
+func mutations() []mutation {
+	put32 := func(b []byte, off int64, v uint32) []byte {
+		c := bytes.Clone(b)
+		binary.BigEndian.PutUint32(c[off:], v)
+		return c
+	}
+	flip := func(b []byte, off int64) []byte {
+		c := bytes.Clone(b)
+		c[off] ^= 0x55
+		return c
+	}
+	return []mutation{
+		{"empty", func(b []byte, p *pkg) []byte { return nil }, ErrNotRPM},
+		{"short lead", func(b []byte, p *pkg) []byte { return b[:50] }, ErrNotRPM},
+		{"text file", func(b []byte, p *pkg) []byte { return bytes.Repeat([]byte("hello\n"), 100) }, ErrNotRPM},
+		{"bad lead magic", func(b []byte, p *pkg) []byte { return flip(b, 1) }, ErrNotRPM},
+		{"lead signature type", func(b []byte, p *pkg) []byte { return flip(b, 79) }, ErrCorrupt},
+		{"only lead", func(b []byte, p *pkg) []byte { return b[:leadSize] }, ErrCorrupt},
+		{"cut in sig intro", func(b []byte, p *pkg) []byte { return b[:leadSize+9] }, ErrCorrupt},
+		{"cut in sig header", func(b []byte, p *pkg) []byte { return b[:leadSize+40] }, ErrCorrupt},
+		{"cut in main header", func(b []byte, p *pkg) []byte { return b[:p.mainOff+100] }, ErrCorrupt},
+		{"cut before payload", func(b []byte, p *pkg) []byte { return b[:p.payloadOff-1] }, ErrCorrupt},
+		{"cut in payload", func(b []byte, p *pkg) []byte { return b[:p.payloadOff+(p.size-p.payloadOff)/2] }, ErrCorrupt},
+		{"last byte missing", func(b []byte, p *pkg) []byte { return b[:len(b)-1] }, ErrCorrupt},
+		{"trailing junk", func(b []byte, p *pkg) []byte { return append(bytes.Clone(b), "junk"...) }, ErrCorrupt},
+		{"sig header magic", func(b []byte, p *pkg) []byte { return flip(b, leadSize+1) }, ErrCorrupt},
+		{"sig il huge", func(b []byte, p *pkg) []byte { return put32(b, leadSize+8, 0xffffffff) }, ErrTooLarge},
+		{"sig il zero", func(b []byte, p *pkg) []byte { return put32(b, leadSize+8, 0) }, ErrCorrupt},
+		{"sig dl huge", func(b []byte, p *pkg) []byte { return put32(b, leadSize+12, 0x7fffffff) }, ErrTooLarge},
+		{"sig dl beyond file", func(b []byte, p *pkg) []byte { return put32(b, leadSize+12, 1<<20) }, ErrCorrupt},
+		{"main il huge", func(b []byte, p *pkg) []byte { return put32(b, p.mainOff+8, 0x10000000) }, ErrTooLarge},
+		{"main dl beyond file", func(b []byte, p *pkg) []byte { return put32(b, p.mainOff+12, 1<<27) }, ErrCorrupt},
+		{"sig entry offset", func(b []byte, p *pkg) []byte { return put32(b, leadSize+16+16+8, 0x7fff0000) }, ErrCorrupt},
+		{"sig entry negative offset", func(b []byte, p *pkg) []byte { return put32(b, leadSize+16+16+8, 0xfffffff0) }, ErrCorrupt},
+		{"sig entry type", func(b []byte, p *pkg) []byte { return put32(b, leadSize+16+16+4, 99) }, ErrCorrupt},
+		{"sig entry count", func(b []byte, p *pkg) []byte { return put32(b, leadSize+16+16+12, 0x7fffffff) }, ErrCorrupt},
+		{"main entry offset", func(b []byte, p *pkg) []byte { return put32(b, p.mainOff+16+16*3+8, 0x00ffffff) }, ErrCorrupt},
+		{"main entry count", func(b []byte, p *pkg) []byte { return put32(b, p.mainOff+16+16*3+12, 0x00ffffff) }, ErrCorrupt},
+		{"main header data byte", func(b []byte, p *pkg) []byte { return flip(b, p.payloadOff-20) }, ErrCorrupt},
+		{"payload byte", func(b []byte, p *pkg) []byte { return flip(b, p.payloadOff+(p.size-p.payloadOff)/2) }, ErrCorrupt},
+		{"payload last byte", func(b []byte, p *pkg) []byte { return flip(b, p.size-1) }, ErrCorrupt},
+	}
+}
+
+// TestMalformedRefusedUntouched: junk, truncated and tampered packages are
+// refused with the right sentinel and stay byte-identical on disk.
+func TestMalformedRefusedUntouched(t *testing.T) {
+	k := testKey(t, "ed25519")
+	s, err := NewSigner(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, base := range basePackages(t) {
+		p, err := readPkg(bytes.NewReader(base), int64(len(base)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		var paths []string
+		want := map[string][]byte{}
+		var ms []mutation
+		for i, m := range mutations() {
+			b := m.mut(base, p)
+			path := filepath.Join(dir, name+"-"+string(rune('a'+i))+".rpm")
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			paths = append(paths, path)
+			want[path] = b
+			ms = append(ms, m)
+		}
+		res, err := s.SignFiles(context.Background(), paths)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res {
+			if !errors.Is(r.Err, ms[i].want) {
+				t.Errorf("%s/%s: err %v, want %v", name, ms[i].name, r.Err, ms[i].want)
+			}
+			if got := readAll(t, r.Path); !bytes.Equal(got, want[r.Path]) {
+				t.Errorf("%s/%s: file changed on disk", name, ms[i].name)
+			}
+			// verify reports the same problem instead of passing.
+			rep, err := VerifyFile(context.Background(), r.Path, []*Key{k})
+			if err == nil && rep.OK {
+				t.Errorf("%s/%s: verify says OK", name, ms[i].name)
+			}
+		}
+	}
+	// Not a regular file.
+	if _, err := s.SignFile(context.Background(), t.TempDir()); !errors.Is(err, ErrNotRPM) {
+		t.Errorf("directory: %v", err)
+	}
+}
+
+// FuzzReadPackage feeds arbitrary bytes through everything that parses a
+// file: nothing may panic, and a header we serialize must parse back.
+func FuzzReadPackage(f *testing.F) {
+	for _, b := range basePackages(f) {
+		f.Add(b)
+		f.Add(b[:len(b)/2])
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := readPkg(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			if !errors.Is(err, ErrNotRPM) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("unexpected error class: %v", err)
+			}
+			return
+		}
+		r := bytes.NewReader(b[p.payloadOff:])
+		checkDigests(context.Background(), p, r, nil, true)
+		nevra(p)
+		h := buildSigHeader(p.sig.entries, 7)
+		il, dl, err := parseIntro(h, sigMaxIL+8, sigMaxDL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parseHeader(h, il, dl); err != nil {
+			t.Fatalf("own header does not parse: %v", err)
+		}
+	})
+}
