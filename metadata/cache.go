@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
+	"sync"
 )
 
 // BlockCache keeps compressed blocks between publishes so that a publish
@@ -42,15 +44,28 @@ type BlockCacheRetainer interface {
 // clients fetch.
 const CacheDirName = ".repoctl-cache"
 
-// DirCache is a BlockCache of one file per block in a directory. Each
-// file ends with the sha256 of its content so that a torn or damaged file
-// (the cache is not fsynced: it is a cache) reads as a miss, never as
-// wrong metadata.
+const (
+	packName  = "blocks.pack"
+	packMagic = "RCB1"
+	// A record: magic, 32-byte key, 4-byte length, data, sha256(data).
+	packRecHead = 4 + sha256.Size + 4
+)
+
+// DirCache is a BlockCache kept in one append-only pack file in a
+// directory: one write per publish rather than one file per block. Every
+// record carries the sha256 of its data, so a torn or damaged record (the
+// cache is not fsynced: it is only a cache) reads as a miss, never as wrong
+// metadata. RetainBlocks compacts the pack when most of it is dead.
 type DirCache struct {
 	dir string
+
+	mu     sync.Mutex
+	loaded bool
+	index  map[string][]byte
+	size   int64 // bytes of the pack file that index describes
 }
 
-// NewDirCache returns a DirCache in dir, creating it.
+// NewDirCache returns a DirCache in dir, creating the directory.
 func NewDirCache(dir string) (*DirCache, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating block cache %q: %w", dir, err)
@@ -58,98 +73,154 @@ func NewDirCache(dir string) (*DirCache, error) {
 	return &DirCache{dir: dir}, nil
 }
 
-func validKey(k string) bool {
-	if len(k) != 64 {
-		return false
+func (c *DirCache) load() error {
+	if c.loaded {
+		return nil
 	}
-	for _, c := range k {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
+	c.index = map[string][]byte{}
+	b, err := os.ReadFile(filepath.Join(c.dir, packName))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("reading block cache: %w", err)
+	}
+	pos := 0
+	for len(b)-pos >= packRecHead+sha256.Size {
+		if string(b[pos:pos+4]) != packMagic {
+			break
 		}
+		key := hex.EncodeToString(b[pos+4 : pos+4+sha256.Size])
+		n := int(binary.BigEndian.Uint32(b[pos+4+sha256.Size:]))
+		start := pos + packRecHead
+		if n < 0 || n > len(b)-start-sha256.Size {
+			break
+		}
+		data := b[start : start+n : start+n]
+		if s := sha256.Sum256(data); !bytes.Equal(s[:], b[start+n:start+n+sha256.Size]) {
+			break
+		}
+		c.index[key] = data
+		pos = start + n + sha256.Size
 	}
-	return true
+	// Anything after the first bad record is ignored and overwritten by
+	// the next append.
+	c.size = int64(pos)
+	c.loaded = true
+	return nil
 }
 
 // GetBlocks implements BlockCache.
 func (c *DirCache) GetBlocks(ctx context.Context, keys []string) (map[string][]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.load(); err != nil {
+		return nil, err
+	}
 	out := make(map[string][]byte, len(keys))
 	for _, k := range keys {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		if b, ok := c.index[k]; ok {
+			out[k] = b
 		}
-		if !validKey(k) {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(c.dir, k))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			return nil, fmt.Errorf("reading block cache: %w", err)
-		}
-		if len(b) < sha256.Size {
-			continue
-		}
-		data, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
-		if s := sha256.Sum256(data); !bytes.Equal(s[:], sum) {
-			continue
-		}
-		out[k] = data
 	}
 	return out, nil
 }
 
-// PutBlocks implements BlockCache.
+func appendRecord(buf []byte, key string, data []byte) ([]byte, error) {
+	raw, err := hex.DecodeString(key)
+	if err != nil || len(raw) != sha256.Size {
+		return nil, fmt.Errorf("block cache: invalid key %q", key)
+	}
+	buf = append(buf, packMagic...)
+	buf = append(buf, raw...)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(data)))
+	buf = append(buf, data...)
+	s := sha256.Sum256(data)
+	return append(buf, s[:]...), nil
+}
+
+// PutBlocks implements BlockCache: one append to the pack file.
 func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.load(); err != nil {
+		return err
+	}
+	var buf []byte
+	var err error
+	var added []string
 	for k, data := range blocks {
-		if err := ctx.Err(); err != nil {
+		if _, ok := c.index[k]; ok {
+			continue
+		}
+		if buf, err = appendRecord(buf, k, data); err != nil {
 			return err
 		}
-		if !validKey(k) {
-			return fmt.Errorf("block cache: invalid key %q", k)
-		}
-		f, err := os.CreateTemp(c.dir, ".tmp-")
-		if err != nil {
-			return fmt.Errorf("writing block cache: %w", err)
-		}
-		sum := sha256.Sum256(data)
-		_, err = f.Write(data)
-		if err == nil {
-			_, err = f.Write(sum[:])
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(f.Name(), filepath.Join(c.dir, k))
-		}
-		if err != nil {
-			os.Remove(f.Name())
-			return fmt.Errorf("writing block cache: %w", err)
-		}
+		added = append(added, k)
+	}
+	if len(buf) == 0 {
+		return ctx.Err()
+	}
+	f, err := os.OpenFile(filepath.Join(c.dir, packName), os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("writing block cache: %w", err)
+	}
+	// Write at the end of the valid part, dropping a torn tail.
+	_, err = f.WriteAt(buf, c.size)
+	if err == nil {
+		err = f.Truncate(c.size + int64(len(buf)))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("writing block cache: %w", err)
+	}
+	c.size += int64(len(buf))
+	for _, k := range added {
+		c.index[k] = blocks[k]
 	}
 	return nil
 }
 
-// RetainBlocks implements BlockCacheRetainer: it removes every block not
-// in keys, and leftovers of interrupted writes.
+// RetainBlocks implements BlockCacheRetainer: blocks not in keys are
+// forgotten, and the pack is rewritten when they make up most of it.
 func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.load(); err != nil {
+		return err
+	}
 	keep := make(map[string]bool, len(keys))
+	live := int64(0)
 	for _, k := range keys {
-		keep[k] = true
-	}
-	ents, err := os.ReadDir(c.dir)
-	if err != nil {
-		return fmt.Errorf("pruning block cache: %w", err)
-	}
-	for _, e := range ents {
-		n := e.Name()
-		if keep[n] || !(validKey(n) || strings.HasPrefix(n, ".tmp-")) {
-			continue
-		}
-		if err := os.Remove(filepath.Join(c.dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("pruning block cache: %w", err)
+		if b, ok := c.index[k]; ok && !keep[k] {
+			keep[k] = true
+			live += int64(packRecHead + len(b) + sha256.Size)
 		}
 	}
+	if c.size <= 2*live+(1<<20) {
+		return nil
+	}
+	var buf []byte
+	for k := range keep {
+		var err error
+		if buf, err = appendRecord(buf, k, c.index[k]); err != nil {
+			return err
+		}
+	}
+	p := filepath.Join(c.dir, packName)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, buf, 0o644); err != nil {
+		return fmt.Errorf("compacting block cache: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("compacting block cache: %w", err)
+	}
+	for k := range c.index {
+		if !keep[k] {
+			delete(c.index, k)
+		}
+	}
+	c.size = int64(len(buf))
 	return nil
 }
+

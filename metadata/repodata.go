@@ -10,7 +10,6 @@ import (
 	"path"
 	"runtime"
 	"sort"
-	"strconv"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -25,24 +24,9 @@ type docSpec struct {
 }
 
 var docSpecs = [3]docSpec{
-	{"primary", primaryHeader, []byte("</metadata>"), func(e *Entry) []byte { return e.Primary }},
-	{"filelists", filelistsHeader, []byte("</filelists>"), func(e *Entry) []byte { return e.Filelists }},
-	{"other", otherHeader, []byte("</otherdata>"), func(e *Entry) []byte { return e.Other }},
-}
-
-// These wrappers are createrepo_c's, byte for byte (note: no newline after
-// the closing tag). They match M1's PrimaryHeader etc.; a test keeps them in
-// step.
-func primaryHeader(n int) []byte {
-	return []byte("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<metadata xmlns=\"http://linux.duke.edu/metadata/common\" xmlns:rpm=\"http://linux.duke.edu/metadata/rpm\" packages=\"" + strconv.Itoa(n) + "\">\n")
-}
-
-func filelistsHeader(n int) []byte {
-	return []byte("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<filelists xmlns=\"http://linux.duke.edu/metadata/filelists\" packages=\"" + strconv.Itoa(n) + "\">\n")
-}
-
-func otherHeader(n int) []byte {
-	return []byte("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<otherdata xmlns=\"http://linux.duke.edu/metadata/other\" packages=\"" + strconv.Itoa(n) + "\">\n")
+	{"primary", PrimaryHeader, PrimaryFooter(), func(e *Entry) []byte { return e.Primary }},
+	{"filelists", FilelistsHeader, FilelistsFooter(), func(e *Entry) []byte { return e.Filelists }},
+	{"other", OtherHeader, OtherFooter(), func(e *Entry) []byte { return e.Other }},
 }
 
 // Blocks group consecutive packages (in sort order). A package ends a block
@@ -135,9 +119,14 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	spans := partition(entries)
 	keys := make([][]string, 3)
 
-	// Hash: per block (cache key) and per document (open-checksum).
+	// Hash: per document (open-checksum, one sequential stream each) and
+	// per block (cache keys, spread over the workers).
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for k := range docSpecs {
+		keys[k] = make([]string, len(spans))
 		g.Go(func() error {
 			d := docSpecs[k]
 			doc := &docs[k]
@@ -146,25 +135,46 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 			hdr := d.header(len(entries))
 			oh.Write(hdr)
 			doc.openSize = int64(len(hdr))
-			keys[k] = make([]string, len(spans))
-			prefix := []byte("repoctl-block-v1\x00" + c.id() + "\x00" + d.typ + "\x00")
-			for i, s := range spans {
-				if i%16 == 0 && gctx.Err() != nil {
+			for i, e := range entries {
+				if i%1024 == 0 && gctx.Err() != nil {
 					return gctx.Err()
 				}
-				kh := sha256.New()
-				kh.Write(prefix)
-				for _, e := range entries[s.lo:s.hi] {
-					f := d.frag(e)
-					kh.Write(f)
-					oh.Write(f)
-					doc.openSize += int64(len(f))
-				}
-				keys[k][i] = hex.EncodeToString(kh.Sum(nil))
+				f := d.frag(e)
+				oh.Write(f)
+				doc.openSize += int64(len(f))
 			}
 			oh.Write(d.footer)
 			doc.openSize += int64(len(d.footer))
 			doc.openChecksum = hex.EncodeToString(oh.Sum(nil))
+			return nil
+		})
+	}
+	next := make(chan [2]int)
+	g.Go(func() error {
+		defer close(next)
+		for i := range spans {
+			for k := range docSpecs {
+				select {
+				case next <- [2]int{k, i}:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+		}
+		return nil
+	})
+	for range workers {
+		g.Go(func() error {
+			for j := range next {
+				d := docSpecs[j[0]]
+				s := spans[j[1]]
+				kh := sha256.New()
+				kh.Write([]byte("repoctl-block-v1\x00" + c.id() + "\x00" + d.typ + "\x00"))
+				for _, e := range entries[s.lo:s.hi] {
+					kh.Write(d.frag(e))
+				}
+				keys[j[0]][j[1]] = hex.EncodeToString(kh.Sum(nil))
+			}
 			return nil
 		})
 	}
@@ -209,9 +219,6 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	p.Stage("compress", len(jobs))
 	var mu sync.Mutex
 	fresh := make(map[string][]byte, len(jobs))
-	if workers <= 0 {
-		workers = runtime.NumCPU()
-	}
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(workers)
 	for _, j := range jobs {

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/repoctl/repoctl/metadata"
+)
+
+func init() {
+	exitCoders = append(exitCoders, func(err error) (int, bool) {
+		switch {
+		case errors.Is(err, metadata.ErrSomeSkipped):
+			return exitRejected, true
+		case errors.Is(err, metadata.ErrLocked):
+			return exitBusy, true
+		case errors.Is(err, metadata.ErrBadOption):
+			return exitUsage, true
+		}
+		return 0, false
+	})
+	var (
+		update, noWait, quiet, noDatabase bool
+		workers, changelogLimit           int
+		compress, baseURL, revision       string
+	)
+	cmd := &cobra.Command{
+		Use:   "createrepo [--update] [--workers N] [--compress-type zstd|gz] [--changelog-limit N] [--baseurl URL] [--revision R] DIR",
+		Short: "Write repodata for a directory of RPMs, like createrepo_c, published atomically",
+		Long: `Scans DIR for *.rpm (recursively, skipping repodata/ and dot directories) and
+writes DIR/repodata: primary, filelists and other XML byte-identical to
+createrepo_c's (zstd by default, gz for EL7's yum), and repomd.xml. No sqlite
+databases are written: dnf and yum read the XML. --no-database is accepted for
+compatibility.
+
+The new repodata is built beside the old one and swapped in with one atomic
+directory exchange; superseded files stay for an hour for clients holding an
+older repomd.xml. An unchanged repository is not rewritten. A second writer
+waits for the lock (or, with --no-wait, exits 4). Compressed blocks are cached
+in DIR/.repoctl-cache so that --update after a few new packages recompresses
+only what changed.
+
+Files that are not valid RPMs are skipped with a message; the rest is
+published and the exit status is 3.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("%w: createrepo takes exactly one DIR", errUsage)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ro := metadata.RenderOptions{BaseURL: baseURL}
+			if cmd.Flags().Changed("changelog-limit") {
+				ro.ChangelogLimit = metadata.ChangelogLimitFromFlag(changelogLimit)
+			}
+			if workers < 0 {
+				return fmt.Errorf("%w: --workers must be positive", errUsage)
+			}
+			pub := []metadata.PublishOption{
+				metadata.WithCompression(compress),
+				metadata.WithLockWait(!noWait),
+			}
+			if revision != "" {
+				pub = append(pub, metadata.WithRevision(revision))
+			}
+			var bar *createrepoProgress
+			if !quiet && globals.output != "json" {
+				bar = newCreaterepoProgress(os.Stderr)
+				pub = append(pub, metadata.WithProgress(bar))
+			} else {
+				pub = append(pub, metadata.WithProgress(&createrepoProgress{w: os.Stderr, quiet: quiet}))
+			}
+			res, err := metadata.CreateRepo(cmd.Context(), args[0],
+				metadata.WithUpdate(update),
+				metadata.WithReadWorkers(workers),
+				metadata.WithRenderOptions(ro),
+				metadata.WithPublishOptions(pub...))
+			if bar != nil {
+				bar.finish()
+			}
+			if res == nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if globals.output == "json" {
+				if jerr := createrepoJSON(out, res, err); jerr != nil && err == nil {
+					err = jerr
+				}
+				return err
+			}
+			state := "published"
+			if res.Publish != nil && !res.Publish.Changed {
+				state = "unchanged"
+			}
+			fmt.Fprintf(out, "%s %d packages to %s/repodata (read %d, reused %d, skipped %d)\n",
+				state, res.Packages, strings.TrimSuffix(args[0], "/"), res.Read, res.Reused, len(res.Skipped))
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&update, "update", false, "reuse existing repodata for packages whose path, size and mtime are unchanged")
+	f.IntVar(&workers, "workers", 0, "packages read in parallel (default: number of CPUs)")
+	f.StringVar(&compress, "compress-type", "zstd", "compression of primary, filelists and other: zstd or gz")
+	f.IntVar(&changelogLimit, "changelog-limit", 10, "changelog entries kept per package (newest), -1 for all")
+	f.StringVarP(&baseURL, "baseurl", "u", "", "base URL written as location xml:base of every package")
+	f.StringVar(&revision, "revision", "", "repomd.xml revision (default: current unix time when content changes)")
+	f.BoolVar(&noWait, "no-wait", false, "fail with exit status 4 instead of waiting when another writer holds the lock")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar or notices")
+	f.BoolVar(&noDatabase, "no-database", true, "accepted for createrepo_c compatibility; sqlite databases are never written")
+	rootCmd.AddCommand(cmd)
+}
+
+type createrepoJSONOut struct {
+	*metadata.CreateResult
+	Error string `json:"error,omitempty"`
+}
+
+func createrepoJSON(w io.Writer, res *metadata.CreateResult, err error) error {
+	v := createrepoJSONOut{CreateResult: res}
+	if err != nil {
+		v.Error = err.Error()
+	}
+	if v.Skipped == nil {
+		v.Skipped = []metadata.SkippedFile{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// createrepoProgress draws a one-line bar on a terminal; elsewhere it only
+// prints notices (skipped files, lock waits), one per line.
+type createrepoProgress struct {
+	mu          sync.Mutex
+	w           io.Writer
+	tty, quiet  bool
+	stage       string
+	done, total int
+	last        time.Time
+	drawn       bool
+}
+
+func newCreaterepoProgress(f *os.File) *createrepoProgress {
+	return &createrepoProgress{w: f, tty: term.IsTerminal(int(f.Fd()))}
+}
+
+func (p *createrepoProgress) Stage(name string, total int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stage, p.done, p.total = name, 0, total
+	p.draw(true)
+}
+
+func (p *createrepoProgress) Step(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done += n
+	p.draw(p.done == p.total)
+}
+
+func (p *createrepoProgress) Notice(msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.quiet {
+		return
+	}
+	p.clear()
+	fmt.Fprintf(p.w, "repoctl: %s\n", msg)
+	p.draw(true)
+}
+
+func (p *createrepoProgress) draw(force bool) {
+	if !p.tty {
+		return
+	}
+	if !force && time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	line := fmt.Sprintf("%-9s", p.stage)
+	if p.total > 0 {
+		const width = 30
+		n := width * p.done / p.total
+		line += fmt.Sprintf(" [%s%s] %d/%d", strings.Repeat("=", n), strings.Repeat(" ", width-n), p.done, p.total)
+	}
+	fmt.Fprintf(p.w, "\r\033[K%s", line)
+	p.drawn = true
+}
+
+func (p *createrepoProgress) clear() {
+	if p.tty && p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false
+	}
+}
+
+func (p *createrepoProgress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear()
+}

@@ -1,0 +1,327 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// CreateOption configures CreateRepo.
+type CreateOption func(*createConfig) error
+
+type createConfig struct {
+	update   bool
+	workers  int
+	render   RenderOptions
+	publish  []PublishOption
+	cacheDir *string
+}
+
+// WithUpdate reuses what the existing repodata (ours or createrepo_c's)
+// says about every package whose href, size and mtime are unchanged, so
+// only new or changed files are read. Default false: every file is read.
+func WithUpdate(update bool) CreateOption {
+	return func(c *createConfig) error { c.update = update; return nil }
+}
+
+// WithReadWorkers bounds how many packages are read at once (and how many
+// blocks are compressed at once, unless WithWorkers says otherwise).
+// Default runtime.NumCPU().
+func WithReadWorkers(n int) CreateOption {
+	return func(c *createConfig) error {
+		if n < 0 {
+			return fmt.Errorf("%w: negative workers %d", ErrBadOption, n)
+		}
+		c.workers = n
+		return nil
+	}
+}
+
+// WithRenderOptions sets the changelog limit and base URL of the XML.
+// Default: RenderOptions{} (10 changelog entries, no xml:base).
+func WithRenderOptions(o RenderOptions) CreateOption {
+	return func(c *createConfig) error { c.render = o; return nil }
+}
+
+// WithPublishOptions passes options to the publishing step (compression,
+// revision, signer, grace, lock waiting, progress, block cache, workers).
+// CreateRepo reports its own stages to the same Progress.
+func WithPublishOptions(opts ...PublishOption) CreateOption {
+	return func(c *createConfig) error { c.publish = append(c.publish, opts...); return nil }
+}
+
+// WithCacheDir sets where the compressed-block cache lives when no
+// WithBlockCache publish option is given. Default DIR/.repoctl-cache
+// (outside repodata/, so clients never fetch it); "" disables it.
+func WithCacheDir(dir string) CreateOption {
+	return func(c *createConfig) error { c.cacheDir = &dir; return nil }
+}
+
+// SkippedFile is a file CreateRepo left out, and why.
+type SkippedFile struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+	Err    error  `json:"-"`
+}
+
+// CreateResult says what CreateRepo did.
+type CreateResult struct {
+	Dir      string         `json:"dir"`
+	Packages int            `json:"packages"` // packages in the published repodata
+	Read     int            `json:"read"`     // headers read from files
+	Reused   int            `json:"reused"`   // taken from existing repodata (--update)
+	Skipped  []SkippedFile  `json:"skipped"`
+	Publish  *PublishResult `json:"publish"`
+}
+
+type scannedFile struct {
+	href  string // slash-separated, relative to the repository
+	path  string
+	size  int64
+	mtime int64
+}
+
+// CreateRepo is a standalone createrepo: it finds every *.rpm under dir
+// (recursively; not in repodata/ nor in dot directories), reads them with
+// bounded workers (or, WithUpdate, reuses existing repodata for unchanged
+// files), and publishes dir/repodata with Publish. The lock is held from
+// scan to publish.
+//
+// A file that is not a valid RPM is skipped: it is listed in the result's
+// Skipped with the reason, reported through Progress.Notice, the rest is
+// published, and the returned error wraps ErrSomeSkipped (the result is
+// returned too).
+func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateResult, error) {
+	cfg := &createConfig{}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(cfg); err != nil {
+			return nil, err
+		}
+	}
+	pubOpts := cfg.publish
+	if cfg.workers > 0 {
+		// Publish options given later override this default.
+		pubOpts = append([]PublishOption{WithWorkers(cfg.workers)}, pubOpts...)
+	}
+	pcfg, err := newPublishConfig(pubOpts)
+	if err != nil {
+		return nil, err
+	}
+	workers := cfg.workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("createrepo %q: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("createrepo %q: not a directory", dir)
+	}
+	if pcfg.cache == nil {
+		cd := filepath.Join(dir, CacheDirName)
+		if cfg.cacheDir != nil {
+			cd = *cfg.cacheDir
+		}
+		if cd != "" {
+			if pcfg.cache, err = NewDirCache(cd); err != nil {
+				return nil, err
+			}
+		}
+	}
+	p := pcfg.progress
+	lock, err := acquireLock(ctx, dir, pcfg.lockWait, p)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.release()
+
+	p.Stage("scan", 0)
+	files, err := scanRPMs(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	res := &CreateResult{Dir: dir}
+
+	var old map[string]*existingPackage
+	if cfg.update {
+		if old, err = loadExisting(ctx, dir); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			p.Notice(fmt.Sprintf("not reusing existing repodata: %v", err))
+			old = nil
+		}
+	}
+	base := cfg.render.BaseURL
+	if base != "" && base[0] == '/' {
+		base = "file://" + base
+	}
+	entries := make([]Entry, len(files))
+	have := make([]bool, len(files))
+	var toRead []int
+	for i, f := range files {
+		if o := old[f.href]; o != nil && o.Size == f.size && o.MTime == f.mtime && o.base == base {
+			entries[i] = o.Entry
+			have[i] = true
+			res.Reused++
+			continue
+		}
+		toRead = append(toRead, i)
+	}
+	old = nil
+
+	p.Stage("read", len(toRead))
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	work := make(chan int)
+	g.Go(func() error {
+		defer close(work)
+		for _, i := range toRead {
+			select {
+			case work <- i:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	for range workers {
+		g.Go(func() error {
+			for {
+				var i int
+				var ok bool
+				select {
+				case i, ok = <-work:
+					if !ok {
+						return nil
+					}
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				f := files[i]
+				e, err := readEntry(gctx, f, cfg.render)
+				if err != nil {
+					if gctx.Err() != nil {
+						return gctx.Err()
+					}
+					s := SkippedFile{Path: f.path, Reason: err.Error(), Err: err}
+					mu.Lock()
+					res.Skipped = append(res.Skipped, s)
+					mu.Unlock()
+					p.Notice(fmt.Sprintf("skipping %s", s.Reason))
+				} else {
+					entries[i] = *e
+					have[i] = true
+				}
+				p.Step(1)
+			}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	kept := entries[:0]
+	for i := range entries {
+		if have[i] {
+			kept = append(kept, entries[i])
+		}
+	}
+	res.Read = len(toRead) - len(res.Skipped)
+	res.Packages = len(kept)
+	// Skipped order follows the scan, not the workers.
+	sortSkipped(res.Skipped)
+
+	pub, err := publishLocked(ctx, dir, kept, pcfg)
+	res.Publish = pub
+	if err != nil {
+		return res, err
+	}
+	if len(res.Skipped) > 0 {
+		return res, fmt.Errorf("createrepo %q: %w: %d of %d files are not valid packages",
+			dir, ErrSomeSkipped, len(res.Skipped), len(files))
+	}
+	return res, nil
+}
+
+func readEntry(ctx context.Context, f scannedFile, ro RenderOptions) (*Entry, error) {
+	pkg, err := ReadFile(ctx, f.path)
+	if err != nil {
+		return nil, err
+	}
+	e, err := pkg.Entry(f.href, ro)
+	if err != nil {
+		return nil, fmt.Errorf("rendering %q: %w", f.path, err)
+	}
+	return e, nil
+}
+
+func sortSkipped(s []SkippedFile) {
+	sort.Slice(s, func(i, j int) bool { return s[i].Path < s[j].Path })
+}
+
+// scanRPMs lists dir's *.rpm files. repodata/ at the top and directories
+// whose name starts with a dot (our generation and cache directories among
+// them) are not entered. Symlinks to regular files are followed, as
+// createrepo_c does.
+func scanRPMs(ctx context.Context, dir string) ([]scannedFile, error) {
+	var out []scannedFile
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if d.IsDir() {
+			if p == dir {
+				return nil
+			}
+			name := d.Name()
+			if strings.HasPrefix(name, ".") || (name == RepodataDir && filepath.Dir(p) == filepath.Clean(dir)) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(d.Name(), ".rpm") {
+			return nil
+		}
+		var fi fs.FileInfo
+		if d.Type()&fs.ModeSymlink != 0 {
+			fi, err = os.Stat(p)
+		} else {
+			fi, err = d.Info()
+		}
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // dangling symlink or removed meanwhile
+			}
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		out = append(out, scannedFile{href: filepath.ToSlash(rel), path: p, size: fi.Size(), mtime: fi.ModTime().Unix()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scanning %q: %w", dir, err)
+	}
+	return out, nil
+}
