@@ -223,4 +223,3 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 	c.size = int64(len(buf))
 	return nil
 }
-
