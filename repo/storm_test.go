@@ -275,23 +275,58 @@ func TestDaemonKill9(t *testing.T) {
 		}
 		batch = append(batch, junkInputs(fmt.Sprint(trial), 3)...)
 		inputs = append(inputs, batch...)
+		logStart := len(d.log())
 		for _, in := range batch {
 			dropFile(t, incoming, in.name, in.body)
 		}
-		delay := time.Duration(rng.IntN(700)) * time.Millisecond
+		// A batch of 30 takes a few hundred ms here; most kills land inside
+		// it, some after.
+		delay := time.Duration(rng.IntN(250)) * time.Millisecond
+		if trial%5 == 4 {
+			delay = time.Duration(250+rng.IntN(1000)) * time.Millisecond
+		}
 		time.Sleep(delay)
+		d.kill9()
 		// Note what the kill interrupted, for the failure message.
-		ok, state := drained(root)
-		note := "mid-batch"
-		if ok {
-			note = "idle"
+		_, state := drained(root)
+		log := d.log()
+		if len(log) >= logStart {
+			log = log[logStart:]
+		}
+		note := "before pickup"
+		switch {
+		case strings.Contains(log, `"msg":"ingest batch"`):
+			note = "after batch"
+		case strings.Contains(log, `"msg":"published"`):
+			note = "after publish"
+		case !strings.Contains(state, "spool 0"):
+			note = "in pipeline"
 		}
 		kills[note]++
 		t.Logf("trial %d: kill -9 after %v (%s: %s)", trial, delay, note, state)
-		d.kill9()
-		// Right after the kill, the repodata clients see is consistent.
+		// Right after the kill, the repodata clients see is consistent, and
+		// every file of this storm is somewhere: still in incoming/, in the
+		// spool (journaled), in rejected/, or placed in the repository.
 		if _, err := repodataPackages(repoDir); err != nil {
 			t.Fatalf("trial %d: repodata after kill -9: %v", trial, err)
+		}
+		found := 0
+		for _, in := range batch {
+			for _, p := range []string{filepath.Join(incoming, in.name), filepath.Join(root, "rejected", in.name), filepath.Join(repoDir, in.name)} {
+				if _, err := os.Stat(p); err == nil {
+					found++
+					break
+				}
+			}
+		}
+		spooled := 0
+		for _, n := range listDir(t, filepath.Join(root, "spool")) {
+			if strings.HasSuffix(n, ".rpm") {
+				spooled++
+			}
+		}
+		if found+spooled < len(batch) {
+			t.Fatalf("trial %d: after kill -9 only %d of %d files found (+%d in spool)", trial, found, len(batch), spooled)
 		}
 	}
 	// dnf reads the final state with both checks on.
