@@ -1,0 +1,347 @@
+package metadata
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/repoctl/repoctl/internal/testrpm"
+)
+
+// publishedDocs returns the uncompressed documents repoDir's repomd.xml
+// names, after checking each file against its checksums.
+func publishedDocs(t *testing.T, repoDir string) repodataDocs {
+	t.Helper()
+	md, err := readRepomdFile(filepath.Join(repoDir, "repodata", "repomd.xml"))
+	if err != nil || md == nil {
+		t.Fatalf("repomd.xml: %v", err)
+	}
+	var docs [3][]byte
+	for k, d := range docSpecs {
+		r := md.Record(d.typ)
+		if r == nil {
+			t.Fatalf("no %s record", d.typ)
+		}
+		// Verify both sums, whatever readMetadataFile skips.
+		b, err := readMetadataFile(context.Background(), repoDir, r, "sha256", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%x", sha256Sum(b)); got != r.OpenChecksum {
+			t.Fatalf("%s open-checksum %s, want %s", d.typ, r.OpenChecksum, got)
+		}
+		docs[k] = b
+	}
+	return repodataDocs{docs[0], docs[1], docs[2]}
+}
+
+func assertSameDocs(t *testing.T, what string, want, got repodataDocs) {
+	t.Helper()
+	for _, c := range []struct {
+		name      string
+		want, got []byte
+	}{{"primary.xml", want.primary, got.primary}, {"filelists.xml", want.filelists, got.filelists}, {"other.xml", want.other, got.other}} {
+		if !bytes.Equal(c.want, c.got) {
+			t.Errorf("%s: %s differs (- want, + got):\n%s", what, c.name, diffFirst(c.want, c.got))
+		}
+	}
+}
+
+func writeSmall(t *testing.T, dir string, i int) string {
+	t.Helper()
+	p, err := testrpm.Write(dir, testrpm.Small(i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// copyTree copies the *.rpm files of src (not recursive) to a new temp dir.
+func copyRepoFiles(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	copyRPMs(t, src, dst)
+	return dst
+}
+
+// onlyControlCharSkips accepts ErrSomeSkipped when every skipped package
+// is one createrepo_c refuses too.
+func onlyControlCharSkips(t *testing.T, res *CreateResult, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if !errors.Is(err, ErrSomeSkipped) || res == nil {
+		t.Fatal(err)
+	}
+	for _, s := range res.Skipped {
+		if !errors.Is(s.Err, ErrControlChars) {
+			t.Fatalf("skipped %s: %v", s.Path, s.Err)
+		}
+	}
+}
+
+func TestCreateRepoMatchesCreaterepoC(t *testing.T) {
+	for _, comp := range []string{"zstd", "gz"} {
+		t.Run(comp, func(t *testing.T) {
+			dir := t.TempDir()
+			copyRPMs(t, sharedCorpus(t), dir)
+			for i := 0; i < 5; i++ {
+				writeSmall(t, dir, i)
+			}
+			res, err := CreateRepo(context.Background(), dir, WithPublishOptions(WithCompression(comp)))
+			onlyControlCharSkips(t, res, err)
+			assertSameDocs(t, "createrepo vs createrepo_c", oracleRepodata(t, dir), publishedDocs(t, dir))
+		})
+	}
+}
+
+// TestCreateRepoUpdate: --update on createrepo_c's repodata (gz and xz)
+// and then on ours gives exactly a full run's output, reading only the
+// new files.
+func TestCreateRepoUpdate(t *testing.T) {
+	ctx := context.Background()
+	for _, existing := range []string{"gz", "xz"} {
+		t.Run(existing, func(t *testing.T) {
+			dir := t.TempDir()
+			copyRPMs(t, sharedCorpus(t), dir)
+			if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 30; i++ {
+				writeSmall(t, filepath.Join(dir, map[bool]string{true: "sub", false: "."}[i%3 == 0]), i)
+			}
+			cmd := exec.Command("createrepo_c", "--no-database", "--general-compress-type", existing, dir)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("createrepo_c: %v\n%s", err, out)
+			}
+			before := filepath.Join(dir, "repodata", "repomd.xml")
+			if !strings.Contains(string(mustRead(t, before)), ".xml."+existing) {
+				t.Fatalf("createrepo_c did not write %s", existing)
+			}
+			old, err := loadExisting(ctx, dir)
+			if err != nil || len(old) == 0 {
+				t.Fatalf("loading createrepo_c repodata: %d %v", len(old), err)
+			}
+
+			// A new package, and one old package whose bytes change
+			// while its size and mtime stay: --update must not read it.
+			writeSmall(t, dir, 100)
+			victim := filepath.Join(dir, testrpm.Small(1).FileName())
+			pristine := t.TempDir()
+			copyRPMs(t, dir, pristine)
+			copyRPMs(t, filepath.Join(dir, "sub"), pristine) // flattened: for the oracle only
+			st, _ := os.Stat(victim)
+			junk := bytes.Repeat([]byte{0xa5}, int(st.Size()))
+			if err := os.WriteFile(victim, junk, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			os.Chtimes(victim, st.ModTime(), st.ModTime())
+
+			res, err := CreateRepo(ctx, dir, WithUpdate(true), WithPublishOptions(WithCompression("gz")))
+			onlyControlCharSkips(t, res, err)
+			if res.Read != 1 || res.Reused != res.Packages-1 {
+				t.Fatalf("update read %d, reused %d of %d", res.Read, res.Reused, res.Packages)
+			}
+			got := publishedDocs(t, dir)
+
+			// The same files, untouched, in a full run.
+			full := t.TempDir()
+			copyRPMs(t, dir, full)
+			os.MkdirAll(filepath.Join(full, "sub"), 0o755)
+			copyRPMs(t, filepath.Join(dir, "sub"), filepath.Join(full, "sub"))
+			copyRPMs(t, pristine, full) // restores the victim's real bytes
+			for _, e := range mustGlob(t, filepath.Join(full, "*.rpm")) {
+				if _, err := os.Stat(filepath.Join(full, "sub", filepath.Base(e))); err == nil {
+					os.Remove(e)
+				}
+			}
+			fres, err := CreateRepo(ctx, full)
+			onlyControlCharSkips(t, fres, err)
+			if fres.Packages != res.Packages {
+				t.Fatalf("full run has %d packages, update %d", fres.Packages, res.Packages)
+			}
+			assertSameDocs(t, "update vs full run", publishedDocs(t, full), got)
+			assertSameDocs(t, "full run vs createrepo_c", oracleRepodata(t, full), publishedDocs(t, full))
+
+			// --update again on our own (zstd) output after one more.
+			writeSmall(t, dir, 101)
+			writeSmall(t, full, 101)
+			res, err = CreateRepo(ctx, dir, WithUpdate(true))
+			onlyControlCharSkips(t, res, err)
+			if res.Read != 1 {
+				t.Fatalf("second update read %d", res.Read)
+			}
+			fres, err = CreateRepo(ctx, full)
+			onlyControlCharSkips(t, fres, err)
+			assertSameDocs(t, "second update vs full run", publishedDocs(t, full), publishedDocs(t, dir))
+		})
+	}
+}
+
+func mustGlob(t *testing.T, pat string) []string {
+	t.Helper()
+	m, err := filepath.Glob(pat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestCreateRepoSkipsBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	var good []string
+	for i := 0; i < 3; i++ {
+		good = append(good, writeSmall(t, dir, i))
+	}
+	os.MkdirAll(filepath.Join(dir, "nested", "deeper"), 0o755)
+	writeSmall(t, filepath.Join(dir, "nested", "deeper"), 7)
+	// Not scanned: repodata/ and dot directories.
+	for _, d := range []string{".hidden", "repodata"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+		writeSmall(t, filepath.Join(dir, d), 9)
+	}
+	goodBytes := mustRead(t, good[0])
+	bad := map[string][]byte{
+		"junk.rpm":      bytes.Repeat([]byte("not an rpm "), 100),
+		"empty.rpm":     nil,
+		"truncated.rpm": goodBytes[:300],
+		"garbled.rpm":   append(append([]byte(nil), goodBytes[:96+16]...), bytes.Repeat([]byte{0xff}, 4000)...),
+	}
+	for n, b := range bad {
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := CreateRepo(ctx, dir, WithReadWorkers(3))
+	if !errors.Is(err, ErrSomeSkipped) {
+		t.Fatalf("want ErrSomeSkipped, got %v", err)
+	}
+	if res == nil || res.Packages != 4 || len(res.Skipped) != len(bad) {
+		t.Fatalf("result %+v", res)
+	}
+	for _, s := range res.Skipped {
+		name := filepath.Base(s.Path)
+		if bad[name] == nil && name != "empty.rpm" || !strings.Contains(s.Reason, name) {
+			t.Errorf("skipped %q: %s", s.Path, s.Reason)
+		}
+		if !errors.Is(s.Err, ErrNotRPM) && !errors.Is(s.Err, ErrTruncated) && !errors.Is(s.Err, ErrMalformed) && !errors.Is(s.Err, ErrTooLarge) {
+			t.Errorf("%s: unexpected error class %v", name, s.Err)
+		}
+	}
+	docs := publishedDocs(t, dir)
+	if !bytes.Contains(docs.primary, []byte(`packages="4"`)) ||
+		!bytes.Contains(docs.primary, []byte(`<location href="nested/deeper/bulk00007-`)) ||
+		bytes.Contains(docs.primary, []byte("bulk00009")) {
+		t.Fatalf("unexpected primary:\n%s", docs.primary[:400])
+	}
+	// Still bad next time: skipped again, nothing reused wrongly.
+	res, err = CreateRepo(ctx, dir, WithUpdate(true))
+	if !errors.Is(err, ErrSomeSkipped) || len(res.Skipped) != len(bad) || res.Reused != 4 || res.Publish.Changed {
+		t.Fatalf("second run: %v %+v", err, res)
+	}
+}
+
+func TestCreateRepoUnchangedIsNotRewritten(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		writeSmall(t, dir, i)
+	}
+	if _, err := CreateRepo(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "repodata", "repomd.xml")
+	b1, fi1 := mustRead(t, p), mustStat(t, p)
+	time.Sleep(1100 * time.Millisecond) // a rewrite would show in the mtime
+	for _, update := range []bool{false, true} {
+		res, err := CreateRepo(ctx, dir, WithUpdate(update))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Publish.Changed {
+			t.Fatalf("update=%v: unchanged repository rewritten", update)
+		}
+	}
+	b2, fi2 := mustRead(t, p), mustStat(t, p)
+	if !bytes.Equal(b1, b2) || !fi1.ModTime().Equal(fi2.ModTime()) {
+		t.Fatal("repomd.xml changed")
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "repodata"))
+	if len(ents) != 4 {
+		t.Fatalf("repodata has %d entries", len(ents))
+	}
+	// The cache lives outside repodata/.
+	if !pathExists(filepath.Join(dir, CacheDirName, packName)) {
+		t.Fatal("no block cache")
+	}
+}
+
+func mustStat(t *testing.T, p string) os.FileInfo {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
+}
+
+func TestDirCacheTornRecordIsAMiss(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	c, _ := NewDirCache(dir)
+	k1, k2 := fmt.Sprintf("%064x", 1), fmt.Sprintf("%064x", 2)
+	if err := c.PutBlocks(ctx, map[string][]byte{k1: []byte("one")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutBlocks(ctx, map[string][]byte{k2: []byte("two")}); err != nil {
+		t.Fatal(err)
+	}
+	// Damage the last byte of the second record's data.
+	p := filepath.Join(dir, packName)
+	b := mustRead(t, p)
+	b[len(b)-sha256Size-1] ^= 0xff
+	os.WriteFile(p, b, 0o644)
+	c2, _ := NewDirCache(dir)
+	got, err := c2.GetBlocks(ctx, []string{k1, k2})
+	if err != nil || string(got[k1]) != "one" || got[k2] != nil {
+		t.Fatalf("got %q %v", got, err)
+	}
+	// The next append replaces the torn tail.
+	k3 := fmt.Sprintf("%064x", 3)
+	if err := c2.PutBlocks(ctx, map[string][]byte{k3: []byte("three")}); err != nil {
+		t.Fatal(err)
+	}
+	c3, _ := NewDirCache(dir)
+	got, _ = c3.GetBlocks(ctx, []string{k1, k2, k3})
+	if len(got) != 2 || string(got[k3]) != "three" {
+		t.Fatalf("after append: %q", got)
+	}
+	// Retaining only k3 compacts once the dead part dominates.
+	big := fmt.Sprintf("%064x", 4)
+	c3.PutBlocks(ctx, map[string][]byte{big: bytes.Repeat([]byte("x"), 3<<20)})
+	if err := c3.RetainBlocks(ctx, []string{k3}); err != nil {
+		t.Fatal(err)
+	}
+	if fi := mustStat(t, p); fi.Size() > 1024 {
+		t.Fatalf("pack not compacted: %d bytes", fi.Size())
+	}
+	c4, _ := NewDirCache(dir)
+	got, _ = c4.GetBlocks(ctx, []string{k1, k3, big})
+	if len(got) != 1 || string(got[k3]) != "three" {
+		t.Fatalf("after compaction: %d blocks", len(got))
+	}
+}
+
+const sha256Size = 32
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
