@@ -17,6 +17,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/repoctl/repoctl/metadata"
 	"github.com/repoctl/repoctl/sign"
@@ -278,6 +279,9 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 		it.State = stateSigned
 	}
 	live = liveItems(items)
+	if err := r.syncSpool(); err != nil {
+		return nil, err
+	}
 	if err := r.st.setJournal(journalOf(live)...); err != nil {
 		return nil, err
 	}
@@ -478,7 +482,8 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 		_, err := metadata.Publish(ctx, abs, entries,
 			metadata.WithCompression(r.cfg.Publish.Compression),
 			metadata.WithSigner(r.key.DetachSignArmored),
-			metadata.WithLockWait(true))
+			metadata.WithLockWait(true),
+			metadata.WithBlockCache(blockCache{r.st}))
 		if err != nil {
 			return nil, fmt.Errorf("publishing %q: %w", d, err)
 		}
@@ -529,6 +534,9 @@ func receiveFile(it *journalItem) error {
 		if err := copyFile(it.Src, it.Spool); err != nil {
 			return err
 		}
+		if err := fsyncFile(it.Spool); err != nil { // before the original goes
+			return err
+		}
 		return os.Remove(it.Src)
 	}
 	return copyFile(it.Src, it.Spool)
@@ -553,14 +561,35 @@ func copyFile(src, dst string) error {
 		os.Remove(dst)
 		return err
 	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
+	// No fsync per file: a batch makes its copies durable with one
+	// syncfs before it journals them as signed (see syncSpool).
 	if err := out.Close(); err != nil {
 		return err
 	}
 	return os.Chtimes(dst, fi.ModTime(), fi.ModTime())
+}
+
+func fsyncFile(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// syncSpool makes every spool file durable with one syncfs, so that a
+// batch of copies and signatures costs one flush instead of one per file.
+func (r *Repo) syncSpool() error {
+	d, err := os.Open(r.cfg.Paths.Spool)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("syncing spool %q: %w", r.cfg.Paths.Spool, err)
+	}
+	return nil
 }
 
 // placeFile links src at dst (same inode, so the bytes and mtime the entry
@@ -586,6 +615,9 @@ func placeFile(src, dst string) error {
 	}
 	tmp := filepath.Join(filepath.Dir(dst), ".place-"+filepath.Base(dst))
 	if err := copyFile(src, tmp); err != nil {
+		return err
+	}
+	if err := fsyncFile(tmp); err != nil {
 		return err
 	}
 	return os.Rename(tmp, dst)
