@@ -84,8 +84,9 @@ func FlavorCommands(flavor string) (Commands, error) {
 	return Commands{}, fmt.Errorf("%w: unknown flavor %q (want el5..el10, yum or dnf)", ErrInventory, flavor)
 }
 
-// Health is an HTTP health gate. URL is a template seeing .Host and
-// .Address. A host passes when one GET answers ExpectStatus (default 200)
+// Health is an HTTP health gate. URL and ExpectBody are templates seeing
+// .Host, .Address and .Version (the promoted version-release, e.g. to check
+// that the new version is what is served). A host passes when one GET answers ExpectStatus (default 200)
 // and, if set, the body contains ExpectBody; it gets Retries attempts
 // Interval apart, and after passing must keep passing for Soak.
 type Health struct {

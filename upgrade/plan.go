@@ -79,6 +79,9 @@ type PlanRequest struct {
 type tmplData struct {
 	NEVRA, NVRA, Name, Previous, PreviousNVRA string
 	Host, Address                             string
+	// Version is version-release, unquoted: for health URL and body
+	// templates, which never reach a shell.
+	Version string
 }
 
 func render(name, text string, d tmplData) (string, error) {
@@ -135,7 +138,7 @@ func NewPlan(inv *Inventory, req PlanRequest) (*Plan, error) {
 	}
 	data := func(h Host) tmplData {
 		d := tmplData{NEVRA: ShellQuote(nv.String()), NVRA: ShellQuote(nv.NVRA()), Name: ShellQuote(nv.Name),
-			Host: h.Name, Address: h.Address}
+			Host: h.Name, Address: h.Address, Version: nv.Version + "-" + nv.Release}
 		if req.Previous != "" {
 			d.Previous, d.PreviousNVRA = ShellQuote(prev.String()), ShellQuote(prev.NVRA())
 		}
@@ -165,6 +168,9 @@ func NewPlan(inv *Inventory, req PlanRequest) (*Plan, error) {
 				return ph, fmt.Errorf("host %q: %w", h.Name, err)
 			}
 			hc.URL = u
+			if hc.ExpectBody, err = render("health body", hc.ExpectBody, data(h)); err != nil {
+				return ph, fmt.Errorf("host %q: %w", h.Name, err)
+			}
 			ph.Tasks = append(ph.Tasks, Task{Target: target(h), Health: &hc})
 		}
 		return ph, nil

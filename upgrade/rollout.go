@@ -169,6 +169,16 @@ func (m *Manager) Start(ctx context.Context, plan *Plan) (*Rollout, error) {
 	return m.run(ctx, r, tr)
 }
 
+// CheckHosts fails with ErrLocked if an unfinished rollout owns any host
+// of plan. Callers use it before changing anything; Start checks again
+// atomically.
+func (m *Manager) CheckHosts(ctx context.Context, plan *Plan) error {
+	if _, err := os.Stat(m.st.path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return m.st.do(ctx, false, func(tx *bolt.Tx) error { return conflict(tx, planHosts(plan), "") })
+}
+
 // Resume continues an interrupted or halted rollout ("" = the newest
 // unfinished one). Host steps recorded as done are not run again; steps in
 // flight when the process died are re-run (all plan steps are idempotent).
@@ -320,8 +330,11 @@ func (m *Manager) run(ctx context.Context, r *Rollout, tr runner) (*Rollout, err
 				r.State = StateAborted
 				return r, fmt.Errorf("rollout %s: %w", r.ID, ErrFinished)
 			}
-			failed, err := ex.phase(ctx, fmt.Sprintf("p%03d", i), ph, nil)
+			ran, failed, err := ex.phase(ctx, fmt.Sprintf("p%03d", i), ph, nil)
 			if err == nil && len(failed) == 0 {
+				if ran == 0 {
+					continue // finished before a resume; its event is already recorded
+				}
 				if err = m.emit(ctx, r, Event{Kind: EventPhaseDone, Phase: ph.Name}); err == nil {
 					continue
 				}
@@ -368,9 +381,12 @@ func (m *Manager) rollback(ctx context.Context, ex *executor) (*Rollout, error) 
 	}
 	firstFail := r.Error
 	for i, ph := range r.Plan.Rollback {
-		failed, err := ex.phase(ctx, fmt.Sprintf("r%03d", i), ph, updated)
+		ran, failed, err := ex.phase(ctx, fmt.Sprintf("r%03d", i), ph, updated)
 		if err != nil || len(failed) > 0 {
 			return m.halt(ctx, r, ph.Name, failed, err)
+		}
+		if ran == 0 {
+			continue
 		}
 		if err := m.emit(ctx, r, Event{Kind: EventPhaseDone, Phase: ph.Name}); err != nil {
 			return m.halt(ctx, r, ph.Name, nil, err)
@@ -431,9 +447,11 @@ type executor struct {
 }
 
 // phase runs one phase over its hosts (only those in only, if non-nil),
-// skipping host steps already done. It returns the records of hosts that
-// failed; err is for things that are not one host's failure.
-func (ex *executor) phase(ctx context.Context, prefix string, ph Phase, only map[string]bool) ([]StepRecord, error) {
+// skipping host steps already done. It returns how many host steps it ran
+// and the records of hosts that failed; err is for things that are not one
+// host's failure.
+func (ex *executor) phase(ctx context.Context, prefix string, ph Phase, only map[string]bool) (int, []StepRecord, error) {
+	ran := 0
 	var g errgroup.Group
 	g.SetLimit(max(1, ex.r.Plan.Settings.Concurrency))
 	var failed []StepRecord
@@ -452,8 +470,9 @@ func (ex *executor) phase(ctx context.Context, prefix string, ph Phase, only map
 		}
 		if seen && prev.State == StepRunning && !ph.Idempotent {
 			prev.Error = ErrNotIdempotent.Error()
-			return []StepRecord{prev}, fmt.Errorf("%s on %s: %w", ph.Name, t.Target.Host, ErrNotIdempotent)
+			return ran, []StepRecord{prev}, fmt.Errorf("%s on %s: %w", ph.Name, t.Target.Host, ErrNotIdempotent)
 		}
+		ran++
 		g.Go(func() error {
 			select {
 			case <-ctx.Done():
@@ -474,7 +493,7 @@ func (ex *executor) phase(ctx context.Context, prefix string, ph Phase, only map
 	}
 	err := g.Wait()
 	sort.Slice(failed, func(i, j int) bool { return failed[i].Host < failed[j].Host })
-	return failed, err
+	return ran, failed, err
 }
 
 func (ex *executor) task(ctx context.Context, key string, ph Phase, t Task, runs int) (StepRecord, error) {

@@ -228,36 +228,53 @@ func (s *store) list(ctx context.Context) ([]*Rollout, error) {
 	return out, err
 }
 
-// create inserts r unless an unfinished rollout owns any of its hosts. The
-// check and the insert are one transaction, and bbolt's file lock makes
-// that transaction exclusive across processes.
-func (s *store) create(ctx context.Context, r *Rollout) error {
+func planHosts(p *Plan) map[string]bool {
 	mine := map[string]bool{}
-	for _, ph := range r.Plan.Phases {
+	for _, ph := range p.Phases {
 		for _, t := range ph.Tasks {
 			mine[t.Target.Addr()] = true
 		}
 	}
-	return s.do(ctx, true, func(tx *bolt.Tx) error {
-		err := tx.Bucket(bucketRollouts).ForEach(func(k, v []byte) error {
-			var o Rollout
-			if err := json.Unmarshal(v, &o); err != nil {
-				return fmt.Errorf("decoding rollout %q: %w", k, err)
-			}
-			if o.State.Terminal() {
-				return nil
-			}
-			for _, ph := range o.Plan.Phases {
-				for _, t := range ph.Tasks {
-					if mine[t.Target.Addr()] {
-						return fmt.Errorf("%w: %s (%s) belongs to rollout %s (%s); resume or abort it first",
-							ErrLocked, t.Target.Host, t.Target.Addr(), o.ID, o.State)
-					}
+	return mine
+}
+
+// conflict returns ErrLocked if an unfinished rollout other than self owns
+// any of the hosts.
+func conflict(tx *bolt.Tx, mine map[string]bool, self string) error {
+	rb := tx.Bucket(bucketRollouts)
+	if rb == nil {
+		return nil
+	}
+	return rb.ForEach(func(k, v []byte) error {
+		if string(k) == self {
+			return nil
+		}
+		var o Rollout
+		if err := json.Unmarshal(v, &o); err != nil {
+			return fmt.Errorf("decoding rollout %q: %w", k, err)
+		}
+		if o.State.Terminal() {
+			return nil
+		}
+		for _, ph := range o.Plan.Phases {
+			for _, t := range ph.Tasks {
+				if mine[t.Target.Addr()] {
+					return fmt.Errorf("%w: %s (%s) belongs to rollout %s (%s); resume or abort it first",
+						ErrLocked, t.Target.Host, t.Target.Addr(), o.ID, o.State)
 				}
 			}
-			return nil
-		})
-		if err != nil {
+		}
+		return nil
+	})
+}
+
+// create inserts r unless an unfinished rollout owns any of its hosts. The
+// check and the insert are one transaction, and bbolt's file lock makes
+// that transaction exclusive across processes.
+func (s *store) create(ctx context.Context, r *Rollout) error {
+	mine := planHosts(&r.Plan)
+	return s.do(ctx, true, func(tx *bolt.Tx) error {
+		if err := conflict(tx, mine, r.ID); err != nil {
 			return err
 		}
 		return putRollout(tx, r)

@@ -112,6 +112,16 @@ func runPromote(cmd *cobra.Command, pkg string, f promoteFlags) error {
 			return fmt.Errorf("%w: not confirmed", errUsage)
 		}
 	}
+	var m *upgrade.Manager
+	if f.phased {
+		if m, err = rolloutManager(cmd, svc); err != nil {
+			return err
+		}
+		// Refuse before the channel changes if another rollout owns a host.
+		if err := m.CheckHosts(ctx, plan); err != nil {
+			return err
+		}
+	}
 	req.DryRun = false
 	res, err := svc.Promote(ctx, req)
 	if err != nil {
@@ -127,10 +137,6 @@ func runPromote(cmd *cobra.Command, pkg string, f promoteFlags) error {
 	fmt.Fprintf(cmd.ErrOrStderr(), "promoted %s %s → %s (previous: %s)\n", res.NEVRA, res.From, res.To, orNoneCmd(res.Previous))
 	// Re-plan from the real result: it is what rollback must undo.
 	if plan, err = newRolloutPlan(inv, res, f); err != nil {
-		return err
-	}
-	m, err := rolloutManager(cmd, svc)
-	if err != nil {
 		return err
 	}
 	r, err := m.Start(ctx, plan)
