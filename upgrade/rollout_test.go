@@ -367,9 +367,15 @@ func TestResumeAfterInterrupt(t *testing.T) {
 	// app3's update is slow: the others finish while it is in flight.
 	c.Groups[1].Hosts[1].Commands.Update = `echo "{{.Host}} update $(date +%s.%N)" >> ` + ShellQuote(r.marks) + ` && sleep 30`
 	ctx, cancel := context.WithCancel(context.Background())
+	var doneMu sync.Mutex
+	updated := 0
 	m := r.manager(t, WithProgress(func(ev Event) {
-		if ev.Kind == EventStepDone && ev.Phase == "update" && ev.Host == "app2" {
-			go func() { time.Sleep(300 * time.Millisecond); cancel() }()
+		doneMu.Lock()
+		defer doneMu.Unlock()
+		if ev.Kind == EventStepDone && ev.Phase == "update" && (ev.Host == "app1" || ev.Host == "app2") {
+			if updated++; updated == 2 {
+				cancel()
+			}
 		}
 	}))
 	plan := mustPlan(t, c, PlanRequest{NEVRA: "app-2.0-1.el9.x86_64"})
