@@ -186,10 +186,37 @@ func (s *Signer) SignFiles(ctx context.Context, paths []string) ([]Result, error
 		}
 	}
 	s.progress.Start(len(paths))
-	for i := 0; i < len(paths); i += s.batchSize {
-		j := min(i+s.batchSize, len(paths))
-		if err := s.signBatch(ctx, abs[i:j], results[i:j]); err != nil {
+	// A file named twice is signed once; patching it twice in one batch
+	// would trip over our own first write.
+	first := map[string]int{}
+	var uniq []int
+	for i, a := range abs {
+		if _, dup := first[a]; !dup {
+			first[a] = i
+			uniq = append(uniq, i)
+		}
+	}
+	for lo := 0; lo < len(uniq); lo += s.batchSize {
+		idx := uniq[lo:min(lo+s.batchSize, len(uniq))]
+		bp := make([]string, len(idx))
+		br := make([]Result, len(idx))
+		for j, i := range idx {
+			bp[j], br[j] = abs[i], results[i]
+		}
+		err := s.signBatch(ctx, bp, br)
+		for j, i := range idx {
+			results[i] = br[j]
+		}
+		if err != nil {
 			return results, err
+		}
+	}
+	for i, a := range abs {
+		if f := first[a]; f != i {
+			r := results[f]
+			r.Path = paths[i]
+			results[i] = r
+			s.progress.Done(r)
 		}
 	}
 	return results, nil

@@ -170,7 +170,11 @@ func nevra(p *pkg) (s string) {
 	if err != nil {
 		return ""
 	}
-	return n.String()
+	evr := n.Version + "-" + n.Release
+	if n.Epoch != "" && n.Epoch != "0" {
+		evr = n.Epoch + ":" + evr
+	}
+	return n.Name + "-" + evr + "." + n.Arch
 }
 
 func algoName(a packet.PublicKeyAlgorithm) string {
