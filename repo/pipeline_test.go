@@ -559,6 +559,9 @@ func TestPromoteRestoreRemove(t *testing.T) {
 	if got := keys(mustPkgs(t, prodDir)); strings.Join(got, " ") != "app-1.0-1.el9.x86_64" {
 		t.Errorf("prod after restore: %v", got)
 	}
+	if err := r.Restore(ctx, p2); err != nil {
+		t.Errorf("second Restore of the same promote: %v", err)
+	}
 	if _, err := os.Stat(filepath.Join(root, "repo", p2.File)); !os.IsNotExist(err) {
 		t.Errorf("restored-away file still served: %v", err)
 	}

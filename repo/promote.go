@@ -211,6 +211,18 @@ func (r *Repo) Restore(ctx context.Context, res *PromoteResult) error {
 				Details: map[string]string{"note": "was in " + res.To + " before the promote; left in place", "previous": res.Previous}})
 		})
 	}
+	// Idempotent: a rollout resumed after a crash may restore twice.
+	var present bool
+	if err := r.view(func(tx *bolt.Tx) error {
+		p, err := getPackage(tx, res.Repo, res.NEVRA)
+		present = p != nil && p.InChannel(res.To)
+		return err
+	}); err != nil {
+		return err
+	}
+	if !present {
+		return nil
+	}
 	_, err := r.remove(ctx, res.NEVRA, RemoveOptions{Repo: res.Repo, Channel: res.To}, EventRestore,
 		map[string]string{"previous": res.Previous, "from": res.From})
 	return err
