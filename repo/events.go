@@ -113,3 +113,8 @@ var whoami = func() string {
 }()
 
 func currentUser() string { return whoami }
+
+// CurrentUser is the OS user name recorded as Who. The CLI sets it in
+// requests so that events name the person even when the daemon does the
+// work.
+func CurrentUser() string { return whoami }

@@ -34,6 +34,7 @@ otherwise add takes the ROOT lock itself (waiting for it if needed).`,
 				return err
 			}
 			defer done()
+			o.Who = repo.CurrentUser()
 			res, err := svc.Add(cmd.Context(), args, o)
 			if err != nil {
 				return err

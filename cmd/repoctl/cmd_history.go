@@ -29,6 +29,9 @@ hash-chained to the one before it; --verify recomputes the chain and fails
 			if err != nil {
 				return err
 			}
+			if o.Verify {
+				fmt.Fprintln(cmd.ErrOrStderr(), "repoctl: event log verified: hash chain intact")
+			}
 			if globals.output == "json" {
 				return printJSONTo(cmd.OutOrStdout(), evs)
 			}
@@ -53,9 +56,6 @@ hash-chained to the one before it; --verify recomputes the chain and fails
 					fmt.Fprintf(w, "  %s", strings.Join(kv, " "))
 				}
 				fmt.Fprintln(w)
-			}
-			if o.Verify {
-				fmt.Fprintf(cmd.ErrOrStderr(), "repoctl: event log verified: %d events, hash chain intact\n", len(evs))
 			}
 			return nil
 		},

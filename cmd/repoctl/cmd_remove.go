@@ -20,6 +20,7 @@ func init() {
 				return err
 			}
 			defer done()
+			o.Who = repo.CurrentUser()
 			res, err := svc.Remove(cmd.Context(), args[0], o)
 			if err != nil {
 				return err
