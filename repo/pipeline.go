@@ -42,6 +42,7 @@ const (
 	reasonUnroutable = "unroutable"
 	reasonDuplicate  = "duplicate-nevra"
 	reasonSign       = "sign-failed"
+	reasonConflict   = "file-conflict"
 )
 
 // ingestItem is a journal item plus what only this call needs.
@@ -159,6 +160,7 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 		return nil, err
 	}
 	claimed := map[string]*ingestItem{}
+	claimedFiles := map[string]string{} // dir/file → NEVRA, within this batch
 	err = r.st.db.View(func(tx *bolt.Tx) error {
 		for _, it := range items {
 			if it.done {
@@ -181,6 +183,14 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 				continue
 			}
 			it.dist, it.arches = dist, arches
+			fileName := fmt.Sprintf("%s-%s-%s.%s.rpm", e.Name, e.Version, e.Release, e.Arch)
+			if other := r.fileOwner(repoName, channel, dist, arches, fileName, nevra, claimedFiles); other != "" {
+				msg := fmt.Sprintf("%s would be placed as %s, which %s already uses (they differ only in epoch)", nevra, fileName, other)
+				if err := reject(it, reasonConflict, msg); err != nil {
+					return err
+				}
+				continue
+			}
 			old, err := getPackage(tx, repoName, nevra)
 			if err != nil {
 				return err
@@ -211,6 +221,9 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 				continue
 			}
 			claimed[nevra] = it
+			for _, a := range arches {
+				claimedFiles[RepoDir(repoName, channel, dist, a)+"/"+fileName] = nevra
+			}
 			it.State = stateValidated
 		}
 		return nil
@@ -462,18 +475,17 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[string][]*metadata.Entry, who string) ([]Event, error) {
 	var events []Event
 	for _, d := range dirs {
-		byNEVRA := map[string]*metadata.Entry{}
-		for n, e := range r.dirs[d] {
-			byNEVRA[n] = e
-		}
-		for _, e := range pending[d] {
-			byNEVRA[formatNEVRA(e.Name, e.Epoch, e.Version, e.Release, e.Arch)] = e
-		}
-		entries := make([]metadata.Entry, 0, len(byNEVRA))
-		for _, e := range byNEVRA {
+		// Publish sorts by file name itself, as createrepo_c does.
+		idx := r.dirs[d]
+		entries := make([]metadata.Entry, 0, len(idx)+len(pending[d]))
+		for _, e := range idx {
 			entries = append(entries, *e)
 		}
-		sort.Slice(entries, func(i, j int) bool { return entries[i].Href < entries[j].Href })
+		for _, e := range pending[d] {
+			if _, dup := idx[formatNEVRA(e.Name, e.Epoch, e.Version, e.Release, e.Arch)]; !dup {
+				entries = append(entries, *e)
+			}
+		}
 		abs := r.abs(d)
 		if err := os.MkdirAll(abs, 0o755); err != nil {
 			return nil, err
@@ -514,6 +526,24 @@ func sortedKeys(m map[string]bool) []string {
 // abs turns a path relative to ROOT/repo into an absolute one.
 func (r *Repo) abs(rel string) string {
 	return filepath.Join(r.cfg.Paths.Repo, filepath.FromSlash(rel))
+}
+
+// fileOwner returns the NEVRA other than nevra that already uses fileName in
+// one of the target directories (in the store or earlier in this batch);
+// publishing two packages under one href is impossible.
+func (r *Repo) fileOwner(repo, channel, dist string, arches []string, fileName, nevra string, batch map[string]string) string {
+	for _, a := range arches {
+		dir := RepoDir(repo, channel, dist, a)
+		if n, ok := batch[dir+"/"+fileName]; ok && n != nevra {
+			return n
+		}
+		for n, e := range r.dirs[dir] {
+			if e.Href == fileName && n != nevra {
+				return n
+			}
+		}
+	}
+	return ""
 }
 
 // receiveFile puts the input into the spool: a rename for drop-ins (same

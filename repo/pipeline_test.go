@@ -613,3 +613,30 @@ func TestLockHeld(t *testing.T) {
 		}
 	}
 }
+
+// Two NEVRAs that differ only in epoch would share one file name and href;
+// the second is rejected instead of breaking the directory's repodata.
+func TestEpochFileConflict(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	a := spec("ep", "1", "1.el9", "x86_64")
+	b := a
+	b.Epoch = 2
+	pa := writeSpec(t, t.TempDir(), a)
+	pb := writeSpec(t, t.TempDir(), b)
+	res, err := r.Add(ctx, []string{pa, pb}, AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Action != ActionAdded || res[1].Action != ActionRejected || !strings.HasPrefix(res[1].Reason, reasonConflict+": ep-2:1-1.el9.x86_64") {
+		t.Fatalf("%+v", res)
+	}
+	res, err = r.Add(ctx, []string{pb}, AddOptions{})
+	if err != nil || res[0].Action != ActionRejected {
+		t.Fatalf("second batch: %+v %v", res, err)
+	}
+	if got := keys(mustPkgs(t, filepath.Join(root, "repo/main/staging/el/9/x86_64"))); len(got) != 1 {
+		t.Errorf("repodata: %v", got)
+	}
+}
