@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -63,9 +64,11 @@ func zstdCodecInstance() (codec, error) {
 		// One encoder serves all goroutines through EncodeAll; its
 		// concurrency bounds how many encode at once. Each frame is
 		// produced by one goroutine, so output is deterministic.
+		// SpeedFastest: on repodata XML it is both half the CPU of
+		// SpeedDefault and slightly smaller (measured on 10,000 packages).
 		zstdEnc, zstdErr = zstd.NewWriter(nil,
-			zstd.WithEncoderLevel(zstd.SpeedDefault),
-			zstd.WithEncoderConcurrency(8),
+			zstd.WithEncoderLevel(zstd.SpeedFastest),
+			zstd.WithEncoderConcurrency(max(4, runtime.NumCPU())),
 			zstd.WithEncoderCRC(true))
 	})
 	if zstdErr != nil {
@@ -76,7 +79,7 @@ func zstdCodecInstance() (codec, error) {
 
 func (zstdCodec) name() string { return CompressZstd }
 func (zstdCodec) ext() string  { return ".zst" }
-func (zstdCodec) id() string   { return "zstd-3-crc" }
+func (zstdCodec) id() string   { return "zstd-fastest-crc" }
 func (c zstdCodec) encode(dst, src []byte) []byte {
 	return c.enc.EncodeAll(src, dst)
 }
