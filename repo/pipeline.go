@@ -124,7 +124,7 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 
 	// receive: take a private copy (or the file itself for drop-ins).
 	for _, it := range items {
-		if err := receiveFile(it.journalItem); err != nil {
+		if err := r.receiveFile(it.journalItem); err != nil {
 			results[it.idx].Action = ActionRejected
 			results[it.idx].Reason = reasonUnreadable + ": " + err.Error()
 			it.done = true
@@ -548,13 +548,28 @@ func (r *Repo) fileOwner(repo, channel, dist string, arches []string, fileName, 
 
 // receiveFile puts the input into the spool: a rename for drop-ins (same
 // filesystem, atomic), otherwise a copy, so the caller's file is untouched.
-func receiveFile(it *journalItem) error {
-	fi, err := os.Stat(it.Src)
+func (r *Repo) receiveFile(it *journalItem) error {
+	stat := os.Stat
+	if it.Move {
+		stat = os.Lstat // a symlink dropped in is not taken
+	}
+	fi, err := stat(it.Src)
 	if err != nil {
 		return err
 	}
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%q is not a regular file", it.Src)
+	}
+	if !it.Move {
+		// The daemon adds files for socket clients: never let that copy
+		// repoctl's own files (the private key, the store) anywhere.
+		real, err := filepath.EvalSymlinks(it.Src)
+		if err != nil {
+			return err
+		}
+		if rel, err := filepath.Rel(r.cfg.Root, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return fmt.Errorf("%q is inside repoctl's root %q; copy it elsewhere or drop it into a drop-in directory", it.Src, r.cfg.Root)
+		}
 	}
 	if it.Move {
 		err := os.Rename(it.Src, it.Spool)

@@ -267,15 +267,16 @@ func TestRejects(t *testing.T) {
 	empty := filepath.Join(in, "empty.rpm")
 	os.WriteFile(empty, nil, 0o644)
 	missing := filepath.Join(in, "missing.rpm")
+	ownKey := r.Config().KeyPath()
 
 	// No routing default here: a package without a dist tag is unroutable.
 	r.cfg.Routing.Default = ""
-	inputs := []string{junk, trunc, hdrOnly, dup, noTag, badArch, empty, missing, good}
+	inputs := []string{junk, trunc, hdrOnly, dup, noTag, badArch, empty, missing, ownKey, good}
 	res, err := r.Add(ctx, inputs, AddOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCode := []string{reasonInvalid, reasonSign, reasonInvalid, reasonDuplicate, reasonUnroutable, reasonUnroutable, reasonInvalid, reasonUnreadable}
+	wantCode := []string{reasonInvalid, reasonSign, reasonInvalid, reasonDuplicate, reasonUnroutable, reasonUnroutable, reasonInvalid, reasonUnreadable, reasonUnreadable}
 	for i, code := range wantCode {
 		x := res[i]
 		if x.Action != ActionRejected || !strings.HasPrefix(x.Reason, code+": ") {
@@ -312,8 +313,8 @@ func TestRejects(t *testing.T) {
 	if !strings.Contains(res[3].Reason, "pkg-1-1.el9.x86_64") {
 		t.Errorf("duplicate reason does not name the NEVRA: %s", res[3].Reason)
 	}
-	if res[8].Action != ActionUnchanged {
-		t.Errorf("re-adding identical bytes: %+v", res[8])
+	if res[9].Action != ActionUnchanged {
+		t.Errorf("re-adding identical bytes: %+v", res[9])
 	}
 	pk := mustPkgs(t, filepath.Join(root, "repo/main/staging/el/9/x86_64"))
 	if len(pk) != 1 {
