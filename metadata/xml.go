@@ -96,6 +96,46 @@ func (p *Package) Entry(href string, o RenderOptions) (*Entry, error) {
 	}, nil
 }
 
+// bumpEqualTimes does what createrepo_c's parsehdr.c does while reading
+// the changelog (newest first): when an entry has the same time as the
+// last distinct one, walk back over the entries before it while each
+// equals the running time and add one second to each. createrepo_c's walk
+// is quadratic in a run of equal times; a hostile package with 10^5 equal
+// entries would take minutes. The walked entries always form a staircase
+// (each one second above its successor), so it is kept implicitly as
+// [start, top] with the value at top and written out when it ends.
+func bumpEqualTimes(sel []ChangelogEntry) {
+	var last int64
+	start, top := 0, -1 // empty staircase
+	var base int64      // value of sel[top]; sel[j] = base + (top - j)
+	flush := func() {
+		for j := start; j <= top; j++ {
+			sel[j].Time = base + int64(top-j)
+		}
+	}
+	for i := range sel {
+		t := sel[i].Time
+		if t == last && top == i-1 {
+			// The whole staircase matches the walk (its top equals t);
+			// the walk continues into older, settled entries while they
+			// equal the running time.
+			j := start - 1
+			if top < 0 {
+				j = i - 1
+			}
+			for j >= 0 && sel[j].Time == t+int64(i-1-j) {
+				j--
+			}
+			start, top, base = j+1, i, t
+			continue
+		}
+		flush()
+		start, top, base = i, i, t
+		last = t
+	}
+	flush()
+}
+
 // selectChangelog applies createrepo_c's changelog rules: keep the first
 // limit entries of the header (the newest), write them oldest first, and
 // where consecutive entries share a timestamp bump the newer ones by a
@@ -112,19 +152,7 @@ func (p *Package) selectChangelog(limit int) []ChangelogEntry {
 	k := min(limit, len(p.Changelog))
 	sel := make([]ChangelogEntry, k)
 	copy(sel, p.Changelog[:k])
-	var last int64
-	for i := range sel {
-		t := sel[i].Time
-		if t == last {
-			tmp := t
-			for j := i - 1; j >= 0 && sel[j].Time == tmp; j-- {
-				sel[j].Time++
-				tmp++
-			}
-		} else {
-			last = t
-		}
-	}
+	bumpEqualTimes(sel)
 	// Reverse into output order (oldest first).
 	for i, j := 0, len(sel)-1; i < j; i, j = i+1, j-1 {
 		sel[i], sel[j] = sel[j], sel[i]

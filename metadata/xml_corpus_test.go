@@ -151,7 +151,7 @@ func generatedCorpus(t *testing.T, dir string) {
 			Name: "latin1", Version: "1", Release: "1",
 			Summary: "Caf\xe9 cr\xe8me \xa9 \x80\x9f", Description: "Stra\xdfe \xfc\xf6\xe4 \xff",
 			Packager: "J\xf6rg", Vendor: "overlong \xc0\xaf surrogate \xed\xa0\x80 big \xf4\x90\x80\x80 end\xc3",
-			Provides: []string{"ovl\xc0\xafx", "sur\xed\xa0\x80x", "f8\xf8x", "short\xe2\x82", "lead\xc3"},
+			Provides:  []string{"ovl\xc0\xafx", "sur\xed\xa0\x80x", "f8\xf8x", "short\xe2\x82", "lead\xc3"},
 			Changelog: []testrpm.Change{{Time: time.Unix(1690000000, 0), Author: "Ren\xe9 <r@example.test>", Text: "- caf\xe9"}},
 		},
 		{

@@ -1,0 +1,58 @@
+package metadata
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/repoctl/repoctl/internal/testrpm"
+)
+
+// FuzzReadPackage feeds arbitrary bytes to the header reader. It must
+// never panic, must fail only with one of the package's sentinels, and
+// whatever it accepts must render.
+func FuzzReadPackage(f *testing.F) {
+	ms, _ := filepath.Glob(filepath.Join(sharedCorpus(f), "*.rpm"))
+	for _, m := range ms {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for i := range 3 {
+		b, err := testrpm.Build(testrpm.Small(i))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte{})
+	f.Add([]byte{0xed, 0xab, 0xee, 0xdb})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// A small cap keeps each run's allocations bounded.
+		p, err := ReadPackage(bytes.NewReader(data), WithMaxHeaderSize(1<<20), WithMaxEntries(1<<12))
+		if err != nil {
+			if !errors.Is(err, ErrNotRPM) && !errors.Is(err, ErrTruncated) &&
+				!errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("error without sentinel: %v", err)
+			}
+			return
+		}
+		p.PkgID = "0000"
+		for _, o := range []RenderOptions{{}, {ChangelogLimit: -1, BaseURL: "/x"}} {
+			e, err := p.Entry("p.rpm", o)
+			if err != nil {
+				if !errors.Is(err, ErrControlChars) {
+					t.Fatalf("Entry: %v", err)
+				}
+				continue
+			}
+			if !bytes.HasPrefix(e.Primary, []byte("<package type=\"rpm\">\n")) || !bytes.HasSuffix(e.Other, []byte("</package>\n")) {
+				t.Fatalf("odd fragments:\n%s\n%s", e.Primary, e.Other)
+			}
+		}
+	})
+}
