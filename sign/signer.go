@@ -238,6 +238,10 @@ type plan struct {
 	fd       *os.File // kept open for a per-file sync in small batches
 }
 
+// errNeedsRecovery: an in-place write failed and could not be undone; the
+// journal is kept so that Recover (run by the next SignFiles) repairs it.
+var errNeedsRecovery = errors.New("in-place write failed")
+
 // smallBatch is how many files are synced one by one; above it one
 // syncfs(2) per filesystem is cheaper.
 const smallBatch = 8
@@ -353,6 +357,11 @@ func (s *Signer) signBatch(ctx context.Context, paths []string, results []Result
 			return err
 		}
 	}
+	for i := range plans {
+		if errors.Is(results[i].Err, errNeedsRecovery) {
+			return fmt.Errorf("signing %q: %w; run again to recover", results[i].Path, results[i].Err)
+		}
+	}
 	for _, j := range journals {
 		if err := j.finish(); err != nil {
 			return fmt.Errorf("removing journal: %w", err)
@@ -404,7 +413,14 @@ func forEach(ctx context.Context, n, workers int, fn func(context.Context, int))
 }
 
 // prepare reads and checks one package and computes its new signature area.
-func (s *Signer) prepare(ctx context.Context, path string) (*plan, error) {
+func (s *Signer) prepare(ctx context.Context, path string) (pl *plan, err error) {
+	// Parsing is bounds-checked throughout; this only keeps one hostile
+	// file from taking the whole batch down if a check was missed.
+	defer func() {
+		if r := recover(); r != nil {
+			pl, err = nil, fmt.Errorf("%w: unparsable package (internal error: %v)", ErrCorrupt, r)
+		}
+	}()
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -422,7 +438,7 @@ func (s *Signer) prepare(ctx context.Context, path string) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	pl := &plan{path: path, p: p, mode: st.Mode(), mtime: st.ModTime(), origArea: p.origArea()}
+	pl = &plan{path: path, p: p, mode: st.Mode(), mtime: st.ModTime(), origArea: p.origArea()}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		pl.uid, pl.gid, pl.dev = int(sys.Uid), int(sys.Gid), uint64(sys.Dev)
 	}
@@ -539,6 +555,13 @@ func (s *Signer) patch(pl *plan, keepFD bool) error {
 			}
 		} else {
 			_, err = f.WriteAt(pl.newArea, leadSize)
+		}
+		if err != nil {
+			// Put the original back now; if even that fails the journal
+			// stays for Recover.
+			if _, rerr := f.WriteAt(pl.origArea, leadSize); rerr != nil || f.Sync() != nil {
+				err = fmt.Errorf("%w (original bytes not restored: %v)", errNeedsRecovery, err)
+			}
 		}
 	}
 	if err != nil {
