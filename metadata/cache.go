@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"sync"
@@ -45,19 +46,26 @@ type BlockCacheRetainer interface {
 const CacheDirName = ".repoctl-cache"
 
 const (
-	packName  = "blocks.pack"
-	packMagic = "RCB1"
-	// A record: magic, 32-byte key, 4-byte length, data, sha256(data).
+	packName    = "blocks.pack"
+	rawPackName = "raw.pack"
+	packMagic   = "RCB1"
+	// A record: magic, 32-byte key, 4-byte length, data, checksum(data).
 	packRecHead = 4 + sha256.Size + 4
 )
 
 // DirCache is a BlockCache kept in one append-only pack file in a
 // directory: one write per publish rather than one file per block. Every
-// record carries the sha256 of its data, so a torn or damaged record (the
+// record carries a checksum of its data, so a torn or damaged record (the
 // cache is not fsynced: it is only a cache) reads as a miss, never as wrong
 // metadata. RetainBlocks compacts the pack when most of it is dead.
 type DirCache struct {
-	dir string
+	dir  string
+	name string
+	// sum is sha256 for compressed blocks; CreateRepo's pack of
+	// uncompressed blocks uses CRC-32C, since it is 8 times larger and
+	// only needs to catch torn writes.
+	sum     func([]byte) []byte
+	sumSize int
 
 	mu     sync.Mutex
 	loaded bool
@@ -70,7 +78,22 @@ func NewDirCache(dir string) (*DirCache, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating block cache %q: %w", dir, err)
 	}
-	return &DirCache{dir: dir}, nil
+	return &DirCache{dir: dir, name: packName, sum: sha256Of, sumSize: sha256.Size}, nil
+}
+
+func sha256Of(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func crc32cOf(b []byte) []byte {
+	return binary.BigEndian.AppendUint32(nil, crc32.Checksum(b, castagnoli))
+}
+
+func newRawCache(dir string) (*DirCache, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating block cache %q: %w", dir, err)
+	}
+	return &DirCache{dir: dir, name: rawPackName, sum: crc32cOf, sumSize: 4}, nil
 }
 
 func (c *DirCache) load() error {
@@ -78,27 +101,27 @@ func (c *DirCache) load() error {
 		return nil
 	}
 	c.index = map[string][]byte{}
-	b, err := os.ReadFile(filepath.Join(c.dir, packName))
+	b, err := os.ReadFile(filepath.Join(c.dir, c.name))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("reading block cache: %w", err)
 	}
 	pos := 0
-	for len(b)-pos >= packRecHead+sha256.Size {
+	for len(b)-pos >= packRecHead+c.sumSize {
 		if string(b[pos:pos+4]) != packMagic {
 			break
 		}
 		key := hex.EncodeToString(b[pos+4 : pos+4+sha256.Size])
 		n := int(binary.BigEndian.Uint32(b[pos+4+sha256.Size:]))
 		start := pos + packRecHead
-		if n < 0 || n > len(b)-start-sha256.Size {
+		if n < 0 || n > len(b)-start-c.sumSize {
 			break
 		}
 		data := b[start : start+n : start+n]
-		if s := sha256.Sum256(data); !bytes.Equal(s[:], b[start+n:start+n+sha256.Size]) {
+		if !bytes.Equal(c.sum(data), b[start+n:start+n+c.sumSize]) {
 			break
 		}
 		c.index[key] = data
-		pos = start + n + sha256.Size
+		pos = start + n + c.sumSize
 	}
 	// Anything after the first bad record is ignored and overwritten by
 	// the next append.
@@ -123,7 +146,7 @@ func (c *DirCache) GetBlocks(ctx context.Context, keys []string) (map[string][]b
 	return out, nil
 }
 
-func appendRecord(buf []byte, key string, data []byte) ([]byte, error) {
+func (c *DirCache) appendRecord(buf []byte, key string, data []byte) ([]byte, error) {
 	raw, err := hex.DecodeString(key)
 	if err != nil || len(raw) != sha256.Size {
 		return nil, fmt.Errorf("block cache: invalid key %q", key)
@@ -132,8 +155,7 @@ func appendRecord(buf []byte, key string, data []byte) ([]byte, error) {
 	buf = append(buf, raw...)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(data)))
 	buf = append(buf, data...)
-	s := sha256.Sum256(data)
-	return append(buf, s[:]...), nil
+	return append(buf, c.sum(data)...), nil
 }
 
 // PutBlocks implements BlockCache: one append to the pack file.
@@ -150,7 +172,7 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 		if _, ok := c.index[k]; ok {
 			continue
 		}
-		if buf, err = appendRecord(buf, k, data); err != nil {
+		if buf, err = c.appendRecord(buf, k, data); err != nil {
 			return err
 		}
 		added = append(added, k)
@@ -158,7 +180,7 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 	if len(buf) == 0 {
 		return ctx.Err()
 	}
-	f, err := os.OpenFile(filepath.Join(c.dir, packName), os.O_WRONLY|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(filepath.Join(c.dir, c.name), os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("writing block cache: %w", err)
 	}
@@ -193,7 +215,7 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 	for _, k := range keys {
 		if b, ok := c.index[k]; ok && !keep[k] {
 			keep[k] = true
-			live += int64(packRecHead + len(b) + sha256.Size)
+			live += int64(packRecHead + len(b) + c.sumSize)
 		}
 	}
 	if c.size <= 2*live+(1<<20) {
@@ -202,11 +224,11 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 	var buf []byte
 	for k := range keep {
 		var err error
-		if buf, err = appendRecord(buf, k, c.index[k]); err != nil {
+		if buf, err = c.appendRecord(buf, k, c.index[k]); err != nil {
 			return err
 		}
 	}
-	p := filepath.Join(c.dir, packName)
+	p := filepath.Join(c.dir, c.name)
 	tmp := p + ".tmp"
 	if err := os.WriteFile(tmp, buf, 0o644); err != nil {
 		return fmt.Errorf("compacting block cache: %w", err)

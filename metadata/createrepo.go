@@ -75,12 +75,16 @@ type SkippedFile struct {
 
 // CreateResult says what CreateRepo did.
 type CreateResult struct {
-	Dir      string         `json:"dir"`
-	Packages int            `json:"packages"` // packages in the published repodata
-	Read     int            `json:"read"`     // headers read from files
-	Reused   int            `json:"reused"`   // taken from existing repodata (--update)
-	Skipped  []SkippedFile  `json:"skipped"`
-	Publish  *PublishResult `json:"publish"`
+	Dir      string `json:"dir"`
+	Packages int    `json:"packages"` // packages in the published repodata
+	Read     int    `json:"read"`     // headers read from files
+	Reused   int    `json:"reused"`   // taken from existing repodata (--update)
+	// ReusedFrom says where --update found the existing packages:
+	// "state" (our cache of the current generation), "repodata" (the
+	// published XML, ours or createrepo_c's) or "" (nothing reused).
+	ReusedFrom string         `json:"reused_from,omitempty"`
+	Skipped    []SkippedFile  `json:"skipped"`
+	Publish    *PublishResult `json:"publish"`
 }
 
 type scannedFile struct {
@@ -130,15 +134,13 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("createrepo %q: not a directory", dir)
 	}
-	if pcfg.cache == nil {
-		cd := filepath.Join(dir, CacheDirName)
-		if cfg.cacheDir != nil {
-			cd = *cfg.cacheDir
-		}
-		if cd != "" {
-			if pcfg.cache, err = NewDirCache(cd); err != nil {
-				return nil, err
-			}
+	cacheDir := filepath.Join(dir, CacheDirName)
+	if cfg.cacheDir != nil {
+		cacheDir = *cfg.cacheDir
+	}
+	if pcfg.cache == nil && cacheDir != "" {
+		if pcfg.cache, err = NewDirCache(cacheDir); err != nil {
+			return nil, err
 		}
 	}
 	p := pcfg.progress
@@ -154,20 +156,34 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 		return nil, err
 	}
 	res := &CreateResult{Dir: dir}
-
-	var old map[string]*existingPackage
-	if cfg.update {
-		if old, err = loadExisting(ctx, dir); err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			p.Notice(fmt.Sprintf("not reusing existing repodata: %v", err))
-			old = nil
-		}
-	}
 	base := cfg.render.BaseURL
 	if base != "" && base[0] == '/' {
 		base = "file://" + base
+	}
+	var old map[string]*existingPackage
+	if cfg.update {
+		if cacheDir != "" {
+			// Our own layout of the current generation, when it still
+			// describes it: no decompressing, parsing or rehashing.
+			md, _ := readRepomdFile(filepath.Join(dir, RepodataDir, "repomd.xml"))
+			old, pcfg.hints, err = loadStateReuse(ctx, cacheDir, md, pcfg.codec.id(), base, cfg.render.ChangelogLimit, files)
+			if err != nil {
+				old, pcfg.hints = nil, nil
+			} else {
+				res.ReusedFrom = "state"
+			}
+		}
+		if old == nil {
+			if old, err = loadExisting(ctx, dir); err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				p.Notice(fmt.Sprintf("not reusing existing repodata: %v", err))
+				old = nil
+			} else if old != nil {
+				res.ReusedFrom = "repodata"
+			}
+		}
 	}
 	entries := make([]Entry, len(files))
 	have := make([]bool, len(files))
@@ -244,10 +260,19 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	// Skipped order follows the scan, not the workers.
 	sortSkipped(res.Skipped)
 
+	var layout buildStats
+	pcfg.layout = &layout
 	pub, err := publishLocked(ctx, dir, kept, pcfg)
 	res.Publish = pub
 	if err != nil {
 		return res, err
+	}
+	if cacheDir != "" {
+		if err := saveState(ctx, cacheDir, &layout, pub.Records, pcfg.codec.id(), base, cfg.render.ChangelogLimit); err != nil {
+			// Only a cache: the next --update reads the repodata instead.
+			os.Remove(filepath.Join(cacheDir, stateFileName))
+			p.Notice(fmt.Sprintf("not saving createrepo state: %v", err))
+		}
 	}
 	if len(res.Skipped) > 0 {
 		return res, fmt.Errorf("createrepo %q: %w: %d of %d files are not valid packages",

@@ -60,6 +60,10 @@ type publishConfig struct {
 	cache    BlockCache
 	workers  int
 	now      func() time.Time
+	// Set by CreateRepo only: known block keys, and where to report the
+	// layout of what was published.
+	hints  keyHints
+	layout *buildStats
 }
 
 func newPublishConfig(opts []PublishOption) (*publishConfig, error) {
@@ -236,9 +240,12 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 	}
 	removeStaleGenerations(repoDir)
 
-	docs, st, err := buildDocs(ctx, sorted, cfg.codec, cfg.cache, cfg.workers, cfg.progress)
+	docs, st, err := buildDocs(ctx, sorted, cfg.codec, cfg.cache, cfg.workers, cfg.progress, cfg.hints)
 	if err != nil {
 		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+	}
+	if cfg.layout != nil {
+		*cfg.layout = st
 	}
 	cfg.progress.Stage("publish", 0)
 	res := &PublishResult{Packages: len(sorted), BlocksReused: st.reused, BlocksCompressed: st.compressed}

@@ -105,7 +105,31 @@ type builtDoc struct {
 
 type buildStats struct {
 	reused, compressed int
-	keys               []string
+	keys               []string // distinct keys in use
+	// The layout: packages (sorted) in blocks, and each block's key per
+	// document. CreateRepo keeps it to skip work on the next --update.
+	entries   []*Entry
+	spans     []span
+	blockKeys [3][]string
+}
+
+// keyHints lets a caller that knows a block's content is unchanged supply
+// its keys instead of having them hashed again. A hint is looked up by
+// the block's member hrefs (hintID); the caller vouches that the members'
+// fragments are byte-identical to those the keys were computed from.
+type keyHints map[string][3]string
+
+func hintID(entries []*Entry) string {
+	n := 0
+	for _, e := range entries {
+		n += len(e.Href) + 1
+	}
+	b := make([]byte, 0, n)
+	for _, e := range entries {
+		b = append(b, e.Href...)
+		b = append(b, 0)
+	}
+	return string(b)
 }
 
 // buildDocs renders and compresses the three documents. Every block is
@@ -113,11 +137,25 @@ type buildStats struct {
 // misses are compressed. open-checksum is a sha256 over the whole
 // uncompressed document, which cannot be composed from per-block sums, so
 // the uncompressed bytes are always hashed (about 2 GB/s with SHA-NI).
-func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache, workers int, p Progress) ([3]builtDoc, buildStats, error) {
+func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache, workers int, p Progress, hints keyHints) ([3]builtDoc, buildStats, error) {
 	var docs [3]builtDoc
 	var st buildStats
 	spans := partition(entries)
 	keys := make([][]string, 3)
+	for k := range keys {
+		keys[k] = make([]string, len(spans))
+	}
+	hinted := make([]bool, len(spans))
+	if len(hints) > 0 {
+		for i, s := range spans {
+			if h, ok := hints[hintID(entries[s.lo:s.hi])]; ok {
+				hinted[i] = true
+				for k := range keys {
+					keys[k][i] = h[k]
+				}
+			}
+		}
+	}
 
 	// Hash: per document (open-checksum, one sequential stream each) and
 	// per block (cache keys, spread over the workers).
@@ -126,7 +164,6 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for k := range docSpecs {
-		keys[k] = make([]string, len(spans))
 		g.Go(func() error {
 			d := docSpecs[k]
 			doc := &docs[k]
@@ -153,6 +190,9 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	g.Go(func() error {
 		defer close(next)
 		for i := range spans {
+			if hinted[i] {
+				continue
+			}
 			for k := range docSpecs {
 				select {
 				case next <- [2]int{k, i}:
@@ -277,6 +317,10 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		if err := cache.PutBlocks(ctx, fresh); err != nil {
 			return docs, st, fmt.Errorf("writing block cache: %w", err)
 		}
+	}
+	st.entries, st.spans = entries, spans
+	for k := range keys {
+		st.blockKeys[k] = keys[k]
 	}
 	return docs, st, nil
 }

@@ -1,0 +1,331 @@
+package metadata
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+)
+
+// CreateRepo keeps, beside its block cache, the layout of the generation
+// it last published: every package's href, size, mtime and fragment
+// lengths, and every block's members and keys; the uncompressed blocks
+// live in raw.pack. With it, --update neither decompresses nor parses the
+// published XML, and does not hash again blocks whose members are all
+// unchanged. It is trusted only while repodata/repomd.xml still names the
+// files it was written for, with the same compression and render options;
+// otherwise the existing repodata is read as createrepo_c's would be.
+
+const (
+	stateFileName = "state"
+	stateMagic    = "RCS1"
+	// Caps for a damaged state file, far above any real repository.
+	maxStateEntries = 1 << 24
+	maxStateString  = 1 << 16
+)
+
+type stateEntry struct {
+	href, pkgid, name, arch, epoch, version, release string
+	size, mtime                                      int64
+	lens                                             [3]uint64
+}
+
+type stateBlock struct {
+	n    int
+	keys [3]string
+}
+
+type repoState struct {
+	checksums [3]string
+	codecID   string
+	base      string
+	changelog int64
+	entries   []stateEntry
+	blocks    []stateBlock
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func (s *repoState) marshal() []byte {
+	b := []byte(stateMagic)
+	for _, c := range s.checksums {
+		b = appendStr(b, c)
+	}
+	b = appendStr(b, s.codecID)
+	b = appendStr(b, s.base)
+	b = binary.AppendVarint(b, s.changelog)
+	b = binary.AppendUvarint(b, uint64(len(s.entries)))
+	for _, e := range s.entries {
+		for _, f := range []string{e.href, e.pkgid, e.name, e.arch, e.epoch, e.version, e.release} {
+			b = appendStr(b, f)
+		}
+		b = binary.AppendVarint(b, e.size)
+		b = binary.AppendVarint(b, e.mtime)
+		for _, l := range e.lens {
+			b = binary.AppendUvarint(b, l)
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.blocks)))
+	for _, bl := range s.blocks {
+		b = binary.AppendUvarint(b, uint64(bl.n))
+		for _, k := range bl.keys {
+			b = appendStr(b, k)
+		}
+	}
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+var errBadState = errors.New("damaged createrepo state")
+
+type stateReader struct {
+	b   []byte
+	err error
+}
+
+func (r *stateReader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errBadState
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *stateReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errBadState
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *stateReader) str() string {
+	n := r.uvarint()
+	if r.err != nil || n > maxStateString || n > uint64(len(r.b)) {
+		r.err = errBadState
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func unmarshalState(b []byte) (*repoState, error) {
+	if len(b) < len(stateMagic)+4 || string(b[:4]) != stateMagic {
+		return nil, errBadState
+	}
+	body := b[:len(b)-4]
+	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(b[len(b)-4:]) {
+		return nil, errBadState
+	}
+	r := &stateReader{b: body[4:]}
+	s := &repoState{}
+	for i := range s.checksums {
+		s.checksums[i] = r.str()
+	}
+	s.codecID, s.base, s.changelog = r.str(), r.str(), r.varint()
+	n := r.uvarint()
+	if n > maxStateEntries {
+		return nil, errBadState
+	}
+	s.entries = make([]stateEntry, 0, n)
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		var e stateEntry
+		e.href, e.pkgid, e.name, e.arch, e.epoch, e.version, e.release = r.str(), r.str(), r.str(), r.str(), r.str(), r.str(), r.str()
+		e.size, e.mtime = r.varint(), r.varint()
+		for k := range e.lens {
+			e.lens[k] = r.uvarint()
+		}
+		s.entries = append(s.entries, e)
+	}
+	nb := r.uvarint()
+	if nb > n+1 {
+		return nil, errBadState
+	}
+	total := 0
+	for i := uint64(0); i < nb && r.err == nil; i++ {
+		var bl stateBlock
+		bl.n = int(r.uvarint())
+		for k := range bl.keys {
+			bl.keys[k] = r.str()
+		}
+		total += bl.n
+		s.blocks = append(s.blocks, bl)
+	}
+	if r.err != nil || len(r.b) != 0 || total != len(s.entries) {
+		return nil, errBadState
+	}
+	return s, nil
+}
+
+// stateReuse is what a valid state yields for --update: the packages of
+// the current generation with their fragments, and key hints for blocks
+// whose members all kept their href, size and mtime.
+func loadStateReuse(ctx context.Context, cacheDir string, md *existingRepomd, codecID, base string,
+	changelog int, files []scannedFile) (map[string]*existingPackage, keyHints, error) {
+	b, err := os.ReadFile(filepath.Join(cacheDir, stateFileName))
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := unmarshalState(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	if md == nil || s.codecID != codecID || s.base != base || s.changelog != int64(changelog) {
+		return nil, nil, errors.New("state does not match the options")
+	}
+	for k, d := range docSpecs {
+		r := md.Record(d.typ)
+		if r == nil || r.Checksum != s.checksums[k] {
+			return nil, nil, errors.New("state does not describe the current repodata")
+		}
+	}
+	var keys []string
+	for _, bl := range s.blocks {
+		keys = append(keys, bl.keys[:]...)
+	}
+	raw, err := newRawCache(cacheDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	blocks, err := raw.GetBlocks(ctx, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	cur := make(map[string]scannedFile, len(files))
+	for _, f := range files {
+		cur[f.href] = f
+	}
+	old := make(map[string]*existingPackage, len(s.entries))
+	hints := keyHints{}
+	pos := 0
+	for _, bl := range s.blocks {
+		var datas [3][]byte
+		for k := range docSpecs {
+			d, ok := blocks[bl.keys[k]]
+			if !ok {
+				return nil, nil, errors.New("uncompressed block missing from cache")
+			}
+			datas[k] = d
+		}
+		members := make([]*Entry, 0, bl.n)
+		unchanged := true
+		for _, se := range s.entries[pos : pos+bl.n] {
+			p := &existingPackage{base: base}
+			p.Href, p.PkgID, p.Name, p.Arch, p.Epoch, p.Version, p.Release = se.href, se.pkgid, se.name, se.arch, se.epoch, se.version, se.release
+			p.Size, p.MTime = se.size, se.mtime
+			var frags [3][]byte
+			for k := range docSpecs {
+				l := se.lens[k]
+				if l > uint64(len(datas[k])) {
+					return nil, nil, errBadState
+				}
+				frags[k], datas[k] = datas[k][:l:l], datas[k][l:]
+			}
+			p.Primary, p.Filelists, p.Other = frags[0], frags[1], frags[2]
+			if !bytes.HasPrefix(p.Primary, pkgOpen) || !bytes.HasPrefix(p.Filelists, pkgOpen) || !bytes.HasPrefix(p.Other, pkgOpen) {
+				return nil, nil, errBadState
+			}
+			old[p.Href] = p
+			members = append(members, &p.Entry)
+			if f, ok := cur[p.Href]; !ok || f.size != p.Size || f.mtime != p.MTime {
+				unchanged = false
+			}
+		}
+		for k := range datas {
+			if len(datas[k]) != 0 {
+				return nil, nil, errBadState
+			}
+		}
+		if unchanged {
+			hints[hintID(members)] = bl.keys
+		}
+		pos += bl.n
+	}
+	return old, hints, nil
+}
+
+// saveState records the published layout and makes sure every block's
+// uncompressed bytes are in raw.pack.
+func saveState(ctx context.Context, cacheDir string, layout *buildStats, records []RepomdRecord,
+	codecID, base string, changelog int) error {
+	raw, err := newRawCache(cacheDir)
+	if err != nil {
+		return err
+	}
+	var all []string
+	for k := range layout.blockKeys {
+		all = append(all, layout.blockKeys[k]...)
+	}
+	have, err := raw.GetBlocks(ctx, all)
+	if err != nil {
+		return err
+	}
+	missing := map[string][]byte{}
+	for k, d := range docSpecs {
+		for i, sp := range layout.spans {
+			key := layout.blockKeys[k][i]
+			if _, ok := have[key]; ok {
+				continue
+			}
+			if _, ok := missing[key]; ok {
+				continue
+			}
+			var buf []byte
+			for _, e := range layout.entries[sp.lo:sp.hi] {
+				buf = append(buf, d.frag(e)...)
+			}
+			missing[key] = buf
+		}
+	}
+	if err := raw.PutBlocks(ctx, missing); err != nil {
+		return err
+	}
+	if err := raw.RetainBlocks(ctx, all); err != nil {
+		return err
+	}
+	s := &repoState{codecID: codecID, base: base, changelog: int64(changelog)}
+	for k, d := range docSpecs {
+		for _, r := range records {
+			if r.Type == d.typ {
+				s.checksums[k] = r.Checksum
+			}
+		}
+	}
+	s.entries = make([]stateEntry, len(layout.entries))
+	for i, e := range layout.entries {
+		s.entries[i] = stateEntry{href: e.Href, pkgid: e.PkgID, name: e.Name, arch: e.Arch, epoch: e.Epoch,
+			version: e.Version, release: e.Release, size: e.Size, mtime: e.MTime,
+			lens: [3]uint64{uint64(len(e.Primary)), uint64(len(e.Filelists)), uint64(len(e.Other))}}
+	}
+	for i, sp := range layout.spans {
+		s.blocks = append(s.blocks, stateBlock{n: sp.hi - sp.lo,
+			keys: [3]string{layout.blockKeys[0][i], layout.blockKeys[1][i], layout.blockKeys[2][i]}})
+	}
+	p := filepath.Join(cacheDir, stateFileName)
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, s.marshal(), 0o644); err != nil {
+		return fmt.Errorf("saving createrepo state: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("saving createrepo state: %w", err)
+	}
+	return nil
+}
