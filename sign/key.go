@@ -32,6 +32,9 @@ type Key struct {
 	// orig is the private key as it was given (possibly still
 	// passphrase-protected) so that WritePrivateFile keeps the protection.
 	orig []byte
+	// protected: a passphrase-protected private key read without its
+	// passphrase, for listing only.
+	protected bool
 }
 
 // DefaultKeyPaths returns where repoctl keeps its signing key under root:
@@ -159,8 +162,10 @@ func readKey(r io.Reader, passphrase []byte, decrypt bool) (*Key, error) {
 	}
 	e := el[0]
 	var orig []byte
+	protected := false
 	if e.PrivateKey != nil && !decrypt {
 		// Listing a protected key: describe its public part only.
+		protected = true
 		e.PrivateKey = nil
 		for i := range e.Subkeys {
 			e.Subkeys[i].PrivateKey = nil
@@ -172,7 +177,11 @@ func readKey(r io.Reader, passphrase []byte, decrypt bool) (*Key, error) {
 			return nil, err
 		}
 	}
-	return newKey(e, orig)
+	k, err := newKey(e, orig)
+	if k != nil {
+		k.protected = protected
+	}
+	return k, err
 }
 
 func decryptEntity(e *openpgp.Entity, passphrase []byte) error {

@@ -11,6 +11,7 @@ import (
 type KeyInfo struct {
 	File        string `json:"file"`
 	Private     bool   `json:"private"`
+	Protected   bool   `json:"protected"` // passphrase-protected private key
 	KeyID       string `json:"key_id"`
 	Fingerprint string `json:"fingerprint"`
 	Algorithm   string `json:"algorithm"`
@@ -20,7 +21,7 @@ type KeyInfo struct {
 
 // Info describes k as stored in file.
 func (k *Key) Info(file string) KeyInfo {
-	return KeyInfo{File: file, Private: k.CanSign(), KeyID: k.KeyID(), Fingerprint: k.Fingerprint(),
+	return KeyInfo{File: file, Private: k.CanSign() || k.protected, Protected: k.protected, KeyID: k.KeyID(), Fingerprint: k.Fingerprint(),
 		Algorithm: k.Algorithm(), Created: k.Created().UTC().Format("2006-01-02T15:04:05Z"), UserID: k.UserID()}
 }
 

@@ -163,6 +163,9 @@ func printKeyInfo(w io.Writer, infos []sign.KeyInfo) error {
 		if k.Private {
 			kind = "private"
 		}
+		if k.Protected {
+			kind = "private (protected)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Fingerprint, k.Algorithm, k.Created, kind, k.UserID, k.File)
 	}
 	return tw.Flush()
