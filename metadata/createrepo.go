@@ -267,7 +267,8 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	if err != nil {
 		return res, err
 	}
-	if cacheDir != "" {
+	// An unchanged publish from a valid state leaves that state valid.
+	if cacheDir != "" && (pub.Changed || res.ReusedFrom != "state") {
 		if err := saveState(ctx, cacheDir, &layout, pub.Records, pcfg.codec.id(), base, cfg.render.ChangelogLimit); err != nil {
 			// Only a cache: the next --update reads the repodata instead.
 			os.Remove(filepath.Join(cacheDir, stateFileName))
@@ -300,52 +301,63 @@ func sortSkipped(s []SkippedFile) {
 // scanRPMs lists dir's *.rpm files. repodata/ at the top and directories
 // whose name starts with a dot (our generation and cache directories among
 // them) are not entered. Symlinks to regular files are followed, as
-// createrepo_c does.
+// createrepo_c does. Directory listings are not sorted here: Publish sorts
+// packages createrepo_c's way.
 func scanRPMs(ctx context.Context, dir string) ([]scannedFile, error) {
 	var out []scannedFile
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	var walk func(abs, rel string) error
+	walk = func(abs, rel string) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, err := os.Open(abs)
 		if err != nil {
 			return err
 		}
-		if cerr := ctx.Err(); cerr != nil {
-			return cerr
+		ents, err := f.ReadDir(-1)
+		f.Close()
+		if err != nil {
+			return err
 		}
-		if d.IsDir() {
-			if p == dir {
-				return nil
-			}
+		for _, d := range ents {
 			name := d.Name()
-			if strings.HasPrefix(name, ".") || (name == RepodataDir && filepath.Dir(p) == filepath.Clean(dir)) {
-				return filepath.SkipDir
+			p := filepath.Join(abs, name)
+			r := name
+			if rel != "" {
+				r = rel + "/" + name
 			}
-			return nil
-		}
-		if !strings.HasSuffix(d.Name(), ".rpm") {
-			return nil
-		}
-		var fi fs.FileInfo
-		if d.Type()&fs.ModeSymlink != 0 {
-			fi, err = os.Stat(p)
-		} else {
-			fi, err = d.Info()
-		}
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // dangling symlink or removed meanwhile
+			if d.IsDir() {
+				if strings.HasPrefix(name, ".") || (rel == "" && name == RepodataDir) {
+					continue
+				}
+				if err := walk(p, r); err != nil {
+					return err
+				}
+				continue
 			}
-			return err
+			if !strings.HasSuffix(name, ".rpm") {
+				continue
+			}
+			var fi fs.FileInfo
+			if d.Type()&fs.ModeSymlink != 0 {
+				fi, err = os.Stat(p)
+			} else {
+				fi, err = d.Info()
+			}
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // dangling symlink, or removed meanwhile
+				}
+				return err
+			}
+			if !fi.Mode().IsRegular() {
+				continue
+			}
+			out = append(out, scannedFile{href: r, path: p, size: fi.Size(), mtime: fi.ModTime().Unix()})
 		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		out = append(out, scannedFile{href: filepath.ToSlash(rel), path: p, size: fi.Size(), mtime: fi.ModTime().Unix()})
 		return nil
-	})
-	if err != nil {
+	}
+	if err := walk(dir, ""); err != nil {
 		return nil, fmt.Errorf("scanning %q: %w", dir, err)
 	}
 	return out, nil
