@@ -236,6 +236,10 @@ func supported(p *packet.PublicKey) error {
 	}
 	switch p.PubKeyAlgo {
 	case packet.PubKeyAlgoRSA, packet.PubKeyAlgoRSASignOnly:
+		// Distribution crypto policies reject signatures from smaller keys.
+		if n, err := p.BitLength(); err != nil || n < 2048 {
+			return fmt.Errorf("%w: RSA key of %d bits (need at least 2048)", ErrUnsupportedKey, n)
+		}
 		return nil
 	case packet.PubKeyAlgoEdDSA:
 		return nil
