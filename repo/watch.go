@@ -26,10 +26,19 @@ type BatchFunc func(ctx context.Context, paths []string)
 // batches of complete files.
 //
 // fsnotify v1.10 does not expose inotify's IN_CLOSE_WRITE, so "complete"
-// means: no Create/Write event for the file during the settle interval and
-// the same size and mtime at both ends of it. A rename into the directory
-// (the recommended way to drop a file) produces one Create and nothing else,
-// so it is taken after one settle interval.
+// means one of:
+//   - a rename inside the directory from a partial name (fsnotify reports
+//     Rename of the old name, then Create of the new one): the uploader's
+//     protocol says the file is done, so it is taken at once;
+//   - an mtime older than the settle interval and a non-empty file: nothing
+//     has written to it for that long (cp -p, curl -R, mv from another file
+//     system and rsync all set the mtime last);
+//   - otherwise: no event for the file during the settle interval and the
+//     same size and mtime at both ends of it.
+//
+// Complete files are gathered until events pause for a few milliseconds
+// (WithGather), so a scripted burst becomes one batch while a single file
+// goes through at once.
 type DropWatcher struct {
 	dirs   []string
 	handle BatchFunc
@@ -38,6 +47,7 @@ type DropWatcher struct {
 
 type watchOptions struct {
 	settle     time.Duration
+	gather     time.Duration
 	maxDelay   time.Duration
 	maxBatch   int
 	emptyGrace time.Duration
@@ -57,6 +67,18 @@ func WithSettle(d time.Duration) WatchOption {
 			return fmt.Errorf("repo: settle interval must be positive, not %v", d)
 		}
 		o.settle = d
+		return nil
+	}
+}
+
+// WithGather sets how long events must pause before complete files are
+// handed over, so that a burst of renames is one batch. Default 10ms.
+func WithGather(d time.Duration) WatchOption {
+	return func(o *watchOptions) error {
+		if d < 0 {
+			return fmt.Errorf("repo: gather interval must not be negative, not %v", d)
+		}
+		o.gather = d
 		return nil
 	}
 }
@@ -125,6 +147,7 @@ func WithWatchLogger(l *slog.Logger) WatchOption {
 func NewDropWatcher(dirs []string, handle BatchFunc, opts ...WatchOption) (*DropWatcher, error) {
 	o := watchOptions{
 		settle:     40 * time.Millisecond,
+		gather:     10 * time.Millisecond,
 		maxDelay:   250 * time.Millisecond,
 		maxBatch:   1000,
 		emptyGrace: 5 * time.Second,
@@ -216,8 +239,10 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 	inflight := map[string]bool{}
 	dirty := map[string]bool{} // events for in-flight files
 
-	// touch records an event (or a scan hit) for path.
-	touch := func(path string, now time.Time) {
+	// touch records an event (or a scan hit) for path. renamed says the
+	// event is the Create half of a rename inside the directory.
+	var lastEvent time.Time
+	touch := func(path string, now time.Time, renamed bool) {
 		if inflight[path] {
 			dirty[path] = true
 			return
@@ -238,6 +263,9 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 		}
 		p.last, p.size, p.mtime, p.ready = now, fi.Size(), fi.ModTime(), false
 		p.retryAt = time.Time{}
+		if fi.Size() > 0 && (renamed || fi.ModTime().Before(now.Add(-w.o.settle))) {
+			p.ready, p.readyAt = true, now
+		}
 	}
 	scan := func(now time.Time) {
 		for _, d := range w.dirs {
@@ -254,7 +282,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 				}
 				path := filepath.Join(d, e.Name())
 				if _, ok := files[path]; !ok {
-					touch(path, now)
+					touch(path, now, false)
 				}
 			}
 		}
@@ -282,6 +310,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 		<-handlerExit
 	}()
 
+	prevRename := ""
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -336,7 +365,8 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 		var batch []string
 		if len(ready) > 0 && !busy {
 			flushAt := oldestReady.Add(w.o.maxDelay)
-			if unsettled == 0 || len(ready) >= w.o.maxBatch || !now.Before(flushAt) {
+			quietAt := lastEvent.Add(w.o.gather)
+			if (unsettled == 0 && !now.Before(quietAt)) || len(ready) >= w.o.maxBatch || !now.Before(flushAt) {
 				sort.Slice(ready, func(i, j int) bool { return files[ready[i]].seq < files[ready[j]].seq })
 				if len(ready) > w.o.maxBatch {
 					ready = ready[:w.o.maxBatch]
@@ -345,6 +375,9 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 				out = batches
 			} else {
 				next = minTime(next, flushAt)
+				if unsettled == 0 {
+					next = minTime(next, quietAt)
+				}
 			}
 		}
 		if out == nil {
@@ -382,7 +415,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 					// Replaced while we worked on it: a new file, start over.
 					delete(dirty, path)
 					delete(files, path)
-					touch(path, now)
+					touch(path, now, false)
 					continue
 				}
 				if p == nil {
@@ -402,12 +435,24 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 				return errors.New("repo: fsnotify closed its event channel")
 			}
 			dir, name := filepath.Split(ev.Name)
-			if !watched[filepath.Clean(dir)] || IgnoredName(name) {
+			dir = filepath.Clean(dir)
+			renamed := ev.Has(fsnotify.Create) && prevRename == dir
+			prevRename = ""
+			if ev.Has(fsnotify.Rename) && IgnoredName(name) {
+				// fsnotify sends a rename inside a watched directory as
+				// Rename(old name) immediately followed by Create(new
+				// name). Only a partial old name counts: the pipeline
+				// moving a finished file out must not vouch for whatever
+				// is created next.
+				prevRename = dir
+			}
+			if !watched[dir] || IgnoredName(name) {
 				continue
 			}
+			lastEvent = time.Now()
 			switch {
 			case ev.Has(fsnotify.Create), ev.Has(fsnotify.Write), ev.Has(fsnotify.Chmod):
-				touch(ev.Name, time.Now())
+				touch(ev.Name, lastEvent, renamed)
 			case ev.Has(fsnotify.Remove), ev.Has(fsnotify.Rename):
 				if inflight[ev.Name] {
 					continue // the pipeline moving it away
@@ -421,6 +466,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
 				log.Warn("fsnotify queue overflowed, rescanning drop-in directories")
 				scan(time.Now())
+				lastEvent = time.Now()
 				continue
 			}
 			log.Error("fsnotify", "err", err)

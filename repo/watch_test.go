@@ -151,9 +151,9 @@ func TestWatcherRenameAndPartials(t *testing.T) {
 func TestWatcherBurstCoalesces(t *testing.T) {
 	dir := t.TempDir()
 	r := newRecorder(t)
-	// A generous settle interval keeps the batching assertion independent
-	// of how loaded the machine is.
-	startWatcher(t, dir, r, WithSettle(300*time.Millisecond), WithMaxDelay(5*time.Second))
+	// Generous settle and gather intervals keep the batching assertion
+	// independent of how loaded the machine is.
+	startWatcher(t, dir, r, WithSettle(300*time.Millisecond), WithGather(300*time.Millisecond), WithMaxDelay(5*time.Second))
 	const n = 100
 	for i := 0; i < n; i++ {
 		dropRename(t, dir, fmt.Sprintf("p%03d.rpm", i), []byte(fmt.Sprint(i)))
@@ -252,5 +252,42 @@ func TestWatcherRetriesLeftovers(t *testing.T) {
 	defer r.mu.Unlock()
 	if len(r.batches) != 3 {
 		t.Fatalf("handled in %d batches, want 3 (two retries)", len(r.batches))
+	}
+}
+
+// A rename from a partial name, or a file whose mtime is already old, is
+// complete by construction and is taken without waiting for the settle
+// interval; a file written in place just now is not.
+func TestWatcherFastPaths(t *testing.T) {
+	dir := t.TempDir()
+	r := newRecorder(t)
+	startWatcher(t, dir, r, WithSettle(time.Hour))
+	fresh := filepath.Join(dir, "fresh.rpm")
+	if err := os.WriteFile(fresh, []byte("being written"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dropRename(t, dir, "renamed.rpm", []byte("complete"))
+	if got := r.wait(t, 1); got[0] != "renamed.rpm" {
+		t.Fatalf("got %v, want renamed.rpm", got)
+	}
+	old := filepath.Join(dir, "old.rpm")
+	if err := os.WriteFile(filepath.Join(dir, "old.rpm"), []byte("copied with cp -p"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.wait(t, 1); got[0] != "old.rpm" {
+		t.Fatalf("got %v, want old.rpm", got)
+	}
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case n := <-r.got:
+		t.Fatalf("took %q before it settled", n)
+	default:
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatal(err)
 	}
 }
