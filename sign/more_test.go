@@ -189,3 +189,22 @@ func TestSignBatchesProgressDryRunDuplicates(t *testing.T) {
 		t.Fatalf("left behind: %v", left)
 	}
 }
+
+// TestSignThroughSymlink: the link stays a link, its target gets signed.
+func TestSignThroughSymlink(t *testing.T) {
+	k := testKey(t, "ed25519")
+	dir := t.TempDir()
+	p, err := testrpm.Write(dir, testrpm.Small(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "link.rpm")
+	if err := os.Symlink(p, link); err != nil {
+		t.Fatal(err)
+	}
+	signAll(t, k, []string{link})
+	if st, err := os.Lstat(link); err != nil || st.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("link replaced: %v %v", err, st.Mode())
+	}
+	newRPMDB(t, pubOf(t, k)).assertSignedOK(t, p, k)
+}

@@ -172,6 +172,11 @@ func (s *Signer) SignFiles(ctx context.Context, paths []string) ([]Result, error
 		if err != nil {
 			return nil, fmt.Errorf("signing %q: %w", p, err)
 		}
+		// Sign the file a symlink points to; a rewrite must not replace
+		// the link itself with a regular file.
+		if r, err := filepath.EvalSymlinks(a); err == nil {
+			a = r
+		}
 		abs[i] = a
 		results[i] = Result{Path: p, KeyID: s.key.KeyID()}
 		dirs[filepath.Dir(a)] = true
