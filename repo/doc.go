@@ -44,6 +44,26 @@
 // a no-op ("unchanged"); different bytes are rejected with
 // ErrDuplicateNEVRA. A package is never silently replaced.
 //
+// # Rejections
+//
+// A rejected input is kept as ROOT/rejected/NAME (NAME.1, NAME.2 … on
+// collisions) with NAME.reason beside it, written first. The first line of
+// a .reason file is "CODE: message", CODE one of invalid (not a readable
+// RPM header), sign-failed (the signer refused it, e.g. a payload digest
+// mismatch), unroutable, duplicate-nevra, file-conflict (another NEVRA
+// differing only in epoch has the same file name), unreadable (never kept:
+// missing, not a regular file, or inside ROOT); "file:", "repo:",
+// "channel:" and "time:" lines follow.
+//
+// # Store
+//
+// ROOT/repoctl.db has the buckets packages (repo NUL NEVRA → PackageRecord
+// JSON, including the rendered metadata.Entry of the signed file), events
+// (8-byte big-endian sequence → Event JSON; Hash = sha256 hex of Prev and
+// the event's JSON with Hash empty), journal (in-flight ingests) and
+// blocks (metadata's compressed repodata blocks, reused by the next
+// publish). `repoctl history --verify` recomputes the chain.
+//
 // # Concurrency and crashes
 //
 // One process at a time has the store open (flock on ROOT/repoctl.lock); the

@@ -491,7 +491,7 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 			return nil, err
 		}
 		start := time.Now()
-		_, err := metadata.Publish(ctx, abs, entries,
+		pr, err := metadata.Publish(ctx, abs, entries,
 			metadata.WithCompression(r.cfg.Publish.Compression),
 			metadata.WithSigner(r.key.DetachSignArmored),
 			metadata.WithLockWait(true),
@@ -499,7 +499,8 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 		if err != nil {
 			return nil, fmt.Errorf("publishing %q: %w", d, err)
 		}
-		r.o.log.Info("published", "dir", d, "packages", len(entries), "took", time.Since(start))
+		r.o.log.Info("published", "dir", d, "packages", len(entries), "changed", pr.Changed,
+			"blocks_reused", pr.BlocksReused, "blocks_compressed", pr.BlocksCompressed, "took", time.Since(start))
 		events = append(events, Event{Who: who, Action: EventPublish, Path: d,
 			Details: map[string]string{"packages": strconv.Itoa(len(entries))}})
 	}

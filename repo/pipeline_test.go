@@ -641,3 +641,57 @@ func TestEpochFileConflict(t *testing.T) {
 		t.Errorf("repodata: %v", got)
 	}
 }
+
+// Readers (list, status, history, repofile) answer while a batch runs; a
+// long ingest must not freeze the CLI talking to the daemon.
+func TestReadsDuringBatch(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	p := writeSpec(t, t.TempDir(), spec("slow", "1", "1.el9", "x86_64"))
+	inside, release := make(chan struct{}), make(chan struct{})
+	failpoint = func(s string) error {
+		if s == stateSigned {
+			close(inside)
+			<-release
+		}
+		return nil
+	}
+	defer func() { failpoint = nil }()
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Add(ctx, []string{p}, AddOptions{})
+		done <- err
+	}()
+	<-inside
+	got := make(chan error, 1)
+	go func() {
+		if _, err := r.List(ctx, ListOptions{}); err != nil {
+			got <- err
+			return
+		}
+		st, err := r.Status(ctx)
+		if err == nil && st.InFlight != 1 {
+			err = fmt.Errorf("status during batch: in flight %d, want 1", st.InFlight)
+		}
+		if err == nil {
+			_, err = r.History(ctx, HistoryOptions{Verify: true})
+		}
+		if err == nil {
+			_, err = r.RepoFile(ctx, RepoFileOptions{})
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("readers blocked by a running batch")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -35,8 +36,14 @@ type Repo struct {
 	// dirs indexes what each repository directory (relative to ROOT/repo)
 	// publishes: dir → NEVRA → entry. Built once at Open, kept in step with
 	// the store under mu, so a publish never re-reads the store.
-	dirs   map[string]map[string]*metadata.Entry
+	dirs map[string]map[string]*metadata.Entry
+	// idxMu lets readers that do not take mu (RepoFile) read dirs while a
+	// batch runs; writers hold both.
+	idxMu  sync.RWMutex
 	closed bool
+	// isClosed mirrors closed for readers that must not wait for mu,
+	// which an ingest batch holds for its whole run.
+	isClosed atomic.Bool
 }
 
 var _ Service = (*Repo)(nil)
@@ -205,6 +212,7 @@ func (r *Repo) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.isClosed.Store(true)
 	err := r.st.close()
 	if e := r.lock.release(); err == nil {
 		err = e
@@ -303,6 +311,8 @@ func (r *Repo) indexAdd(p *PackageRecord, pls []Placement) {
 	if p.Entry == nil {
 		return
 	}
+	r.idxMu.Lock()
+	defer r.idxMu.Unlock()
 	for _, pl := range pls {
 		m := r.dirs[pl.Dir]
 		if m == nil {
@@ -314,6 +324,8 @@ func (r *Repo) indexAdd(p *PackageRecord, pls []Placement) {
 }
 
 func (r *Repo) indexRemove(p *PackageRecord, pls []Placement) {
+	r.idxMu.Lock()
+	defer r.idxMu.Unlock()
 	for _, pl := range pls {
 		delete(r.dirs[pl.Dir], p.NEVRA)
 	}

@@ -30,14 +30,14 @@ func (r *Repo) RepoFile(ctx context.Context, o RepoFileOptions) (string, error) 
 	if r.cfg.Routing.Default != "" {
 		releases[r.cfg.Routing.Default] = true
 	}
-	r.mu.Lock()
+	r.idxMu.RLock()
 	for dir := range r.dirs {
 		parts := strings.Split(dir, "/")
 		if len(parts) >= 4 && len(r.dirs[dir]) > 0 {
 			releases[strings.Join(parts[2:len(parts)-1], "/")] = true
 		}
 	}
-	r.mu.Unlock()
+	r.idxMu.RUnlock()
 	rels := make([]string, 0, len(releases))
 	for rel := range releases {
 		if o.Release == "" || o.Release == rel {

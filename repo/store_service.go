@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"sort"
@@ -27,14 +28,17 @@ func (r *Repo) List(ctx context.Context, o ListOptions) ([]PackageRecord, error)
 	return out, err
 }
 
+// view reads the store without waiting for a running batch: bbolt gives
+// it a consistent snapshot.
 func (r *Repo) view(fn func(tx *bolt.Tx) error) error {
-	r.mu.Lock()
-	closed := r.closed
-	r.mu.Unlock()
-	if closed {
+	if r.isClosed.Load() {
 		return ErrClosed
 	}
-	return r.st.db.View(fn)
+	err := r.st.db.View(fn)
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
 }
 
 // Status summarises the root: key, counts, in-flight items and directories.

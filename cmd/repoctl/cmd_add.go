@@ -109,4 +109,3 @@ func printAddResults(w io.Writer, res []repo.AddResult) error {
 	}
 	return nil
 }
-
