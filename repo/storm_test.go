@@ -368,3 +368,27 @@ func sortedKillNotes(m map[string]int) []string {
 	sort.Strings(out)
 	return out
 }
+
+// SIGTERM in the middle of a batch: the daemon lets the batch finish (or
+// journals it), exits 0, and after a restart every file is accounted for.
+func TestDaemonSIGTERMMidBatch(t *testing.T) {
+	root, _ := newTestRoot(t, "")
+	d := startDaemon(t, root)
+	var inputs []stormInput
+	for i := 0; i < 27; i++ {
+		inputs = append(inputs, validInput(t, testrpm.Small(5000+i)))
+	}
+	inputs = append(inputs, junkInputs("term", 3)...)
+	for _, in := range inputs {
+		dropFile(t, filepath.Join(root, "incoming"), in.name, in.body)
+	}
+	time.Sleep(60 * time.Millisecond)
+	d.stop() // fails the test unless the exit is clean
+	if !strings.Contains(d.log(), `"msg":"stopped"`) {
+		t.Error("daemon log has no clean stop")
+	}
+	d = startDaemon(t, root)
+	waitFor(t, time.Minute, "the batch to drain after restart", func() (bool, string) { return drained(root) })
+	checkAccounted(t, root, inputs)
+	d.stop()
+}
