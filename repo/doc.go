@@ -39,10 +39,12 @@
 //
 // # Same NEVRA
 //
-// A package is identified by repository + NEVRA. Re-adding the identical
-// unsigned bytes (compared by the sha256 of the input, since we re-sign) is
-// a no-op ("unchanged"); different bytes are rejected with
-// ErrDuplicateNEVRA. A package is never silently replaced.
+// A package is identified by repository + NEVRA. Re-adding the same build
+// is a no-op ("unchanged"): the same input bytes, the signed bytes we
+// serve, or the same main header and payload with other signatures (so a
+// copy someone else signed, or one a crash left signed, is recognised).
+// A different build under the same NEVRA is rejected (duplicate-nevra). A
+// package is never silently replaced.
 //
 // # Rejections
 //

@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -50,6 +51,11 @@ type ingestItem struct {
 	*journalItem
 	idx    int
 	orig   *metadata.Entry // header of the input, unsigned
+	// content is the sha256 of the input from its main header on: the
+	// build itself, whatever signatures it carries. Equal content is the
+	// same package; it is what makes re-adding a file someone else signed,
+	// or one a crash left signed, a no-op instead of a conflict.
+	content string
 	dist   string
 	arches []string
 	done   bool
@@ -149,6 +155,9 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 			if err == nil {
 				it.orig, err = pkg.Entry(filepath.Base(it.Spool), metadata.RenderOptions{ChangelogLimit: r.cfg.Publish.ChangelogLimit})
 			}
+			if err == nil {
+				it.content, err = contentSHA(it.Spool, pkg.HeaderStart)
+			}
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
@@ -161,6 +170,7 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 	}
 	claimed := map[string]*ingestItem{}
 	claimedFiles := map[string]string{} // dir/file → NEVRA, within this batch
+	dupOf := map[int]int{}              // result index → index of the same build earlier in the batch
 	err = r.st.db.View(func(tx *bolt.Tx) error {
 		for _, it := range items {
 			if it.done {
@@ -196,18 +206,19 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 				return err
 			}
 			if old != nil {
-				if old.OrigSHA256 == e.PkgID || old.SHA256 == e.PkgID {
+				if old.OrigSHA256 == e.PkgID || old.SHA256 == e.PkgID || old.ContentSHA256 == it.content {
 					r.unchanged(it, old, &results[it.idx], &events)
 					continue
 				}
-				msg := fmt.Sprintf("%s is already in repository %s with different content (input sha256 %s, this file %s); a released package is never replaced: bump the release", nevra, repoName, old.OrigSHA256, e.PkgID)
+				msg := fmt.Sprintf("%s is already in repository %s as a different build (its header and payload differ; input sha256 %s, this file %s); a released package is never replaced: bump the release", nevra, repoName, old.OrigSHA256, e.PkgID)
 				if err := reject(it, reasonDuplicate, msg); err != nil {
 					return err
 				}
 				continue
 			}
 			if first, ok := claimed[nevra]; ok {
-				if first.orig.PkgID == e.PkgID {
+				if first.content == it.content {
+					dupOf[it.idx] = first.idx
 					results[it.idx].Action = ActionUnchanged
 					results[it.idx].Reason = "same file as " + first.Src + " in this batch"
 					it.done = true
@@ -280,7 +291,7 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 		rec := &PackageRecord{
 			Repo: repoName, NEVRA: results[it.idx].NEVRA, Name: e.Name, Epoch: e.Epoch, Version: e.Version,
 			Release: e.Release, Arch: e.Arch, FileName: fileName,
-			OrigSHA256: e.PkgID, OrigSize: e.Size, SHA256: entry.PkgID, Size: entry.Size, KeyID: keyID,
+			OrigSHA256: e.PkgID, OrigSize: e.Size, ContentSHA256: it.content, SHA256: entry.PkgID, Size: entry.Size, KeyID: keyID,
 			Dist: it.dist, Added: now, AddedBy: who, Entry: entry,
 		}
 		for _, a := range it.arches {
@@ -314,6 +325,11 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 		res.SHA256 = it.Record.SHA256
 		for _, pl := range it.Record.Placements {
 			res.RepoPaths = append(res.RepoPaths, pl.File)
+		}
+	}
+	for i, first := range dupOf {
+		if f := results[first]; f.Action == ActionAdded {
+			results[i].KeyID, results[i].SHA256, results[i].RepoPaths = f.KeyID, f.SHA256, f.RepoPaths
 		}
 	}
 	return results, nil
@@ -527,6 +543,26 @@ func sortedKeys(m map[string]bool) []string {
 // abs turns a path relative to ROOT/repo into an absolute one.
 func (r *Repo) abs(rel string) string {
 	return filepath.Join(r.cfg.Paths.Repo, filepath.FromSlash(rel))
+}
+
+// contentSHA hashes path from offset start (the main header) to the end.
+func contentSHA(path string, start int64) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if start <= 0 {
+		return "", fmt.Errorf("%w: no main header offset", metadata.ErrMalformed)
+	}
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // fileOwner returns the NEVRA other than nevra that already uses fileName in

@@ -695,3 +695,27 @@ func TestReadsDuringBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The same build signed by other keys is the same package: unchanged, in
+// one batch and across batches, and the served file stays ours.
+func TestSameBuildOtherSignatures(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	c := corpusDir(t)
+	res, err := r.Add(ctx, []string{filepath.Join(c, "empty-0-0.x86_64.rpm"), filepath.Join(c, "empty-signed-rsa-0-0.x86_64.rpm")}, AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Action != ActionAdded || res[1].Action != ActionUnchanged || res[1].KeyID != r.Key().KeyID() || len(res[1].RepoPaths) != 1 {
+		t.Fatalf("%+v", res)
+	}
+	res, err = r.Add(ctx, []string{filepath.Join(c, "empty-signed-eddsa-0-0.x86_64.rpm")}, AddOptions{})
+	if err != nil || res[0].Action != ActionUnchanged {
+		t.Fatalf("%+v %v", res, err)
+	}
+	list, _ := r.List(ctx, ListOptions{})
+	if len(list) != 1 || fileSHA(t, filepath.Join(root, "repo", list[0].Placements[0].File)) != list[0].SHA256 {
+		t.Errorf("store: %+v", list)
+	}
+}

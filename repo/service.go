@@ -115,9 +115,12 @@ type PackageRecord struct {
 
 	OrigSHA256 string `json:"orig_sha256"` // the bytes we were given (unsigned)
 	OrigSize   int64  `json:"orig_size"`
-	SHA256     string `json:"sha256"` // the signed bytes we serve
-	Size       int64  `json:"size"`
-	KeyID      string `json:"key_id"`
+	// ContentSHA256 covers the main header and payload only: two files
+	// with equal content are the same build, however they were signed.
+	ContentSHA256 string `json:"content_sha256"`
+	SHA256        string `json:"sha256"` // the signed bytes we serve
+	Size          int64  `json:"size"`
+	KeyID         string `json:"key_id"`
 
 	Dist       string      `json:"dist"` // routed release, e.g. "el/9"
 	Placements []Placement `json:"placements"`
