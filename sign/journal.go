@@ -48,6 +48,11 @@ type journalRecord struct {
 	Orig    []byte `json:"orig"`
 	OrigSum string `json:"orig_sha256"`
 	NewSum  string `json:"new_sha256"`
+	// The main header that follows the patched area identifies the
+	// package, so Recover never writes into a different file that
+	// happens to have the same size.
+	MainLen int    `json:"main_len"`
+	MainSum string `json:"main_sha256"`
 }
 
 type journalEnd struct {
@@ -239,6 +244,13 @@ func restore(r journalRecord) error {
 	}
 	if st.Size() != r.Size || r.Off < 0 || len(r.Orig) == 0 || sum256(r.Orig) != r.OrigSum {
 		return nil // replaced by another file since (patches never change the size)
+	}
+	if r.MainLen <= 0 || int64(r.MainLen) > r.Size {
+		return nil
+	}
+	main := make([]byte, r.MainLen)
+	if _, err := f.ReadAt(main, r.Off+int64(len(r.Orig))); err != nil || sum256(main) != r.MainSum {
+		return nil // a different package now
 	}
 	cur := make([]byte, len(r.Orig))
 	if _, err := f.ReadAt(cur, r.Off); err != nil {

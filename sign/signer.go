@@ -290,6 +290,7 @@ func (s *Signer) signBatch(ctx context.Context, paths []string, results []Result
 		byDir[d] = append(byDir[d], journalRecord{
 			Path: pl.path, Off: leadSize, Size: pl.p.size, MTime: pl.mtime.UnixNano(),
 			Orig: pl.origArea, OrigSum: sum256(pl.origArea), NewSum: sum256(pl.newArea),
+			MainLen: len(pl.p.main.blob), MainSum: sum256(pl.p.main.blob),
 		})
 	}
 	var journals []*journal
