@@ -511,7 +511,7 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 			metadata.WithCompression(r.cfg.Publish.Compression),
 			metadata.WithSigner(r.key.DetachSignArmored),
 			metadata.WithLockWait(true),
-			metadata.WithBlockCache(blockCache{r.st}))
+			metadata.WithBlockCache(blockCache{r.st, d}))
 		if err != nil {
 			return nil, fmt.Errorf("publishing %q: %w", d, err)
 		}
