@@ -86,7 +86,11 @@ func init() {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := expKey
 			if path == "" {
-				_, path = sign.DefaultKeyPaths(globals.root)
+				priv, pub := sign.DefaultKeyPaths(globals.root)
+				path = pub
+				if _, err := os.Stat(pub); err != nil {
+					path = priv // the public part of the private key will do
+				}
 			}
 			b, err := sign.ExportPublic(path)
 			if err != nil {
