@@ -263,7 +263,15 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 		spools[i] = it.Spool
 	}
 	sres, err := r.signer.SignFiles(ctx, spools)
-	if err != nil && len(sres) != len(live) {
+	if err == nil && len(sres) != len(live) {
+		err = fmt.Errorf("signer returned %d results for %d files", len(sres), len(live))
+	}
+	if err == nil {
+		err = ctx.Err() // a cancelled batch must not reject what it did not finish
+	}
+	if err != nil {
+		// Unsigned items stay journaled as validated; the next Ingest or
+		// Resume returns drop-ins to their directory.
 		r.o.log.Error("signing batch failed", "err", err)
 		return nil, fmt.Errorf("signing batch: %w", err)
 	}
