@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -146,16 +148,24 @@ func (c *DirCache) GetBlocks(ctx context.Context, keys []string) (map[string][]b
 	return out, nil
 }
 
-func (c *DirCache) appendRecord(buf []byte, key string, data []byte) ([]byte, error) {
+// writeRecord writes one pack record.
+func (c *DirCache) writeRecord(w io.Writer, key string, data []byte) error {
 	raw, err := hex.DecodeString(key)
 	if err != nil || len(raw) != sha256.Size {
-		return nil, fmt.Errorf("block cache: invalid key %q", key)
+		return fmt.Errorf("block cache: invalid key %q", key)
 	}
-	buf = append(buf, packMagic...)
-	buf = append(buf, raw...)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(data)))
-	buf = append(buf, data...)
-	return append(buf, c.sum(data)...), nil
+	head := make([]byte, 0, packRecHead)
+	head = append(head, packMagic...)
+	head = append(head, raw...)
+	head = binary.BigEndian.AppendUint32(head, uint32(len(data)))
+	if _, err := w.Write(head); err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		return err
+	}
+	_, err = w.Write(c.sum(data))
+	return err
 }
 
 // PutBlocks implements BlockCache: one append to the pack file.
@@ -165,29 +175,37 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 	if err := c.load(); err != nil {
 		return err
 	}
-	var buf []byte
-	var err error
 	var added []string
-	for k, data := range blocks {
-		if _, ok := c.index[k]; ok {
-			continue
+	for k := range blocks {
+		if _, ok := c.index[k]; !ok {
+			if !validKey(k) {
+				return fmt.Errorf("block cache: invalid key %q", k)
+			}
+			added = append(added, k)
 		}
-		if buf, err = c.appendRecord(buf, k, data); err != nil {
-			return err
-		}
-		added = append(added, k)
 	}
-	if len(buf) == 0 {
+	if len(added) == 0 {
 		return ctx.Err()
 	}
 	f, err := os.OpenFile(filepath.Join(c.dir, c.name), os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("writing block cache: %w", err)
 	}
-	// Write at the end of the valid part, dropping a torn tail.
-	_, err = f.WriteAt(buf, c.size)
+	// Append at the end of the valid part, dropping a torn tail.
+	cw := &countingWriter{w: f}
+	bw := bufio.NewWriterSize(cw, 256<<10)
+	_, err = f.Seek(c.size, io.SeekStart)
+	for _, k := range added {
+		if err != nil {
+			break
+		}
+		err = c.writeRecord(bw, k, blocks[k])
+	}
 	if err == nil {
-		err = f.Truncate(c.size + int64(len(buf)))
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Truncate(c.size + cw.n)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -195,11 +213,34 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 	if err != nil {
 		return fmt.Errorf("writing block cache: %w", err)
 	}
-	c.size += int64(len(buf))
+	c.size += cw.n
 	for _, k := range added {
 		c.index[k] = blocks[k]
 	}
 	return nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func validKey(k string) bool {
+	if len(k) != 2*sha256.Size {
+		return false
+	}
+	for _, r := range k {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // RetainBlocks implements BlockCacheRetainer: blocks not in keys are
@@ -221,19 +262,29 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 	if c.size <= 2*live+(1<<20) {
 		return nil
 	}
-	var buf []byte
-	for k := range keep {
-		var err error
-		if buf, err = c.appendRecord(buf, k, c.index[k]); err != nil {
-			return err
-		}
-	}
 	p := filepath.Join(c.dir, c.name)
 	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, buf, 0o644); err != nil {
+	f, err := os.Create(tmp)
+	if err != nil {
 		return fmt.Errorf("compacting block cache: %w", err)
 	}
-	if err := os.Rename(tmp, p); err != nil {
+	cw := &countingWriter{w: f}
+	bw := bufio.NewWriterSize(cw, 256<<10)
+	for k := range keep {
+		if err = c.writeRecord(bw, k, c.index[k]); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("compacting block cache: %w", err)
 	}
@@ -242,6 +293,6 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 			delete(c.index, k)
 		}
 	}
-	c.size = int64(len(buf))
+	c.size = cw.n
 	return nil
 }

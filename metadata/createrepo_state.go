@@ -54,7 +54,8 @@ func appendStr(b []byte, s string) []byte {
 }
 
 func (s *repoState) marshal() []byte {
-	b := []byte(stateMagic)
+	b := make([]byte, 0, 256+len(s.entries)*192+len(s.blocks)*200)
+	b = append(b, stateMagic...)
 	for _, c := range s.checksums {
 		b = appendStr(b, c)
 	}
@@ -277,7 +278,14 @@ func saveState(ctx context.Context, cacheDir string, layout *buildStats, records
 	if err != nil {
 		return err
 	}
+	// In batches, each block built at its exact size: a first run
+	// stores every block, as many bytes as the uncompressed XML.
 	missing := map[string][]byte{}
+	flush := func() error {
+		err := raw.PutBlocks(ctx, missing)
+		clear(missing)
+		return err
+	}
 	for k, d := range docSpecs {
 		for i, sp := range layout.spans {
 			key := layout.blockKeys[k][i]
@@ -287,14 +295,23 @@ func saveState(ctx context.Context, cacheDir string, layout *buildStats, records
 			if _, ok := missing[key]; ok {
 				continue
 			}
-			var buf []byte
+			n := 0
+			for _, e := range layout.entries[sp.lo:sp.hi] {
+				n += len(d.frag(e))
+			}
+			buf := make([]byte, 0, n)
 			for _, e := range layout.entries[sp.lo:sp.hi] {
 				buf = append(buf, d.frag(e)...)
 			}
 			missing[key] = buf
+			if len(missing) >= 64 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
 		}
 	}
-	if err := raw.PutBlocks(ctx, missing); err != nil {
+	if err := flush(); err != nil {
 		return err
 	}
 	if err := raw.RetainBlocks(ctx, all); err != nil {
