@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/repoctl/repoctl/internal/testrpm"
+)
+
+// TestCreaterepoCLI drives the real binary: publish with a junk file
+// (exit 3, message naming it, JSON summary), an unchanged rerun, and a
+// second writer that will not wait (exit 4).
+func TestCreaterepoCLI(t *testing.T) {
+	for _, tool := range []string{"go", "flock"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is required: %v", tool, err)
+		}
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "repoctl")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	repo := filepath.Join(tmp, "repo")
+	os.MkdirAll(repo, 0o755)
+	for i := 0; i < 5; i++ {
+		if _, err := testrpm.Write(repo, testrpm.Small(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(repo, "junk.rpm"), []byte("definitely not an rpm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (stdout, stderr string, code int) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		var so, se strings.Builder
+		cmd.Stdout, cmd.Stderr = &so, &se
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return so.String(), se.String(), ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return so.String(), se.String(), 0
+	}
+
+	out, errOut, code := run("createrepo", "--compress-type", "gz", "--revision", "r1", repo)
+	if code != exitRejected || !strings.Contains(errOut, "junk.rpm") || !strings.Contains(out, "published 5 packages") {
+		t.Fatalf("first run: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	md, err := os.ReadFile(filepath.Join(repo, "repodata", "repomd.xml"))
+	if err != nil || !strings.Contains(string(md), "<revision>r1</revision>") || !strings.Contains(string(md), "-primary.xml.gz\"/>") {
+		t.Fatalf("repomd.xml: %v\n%s", err, md)
+	}
+
+	os.Remove(filepath.Join(repo, "junk.rpm"))
+	out, errOut, code = run("-o", "json", "createrepo", "--update", "--compress-type", "gz", "--revision", "r1", repo)
+	var res struct {
+		Packages int    `json:"packages"`
+		Reused   int    `json:"reused"`
+		Error    string `json:"error"`
+		Skipped  []any  `json:"skipped"`
+		Publish  struct {
+			Changed bool `json:"changed"`
+		} `json:"publish"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Packages != 5 || res.Reused != 5 || res.Publish.Changed || res.Skipped == nil {
+		t.Fatalf("json rerun: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	md2, _ := os.ReadFile(filepath.Join(repo, "repodata", "repomd.xml"))
+	if string(md2) != string(md) {
+		t.Fatal("unchanged repository: repomd.xml rewritten")
+	}
+
+	// Another writer holds the lock.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	holder := exec.CommandContext(ctx, "flock", filepath.Join(repo, ".repodata.lock"), "sleep", "30")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Wait()
+	time.Sleep(300 * time.Millisecond)
+	out, errOut, code = run("createrepo", "--no-wait", repo)
+	if code != exitBusy || !strings.Contains(errOut, "locked") {
+		t.Fatalf("locked: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	cancel()
+
+	if _, errOut, code = run("createrepo", "--compress-type", "lz4", repo); code != exitUsage {
+		t.Fatalf("bad compression: exit %d\n%s", code, errOut)
+	}
+	if _, errOut, code = run("createrepo"); code != exitUsage {
+		t.Fatalf("no DIR: exit %d\n%s", code, errOut)
+	}
+}
