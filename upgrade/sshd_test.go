@@ -117,6 +117,8 @@ LogLevel ERROR
 		}
 		h.cmd = exec.Command(sshd, "-D", "-e", "-f", cf)
 		h.cmd.Stderr = &prefixWriter{t: t, prefix: "sshd " + h.Name + ": "}
+		// Session children may hold stderr after sshd is killed.
+		h.cmd.WaitDelay = 2 * time.Second
 		if err := h.cmd.Start(); err != nil {
 			t.Fatalf("starting sshd for %s: %v", h.Name, err)
 		}

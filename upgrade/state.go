@@ -78,9 +78,19 @@ var (
 	bucketSteps    = []byte("steps")
 )
 
-// dbMu serialises access to one DB file within this process: bbolt's flock
-// is per open file, so two opens in one process would wait on each other.
-var dbMu sync.Map // path → *sync.Mutex
+// handles shares one open DB per file within this process. bbolt's flock
+// is per open file, so two opens in one process would wait on each other;
+// and a rollout's hosts write their step records concurrently, which
+// db.Batch turns into one transaction and one fsync. The file is closed as
+// soon as no operation is pending, so that `rollout status` in another
+// process gets its turn while commands run on the hosts.
+var handles sync.Map // path → *dbHandle
+
+type dbHandle struct {
+	mu   sync.Mutex
+	db   *bolt.DB
+	refs int
+}
 
 type store struct {
 	path    string
@@ -94,20 +104,40 @@ func newStore(root string) (*store, error) {
 	return &store{path: filepath.Join(root, "rollouts.db"), lockDir: filepath.Join(root, "rollouts.d")}, nil
 }
 
-// do opens the DB only for the transaction, so that `rollout status` in
-// another process can read while a rollout runs.
-func (s *store) do(ctx context.Context, write bool, fn func(tx *bolt.Tx) error) error {
-	m, _ := dbMu.LoadOrStore(s.path, &sync.Mutex{})
-	mu := m.(*sync.Mutex)
-	mu.Lock()
-	defer mu.Unlock()
-	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: 30 * time.Second})
-	if err != nil {
-		return fmt.Errorf("opening rollout state %q: %w", s.path, err)
+func (s *store) acquire() (*dbHandle, *bolt.DB, error) {
+	v, _ := handles.LoadOrStore(s.path, &dbHandle{})
+	h := v.(*dbHandle)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.db == nil {
+		db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: 30 * time.Second})
+		if err != nil {
+			return nil, nil, fmt.Errorf("opening rollout state %q: %w", s.path, err)
+		}
+		h.db = db
 	}
-	defer db.Close()
+	h.refs++
+	return h, h.db, nil
+}
+
+func (h *dbHandle) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.refs--; h.refs == 0 {
+		h.db.Close()
+		h.db = nil
+	}
+}
+
+// do runs fn in a transaction; concurrent writes share one commit.
+func (s *store) do(ctx context.Context, write bool, fn func(tx *bolt.Tx) error) error {
+	h, db, err := s.acquire()
+	if err != nil {
+		return err
+	}
+	defer h.release()
 	if write {
-		return db.Update(func(tx *bolt.Tx) error {
+		return db.Batch(func(tx *bolt.Tx) error {
 			if _, err := tx.CreateBucketIfNotExists(bucketRollouts); err != nil {
 				return err
 			}
