@@ -2,10 +2,16 @@ package metadata
 
 import (
 	"bytes"
+	"cmp"
+	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 )
 
 // RPM file layout constants (rpm's lib/header_internal.h, lib/rpmlead.c).
@@ -37,12 +43,15 @@ var (
 // rawIndex is one validated header index entry.
 type rawIndex struct {
 	tag, typ, off, cnt uint32
+	end                uint32 // off + validated extent
 }
 
 // rawHeaders is the validated byte image of lead, signature header (with
 // its padding) and main header: exactly what go-rpmutils is given.
 type rawHeaders struct {
 	buf []byte
+	// sig and main index the two headers' validated entries.
+	sig, main headerIndex
 	// hdrStart is where the main header's intro begins (createrepo_c's
 	// header-range start); hdrEnd is where the payload begins.
 	hdrStart, hdrEnd int
@@ -85,7 +94,7 @@ func readRawHeaders(r io.Reader, cfg *readConfig) (*rawHeaders, error) {
 	h := &rawHeaders{buf: head, srcLead: binary.BigEndian.Uint16(head[6:8]) == 1}
 
 	// Signature header: intro already read.
-	if err := h.readHeader(r, cfg, leadSize, true); err != nil {
+	if err := h.readHeader(r, cfg, leadSize, &h.sig); err != nil {
 		return nil, fmt.Errorf("signature header: %w", err)
 	}
 	h.hdrStart = len(h.buf)
@@ -93,7 +102,7 @@ func readRawHeaders(r io.Reader, cfg *readConfig) (*rawHeaders, error) {
 	if err := readFullCounted(r, h.buf[h.hdrStart:], "main header intro"); err != nil {
 		return nil, err
 	}
-	if err := h.readHeader(r, cfg, h.hdrStart, false); err != nil {
+	if err := h.readHeader(r, cfg, h.hdrStart, &h.main); err != nil {
 		return nil, fmt.Errorf("main header: %w", err)
 	}
 	h.hdrEnd = len(h.buf)
@@ -102,7 +111,8 @@ func readRawHeaders(r io.Reader, cfg *readConfig) (*rawHeaders, error) {
 
 // readHeader validates the intro at h.buf[at:at+16], reads the index and
 // data store that follow and validates every entry against the store.
-func (h *rawHeaders) readHeader(r io.Reader, cfg *readConfig, at int, sig bool) error {
+func (h *rawHeaders) readHeader(r io.Reader, cfg *readConfig, at int, ix *headerIndex) error {
+	sig := ix == &h.sig
 	intro := h.buf[at : at+introSize]
 	if !bytes.Equal(intro[:4], headerMagic) {
 		return fmt.Errorf("%w: bad header magic % x", ErrMalformed, intro[:4])
@@ -130,7 +140,12 @@ func (h *rawHeaders) readHeader(r io.Reader, cfg *readConfig, at int, sig bool) 
 	}
 	index := h.buf[start : start+int(nindex)*indexSize]
 	data := h.buf[start+len(index) : start+len(index)+int(dsize)]
-	return validateIndex(index, data)
+	ents, err := validateIndex(index, data)
+	if err != nil {
+		return err
+	}
+	*ix = newHeaderIndex(ents, data)
+	return nil
 }
 
 func growLen(b []byte, n int) []byte {
@@ -147,7 +162,8 @@ func growLen(b []byte, n int) []byte {
 // string types that count NUL terminators exist inside the store. Because
 // rpm never writes overlapping entries, the summed extents are capped to
 // keep hostile headers from costing quadratic time.
-func validateIndex(index, data []byte) error {
+func validateIndex(index, data []byte) ([]rawIndex, error) {
+	ents := make([]rawIndex, 0, len(index)/indexSize)
 	dl := uint64(len(data))
 	var total uint64
 	budget := 2*dl + 1<<16
@@ -159,13 +175,13 @@ func validateIndex(index, data []byte) error {
 			cnt: binary.BigEndian.Uint32(index[i+12:]),
 		}
 		if e.typ > maxDataType {
-			return fmt.Errorf("%w: tag %d has unknown type %d", ErrMalformed, e.tag, e.typ)
+			return nil, fmt.Errorf("%w: tag %d has unknown type %d", ErrMalformed, e.tag, e.typ)
 		}
 		if int32(e.off) < 0 || uint64(e.off) > dl {
-			return fmt.Errorf("%w: tag %d offset %d outside %d byte store", ErrMalformed, e.tag, e.off, dl)
+			return nil, fmt.Errorf("%w: tag %d offset %d outside %d byte store", ErrMalformed, e.tag, e.off, dl)
 		}
 		if int32(e.cnt) < 0 || uint64(e.cnt) > dl {
-			return fmt.Errorf("%w: tag %d count %d exceeds store", ErrMalformed, e.tag, e.cnt)
+			return nil, fmt.Errorf("%w: tag %d count %d exceeds store", ErrMalformed, e.tag, e.cnt)
 		}
 		var extent uint64
 		switch e.typ {
@@ -175,30 +191,154 @@ func validateIndex(index, data []byte) error {
 		case typeInt16, typeInt32, typeInt64:
 			size := uint64(1) << (e.typ - typeInt8) // 2, 4, 8
 			if uint64(e.off)%size != 0 {
-				return fmt.Errorf("%w: tag %d misaligned", ErrMalformed, e.tag)
+				return nil, fmt.Errorf("%w: tag %d misaligned", ErrMalformed, e.tag)
 			}
 			extent = uint64(e.cnt) * size
 		case typeString, typeStringArray, typeI18NString:
 			if e.cnt == 0 || (e.typ == typeString && e.cnt != 1) {
-				return fmt.Errorf("%w: tag %d has string count %d", ErrMalformed, e.tag, e.cnt)
+				return nil, fmt.Errorf("%w: tag %d has string count %d", ErrMalformed, e.tag, e.cnt)
 			}
 			p := data[e.off:]
 			for j := uint32(0); j < e.cnt; j++ {
 				k := bytes.IndexByte(p, 0)
 				if k < 0 {
-					return fmt.Errorf("%w: tag %d has an unterminated string", ErrMalformed, e.tag)
+					return nil, fmt.Errorf("%w: tag %d has an unterminated string", ErrMalformed, e.tag)
 				}
 				p = p[k+1:]
 				extent += uint64(k) + 1
 			}
 		}
 		if uint64(e.off)+extent > dl {
-			return fmt.Errorf("%w: tag %d runs past the data store", ErrMalformed, e.tag)
+			return nil, fmt.Errorf("%w: tag %d runs past the data store", ErrMalformed, e.tag)
 		}
 		total += extent
 		if total > budget {
-			return fmt.Errorf("%w: index entries overlap", ErrMalformed)
+			return nil, fmt.Errorf("%w: index entries overlap", ErrMalformed)
 		}
+		e.end = e.off + uint32(extent)
+		ents = append(ents, e)
+	}
+	return ents, nil
+}
+
+// headerIndex answers tag lookups over one validated header. Values are
+// read the way rpm's headerGet does for the types createrepo_c asks for;
+// a missing tag or one of another type reads as absent, which is what
+// rpm's headerGetString/headerGetNumber make of it.
+type headerIndex struct {
+	ents []rawIndex // sorted by tag, stable: the first of duplicates wins
+	data []byte
+}
+
+func newHeaderIndex(ents []rawIndex, data []byte) headerIndex {
+	slices.SortStableFunc(ents, func(a, b rawIndex) int { return cmp.Compare(a.tag, b.tag) })
+	return headerIndex{ents: ents, data: data}
+}
+
+func (x *headerIndex) find(tag int) (rawIndex, bool) {
+	i, ok := slices.BinarySearchFunc(x.ents, uint32(tag), func(e rawIndex, t uint32) int { return cmp.Compare(e.tag, t) })
+	if !ok {
+		return rawIndex{}, false
+	}
+	return x.ents[i], true
+}
+
+func (x *headerIndex) has(tag int) bool {
+	_, ok := x.find(tag)
+	return ok
+}
+
+// strs returns a string-typed tag's values. They share one allocation.
+func (x *headerIndex) strs(tag int) ([]string, bool) {
+	e, ok := x.find(tag)
+	if !ok || (e.typ != typeString && e.typ != typeStringArray && e.typ != typeI18NString) {
+		return nil, false
+	}
+	all := string(x.data[e.off:e.end]) // validated: cnt NUL-terminated strings
+	out := make([]string, 0, e.cnt)
+	for range e.cnt {
+		i := strings.IndexByte(all, 0)
+		out = append(out, all[:i])
+		all = all[i+1:]
+	}
+	return out, true
+}
+
+func (x *headerIndex) str(tag int) string {
+	e, ok := x.find(tag)
+	if !ok || (e.typ != typeString && e.typ != typeStringArray && e.typ != typeI18NString) {
+		return ""
+	}
+	b := x.data[e.off:e.end]
+	return string(b[:bytes.IndexByte(b, 0)])
+}
+
+// nums returns an integer-typed tag's values, unsigned as rpm reads them.
+func (x *headerIndex) nums(tag int) ([]uint64, bool) {
+	e, ok := x.find(tag)
+	if !ok {
+		return nil, false
+	}
+	b := x.data[e.off:e.end]
+	out := make([]uint64, e.cnt)
+	switch e.typ {
+	case typeChar, typeInt8:
+		for i := range out {
+			out[i] = uint64(b[i])
+		}
+	case typeInt16:
+		for i := range out {
+			out[i] = uint64(binary.BigEndian.Uint16(b[2*i:]))
+		}
+	case typeInt32:
+		for i := range out {
+			out[i] = uint64(binary.BigEndian.Uint32(b[4*i:]))
+		}
+	case typeInt64:
+		for i := range out {
+			out[i] = binary.BigEndian.Uint64(b[8*i:])
+		}
+	default:
+		return nil, false
+	}
+	return out, true
+}
+
+func (x *headerIndex) num(tag int) (uint64, bool) {
+	v, ok := x.nums(tag)
+	if !ok || len(v) == 0 {
+		return 0, false
+	}
+	return v[0], true
+}
+
+// Signature header tags.
+const (
+	sigTagSHA1        = 269 // hex SHA1 of the main header
+	sigTagSHA256      = 273 // hex SHA256 of the main header
+	sigTagLongArchive = 271
+	sigTagPayloadSize = 1007
+)
+
+// verifyDigest checks the main header against the signature header's
+// SHA256 digest, or its SHA1 digest when there is no SHA256 one, as
+// go-rpmutils does; a package with neither passes.
+func (h *rawHeaders) verifyDigest() error {
+	main := h.buf[h.hdrStart:h.hdrEnd]
+	var got []byte
+	want := h.sig.str(sigTagSHA256)
+	if want != "" {
+		s := sha256.Sum256(main)
+		got = s[:]
+	} else if want = h.sig.str(sigTagSHA1); want != "" {
+		s := sha1.Sum(main)
+		got = s[:]
+	} else {
+		return nil
+	}
+	var buf [2 * sha256.Size]byte
+	if hex.Encode(buf[:], got) != len(want) || string(buf[:len(want)]) != want {
+		return fmt.Errorf("%w: header digest mismatch", ErrMalformed)
 	}
 	return nil
 }

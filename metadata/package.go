@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	rpmutils "github.com/sassoftware/go-rpmutils"
 )
 
 // Package is what repodata says about one RPM: the fields of primary.xml,
@@ -98,85 +96,44 @@ func (p *Package) NEVRA() string {
 	return p.Name + "-" + p.Epoch + ":" + p.Version + "-" + p.Release + "." + p.Arch
 }
 
-// Header tags used here that go-rpmutils does not name.
+// Main header tags (rpm's rpmtag.h).
 const (
-	tagName            = 1000
-	tagVersion         = 1001
-	tagRelease         = 1002
-	tagEpoch           = 1003
-	tagSummary         = 1004
-	tagDescription     = 1005
-	tagBuildTime       = 1006
-	tagBuildHost       = 1007
-	tagSize            = 1009
-	tagVendor          = 1011
-	tagLicense         = 1014
-	tagPackager        = 1015
-	tagGroup           = 1016
-	tagURL             = 1020
-	tagArch            = 1022
-	tagOldFilenames    = 1027
-	tagFileModes       = 1030
-	tagFileFlags       = 1037
-	tagSourceRPM       = 1044
-	tagArchiveSize     = 1046
-	tagChangelogTime   = 1080
-	tagChangelogName   = 1081
-	tagChangelogText   = 1082
-	tagSourcePackage   = 1106
-	tagDirIndexes      = 1116
-	tagBaseNames       = 1117
-	tagDirNames        = 1118
-	tagLongSize        = 5009
-	sigLongArchiveSize = 271 // go-rpmutils: tags below 1000 are looked up in the signature header
-	sigPayloadSize     = 16384 + 1007
+	tagName          = 1000
+	tagVersion       = 1001
+	tagRelease       = 1002
+	tagEpoch         = 1003
+	tagSummary       = 1004
+	tagDescription   = 1005
+	tagBuildTime     = 1006
+	tagBuildHost     = 1007
+	tagSize          = 1009
+	tagVendor        = 1011
+	tagLicense       = 1014
+	tagPackager      = 1015
+	tagGroup         = 1016
+	tagURL           = 1020
+	tagArch          = 1022
+	tagOldFilenames  = 1027
+	tagFileModes     = 1030
+	tagFileFlags     = 1037
+	tagSourceRPM     = 1044
+	tagArchiveSize   = 1046
+	tagChangelogTime = 1080
+	tagChangelogName = 1081
+	tagChangelogText = 1082
+	tagSourcePackage = 1106
+	tagDirIndexes    = 1116
+	tagBaseNames     = 1117
+	tagDirNames      = 1118
+	tagLongSize      = 5009
 
 	fileGhost = 1 << 6
 	modeFmt   = 0o170000
 	modeDir   = 0o040000
 )
 
-// hdr wraps go-rpmutils' accessors with rpm's headerGetString /
-// headerGetNumber semantics: a missing or mistyped tag reads as absent.
-type hdr struct{ h *rpmutils.RpmHeader }
-
-func (h hdr) strs(tag int) ([]string, bool) {
-	v, err := h.h.GetStrings(tag)
-	if err != nil {
-		return nil, false
-	}
-	return v, true
-}
-
-func (h hdr) str(tag int) string {
-	v, ok := h.strs(tag)
-	if !ok || len(v) == 0 {
-		return ""
-	}
-	return v[0]
-}
-
-func (h hdr) nums(tag int) ([]uint64, bool) {
-	if !h.h.HasTag(tag) {
-		return nil, false
-	}
-	v, err := h.h.GetUint64s(tag)
-	if err != nil {
-		return nil, false
-	}
-	return v, true
-}
-
-func (h hdr) num(tag int) (uint64, bool) {
-	v, ok := h.nums(tag)
-	if !ok || len(v) == 0 {
-		return 0, false
-	}
-	return v[0], true
-}
-
-func packageFromHeader(rh *rpmutils.RpmHeader, raw *rawHeaders) (*Package, error) {
-	h := hdr{rh}
+func packageFromHeader(raw *rawHeaders) (*Package, error) {
+	h := &raw.main
 	p := &Package{
 		HeaderStart: int64(raw.hdrStart),
 		HeaderEnd:   int64(raw.hdrEnd),
@@ -210,11 +167,14 @@ func packageFromHeader(rh *rpmutils.RpmHeader, raw *rawHeaders) (*Package, error
 	} else if v, ok := h.num(tagSize); ok {
 		p.InstalledSize = int64(v)
 	}
-	for _, tag := range []int{sigLongArchiveSize, tagArchiveSize, sigPayloadSize} {
-		if v, ok := h.num(tag); ok {
-			p.ArchiveSize = int64(v)
-			break
-		}
+	// rpm merges the signature header's sizes into the main header
+	// unless it has its own; LONGARCHIVESIZE wins over ARCHIVESIZE.
+	if v, ok := raw.sig.num(sigTagLongArchive); ok {
+		p.ArchiveSize = int64(v)
+	} else if v, ok := h.num(tagArchiveSize); ok {
+		p.ArchiveSize = int64(v)
+	} else if v, ok := raw.sig.num(sigTagPayloadSize); ok {
+		p.ArchiveSize = int64(v)
 	}
 
 	dirs, hasDirs := h.strs(tagDirNames)
@@ -233,7 +193,7 @@ func packageFromHeader(rh *rpmutils.RpmHeader, raw *rawHeaders) (*Package, error
 	_, hasSrcPkg := h.nums(tagSourcePackage)
 	p.SourceRPM = h.str(tagSourceRPM)
 	isSrc := false
-	if !h.h.HasTag(tagSourceRPM) && !hasSrcPkg {
+	if !h.has(tagSourceRPM) && !hasSrcPkg {
 		if hasDirs && len(dirs) == 1 && dirs[0] == "" {
 			isSrc = true
 		} else {
@@ -312,7 +272,7 @@ func compressFilelist(old []string) (dirs, bases []string, idx []uint64) {
 	return dirs, bases, idx
 }
 
-func readChangelog(h hdr, p *Package) {
+func readChangelog(h *headerIndex, p *Package) {
 	times, ok1 := h.nums(tagChangelogTime)
 	names, ok2 := h.strs(tagChangelogName)
 	texts, ok3 := h.strs(tagChangelogText)

@@ -11,12 +11,6 @@ import (
 	"io"
 	"os"
 	"sync"
-
-	// go-rpmutils checks the header digest with crypto.SHA1/SHA256.New,
-	// which panics unless the implementations are linked in.
-	_ "crypto/sha1"
-
-	rpmutils "github.com/sassoftware/go-rpmutils"
 )
 
 // Errors returned by the package reader; compare with errors.Is.
@@ -100,19 +94,23 @@ func readPackage(r io.Reader, cfg *readConfig) (p *Package, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// Last line of defence: everything handed to go-rpmutils has been
-	// validated, but a panic in it or in our extraction must never escape.
+	// Last line of defence: every offset and count has been validated,
+	// but a panic in extraction must never escape to the caller.
 	defer func() {
 		if v := recover(); v != nil {
 			p, err = nil, fmt.Errorf("%w: header reader panicked: %v", ErrMalformed, v)
 		}
 	}()
-	hdr, err := rpmutils.ReadHeader(bytes.NewReader(raw.buf))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	if err := raw.verifyDigest(); err != nil {
+		return nil, err
 	}
-	return packageFromHeader(hdr, raw)
+	return packageFromHeader(raw)
 }
+
+// wholeFileMax is the largest file ReadFile reads in one piece.
+const wholeFileMax = 4 << 20
+
+var fileBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
@@ -154,21 +152,44 @@ func ReadFile(ctx context.Context, path string, opts ...ReadOption) (*Package, e
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("reading package %q: %w: not a regular file", path, ErrNotRPM)
 	}
-	hr := &hashingReader{r: f, h: sha256.New()}
-	p, err := readPackage(hr, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("reading package %q: %w", path, err)
+	var p *Package
+	if size := st.Size(); size <= wholeFileMax {
+		// Small files, the common case, cost one read: hash the bytes
+		// and parse headers from memory.
+		bp := fileBufs.Get().(*[]byte)
+		defer fileBufs.Put(bp)
+		if int64(cap(*bp)) < size {
+			*bp = make([]byte, size)
+		}
+		b := (*bp)[:size]
+		if _, err := io.ReadFull(f, b); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				err = fmt.Errorf("%w: file shrank while reading", ErrTruncated)
+			}
+			return nil, fmt.Errorf("reading package %q: %w", path, err)
+		}
+		if p, err = readPackage(bytes.NewReader(b), cfg); err != nil {
+			return nil, fmt.Errorf("reading package %q: %w", path, err)
+		}
+		sum := sha256.Sum256(b)
+		p.PkgID = hex.EncodeToString(sum[:])
+		p.PackageSize = size
+	} else {
+		hr := &hashingReader{r: f, h: sha256.New()}
+		if p, err = readPackage(hr, cfg); err != nil {
+			return nil, fmt.Errorf("reading package %q: %w", path, err)
+		}
+		bp := copyBufs.Get().(*[]byte)
+		rest, err := io.CopyBuffer(struct{ io.Writer }{hr.h}, struct{ io.Reader }{f}, *bp)
+		copyBufs.Put(bp)
+		if err != nil {
+			return nil, fmt.Errorf("reading package %q: %w", path, err)
+		}
+		var sum [sha256.Size]byte
+		p.PkgID = hex.EncodeToString(hr.h.Sum(sum[:0]))
+		// Count what was hashed: size and checksum describe the same bytes.
+		p.PackageSize = hr.n + rest
 	}
-	bp := copyBufs.Get().(*[]byte)
-	rest, err := io.CopyBuffer(struct{ io.Writer }{hr.h}, struct{ io.Reader }{f}, *bp)
-	copyBufs.Put(bp)
-	if err != nil {
-		return nil, fmt.Errorf("reading package %q: %w", path, err)
-	}
-	var sum [sha256.Size]byte
-	p.PkgID = hex.EncodeToString(hr.h.Sum(sum[:0]))
-	// Count what was hashed: size and checksum then describe the same bytes.
-	p.PackageSize = hr.n + rest
 	p.FileTime = st.ModTime().Unix()
 	return p, nil
 }

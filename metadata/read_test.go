@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -244,5 +245,40 @@ func TestEntryNeedsChecksum(t *testing.T) {
 	}
 	if _, err := p.Entry("x.rpm", RenderOptions{}); err == nil {
 		t.Fatal("Entry without PkgID succeeded")
+	}
+}
+
+// Files above wholeFileMax stream through the hash instead of being read
+// whole; both ways must agree on checksum and size.
+func TestReadFileLargeStreams(t *testing.T) {
+	s := testrpm.Small(9)
+	body := make([]byte, wholeFileMax+(1<<20))
+	rand.New(rand.NewSource(1)).Read(body)
+	s.Files = append(s.Files, testrpm.File{Name: "/usr/share/big.bin", Body: body})
+	b, err := testrpm.Build(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) <= wholeFileMax {
+		t.Fatalf("package only %d bytes", len(b))
+	}
+	path := filepath.Join(t.TempDir(), "big.rpm")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ReadFile(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	if p.PkgID != hex.EncodeToString(sum[:]) || p.PackageSize != int64(len(b)) {
+		t.Fatalf("PkgID/size = %s/%d, want %x/%d", p.PkgID, p.PackageSize, sum, len(b))
+	}
+	q, err := ReadPackage(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.HeaderEnd != p.HeaderEnd || len(q.Files) != len(p.Files) {
+		t.Fatalf("stream and memory reads differ")
 	}
 }
