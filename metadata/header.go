@@ -134,9 +134,16 @@ func (h *rawHeaders) readHeader(r io.Reader, cfg *readConfig, at int, ix *header
 		want += (8 - int(dsize)%8) % 8
 	}
 	start := len(h.buf)
-	h.buf = growLen(h.buf, want)
-	if err := readFullCounted(r, h.buf[start:], "header index and data"); err != nil {
-		return err
+	// Grow with the data actually read, so that a short file declaring a
+	// large header costs no more memory than its own size.
+	for got := 0; got < want; {
+		chunk := min(want-got, readChunk)
+		at := len(h.buf)
+		h.buf = slices.Grow(h.buf, chunk)[:at+chunk]
+		if err := readFullCounted(r, h.buf[at:], "header index and data"); err != nil {
+			return err
+		}
+		got += chunk
 	}
 	index := h.buf[start : start+int(nindex)*indexSize]
 	data := h.buf[start+len(index) : start+len(index)+int(dsize)]
@@ -148,14 +155,8 @@ func (h *rawHeaders) readHeader(r io.Reader, cfg *readConfig, at int, ix *header
 	return nil
 }
 
-func growLen(b []byte, n int) []byte {
-	if cap(b)-len(b) >= n {
-		return b[:len(b)+n]
-	}
-	nb := make([]byte, len(b)+n)
-	copy(nb, b)
-	return nb
-}
+// readChunk is how much header data is read (and allocated) at a time.
+const readChunk = 256 << 10
 
 // validateIndex checks what go-rpmutils takes on trust: every entry's type,
 // its offset and extent inside the data store, integer alignment, and for

@@ -10,6 +10,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -280,5 +281,26 @@ func TestReadFileLargeStreams(t *testing.T) {
 	}
 	if q.HeaderEnd != p.HeaderEnd || len(q.Files) != len(p.Files) {
 		t.Fatalf("stream and memory reads differ")
+	}
+}
+
+// A tiny file that declares the largest allowed header must not make the
+// reader allocate that much.
+func TestReadTruncatedHugeHeaderAllocatesLittle(t *testing.T) {
+	good := samplePackage(t)
+	l := parseLayout(t, good)
+	b := append([]byte(nil), good[:l.hdrIntro+introSize+64]...)
+	binary.BigEndian.PutUint32(b[l.hdrIntro+12:], defaultMaxStore)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const runs = 20
+	for range runs {
+		if _, err := ReadPackage(bytes.NewReader(b)); !errors.Is(err, ErrTruncated) {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 1<<20 {
+		t.Fatalf("truncated %d-byte file cost %d bytes per read", len(b), per)
 	}
 }
