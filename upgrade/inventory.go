@@ -27,8 +27,8 @@ func (d *Duration) UnmarshalText(b []byte) error {
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
 // Commands are shell command templates (text/template). Every field left
-// empty falls back to the host's, then the section's, then the flavor's
-// default. Templates see .NEVRA, .NVRA, .Name, .Previous, .PreviousNVRA
+// empty on a host falls back to the section's, then to the flavor's
+// default; a host that sets its own flavor skips the section's commands. Templates see .NEVRA, .NVRA, .Name, .Previous, .PreviousNVRA
 // (all validated and already shell-quoted) and .Host, .Address.
 type Commands struct {
 	Clean       string `toml:"clean" yaml:"clean" json:"clean,omitempty"`
@@ -323,7 +323,13 @@ func (c *Config) resolve() (*Inventory, error) {
 		if err != nil {
 			return h, fmt.Errorf("host %q: %w", h.Name, err)
 		}
-		h.Commands = hc.Commands.over(c.Commands.over(def))
+		// A host that names its own flavor (an EL5 box among EL9 ones)
+		// takes that flavor's defaults, not the section's commands.
+		if hc.Flavor != "" {
+			h.Commands = hc.Commands.over(def)
+		} else {
+			h.Commands = hc.Commands.over(c.Commands.over(def))
+		}
 		h.Health = hc.Health.over(c.Health.over(defaultHealth))
 		if hc.HealthURL != "" {
 			h.Health.URL = hc.HealthURL

@@ -267,3 +267,33 @@ func TestAnsibleInventories(t *testing.T) {
 		}
 	}
 }
+
+// The documented example must stay true: it parses, resolves and plans.
+func TestExampleConfig(t *testing.T) {
+	c, err := LoadConfigFile(filepath.Join("testdata", "upgrade.example.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := c.Resolve("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, _ := FlavorCommands("el9")
+	if c.Commands != def {
+		t.Errorf("example [upgrade.commands] differ from the el9 defaults:\n%+v\n%+v", c.Commands, def)
+	}
+	d := defaultHealth
+	if h := c.Health; h.URL != d.URL || h.ExpectStatus != d.ExpectStatus || h.Retries != d.Retries || h.Interval != d.Interval || h.Timeout != d.Timeout {
+		t.Errorf("example [upgrade.health] differs from the defaults: %+v", h)
+	}
+	if len(inv.Groups) != 2 || len(inv.AppHosts()) != 4 || len(inv.Proxies) != 1 {
+		t.Fatalf("example inventory: %+v", inv)
+	}
+	a3 := inv.Groups[1].Hosts[0]
+	if a3.Port != 2222 || !a3.Sudo || a3.Commands.Clean != "yum clean metadata" || a3.Commands.Restart != "apachectl graceful" {
+		t.Errorf("app3: %+v", a3)
+	}
+	if _, err := NewPlan(inv, PlanRequest{NEVRA: "app-2.0-1.el9.x86_64", Previous: "app-1.0-1.el9.x86_64", RollbackOnFailure: true}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -463,5 +464,46 @@ func TestHostKeysChecked(t *testing.T) {
 	res, err = tr3.Run(context.Background(), tg, "head -c 300000 /dev/zero")
 	if err != nil || len(res.Stdout) > maxOutput+100 || !strings.Contains(res.Stdout, "dropped") {
 		t.Fatalf("bounded output: len %d, %v", len(res.Stdout), err)
+	}
+}
+
+// Keys can come from a real ssh-agent instead of a key file.
+func TestSSHAgentAuth(t *testing.T) {
+	lab := startSSHLab(t, []string{"app1"}, []string{"127.0.15.2"})
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	agent := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := agent.Start(); err != nil {
+		t.Fatalf("ssh-agent is required: %v", err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if i > 200 {
+			t.Fatal("ssh-agent never created its socket")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	add := exec.Command("ssh-add", lab.Identity)
+	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-add: %v %s", err, out)
+	}
+	s := Settings{KnownHosts: lab.KnownHosts, ConnectTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second}
+	t.Setenv("SSH_AUTH_SOCK", "")
+	if _, err := newSSHTransport(s); !errors.Is(err, ErrInventory) {
+		t.Fatalf("no key and no agent: %v", err)
+	}
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	tr, err := newSSHTransport(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	h := lab.Hosts[0]
+	res, err := tr.Run(context.Background(), Target{Host: h.Name, Address: h.Address, Port: h.Port, User: "root"}, "echo via agent")
+	if err != nil || res.Stdout != "via agent\n" {
+		t.Fatalf("agent auth: %+v %v", res, err)
 	}
 }
