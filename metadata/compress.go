@@ -25,7 +25,8 @@ const (
 // maxOpenSize caps how much uncompressed XML is read back from existing
 // repodata: a hostile or broken file must not make us allocate without
 // bound. 2 GiB is far above the largest public repositories' primary.xml.
-const maxOpenSize = 2 << 30
+// A variable only so that tests can lower it.
+var maxOpenSize int64 = 2 << 30
 
 // codec compresses whole blocks into self-contained frames (zstd frames or
 // gzip members). Concatenated frames are a valid compressed file, which is
@@ -114,7 +115,7 @@ func decompressedReader(name string, r io.Reader) (io.ReadCloser, error) {
 	switch {
 	case strings.HasSuffix(name, ".zst"), strings.HasSuffix(name, ".zstd"):
 		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1),
-			zstd.WithDecoderMaxMemory(maxOpenSize))
+			zstd.WithDecoderMaxMemory(uint64(maxOpenSize)))
 		if err != nil {
 			return nil, err
 		}

@@ -49,8 +49,14 @@ func loadExisting(ctx context.Context, repoDir string) (map[string]*existingPack
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	return parseExisting(ctx, docs)
+}
 
+// parseExisting slices the uncompressed primary, filelists and other
+// documents into packages and matches them up.
+func parseExisting(ctx context.Context, docs [3][]byte) (map[string]*existingPackage, error) {
 	var frags [3][][]byte
+	var err error
 	for k, d := range docSpecs {
 		if frags[k], err = splitPackages(docs[k]); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrBadRepodata, d.typ, err)
@@ -96,26 +102,28 @@ func readMetadataFile(ctx context.Context, repoDir string, r *RepomdRecord, sumT
 	p := filepath.Join(repoDir, filepath.FromSlash(rel))
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, fmt.Errorf("reading %q: %w", p, err)
+		return nil, fmt.Errorf("%w: %v", ErrBadRepodata, err)
 	}
 	defer f.Close()
 	sr := newSumReader(f)
 	dr, err := decompressedReader(rel, sr)
 	if err != nil {
-		return nil, fmt.Errorf("reading %q: %w", p, err)
+		return nil, fmt.Errorf("%w: reading %q: %v", ErrBadRepodata, p, err)
 	}
 	defer dr.Close()
+	// open-size is only a hint: never allocate on the file's word
+	// beyond a modest amount.
 	capHint := r.OpenSize
-	if capHint < 0 || capHint > maxOpenSize {
+	if capHint < 0 || capHint > 64<<20 {
 		capHint = 0
 	}
 	buf := bytes.NewBuffer(make([]byte, 0, capHint+512))
 	n, err := io.Copy(buf, io.LimitReader(dr, maxOpenSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading %q: %w", p, err)
+		return nil, fmt.Errorf("%w: reading %q: %v", ErrBadRepodata, p, err)
 	}
 	if n > maxOpenSize {
-		return nil, fmt.Errorf("reading %q: %w", p, errTooLarge)
+		return nil, fmt.Errorf("%w: reading %q: %v", ErrBadRepodata, p, errTooLarge)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -123,7 +131,7 @@ func readMetadataFile(ctx context.Context, repoDir string, r *RepomdRecord, sumT
 	// Drain what the decompressor did not need so the checksum covers
 	// the whole file.
 	if _, err := io.Copy(io.Discard, sr); err != nil {
-		return nil, fmt.Errorf("reading %q: %w", p, err)
+		return nil, fmt.Errorf("%w: reading %q: %v", ErrBadRepodata, p, err)
 	}
 	if sumType == "sha256" && sr.sum() != r.Checksum {
 		return nil, fmt.Errorf("%w: %q does not match its checksum in repomd.xml", ErrBadRepodata, p)

@@ -2,9 +2,12 @@ package metadata
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -272,7 +275,7 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 		r := &old.Records[k]
 		same = r.Type == d.typ && old.sumTypes[d.typ] == "sha256" && r.Checksum == d.checksum &&
 			r.OpenChecksum == d.openChecksum && r.Size == d.size && r.OpenSize == d.openSize &&
-			r.Href == RepodataDir+"/"+names[k] && regularWithSize(filepath.Join(repodata, names[k]), d.size)
+			r.Href == RepodataDir+"/"+names[k] && fileMatches(filepath.Join(repodata, names[k]), d.size, d.checksum)
 	}
 	rev := cfg.revision
 	if rev == "" {
@@ -322,7 +325,7 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 		go func() {
 			defer wg.Done()
 			dst := filepath.Join(gen, names[k])
-			if !linkIfSize(filepath.Join(repodata, names[k]), dst, d.size) {
+			if !linkIfSame(filepath.Join(repodata, names[k]), dst, d.size, d.checksum) {
 				werrs[k] = writeFrames(dst, d.frames)
 			}
 		}()
@@ -617,13 +620,26 @@ func regularWithSize(p string, size int64) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
 }
 
-// linkIfSize hard-links an existing file of the expected size; names are
-// content checksums, so same name and size means same content.
-func linkIfSize(src, dst string, size int64) bool {
-	if !regularWithSize(src, size) {
+// linkIfSame hard-links an existing file whose content is exactly what
+// we would write (same size and sha256): its name says what it should
+// contain, but a damaged file must not be published again.
+func linkIfSame(src, dst string, size int64, sum string) bool {
+	return fileMatches(src, size, sum) && os.Link(src, dst) == nil
+}
+
+// fileMatches says whether path is a regular file of this size and sha256.
+func fileMatches(path string, size int64, sum string) bool {
+	if !regularWithSize(path, size) {
 		return false
 	}
-	return os.Link(src, dst) == nil
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	return err == nil && n == size && hex.EncodeToString(h.Sum(nil)) == sum
 }
 
 func linkOrCopy(src, dst string) error {

@@ -1,0 +1,166 @@
+package metadata
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// rewriteRecord replaces the file a repomd record names with content
+// (gzip-compressed) and fixes the record, so that only the content is odd.
+func rewriteRecord(t *testing.T, repoDir, typ string, content []byte) {
+	t.Helper()
+	p := filepath.Join(repoDir, "repodata", "repomd.xml")
+	md, err := ParseRepomd(mustRead(t, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := md.Record(typ)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(content)
+	zw.Close()
+	sum := sha256.Sum256(buf.Bytes())
+	osum := sha256.Sum256(content)
+	os.Remove(filepath.Join(repoDir, r.Href))
+	r.Checksum, r.OpenChecksum = hex.EncodeToString(sum[:]), hex.EncodeToString(osum[:])
+	r.Href = "repodata/" + r.Checksum + "-" + typ + ".xml.gz"
+	r.Size, r.OpenSize = int64(buf.Len()), int64(len(content))
+	if err := os.WriteFile(filepath.Join(repoDir, r.Href), buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, md.Marshal(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUpdateWithBadExistingRepodata: damaged or hostile existing repodata
+// is refused with ErrBadRepodata, and --update then reads every package:
+// the result equals a full run.
+func TestUpdateWithBadExistingRepodata(t *testing.T) {
+	base := t.TempDir()
+	for i := 0; i < 12; i++ {
+		writeSmall(t, base, i)
+	}
+	ctx := context.Background()
+	if _, err := CreateRepo(ctx, base, WithCacheDir(""), WithPublishOptions(WithCompression("gz"))); err != nil {
+		t.Fatal(err)
+	}
+	want := publishedDocs(t, base)
+	md, _ := ParseRepomd(mustRead(t, filepath.Join(base, "repodata", "repomd.xml")))
+	cases := map[string]func(t *testing.T, dir string){
+		"repomd not xml": func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, "repodata", "repomd.xml"), []byte("<repomd><data type="), 0o644)
+		},
+		"repomd without filelists": func(t *testing.T, dir string) {
+			m := *md
+			m.Records = []RepomdRecord{md.Records[0], md.Records[2]}
+			os.WriteFile(filepath.Join(dir, "repodata", "repomd.xml"), m.Marshal(), 0o644)
+		},
+		"href escapes repodata": func(t *testing.T, dir string) {
+			b := strings.Replace(string(mustRead(t, filepath.Join(dir, "repodata", "repomd.xml"))),
+				md.Records[0].Href, "repodata/../../../etc/passwd.xml.gz", 1)
+			os.WriteFile(filepath.Join(dir, "repodata", "repomd.xml"), []byte(b), 0o644)
+		},
+		"data file missing": func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, md.Records[1].Href))
+		},
+		"checksum mismatch": func(t *testing.T, dir string) {
+			p := filepath.Join(dir, md.Records[0].Href)
+			b := mustRead(t, p)
+			b[len(b)/2] ^= 1
+			os.WriteFile(p, b, 0o644)
+		},
+		"truncated gzip": func(t *testing.T, dir string) {
+			p := filepath.Join(dir, md.Records[2].Href)
+			os.Truncate(p, 30)
+		},
+		"filelists out of order": func(t *testing.T, dir string) {
+			fl := want.filelists
+			frags, _ := splitPackages(fl)
+			hdr := fl[:bytes.Index(fl, frags[0])]
+			out := append([]byte(nil), hdr...)
+			out = append(out, frags[1]...)
+			out = append(out, frags[0]...)
+			for _, f := range frags[2:] {
+				out = append(out, f...)
+			}
+			out = append(out, FilelistsFooter()...)
+			rewriteRecord(t, dir, "filelists", out)
+		},
+		"other lacks a package": func(t *testing.T, dir string) {
+			o := want.other
+			frags, _ := splitPackages(o)
+			out := bytes.Replace(o, frags[3], nil, 1)
+			rewriteRecord(t, dir, "other", out)
+		},
+		"unformatted primary": func(t *testing.T, dir string) {
+			rewriteRecord(t, dir, "primary", bytes.ReplaceAll(want.primary, []byte("</package>\n"), []byte("</package>")))
+		},
+		"expands past the cap": func(t *testing.T, dir string) {
+			maxOpenSize = 1000
+			t.Cleanup(func() { maxOpenSize = 2 << 30 })
+		},
+	}
+	for name, damage := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			copyRPMs(t, base, dir)
+			os.MkdirAll(filepath.Join(dir, "repodata"), 0o755)
+			ents, _ := os.ReadDir(filepath.Join(base, "repodata"))
+			for _, e := range ents {
+				os.WriteFile(filepath.Join(dir, "repodata", e.Name()), mustRead(t, filepath.Join(base, "repodata", e.Name())), 0o644)
+			}
+			damage(t, dir)
+			if _, err := loadExisting(ctx, dir); !errors.Is(err, ErrBadRepodata) {
+				t.Fatalf("loadExisting: want ErrBadRepodata, got %v", err)
+			}
+			p := &recProgress{}
+			res, err := CreateRepo(ctx, dir, WithUpdate(true), WithCacheDir(""),
+				WithPublishOptions(WithCompression("gz"), WithProgress(p)))
+			maxOpenSize = 2 << 30
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Reused != 0 || res.Read != 12 || res.ReusedFrom != "" {
+				t.Fatalf("reused %d read %d from %q", res.Reused, res.Read, res.ReusedFrom)
+			}
+			if len(p.notices) != 1 || !strings.Contains(p.notices[0], "not reusing existing repodata") {
+				t.Fatalf("notices %q", p.notices)
+			}
+			assertSameDocs(t, name, want, publishedDocs(t, dir))
+		})
+	}
+}
+
+// FuzzParseExisting feeds arbitrary documents to the code that slices and
+// matches existing repodata, and arbitrary bytes to the repomd and state
+// decoders: none may panic, and what is accepted must be consistent.
+func FuzzParseExisting(f *testing.F) {
+	es := fakeEntries(3, "f")
+	f.Add(expectedDoc(0, es), expectedDoc(1, es), expectedDoc(2, es))
+	f.Add([]byte("\n<package </package>\n"), []byte(""), []byte("<package"))
+	f.Add([]byte(`<x>
+<package type="rpm"><name>a</name><arch>b</arch><version epoch="0" ver="1" rel="1"/><checksum type="sha256" pkgid="YES">`+strings.Repeat("a", 64)+`</checksum><time file="1" build="2"/><size package="3"/><location href="a&amp;b.rpm"/></package>
+</x>`), []byte("<x>\n<package pkgid=\""+strings.Repeat("a", 64)+"\">\n</package>\n</x>"), []byte("<x>\n<package pkgid=\""+strings.Repeat("a", 64)+"\">\n</package>\n</x>"))
+	f.Fuzz(func(t *testing.T, primary, filelists, other []byte) {
+		m, err := parseExisting(context.Background(), [3][]byte{primary, filelists, other})
+		if err == nil {
+			for href, p := range m {
+				if p.Href != href || len(p.PkgID) != 64 ||
+					!bytes.HasPrefix(p.Primary, pkgOpen) || !bytes.HasSuffix(p.Other, pkgClose) {
+					t.Fatalf("inconsistent package %q", href)
+				}
+			}
+		}
+		ParseRepomd(primary)
+		unmarshalState(filelists)
+	})
+}
