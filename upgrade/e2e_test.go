@@ -196,7 +196,9 @@ func TestE2EPromotePhased(t *testing.T) {
 	q := ShellQuote
 	w := q(work) + "/{{.Host}}"
 	dnf := "dnf --installroot=" + w + " --setopt=reposdir=" + w + "/etc/yum.repos.d --releasever=9 --setopt=install_weak_deps=False -y -q"
-	mark := func(step string) string { return `echo "{{.Host}} ` + step + ` $(date +%s.%N)" >> ` + q(e.marks) + " && " }
+	mark := func(step string) string {
+		return `echo "{{.Host}} ` + step + ` $(date +%s.%N)" >> ` + q(e.marks) + " && "
+	}
 	release := filepath.Join(work, "release-app4")
 	cfg := Config{
 		KnownHosts: e.lab.KnownHosts, IdentityFile: e.lab.Identity, User: "root", Flavor: "el9",
