@@ -56,7 +56,10 @@ func (c Commands) over(base Commands) Commands {
 }
 
 // FlavorCommands are the defaults per OS family. "el5".."el7" use yum and
-// SysV init; "el8" and later use dnf and systemd.
+// SysV init; "el8" and later use dnf and systemd. Each is idempotent, so
+// that resume may re-run a step that was in flight when repoctl died:
+// installing an installed NEVRA is a no-op, and downgrade first checks
+// whether the previous version is already there.
 func FlavorCommands(flavor string) (Commands, error) {
 	purge := "rm -rf /srv/cache/mod_cache/*"
 	switch strings.ToLower(flavor) {
@@ -67,7 +70,7 @@ func FlavorCommands(flavor string) (Commands, error) {
 			Verify:      "rpm -q {{.NVRA}}",
 			Restart:     "/etc/init.d/httpd graceful",
 			HardRestart: "/etc/init.d/httpd restart",
-			Downgrade:   "yum -y downgrade {{.Previous}}",
+			Downgrade:   "rpm -q {{.PreviousNVRA}} || yum -y downgrade {{.Previous}}",
 			Purge:       purge,
 		}, nil
 	case "", "el8", "el9", "el10", "dnf":
@@ -77,7 +80,7 @@ func FlavorCommands(flavor string) (Commands, error) {
 			Verify:      "rpm -q {{.NVRA}}",
 			Restart:     "systemctl reload httpd",
 			HardRestart: "systemctl restart httpd",
-			Downgrade:   "dnf -y downgrade {{.Previous}}",
+			Downgrade:   "rpm -q {{.PreviousNVRA}} || dnf -y downgrade {{.Previous}}",
 			Purge:       purge,
 		}, nil
 	}

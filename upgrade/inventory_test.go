@@ -107,7 +107,7 @@ func TestConfigTOML(t *testing.T) {
 	if c := plan.Phases[7].Tasks[0].Command; c != `sudo -n sh -c 'rm -rf /var/cache/nginx/*'` {
 		t.Errorf("purge %s", c)
 	}
-	if c := plan.Rollback[0].Tasks[1].Command; c != "dnf -y downgrade 'app-1.0-1.el7.x86_64'" {
+	if c := plan.Rollback[0].Tasks[1].Command; c != "rpm -q 'app-1.0-1.el7.x86_64' || dnf -y downgrade 'app-1.0-1.el7.x86_64'" {
 		t.Errorf("downgrade %s", c)
 	}
 	if c := plan.Rollback[2].Tasks[1].Command; c != "rpm -q 'app-1.0-1.el7.x86_64'" {

@@ -179,6 +179,20 @@ func (m *Manager) CheckHosts(ctx context.Context, plan *Plan) error {
 	return m.st.do(ctx, false, func(tx *bolt.Tx) error { return conflict(tx, planHosts(plan), "") })
 }
 
+// Preflight checks, before anything changes, that a rollout of plan could
+// start: no unfinished rollout owns its hosts, and known_hosts and the
+// keys can be loaded. Start checks the hosts again, atomically.
+func (m *Manager) Preflight(ctx context.Context, plan *Plan) error {
+	if err := m.CheckHosts(ctx, plan); err != nil {
+		return err
+	}
+	tr, err := newSSHTransport(plan.Settings)
+	if err != nil {
+		return err
+	}
+	return tr.Close()
+}
+
 // Resume continues an interrupted or halted rollout ("" = the newest
 // unfinished one). Host steps recorded as done are not run again; steps in
 // flight when the process died are re-run (all plan steps are idempotent).

@@ -507,3 +507,51 @@ func TestSSHAgentAuth(t *testing.T) {
 		t.Fatalf("agent auth: %+v %v", res, err)
 	}
 }
+
+func TestAbortFreesHosts(t *testing.T) {
+	r := newRig(t, 2, 0, 16)
+	c := r.lab.config(1, 1)
+	r.markCommands(c)
+	r.serveHealth(t, c)
+	r.broken["app1"] = true
+	m := r.manager(t)
+	plan := mustPlan(t, c, PlanRequest{NEVRA: "app-2.0-1.el9.x86_64"})
+	ro, err := m.Start(context.Background(), plan)
+	if !errors.Is(err, ErrHalted) {
+		t.Fatalf("want halt: %v", err)
+	}
+	if err := m.Preflight(context.Background(), plan); !errors.Is(err, ErrLocked) {
+		t.Fatalf("preflight on a halted rollout's hosts: %v", err)
+	}
+	ab, err := m.Abort(context.Background(), "")
+	if err != nil || ab.ID != ro.ID || ab.State != StateAborted {
+		t.Fatalf("abort: %v %+v", err, ab)
+	}
+	if _, err := m.Resume(context.Background(), ro.ID); !errors.Is(err, ErrFinished) {
+		t.Fatalf("resume of an aborted rollout: %v", err)
+	}
+	if _, err := m.Abort(context.Background(), ro.ID); !errors.Is(err, ErrFinished) {
+		t.Fatalf("second abort: %v", err)
+	}
+	if _, err := m.Resume(context.Background(), ""); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("resume with nothing unfinished: %v", err)
+	}
+	r.broken["app1"] = false
+	if err := m.Preflight(context.Background(), plan); err != nil {
+		t.Fatalf("preflight after abort: %v", err)
+	}
+	if _, err := m.Start(context.Background(), plan); err != nil {
+		t.Fatalf("new rollout after abort: %v", err)
+	}
+	all, _ := m.List(context.Background())
+	if len(all) != 2 || all[0].State != StateAborted || all[1].State != StateDone {
+		t.Fatalf("list: %d rollouts", len(all))
+	}
+	var kinds []string
+	for _, ev := range r.events {
+		kinds = append(kinds, ev.Kind)
+	}
+	if !strings.Contains(strings.Join(kinds, ","), EventAborted) {
+		t.Errorf("abort not recorded: %v", kinds)
+	}
+}

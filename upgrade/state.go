@@ -219,6 +219,9 @@ func (s *store) saveState(ctx context.Context, r *Rollout) error {
 }
 
 func (s *store) get(ctx context.Context, id string) (*Rollout, error) {
+	if _, err := os.Stat(s.path); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("rollout %q: %w", id, ErrNotFound)
+	}
 	var r *Rollout
 	err := s.do(ctx, false, func(tx *bolt.Tx) error {
 		var err error

@@ -117,8 +117,9 @@ func runPromote(cmd *cobra.Command, pkg string, f promoteFlags) error {
 		if m, err = rolloutManager(cmd, svc); err != nil {
 			return err
 		}
-		// Refuse before the channel changes if another rollout owns a host.
-		if err := m.CheckHosts(ctx, plan); err != nil {
+		// Refuse before the channel changes if another rollout owns a host
+		// or the SSH settings are unusable.
+		if err := m.Preflight(ctx, plan); err != nil {
 			return err
 		}
 	}
