@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/repoctl/repoctl/internal/testrpm"
@@ -32,12 +33,21 @@ func FuzzReadPackage(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0xed, 0xab, 0xee, 0xdb})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		// A small cap keeps each run's allocations bounded.
-		p, err := ReadPackage(bytes.NewReader(data), WithMaxHeaderSize(1<<20), WithMaxEntries(1<<12))
+		// A small cap keeps each run's allocations bounded. The header
+		// digest is not checked so that mutations reach value extraction.
+		cfg, err := newReadConfig([]ReadOption{WithMaxHeaderSize(1 << 20), WithMaxEntries(1 << 12)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.skipDigest = true
+		p, err := readPackage(bytes.NewReader(data), cfg)
 		if err != nil {
 			if !errors.Is(err, ErrNotRPM) && !errors.Is(err, ErrTruncated) &&
 				!errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
 				t.Fatalf("error without sentinel: %v", err)
+			}
+			if strings.Contains(err.Error(), "panicked") {
+				t.Fatalf("recovered panic: %v", err)
 			}
 			return
 		}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -303,4 +304,70 @@ func TestReadTruncatedHugeHeaderAllocatesLittle(t *testing.T) {
 	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 1<<20 {
 		t.Fatalf("truncated %d-byte file cost %d bytes per read", len(b), per)
 	}
+}
+
+// Structured mutations of index entries (type, offset, count) with the
+// digest check off, so that value extraction sees hostile layouts: never
+// a panic, only sentinels, and whatever is accepted renders.
+func TestReadMutatedIndexEntries(t *testing.T) {
+	var seeds [][]byte
+	ms, _ := filepath.Glob(filepath.Join(sharedCorpus(t), "*.rpm"))
+	for _, m := range ms {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds = append(seeds, b)
+	}
+	seeds = append(seeds, samplePackage(t))
+	cfg, _ := newReadConfig(nil)
+	cfg.skipDigest = true
+	rng := rand.New(rand.NewSource(3))
+	interesting := []uint32{0, 1, 2, 3, 4, 7, 8, 15, 16, 0x7fffffff, 0x80000000, 0xffffffff}
+	accepted := 0
+	for iter := range 30000 {
+		b := append([]byte(nil), seeds[rng.Intn(len(seeds))]...)
+		l := parseLayout(t, b)
+		for range 1 + rng.Intn(3) {
+			e := l.hdrIndex + rng.Intn(l.hdrCount)*indexSize
+			field := 4 + 4*rng.Intn(3) // type, offset or count
+			var v uint32
+			switch rng.Intn(3) {
+			case 0:
+				v = interesting[rng.Intn(len(interesting))]
+			case 1:
+				v = uint32(rng.Intn(l.hdrSize + 8))
+			default:
+				v = binary.BigEndian.Uint32(b[e+field:]) + uint32(rng.Intn(5)) - 2
+			}
+			if field == 4 && rng.Intn(2) == 0 {
+				v = uint32(rng.Intn(10))
+			}
+			binary.BigEndian.PutUint32(b[e+field:], v)
+		}
+		p, err := func() (p *Package, err error) {
+			defer func() {
+				if v := recover(); v != nil {
+					t.Fatalf("iteration %d: panic %v", iter, v)
+				}
+			}()
+			return readPackage(bytes.NewReader(b), cfg)
+		}()
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrTooLarge) ||
+				strings.Contains(err.Error(), "panicked") {
+				t.Fatalf("iteration %d: %v", iter, err)
+			}
+			continue
+		}
+		accepted++
+		p.PkgID = "00"
+		if _, err := p.Entry("x.rpm", RenderOptions{ChangelogLimit: -1}); err != nil && !errors.Is(err, ErrControlChars) {
+			t.Fatalf("iteration %d: Entry: %v", iter, err)
+		}
+	}
+	if accepted == 0 {
+		t.Fatal("no mutation was accepted; extraction was never exercised")
+	}
+	t.Logf("%d mutated headers accepted and rendered", accepted)
 }
