@@ -1,0 +1,89 @@
+package repo
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/repoctl/repoctl/internal/testrpm"
+)
+
+var (
+	fuzzOnce sync.Once
+	fuzzRepo *Repo
+	fuzzErr  error
+)
+
+// FuzzAdd feeds arbitrary bytes through the whole pipeline. Whatever the
+// input, Add must not fail as a call or panic: the file is added (it was a
+// valid package) or rejected with a reason, and the repodata stays
+// readable.
+func FuzzAdd(f *testing.F) {
+	good, err := testrpm.Build(spec("fz", "1", "1.el9", "x86_64"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good[:len(good)/2])
+	f.Add(good[:120])
+	f.Add([]byte{0xed, 0xab, 0xee, 0xdb, 3, 0, 0, 0})
+	mut := append([]byte(nil), good...)
+	mut[200] ^= 0xff
+	f.Add(mut)
+	for _, n := range []string{"Archer-3.4.5-6.x86_64.rpm", "empty-0-0.src.rpm"} {
+		b, err := os.ReadFile(filepath.Join(corpusDir(f), n))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	dir := f.TempDir()
+	// Each exec publishes with fsyncs, so this target is slow to fuzz (and
+	// slower to minimize); `go test` runs its seeds, and it is there for
+	// longer runs: go test -run '^$' -fuzz FuzzAdd -fuzzminimizetime 10x ./repo
+	root := filepath.Join(os.TempDir(), fmt.Sprintf("repoctl-fuzzadd-%d", os.Getpid()))
+	f.Cleanup(func() {
+		if fuzzRepo != nil {
+			fuzzRepo.Close()
+			fuzzRepo, fuzzOnce = nil, sync.Once{}
+		}
+		os.RemoveAll(root)
+	})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzOnce.Do(func() {
+			// One root per fuzzing worker process: each holds its lock.
+			os.RemoveAll(root)
+			os.MkdirAll(root, 0o755)
+			os.WriteFile(filepath.Join(root, ConfigFileName), []byte(plConfig), 0o644)
+			fuzzRepo, fuzzErr = Open(context.Background(), root)
+		})
+		if fuzzErr != nil {
+			t.Fatal(fuzzErr)
+		}
+		p := filepath.Join(dir, "in.rpm")
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := fuzzRepo.Add(context.Background(), []string{p}, AddOptions{})
+		if err != nil {
+			t.Fatalf("Add failed as a call: %v", err)
+		}
+		switch res[0].Action {
+		case ActionAdded, ActionUnchanged:
+		case ActionRejected:
+			if res[0].Reason == "" {
+				t.Fatal("rejected without a reason")
+			}
+		default:
+			t.Fatalf("result %+v", res[0])
+		}
+		for _, d := range []string{"x86_64", "SRPMS"} {
+			if _, err := repodataPackages(filepath.Join(fuzzRepo.Config().Paths.Repo, "main/staging/el/9", d)); err != nil {
+				t.Fatalf("repodata after %+v: %v", res[0], err)
+			}
+		}
+	})
+}
