@@ -289,11 +289,6 @@ func (r *Repo) remove(ctx context.Context, spec string, o RemoveOptions, action 
 		r.indexAdd(p, gone)
 		return nil, fmt.Errorf("removing %s: %w", p.NEVRA, err)
 	}
-	for _, pl := range gone {
-		if err := os.Remove(r.abs(pl.File)); err != nil && !os.IsNotExist(err) {
-			return nil, fmt.Errorf("removing %q: %w", pl.File, err)
-		}
-	}
 	d := map[string]string{"files": strings.Join(res.Files, " ")}
 	for k, v := range details {
 		d[k] = v
@@ -313,6 +308,13 @@ func (r *Repo) remove(ctx context.Context, spec string, o RemoveOptions, action 
 	}
 	if err != nil {
 		return nil, err
+	}
+	// Files go last: a crash before this leaves an unlisted file, never a
+	// recorded package whose file is missing.
+	for _, pl := range gone {
+		if err := os.Remove(r.abs(pl.File)); err != nil && !os.IsNotExist(err) {
+			return nil, fmt.Errorf("removing %q: %w", pl.File, err)
+		}
 	}
 	return res, nil
 }
