@@ -269,6 +269,39 @@ func TestGPGKeyImport(t *testing.T) {
 	}
 }
 
+// TestGPGSigningSubkey: a gpg key whose primary only certifies signs with
+// its signing subkey, and rpm verifies that through the imported primary.
+func TestGPGSigningSubkey(t *testing.T) {
+	_, gpg := gpgHome(t)
+	uid := "Sub Key <sub@example.test>"
+	gpg(nil, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "cert", "never")
+	fpr := ""
+	for _, ln := range strings.Split(string(gpg(nil, "--with-colons", "--list-keys", uid)), "\n") {
+		if f := strings.Split(ln, ":"); len(f) > 9 && f[0] == "fpr" {
+			fpr = f[9]
+			break
+		}
+	}
+	gpg(nil, "--passphrase", "", "--quick-add-key", fpr, "rsa2048", "sign", "never")
+	k, err := ReadKey(bytes.NewReader(gpg(nil, "--export-secret-keys", uid)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Algorithm() != "rsa2048" || strings.HasSuffix(strings.ToUpper(fpr), strings.ToUpper(k.KeyID())) {
+		t.Fatalf("want the RSA subkey to sign, got %s %s", k.Algorithm(), k.KeyID())
+	}
+	p, err := testrpm.Write(t.TempDir(), testrpm.Small(20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signAll(t, k, []string{p})
+	newRPMDB(t, gpg(nil, "--armor", "--export", uid)).assertSignedOK(t, p, k)
+	rep, err := VerifyFile(context.Background(), p, []*Key{k})
+	if err != nil || !rep.OK {
+		t.Fatalf("verify: %v %+v", err, rep)
+	}
+}
+
 func boolStr(b bool) string {
 	if b {
 		return "yes"
