@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -30,6 +31,23 @@ func FuzzReadPackage(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	// Hostile layouts from the malformed table, as starting points.
+	good := samplePackage(f)
+	l := parseLayout(f, good)
+	name := findEntry(f, good, l, tagName)
+	for _, m := range []struct{ at, v int }{
+		{l.hdrIntro + 8, 1 << 20},     // huge index count
+		{l.hdrIntro + 12, 0x7fffffff}, // huge store
+		{name + 8, l.hdrSize + 100},   // offset past store
+		{name + 4, typeStringArray},   // type change
+		{name + 12, 0x7fffffff},       // huge count
+		{l.sigIntro + 8, 0xffffffff},  // huge signature count
+	} {
+		b := append([]byte(nil), good...)
+		binary.BigEndian.PutUint32(b[m.at:], uint32(m.v))
+		f.Add(b)
+	}
+	f.Add(good[:l.hdrData+l.hdrSize/2])
 	f.Add([]byte{})
 	f.Add([]byte{0xed, 0xab, 0xee, 0xdb})
 	f.Fuzz(func(t *testing.T, data []byte) {
