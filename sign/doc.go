@@ -19,6 +19,12 @@
 // means "replace the package's signature with ours". rpm 6 falls back to the
 // v4 header signature when 278 is absent.
 //
+// File metadata: a rewrite (temp file, fsync, rename) keeps mode, owner
+// and mtime, and in practice always changes the size (it adds reserved space for the
+// next signature). An in-place patch keeps the size, so it lets the mtime
+// move on like rpmsign does: size+mtime is how createrepo_c --update decides
+// whether a package must be re-read.
+//
 // Digest policy: before signing, the header SHA-256 (273) and SHA-1 (269)
 // digests, the payload digest (5092, main header) and the header+payload
 // size (1000/270) are checked. The legacy header+payload MD5 (1004) is only

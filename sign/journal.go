@@ -256,18 +256,23 @@ func restore(r journalRecord) error {
 	if _, err := f.ReadAt(cur, r.Off); err != nil {
 		return fmt.Errorf("restoring %q: %w", r.Path, err)
 	}
+	rolledBack := false
 	switch sum256(cur) {
-	case r.NewSum, r.OrigSum:
-		// whole either way
+	case r.NewSum:
+		// complete: keep (roll forward)
+	case r.OrigSum:
+		rolledBack = true
 	default:
 		if _, err := f.WriteAt(r.Orig, r.Off); err != nil {
 			return fmt.Errorf("restoring %q: %w", r.Path, err)
 		}
+		rolledBack = true
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("restoring %q: %w", r.Path, err)
 	}
-	if r.MTime != 0 {
+	if rolledBack && r.MTime != 0 {
+		// Original bytes, original mtime: as if never touched.
 		t := time.Unix(0, r.MTime)
 		os.Chtimes(r.Path, t, t)
 	}

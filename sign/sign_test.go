@@ -141,6 +141,10 @@ func TestSignRewriteThenInPlace(t *testing.T) {
 		if st.Size() != sizes[r.Path] {
 			t.Errorf("%s: size changed on in-place signing", r.Path)
 		}
+		// Same size, so the mtime must move for createrepo_c --update.
+		if st.ModTime().Equal(mtime) || st.Mode().Perm() != 0o640 {
+			t.Errorf("%s: in-place signing kept mtime %v / changed mode %v", r.Path, st.ModTime(), st.Mode())
+		}
 	}
 	dbB := newRPMDB(t, pubOf(t, b))
 	for _, p := range paths {

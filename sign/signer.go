@@ -574,11 +574,9 @@ func (s *Signer) patch(pl *plan, keepFD bool) error {
 		f.Close()
 		return err
 	}
-	// Keep the file's mtime: only the signature changed.
-	if err := os.Chtimes(pl.path, pl.mtime, pl.mtime); err != nil {
-		f.Close()
-		return err
-	}
+	// The mtime moves on, as with rpmsign: size is unchanged, so mtime is
+	// what tells createrepo_c --update (and anything like it) that the
+	// file's checksum changed.
 	if keepFD {
 		pl.fd = f
 		return nil
