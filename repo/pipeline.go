@@ -49,16 +49,16 @@ const (
 // ingestItem is a journal item plus what only this call needs.
 type ingestItem struct {
 	*journalItem
-	idx    int
-	orig   *metadata.Entry // header of the input, unsigned
+	idx  int
+	orig *metadata.Entry // header of the input, unsigned
 	// content is the sha256 of the input from its main header on: the
 	// build itself, whatever signatures it carries. Equal content is the
 	// same package; it is what makes re-adding a file someone else signed,
 	// or one a crash left signed, a no-op instead of a conflict.
 	content string
-	dist   string
-	arches []string
-	done   bool
+	dist    string
+	arches  []string
+	done    bool
 }
 
 // Add runs the pipeline on the caller's files, which are copied, never
@@ -819,7 +819,42 @@ func (r *Repo) resumeLocked(ctx context.Context) error {
 		}
 		r.o.log.Info("resume: finished signed items", "count", len(forward))
 	}
+	if err := r.resumeDirty(ctx); err != nil {
+		return err
+	}
 	return r.cleanSpool()
+}
+
+// resumeDirty republishes directories whose repodata a crash left behind
+// the store (promote, restore, remove), then deletes package files there
+// that nothing in the store places any more.
+func (r *Repo) resumeDirty(ctx context.Context) error {
+	dirs, err := r.st.dirtyDirs()
+	if err != nil || len(dirs) == 0 {
+		return err
+	}
+	if err := r.publishDirty(ctx, dirs, r.o.who); err != nil {
+		return fmt.Errorf("republishing %v after a crash: %w", dirs, err)
+	}
+	for _, d := range dirs {
+		known := map[string]bool{}
+		r.idxMu.RLock()
+		for _, e := range r.dirs[d] {
+			known[e.Href] = true
+		}
+		r.idxMu.RUnlock()
+		ents, err := os.ReadDir(r.abs(d))
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".rpm") && !known[e.Name()] {
+				os.Remove(filepath.Join(r.abs(d), e.Name()))
+			}
+		}
+	}
+	r.o.log.Info("resume: republished directories", "dirs", dirs)
+	return nil
 }
 
 // rollBack undoes an item that never got signed.

@@ -719,3 +719,58 @@ func TestSameBuildOtherSignatures(t *testing.T) {
 		t.Errorf("store: %+v", list)
 	}
 }
+
+// A crash after promote or remove recorded their change but before the
+// publish: reopening republishes, so repodata matches the store again, and
+// removed files are deleted.
+func TestPromoteRemoveCrash(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	p := writeSpec(t, t.TempDir(), spec("pc", "1", "1.el9", "x86_64"))
+	if _, err := r.Add(ctx, []string{p}, AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	crash := errors.New("crash")
+	at := func(state string) {
+		failpoint = func(s string) error {
+			if s == state {
+				return crash
+			}
+			return nil
+		}
+	}
+	defer func() { failpoint = nil }()
+	prod := filepath.Join(root, "repo/main/prod/el/9/x86_64")
+	staging := filepath.Join(root, "repo/main/staging/el/9/x86_64")
+
+	at("promote.recorded")
+	if _, err := r.Promote(ctx, PromoteRequest{Package: "pc"}); !errors.Is(err, crash) {
+		t.Fatalf("promote: %v", err)
+	}
+	r.Close()
+	failpoint = nil
+	r = openPL(t, root)
+	if got := keys(mustPkgs(t, prod)); len(got) != 1 {
+		t.Fatalf("prod after resumed promote: %v", got)
+	}
+
+	at("remove.recorded")
+	if _, err := r.Remove(ctx, "pc-1-1.el9.x86_64", RemoveOptions{}); !errors.Is(err, crash) {
+		t.Fatalf("remove: %v", err)
+	}
+	r.Close()
+	failpoint = nil
+	r = openPL(t, root)
+	for _, d := range []string{prod, staging} {
+		if got := keys(mustPkgs(t, d)); len(got) != 0 {
+			t.Errorf("%s after resumed remove: %v", d, got)
+		}
+		if _, err := os.Stat(filepath.Join(d, "pc-1-1.el9.x86_64.rpm")); !os.IsNotExist(err) {
+			t.Errorf("removed file still in %s: %v", d, err)
+		}
+	}
+	if _, err := r.History(ctx, HistoryOptions{Verify: true}); err != nil {
+		t.Error(err)
+	}
+}

@@ -8,8 +8,6 @@ import (
 
 	rpmutils "github.com/sassoftware/go-rpmutils"
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/repoctl/repoctl/metadata"
 )
 
 // cmpEVR orders two records by epoch, version, release as rpm does.
@@ -175,23 +173,34 @@ func (r *Repo) Promote(ctx context.Context, req PromoteRequest) (*PromoteResult,
 		}
 	}
 	dirs := map[string]bool{}
-	pending := map[string][]*metadata.Entry{}
 	for _, pl := range add {
 		dirs[pl.Dir] = true
-		pending[pl.Dir] = append(pending[pl.Dir], p.Entry)
 	}
 	who := r.who(req.Who)
-	events, err := r.publishDirs(ctx, sortedKeys(dirs), pending, who)
-	if err != nil {
-		return nil, fmt.Errorf("promoting %s: %w", p.NEVRA, err)
-	}
-	p.Placements = append(p.Placements, add...)
-	events = append([]Event{{Who: who, Action: EventPromote, Repo: repoName, Channel: to, NEVRA: p.NEVRA,
-		Details: map[string]string{"from": from, "to": to, "previous": res.Previous, "sha256": p.SHA256}}}, events...)
-	if err := r.saveWithEvents(p, events); err != nil {
+	// Record first, with the directories marked dirty in the same
+	// transaction: a crash before the publish below is finished by Resume,
+	// so store, event log and repodata never disagree for long.
+	prevPl := p.Placements
+	p.Placements = append(append([]Placement(nil), p.Placements...), add...)
+	ev := []Event{{Who: who, Action: EventPromote, Repo: repoName, Channel: to, NEVRA: p.NEVRA,
+		Details: map[string]string{"from": from, "to": to, "previous": res.Previous, "sha256": p.SHA256}}}
+	if err := r.saveDirty(p, sortedKeys(dirs), ev); err != nil {
 		return nil, err
 	}
 	r.indexAdd(p, add)
+	if err := hit("promote.recorded"); err != nil {
+		return nil, err
+	}
+	if err := r.publishDirty(ctx, sortedKeys(dirs), who); err != nil {
+		// Undo the record so a failed promote is not published later.
+		r.indexRemove(p, add)
+		p.Placements = prevPl
+		if uerr := r.saveDirty(p, sortedKeys(dirs), []Event{{Who: who, Action: EventPromote + ".failed", Repo: repoName,
+			Channel: to, NEVRA: p.NEVRA, Details: map[string]string{"error": err.Error()}}}); uerr != nil {
+			r.o.log.Error("undoing failed promote", "nevra", p.NEVRA, "err", uerr)
+		}
+		return nil, fmt.Errorf("promoting %s: %w", p.NEVRA, err)
+	}
 	return res, nil
 }
 
@@ -280,34 +289,38 @@ func (r *Repo) remove(ctx context.Context, spec string, o RemoveOptions, action 
 	if o.DryRun {
 		return res, nil
 	}
-	// Unpublish first, then delete: a client with the new repomd never
-	// sees a file it names go missing.
-	r.indexRemove(p, gone)
+	// Record (with the directories marked dirty), unpublish, then delete
+	// the files: a client with the new repomd never sees a file it names
+	// go missing, and a crash anywhere is finished by Resume.
 	who := r.who(o.Who)
-	events, err := r.publishDirs(ctx, res.Dirs, nil, who)
-	if err != nil {
-		r.indexAdd(p, gone)
-		return nil, fmt.Errorf("removing %s: %w", p.NEVRA, err)
-	}
 	d := map[string]string{"files": strings.Join(res.Files, " ")}
 	for k, v := range details {
 		d[k] = v
 	}
-	channel := o.Channel
-	events = append([]Event{{Who: who, Action: action, Repo: repoName, Channel: channel, NEVRA: p.NEVRA, Details: d}}, events...)
+	ev := []Event{{Who: who, Action: action, Repo: repoName, Channel: o.Channel, NEVRA: p.NEVRA, Details: d}}
 	p.Placements = keep
 	if len(keep) == 0 {
 		err = r.st.db.Update(func(tx *bolt.Tx) error {
 			if err := deletePackage(tx, repoName, p.NEVRA); err != nil {
 				return err
 			}
-			return appendEvents(tx, events)
+			if err := markDirty(tx, res.Dirs); err != nil {
+				return err
+			}
+			return appendEvents(tx, ev)
 		})
 	} else {
-		err = r.saveWithEvents(p, events)
+		err = r.saveDirty(p, res.Dirs, ev)
 	}
 	if err != nil {
 		return nil, err
+	}
+	r.indexRemove(p, gone)
+	if err := hit("remove.recorded"); err != nil {
+		return nil, err
+	}
+	if err := r.publishDirty(ctx, res.Dirs, who); err != nil {
+		return nil, fmt.Errorf("removing %s: %w", p.NEVRA, err)
 	}
 	// Files go last: a crash before this leaves an unlisted file, never a
 	// recorded package whose file is missing.
@@ -319,10 +332,33 @@ func (r *Repo) remove(ctx context.Context, spec string, o RemoveOptions, action 
 	return res, nil
 }
 
-func (r *Repo) saveWithEvents(p *PackageRecord, events []Event) error {
+// saveDirty stores p and events and marks dirs as needing a publish, in
+// one transaction.
+func (r *Repo) saveDirty(p *PackageRecord, dirs []string, events []Event) error {
 	return r.st.db.Update(func(tx *bolt.Tx) error {
 		if err := putPackage(tx, p); err != nil {
 			return err
+		}
+		if err := markDirty(tx, dirs); err != nil {
+			return err
+		}
+		return appendEvents(tx, events)
+	})
+}
+
+// publishDirty publishes dirs from the index and then clears their dirty
+// marks, recording the publish events.
+func (r *Repo) publishDirty(ctx context.Context, dirs []string, who string) error {
+	events, err := r.publishDirs(ctx, dirs, nil, who)
+	if err != nil {
+		return err
+	}
+	return r.st.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDirty)
+		for _, d := range dirs {
+			if err := b.Delete([]byte(d)); err != nil {
+				return err
+			}
 		}
 		return appendEvents(tx, events)
 	})

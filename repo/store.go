@@ -17,6 +17,7 @@ var (
 	bucketEvents   = []byte("events")   // big-endian seq → Event
 	bucketJournal  = []byte("journal")  // item id → journalItem
 	bucketMeta     = []byte("meta")     // "schema" → version
+	bucketDirty    = []byte("dirty")    // repository dir whose repodata lags the store → ""
 )
 
 const schemaVersion = "1"
@@ -38,7 +39,7 @@ func openStore(path string) (*store, error) {
 		return nil, fmt.Errorf("opening store %q: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta} {
+		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta, bucketDirty} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -177,6 +178,27 @@ func (s *store) journal() ([]*journalItem, error) {
 				return fmt.Errorf("decoding journal item %q: %w", k, err)
 			}
 			out = append(out, &it)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func markDirty(tx *bolt.Tx, dirs []string) error {
+	b := tx.Bucket(bucketDirty)
+	for _, d := range dirs {
+		if err := b.Put([]byte(d), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *store) dirtyDirs() ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDirty).ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
 			return nil
 		})
 	})
