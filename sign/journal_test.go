@@ -26,7 +26,7 @@ func TestRecoverStates(t *testing.T) {
 		t.Fatalf("prepare: %v in place %v", err, pl != nil && pl.inPlace)
 	}
 	rec := journalRecord{Path: p, Off: leadSize, Size: int64(len(orig)), Orig: pl.origArea,
-		OrigSum: sum256(pl.origArea), NewSum: sum256(pl.newArea), MainLen: len(pl.p.main.blob), MainSum: sum256(pl.p.main.blob)}
+		OrigSum: sum256(pl.origArea), NewSum: sum256(pl.newArea), MainLen: pl.mainLen, MainSum: pl.mainSum}
 	write := func(area []byte) {
 		data := bytes.Clone(orig)
 		copy(data[leadSize:], area)

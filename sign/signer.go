@@ -241,6 +241,8 @@ type plan struct {
 	dev      uint64
 	tmp      string   // rewrite: the temp file
 	fd       *os.File // kept open for a per-file sync in small batches
+	mainLen  int      // the main header identifies the package in the journal
+	mainSum  string
 }
 
 // errNeedsRecovery: an in-place write failed and could not be undone; the
@@ -290,7 +292,7 @@ func (s *Signer) signBatch(ctx context.Context, paths []string, results []Result
 		byDir[d] = append(byDir[d], journalRecord{
 			Path: pl.path, Off: leadSize, Size: pl.p.size, MTime: pl.mtime.UnixNano(),
 			Orig: pl.origArea, OrigSum: sum256(pl.origArea), NewSum: sum256(pl.newArea),
-			MainLen: len(pl.p.main.blob), MainSum: sum256(pl.p.main.blob),
+			MainLen: pl.mainLen, MainSum: pl.mainSum,
 		})
 	}
 	var journals []*journal
@@ -527,6 +529,10 @@ func (s *Signer) prepare(ctx context.Context, path string) (pl *plan, err error)
 	if hadSig {
 		pl.action = ActionReplaced
 	}
+	// A batch holds many plans: keep only what the write needs, not the
+	// main header (which can be megabytes).
+	pl.mainLen, pl.mainSum = len(p.main.blob), sum256(p.main.blob)
+	defer func() { p.main, p.sig = nil, nil }()
 	if area, ok := fitSigHeader(entries, p.sigArea); ok {
 		pl.inPlace, pl.newArea = true, area
 	} else {
