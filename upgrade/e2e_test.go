@@ -363,6 +363,7 @@ func TestE2EPromotePhased(t *testing.T) {
 		if code != 5 {
 			t.Fatalf("exit %d, want 5 (halted)\n%s\n%s", code, out, stderr)
 		}
+		t.Logf("halt report:\n%s", out)
 		if !strings.Contains(out, "health group1") || !strings.Contains(out, "app2") || !strings.Contains(out, "500") {
 			t.Errorf("halt report does not say which host failed and what it saw:\n%s", out)
 		}
@@ -475,6 +476,7 @@ func TestE2EPromotePhased(t *testing.T) {
 			t.Fatalf("group 1 gate recorded as %q", s)
 		}
 		text := e.mustRun("rollout", "status")
+		t.Logf("rollout status after kill -9:\n%s", text)
 		if !strings.Contains(text, "interrupted") {
 			t.Errorf("status does not say the rollout was interrupted:\n%s", text)
 		}

@@ -356,7 +356,7 @@ func (m *Manager) run(ctx context.Context, r *Rollout, tr runner) (*Rollout, err
 			if errors.Is(err, context.Canceled) || !r.Plan.RollbackOnFailure || errors.Is(err, ErrNotIdempotent) {
 				return m.halt(ctx, r, ph.Name, failed, err)
 			}
-			r.RollingBack = true
+			r.RollingBack, r.FailedPhase = true, ph.Name
 			r.Error = fmt.Sprintf("phase %q failed", ph.Name)
 			if err := m.st.saveState(ctx, r); err != nil {
 				return r, err
@@ -444,7 +444,7 @@ func (m *Manager) rollback(ctx context.Context, ex *executor) (*Rollout, error) 
 			}
 		}
 	}
-	return r, &HaltError{Rollout: r.ID, Phase: strings.TrimPrefix(firstFail, "phase "), Failed: failed, RolledBack: true}
+	return r, &HaltError{Rollout: r.ID, Phase: r.FailedPhase, Failed: failed, RolledBack: true}
 }
 
 // runner is the transport seen by the executor.

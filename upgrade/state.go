@@ -67,6 +67,8 @@ type Rollout struct {
 	Hostname    string    `json:"hostname"`
 	Error       string    `json:"error,omitempty"`
 	RollingBack bool      `json:"rolling_back,omitempty"`
+	// FailedPhase is the phase whose failure started the rollback.
+	FailedPhase string `json:"failed_phase,omitempty"`
 	// Live is computed on read: whether a process holds the rollout's lock
 	// right now. A "running" rollout that is not live was interrupted.
 	Live  bool         `json:"live"`

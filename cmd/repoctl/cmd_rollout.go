@@ -199,8 +199,11 @@ func finishRollout(cmd *cobra.Command, r *upgrade.Rollout, err error) error {
 		return err
 	}
 	if globals.output == "json" {
-		if full, gerr := mustManager().Get(context.WithoutCancel(cmd.Context()), r.ID); gerr == nil {
-			r = full
+		// The final state with every host's step record.
+		if m, merr := upgrade.NewManager(globals.root); merr == nil {
+			if full, gerr := m.Get(context.WithoutCancel(cmd.Context()), r.ID); gerr == nil {
+				r = full
+			}
 		}
 		if perr := printJSONTo(cmd.OutOrStdout(), r); perr != nil {
 			return perr
@@ -210,25 +213,23 @@ func finishRollout(cmd *cobra.Command, r *upgrade.Rollout, err error) error {
 	w := cmd.OutOrStdout()
 	var he *upgrade.HaltError
 	if errors.As(err, &he) {
-		fmt.Fprintf(w, "rollout %s: %s at %q\n", r.ID, r.State, he.Phase)
+		if he.RolledBack {
+			fmt.Fprintf(w, "rollout %s: %q failed; hosts rolled back to %s\n", r.ID, he.Phase, r.Plan.Previous)
+		} else {
+			fmt.Fprintf(w, "rollout %s: %s at %q\n", r.ID, r.State, he.Phase)
+		}
 		for _, f := range he.Failed {
 			printStep(w, f, true)
 		}
-		fmt.Fprintf(w, "see `repoctl rollout status %s`; fix and `repoctl rollout resume %s`, or abort it\n", r.ID, r.ID)
+		if !r.State.Terminal() {
+			fmt.Fprintf(w, "see `repoctl rollout status %s`; fix and `repoctl rollout resume %s`, or abort it\n", r.ID, r.ID)
+		}
 		return err
 	}
 	if err == nil {
 		fmt.Fprintf(w, "rollout %s: %s, %s on every host\n", r.ID, r.State, r.Plan.NEVRA)
 	}
 	return err
-}
-
-func mustManager() *upgrade.Manager {
-	m, err := upgrade.NewManager(globals.root)
-	if err != nil {
-		panic(err) // NewManager only fails creating a dir that already exists here
-	}
-	return m
 }
 
 func stateText(r *upgrade.Rollout) string {
