@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -553,5 +554,59 @@ func TestAbortFreesHosts(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(kinds, ","), EventAborted) {
 		t.Errorf("abort not recorded: %v", kinds)
+	}
+}
+
+// Within a step at most Concurrency hosts work at once, and a rollout that
+// a live process runs cannot be resumed by another.
+func TestConcurrencyBoundAndBusy(t *testing.T) {
+	r := newRig(t, 4, 0, 17)
+	c := r.lab.config(4)
+	r.markCommands(c)
+	r.serveHealth(t, c)
+	c.Concurrency = 2
+	m := ShellQuote(r.marks)
+	c.Commands.Clean = `echo "{{.Host}} start $(date +%s.%N)" >> ` + m + ` && sleep 0.4 && echo "{{.Host}} end $(date +%s.%N)" >> ` + m
+	started := make(chan string, 16)
+	mgr := r.manager(t, WithProgress(func(ev Event) {
+		if ev.Kind == EventStepStart && ev.Phase == "clean" {
+			started <- ev.Rollout
+		}
+	}))
+	plan := mustPlan(t, c, PlanRequest{NEVRA: "app-2.0-1.el9.x86_64"})
+	done := make(chan error, 1)
+	go func() { _, err := mgr.Start(context.Background(), plan); done <- err }()
+	id := <-started
+	other, _ := NewManager(r.lab.Dir)
+	if _, err := other.Resume(context.Background(), id); !errors.Is(err, ErrBusy) {
+		t.Errorf("resume while a live process runs it: %v", err)
+	}
+	if got, err := other.Get(context.Background(), id); err != nil || !got.Live || got.State != StateRunning {
+		t.Errorf("status while running: live %v state %v (%v)", got.Live, got.State, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	type ev struct {
+		at    float64
+		delta int
+	}
+	var evs []ev
+	for _, mk := range r.readMarks(t) {
+		switch mk.step {
+		case "start":
+			evs = append(evs, ev{mk.at, 1})
+		case "end":
+			evs = append(evs, ev{mk.at, -1})
+		}
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].at < evs[j].at || evs[i].at == evs[j].at && evs[i].delta < evs[j].delta })
+	cur, peak := 0, 0
+	for _, e := range evs {
+		cur += e.delta
+		peak = max(peak, cur)
+	}
+	if len(evs) != 8 || peak != 2 {
+		t.Errorf("%d start/end marks, peak concurrency %d, want 8 and 2", len(evs), peak)
 	}
 }
