@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // BlockCache keeps compressed blocks between publishes so that a publish
@@ -103,7 +105,7 @@ func (c *DirCache) load() error {
 		return nil
 	}
 	c.index = map[string][]byte{}
-	b, err := os.ReadFile(filepath.Join(c.dir, c.name))
+	b, err := readMapped(filepath.Join(c.dir, c.name))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("reading block cache: %w", err)
 	}
@@ -295,4 +297,33 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 	}
 	c.size = cw.n
 	return nil
+}
+
+// readMapped maps a pack file read-only instead of copying it: the
+// uncompressed pack is as large as the repository's XML, and an update
+// only needs to look at it. Packs are never changed in place below their
+// recorded size (appends go after it, compaction writes a new file), so the
+// mapping stays valid for the life of the process. Falls back to reading.
+func readMapped(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	n := fi.Size()
+	if n == 0 {
+		return nil, nil
+	}
+	if n > 1<<40 {
+		return nil, fmt.Errorf("pack %q is %d bytes", path, n)
+	}
+	b, err := unix.Mmap(int(f.Fd()), 0, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err == nil {
+		return b, nil
+	}
+	return io.ReadAll(f)
 }

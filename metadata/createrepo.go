@@ -138,8 +138,14 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	if cfg.cacheDir != nil {
 		cacheDir = *cfg.cacheDir
 	}
-	if pcfg.cache == nil && cacheDir != "" {
-		if pcfg.cache, err = NewDirCache(cacheDir); err != nil {
+	var raw *DirCache
+	if cacheDir != "" {
+		if pcfg.cache == nil {
+			if pcfg.cache, err = NewDirCache(cacheDir); err != nil {
+				return nil, err
+			}
+		}
+		if raw, err = newRawCache(cacheDir); err != nil {
 			return nil, err
 		}
 	}
@@ -166,7 +172,7 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 			// Our own layout of the current generation, when it still
 			// describes it: no decompressing, parsing or rehashing.
 			md, _ := readRepomdFile(filepath.Join(dir, RepodataDir, "repomd.xml"))
-			old, pcfg.hints, err = loadStateReuse(ctx, cacheDir, md, pcfg.codec.id(), base, cfg.render.ChangelogLimit, files)
+			old, pcfg.hints, err = loadStateReuse(ctx, raw, cacheDir, md, pcfg.codec.id(), base, cfg.render.ChangelogLimit, files)
 			if err != nil {
 				old, pcfg.hints = nil, nil
 			} else {
@@ -260,20 +266,38 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	// Skipped order follows the scan, not the workers.
 	sortSkipped(res.Skipped)
 
-	var layout buildStats
-	pcfg.layout = &layout
+	// The state for the next --update is written while the publish
+	// writes and syncs its files, and put in place only if it succeeds.
+	var saved chan error
+	pcfg.built = func(st buildStats, docs [3]builtDoc, changed bool) {
+		// An unchanged publish from a valid state leaves that state valid.
+		if cacheDir == "" || (!changed && res.ReusedFrom == "state") {
+			return
+		}
+		var sums [3]string
+		for k := range docs {
+			sums[k] = docs[k].checksum
+		}
+		saved = make(chan error, 1)
+		go func() {
+			saved <- writeState(ctx, raw, cacheDir, &st, sums, pcfg.codec.id(), base, cfg.render.ChangelogLimit)
+		}()
+	}
 	pub, err := publishLocked(ctx, dir, kept, pcfg)
 	res.Publish = pub
+	if saved != nil {
+		serr := <-saved
+		if err == nil && serr == nil {
+			serr = commitState(cacheDir)
+		}
+		if err == nil && serr != nil {
+			// Only a cache: the next --update reads the repodata instead.
+			p.Notice(fmt.Sprintf("not saving createrepo state: %v", serr))
+		}
+		discardState(cacheDir)
+	}
 	if err != nil {
 		return res, err
-	}
-	// An unchanged publish from a valid state leaves that state valid.
-	if cacheDir != "" && (pub.Changed || res.ReusedFrom != "state") {
-		if err := saveState(ctx, cacheDir, &layout, pub.Records, pcfg.codec.id(), base, cfg.render.ChangelogLimit); err != nil {
-			// Only a cache: the next --update reads the repodata instead.
-			os.Remove(filepath.Join(cacheDir, stateFileName))
-			p.Notice(fmt.Sprintf("not saving createrepo state: %v", err))
-		}
 	}
 	if len(res.Skipped) > 0 {
 		return res, fmt.Errorf("createrepo %q: %w: %d of %d files are not valid packages",

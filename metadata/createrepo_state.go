@@ -178,7 +178,7 @@ func unmarshalState(b []byte) (*repoState, error) {
 // stateReuse is what a valid state yields for --update: the packages of
 // the current generation with their fragments, and key hints for blocks
 // whose members all kept their href, size and mtime.
-func loadStateReuse(ctx context.Context, cacheDir string, md *existingRepomd, codecID, base string,
+func loadStateReuse(ctx context.Context, raw *DirCache, cacheDir string, md *existingRepomd, codecID, base string,
 	changelog int, files []scannedFile) (map[string]*existingPackage, keyHints, error) {
 	b, err := os.ReadFile(filepath.Join(cacheDir, stateFileName))
 	if err != nil {
@@ -200,10 +200,6 @@ func loadStateReuse(ctx context.Context, cacheDir string, md *existingRepomd, co
 	var keys []string
 	for _, bl := range s.blocks {
 		keys = append(keys, bl.keys[:]...)
-	}
-	raw, err := newRawCache(cacheDir)
-	if err != nil {
-		return nil, nil, err
 	}
 	blocks, err := raw.GetBlocks(ctx, keys)
 	if err != nil {
@@ -262,14 +258,11 @@ func loadStateReuse(ctx context.Context, cacheDir string, md *existingRepomd, co
 	return old, hints, nil
 }
 
-// saveState records the published layout and makes sure every block's
-// uncompressed bytes are in raw.pack.
-func saveState(ctx context.Context, cacheDir string, layout *buildStats, records []RepomdRecord,
+// writeState writes the layout of the generation being published to
+// state.tmp (commitState puts it in place once the publish succeeded) and
+// makes sure every block's uncompressed bytes are in raw.pack.
+func writeState(ctx context.Context, raw *DirCache, cacheDir string, layout *buildStats, sums [3]string,
 	codecID, base string, changelog int) error {
-	raw, err := newRawCache(cacheDir)
-	if err != nil {
-		return err
-	}
 	var all []string
 	for k := range layout.blockKeys {
 		all = append(all, layout.blockKeys[k]...)
@@ -317,14 +310,7 @@ func saveState(ctx context.Context, cacheDir string, layout *buildStats, records
 	if err := raw.RetainBlocks(ctx, all); err != nil {
 		return err
 	}
-	s := &repoState{codecID: codecID, base: base, changelog: int64(changelog)}
-	for k, d := range docSpecs {
-		for _, r := range records {
-			if r.Type == d.typ {
-				s.checksums[k] = r.Checksum
-			}
-		}
-	}
+	s := &repoState{checksums: sums, codecID: codecID, base: base, changelog: int64(changelog)}
 	s.entries = make([]stateEntry, len(layout.entries))
 	for i, e := range layout.entries {
 		s.entries[i] = stateEntry{href: e.Href, pkgid: e.PkgID, name: e.Name, arch: e.Arch, epoch: e.Epoch,
@@ -335,14 +321,21 @@ func saveState(ctx context.Context, cacheDir string, layout *buildStats, records
 		s.blocks = append(s.blocks, stateBlock{n: sp.hi - sp.lo,
 			keys: [3]string{layout.blockKeys[0][i], layout.blockKeys[1][i], layout.blockKeys[2][i]}})
 	}
-	p := filepath.Join(cacheDir, stateFileName)
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, s.marshal(), 0o644); err != nil {
-		return fmt.Errorf("saving createrepo state: %w", err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
+	if err := os.WriteFile(filepath.Join(cacheDir, stateFileName+".tmp"), s.marshal(), 0o644); err != nil {
 		return fmt.Errorf("saving createrepo state: %w", err)
 	}
 	return nil
+}
+
+func commitState(cacheDir string) error {
+	p := filepath.Join(cacheDir, stateFileName)
+	if err := os.Rename(p+".tmp", p); err != nil {
+		return fmt.Errorf("saving createrepo state: %w", err)
+	}
+	return nil
+}
+
+// discardState removes an uncommitted state.
+func discardState(cacheDir string) {
+	os.Remove(filepath.Join(cacheDir, stateFileName+".tmp"))
 }

@@ -69,8 +69,11 @@ type publishConfig struct {
 	now      func() time.Time
 	// Set by CreateRepo only: known block keys, and where to report the
 	// layout of what was published.
-	hints  keyHints
-	layout *buildStats
+	hints keyHints
+	// built, if set, is called once the documents are built and it is
+	// known whether they change the repository, so that CreateRepo can
+	// save its state while files are written and synced.
+	built func(st buildStats, docs [3]builtDoc, changed bool)
 }
 
 func newPublishConfig(opts []PublishOption) (*publishConfig, error) {
@@ -254,9 +257,7 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 	if err != nil {
 		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
 	}
-	if cfg.layout != nil {
-		*cfg.layout = st
-	}
+
 	cfg.progress.Stage("publish", 0)
 	res := &PublishResult{Packages: len(sorted), BlocksReused: st.reused, BlocksCompressed: st.compressed}
 	repodata := filepath.Join(repoDir, RepodataDir)
@@ -286,7 +287,11 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 		}
 	}
 	res.Revision = rev
-	if same && rev == old.Revision && (cfg.signer == nil || pathExists(filepath.Join(repodata, "repomd.xml.asc"))) {
+	unchanged := same && rev == old.Revision && (cfg.signer == nil || pathExists(filepath.Join(repodata, "repomd.xml.asc")))
+	if cfg.built != nil {
+		cfg.built(st, docs, !unchanged)
+	}
+	if unchanged {
 		res.Records = append([]RepomdRecord(nil), old.Records...)
 		kept, removed, err := pruneInPlace(repoDir, old, cfg)
 		res.Kept, res.Removed = kept, removed

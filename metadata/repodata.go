@@ -9,7 +9,8 @@ import (
 	"hash/fnv"
 	"path"
 	"runtime"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -80,17 +81,26 @@ func sortEntries(entries []Entry) ([]*Entry, error) {
 		}
 		out[i] = e
 	}
-	sort.Slice(out, func(i, j int) bool { return hrefLess(out[i].Href, out[j].Href) })
-	return out, nil
-}
-
-func hrefLess(a, b string) bool {
-	ad, af := path.Split(a)
-	bd, bf := path.Split(b)
-	if af != bf {
-		return af < bf
+	// Split once, not in every comparison.
+	type keyed struct {
+		file, dir string
+		e         *Entry
 	}
-	return ad < bd
+	ks := make([]keyed, len(out))
+	for i, e := range out {
+		d, f := path.Split(e.Href)
+		ks[i] = keyed{f, d, e}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int {
+		if c := strings.Compare(a.file, b.file); c != 0 {
+			return c
+		}
+		return strings.Compare(a.dir, b.dir)
+	})
+	for i := range ks {
+		out[i] = ks[i].e
+	}
+	return out, nil
 }
 
 // builtDoc is one compressed document, kept as its frames.
