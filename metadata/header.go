@@ -55,7 +55,6 @@ type rawHeaders struct {
 	// hdrStart is where the main header's intro begins (createrepo_c's
 	// header-range start); hdrEnd is where the payload begins.
 	hdrStart, hdrEnd int
-	srcLead          bool
 }
 
 // readFullCounted reads len(p) bytes and maps a short read to ErrTruncated.
@@ -91,7 +90,7 @@ func readRawHeaders(r io.Reader, cfg *readConfig) (*rawHeaders, error) {
 	if st := binary.BigEndian.Uint16(head[78:80]); st != sigTypeHeaderSig {
 		return nil, fmt.Errorf("%w: unsupported signature type %d", ErrMalformed, st)
 	}
-	h := &rawHeaders{buf: head, srcLead: binary.BigEndian.Uint16(head[6:8]) == 1}
+	h := &rawHeaders{buf: head}
 
 	// Signature header: intro already read.
 	if err := h.readHeader(r, cfg, leadSize, &h.sig); err != nil {
