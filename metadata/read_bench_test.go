@@ -17,11 +17,13 @@ import (
 	"github.com/repoctl/repoctl/internal/testrpm"
 )
 
-// readBenchCorpus returns n testrpm.Small packages, generated once and cached
-// under os.TempDir() (a marker file says the set is complete).
+// readBenchCorpus returns n testrpm.Small packages, generated once and
+// cached under os.TempDir() (a marker file says the set is complete). It
+// shares the directory and marker with BenchmarkCreateRepo's corpus, so
+// `make bench` generates the 10,000 packages once.
 func readBenchCorpus(b *testing.B, n int) []string {
 	b.Helper()
-	dir := filepath.Join(os.TempDir(), "repoctl-metadata-bench-"+strconv.Itoa(n))
+	dir := filepath.Join(os.TempDir(), "repoctl-bench-corpus-"+strconv.Itoa(n))
 	marker := filepath.Join(dir, ".complete")
 	paths := make([]string, n)
 	for i := range n {
@@ -30,6 +32,7 @@ func readBenchCorpus(b *testing.B, n int) []string {
 	if _, err := os.Stat(marker); err == nil {
 		return paths
 	}
+	os.RemoveAll(dir) // an interrupted earlier generation
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
