@@ -75,4 +75,17 @@
 // Every file in flight is journaled in the store (received → validated →
 // signed → placed → published → recorded); Resume rolls a file forward
 // once it is signed and back (to incoming/, or dropped for `add`) before.
+// Promote, Restore and Remove record their change and mark the affected
+// directories dirty in one transaction before publishing; Resume
+// republishes dirty directories. Readers (List, Status, History, RepoFile)
+// never wait for a running batch.
+//
+// # Promotion
+//
+// Promote hard-links the exact signed file of the source channel into the
+// target channel's directories and republishes them. Older versions stay
+// in the target channel (PromoteResult.Previous names the newest one), so
+// dnf update picks the new one and a rollback is `dnf downgrade` to
+// Previous; Restore takes the promoted package out of the target again
+// (unless it was there before) and is idempotent.
 package repo

@@ -159,6 +159,7 @@ func (p *PackageRecord) InChannel(c string) bool {
 // Status summarises a repository root.
 type Status struct {
 	Root        string       `json:"root"`
+	Config      string       `json:"config,omitempty"` // config file read; "" = embedded defaults
 	Daemon      bool         `json:"daemon"` // set by the socket client
 	KeyID       string       `json:"key_id"`
 	Fingerprint string       `json:"fingerprint"`
@@ -167,6 +168,7 @@ type Status struct {
 	Events      uint64       `json:"events"`
 	LastEvent   *time.Time   `json:"last_event,omitempty"`
 	InFlight    int          `json:"in_flight"` // ingest journal items not finished
+	Dirty       int          `json:"dirty"`     // directories whose repodata awaits a publish
 	Incoming    int          `json:"incoming"`  // files waiting in drop-in dirs
 	Rejected    int          `json:"rejected"`  // files in ROOT/rejected
 	Repos       []RepoStatus `json:"repos"`

@@ -43,7 +43,7 @@ func (r *Repo) view(fn func(tx *bolt.Tx) error) error {
 
 // Status summarises the root: key, counts, in-flight items and directories.
 func (r *Repo) Status(ctx context.Context) (*Status, error) {
-	st := &Status{Root: r.cfg.Root, KeyID: r.key.KeyID(), Fingerprint: r.key.Fingerprint(), HTTP: r.cfg.HTTP.PublicURL, Repos: []RepoStatus{}}
+	st := &Status{Root: r.cfg.Root, Config: r.cfg.File, KeyID: r.key.KeyID(), Fingerprint: r.key.Fingerprint(), HTTP: r.cfg.HTTP.PublicURL, Repos: []RepoStatus{}}
 	perDir := map[string]int{}
 	err := r.view(func(tx *bolt.Tx) error {
 		if err := eachPackage(tx, "", func(p *PackageRecord) error {
@@ -63,6 +63,7 @@ func (r *Repo) Status(ctx context.Context) (*Status, error) {
 			}
 		}
 		st.InFlight = tx.Bucket(bucketJournal).Stats().KeyN
+		st.Dirty = tx.Bucket(bucketDirty).Stats().KeyN
 		return nil
 	})
 	if err != nil {

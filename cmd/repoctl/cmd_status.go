@@ -32,7 +32,11 @@ func init() {
 			}
 			fmt.Fprintf(w, "root:      %s (%s)\nkey:       %s (%s)\nhttp:      %s\npackages:  %d\nevents:    %d\n",
 				st.Root, via, st.KeyID, st.Fingerprint, st.HTTP, st.Packages, st.Events)
-			fmt.Fprintf(w, "in flight: %d\nincoming:  %d\nrejected:  %d\n", st.InFlight, st.Incoming, st.Rejected)
+			cfg := st.Config
+			if cfg == "" {
+				cfg = "(none: embedded defaults)"
+			}
+			fmt.Fprintf(w, "config:    %s\nin flight: %d\ndirty:     %d\nincoming:  %d\nrejected:  %d\n", cfg, st.InFlight, st.Dirty, st.Incoming, st.Rejected)
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "\nDIRECTORY\tPACKAGES")
 			for _, r := range st.Repos {
