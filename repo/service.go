@@ -160,7 +160,7 @@ func (p *PackageRecord) InChannel(c string) bool {
 type Status struct {
 	Root        string       `json:"root"`
 	Config      string       `json:"config,omitempty"` // config file read; "" = embedded defaults
-	Daemon      bool         `json:"daemon"` // set by the socket client
+	Daemon      bool         `json:"daemon"`           // set by the socket client
 	KeyID       string       `json:"key_id"`
 	Fingerprint string       `json:"fingerprint"`
 	HTTP        string       `json:"http"`
