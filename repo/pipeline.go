@@ -243,10 +243,7 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 		return nil, err
 	}
 	live := liveItems(items)
-	if err := r.st.setJournal(journalOf(live)...); err != nil {
-		return nil, err
-	}
-	if err := r.finishDone(items, events); err != nil {
+	if err := r.journalStep(items, events); err != nil {
 		return nil, err
 	}
 	events = nil
@@ -314,10 +311,7 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 	if err := r.syncSpool(); err != nil {
 		return nil, err
 	}
-	if err := r.st.setJournal(journalOf(live)...); err != nil {
-		return nil, err
-	}
-	if err := r.finishDone(items, events); err != nil {
+	if err := r.journalStep(items, events); err != nil {
 		return nil, err
 	}
 	if err := hit(stateSigned); err != nil {
@@ -356,15 +350,19 @@ func (r *Repo) unchanged(it *ingestItem, old *PackageRecord, res *AddResult, eve
 		NEVRA: old.NEVRA, Path: it.Src})
 }
 
-// finishDone records the events of decided items and drops their journal
-// entries in one transaction.
-func (r *Repo) finishDone(items []*ingestItem, events []Event) error {
+// journalStep saves the state of the live items, drops decided ones and
+// records their events, in one transaction (one commit per pipeline step).
+func (r *Repo) journalStep(items []*ingestItem, events []Event) error {
 	return r.st.db.Update(func(tx *bolt.Tx) error {
 		for _, it := range items {
+			var err error
 			if it.done {
-				if err := tx.Bucket(bucketJournal).Delete([]byte(it.ID)); err != nil {
-					return err
-				}
+				err = tx.Bucket(bucketJournal).Delete([]byte(it.ID))
+			} else {
+				err = putJournal(tx, it.journalItem)
+			}
+			if err != nil {
+				return err
 			}
 		}
 		for i := range events {
