@@ -157,7 +157,24 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	defer lock.release()
 
 	p.Stage("scan", 0)
-	files, err := scanRPMs(ctx, dir)
+	// With --update, our saved state is read while the directory is
+	// scanned.
+	var stateCh chan *loadedState
+	if cfg.update && raw != nil {
+		stateCh = make(chan *loadedState, 1)
+		go func() {
+			ls, err := readState(ctx, raw, dir, cacheDir)
+			if err != nil {
+				ls = nil
+			}
+			stateCh <- ls
+		}()
+	}
+	files, err := scanRPMs(ctx, dir, workers)
+	var ls *loadedState
+	if stateCh != nil {
+		ls = <-stateCh
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -168,11 +185,10 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	}
 	var old map[string]*existingPackage
 	if cfg.update {
-		if cacheDir != "" {
+		if ls != nil {
 			// Our own layout of the current generation, when it still
 			// describes it: no decompressing, parsing or rehashing.
-			md, _ := readRepomdFile(filepath.Join(dir, RepodataDir, "repomd.xml"))
-			old, pcfg.hints, err = loadStateReuse(ctx, raw, cacheDir, md, pcfg.codec.id(), base, cfg.render.ChangelogLimit, files)
+			old, pcfg.hints, err = loadStateReuse(ls, pcfg.codec.id(), base, cfg.render.ChangelogLimit, files)
 			if err != nil {
 				old, pcfg.hints = nil, nil
 			} else {
@@ -326,9 +342,14 @@ func sortSkipped(s []SkippedFile) {
 // whose name starts with a dot (our generation and cache directories among
 // them) are not entered. Symlinks to regular files are followed, as
 // createrepo_c does. Directory listings are not sorted here: Publish sorts
-// packages createrepo_c's way.
-func scanRPMs(ctx context.Context, dir string) ([]scannedFile, error) {
-	var out []scannedFile
+// packages createrepo_c's way. The stat calls, one per package, are spread
+// over workers.
+func scanRPMs(ctx context.Context, dir string, workers int) ([]scannedFile, error) {
+	type cand struct {
+		d         fs.DirEntry
+		path, rel string
+	}
+	var cands []cand
 	var walk func(abs, rel string) error
 	walk = func(abs, rel string) error {
 		if err := ctx.Err(); err != nil {
@@ -359,30 +380,57 @@ func scanRPMs(ctx context.Context, dir string) ([]scannedFile, error) {
 				}
 				continue
 			}
-			if !strings.HasSuffix(name, ".rpm") {
-				continue
+			if strings.HasSuffix(name, ".rpm") {
+				cands = append(cands, cand{d, p, r})
 			}
-			var fi fs.FileInfo
-			if d.Type()&fs.ModeSymlink != 0 {
-				fi, err = os.Stat(p)
-			} else {
-				fi, err = d.Info()
-			}
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					continue // dangling symlink, or removed meanwhile
-				}
-				return err
-			}
-			if !fi.Mode().IsRegular() {
-				continue
-			}
-			out = append(out, scannedFile{href: r, path: p, size: fi.Size(), mtime: fi.ModTime().Unix()})
 		}
 		return nil
 	}
 	if err := walk(dir, ""); err != nil {
 		return nil, fmt.Errorf("scanning %q: %w", dir, err)
 	}
-	return out, nil
+
+	out := make([]scannedFile, len(cands))
+	ok := make([]bool, len(cands))
+	workers = max(1, min(workers, len(cands)/256+1))
+	g, gctx := errgroup.WithContext(ctx)
+	for w := range workers {
+		g.Go(func() error {
+			for i := w; i < len(cands); i += workers {
+				if i%256 == w && gctx.Err() != nil {
+					return gctx.Err()
+				}
+				c := cands[i]
+				var fi fs.FileInfo
+				var err error
+				if c.d.Type()&fs.ModeSymlink != 0 {
+					fi, err = os.Stat(c.path)
+				} else {
+					fi, err = c.d.Info()
+				}
+				if err != nil {
+					if errors.Is(err, fs.ErrNotExist) {
+						continue // dangling symlink, or removed meanwhile
+					}
+					return fmt.Errorf("scanning %q: %w", dir, err)
+				}
+				if !fi.Mode().IsRegular() {
+					continue
+				}
+				out[i] = scannedFile{href: c.rel, path: c.path, size: fi.Size(), mtime: fi.ModTime().Unix()}
+				ok[i] = true
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	kept := out[:0]
+	for i := range out {
+		if ok[i] {
+			kept = append(kept, out[i])
+		}
+	}
+	return kept, nil
 }

@@ -178,24 +178,29 @@ func unmarshalState(b []byte) (*repoState, error) {
 // stateReuse is what a valid state yields for --update: the packages of
 // the current generation with their fragments, and key hints for blocks
 // whose members all kept their href, size and mtime.
-func loadStateReuse(ctx context.Context, raw *DirCache, cacheDir string, md *existingRepomd, codecID, base string,
-	changelog int, files []scannedFile) (map[string]*existingPackage, keyHints, error) {
+type loadedState struct {
+	s      *repoState
+	md     *existingRepomd
+	blocks map[string][]byte
+}
+
+// readState reads the state, the current repomd.xml and the uncompressed
+// blocks; it runs while the directory is scanned.
+func readState(ctx context.Context, raw *DirCache, dir, cacheDir string) (*loadedState, error) {
 	b, err := os.ReadFile(filepath.Join(cacheDir, stateFileName))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	s, err := unmarshalState(b)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if md == nil || s.codecID != codecID || s.base != base || s.changelog != int64(changelog) {
-		return nil, nil, errors.New("state does not match the options")
+	md, err := readRepomdFile(filepath.Join(dir, RepodataDir, "repomd.xml"))
+	if err != nil {
+		return nil, err
 	}
-	for k, d := range docSpecs {
-		r := md.Record(d.typ)
-		if r == nil || r.Checksum != s.checksums[k] {
-			return nil, nil, errors.New("state does not describe the current repodata")
-		}
+	if md == nil {
+		return nil, errors.New("no repodata")
 	}
 	var keys []string
 	for _, bl := range s.blocks {
@@ -203,7 +208,22 @@ func loadStateReuse(ctx context.Context, raw *DirCache, cacheDir string, md *exi
 	}
 	blocks, err := raw.GetBlocks(ctx, keys)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	return &loadedState{s: s, md: md, blocks: blocks}, nil
+}
+
+func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
+	files []scannedFile) (map[string]*existingPackage, keyHints, error) {
+	s, md, blocks := ls.s, ls.md, ls.blocks
+	if s.codecID != codecID || s.base != base || s.changelog != int64(changelog) {
+		return nil, nil, errors.New("state does not match the options")
+	}
+	for k, d := range docSpecs {
+		r := md.Record(d.typ)
+		if r == nil || r.Checksum != s.checksums[k] {
+			return nil, nil, errors.New("state does not describe the current repodata")
+		}
 	}
 	cur := make(map[string]scannedFile, len(files))
 	for _, f := range files {
