@@ -134,6 +134,17 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 			results[it.idx].Action = ActionRejected
 			results[it.idx].Reason = reasonUnreadable + ": " + err.Error()
 			it.done = true
+			if fi, lerr := os.Lstat(it.Src); it.Move && lerr == nil && !fi.IsDir() {
+				// A drop-in we cannot take (a symlink, a fifo) must leave
+				// the directory, or the watcher would offer it forever.
+				moved := *it
+				moved.journalItem = &journalItem{}
+				*moved.journalItem = *it.journalItem
+				moved.Spool = it.Src
+				if dst, err := r.rejectFile(&moved, reasonUnreadable, err.Error()); err == nil {
+					results[it.idx].Rejected = dst
+				}
+			}
 			events = append(events, Event{Who: who, Action: EventReject, Repo: repoName, Channel: channel,
 				Path: it.Src, Details: map[string]string{"reason": results[it.idx].Reason}})
 		}

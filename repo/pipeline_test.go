@@ -774,3 +774,29 @@ func TestPromoteRemoveCrash(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A drop-in that is not a regular file (here a symlink to the private key)
+// is not followed, and leaves the drop-in directory for rejected/.
+func TestDropInSymlinkRejected(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	link := filepath.Join(r.Config().DropIns[0].Dir, "key.rpm")
+	if err := os.Symlink(r.Config().KeyPath(), link); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Ingest(ctx, []string{link}, AddOptions{Move: true})
+	if err != nil || res[0].Action != ActionRejected || !strings.HasPrefix(res[0].Reason, reasonUnreadable) {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if _, err := os.Lstat(link); !os.IsNotExist(err) {
+		t.Errorf("symlink still in the drop-in directory: %v", err)
+	}
+	fi, err := os.Lstat(res[0].Rejected)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("rejected entry %q: %v %v (want the link itself, not a copy of its target)", res[0].Rejected, fi, err)
+	}
+	if _, err := os.Stat(res[0].Rejected + ".reason"); err != nil {
+		t.Error(err)
+	}
+}
