@@ -181,9 +181,11 @@ func (s *Signer) SignFiles(ctx context.Context, paths []string) ([]Result, error
 		results[i] = Result{Path: p, KeyID: s.key.KeyID()}
 		dirs[filepath.Dir(a)] = true
 	}
-	// Finish whatever a crashed run left behind before looking at the files.
+	// Finish whatever a crashed run left behind before looking at the
+	// files: journals, and temp files of interrupted rewrites (those are
+	// always beside the files).
 	if s.journalDir != "" {
-		dirs = map[string]bool{s.journalDir: true}
+		dirs[s.journalDir] = true
 	}
 	for d := range dirs {
 		if err := Recover(ctx, d); err != nil {
