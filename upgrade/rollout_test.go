@@ -600,7 +600,9 @@ func TestConcurrencyBoundAndBusy(t *testing.T) {
 			evs = append(evs, ev{mk.at, -1})
 		}
 	}
-	sort.Slice(evs, func(i, j int) bool { return evs[i].at < evs[j].at || evs[i].at == evs[j].at && evs[i].delta < evs[j].delta })
+	sort.Slice(evs, func(i, j int) bool {
+		return evs[i].at < evs[j].at || evs[i].at == evs[j].at && evs[i].delta < evs[j].delta
+	})
 	cur, peak := 0, 0
 	for _, e := range evs {
 		cur += e.delta
