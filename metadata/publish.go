@@ -320,25 +320,16 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 	}
 	now := cfg.now()
 	newNames := map[string]bool{}
-	// The three files are written and fsynced concurrently: fsync
-	// latency, not CPU, is what a small update waits for.
-	var wg sync.WaitGroup
-	werrs := make([]error, len(docs))
+	// Files are written first and fsynced together just before the swap.
+	var toSync []string
 	for k, d := range docs {
 		newNames[names[k]] = true
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			dst := filepath.Join(gen, names[k])
-			if !linkIfSame(filepath.Join(repodata, names[k]), dst, d.size, d.checksum) {
-				werrs[k] = writeFrames(dst, d.frames)
+		dst := filepath.Join(gen, names[k])
+		if !linkIfSame(filepath.Join(repodata, names[k]), dst, d.size, d.checksum) {
+			if err := writeFile(dst, d.frames, false); err != nil {
+				return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
 			}
-		}()
-	}
-	wg.Wait()
-	for k, d := range docs {
-		if err := werrs[k]; err != nil {
-			return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+			toSync = append(toSync, dst)
 		}
 		fi, err := os.Stat(filepath.Join(gen, names[k]))
 		if err != nil {
@@ -394,17 +385,22 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 
 	md := &Repomd{Revision: rev, Records: res.Records}
 	raw := md.Marshal()
-	if err := writeFrames(filepath.Join(gen, "repomd.xml"), [][]byte{raw}); err != nil {
+	if err := writeFile(filepath.Join(gen, "repomd.xml"), [][]byte{raw}, false); err != nil {
 		return nil, err
 	}
+	toSync = append(toSync, filepath.Join(gen, "repomd.xml"))
 	if cfg.signer != nil {
 		asc, err := cfg.signer(ctx, raw)
 		if err != nil {
 			return nil, fmt.Errorf("signing repomd.xml of %q: %w", repoDir, err)
 		}
-		if err := writeFrames(filepath.Join(gen, "repomd.xml.asc"), [][]byte{asc}); err != nil {
+		if err := writeFile(filepath.Join(gen, "repomd.xml.asc"), [][]byte{asc}, false); err != nil {
 			return nil, err
 		}
+		toSync = append(toSync, filepath.Join(gen, "repomd.xml.asc"))
+	}
+	if err := syncFiles(toSync); err != nil {
+		return nil, err
 	}
 	if err := syncDir(gen); err != nil {
 		return nil, err
@@ -578,6 +574,11 @@ func saveRetired(repoDir string, m map[string]int64) error {
 }
 
 func writeFrames(path string, frames [][]byte) error {
+	return writeFile(path, frames, true)
+}
+
+// writeFile writes frames to path, and fsyncs it if sync is set.
+func writeFile(path string, frames [][]byte, sync bool) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
@@ -587,7 +588,7 @@ func writeFrames(path string, frames [][]byte) error {
 			break
 		}
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -598,6 +599,31 @@ func writeFrames(path string, frames [][]byte) error {
 		return fmt.Errorf("writing %q: %w", path, err)
 	}
 	return nil
+}
+
+// syncFiles fsyncs files concurrently: fsync latency, not CPU, is what a
+// small update waits for, and the filesystem can commit them together.
+func syncFiles(paths []string) error {
+	errs := make([]error, len(paths))
+	var wg sync.WaitGroup
+	for i, p := range paths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err == nil {
+				err = f.Sync()
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("syncing %q: %w", p, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func syncDir(dir string) error {
