@@ -350,6 +350,10 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 
 func (r *Repo) unchanged(it *ingestItem, old *PackageRecord, res *AddResult, events *[]Event) {
 	res.Action = ActionUnchanged
+	if !old.InChannel(it.Channel) {
+		res.Reason = fmt.Sprintf("already in %s as %s, not in channel %s: `repoctl promote` places it there",
+			old.Repo, strings.Join(old.Channels(), ","), it.Channel)
+	}
 	res.KeyID = old.KeyID
 	res.SHA256 = old.SHA256
 	for _, pl := range old.Placements {

@@ -102,6 +102,9 @@ func printAddResults(w io.Writer, res []repo.AddResult) error {
 			}
 		default:
 			fmt.Fprintf(w, "%-10s %s  key %s\n", r.Action, r.NEVRA, r.KeyID)
+			if r.Reason != "" {
+				fmt.Fprintf(w, "           (%s)\n", r.Reason)
+			}
 			for _, p := range r.RepoPaths {
 				fmt.Fprintf(w, "           %s\n", p)
 			}
