@@ -132,3 +132,31 @@ func TestKilledMidIngest(t *testing.T) {
 		r.Close()
 	}
 }
+
+// Without a daemon, a CLI that finds the root busy (another CLI holds the
+// lock) says so, waits, and then does its work; it never says "database
+// locked".
+func TestCLIWaitsForLock(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	p := writeSpec(t, t.TempDir(), spec("waiter", "1", "1.el9", "x86_64"))
+	var stdout, stderr strings.Builder
+	cmd := exec.Command(repoctlBinary(t), "--root", root, "add", p)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	r.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("add after waiting: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "waiting") || !strings.Contains(stdout.String(), "added      waiter-1-1.el9.x86_64") {
+		t.Errorf("stdout %q stderr %q", stdout.String(), stderr.String())
+	}
+	for _, bad := range []string{"database", "timeout"} {
+		if strings.Contains(stderr.String(), bad) {
+			t.Errorf("stderr mentions %q: %s", bad, stderr.String())
+		}
+	}
+}
