@@ -125,7 +125,8 @@ func readAnsible(path string, appGroups []string, proxyGroup string) ([]GroupCon
 	if proxyGroup == "" {
 		proxyGroup = "proxies"
 	}
-	if len(appGroups) == 0 {
+	explicit := len(appGroups) > 0
+	if !explicit {
 		for _, name := range inv.order {
 			if name == "all" || name == "ungrouped" || name == proxyGroup || len(inv.groups[name].hosts) == 0 {
 				continue
@@ -169,6 +170,10 @@ func readAnsible(path string, appGroups []string, proxyGroup string) ([]GroupCon
 			g.Hosts = append(g.Hosts, hc)
 		}
 		groups = append(groups, g)
+	}
+	if len(groups) == 1 && !explicit {
+		// One app group and no order given: the runbook's two groups.
+		groups = DefaultGroups(groups[0].Hosts)
 	}
 	var proxies []HostConfig
 	pm, err := inv.members(proxyGroup, 0)

@@ -168,6 +168,9 @@ type Config struct {
 
 	Groups  []GroupConfig `toml:"groups"`
 	Proxies []HostConfig  `toml:"proxies"`
+	// Hosts is the alternative to Groups: a flat list of app hosts split
+	// into the runbook's two groups (see DefaultGroups).
+	Hosts []HostConfig `toml:"hosts"`
 
 	// Inventory names an Ansible INI or YAML inventory used as the host
 	// source instead of Groups/Proxies. AppGroups lists its groups in
@@ -281,8 +284,14 @@ func (c *Config) resolve() (*Inventory, error) {
 	if s.Concurrency <= 0 {
 		s.Concurrency = 10
 	}
+	if len(c.Groups) > 0 && len(c.Hosts) > 0 {
+		return nil, fmt.Errorf("%w: give either [[upgrade.groups]] or [[upgrade.hosts]], not both", ErrInventory)
+	}
 	if len(c.Groups) == 0 {
-		return nil, fmt.Errorf("%w: no app host groups", ErrInventory)
+		c.Groups = DefaultGroups(c.Hosts)
+	}
+	if len(c.Groups) == 0 {
+		return nil, fmt.Errorf("%w: no app hosts", ErrInventory)
 	}
 	seen := map[string]bool{}
 	resolveHost := func(hc HostConfig) (Host, error) {
@@ -364,6 +373,21 @@ func (c *Config) resolve() (*Inventory, error) {
 		inv.Proxies = append(inv.Proxies, h)
 	}
 	return inv, nil
+}
+
+// DefaultGroups splits a flat host list into two rollout groups the way
+// the runbook does (app1-2, then app3-6): the first third of the hosts
+// (at least one) goes first, the rest follows once it is healthy. A single
+// host makes a single group.
+func DefaultGroups(hosts []HostConfig) []GroupConfig {
+	switch len(hosts) {
+	case 0:
+		return nil
+	case 1:
+		return []GroupConfig{{Name: "group1", Hosts: hosts}}
+	}
+	n := max(1, len(hosts)/3)
+	return []GroupConfig{{Name: "group1", Hosts: hosts[:n]}, {Name: "group2", Hosts: hosts[n:]}}
 }
 
 // AppHosts returns every app host in group order.

@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,6 +130,7 @@ func TestConfigErrors(t *testing.T) {
 	cases := map[string]string{
 		"unknown key":  "[upgrade]\nknwon_hosts = \"x\"\n[[upgrade.groups]]\nhosts=[{name=\"a\"}]\n",
 		"no groups":    "[upgrade]\nuser = \"x\"\n",
+		"both lists":   "[upgrade]\nhosts=[{name=\"b\"}]\n[[upgrade.groups]]\nhosts=[{name=\"a\"}]\n",
 		"empty group":  "[upgrade]\n[[upgrade.groups]]\nname = \"g\"\n",
 		"bad flavor":   "[upgrade]\nflavor = \"el99\"\n[[upgrade.groups]]\nhosts=[{name=\"a\"}]\n",
 		"dup host":     "[upgrade]\n[[upgrade.groups]]\nhosts=[{name=\"a\"},{name=\"a\"}]\n",
@@ -295,5 +297,42 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if _, err := NewPlan(inv, PlanRequest{NEVRA: "app-2.0-1.el9.x86_64", Previous: "app-1.0-1.el9.x86_64", RollbackOnFailure: true}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestDefaultGroups(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "repoctl.toml")
+	var b strings.Builder
+	b.WriteString("[upgrade]\n")
+	for i := 1; i <= 6; i++ {
+		fmt.Fprintf(&b, "[[upgrade.hosts]]\nname = \"app%d\"\n", i)
+	}
+	os.WriteFile(p, []byte(b.String()), 0o600)
+	c, err := LoadConfigFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := c.Resolve("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Groups) != 2 || len(inv.Groups[0].Hosts) != 2 || inv.Groups[0].Hosts[1].Name != "app2" || len(inv.Groups[1].Hosts) != 4 {
+		t.Fatalf("six hosts split as %+v", inv.Groups)
+	}
+	for n, want := range map[int][]int{1: {1}, 2: {1, 1}, 3: {1, 2}, 6: {2, 4}, 50: {16, 34}} {
+		hs := make([]HostConfig, n)
+		var got []int
+		for _, g := range DefaultGroups(hs) {
+			got = append(got, len(g.Hosts))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%d hosts: groups %v, want %v", n, got, want)
+		}
+	}
+	ini := filepath.Join(t.TempDir(), "hosts")
+	os.WriteFile(ini, []byte("[app]\napp[1:6]\n[proxies]\nproxy1\n"), 0o600)
+	inv, err = (&Config{}).Resolve(ini)
+	if err != nil || len(inv.Groups) != 2 || len(inv.Groups[0].Hosts) != 2 || len(inv.Proxies) != 1 {
+		t.Fatalf("single ansible group: %v %+v", err, inv)
 	}
 }
