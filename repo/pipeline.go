@@ -154,6 +154,7 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 	}
 
 	// validate: read headers with bounded workers.
+	r.o.progress.Stage("validating", len(liveItems(items)))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.o.workers)
 	verrs := make([]error, len(items))
@@ -266,6 +267,7 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 	}
 
 	// sign the private copies, durable as a batch.
+	r.o.progress.Stage("signing", len(live))
 	spools := make([]string, len(live))
 	for i, it := range live {
 		spools[i] = it.Spool
@@ -413,6 +415,7 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 	if len(items) == 0 {
 		return nil
 	}
+	r.o.progress.Stage("placing", len(items))
 	dirs := map[string]bool{}
 	for _, it := range items {
 		src := it.Spool
@@ -511,6 +514,7 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 // entries not yet in the store, and returns one publish event per dir.
 func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[string][]*metadata.Entry, who string) ([]Event, error) {
 	var events []Event
+	r.o.progress.Stage("publishing", len(dirs))
 	for _, d := range dirs {
 		// Publish sorts by file name itself, as createrepo_c does.
 		idx := r.dirs[d]

@@ -800,3 +800,23 @@ func TestDropInSymlinkRejected(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+type stageRecorder struct{ stages []string }
+
+func (s *stageRecorder) Stage(stage string, n int) {
+	s.stages = append(s.stages, fmt.Sprintf("%s %d", stage, n))
+}
+
+func TestProgressStages(t *testing.T) {
+	rec := &stageRecorder{}
+	r := openPL(t, filepath.Join(t.TempDir(), "root"), WithProgress(rec))
+	in := t.TempDir()
+	a := writeSpec(t, in, spec("pa", "1", "1.el9", "noarch"))
+	b := writeSpec(t, in, spec("pb", "1", "1.el9", "x86_64"))
+	if _, err := r.Add(context.Background(), []string{a, b}, AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(rec.stages, ", "); got != "validating 2, signing 2, placing 2, publishing 2" {
+		t.Errorf("stages: %s", got)
+	}
+}

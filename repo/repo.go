@@ -57,6 +57,7 @@ type options struct {
 	resume     bool
 	workers    int
 	keyAlgo    string
+	progress   Progress
 }
 
 // Option configures Open.
@@ -120,6 +121,29 @@ func WithWorkers(n int) Option {
 	}
 }
 
+// Progress receives coarse progress of ingest batches: the stage about to
+// run ("validating", "signing", "placing", "publishing") and how many files
+// (or, for publishing, directories) it covers. Calls come from the
+// goroutine running the batch.
+type Progress interface {
+	Stage(stage string, n int)
+}
+
+type noProgress struct{}
+
+func (noProgress) Stage(string, int) {}
+
+// WithProgress reports ingest progress to p. Default: nothing.
+func WithProgress(p Progress) Option {
+	return func(o *options) error {
+		if p == nil {
+			return errors.New("repo: nil progress")
+		}
+		o.progress = p
+		return nil
+	}
+}
+
 // WithKeyAlgo overrides signing.algo for a key generated on first start.
 func WithKeyAlgo(algo string) Option {
 	return func(o *options) error { o.keyAlgo = algo; return nil }
@@ -129,7 +153,7 @@ func WithKeyAlgo(algo string) Option {
 // wait), opens the store, loads or generates the signing key and, unless
 // WithResume(false), finishes what the ingest journal says was in flight.
 func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
-	o := options{lockWait: 30 * time.Second, resume: true, log: slog.New(slog.DiscardHandler)}
+	o := options{lockWait: 30 * time.Second, resume: true, log: slog.New(slog.DiscardHandler), progress: noProgress{}}
 	for _, f := range opts {
 		if err := f(&o); err != nil {
 			return nil, err

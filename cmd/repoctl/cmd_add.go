@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/repoctl/repoctl/repo"
 )
@@ -80,7 +82,22 @@ func connectService(cmd *cobra.Command) (repo.Service, func() error, error) {
 	if globals.config != "" {
 		opts = append(opts, repo.WithConfigFile(globals.config))
 	}
+	if f, ok := cmd.ErrOrStderr().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		opts = append(opts, repo.WithProgress(stageProgress{f}))
+	}
 	return repo.Connect(cmd.Context(), globals.root, opts...)
+}
+
+// stageProgress shows the pipeline's stages on a terminal when the CLI does
+// the work itself (a daemon does not stream progress over its socket).
+type stageProgress struct{ w io.Writer }
+
+func (p stageProgress) Stage(stage string, n int) {
+	unit := "files"
+	if stage == "publishing" {
+		unit = "repositories"
+	}
+	fmt.Fprintf(p.w, "repoctl: %s %d %s…\n", stage, n, unit)
 }
 
 func printJSONTo(w io.Writer, v any) error {
