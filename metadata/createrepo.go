@@ -238,6 +238,7 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	})
 	for range workers {
 		g.Go(func() error {
+			var ar arena
 			for {
 				var i int
 				var ok bool
@@ -261,6 +262,9 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 					mu.Unlock()
 					p.Notice(fmt.Sprintf("skipping %s", s.Reason))
 				} else {
+					// Packed tightly: the renderer's buffers have
+					// room to spare, and 10,000 packages add up.
+					e.Primary, e.Filelists, e.Other = ar.put(e.Primary), ar.put(e.Filelists), ar.put(e.Other)
 					entries[i] = *e
 					have[i] = true
 				}
@@ -433,4 +437,16 @@ func scanRPMs(ctx context.Context, dir string, workers int) ([]scannedFile, erro
 		}
 	}
 	return kept, nil
+}
+
+// arena packs many small byte slices into few large allocations.
+type arena struct{ buf []byte }
+
+func (a *arena) put(b []byte) []byte {
+	if cap(a.buf)-len(a.buf) < len(b) {
+		a.buf = make([]byte, 0, max(1<<20, len(b)))
+	}
+	start := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return a.buf[start:len(a.buf):len(a.buf)]
 }
