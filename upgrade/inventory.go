@@ -177,6 +177,10 @@ type Config struct {
 	// rollout order (default: every group holding hosts, in file order,
 	// except ProxyGroup); ProxyGroup defaults to "proxies".
 	Inventory  string   `toml:"inventory"`
+	// NotIdempotent names steps (clean, update, verify, restart, purge,
+	// downgrade) whose custom commands must not simply be re-run when
+	// repoctl died while they ran; resume then halts instead.
+	NotIdempotent []string `toml:"not_idempotent"`
 	AppGroups  []string `toml:"app_groups"`
 	ProxyGroup string   `toml:"proxy_group"`
 }
@@ -219,9 +223,10 @@ type Settings struct {
 
 // Inventory is the resolved host list.
 type Inventory struct {
-	Groups   []Group  `json:"groups"`
-	Proxies  []Host   `json:"proxies"`
-	Settings Settings `json:"settings"`
+	Groups        []Group  `json:"groups"`
+	Proxies       []Host   `json:"proxies"`
+	Settings      Settings `json:"settings"`
+	NotIdempotent []string `json:"not_idempotent,omitempty"`
 }
 
 // LoadConfigFile reads the [upgrade] section of a repoctl.toml. Other
@@ -270,6 +275,14 @@ func (c *Config) resolve() (*Inventory, error) {
 		ConnectTimeout: c.ConnectTimeout.Duration, CommandTimeout: c.CommandTimeout.Duration,
 		Concurrency: c.Concurrency,
 	}}
+	for _, st := range c.NotIdempotent {
+		switch st {
+		case "clean", "update", "verify", "restart", "purge", "downgrade":
+		default:
+			return nil, fmt.Errorf("%w: not_idempotent: unknown step %q", ErrInventory, st)
+		}
+	}
+	inv.NotIdempotent = c.NotIdempotent
 	s := &inv.Settings
 	if s.KnownHosts == "" {
 		home, _ := os.UserHomeDir()

@@ -144,8 +144,13 @@ func NewPlan(inv *Inventory, req PlanRequest) (*Plan, error) {
 		}
 		return d
 	}
+	notIdem := map[string]bool{}
+	for _, st := range inv.NotIdempotent {
+		notIdem[st] = true
+	}
 	cmdPhase := func(name, group string, hosts []Host, pick func(Commands) string) (Phase, error) {
-		ph := Phase{Name: name, Kind: KindCommand, Group: group, Idempotent: true}
+		step := strings.Fields(strings.TrimPrefix(name, "rollback "))[0]
+		ph := Phase{Name: name, Kind: KindCommand, Group: group, Idempotent: !notIdem[step]}
 		for _, h := range hosts {
 			text := pick(h.Commands)
 			if text == "" {

@@ -57,6 +57,7 @@ type Recorder func(ctx context.Context, ev Event) error
 type RestoreFunc func(ctx context.Context, r *Rollout) error
 
 type options struct {
+	rerun    bool
 	recorder Recorder
 	progress func(Event)
 	restore  RestoreFunc
@@ -74,6 +75,13 @@ func WithRecorder(f Recorder) Option {
 // starts and skips (default: none). It must not block for long.
 func WithProgress(f func(Event)) Option {
 	return func(o *options) error { o.progress = f; return nil }
+}
+
+// WithRerunInFlight makes resume re-run a step that was in flight when the
+// process died even if the step is marked not idempotent (default false:
+// such a step halts the resume, for an operator to check the host first).
+func WithRerunInFlight(b bool) Option {
+	return func(o *options) error { o.rerun = b; return nil }
 }
 
 // WithRestore sets what rollback calls after the hosts are downgraded
@@ -113,6 +121,8 @@ type HaltError struct {
 	Failed     []StepRecord
 	RolledBack bool
 	Cause      string
+	// Err is the cause as an error, if there was one beyond host failures.
+	Err error
 }
 
 func (e *HaltError) Error() string {
@@ -133,8 +143,14 @@ func (e *HaltError) Error() string {
 	return s
 }
 
-// Unwrap makes errors.Is(err, ErrHalted) true.
-func (e *HaltError) Unwrap() error { return ErrHalted }
+// Unwrap makes errors.Is(err, ErrHalted) true, and errors.Is with the
+// cause (e.g. ErrNotIdempotent).
+func (e *HaltError) Unwrap() []error {
+	if e.Err != nil {
+		return []error{ErrHalted, e.Err}
+	}
+	return []error{ErrHalted}
+}
 
 func newID() string {
 	var b [3]byte
@@ -308,7 +324,7 @@ func (m *Manager) halt(ctx context.Context, r *Rollout, phase string, failed []S
 	r.State = StateHalted
 	he := &HaltError{Rollout: r.ID, Phase: phase, Failed: failed}
 	if cause != nil {
-		he.Cause = cause.Error()
+		he.Cause, he.Err = cause.Error(), cause
 		r.Error = he.Cause
 	} else {
 		r.Error = he.Error()
@@ -482,9 +498,10 @@ func (ex *executor) phase(ctx context.Context, prefix string, ph Phase, only map
 			_ = ex.m.emit(ctx, ex.r, Event{Kind: EventStepSkip, Phase: ph.Name, Host: t.Target.Host})
 			continue
 		}
-		if seen && prev.State == StepRunning && !ph.Idempotent {
+		if seen && prev.State == StepRunning && !ph.Idempotent && !ex.m.opts.rerun {
 			prev.Error = ErrNotIdempotent.Error()
-			return ran, []StepRecord{prev}, fmt.Errorf("%s on %s: %w", ph.Name, t.Target.Host, ErrNotIdempotent)
+			return ran, []StepRecord{prev}, fmt.Errorf("%s on %s was in flight when repoctl stopped; check the host, then resume with --rerun-in-flight: %w",
+				ph.Name, t.Target.Host, ErrNotIdempotent)
 		}
 		ran++
 		g.Go(func() error {

@@ -612,3 +612,53 @@ func TestConcurrencyBoundAndBusy(t *testing.T) {
 		t.Errorf("%d start/end marks, peak concurrency %d, want 8 and 2", len(evs), peak)
 	}
 }
+
+// A step marked not idempotent that was in flight when repoctl stopped is
+// not re-run by a plain resume; --rerun-in-flight does it.
+func TestNotIdempotentInFlight(t *testing.T) {
+	r := newRig(t, 1, 1, 18)
+	c := r.lab.config(1)
+	r.markCommands(c)
+	r.serveHealth(t, c)
+	c.NotIdempotent = []string{"purge"}
+	gate := filepath.Join(r.dir, "gate")
+	c.Proxies[0].Commands.Purge = `echo "{{.Host}} purge $(date +%s.%N)" >> ` + ShellQuote(r.marks) + ` && while [ ! -e ` + ShellQuote(gate) + ` ]; do sleep 0.05; done`
+	ctx, cancel := context.WithCancel(context.Background())
+	m := r.manager(t, WithProgress(func(ev Event) {
+		if ev.Kind == EventStepStart && ev.Phase == "purge" {
+			go func() {
+				// Cancel once the command is surely running on the host.
+				for i := 0; i < 600; i++ {
+					if b, _ := os.ReadFile(r.marks); strings.Contains(string(b), "proxy1 purge") {
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				cancel()
+			}()
+		}
+	}))
+	plan := mustPlan(t, c, PlanRequest{NEVRA: "app-2.0-1.el9.x86_64"})
+	if plan.Phases[len(plan.Phases)-1].Idempotent || !plan.Phases[0].Idempotent {
+		t.Fatalf("idempotence flags wrong: %+v", plan.Phases)
+	}
+	ro, err := m.Start(ctx, plan)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want cancel, got %v", err)
+	}
+	os.WriteFile(gate, nil, 0o644)
+	_, err = r.manager(t).Resume(context.Background(), ro.ID)
+	if !errors.Is(err, ErrHalted) || !errors.Is(err, ErrNotIdempotent) {
+		t.Fatalf("plain resume over an in-flight non-idempotent step: %v", err)
+	}
+	if n := count(r.readMarks(t), "proxy1", "purge"); n != 1 {
+		t.Fatalf("purge ran %d times before --rerun-in-flight", n)
+	}
+	got, err := r.manager(t, WithRerunInFlight(true)).Resume(context.Background(), ro.ID)
+	if err != nil || got.State != StateDone {
+		t.Fatalf("resume with rerun: %v", err)
+	}
+	if n := count(r.readMarks(t), "proxy1", "purge"); n != 2 {
+		t.Fatalf("purge ran %d times, want 2", n)
+	}
+}

@@ -65,6 +65,7 @@ and abort frees the hosts without touching them. ID defaults to the newest
 			return nil
 		},
 	}
+	var rerun bool
 	resume := &cobra.Command{
 		Use:   "resume [ID]",
 		Short: "Continue an interrupted or halted rollout",
@@ -75,7 +76,7 @@ and abort frees the hosts without touching them. ID defaults to the newest
 				return err
 			}
 			defer done()
-			m, err := rolloutManager(cmd, svc)
+			m, err := rolloutManager(cmd, svc, upgrade.WithRerunInFlight(rerun))
 			if err != nil {
 				return err
 			}
@@ -83,6 +84,7 @@ and abort frees the hosts without touching them. ID defaults to the newest
 			return finishRollout(cmd, r, err)
 		},
 	}
+	resume.Flags().BoolVar(&rerun, "rerun-in-flight", false, "also re-run steps marked not_idempotent that were in flight when repoctl stopped")
 	abort := &cobra.Command{
 		Use:   "abort [ID]",
 		Short: "Mark a rollout aborted and free its hosts (nothing on the hosts is undone)",
@@ -124,7 +126,7 @@ func argOr(args []string) string {
 
 // rolloutManager wires the rollout's audit events into the repository's
 // hash-chained event log and rollback into Service.Restore.
-func rolloutManager(cmd *cobra.Command, svc repo.Service) (*upgrade.Manager, error) {
+func rolloutManager(cmd *cobra.Command, svc repo.Service, extra ...upgrade.Option) (*upgrade.Manager, error) {
 	rec := func(ctx context.Context, ev upgrade.Event) error {
 		return svc.RecordEvent(ctx, rolloutEvent(ev))
 	}
@@ -139,8 +141,8 @@ func rolloutManager(cmd *cobra.Command, svc repo.Service) (*upgrade.Manager, err
 		}
 		return svc.Restore(ctx, &pr)
 	}
-	return upgrade.NewManager(globals.root, upgrade.WithRecorder(rec), upgrade.WithRestore(restore),
-		upgrade.WithProgress(progressPrinter(cmd)))
+	return upgrade.NewManager(globals.root, append([]upgrade.Option{upgrade.WithRecorder(rec), upgrade.WithRestore(restore),
+		upgrade.WithProgress(progressPrinter(cmd))}, extra...)...)
 }
 
 // bestEffortRecorder records into the event log when the repository can be
