@@ -176,13 +176,13 @@ type Config struct {
 	// source instead of Groups/Proxies. AppGroups lists its groups in
 	// rollout order (default: every group holding hosts, in file order,
 	// except ProxyGroup); ProxyGroup defaults to "proxies".
-	Inventory  string   `toml:"inventory"`
+	Inventory string `toml:"inventory"`
 	// NotIdempotent names steps (clean, update, verify, restart, purge,
 	// downgrade) whose custom commands must not simply be re-run when
 	// repoctl died while they ran; resume then halts instead.
 	NotIdempotent []string `toml:"not_idempotent"`
-	AppGroups  []string `toml:"app_groups"`
-	ProxyGroup string   `toml:"proxy_group"`
+	AppGroups     []string `toml:"app_groups"`
+	ProxyGroup    string   `toml:"proxy_group"`
 }
 
 // Host is a resolved host: defaults applied, commands merged.
