@@ -214,8 +214,27 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 	for _, d := range cfg.DropIns {
 		byDir[filepath.Clean(d.Dir)] = d
 	}
+	failures := 0
 	handle := func(bctx context.Context, paths []string) {
-		ingestBatch(bctx, r, log, byDir, paths)
+		if ingestBatch(bctx, r, log, byDir, paths) {
+			failures = 0
+			return
+		}
+		// A batch that failed as a whole (disk full, key unreadable …) is
+		// in the journal. Back off so a persistent fault does not spin,
+		// then Resume: it rolls the files back into their drop-in
+		// directory, where the watcher finds them again.
+		failures++
+		delay := min(time.Second<<min(failures-1, 6), time.Minute)
+		log.Warn("ingest batch failed; resuming after back-off", "in", delay, "failures", failures)
+		select {
+		case <-time.After(delay):
+		case <-stopCtx.Done():
+		case <-bctx.Done():
+		}
+		if err := r.Resume(bctx); err != nil {
+			log.Error("resume after failed batch", "err", err)
+		}
 	}
 	w, err := NewDropWatcher(dropDirs, handle, watchOpts...)
 	if err != nil {
@@ -283,9 +302,10 @@ func within(path, dir string) bool {
 
 // ingestBatch runs the pipeline on one batch, one Ingest per drop-in
 // directory (each has its own repository and channel), and logs every
-// outcome. Errors are logged, never fatal: a file the pipeline could not
-// decide about stays in place and the watcher retries it.
-func ingestBatch(ctx context.Context, r *Repo, log *slog.Logger, byDir map[string]DropIn, paths []string) {
+// outcome. Errors are logged, never fatal; it reports whether every Ingest
+// call completed (rejections are completions).
+func ingestBatch(ctx context.Context, r *Repo, log *slog.Logger, byDir map[string]DropIn, paths []string) bool {
+	allOK := true
 	groups := map[string][]string{}
 	var order []string
 	for _, p := range paths {
@@ -322,8 +342,10 @@ func ingestBatch(ctx context.Context, r *Repo, log *slog.Logger, byDir map[strin
 			"took", time.Since(start).Round(time.Millisecond)}
 		if err != nil && !errors.Is(err, ErrRejected) {
 			log.Error("ingest batch failed", append(attrs, "err", err)...)
+			allOK = false
 			continue
 		}
 		log.Info("ingest batch", attrs...)
 	}
+	return allOK
 }

@@ -1,10 +1,16 @@
 package repo
 
 import (
+	"context"
+	"bytes"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 )
 
 // Drop-in directories that overlap what the pipeline writes would feed our
@@ -43,4 +49,81 @@ func TestCheckDropIns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A batch that fails as a whole (here: the pipeline dies right after
+// journaling, then right after signing) is resumed after a back-off; the
+// file ends up published without a new event or a restart.
+func TestDaemonRetriesFailedBatch(t *testing.T) {
+	root, _ := newTestRoot(t, "")
+	var mu sync.Mutex
+	var hits []string
+	failpoint = func(state string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if (state == stateReceived && len(hits) == 0) || (state == stateSigned && len(hits) == 1) {
+			hits = append(hits, state)
+			return errors.New("injected failure at " + state)
+		}
+		return nil
+	}
+	defer func() { failpoint = nil }()
+
+	var logBuf syncBuffer
+	defer func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", logBuf.String())
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan DaemonInfo, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- RunDaemon(ctx, root, WithHTTPListen("off"), WithReady(func(i DaemonInfo) { ready <- i }),
+			WithDaemonLogger(slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	}()
+	select {
+	case <-ready:
+	case err := <-errc:
+		t.Fatal(err)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("daemon not ready")
+	}
+	in := validInput(t, helloSpec("retry-me"))
+	dropFile(t, filepath.Join(root, "incoming"), in.name, in.body)
+	repoDir := filepath.Join(root, "repo", "main", "staging", "el", "9", "x86_64")
+	waitFor(t, time.Minute, "the package after two failed batches", func() (bool, string) {
+		pk, err := repodataPackages(repoDir)
+		mu.Lock()
+		defer mu.Unlock()
+		_, ok := pk[in.nvra]
+		return ok && err == nil, fmt.Sprintf("failures %v, %d packages, %v", hits, len(pk), err)
+	})
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hits) != 2 {
+		t.Errorf("injected failures %v, want both", hits)
+	}
+	checkAccounted(t, root, []stormInput{in})
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
