@@ -432,6 +432,10 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 				return fmt.Errorf("placing %s: neither %q nor a placed copy exists", it.Record.NEVRA, it.Spool)
 			}
 		}
+		// Served files are world-readable (Apache/nginx read the tree).
+		if err := os.Chmod(src, 0o644); err != nil {
+			return fmt.Errorf("placing %s: %w", it.Record.NEVRA, err)
+		}
 		for _, pl := range it.Record.Placements {
 			if err := placeFile(src, r.abs(pl.File)); err != nil {
 				return fmt.Errorf("placing %s into %q: %w", it.Record.NEVRA, pl.Dir, err)
@@ -659,7 +663,9 @@ func copyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	// 0600 until placed: a rejected copy of whatever a socket client named
+	// must not become readable to others in ROOT/rejected.
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}

@@ -196,6 +196,9 @@ func TestAddSignPublishInstall(t *testing.T) {
 		t.Errorf("el/9/x86_64 repodata lists %v, want %v", got, want)
 	}
 	for nvra, p := range x86 {
+		if fi, err := os.Stat(filepath.Join(root, "repo/main/staging/el/9/x86_64", p.Location.Href)); err != nil || fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: served file mode %v %v, want 0644", nvra, fi.Mode(), err)
+		}
 		if p.Location.Href == "" || fileSHA(t, filepath.Join(root, "repo/main/staging/el/9/x86_64", p.Location.Href)) != p.Checksum {
 			t.Errorf("%s: repodata checksum does not match the served file", nvra)
 		}
@@ -298,6 +301,9 @@ func TestRejects(t *testing.T) {
 		first, _, _ := strings.Cut(string(reason), "\n")
 		if !strings.HasPrefix(first, code+": ") {
 			t.Errorf("%s.reason first line %q", x.Rejected, first)
+		}
+		if fi, err := os.Stat(x.Rejected); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: rejected copy mode %v %v, want 0600", inputs[i], fi.Mode(), err)
 		}
 		kept, _ := os.ReadFile(x.Rejected)
 		orig, _ := os.ReadFile(inputs[i])
