@@ -253,6 +253,17 @@ func TestPublishSignatureTravelsWithRepomd(t *testing.T) {
 // checksum mismatch; readers holding the directory open must see a
 // signature that matches the repomd.xml beside it.
 func TestRepublishWhileReading(t *testing.T) {
+	t.Run("exchange", func(t *testing.T) { republishWhileReading(t, false) })
+	// Without RENAME_EXCHANGE, files still never go missing or mismatch
+	// (the signature may be briefly absent, so it is not checked).
+	t.Run("in-place fallback", func(t *testing.T) {
+		forceInPlace = true
+		defer func() { forceInPlace = false }()
+		republishWhileReading(t, true)
+	})
+}
+
+func republishWhileReading(t *testing.T, inPlace bool) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	if _, err := Publish(ctx, dir, fakeEntries(50, "gen0"), WithSigner(fakeSign)); err != nil {
@@ -263,7 +274,11 @@ func TestRepublishWhileReading(t *testing.T) {
 
 	var stop atomic.Bool
 	var reads [3]atomic.Int64
-	errs := make(chan error, 3)
+	readers := 3
+	if inPlace {
+		readers = 2
+	}
+	errs := make(chan error, readers)
 	verify := func(get func(string) ([]byte, error)) error {
 		raw, err := get("repodata/repomd.xml")
 		if err != nil {
@@ -314,7 +329,7 @@ func TestRepublishWhileReading(t *testing.T) {
 		})
 	})
 	// Through a directory descriptor: one generation, seen whole.
-	go run(2, func() error {
+	dirfdReader := func() error {
 		fd, err := unix.Open(filepath.Join(dir, "repodata"), unix.O_RDONLY|unix.O_DIRECTORY, 0)
 		if err != nil {
 			return err
@@ -354,7 +369,10 @@ func TestRepublishWhileReading(t *testing.T) {
 			return fmt.Errorf("repomd.xml.asc does not match repomd.xml in one generation")
 		}
 		return nil
-	})
+	}
+	if !inPlace {
+		go run(2, dirfdReader)
+	}
 
 	for i := 1; i <= 50; i++ {
 		es := fakeEntries(50+i*3, fmt.Sprintf("gen%d", i))
@@ -363,19 +381,19 @@ func TestRepublishWhileReading(t *testing.T) {
 			stop.Store(true)
 			t.Fatal(err)
 		}
-		if !res.Changed {
-			t.Fatalf("publish %d reported unchanged", i)
+		if !res.Changed || res.InPlace != inPlace {
+			t.Fatalf("publish %d: changed %v, in place %v", i, res.Changed, res.InPlace)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
 	stop.Store(true)
-	for range 3 {
+	for range readers {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Logf("reads during 50 publishes: direct %d, http %d, dirfd %d", reads[0].Load(), reads[1].Load(), reads[2].Load())
-	for i := range reads {
+	for i := range readers {
 		if reads[i].Load() < 50 {
 			t.Fatalf("reader %d only completed %d reads", i, reads[i].Load())
 		}
