@@ -74,14 +74,28 @@ func appendEvent(tx *bolt.Tx, e *Event) error {
 		return err
 	}
 	e.Hash = h
-	return putJSON(b, seqKey(e.Seq), e)
+	if err := putJSON(b, seqKey(e.Seq), e); err != nil {
+		return err
+	}
+	// The head is kept apart from the log so that dropping the newest
+	// events (which leaves a valid shorter chain) is noticed too. If the
+	// head already disagrees with the log, it is left alone: later events
+	// must not paper over the evidence.
+	m := tx.Bucket(bucketMeta)
+	if cur := m.Get(metaHead); cur != nil && (e.Seq == 1 || string(cur) != fmt.Sprintf("%d %s", prev.Seq, prev.Hash)) {
+		return nil
+	}
+	return m.Put(metaHead, []byte(fmt.Sprintf("%d %s", e.Seq, e.Hash)))
 }
 
-// verifyEvents walks the whole chain and reports the first broken link.
+var metaHead = []byte("events.head")
+
+// verifyEvents walks the whole chain and reports the first broken link,
+// then checks that the chain ends where the recorded head says.
 func verifyEvents(tx *bolt.Tx) error {
 	prev := ""
 	var want uint64 = 1
-	return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+	err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
 		var e Event
 		if err := json.Unmarshal(v, &e); err != nil {
 			return fmt.Errorf("%w: event key %x does not decode: %v", ErrTampered, k, err)
@@ -103,6 +117,17 @@ func verifyEvents(tx *bolt.Tx) error {
 		want++
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	head := tx.Bucket(bucketMeta).Get(metaHead)
+	if head == nil && want == 1 {
+		return nil
+	}
+	if got := fmt.Sprintf("%d %s", want-1, prev); string(head) != got {
+		return fmt.Errorf("%w: the log ends at event %d but its recorded head is %q: events were removed", ErrTampered, want-1, head)
+	}
+	return nil
 }
 
 var whoami = func() string {

@@ -507,6 +507,43 @@ func TestEventLogTamper(t *testing.T) {
 	if _, err := r2.History(ctx, HistoryOptions{}); err != nil {
 		t.Errorf("plain History should still read: %v", err)
 	}
+	r2.Close()
+
+	// Dropping the newest events leaves a valid shorter chain; the head
+	// record notices.
+	db, err = bolt.Open(filepath.Join(root, "repoctl.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEvents)
+		// First undo the edit, so only the truncation remains.
+		if err := b.ForEach(func(k, v []byte) error {
+			if bytes.Contains(v, []byte(`"who":"mallory"`)) {
+				return b.Put(k, bytes.Replace(v, []byte(`"who":"mallory"`), []byte(`"who":"alice"`), 1))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		k, _ := b.Cursor().Last()
+		return b.Delete(k)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3 := openPL(t, root)
+	if _, err := r3.History(ctx, HistoryOptions{Verify: true}); !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), "removed") {
+		t.Fatalf("History(Verify) after dropping the last event: %v", err)
+	}
+	// New events do not hide it.
+	if err := r3.RecordEvent(ctx, Event{Action: "upgrade.step"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r3.History(ctx, HistoryOptions{Verify: true}); !errors.Is(err, ErrTampered) {
+		t.Fatalf("History(Verify) after a new event on a truncated log: %v", err)
+	}
 }
 
 func seqFromKey(k []byte) uint64 {
