@@ -62,9 +62,14 @@
 // ROOT/repoctl.db has the buckets packages (repo NUL NEVRA → PackageRecord
 // JSON, including the rendered metadata.Entry of the signed file), events
 // (8-byte big-endian sequence → Event JSON; Hash = sha256 hex of Prev and
-// the event's JSON with Hash empty), journal (in-flight ingests) and
-// blocks (metadata's compressed repodata blocks, reused by the next
-// publish). `repoctl history --verify` recomputes the chain.
+// the event's JSON with Hash empty; meta "events.head" holds the last
+// "SEQ HASH" so dropping the newest events shows too), journal (in-flight
+// ingests), dirty (directories awaiting a publish), blocks and blockrefs
+// (metadata's compressed repodata blocks, reused by the next publish, kept
+// while some directory uses them). `repoctl history --verify` recomputes
+// the chain. Someone who can rewrite the whole file can forge a consistent
+// chain; the log makes casual or partial edits evident, it is not a
+// signature.
 //
 // # Concurrency and crashes
 //
