@@ -212,7 +212,7 @@ func TestE2EPromotePhased(t *testing.T) {
 			Downgrade:   mark("downgrade") + dnf + " downgrade {{.Previous}}",
 			Purge:       mark("purge") + "rm -rf " + q(cache) + "/*",
 		},
-		Health: Health{ExpectStatus: 200, ExpectBody: "ok app {{.Version}}", Retries: 15,
+		Health: Health{ExpectStatus: 200, ExpectBody: "ok app {{.Version}}", Retries: 40,
 			Interval: Duration{200 * time.Millisecond}, Timeout: Duration{2 * time.Second}, Soak: Duration{400 * time.Millisecond}},
 		Groups:  []GroupConfig{{Name: "group1"}, {Name: "group2"}},
 		Proxies: []HostConfig{{Name: "proxy1", Address: "127.0.0.8", Port: e.lab.Hosts[6].Port}},

@@ -455,14 +455,14 @@ func TestHostKeysChecked(t *testing.T) {
 	}
 	// Timeouts and bounded output.
 	s := tr.settings
-	s.CommandTimeout = 500 * time.Millisecond
+	s.CommandTimeout = 2 * time.Second
 	tr3, _ := newSSHTransport(s)
 	defer tr3.Close()
 	tg := Target{Host: "app1", Address: h[0].Address, Port: h[0].Port, User: "root"}
 	if _, err := tr3.Run(context.Background(), tg, "sleep 20"); err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("timeout: %v", err)
 	}
-	res, err = tr3.Run(context.Background(), tg, "head -c 300000 /dev/zero")
+	res, err = tr.Run(context.Background(), tg, "head -c 300000 /dev/zero")
 	if err != nil || len(res.Stdout) > maxOutput+100 || !strings.Contains(res.Stdout, "dropped") {
 		t.Fatalf("bounded output: len %d, %v", len(res.Stdout), err)
 	}
@@ -566,7 +566,7 @@ func TestConcurrencyBoundAndBusy(t *testing.T) {
 	r.serveHealth(t, c)
 	c.Concurrency = 2
 	m := ShellQuote(r.marks)
-	c.Commands.Clean = `echo "{{.Host}} start $(date +%s.%N)" >> ` + m + ` && sleep 0.4 && echo "{{.Host}} end $(date +%s.%N)" >> ` + m
+	c.Commands.Clean = `echo "{{.Host}} start $(date +%s.%N)" >> ` + m + ` && sleep 1.5 && echo "{{.Host}} end $(date +%s.%N)" >> ` + m
 	started := make(chan string, 16)
 	mgr := r.manager(t, WithProgress(func(ev Event) {
 		if ev.Kind == EventStepStart && ev.Phase == "clean" {
