@@ -260,7 +260,7 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 					mu.Lock()
 					res.Skipped = append(res.Skipped, s)
 					mu.Unlock()
-					p.Notice(fmt.Sprintf("skipping %s", s.Reason))
+					p.Notice("skipped: " + s.Reason)
 				} else {
 					// Packed tightly: the renderer's buffers have
 					// room to spare, and 10,000 packages add up.
