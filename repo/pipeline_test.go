@@ -863,3 +863,32 @@ func TestProgressStages(t *testing.T) {
 		t.Errorf("stages: %s", got)
 	}
 }
+
+// RepoFile describes what is published even before the batch that
+// published it has recorded it.
+func TestRepoFileSeesPublishedDirs(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	p := writeSpec(t, t.TempDir(), spec("rf", "1", "1.fc40", "x86_64"))
+	inside, release := make(chan struct{}), make(chan struct{})
+	failpoint = func(s string) error {
+		if s == statePublished {
+			close(inside)
+			<-release
+		}
+		return nil
+	}
+	defer func() { failpoint = nil }()
+	done := make(chan error, 1)
+	go func() { _, err := r.Add(ctx, []string{p}, AddOptions{}); done <- err }()
+	<-inside
+	rf, err := r.RepoFile(ctx, RepoFileOptions{})
+	close(release)
+	if err != nil || !strings.Contains(rf, "/main/staging/fc/40/$basearch/") {
+		t.Errorf("repofile while the batch records: %v\n%s", err, rf)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

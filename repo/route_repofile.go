@@ -3,6 +3,9 @@ package repo
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -38,6 +41,11 @@ func (r *Repo) RepoFile(ctx context.Context, o RepoFileOptions) (string, error) 
 		}
 	}
 	r.idxMu.RUnlock()
+	// What clients can fetch counts too: a batch publishes before it
+	// records, and this reader does not wait for it.
+	for rel := range r.publishedReleases() {
+		releases[rel] = true
+	}
 	rels := make([]string, 0, len(releases))
 	for rel := range releases {
 		if o.Release == "" || o.Release == rel {
@@ -81,4 +89,36 @@ func writeSection(b *strings.Builder, id, name, baseurl, gpgkey string, enabled 
 		en = 1
 	}
 	fmt.Fprintf(b, "\n[%s]\nname=%s\nbaseurl=%s\nenabled=%d\ngpgcheck=1\nrepo_gpgcheck=1\ngpgkey=%s\nmetadata_expire=60\n", id, name, baseurl, en, gpgkey)
+}
+
+// publishedReleases finds release directories that have repodata on disk:
+// ROOT/repo/REPO/CHANNEL/<release…>/ARCH/repodata/repomd.xml.
+func (r *Repo) publishedReleases() map[string]bool {
+	out := map[string]bool{}
+	for _, repo := range r.cfg.Repos {
+		for _, ch := range r.cfg.Channels {
+			base := filepath.Join(r.cfg.Paths.Repo, repo, ch)
+			filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+				if err != nil || !d.IsDir() {
+					return nil
+				}
+				rel, _ := filepath.Rel(base, p)
+				depth := strings.Count(filepath.ToSlash(rel), "/") + 1
+				if d.Name() == "repodata" {
+					parts := strings.Split(filepath.ToSlash(rel), "/")
+					if len(parts) >= 3 {
+						if _, err := os.Stat(filepath.Join(p, "repomd.xml")); err == nil {
+							out[strings.Join(parts[:len(parts)-2], "/")] = true
+						}
+					}
+					return filepath.SkipDir
+				}
+				if rel != "." && (depth > 5 || strings.HasPrefix(d.Name(), ".")) {
+					return filepath.SkipDir
+				}
+				return nil
+			})
+		}
+	}
+	return out
 }
