@@ -369,7 +369,10 @@ func (m *Manager) run(ctx context.Context, r *Rollout, tr runner) (*Rollout, err
 					continue
 				}
 			}
-			if errors.Is(err, context.Canceled) || !r.Plan.RollbackOnFailure || errors.Is(err, ErrNotIdempotent) {
+			// Only hosts failing their step or gate trigger a rollback; an
+			// interrupt, an unrecordable event or a state error halts, for
+			// a resume to pick up.
+			if err != nil || !r.Plan.RollbackOnFailure {
 				return m.halt(ctx, r, ph.Name, failed, err)
 			}
 			r.RollingBack, r.FailedPhase = true, ph.Name
