@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -126,4 +128,53 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Under systemd (Type=notify) the daemon says READY=1 once it serves and
+// STOPPING=1 when it stops.
+func TestDaemonSdNotify(t *testing.T) {
+	root, _ := newTestRoot(t, "[signing]\nalgo = \"ed25519\"\n")
+	dir, err := os.MkdirTemp("", "notify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- RunDaemon(ctx, root, WithHTTPListen("127.0.0.1:0")) }()
+	read := func() string {
+		conn.SetReadDeadline(time.Now().Add(time.Minute))
+		buf := make([]byte, 512)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("reading notify socket: %v", err)
+		}
+		return string(buf[:n])
+	}
+	if msg := read(); !strings.Contains(msg, "READY=1") {
+		t.Fatalf("first notification %q, want READY=1", msg)
+	}
+	// Ready means ready: the control socket answers.
+	c, err := Dial(context.Background(), filepath.Join(root, "repoctl.sock"), time.Second)
+	if err != nil {
+		t.Fatalf("READY=1 but the socket does not answer: %v", err)
+	}
+	if _, err := c.Status(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	cancel()
+	if msg := read(); !strings.Contains(msg, "STOPPING=1") {
+		t.Fatalf("notification on stop %q, want STOPPING=1", msg)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
 }
