@@ -2,7 +2,7 @@ GO ?= go
 ROOT ?= ./var
 PKGS := ./...
 
-.PHONY: build run test test-deps bench fuzz vet clean
+.PHONY: build run test test-deps bench fuzz vet clean testdata-rpm
 
 build:
 	$(GO) build -o bin/repoctl ./cmd/repoctl
@@ -31,3 +31,10 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+## testdata-rpm: rebuild the README's quick-start package from its spec.
+testdata-rpm:
+	t=$$(mktemp -d) && SOURCE_DATE_EPOCH=1795305600 rpmbuild -bb --define "_topdir $$t" \
+	  --define "_buildhost build.repoctl.test" --define "use_source_date_epoch_as_buildtime 1" \
+	  --define "clamp_mtime_to_source_date_epoch 1" testdata/specs/hello.spec >/dev/null && \
+	  cp $$t/RPMS/noarch/hello-1.0-1.el9.noarch.rpm testdata/ && rm -rf $$t
