@@ -139,6 +139,9 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 		cacheDir = *cfg.cacheDir
 	}
 	var raw *DirCache
+	if pcfg.dryRun && cacheDir != "" && !pathExists(cacheDir) {
+		cacheDir = "" // a dry run creates nothing
+	}
 	if cacheDir != "" {
 		if pcfg.cache == nil {
 			if pcfg.cache, err = NewDirCache(cacheDir); err != nil {

@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,5 +125,59 @@ func TestStateRoundTripAndDamage(t *testing.T) {
 		if _, err := unmarshalState(b[:i]); err == nil {
 			t.Fatalf("truncated at %d accepted", i)
 		}
+	}
+}
+
+func TestCreateRepoDryRunWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	for i := 0; i < 50; i++ {
+		writeSmall(t, dir, i)
+	}
+	dry := WithPublishOptions(WithDryRun(true))
+	res, err := CreateRepo(ctx, dir, dry)
+	if err != nil || !res.Publish.DryRun || !res.Publish.Changed || res.Packages != 50 {
+		t.Fatalf("dry run on a new repository: %v %+v", err, res)
+	}
+	for _, p := range []string{"repodata", CacheDirName} {
+		if pathExists(filepath.Join(dir, p)) {
+			t.Fatalf("dry run created %s", p)
+		}
+	}
+	if _, err := CreateRepo(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() map[string]string {
+		m := map[string]string{}
+		for _, d := range []string{"repodata", CacheDirName} {
+			ents, _ := os.ReadDir(filepath.Join(dir, d))
+			for _, e := range ents {
+				fi, _ := e.Info()
+				m[d+"/"+e.Name()] = fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
+			}
+		}
+		return m
+	}
+	before := snapshot()
+	writeSmall(t, dir, 77)
+	res, err = CreateRepo(ctx, dir, WithUpdate(true), dry)
+	if err != nil || !res.Publish.Changed || res.Read != 1 {
+		t.Fatalf("dry run with a new package: %v %+v", err, res)
+	}
+	if after := snapshot(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("dry run wrote:\nbefore %v\nafter  %v", before, after)
+	}
+	// The dry run's checksums are the real run's.
+	real, err := CreateRepo(ctx, dir, WithUpdate(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range real.Publish.Records {
+		if real.Publish.Records[k].Checksum != res.Publish.Records[k].Checksum {
+			t.Fatalf("dry run predicted %s, real run wrote %s", res.Publish.Records[k].Checksum, real.Publish.Records[k].Checksum)
+		}
+	}
+	if res, err = CreateRepo(ctx, dir, WithUpdate(true), dry); err != nil || res.Publish.Changed {
+		t.Fatalf("dry run on an up-to-date repository: %v %+v", err, res.Publish)
 	}
 }

@@ -69,7 +69,8 @@ type publishConfig struct {
 	now      func() time.Time
 	// Set by CreateRepo only: known block keys, and where to report the
 	// layout of what was published.
-	hints keyHints
+	hints  keyHints
+	dryRun bool
 	// built, if set, is called once the documents are built and it is
 	// known whether they change the repository, so that CreateRepo can
 	// save its state while files are written and synced.
@@ -187,6 +188,25 @@ func WithWorkers(n int) PublishOption {
 	}
 }
 
+// WithDryRun makes Publish build and compare everything but write
+// nothing: no repodata, no cache, no pruning. PublishResult.Changed then
+// says whether a real run would change the repository, and Records carry
+// the would-be checksums (timestamps 0). Default false.
+func WithDryRun(dry bool) PublishOption {
+	return func(c *publishConfig) error {
+		c.dryRun = dry
+		return nil
+	}
+}
+
+// readOnlyCache hides a cache's writes during a dry run.
+type readOnlyCache struct{ c BlockCache }
+
+func (r readOnlyCache) GetBlocks(ctx context.Context, keys []string) (map[string][]byte, error) {
+	return r.c.GetBlocks(ctx, keys)
+}
+func (readOnlyCache) PutBlocks(context.Context, map[string][]byte) error { return nil }
+
 // PublishResult says what Publish did.
 type PublishResult struct {
 	// Changed is false when the repository already had exactly this
@@ -205,6 +225,8 @@ type PublishResult struct {
 	// InPlace is true when the filesystem could not exchange directories
 	// and the in-place fallback was used (see Publish).
 	InPlace bool `json:"in_place,omitempty"`
+	// DryRun: nothing was written (WithDryRun).
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // Publish writes repoDir/repodata for entries: primary, filelists and other
@@ -249,7 +271,13 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 		return nil, err
 	}
 	gen := filepath.Join(repoDir, genDirName)
-	if err := os.RemoveAll(gen); err != nil {
+	if cfg.dryRun {
+		if cfg.cache != nil {
+			c := *cfg
+			c.cache = readOnlyCache{cfg.cache}
+			cfg = &c
+		}
+	} else if err := os.RemoveAll(gen); err != nil {
 		return nil, fmt.Errorf("removing leftover %q: %w", gen, err)
 	}
 
@@ -288,6 +316,16 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 	}
 	res.Revision = rev
 	unchanged := same && rev == old.Revision && (cfg.signer == nil || pathExists(filepath.Join(repodata, "repomd.xml.asc")))
+	if cfg.dryRun {
+		res.DryRun, res.Changed = true, !unchanged
+		for k, d := range docs {
+			res.Records = append(res.Records, RepomdRecord{
+				Type: d.typ, Checksum: d.checksum, OpenChecksum: d.openChecksum,
+				Href: RepodataDir + "/" + names[k], Size: d.size, OpenSize: d.openSize,
+			})
+		}
+		return res, nil
+	}
 	if cfg.built != nil {
 		cfg.built(st, docs, !unchanged)
 	}

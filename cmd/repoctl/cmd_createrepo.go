@@ -29,9 +29,9 @@ func init() {
 		return 0, false
 	})
 	var (
-		update, noWait, quiet, noDatabase bool
-		workers, changelogLimit           int
-		compress, baseURL, revision       string
+		update, noWait, quiet, noDatabase, dryRun bool
+		workers, changelogLimit                   int
+		compress, baseURL, revision               string
 	)
 	cmd := &cobra.Command{
 		Use:   "createrepo [--update] [--workers N] [--compress-type zstd|gz] [--changelog-limit N] [--baseurl URL] [--revision R] DIR",
@@ -68,6 +68,7 @@ published and the exit status is 3.`,
 			pub := []metadata.PublishOption{
 				metadata.WithCompression(compress),
 				metadata.WithLockWait(!noWait),
+				metadata.WithDryRun(dryRun),
 			}
 			if revision != "" {
 				pub = append(pub, metadata.WithRevision(revision))
@@ -98,7 +99,10 @@ published and the exit status is 3.`,
 				return err
 			}
 			state := "published"
-			if res.Publish != nil && !res.Publish.Changed {
+			switch {
+			case res.Publish != nil && dryRun && res.Publish.Changed:
+				state = "would publish"
+			case res.Publish != nil && !res.Publish.Changed:
 				state = "unchanged"
 			}
 			fmt.Fprintf(out, "%s %d packages to %s/repodata (read %d, reused %d, skipped %d)\n",
@@ -115,6 +119,7 @@ published and the exit status is 3.`,
 	f.StringVar(&revision, "revision", "", "repomd.xml revision (default: current unix time when content changes)")
 	f.BoolVar(&noWait, "no-wait", false, "fail with exit status 4 instead of waiting when another writer holds the lock")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar or notices")
+	f.BoolVar(&dryRun, "dry-run", false, "read and compare everything, write nothing; say whether repodata would change")
 	f.BoolVar(&noDatabase, "no-database", true, "accepted for createrepo_c compatibility; sqlite databases are never written")
 	rootCmd.AddCommand(cmd)
 }

@@ -64,6 +64,17 @@ func TestCreaterepoCLI(t *testing.T) {
 	}
 
 	os.Remove(filepath.Join(repo, "junk.rpm"))
+	if _, err := testrpm.Write(repo, testrpm.Small(9)); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = run("createrepo", "--dry-run", "--update", "--compress-type", "gz", "--revision", "r1", repo)
+	if code != 0 || !strings.Contains(out, "would publish 6 packages") {
+		t.Fatalf("dry run: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if md2, _ := os.ReadFile(filepath.Join(repo, "repodata", "repomd.xml")); string(md2) != string(md) {
+		t.Fatal("dry run rewrote repomd.xml")
+	}
+	os.Remove(filepath.Join(repo, testrpm.Small(9).FileName()))
 	out, errOut, code = run("-o", "json", "createrepo", "--update", "--compress-type", "gz", "--revision", "r1", repo)
 	var res struct {
 		Packages int    `json:"packages"`
