@@ -34,7 +34,7 @@ func init() {
 		compress, baseURL, revision               string
 	)
 	cmd := &cobra.Command{
-		Use:   "createrepo [--update] [--workers N] [--compress-type zstd|gz] [--changelog-limit N] [--baseurl URL] [--revision R] DIR",
+		Use:   "createrepo [--update] [--dry-run] [--workers N] [--compress-type zstd|gz] [--changelog-limit N] [--baseurl URL] [--revision R] DIR",
 		Short: "Write repodata for a directory of RPMs, like createrepo_c, published atomically",
 		Long: `Scans DIR for *.rpm (recursively, skipping repodata/ and dot directories) and
 writes DIR/repodata: primary, filelists and other XML byte-identical to
