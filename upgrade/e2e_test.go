@@ -421,6 +421,25 @@ func TestE2EPromotePhased(t *testing.T) {
 		if ents, _ := os.ReadDir(cache); len(ents) != 5 {
 			t.Errorf("proxy cache touched: %d entries", len(ents))
 		}
+		var hist []struct {
+			Action  string            `json:"action"`
+			Details map[string]string `json:"details"`
+		}
+		if err := json.Unmarshal([]byte(e.mustRun("history", "-o", "json")), &hist); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, ev := range hist {
+			if ev.Details["rollout"] == st.ID || ev.Action == "restore" {
+				seen[ev.Action] = true
+			}
+		}
+		for _, a := range []string{"upgrade." + EventStarted, "upgrade." + EventStepFailed, "upgrade." + EventRollback,
+			"restore", "upgrade." + EventRestored, "upgrade." + EventRolledBack} {
+			if !seen[a] {
+				t.Errorf("event log lacks %s: %v", a, seen)
+			}
+		}
 	})
 
 	t.Run("kill -9 mid-rollout then resume", func(t *testing.T) {
@@ -539,7 +558,8 @@ func TestE2EPromotePhased(t *testing.T) {
 			Action  string            `json:"action"`
 			Details map[string]string `json:"details"`
 		}
-		if err := json.Unmarshal([]byte(e.mustRun("history", "-o", "json")), &hist); err != nil {
+		// --verify: the rollout's events sit in the hash chain unbroken.
+		if err := json.Unmarshal([]byte(e.mustRun("history", "--verify", "-o", "json")), &hist); err != nil {
 			t.Fatal(err)
 		}
 		var g1Healthy time.Time
