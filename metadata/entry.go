@@ -16,9 +16,10 @@ type Entry struct {
 	Size  int64  `json:"size"`  // file size; with MTime and Href decides --update reuse
 	MTime int64  `json:"mtime"` // file mtime, unix seconds
 
-	// Uncompressed XML, each exactly one "  <package ...>...</package>\n"
-	// block as createrepo_c writes it, indentation included, so that
-	// documents are plain concatenations.
+	// Uncompressed XML, each exactly one "<package ...>...</package>\n"
+	// block as createrepo_c writes it (starting at column 0, inner
+	// indentation included), so that documents are plain concatenations
+	// between a header and a footer.
 	Primary   []byte `json:"primary"`
 	Filelists []byte `json:"filelists"`
 	Other     []byte `json:"other"`
