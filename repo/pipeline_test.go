@@ -316,6 +316,9 @@ func TestRejects(t *testing.T) {
 			t.Errorf("reason names our private spool copy: %s", x.Reason)
 		}
 	}
+	if !errors.Is(res[3].Err(), ErrDuplicateNEVRA) || !errors.Is(res[4].Err(), ErrUnroutable) || !errors.Is(res[0].Err(), ErrRejected) || res[9].Err() != nil {
+		t.Errorf("AddResult.Err: %v / %v / %v / %v", res[3].Err(), res[4].Err(), res[0].Err(), res[9].Err())
+	}
 	if !strings.Contains(res[3].Reason, "pkg-1-1.el9.x86_64") {
 		t.Errorf("duplicate reason does not name the NEVRA: %s", res[3].Reason)
 	}

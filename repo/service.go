@@ -3,6 +3,8 @@ package repo
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/repoctl/repoctl/metadata"
@@ -84,6 +86,22 @@ type AddResult struct {
 	Reason    string   `json:"reason,omitempty"` // why it was rejected
 	// Rejected is where the rejected bytes were kept (ROOT/rejected/NAME).
 	Rejected string `json:"rejected,omitempty"`
+}
+
+// Err is nil unless the file was rejected; then it wraps ErrDuplicateNEVRA,
+// ErrUnroutable or ErrRejected according to the reason code.
+func (r AddResult) Err() error {
+	if r.Action != ActionRejected {
+		return nil
+	}
+	code, _, _ := strings.Cut(r.Reason, ":")
+	switch code {
+	case "duplicate-nevra":
+		return fmt.Errorf("%w: %s: %s", ErrDuplicateNEVRA, r.Path, r.Reason)
+	case "unroutable":
+		return fmt.Errorf("%w: %s: %s", ErrUnroutable, r.Path, r.Reason)
+	}
+	return fmt.Errorf("%w: %s: %s", ErrRejected, r.Path, r.Reason)
 }
 
 // ListOptions filter List; empty fields match everything.
