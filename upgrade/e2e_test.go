@@ -335,6 +335,27 @@ func TestE2EPromotePhased(t *testing.T) {
 		if err := json.Unmarshal([]byte(js), &doc); err != nil || len(doc.Plan.Phases) != 8 || doc.Plan.NEVRA != "app-2.0-1.el9.x86_64" {
 			t.Fatalf("json plan: %v\n%s", err, js)
 		}
+		// The same from an Ansible inventory: a canary group of one.
+		var ini strings.Builder
+		ini.WriteString("[all:vars]\nansible_user=root\n[canary]\n")
+		for i, h := range e.apps {
+			if i == 1 {
+				ini.WriteString("[rest]\n")
+			}
+			fmt.Fprintf(&ini, "%s ansible_host=%s ansible_port=%d\n", h.Name, h.Address, h.Port)
+		}
+		fmt.Fprintf(&ini, "[proxies]\nproxy1 ansible_host=127.0.0.8 ansible_port=%d\n", e.lab.Hosts[6].Port)
+		invFile := filepath.Join(work, "hosts.ini")
+		os.WriteFile(invFile, []byte(ini.String()), 0o644)
+		js = e.mustRun("promote", "app", "--to", "prod", "--phased", "--dry-run", "-o", "json", "--inventory", invFile)
+		doc.Plan = Plan{}
+		if err := json.Unmarshal([]byte(js), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if ph := doc.Plan.Phases; len(ph) != 8 || ph[3].Name != "restart canary" || len(ph[3].Tasks) != 1 || len(ph[5].Tasks) != 5 ||
+			ph[7].Tasks[0].Target.Port != e.lab.Hosts[6].Port {
+			t.Errorf("plan from the ansible inventory: %s", js)
+		}
 		after, _ := os.ReadFile(prodRepomd)
 		if !bytes.Equal(after, repomdBefore) {
 			t.Errorf("dry run changed prod repodata")
