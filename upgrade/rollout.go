@@ -299,9 +299,9 @@ func (m *Manager) newest(ctx context.Context, unfinished bool) (*Rollout, error)
 		}
 	}
 	if unfinished {
-		return nil, fmt.Errorf("no unfinished rollout: %w", ErrNotFound)
+		return nil, fmt.Errorf("no unfinished rollout in %q: %w", m.st.path, ErrNotFound)
 	}
-	return nil, ErrNotFound
+	return nil, fmt.Errorf("no rollout in %q: %w", m.st.path, ErrNotFound)
 }
 
 func (m *Manager) emit(ctx context.Context, r *Rollout, ev Event) error {

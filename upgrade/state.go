@@ -99,10 +99,9 @@ type store struct {
 	lockDir string
 }
 
+// newStore creates nothing: reading the state of a root without rollouts
+// leaves it untouched.
 func newStore(root string) (*store, error) {
-	if err := os.MkdirAll(filepath.Join(root, "rollouts.d"), 0o750); err != nil {
-		return nil, fmt.Errorf("creating rollout state dir in %q: %w", root, err)
-	}
 	return &store{path: filepath.Join(root, "rollouts.db"), lockDir: filepath.Join(root, "rollouts.d")}, nil
 }
 
@@ -323,6 +322,9 @@ type runLock struct{ f *os.File }
 func (s *store) lockPath(id string) string { return filepath.Join(s.lockDir, id+".lock") }
 
 func (s *store) lock(id string) (*runLock, error) {
+	if err := os.MkdirAll(s.lockDir, 0o750); err != nil {
+		return nil, fmt.Errorf("creating rollout lock dir %q: %w", s.lockDir, err)
+	}
 	f, err := os.OpenFile(s.lockPath(id), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock for rollout %q: %w", id, err)
