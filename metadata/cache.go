@@ -71,6 +71,11 @@ type DirCache struct {
 	sum     func([]byte) []byte
 	sumSize int
 
+	// forgetPuts: PutBlocks does not keep what it wrote in memory
+	// (later GetBlocks in this process miss them). For the uncompressed
+	// pack, which is written once per run and never read back by it.
+	forgetPuts bool
+
 	mu     sync.Mutex
 	loaded bool
 	index  map[string][]byte
@@ -216,8 +221,10 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 		return fmt.Errorf("writing block cache: %w", err)
 	}
 	c.size += cw.n
-	for _, k := range added {
-		c.index[k] = blocks[k]
+	if !c.forgetPuts {
+		for _, k := range added {
+			c.index[k] = blocks[k]
+		}
 	}
 	return nil
 }

@@ -67,9 +67,12 @@ func zstdCodecInstance() (codec, error) {
 		// produced by one goroutine, so output is deterministic.
 		// SpeedFastest: on repodata XML it is both half the CPU of
 		// SpeedDefault and slightly smaller (measured on 10,000 packages).
+		// A 1 MiB window covers a block (about 64 packages) and keeps
+		// each encoder's history, and clients' decoders, small.
 		zstdEnc, zstdErr = zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(zstd.SpeedFastest),
-			zstd.WithEncoderConcurrency(max(4, runtime.NumCPU())),
+			zstd.WithEncoderConcurrency(runtime.NumCPU()),
+			zstd.WithWindowSize(1<<20),
 			zstd.WithEncoderCRC(true))
 	})
 	if zstdErr != nil {
@@ -80,7 +83,7 @@ func zstdCodecInstance() (codec, error) {
 
 func (zstdCodec) name() string { return CompressZstd }
 func (zstdCodec) ext() string  { return ".zst" }
-func (zstdCodec) id() string   { return "zstd-fastest-crc" }
+func (zstdCodec) id() string   { return "zstd-fastest-w1m-crc" }
 func (c zstdCodec) encode(dst, src []byte) []byte {
 	return c.enc.EncodeAll(src, dst)
 }

@@ -291,8 +291,14 @@ func writeState(ctx context.Context, raw *DirCache, cacheDir string, layout *bui
 	if err != nil {
 		return err
 	}
-	// In batches, each block built at its exact size: a first run
-	// stores every block, as many bytes as the uncompressed XML.
+	// Forget blocks of older generations first (compaction copies only
+	// what is loaded), then append the new ones, which are not kept in
+	// memory: a first run stores as many bytes as the uncompressed XML.
+	if err := raw.RetainBlocks(ctx, all); err != nil {
+		return err
+	}
+	raw.forgetPuts = true
+	// In batches, each block built at its exact size.
 	missing := map[string][]byte{}
 	flush := func() error {
 		err := raw.PutBlocks(ctx, missing)
@@ -325,9 +331,6 @@ func writeState(ctx context.Context, raw *DirCache, cacheDir string, layout *bui
 		}
 	}
 	if err := flush(); err != nil {
-		return err
-	}
-	if err := raw.RetainBlocks(ctx, all); err != nil {
 		return err
 	}
 	s := &repoState{checksums: sums, codecID: codecID, base: base, changelog: int64(changelog)}
