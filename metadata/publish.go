@@ -125,7 +125,9 @@ func WithRevision(rev string) PublishOption {
 // WithSigner makes Publish write repomd.xml.asc, the detached signature
 // sign returns for the exact repomd.xml bytes, in the same atomic step as
 // repomd.xml. Without a signer no repomd.xml.asc is published (an old one
-// is never left beside a new repomd.xml).
+// is never left beside a new repomd.xml). An unchanged repository that
+// already has a signature is not re-signed; after a key rotation, pass a
+// new WithRevision to force it.
 func WithSigner(sign func(ctx context.Context, repomd []byte) (asc []byte, err error)) PublishOption {
 	return func(c *publishConfig) error {
 		c.signer = sign
@@ -245,7 +247,9 @@ type PublishResult struct {
 //
 // Writers are serialized by flock on repoDir/.repodata.lock. When the
 // content is already published, nothing is rewritten and repomd.xml stays
-// byte-identical (Changed is false).
+// byte-identical (Changed is false). Beside repodata/, Publish keeps only
+// dot files: the lock, .repodata.retired (when each superseded file was
+// superseded) and, while it runs, .repodata.new.
 func Publish(ctx context.Context, repoDir string, entries []Entry, opts ...PublishOption) (*PublishResult, error) {
 	cfg, err := newPublishConfig(opts)
 	if err != nil {
