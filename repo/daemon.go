@@ -96,6 +96,14 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 		}
 	}
 	log := o.log
+	// A second daemon on the same root would wait for the lock; say at
+	// once that one is already serving.
+	if cfg, err := LoadConfig(root, openConfigFile(o.open)); err == nil {
+		if c, err := Dial(ctx, cfg.Paths.Socket, time.Second); err == nil {
+			c.Close()
+			return fmt.Errorf("%w: a daemon already serves %q on %q", ErrLocked, cfg.Root, cfg.Paths.Socket)
+		}
+	}
 	openOpts := append([]Option{WithLogger(log), WithWho("daemon"), WithResume(false),
 		WithNotify(func(msg string) { log.Warn(msg) })}, o.open...)
 	r, err := Open(ctx, root, openOpts...)
@@ -348,4 +356,13 @@ func ingestBatch(ctx context.Context, r *Repo, log *slog.Logger, byDir map[strin
 		log.Info("ingest batch", attrs...)
 	}
 	return allOK
+}
+
+// openConfigFile is the config file that opts passed to Open name, if any.
+func openConfigFile(opts []Option) string {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	return o.configFile
 }

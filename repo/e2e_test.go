@@ -510,3 +510,22 @@ func TestDaemonSocketCLI(t *testing.T) {
 		t.Fatalf("list after the daemon stopped: exit %d: %s\n%s", code, stderr, out)
 	}
 }
+
+// A second daemon on the same root refuses at once instead of waiting for
+// the lock.
+func TestDaemonSecondInstance(t *testing.T) {
+	root, _ := newTestRoot(t, "")
+	d := startDaemon(t, root)
+	cmd := exec.Command(repoctlBinary(t), "daemon", "--root", root, "--listen", "off")
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+		t.Fatalf("second daemon: %v (want exit 4, busy)\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "already serves") {
+		t.Errorf("second daemon's message: %s", out)
+	}
+	t.Logf("second daemon refused after %v: %s", time.Since(start).Round(time.Millisecond), bytes.TrimSpace(out))
+	d.stop()
+}
