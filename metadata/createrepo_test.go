@@ -345,3 +345,40 @@ func TestDirCacheTornRecordIsAMiss(t *testing.T) {
 const sha256Size = 32
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// TestCreaterepoCUpdatesOurRepodata: the other direction. createrepo_c
+// --update reads our multi-member gz repodata and reuses it; its output
+// then equals its own full run.
+func TestCreaterepoCUpdatesOurRepodata(t *testing.T) {
+	dir := t.TempDir()
+	copyRPMs(t, sharedCorpus(t), dir)
+	for i := 0; i < 150; i++ {
+		writeSmall(t, dir, i)
+	}
+	res, err := CreateRepo(context.Background(), dir, WithPublishOptions(WithCompression("gz")))
+	onlyControlCharSkips(t, res, err)
+	if res.Publish.BlocksCompressed < 6 {
+		t.Fatalf("want several gzip members per file, got %d blocks", res.Publish.BlocksCompressed)
+	}
+	writeSmall(t, dir, 500)
+	list := filepath.Join(t.TempDir(), "read.txt")
+	cmd := exec.Command("createrepo_c", "--no-database", "--update", "--read-pkgs-list", list, dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("createrepo_c --update: %v\n%s", err, out)
+	}
+	// It re-read only the new package: the rest came from our XML.
+	if read := strings.Fields(string(mustRead(t, list))); len(read) != 1 || !strings.Contains(read[0], "bulk00500") {
+		t.Fatalf("createrepo_c re-read %v", read)
+	}
+	got := make([][]byte, 3)
+	md, err := readRepomdFile(filepath.Join(dir, "repodata", "repomd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, d := range docSpecs {
+		if got[k], err = readMetadataFile(context.Background(), dir, md.Record(d.typ), "sha256", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertSameDocs(t, "createrepo_c --update on ours vs createrepo_c full", oracleRepodata(t, dir), repodataDocs{got[0], got[1], got[2]})
+}
