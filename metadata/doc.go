@@ -10,13 +10,12 @@
 // payload is never decompressed), nor for deciding which packages belong in
 // a repository; callers pass the files or Entries they want published.
 //
-// The header reader validates the lead, both header intros and every index
-// entry against the data store (types, offsets, counts, alignment, string
-// terminators) before any value is read, and caps every size read from a
-// file (see WithMaxHeaderSize) so a hostile file cannot make it allocate
-// gigabytes. It then decodes values from that validated index itself:
-// go-rpmutils v0.4.0 trusts counts, panics on malformed headers (upstream
-// #42) and decodes through reflection and a map, which made it most of
-// the cost of a repository run. go-rpmutils stays the reference: tests
-// check that both read identical values from every fixture.
+// The header reader first has internal/rpmhdr validate the lead, both
+// header intros and every index entry against the data store (types,
+// offsets, counts, alignment, string terminators, region tag), with every
+// size read from a file capped (see WithMaxHeaderSize) so a hostile file
+// cannot make it allocate gigabytes. Only then does go-rpmutils decode the
+// values, from those validated bytes: go-rpmutils v0.4.0 trusts counts and
+// panics on malformed headers (upstream #42). A recover() maps any panic
+// that still gets through to ErrMalformed.
 package metadata

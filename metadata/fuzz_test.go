@@ -12,9 +12,11 @@ import (
 	"github.com/repoctl/repoctl/internal/testrpm"
 )
 
-// FuzzReadPackage feeds arbitrary bytes to the header reader. It must
-// never panic, must fail only with one of the package's sentinels, and
-// whatever it accepts must render.
+// FuzzReadPackage feeds arbitrary bytes to the whole reader: rpmhdr's
+// checks (fuzzed on their own by internal/rpmhdr's FuzzParse), then
+// go-rpmutils' decoding and the extraction on top. It must never panic,
+// must fail only with one of the package's sentinels, and whatever it
+// accepts must render.
 func FuzzReadPackage(f *testing.F) {
 	ms, _ := filepath.Glob(filepath.Join(sharedCorpus(f), "*.rpm"))
 	for _, m := range ms {
@@ -52,7 +54,7 @@ func FuzzReadPackage(f *testing.F) {
 	f.Add([]byte{0xed, 0xab, 0xee, 0xdb})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// A small cap keeps each run's allocations bounded. The header
-		// digest is not checked so that mutations reach value extraction.
+		// digests are refreshed so that mutations reach value extraction.
 		cfg, err := newReadConfig([]ReadOption{WithMaxHeaderSize(1 << 20), WithMaxEntries(1 << 12)})
 		if err != nil {
 			t.Fatal(err)

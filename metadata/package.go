@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/repoctl/repoctl/internal/rpmhdr"
 )
 
 // Package is what repodata says about one RPM: the fields of primary.xml,
@@ -132,11 +134,10 @@ const (
 	modeDir   = 0o040000
 )
 
-func packageFromHeader(raw *rawHeaders) (*Package, error) {
-	h := &raw.main
+func packageFromHeader(h hdr, raw *rpmhdr.Headers) (*Package, error) {
 	p := &Package{
-		HeaderStart: int64(raw.hdrStart),
-		HeaderEnd:   int64(raw.hdrEnd),
+		HeaderStart: raw.Main.Offset,
+		HeaderEnd:   raw.PayloadOffset(),
 	}
 	var ok bool
 	for _, f := range []struct {
@@ -169,12 +170,11 @@ func packageFromHeader(raw *rawHeaders) (*Package, error) {
 	}
 	// rpm merges the signature header's sizes into the main header
 	// unless it has its own; LONGARCHIVESIZE wins over ARCHIVESIZE.
-	if v, ok := raw.sig.num(sigTagLongArchive); ok {
-		p.ArchiveSize = int64(v)
-	} else if v, ok := h.num(tagArchiveSize); ok {
-		p.ArchiveSize = int64(v)
-	} else if v, ok := raw.sig.num(sigTagPayloadSize); ok {
-		p.ArchiveSize = int64(v)
+	for _, tag := range []int{sigTagLongArchive, tagArchiveSize, sigTagPayloadSize} {
+		if v, ok := h.num(tag); ok {
+			p.ArchiveSize = int64(v)
+			break
+		}
 	}
 
 	dirs, hasDirs := h.strs(tagDirNames)
@@ -272,7 +272,7 @@ func compressFilelist(old []string) (dirs, bases []string, idx []uint64) {
 	return dirs, bases, idx
 }
 
-func readChangelog(h *headerIndex, p *Package) {
+func readChangelog(h hdr, p *Package) {
 	times, ok1 := h.nums(tagChangelogTime)
 	names, ok2 := h.strs(tagChangelogName)
 	texts, ok3 := h.strs(tagChangelogText)

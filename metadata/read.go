@@ -1,7 +1,6 @@
 package metadata
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +10,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"github.com/repoctl/repoctl/internal/rpmhdr"
 )
 
 // Errors returned by the package reader; compare with errors.Is.
@@ -39,8 +40,8 @@ const (
 type readConfig struct {
 	maxStore   int
 	maxEntries int
-	// skipDigest lets the fuzz target reach value extraction with
-	// mutated headers; there is no option for it.
+	// skipDigest lets tests and the fuzz target reach value extraction
+	// with mutated headers (see withFreshDigests); no option sets it.
 	skipDigest bool
 }
 
@@ -92,24 +93,24 @@ func ReadPackage(r io.Reader, opts ...ReadOption) (*Package, error) {
 	return readPackage(r, cfg)
 }
 
-func readPackage(r io.Reader, cfg *readConfig) (p *Package, err error) {
-	raw, err := readRawHeaders(r, cfg)
+// readPackage validates the headers with rpmhdr (which reads no more
+// than the caps allow, and only as data arrives), then decodes them.
+func readPackage(r io.Reader, cfg *readConfig) (*Package, error) {
+	raw, err := rpmhdr.Read(r, cfg.hdrOptions()...)
 	if err != nil {
-		return nil, err
+		return nil, rpmhdr.Reclassify(err, hdrErrors)
 	}
-	// Last line of defence: every offset and count has been validated,
-	// but a panic in extraction must never escape to the caller.
-	defer func() {
-		if v := recover(); v != nil {
-			p, err = nil, fmt.Errorf("%w: header reader panicked: %v", ErrMalformed, v)
-		}
-	}()
-	if !cfg.skipDigest {
-		if err := raw.verifyDigest(); err != nil {
-			return nil, err
-		}
+	return decodeHeaders(raw, cfg)
+}
+
+// readPackageBytes is readPackage for a file already in memory: rpmhdr
+// validates it in place, without a copy.
+func readPackageBytes(b []byte, cfg *readConfig) (*Package, error) {
+	raw, err := rpmhdr.Parse(b, cfg.hdrOptions()...)
+	if err != nil {
+		return nil, rpmhdr.Reclassify(err, hdrErrors)
 	}
-	return packageFromHeader(raw)
+	return decodeHeaders(raw, cfg)
 }
 
 // wholeFileMax is the largest file ReadFile reads in one piece.
@@ -173,7 +174,7 @@ func ReadFile(ctx context.Context, path string, opts ...ReadOption) (*Package, e
 			}
 			return nil, fmt.Errorf("reading package %q: %w", path, err)
 		}
-		if p, err = readPackage(bytes.NewReader(b), cfg); err != nil {
+		if p, err = readPackageBytes(b, cfg); err != nil {
 			return nil, fmt.Errorf("reading package %q: %w", path, err)
 		}
 		sum := sha256.Sum256(b)
