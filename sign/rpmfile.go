@@ -1,53 +1,28 @@
 package sign
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"sort"
+
+	"github.com/repoctl/repoctl/internal/rpmhdr"
 )
 
 // RPM file layout: a 96-byte lead, the signature header (padded to 8
-// bytes), the main header, the payload. Each header is an 8-byte magic, an
-// index count il and data length dl (uint32 BE), il 16-byte index entries
-// (tag, type, offset, count) and dl bytes of data.
+// bytes), the main header, the payload. internal/rpmhdr reads and
+// validates all of it up to the payload; this file keeps what only the
+// signer needs: the parsed view it works with and the building of a new
+// signature header area.
 
-const (
-	leadSize  = 96
-	introSize = 16
+const leadSize = rpmhdr.LeadSize
 
-	// Limits as rpm enforces them (lib/header.c hdrblobVerifyInfo): a
-	// signature header has at most 32 entries and 64 MiB of data, a main
-	// header at most 0xffff entries and 256 MiB of data.
-	sigMaxIL  = 32
-	sigMaxDL  = 64 << 20
-	mainMaxIL = 0xffff
-	mainMaxDL = 256 << 20
-)
-
-var (
-	leadMagic   = []byte{0xed, 0xab, 0xee, 0xdb}
-	headerMagic = []byte{0x8e, 0xad, 0xe8, 0x01, 0, 0, 0, 0}
-)
-
-// Header data types.
-const (
-	typeNull        = 0
-	typeChar        = 1
-	typeInt8        = 2
-	typeInt16       = 3
-	typeInt32       = 4
-	typeInt64       = 5
-	typeString      = 6
-	typeBin         = 7
-	typeStringArray = 8
-	typeI18NString  = 9
-)
+// Header data types used when building signature headers.
+const typeBin = rpmhdr.TypeBin
 
 // Signature header tags.
 const (
-	tagSigRegion     = 62
+	tagSigRegion     = rpmhdr.TagHeaderSignatures
 	tagDSAHeader     = 267
 	tagRSAHeader     = 268
 	tagSHA1Header    = 269
@@ -61,7 +36,6 @@ const (
 	tagPGP5          = 1006
 	tagReservedSpace = 1008
 
-	tagMainRegion        = 63
 	tagPayloadDigest     = 5092
 	tagPayloadDigestAlgo = 5093
 	defaultReservedFill  = 4096
@@ -71,16 +45,26 @@ const (
 // sigTags are the tags that hold signatures; signing replaces all of them.
 var sigTags = map[uint32]bool{tagDSAHeader: true, tagRSAHeader: true, tagPGP: true, tagGPG: true, tagPGP5: true, tagOpenPGP: true}
 
+// entry is one signature header entry as the signer copies or adds it.
 type entry struct {
 	tag, typ uint32
-	off      int32
 	count    uint32
-	data     []byte // the value's bytes, sliced from the header data
+	data     []byte // the value's bytes
 }
 
+// header is a validated header with its entries in signer form.
 type header struct {
+	raw     *rpmhdr.Header
 	entries []entry
 	blob    []byte // magic through end of data, no padding
+}
+
+func newHeader(h *rpmhdr.Header) *header {
+	out := &header{raw: h, blob: h.Blob, entries: make([]entry, len(h.Entries))}
+	for i, e := range h.Entries {
+		out.entries[i] = entry{tag: e.Tag, typ: e.Type, count: e.Count, data: e.Data}
+	}
+	return out
 }
 
 func (h *header) get(tag uint32) *entry {
@@ -92,113 +76,9 @@ func (h *header) get(tag uint32) *entry {
 	return nil
 }
 
-func (h *header) str(tag uint32) (string, bool) {
-	e := h.get(tag)
-	if e == nil || (e.typ != typeString && e.typ != typeStringArray && e.typ != typeI18NString) {
-		return "", false
-	}
-	s, _, _ := bytes.Cut(e.data, []byte{0})
-	return string(s), true
-}
+func (h *header) str(tag uint32) (string, bool) { return h.raw.String(tag) }
 
-func (h *header) uint(tag uint32) (uint64, bool) {
-	e := h.get(tag)
-	if e == nil {
-		return 0, false
-	}
-	switch e.typ {
-	case typeInt32:
-		return uint64(binary.BigEndian.Uint32(e.data)), true
-	case typeInt64:
-		return binary.BigEndian.Uint64(e.data), true
-	case typeInt16:
-		return uint64(binary.BigEndian.Uint16(e.data)), true
-	}
-	return 0, false
-}
-
-func typeSize(t uint32) int {
-	switch t {
-	case typeNull:
-		return 0
-	case typeChar, typeInt8, typeBin:
-		return 1
-	case typeInt16:
-		return 2
-	case typeInt32:
-		return 4
-	case typeInt64:
-		return 8
-	}
-	return -1 // strings
-}
-
-// parseIntro checks a header intro and returns il, dl.
-func parseIntro(b []byte, maxIL, maxDL uint32) (il, dl uint32, err error) {
-	if !bytes.Equal(b[:8], headerMagic) {
-		return 0, 0, fmt.Errorf("%w: bad header magic", ErrCorrupt)
-	}
-	il, dl = binary.BigEndian.Uint32(b[8:]), binary.BigEndian.Uint32(b[12:])
-	if il == 0 {
-		return 0, 0, fmt.Errorf("%w: header has no index entries", ErrCorrupt)
-	}
-	if il > maxIL {
-		return 0, 0, fmt.Errorf("%w: header has %d index entries (limit %d)", ErrTooLarge, il, maxIL)
-	}
-	if dl > maxDL {
-		return 0, 0, fmt.Errorf("%w: header data is %d bytes (limit %d)", ErrTooLarge, dl, maxDL)
-	}
-	return il, dl, nil
-}
-
-// parseHeader validates every index entry of blob (which begins with the
-// magic and is exactly 16+il*16+dl bytes) so that nothing later can index
-// out of range.
-func parseHeader(blob []byte, il, dl uint32) (*header, error) {
-	idx := blob[introSize : introSize+16*int(il)]
-	data := blob[introSize+16*int(il):]
-	h := &header{blob: blob, entries: make([]entry, il)}
-	for i := range h.entries {
-		e := &h.entries[i]
-		b := idx[16*i:]
-		e.tag, e.typ = binary.BigEndian.Uint32(b), binary.BigEndian.Uint32(b[4:])
-		e.off, e.count = int32(binary.BigEndian.Uint32(b[8:])), binary.BigEndian.Uint32(b[12:])
-		if e.typ > typeI18NString {
-			return nil, fmt.Errorf("%w: tag %d has unknown type %d", ErrCorrupt, e.tag, e.typ)
-		}
-		if e.off < 0 || uint32(e.off) > dl {
-			return nil, fmt.Errorf("%w: tag %d offset %d outside data (%d bytes)", ErrCorrupt, e.tag, e.off, dl)
-		}
-		if e.count == 0 || e.count > dl {
-			return nil, fmt.Errorf("%w: tag %d has count %d", ErrCorrupt, e.tag, e.count)
-		}
-		rest := data[e.off:]
-		if sz := typeSize(e.typ); sz >= 0 {
-			n := uint64(sz) * uint64(e.count)
-			if n > uint64(len(rest)) {
-				return nil, fmt.Errorf("%w: tag %d runs past the header data", ErrCorrupt, e.tag)
-			}
-			if sz > 1 && int(e.off)%sz != 0 {
-				return nil, fmt.Errorf("%w: tag %d is misaligned", ErrCorrupt, e.tag)
-			}
-			e.data = rest[:n]
-		} else {
-			if e.typ == typeString && e.count != 1 {
-				return nil, fmt.Errorf("%w: string tag %d has count %d", ErrCorrupt, e.tag, e.count)
-			}
-			end := 0
-			for j := uint32(0); j < e.count; j++ {
-				k := bytes.IndexByte(rest[end:], 0)
-				if k < 0 {
-					return nil, fmt.Errorf("%w: tag %d is not NUL-terminated", ErrCorrupt, e.tag)
-				}
-				end += k + 1
-			}
-			e.data = rest[:end]
-		}
-	}
-	return h, nil
-}
+func (h *header) uint(tag uint32) (uint64, bool) { return h.raw.Uint(tag) }
 
 // pkg is a parsed package: everything before the payload, with offsets.
 type pkg struct {
@@ -214,71 +94,39 @@ type pkg struct {
 
 func pad8(n int) int { return (n + 7) &^ 7 }
 
+// hdrErrors shows rpmhdr's verdicts as the signer's sentinels.
+var hdrErrors = map[error]error{
+	rpmhdr.ErrNotRPM:    ErrNotRPM,
+	rpmhdr.ErrTruncated: ErrCorrupt,
+	rpmhdr.ErrMalformed: ErrCorrupt,
+	rpmhdr.ErrTooLarge:  ErrTooLarge,
+}
+
 // readPkg reads and validates lead and both headers from r (positioned at
-// the start of a file of the given size). It never allocates more than the
-// file can hold. r is left at the start of the payload.
+// the start of a file of the given size) with rpm's own limits. It never
+// allocates much more than the file holds. r is left at the start of the
+// payload.
 func readPkg(r io.Reader, size int64) (*pkg, error) {
 	if size > maxPackageSize {
 		return nil, fmt.Errorf("%w: file is %d bytes", ErrTooLarge, size)
 	}
-	p := &pkg{size: size, lead: make([]byte, leadSize)}
-	if _, err := io.ReadFull(r, p.lead); err != nil {
+	if size < leadSize {
 		return nil, fmt.Errorf("%w: shorter than an RPM lead", ErrNotRPM)
 	}
-	if !bytes.Equal(p.lead[:4], leadMagic) {
-		return nil, ErrNotRPM
+	h, err := rpmhdr.Read(r)
+	if err != nil {
+		return nil, rpmhdr.Reclassify(err, hdrErrors)
 	}
-	if p.lead[4] != 3 && p.lead[4] != 4 {
-		return nil, fmt.Errorf("%w: unsupported RPM format version %d", ErrNotRPM, p.lead[4])
-	}
-	if binary.BigEndian.Uint16(p.lead[78:]) != 5 {
-		return nil, fmt.Errorf("%w: lead signature type %d is not a header signature", ErrCorrupt, binary.BigEndian.Uint16(p.lead[78:]))
-	}
-	remaining := size - leadSize
-	readHdr := func(what string, maxIL, maxDL uint32) (*header, error) {
-		intro := make([]byte, introSize)
-		if remaining < introSize {
-			return nil, fmt.Errorf("%w: truncated before the %s header", ErrCorrupt, what)
-		}
-		if _, err := io.ReadFull(r, intro); err != nil {
-			return nil, fmt.Errorf("%w: reading %s header: %v", ErrCorrupt, what, err)
-		}
-		il, dl, err := parseIntro(intro, maxIL, maxDL)
-		if err != nil {
-			return nil, fmt.Errorf("%s header: %w", what, err)
-		}
-		n := int64(introSize) + 16*int64(il) + int64(dl)
-		if n > remaining {
-			return nil, fmt.Errorf("%w: %s header claims %d bytes, file has %d left (truncated?)", ErrCorrupt, what, n, remaining)
-		}
-		blob := make([]byte, n)
-		copy(blob, intro)
-		if _, err := io.ReadFull(r, blob[introSize:]); err != nil {
-			return nil, fmt.Errorf("%w: reading %s header: %v", ErrCorrupt, what, err)
-		}
-		remaining -= n
-		return parseHeader(blob, il, dl)
-	}
-	var err error
-	if p.sig, err = readHdr("signature", sigMaxIL, sigMaxDL); err != nil {
-		return nil, err
-	}
-	p.sigArea = pad8(len(p.sig.blob))
-	padding := int64(p.sigArea - len(p.sig.blob))
-	if remaining < padding {
-		return nil, fmt.Errorf("%w: truncated after the signature header", ErrCorrupt)
-	}
-	p.sigPad = make([]byte, padding)
-	if _, err := io.ReadFull(r, p.sigPad); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	remaining -= padding
-	p.mainOff = leadSize + int64(p.sigArea)
-	if p.main, err = readHdr("main", mainMaxIL, mainMaxDL); err != nil {
-		return nil, err
-	}
-	p.payloadOff = p.mainOff + int64(len(p.main.blob))
-	return p, nil
+	return &pkg{
+		size:       size,
+		lead:       h.Lead,
+		sig:        newHeader(&h.Sig),
+		sigArea:    h.SigArea(),
+		sigPad:     h.SigPad,
+		main:       newHeader(&h.Main),
+		mainOff:    h.Main.Offset,
+		payloadOff: h.PayloadOffset(),
+	}, nil
 }
 
 // buildSigHeader serializes a signature header from entries (minus any
@@ -301,7 +149,7 @@ func buildSigHeader(entries []entry, reserved int) []byte {
 	var data []byte
 	offs := make([]int, len(es))
 	for i, e := range es {
-		if sz := typeSize(e.typ); sz > 1 {
+		if sz := rpmhdr.TypeSize(e.typ); sz > 1 {
 			for len(data)%sz != 0 {
 				data = append(data, 0)
 			}
@@ -317,8 +165,8 @@ func buildSigHeader(entries []entry, reserved int) []byte {
 	binary.BigEndian.PutUint32(tr[12:], 16)
 	data = append(data, tr[:]...)
 
-	out := make([]byte, 0, introSize+16*il+len(data))
-	out = append(out, headerMagic...)
+	out := make([]byte, 0, rpmhdr.IntroSize+16*il+len(data))
+	out = append(out, rpmhdr.HeaderMagic()...)
 	out = binary.BigEndian.AppendUint32(out, uint32(il))
 	out = binary.BigEndian.AppendUint32(out, uint32(len(data)))
 	out = binary.BigEndian.AppendUint32(out, tagSigRegion)
