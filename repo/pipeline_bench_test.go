@@ -14,30 +14,41 @@ import (
 )
 
 // benchCorpus returns n Small packages, generated once per size under
-// os.TempDir().
+// os.TempDir(). The directory is shared with metadata's benchmarks (same
+// files), so it is generated in a private temp dir and renamed into place;
+// a concurrent generator winning the rename is fine.
 func benchCorpus(b *testing.B, n int) []string {
 	b.Helper()
 	dir := filepath.Join(os.TempDir(), fmt.Sprintf("repoctl-bench-corpus-%d", n))
-	if ents, err := os.ReadDir(dir); err == nil && len(ents) == n {
-		paths := make([]string, n)
-		for i := range paths {
-			paths[i] = filepath.Join(dir, testrpm.Small(i).FileName())
+	complete := func() bool {
+		ents, err := os.ReadDir(dir)
+		return err == nil && len(ents) == n
+	}
+	if !complete() {
+		if _, err := os.Stat(dir); err == nil {
+			// Incomplete leftover: move it aside rather than delete what
+			// another process may be reading.
+			os.Rename(dir, fmt.Sprintf("%s.stale-%d", dir, os.Getpid()))
 		}
-		return paths
+		tmp, err := os.MkdirTemp(os.TempDir(), "repoctl-bench-corpus-gen-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := testrpm.Corpus(context.Background(), tmp, n); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			os.RemoveAll(tmp)
+			if !complete() {
+				b.Fatalf("bench corpus %s: %v", dir, err)
+			}
+		}
 	}
-	os.RemoveAll(dir)
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		b.Fatal(err)
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i] = filepath.Join(dir, testrpm.Small(i).FileName())
 	}
-	if _, err := testrpm.Corpus(context.Background(), tmp, n); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		b.Fatal(err)
-	}
-	return benchCorpus(b, n)
+	return paths
 }
 
 // BenchmarkAddOneTo10k measures `repoctl add` of one package (validate,
