@@ -83,6 +83,9 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 		return nil, err
 	}
 	who := r.who(o.Who)
+	if o.DryRun {
+		o.Move = false // a dry run never takes a drop-in
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -118,6 +121,10 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 		msg = strings.ReplaceAll(msg, it.Spool, it.Src)
 		res.Action, res.Reason = ActionRejected, code+": "+msg
 		it.done = true
+		if o.DryRun {
+			os.Remove(it.Spool)
+			return nil
+		}
 		dst, err := r.rejectFile(it, code, msg)
 		if err != nil {
 			return err
@@ -253,6 +260,22 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 	})
 	if err != nil {
 		return nil, err
+	}
+	if o.DryRun {
+		for _, it := range items {
+			if !it.done {
+				res := &results[it.idx]
+				res.Action = ActionWouldAdd
+				e := it.orig
+				for _, a := range it.arches {
+					res.RepoPaths = append(res.RepoPaths, RepoDir(repoName, channel, it.dist, a)+"/"+
+						fmt.Sprintf("%s-%s-%s.%s.rpm", e.Name, e.Version, e.Release, e.Arch))
+				}
+				it.done = true
+			}
+			os.Remove(it.Spool)
+		}
+		return results, r.journalStep(items, nil) // records nothing
 	}
 	live := liveItems(items)
 	if err := r.journalStep(items, events); err != nil {
@@ -594,6 +617,20 @@ func contentSHA(path string, start int64) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+func insideDir(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+func (r *Repo) inDropIn(p string) bool {
+	for _, d := range r.cfg.DropIns {
+		if real, err := filepath.EvalSymlinks(d.Dir); err == nil && insideDir(real, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // fileOwner returns the NEVRA other than nevra that already uses fileName in
 // one of the target directories (in the store or earlier in this batch);
 // publishing two packages under one href is impossible.
@@ -633,7 +670,7 @@ func (r *Repo) receiveFile(it *journalItem) error {
 		if err != nil {
 			return err
 		}
-		if rel, err := filepath.Rel(r.cfg.Root, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		if insideDir(r.cfg.Root, real) && !r.inDropIn(real) {
 			return fmt.Errorf("%q is inside repoctl's root %q; copy it elsewhere or drop it into a drop-in directory", it.Src, r.cfg.Root)
 		}
 	}

@@ -895,3 +895,44 @@ func TestRepoFileSeesPublishedDirs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestAddDryRun(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	in := t.TempDir()
+	first := writeSpec(t, in, spec("dr", "1", "1.el9", "x86_64"))
+	if _, err := r.Add(ctx, []string{first}, AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := r.History(ctx, HistoryOptions{})
+	d2 := spec("dr", "1", "1.el9", "x86_64")
+	d2.Summary = "other build"
+	dup := writeSpec(t, t.TempDir(), d2)
+	newer := writeSpec(t, r.Config().DropIns[0].Dir, spec("dr", "2", "1.el9", "noarch"))
+	junk := filepath.Join(in, "junk.rpm")
+	os.WriteFile(junk, []byte("junk"), 0o644)
+	res, err := r.Ingest(ctx, []string{newer, dup, junk, first}, AddOptions{DryRun: true, Move: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Action != ActionWouldAdd || len(res[0].RepoPaths) != 2 || res[0].RepoPaths[0] != "main/staging/el/9/x86_64/dr-2-1.el9.noarch.rpm" ||
+		!errors.Is(res[1].Err(), ErrDuplicateNEVRA) || res[2].Action != ActionRejected || res[3].Action != ActionUnchanged {
+		t.Fatalf("%+v", res)
+	}
+	if _, err := os.Stat(newer); err != nil {
+		t.Errorf("dry run took the drop-in: %v", err)
+	}
+	after, _ := r.History(ctx, HistoryOptions{})
+	if len(after) != len(evs) {
+		t.Errorf("dry run recorded %d events", len(after)-len(evs))
+	}
+	for _, d := range []string{r.Config().Paths.Rejected, r.Config().Paths.Spool} {
+		if n := countFiles(d, func(string) bool { return true }); n != 0 {
+			t.Errorf("dry run left %d files in %s", n, d)
+		}
+	}
+	if got := keys(mustPkgs(t, filepath.Join(root, "repo/main/staging/el/9/x86_64"))); len(got) != 1 {
+		t.Errorf("repodata after dry run: %v", got)
+	}
+}

@@ -58,6 +58,7 @@ const (
 	ActionAdded     = "added"
 	ActionUnchanged = "unchanged"
 	ActionRejected  = "rejected"
+	ActionWouldAdd  = "would-add" // AddOptions.DryRun: would be added as RepoPaths
 )
 
 // AddOptions steer one Add or Ingest call.
@@ -73,6 +74,9 @@ type AddOptions struct {
 	// they are renamed into the spool, and a rejected file is moved to
 	// ROOT/rejected/ instead of copied. Add over the socket never sets it.
 	Move bool `json:"move,omitempty"`
+	// DryRun validates, routes and checks for duplicates, then stops:
+	// nothing is signed, placed, published, moved or recorded.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // AddResult is the outcome for one input file.

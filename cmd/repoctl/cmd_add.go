@@ -58,6 +58,7 @@ otherwise add takes the ROOT lock itself (waiting for it if needed).`,
 	}
 	cmd.Flags().StringVar(&o.Repo, "repo", "", "repository name (default: the config's default_repo)")
 	cmd.Flags().StringVar(&o.Channel, "channel", "", "channel to add to (default: the config's default_channel, staging)")
+	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "validate, route and check for duplicates only; change nothing")
 	rootCmd.AddCommand(cmd)
 
 	exitCoders = append(exitCoders, func(err error) (int, bool) {
@@ -118,7 +119,11 @@ func printAddResults(w io.Writer, res []repo.AddResult) error {
 				fmt.Fprintf(w, "           kept as %s\n", r.Rejected)
 			}
 		default:
-			fmt.Fprintf(w, "%-10s %s  key %s\n", r.Action, r.NEVRA, r.KeyID)
+			key := ""
+			if r.KeyID != "" {
+				key = "  key " + r.KeyID
+			}
+			fmt.Fprintf(w, "%-10s %s%s\n", r.Action, r.NEVRA, key)
 			if r.Reason != "" {
 				fmt.Fprintf(w, "           (%s)\n", r.Reason)
 			}
