@@ -79,7 +79,7 @@ func runPromote(cmd *cobra.Command, pkg string, f promoteFlags) error {
 	}
 	defer done()
 	ctx := cmd.Context()
-	req := repo.PromoteRequest{Package: pkg, Repo: f.repo, From: f.from, To: f.to, DryRun: true}
+	req := repo.PromoteRequest{Package: pkg, Repo: f.repo, From: f.from, To: f.to, DryRun: true, Who: repo.CurrentUser()}
 	preview, err := svc.Promote(ctx, req)
 	if err != nil {
 		return err

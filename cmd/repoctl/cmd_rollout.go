@@ -169,7 +169,7 @@ func rolloutEvent(ev upgrade.Event) repo.Event {
 	if ev.ExitStatus != 0 {
 		d["exit_status"] = strconv.Itoa(ev.ExitStatus)
 	}
-	return repo.Event{Time: ev.Time, Action: "upgrade." + ev.Kind, NEVRA: ev.NEVRA, Details: d}
+	return repo.Event{Time: ev.Time, Who: repo.CurrentUser(), Action: "upgrade." + ev.Kind, NEVRA: ev.NEVRA, Details: d}
 }
 
 // progressPrinter shows each host step on stderr as it ends.
