@@ -125,10 +125,17 @@ func readDeps(h hdr, p *Package, fileNames []string) {
 	var seenReq map[string]apValue
 
 	for kind, tags := range depTags {
-		names, ok1 := h.strs(tags[0])
-		flags, ok2 := h.nums(tags[1])
-		vers, ok3 := h.strs(tags[2])
-		if !ok1 || !ok2 || !ok3 {
+		// Most kinds are absent: stop at the first missing tag.
+		names, ok := h.strs(tags[0])
+		if !ok {
+			continue
+		}
+		flags, ok := h.nums(tags[1])
+		if !ok {
+			continue
+		}
+		vers, ok := h.strs(tags[2])
+		if !ok {
 			continue
 		}
 		n := min(len(names), len(flags), len(vers))

@@ -98,6 +98,10 @@ type hdr struct{ h *rpmutils.RpmHeader }
 func (h hdr) has(tag int) bool { return h.h.HasTag(tag) }
 
 func (h hdr) strs(tag int) ([]string, bool) {
+	// HasTag first: GetStrings allocates an error for a missing tag.
+	if !h.h.HasTag(tag) {
+		return nil, false
+	}
 	v, err := h.h.GetStrings(tag)
 	if err != nil {
 		return nil, false
