@@ -61,7 +61,8 @@ func WithMaxHeaderSize(n int) ReadOption {
 }
 
 // WithMaxEntries caps the number of index entries of each header.
-// Default 65536, which is also rpm's limit.
+// Default 65536; rpm's own limits (65535 for the main header, 32 for the
+// signature header) apply whatever the cap.
 func WithMaxEntries(n int) ReadOption {
 	return func(c *readConfig) error {
 		if n <= 0 || n > rpmMaxEntries {
