@@ -785,7 +785,7 @@ func (r *Repo) rejectFile(it *ingestItem, code, msg string) (string, error) {
 	for i := 1; ; i++ {
 		_, e1 := os.Lstat(dst)
 		_, e2 := os.Lstat(dst + ".reason")
-		if errors.Is(e1, os.ErrNotExist) && errors.Is(e2, os.ErrNotExist) {
+		if errors.Is(e1, os.ErrNotExist) && (errors.Is(e2, os.ErrNotExist) || orphanReasonFor(dst+".reason", it.Src)) {
 			break
 		}
 		dst = filepath.Join(r.cfg.Paths.Rejected, fmt.Sprintf("%s.%d", base, i))
@@ -801,6 +801,23 @@ func (r *Repo) rejectFile(it *ingestItem, code, msg string) (string, error) {
 		}
 	}
 	return dst, syncDir(r.cfg.Paths.Rejected)
+}
+
+// orphanReasonFor reports whether reasonPath is a .reason that a crash
+// left without its file (written first, then killed before the move) for
+// the same input. Reusing its slot keeps one .reason per rejected file
+// instead of an orphan beside a NAME.1 copy.
+func orphanReasonFor(reasonPath, src string) bool {
+	b, err := os.ReadFile(reasonPath)
+	if err != nil || len(b) > 64<<10 {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "file: "); ok {
+			return v == src
+		}
+	}
+	return false
 }
 
 func oneLine(s string) string {

@@ -936,3 +936,49 @@ func TestAddDryRun(t *testing.T) {
 		t.Errorf("repodata after dry run: %v", got)
 	}
 }
+
+// A crash between writing NAME.reason and moving the file leaves an orphan
+// .reason; when the same input is rejected again after resume it must take
+// that slot, so rejected/ never holds a .reason without its file.
+func TestRejectReusesOrphanReason(t *testing.T) {
+	root := t.TempDir()
+	r := openPL(t, root)
+	ctx := context.Background()
+	in := t.TempDir()
+	junk := filepath.Join(in, "junk.rpm")
+	if err := os.WriteFile(junk, []byte("not an rpm\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rej := r.Config().Paths.Rejected
+	orphan := filepath.Join(rej, "junk.rpm.reason")
+	if err := os.WriteFile(orphan, []byte("invalid: earlier try\nfile: "+junk+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Someone else's orphan for a different input keeps its slot.
+	if err := os.WriteFile(filepath.Join(rej, "other.rpm.reason"), []byte("invalid: x\nfile: /elsewhere/other.rpm\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Add(ctx, []string{junk}, AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := res[0].Rejected, filepath.Join(rej, "junk.rpm"); got != want {
+		t.Fatalf("rejected into %q, want the orphan's slot %q", got, want)
+	}
+	entries, err := os.ReadDir(rej)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if base, ok := strings.CutSuffix(name, ".reason"); ok && base != "other.rpm" {
+			if _, err := os.Stat(filepath.Join(rej, base)); err != nil {
+				t.Errorf("%s has no file beside it: %v", name, err)
+			}
+		}
+	}
+	b, _ := os.ReadFile(orphan)
+	if !strings.HasPrefix(string(b), reasonInvalid+": ") || strings.Contains(string(b), "earlier try") {
+		t.Errorf("reason not rewritten for the new rejection: %q", b)
+	}
+}
