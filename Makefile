@@ -26,8 +26,15 @@ test: test-deps
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./metadata ./sign ./repo ./upgrade
 
+## fuzz: each fuzz target for FUZZTIME (go test fuzzes one target per run).
+FUZZTIME ?= 60s
+FUZZ_TARGETS := internal/rpmhdr:FuzzParse metadata:FuzzReadPackage metadata:FuzzParseExisting \
+	sign:FuzzReadPackage repo:FuzzLoadConfig repo:FuzzAdd upgrade:FuzzParseNEVRA
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzReadPackage -fuzztime 60s ./metadata
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
 
 clean:
 	rm -rf bin
