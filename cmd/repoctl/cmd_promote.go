@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/repoctl/repoctl/repo"
 	"github.com/repoctl/repoctl/upgrade"
@@ -102,7 +102,7 @@ func runPromote(cmd *cobra.Command, pkg string, f promoteFlags) error {
 		return nil
 	}
 	if !f.yes {
-		if !isTerminal(os.Stdin) {
+		if !term.IsTerminal(int(os.Stdin.Fd())) {
 			return fmt.Errorf("%w: promote changes %s; pass --yes when not on a terminal", errUsage, orDefault(preview.To, "the target channel"))
 		}
 		printPromotePreview(cmd.ErrOrStderr(), preview, plan)
@@ -191,11 +191,6 @@ func printPromotePreview(w interface{ Write([]byte) (int, error) }, pr *repo.Pro
 	if plan != nil {
 		fmt.Fprint(w, plan.Text())
 	}
-}
-
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 func orDefault(s, d string) string {
