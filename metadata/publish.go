@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/repoctl/repoctl/internal/fsutil"
 )
 
 // Sentinel errors of the repodata writer.
@@ -444,7 +446,7 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 	if err := syncFiles(toSync); err != nil {
 		return nil, err
 	}
-	if err := syncDir(gen); err != nil {
+	if err := fsutil.SyncDir(gen); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -483,12 +485,12 @@ func swapGeneration(repoDir, gen, repodata string, newNames map[string]bool) (bo
 			return false, err
 		}
 		// gen no longer exists; recreate nothing.
-		return false, syncDir(repoDir)
+		return false, fsutil.SyncDir(repoDir)
 	}
 	if !forceInPlace {
 		err := unix.Renameat2(unix.AT_FDCWD, gen, unix.AT_FDCWD, repodata, unix.RENAME_EXCHANGE)
 		if err == nil {
-			return false, syncDir(repoDir)
+			return false, fsutil.SyncDir(repoDir)
 		}
 		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP) {
 			return false, fmt.Errorf("exchanging %q and %q: %w", gen, repodata, err)
@@ -512,7 +514,7 @@ func swapGeneration(repoDir, gen, repodata string, newNames map[string]bool) (bo
 			return true, err
 		}
 	}
-	if err := syncDir(repodata); err != nil {
+	if err := fsutil.SyncDir(repodata); err != nil {
 		return true, err
 	}
 	if err := os.Remove(filepath.Join(repodata, "repomd.xml.asc")); err != nil && !os.IsNotExist(err) {
@@ -526,7 +528,7 @@ func swapGeneration(repoDir, gen, repodata string, newNames map[string]bool) (bo
 			return true, err
 		}
 	}
-	return true, syncDir(repodata)
+	return true, fsutil.SyncDir(repodata)
 }
 
 // pruneInPlace removes superseded files whose grace period ended from a
@@ -666,21 +668,6 @@ func syncFiles(paths []string) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("syncing %q: %w", dir, err)
-	}
-	return nil
 }
 
 func pathExists(p string) bool {

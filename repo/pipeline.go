@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/repoctl/repoctl/internal/fsutil"
 	"github.com/repoctl/repoctl/metadata"
 	"github.com/repoctl/repoctl/sign"
 )
@@ -156,7 +157,7 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 				Path: it.Src, Details: map[string]string{"reason": results[it.idx].Reason}})
 		}
 	}
-	if err := syncDir(r.cfg.Paths.Spool); err != nil {
+	if err := fsutil.SyncDir(r.cfg.Paths.Spool); err != nil {
 		return nil, err
 	}
 
@@ -468,7 +469,7 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 		it.State = statePlaced
 	}
 	for d := range dirs {
-		if err := syncDir(r.abs(d)); err != nil {
+		if err := fsutil.SyncDir(r.abs(d)); err != nil {
 			return err
 		}
 	}
@@ -682,7 +683,7 @@ func (r *Repo) receiveFile(it *journalItem) error {
 		if err := copyFile(it.Src, it.Spool); err != nil {
 			return err
 		}
-		if err := fsyncFile(it.Spool); err != nil { // before the original goes
+		if err := fsutil.SyncFile(it.Spool); err != nil { // before the original goes
 			return err
 		}
 		return os.Remove(it.Src)
@@ -717,15 +718,6 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.Chtimes(dst, fi.ModTime(), fi.ModTime())
-}
-
-func fsyncFile(p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // syncSpool makes every spool file durable with one syncfs, so that a
@@ -767,7 +759,7 @@ func placeFile(src, dst string) error {
 	if err := copyFile(src, tmp); err != nil {
 		return err
 	}
-	if err := fsyncFile(tmp); err != nil {
+	if err := fsutil.SyncFile(tmp); err != nil {
 		return err
 	}
 	return os.Rename(tmp, dst)
@@ -792,7 +784,7 @@ func (r *Repo) rejectFile(it *ingestItem, code, msg string) (string, error) {
 	}
 	reason := fmt.Sprintf("%s: %s\nfile: %s\nrepo: %s\nchannel: %s\ntime: %s\n",
 		code, oneLine(msg), it.Src, it.Repo, it.Channel, time.Now().UTC().Format(time.RFC3339))
-	if err := writeFileAtomic(dst+".reason", []byte(reason), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(dst+".reason", []byte(reason), 0o644); err != nil {
 		return "", err
 	}
 	if _, err := os.Stat(it.Spool); err == nil {
@@ -800,7 +792,7 @@ func (r *Repo) rejectFile(it *ingestItem, code, msg string) (string, error) {
 			return "", fmt.Errorf("moving rejected %q: %w", it.Src, err)
 		}
 	}
-	return dst, syncDir(r.cfg.Paths.Rejected)
+	return dst, fsutil.SyncDir(r.cfg.Paths.Rejected)
 }
 
 // orphanReasonFor reports whether reasonPath is a .reason that a crash
@@ -956,7 +948,7 @@ func (r *Repo) rollBack(it *journalItem) error {
 	if err := os.Rename(it.Spool, dst); err != nil {
 		return fmt.Errorf("returning %q to %q: %w", it.Spool, dst, err)
 	}
-	return syncDir(filepath.Dir(dst))
+	return fsutil.SyncDir(filepath.Dir(dst))
 }
 
 // cleanSpool removes spool files that no journal item refers to (left by a

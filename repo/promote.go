@@ -8,6 +8,8 @@ import (
 
 	rpmutils "github.com/sassoftware/go-rpmutils"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/repoctl/repoctl/internal/fsutil"
 )
 
 // cmpEVR orders two records by epoch, version, release as rpm does.
@@ -168,7 +170,7 @@ func (r *Repo) Promote(ctx context.Context, req PromoteRequest) (*PromoteResult,
 		if err := placeFile(src, r.abs(pl.File)); err != nil {
 			return nil, fmt.Errorf("promoting %s into %q: %w", p.NEVRA, pl.Dir, err)
 		}
-		if err := syncDir(r.abs(pl.Dir)); err != nil {
+		if err := fsutil.SyncDir(r.abs(pl.Dir)); err != nil {
 			return nil, err
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/repoctl/repoctl/internal/fsutil"
 	"github.com/repoctl/repoctl/metadata"
 	"github.com/repoctl/repoctl/sign"
 )
@@ -284,7 +285,7 @@ func (r *Repo) ensureKey(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(filepath.Join(filepath.Dir(path), "signing.pub.asc"), pub, 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(filepath.Dir(path), "signing.pub.asc"), pub, 0o644); err != nil {
 			return err
 		}
 		err = r.st.db.Update(func(tx *bolt.Tx) error {
@@ -305,7 +306,7 @@ func (r *Repo) ensureKey(ctx context.Context) error {
 	}
 	served := filepath.Join(cfg.Paths.Repo, PublicKeyFile)
 	if old, err := os.ReadFile(served); err != nil || !bytes.Equal(old, pub) {
-		if err := writeFileAtomic(served, pub, 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(served, pub, 0o644); err != nil {
 			return err
 		}
 	}
@@ -353,45 +354,4 @@ func (r *Repo) indexRemove(p *PackageRecord, pls []Placement) {
 	for _, pl := range pls {
 		delete(r.dirs[pl.Dir], p.NEVRA)
 	}
-}
-
-// writeFileAtomic writes via a temp file, fsync and rename.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("writing %q: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %q: %w", path, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %q: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %q: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %q: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("writing %q: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %q: %w", dir, err)
-	}
-	return nil
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/repoctl/repoctl/internal/fsutil"
 )
 
 // A journal makes in-place patches crash safe. Before any file of a batch
@@ -103,7 +105,7 @@ func writeJournal(dir string, recs []journalRecord) (*journal, error) {
 	if err := f.Sync(); err != nil {
 		return fail(err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return fail(err)
 	}
 	return j, nil
@@ -113,7 +115,7 @@ func writeJournal(dir string, recs []journalRecord) (*journal, error) {
 func (j *journal) finish() error {
 	err := os.Remove(j.path)
 	if err == nil {
-		err = syncDir(filepath.Dir(j.path))
+		err = fsutil.SyncDir(filepath.Dir(j.path))
 	}
 	j.f.Close()
 	return err
@@ -225,7 +227,7 @@ func recoverJournal(path string) error {
 	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("%w: removing %q: %v", ErrJournal, path, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return fsutil.SyncDir(filepath.Dir(path))
 }
 
 // restore puts one file into a whole state.

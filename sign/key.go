@@ -18,6 +18,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/repoctl/repoctl/internal/fsutil"
 )
 
 // maxKeyFileSize caps how much of a key file is read: real keys are a few KiB.
@@ -354,7 +356,7 @@ func (k *Key) WritePublicFile(path string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("writing public key %q: %w", path, err)
 	}
-	return syncDir(filepath.Dir(path))
+	return fsutil.SyncDir(filepath.Dir(path))
 }
 
 func writeNewFile(path string, b []byte, mode os.FileMode) error {
@@ -374,7 +376,7 @@ func writeNewFile(path string, b []byte, mode os.FileMode) error {
 		}
 		return fmt.Errorf("writing key %q: %w", path, err)
 	}
-	return syncDir(dir)
+	return fsutil.SyncDir(dir)
 }
 
 func writeTemp(dir string, b []byte, mode os.FileMode) (string, error) {
@@ -399,18 +401,6 @@ func writeTemp(dir string, b []byte, mode os.FileMode) (string, error) {
 	f.Close()
 	os.Remove(name)
 	return "", err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %q: %w", dir, err)
-	}
-	return nil
 }
 
 // signParts makes a binary OpenPGP v4 signature packet (SHA-256) over the

@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
+
+	"github.com/repoctl/repoctl/internal/fsutil"
 )
 
 // Actions reported in Result.Action.
@@ -363,7 +365,7 @@ func (s *Signer) signBatch(ctx context.Context, paths []string, results []Result
 		syncDirs[filepath.Dir(pl.path)] = true
 	}
 	for d := range syncDirs {
-		if err := syncDir(d); err != nil {
+		if err := fsutil.SyncDir(d); err != nil {
 			return err
 		}
 	}
