@@ -18,16 +18,13 @@ import (
 // (exit 3, message naming it, JSON summary), an unchanged rerun, and a
 // second writer that will not wait (exit 4).
 func TestCreaterepoCLI(t *testing.T) {
-	for _, tool := range []string{"go", "flock"} {
+	for _, tool := range []string{"flock"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is required: %v", tool, err)
 		}
 	}
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "repoctl")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := repoctlBin
 	repo := filepath.Join(tmp, "repo")
 	os.MkdirAll(repo, 0o755)
 	for i := 0; i < 5; i++ {

@@ -13,16 +13,13 @@ import (
 // TestKeySignVerifyCLI drives the real binary: key generate/list/export,
 // sign (with a refused file) and verify, checking output and exit codes.
 func TestKeySignVerifyCLI(t *testing.T) {
-	for _, tool := range []string{"go", "rpmkeys"} {
+	for _, tool := range []string{"rpmkeys"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is required: %v", tool, err)
 		}
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "repoctl")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := repoctlBin
 	root := filepath.Join(dir, "root")
 	run := func(args ...string) (string, int) {
 		t.Helper()

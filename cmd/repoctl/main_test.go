@@ -1,0 +1,31 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// repoctlBin is the real binary, built once for every CLI test in this
+// package: the tests check what a user sees (output, exit codes), which
+// only a separate process shows.
+var repoctlBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "repoctl-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	repoctlBin = filepath.Join(dir, "repoctl")
+	if out, err := exec.Command("go", "build", "-o", repoctlBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
