@@ -195,15 +195,21 @@ func (s *Signer) SignFiles(ctx context.Context, paths []string) ([]Result, error
 		}
 	}
 	s.progress.Start(len(paths))
-	// A file named twice is signed once; patching it twice in one batch
-	// would trip over our own first write.
-	first := map[string]int{}
+	// A file named twice, or reached through two hard links, is signed
+	// once; patching it twice in one batch would trip over our own first
+	// write.
+	firstOf := map[fileID]int{}
+	first := make([]int, len(abs))
 	var uniq []int
 	for i, a := range abs {
-		if _, dup := first[a]; !dup {
-			first[a] = i
-			uniq = append(uniq, i)
+		id := identify(a)
+		if f, dup := firstOf[id]; dup {
+			first[i] = f
+			continue
 		}
+		firstOf[id] = i
+		first[i] = i
+		uniq = append(uniq, i)
 	}
 	for lo := 0; lo < len(uniq); lo += s.batchSize {
 		idx := uniq[lo:min(lo+s.batchSize, len(uniq))]
@@ -220,8 +226,8 @@ func (s *Signer) SignFiles(ctx context.Context, paths []string) ([]Result, error
 			return results, err
 		}
 	}
-	for i, a := range abs {
-		if f := first[a]; f != i {
+	for i := range abs {
+		if f := first[i]; f != i {
 			r := results[f]
 			r.Path = paths[i]
 			results[i] = r
@@ -388,6 +394,21 @@ func (s *Signer) signBatch(ctx context.Context, paths []string, results []Result
 		s.progress.Done(results[i])
 	}
 	return nil
+}
+
+// fileID names a file by device and inode, so hard links compare equal;
+// a file that cannot be stat'ed is named by its path (prepare reports why).
+type fileID struct {
+	dev, ino uint64
+	path     string
+}
+
+func identify(path string) fileID {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fileID{path: path}
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino}
 }
 
 // forEach runs fn for 0..n-1 on a bounded pool: one producer, workers
