@@ -18,11 +18,7 @@ import (
 // (exit 3, message naming it, JSON summary), an unchanged rerun, and a
 // second writer that will not wait (exit 4).
 func TestCreaterepoCLI(t *testing.T) {
-	for _, tool := range []string{"flock"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is required: %v", tool, err)
-		}
-	}
+	requireTools(t, "flock")
 	tmp := t.TempDir()
 	bin := repoctlBin
 	repo := filepath.Join(tmp, "repo")

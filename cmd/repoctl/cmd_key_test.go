@@ -13,11 +13,7 @@ import (
 // TestKeySignVerifyCLI drives the real binary: key generate/list/export,
 // sign (with a refused file) and verify, checking output and exit codes.
 func TestKeySignVerifyCLI(t *testing.T) {
-	for _, tool := range []string{"rpmkeys"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is required: %v", tool, err)
-		}
-	}
+	requireTools(t, "rpmkeys")
 	dir := t.TempDir()
 	bin := repoctlBin
 	root := filepath.Join(dir, "root")
