@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 )
@@ -117,20 +118,81 @@ func (c *Client) call(ctx context.Context, method string, req, res any) error {
 	return fromWire(reply.Error)
 }
 
-// Add sends absolute paths: the daemon's working directory is not ours.
+// Add opens each file itself, with the user's rights, and passes the open
+// descriptors to the daemon: the daemon never opens a path for a client.
+// A file the user cannot open is reported as rejected here, without
+// troubling the daemon. Large adds go in requests of maxPassFiles.
 func (c *Client) Add(ctx context.Context, paths []string, o AddOptions) ([]AddResult, error) {
-	abs := make([]string, len(paths))
-	for i, p := range paths {
-		a, err := filepath.Abs(p)
-		if err != nil {
-			return nil, fmt.Errorf("resolving %q: %w", p, err)
-		}
-		abs[i] = a
-	}
 	o.Move = false
+	out := make([]AddResult, 0, len(paths))
+	for len(paths) > 0 {
+		n := min(len(paths), maxPassFiles)
+		res, err := c.addChunk(ctx, paths[:n], o)
+		out = append(out, res...)
+		if err != nil {
+			return out, err
+		}
+		paths = paths[n:]
+	}
+	return out, nil
+}
+
+func (c *Client) addChunk(ctx context.Context, paths []string, o AddOptions) ([]AddResult, error) {
+	results := make([]AddResult, len(paths))
+	var files []*os.File
+	var names []string
+	var slot []int // results index of each file sent
+	defer func() { closeFiles(files) }()
+	for i, p := range paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			abs = p
+		}
+		results[i] = AddResult{Path: abs}
+		f, err := openInput(abs, false)
+		if err != nil {
+			results[i].Action = ActionRejected
+			results[i].Reason = reasonUnreadable + ": " + escapeText(err.Error())
+			continue
+		}
+		files = append(files, f)
+		names = append(names, abs)
+		slot = append(slot, i)
+	}
+	if len(files) == 0 {
+		return results, nil
+	}
 	var res []AddResult
-	err := c.call(ctx, apiAdd, addRequest{Paths: abs, Options: o}, &res)
-	return res, err
+	err := c.callWithFiles(ctx, apiAdd, addRequest{Names: names, Options: o}, &res, files)
+	if err == nil && len(res) != len(files) {
+		err = fmt.Errorf("daemon add: %d results for %d files", len(res), len(files))
+	}
+	if err != nil && len(res) != len(files) {
+		return nil, err
+	}
+	for k, r := range res {
+		results[slot[k]] = r
+	}
+	return results, err
+}
+
+// callWithFiles is call on a connection of its own whose first write
+// carries files.
+func (c *Client) callWithFiles(ctx context.Context, method string, req, res any, files []*os.File) error {
+	var d net.Dialer
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			conn, err := d.DialContext(ctx, "unix", c.socket)
+			if err != nil {
+				return nil, err
+			}
+			return &fdConn{UnixConn: conn.(*net.UnixConn), files: files}, nil
+		},
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	one := &Client{socket: c.socket, hc: &http.Client{Transport: tr}}
+	return one.call(ctx, method, req, res)
 }
 
 func (c *Client) List(ctx context.Context, o ListOptions) ([]PackageRecord, error) {
@@ -177,8 +239,8 @@ func (c *Client) Restore(ctx context.Context, r *PromoteResult) error {
 	return c.call(ctx, apiRestore, r, nil)
 }
 
-func (c *Client) RecordEvent(ctx context.Context, e Event) error {
-	return c.call(ctx, apiEvent, e, nil)
+func (c *Client) RecordRollout(ctx context.Context, e RolloutEvent) error {
+	return c.call(ctx, apiRollout, e, nil)
 }
 
 func (c *Client) RepoFile(ctx context.Context, o RepoFileOptions) (string, error) {

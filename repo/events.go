@@ -13,7 +13,7 @@ import (
 )
 
 // Event actions written by this package. Upgrade steps use their own
-// "upgrade.*" actions through RecordEvent.
+// "upgrade.*" actions through RecordRollout.
 const (
 	EventAdd       = "add"
 	EventSign      = "sign"

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -21,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/repoctl/repoctl/internal/fsutil"
+	"github.com/repoctl/repoctl/internal/nevra"
 	"github.com/repoctl/repoctl/metadata"
 	"github.com/repoctl/repoctl/sign"
 )
@@ -41,6 +44,7 @@ func hit(state string) error {
 const (
 	reasonUnreadable = "unreadable"
 	reasonInvalid    = "invalid"
+	reasonHeader     = "invalid-header"
 	reasonUnroutable = "unroutable"
 	reasonDuplicate  = "duplicate-nevra"
 	reasonSign       = "sign-failed"
@@ -51,15 +55,17 @@ const (
 type ingestItem struct {
 	*journalItem
 	idx  int
+	in   *os.File        // passed by a socket client; nil: open Src
 	orig *metadata.Entry // header of the input, unsigned
 	// content is the sha256 of the input from its main header on: the
 	// build itself, whatever signatures it carries. Equal content is the
 	// same package; it is what makes re-adding a file someone else signed,
 	// or one a crash left signed, a no-op instead of a conflict.
-	content string
-	dist    string
-	arches  []string
-	done    bool
+	content    string
+	dist       string
+	arches     []string
+	placements []Placement
+	done       bool
 }
 
 // Add runs the pipeline on the caller's files, which are copied, never
@@ -69,12 +75,33 @@ func (r *Repo) Add(ctx context.Context, paths []string, o AddOptions) ([]AddResu
 	return r.Ingest(ctx, paths, o)
 }
 
+// AddFiles is Add for files a control-socket client opened and passed as
+// descriptors: the daemon reads what the client could read, never a path
+// with its own rights. names are what the client called them (for
+// messages and events only). The files are not closed.
+func (r *Repo) AddFiles(ctx context.Context, files []*os.File, names []string, o AddOptions) ([]AddResult, error) {
+	if len(files) != len(names) {
+		return nil, fmt.Errorf("%w: %d files for %d names", ErrBadRequest, len(files), len(names))
+	}
+	o.Move = false
+	return r.ingest(ctx, names, files, o)
+}
+
 // Ingest is the batch pipeline: validate → sign → place → publish → record,
 // with one publish per affected repository directory for the whole batch.
 // The daemon calls it with o.Move for files from drop-in directories; every
 // such file ends up in the repository, in ROOT/rejected, or (on error) in
 // the journal for Resume.
+//
+// A fault of the machine rather than of a file (disk full, EIO, out of
+// descriptors) fails the call with ErrTransient and rejects nothing: the
+// files stay journaled, drop-ins go back to their directory, and a later
+// attempt takes them again.
 func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddResult, error) {
+	return r.ingest(ctx, paths, nil, o)
+}
+
+func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o AddOptions) ([]AddResult, error) {
 	repoName, err := r.cfg.checkRepo(o.Repo)
 	if err != nil {
 		return nil, err
@@ -83,7 +110,7 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 	if err != nil {
 		return nil, err
 	}
-	who := r.who(o.Who)
+	act := r.actor(ctx, o.Who)
 	if o.DryRun {
 		o.Move = false // a dry run never takes a drop-in
 	}
@@ -100,15 +127,21 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 	now := time.Now().UTC()
 	for i, p := range paths {
 		results[i] = AddResult{Path: p}
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			abs = p
+		abs := p
+		if files == nil {
+			if a, err := filepath.Abs(p); err == nil {
+				abs = a
+			}
 		}
 		id := newID()
 		items[i] = &ingestItem{idx: i, journalItem: &journalItem{
 			ID: id, Src: abs, Spool: filepath.Join(r.cfg.Paths.Spool, id+".rpm"), Move: o.Move,
-			Repo: repoName, Channel: channel, Who: who, State: stateReceived, Time: now,
+			Repo: repoName, Channel: channel, Who: act.who, Caller: act.caller, Note: act.note,
+			State: stateReceived, Time: now,
 		}}
+		if files != nil {
+			items[i].in = files[i]
+		}
 	}
 	if err := r.st.setJournal(journalOf(items)...); err != nil {
 		return nil, fmt.Errorf("journaling batch: %w", err)
@@ -120,7 +153,7 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 	reject := func(it *ingestItem, code, msg string) error {
 		res := &results[it.idx]
 		msg = strings.ReplaceAll(msg, it.Spool, it.Src)
-		res.Action, res.Reason = ActionRejected, code+": "+msg
+		res.Action, res.Reason = ActionRejected, code+": "+escapeText(msg)
 		it.done = true
 		if o.DryRun {
 			os.Remove(it.Spool)
@@ -131,31 +164,49 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 			return err
 		}
 		res.Rejected = dst
-		events = append(events, Event{Who: who, Action: EventReject, Repo: repoName, Channel: channel,
-			NEVRA: res.NEVRA, Path: it.Src, Details: map[string]string{"reason": res.Reason, "kept": dst}})
+		events = append(events, act.stamp(Event{Action: EventReject, Repo: repoName, Channel: channel,
+			NEVRA: res.NEVRA, Path: it.Src, Details: map[string]string{"reason": res.Reason, "kept": dst}}))
 		return nil
+	}
+	// transient fails the batch, leaving every item journaled: Resume
+	// returns drop-ins to their directory and drops `add` copies.
+	transientErr := func(step string, it *ingestItem, err error) error {
+		r.o.log.Warn("transient fault; nothing rejected, the batch will be retried", "step", step, "file", it.Src, "err", err)
+		return fmt.Errorf("%w: %s %q: %v", ErrTransient, step, it.Src, err)
 	}
 
 	// receive: take a private copy (or the file itself for drop-ins).
 	for _, it := range items {
-		if err := r.receiveFile(it.journalItem); err != nil {
-			results[it.idx].Action = ActionRejected
-			results[it.idx].Reason = reasonUnreadable + ": " + err.Error()
-			it.done = true
-			if fi, lerr := os.Lstat(it.Src); it.Move && lerr == nil && !fi.IsDir() {
-				// A drop-in we cannot take (a symlink, a fifo) must leave
-				// the directory, or the watcher would offer it forever.
-				moved := *it
-				moved.journalItem = &journalItem{}
-				*moved.journalItem = *it.journalItem
-				moved.Spool = it.Src
-				if dst, err := r.rejectFile(&moved, reasonUnreadable, err.Error()); err == nil {
-					results[it.idx].Rejected = dst
-				}
-			}
-			events = append(events, Event{Who: who, Action: EventReject, Repo: repoName, Channel: channel,
-				Path: it.Src, Details: map[string]string{"reason": results[it.idx].Reason}})
+		err := r.receive(ctx, it)
+		if err == nil {
+			continue
 		}
+		if it.Move && errors.Is(err, fs.ErrNotExist) {
+			// Gone before we took it (removed by whoever dropped it):
+			// nothing to keep, nothing to reject.
+			results[it.idx].Action = ActionRejected
+			results[it.idx].Reason = reasonUnreadable + ": " + escapeText(err.Error())
+			it.done = true
+			continue
+		}
+		if isTransient(err) || ctx.Err() != nil {
+			return nil, transientErr("receiving", it, err)
+		}
+		if it.Move {
+			// A drop-in we cannot take (a symlink, a fifo) must leave the
+			// directory, or the watcher would offer it forever.
+			if err := reject(it, reasonUnreadable, err.Error()); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		// The caller keeps their file; nothing of it is in the spool.
+		os.Remove(it.Spool)
+		results[it.idx].Action = ActionRejected
+		results[it.idx].Reason = reasonUnreadable + ": " + escapeText(err.Error())
+		it.done = true
+		events = append(events, act.stamp(Event{Action: EventReject, Repo: repoName, Channel: channel,
+			Path: it.Src, Details: map[string]string{"reason": results[it.idx].Reason}}))
 	}
 	if err := fsutil.SyncDir(r.cfg.Paths.Spool); err != nil {
 		return nil, err
@@ -188,9 +239,15 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	claimed := map[string]*ingestItem{}
-	claimedFiles := map[string]string{} // dir/file → NEVRA, within this batch
-	dupOf := map[int]int{}              // result index → index of the same build earlier in the batch
+	for _, it := range items {
+		if err := verrs[it.idx]; err != nil && isTransient(err) {
+			return nil, transientErr("reading", it, err)
+		}
+	}
+	// firstCopy finds an identical copy earlier in the batch: it is signed
+	// once, and the later copies share its outcome.
+	firstCopy := map[string]*ingestItem{} // NEVRA NUL content → first item
+	dupOf := map[*ingestItem]*ingestItem{}
 	err = r.st.db.View(func(tx *bolt.Tx) error {
 		for _, it := range items {
 			if it.done {
@@ -203,8 +260,16 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 				continue
 			}
 			e := it.orig
-			nevra := formatNEVRA(e.Name, e.Epoch, e.Version, e.Release, e.Arch)
-			results[it.idx].NEVRA = nevra
+			// Nothing is built from a header field before it passes:
+			// not a path, an event, a log line or repodata.
+			if err := nevra.Check(e.Name, e.Epoch, e.Version, e.Release, e.Arch); err != nil {
+				if err := reject(it, reasonHeader, strings.TrimPrefix(err.Error(), nevra.ErrInvalid.Error()+": ")); err != nil {
+					return err
+				}
+				continue
+			}
+			id := formatNEVRA(e.Name, e.Epoch, e.Version, e.Release, e.Arch)
+			results[it.idx].NEVRA = id
 			dist, arches, err := r.cfg.Route(e.Release, e.Arch, e.Arch == "src")
 			if err != nil {
 				if err := reject(it, reasonUnroutable, strings.TrimPrefix(err.Error(), ErrUnroutable.Error()+": ")); err != nil {
@@ -213,15 +278,25 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 				continue
 			}
 			it.dist, it.arches = dist, arches
-			fileName := fmt.Sprintf("%s-%s-%s.%s.rpm", e.Name, e.Version, e.Release, e.Arch)
-			if other := r.fileOwner(repoName, channel, dist, arches, fileName, nevra, claimedFiles); other != "" {
-				msg := fmt.Sprintf("%s would be placed as %s, which %s already uses (they differ only in epoch)", nevra, fileName, other)
+			fileName, err := packageFileName(e)
+			if err != nil {
+				return err
+			}
+			for _, a := range arches {
+				pl, err := newPlacement(repoName, channel, dist, a, fileName)
+				if err != nil {
+					return err
+				}
+				it.placements = append(it.placements, pl)
+			}
+			if other := r.fileOwner(it.placements, id); other != "" {
+				msg := fmt.Sprintf("%s would be placed as %s, which %s already uses (they differ only in epoch)", id, fileName, other)
 				if err := reject(it, reasonConflict, msg); err != nil {
 					return err
 				}
 				continue
 			}
-			old, err := getPackage(tx, repoName, nevra)
+			old, err := getPackage(tx, repoName, id)
 			if err != nil {
 				return err
 			}
@@ -230,31 +305,17 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 					r.unchanged(it, old, &results[it.idx], &events)
 					continue
 				}
-				msg := fmt.Sprintf("%s is already in repository %s as a different build (its header and payload differ; input sha256 %s, this file %s); a released package is never replaced: bump the release", nevra, repoName, old.OrigSHA256, e.PkgID)
+				msg := fmt.Sprintf("%s is already in repository %s as a different build (its header and payload differ; input sha256 %s, this file %s); a released package is never replaced: bump the release", id, repoName, old.OrigSHA256, e.PkgID)
 				if err := reject(it, reasonDuplicate, msg); err != nil {
 					return err
 				}
 				continue
 			}
-			if first, ok := claimed[nevra]; ok {
-				if first.content == it.content {
-					dupOf[it.idx] = first.idx
-					results[it.idx].Action = ActionUnchanged
-					results[it.idx].Reason = "same file as " + first.Src + " in this batch"
-					it.done = true
-					os.Remove(it.Spool)
-					continue
-				}
-				msg := fmt.Sprintf("%s appears twice in this batch with different content (%s and %s)", nevra, first.Src, it.Src)
-				if err := reject(it, reasonDuplicate, msg); err != nil {
-					return err
-				}
+			if first, ok := firstCopy[id+"\x00"+it.content]; ok {
+				dupOf[it] = first
 				continue
 			}
-			claimed[nevra] = it
-			for _, a := range arches {
-				claimedFiles[RepoDir(repoName, channel, dist, a)+"/"+fileName] = nevra
-			}
+			firstCopy[id+"\x00"+it.content] = it
 			it.State = stateValidated
 		}
 		return nil
@@ -262,23 +323,53 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 	if err != nil {
 		return nil, err
 	}
+	// settleCopies gives each identical later copy its first copy's
+	// outcome once that is known.
+	settleCopies := func() error {
+		for dup, first := range dupOf {
+			if dup.done {
+				continue
+			}
+			res, f := &results[dup.idx], results[first.idx]
+			switch {
+			case f.Action == ActionRejected:
+				code, msg, _ := strings.Cut(f.Reason, ": ")
+				if err := reject(dup, code, msg+" (same file as "+strconv.Quote(first.Src)+" in this batch)"); err != nil {
+					return err
+				}
+				continue
+			case f.Action == ActionWouldAdd:
+				res.Action = ActionWouldAdd
+			default:
+				res.Action = ActionUnchanged
+			}
+			res.Reason = "same file as " + strconv.Quote(first.Src) + " in this batch"
+			res.KeyID, res.SHA256, res.RepoPaths = f.KeyID, f.SHA256, f.RepoPaths
+			dup.done = true
+			os.Remove(dup.Spool)
+		}
+		return nil
+	}
 	if o.DryRun {
 		for _, it := range items {
-			if !it.done {
+			if !it.done && dupOf[it] == nil {
 				res := &results[it.idx]
 				res.Action = ActionWouldAdd
-				e := it.orig
-				for _, a := range it.arches {
-					res.RepoPaths = append(res.RepoPaths, RepoDir(repoName, channel, it.dist, a)+"/"+
-						fmt.Sprintf("%s-%s-%s.%s.rpm", e.Name, e.Version, e.Release, e.Arch))
+				for _, pl := range it.placements {
+					res.RepoPaths = append(res.RepoPaths, pl.File)
 				}
 				it.done = true
 			}
+		}
+		if err := settleCopies(); err != nil {
+			return nil, err
+		}
+		for _, it := range items {
 			os.Remove(it.Spool)
 		}
 		return results, r.journalStep(items, nil) // records nothing
 	}
-	live := liveItems(items)
+	live := signable(items, dupOf)
 	if err := r.journalStep(items, events); err != nil {
 		return nil, err
 	}
@@ -307,8 +398,20 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 		// Unsigned items stay journaled as validated; the next Ingest or
 		// Resume returns drop-ins to their directory.
 		r.o.log.Error("signing batch failed", "err", err)
+		if isTransient(err) {
+			return nil, fmt.Errorf("%w: signing batch: %v", ErrTransient, err)
+		}
 		return nil, fmt.Errorf("signing batch: %w", err)
 	}
+	for i, it := range live {
+		if err := sres[i].Err; err != nil && isTransient(err) {
+			return nil, transientErr("signing", it, err)
+		}
+	}
+	// Copies of one NEVRA with different content were all signed; the
+	// first that signed wins, so one copy's failure is only its own.
+	winner := map[string]*ingestItem{} // NEVRA → copy that is added
+	fileOf := map[string]string{}      // placed file → NEVRA, within this batch
 	for i, it := range live {
 		if sres[i].Err != nil {
 			if err := reject(it, reasonSign, sres[i].Err.Error()); err != nil {
@@ -316,12 +419,31 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 			}
 			continue
 		}
+		id := results[it.idx].NEVRA
+		if first, ok := winner[id]; ok {
+			msg := fmt.Sprintf("%s appears twice in this batch with different content (%q and %q); the first that signed was added, this copy is kept here signed", id, first.Src, it.Src)
+			if err := reject(it, reasonDuplicate, msg); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if other := batchFileOwner(fileOf, it.placements, id); other != "" {
+			msg := fmt.Sprintf("%s would be placed as %s, which %s in this batch uses (they differ only in epoch)", id, path.Base(it.placements[0].File), other)
+			if err := reject(it, reasonConflict, msg); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		winner[id] = it
+		for _, pl := range it.placements {
+			fileOf[pl.File] = id
+		}
 		pkg, err := metadata.ReadFile(ctx, it.Spool)
 		if err != nil {
 			return nil, fmt.Errorf("re-reading signed %q: %w", it.Src, err)
 		}
 		e := it.orig
-		fileName := fmt.Sprintf("%s-%s-%s.%s.rpm", e.Name, e.Version, e.Release, e.Arch)
+		fileName := path.Base(it.placements[0].File)
 		entry, err := pkg.Entry(fileName, metadata.RenderOptions{ChangelogLimit: r.cfg.Publish.ChangelogLimit})
 		if err != nil {
 			return nil, fmt.Errorf("rendering signed %q: %w", it.Src, err)
@@ -330,27 +452,22 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 		if keyID == "" {
 			keyID = r.key.KeyID()
 		}
-		rec := &PackageRecord{
-			Repo: repoName, NEVRA: results[it.idx].NEVRA, Name: e.Name, Epoch: e.Epoch, Version: e.Version,
+		it.Record = &PackageRecord{
+			Repo: repoName, NEVRA: id, Name: e.Name, Epoch: e.Epoch, Version: e.Version,
 			Release: e.Release, Arch: e.Arch, FileName: fileName,
 			OrigSHA256: e.PkgID, OrigSize: e.Size, ContentSHA256: it.content, SHA256: entry.PkgID, Size: entry.Size, KeyID: keyID,
-			Dist: it.dist, Added: now, AddedBy: who, Entry: entry,
+			Dist: it.dist, Added: now, AddedBy: act.who, Entry: entry, Placements: it.placements,
 		}
-		for _, a := range it.arches {
-			dir := RepoDir(repoName, channel, it.dist, a)
-			rec.Placements = append(rec.Placements, Placement{Channel: channel, Release: it.dist, Arch: a,
-				Dir: dir, File: dir + "/" + fileName})
-		}
-		it.Record = rec
 		it.State = stateSigned
 	}
-	live = liveItems(items)
+	live = signable(items, dupOf)
 	if err := r.syncSpool(); err != nil {
 		return nil, err
 	}
 	if err := r.journalStep(items, events); err != nil {
 		return nil, err
 	}
+	events = nil
 	if err := hit(stateSigned); err != nil {
 		return nil, err
 	}
@@ -358,6 +475,7 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 		return nil, err
 	}
 	for _, it := range live {
+		it.done = true
 		res := &results[it.idx]
 		res.Action = ActionAdded
 		res.KeyID = it.Record.KeyID
@@ -366,12 +484,38 @@ func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddR
 			res.RepoPaths = append(res.RepoPaths, pl.File)
 		}
 	}
-	for i, first := range dupOf {
-		if f := results[first]; f.Action == ActionAdded {
-			results[i].KeyID, results[i].SHA256, results[i].RepoPaths = f.KeyID, f.SHA256, f.RepoPaths
+	if len(dupOf) > 0 {
+		if err := settleCopies(); err != nil {
+			return nil, err
+		}
+		if err := r.journalStep(items, events); err != nil {
+			return nil, err
 		}
 	}
 	return results, nil
+}
+
+// signable is the items still in the pipeline, less identical later
+// copies, which wait for their first copy's outcome.
+func signable(items []*ingestItem, dupOf map[*ingestItem]*ingestItem) []*ingestItem {
+	var out []*ingestItem
+	for _, it := range items {
+		if !it.done && dupOf[it] == nil {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// batchFileOwner is the NEVRA other than id that an earlier copy in this
+// batch places at one of pls' files.
+func batchFileOwner(fileOf map[string]string, pls []Placement, id string) string {
+	for _, pl := range pls {
+		if n, ok := fileOf[pl.File]; ok && n != id {
+			return n
+		}
+	}
+	return ""
 }
 
 func (r *Repo) unchanged(it *ingestItem, old *PackageRecord, res *AddResult, events *[]Event) {
@@ -387,8 +531,8 @@ func (r *Repo) unchanged(it *ingestItem, old *PackageRecord, res *AddResult, eve
 	}
 	it.done = true
 	os.Remove(it.Spool)
-	*events = append(*events, Event{Who: it.Who, Action: EventUnchanged, Repo: it.Repo, Channel: it.Channel,
-		NEVRA: old.NEVRA, Path: it.Src})
+	*events = append(*events, it.actor().stamp(Event{Action: EventUnchanged, Repo: it.Repo, Channel: it.Channel,
+		NEVRA: old.NEVRA, Path: it.Src}))
 }
 
 // journalStep saves the state of the live items, drops decided ones and
@@ -442,26 +586,33 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 	r.o.progress.Stage("placing", len(items))
 	dirs := map[string]bool{}
 	for _, it := range items {
-		src := it.Spool
-		if _, err := os.Stat(src); err != nil {
+		for _, pl := range it.Record.Placements {
+			if err := checkPlacement(it.Record.Repo, pl); err != nil {
+				return fmt.Errorf("placing %s: %w", it.Record.NEVRA, err)
+			}
+		}
+		place := func(pl Placement) error { return r.tree.linkIn(it.Spool, pl) }
+		if _, err := os.Stat(it.Spool); err == nil {
+			// Served files are world-readable (Apache/nginx read the tree).
+			if err := os.Chmod(it.Spool, 0o644); err != nil {
+				return fmt.Errorf("placing %s: %w", it.Record.NEVRA, err)
+			}
+		} else {
 			// Resume after a crash past placement: any placed copy will do.
-			src = ""
+			src := ""
 			for _, pl := range it.Record.Placements {
-				if _, err := os.Stat(r.abs(pl.File)); err == nil {
-					src = r.abs(pl.File)
+				if r.tree.exists(pl.File) {
+					src = pl.File
 					break
 				}
 			}
 			if src == "" {
 				return fmt.Errorf("placing %s: neither %q nor a placed copy exists", it.Record.NEVRA, it.Spool)
 			}
-		}
-		// Served files are world-readable (Apache/nginx read the tree).
-		if err := os.Chmod(src, 0o644); err != nil {
-			return fmt.Errorf("placing %s: %w", it.Record.NEVRA, err)
+			place = func(pl Placement) error { return r.tree.linkWithin(src, pl) }
 		}
 		for _, pl := range it.Record.Placements {
-			if err := placeFile(src, r.abs(pl.File)); err != nil {
+			if err := place(pl); err != nil {
 				return fmt.Errorf("placing %s into %q: %w", it.Record.NEVRA, pl.Dir, err)
 			}
 			dirs[pl.Dir] = true
@@ -469,7 +620,7 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 		it.State = statePlaced
 	}
 	for d := range dirs {
-		if err := fsutil.SyncDir(r.abs(d)); err != nil {
+		if err := r.tree.syncDir(d); err != nil {
 			return err
 		}
 	}
@@ -485,7 +636,7 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 			pending[pl.Dir] = append(pending[pl.Dir], it.Record.Entry)
 		}
 	}
-	events, err := r.publishDirs(ctx, sortedKeys(dirs), pending, items[0].Who)
+	events, err := r.publishDirs(ctx, sortedKeys(dirs), pending, items[0].actor())
 	if err != nil {
 		return err
 	}
@@ -504,11 +655,12 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 			if err := putPackage(tx, rec); err != nil {
 				return err
 			}
+			a := it.actor()
 			ev := []Event{
-				{Who: it.Who, Action: EventSign, Repo: rec.Repo, NEVRA: rec.NEVRA, Path: it.Src,
-					Details: map[string]string{"key_id": rec.KeyID, "sha256": rec.SHA256}},
-				{Who: it.Who, Action: EventAdd, Repo: rec.Repo, Channel: it.Channel, NEVRA: rec.NEVRA, Path: it.Src,
-					Details: map[string]string{"orig_sha256": rec.OrigSHA256, "files": strings.Join(placedFiles(rec.Placements), " ")}},
+				a.stamp(Event{Action: EventSign, Repo: rec.Repo, NEVRA: rec.NEVRA, Path: it.Src,
+					Details: map[string]string{"key_id": rec.KeyID, "sha256": rec.SHA256}}),
+				a.stamp(Event{Action: EventAdd, Repo: rec.Repo, Channel: it.Channel, NEVRA: rec.NEVRA, Path: it.Src,
+					Details: map[string]string{"orig_sha256": rec.OrigSHA256, "files": strings.Join(placedFiles(rec.Placements), " ")}}),
 			}
 			for i := range ev {
 				if err := appendEvent(tx, &ev[i]); err != nil {
@@ -540,7 +692,7 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 
 // publishDirs writes repodata for each dir from the index plus pending
 // entries not yet in the store, and returns one publish event per dir.
-func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[string][]*metadata.Entry, who string) ([]Event, error) {
+func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[string][]*metadata.Entry, a actor) ([]Event, error) {
 	var events []Event
 	r.o.progress.Stage("publishing", len(dirs))
 	for _, d := range dirs {
@@ -570,8 +722,8 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 		}
 		r.o.log.Info("published", "dir", d, "packages", len(entries), "changed", pr.Changed,
 			"blocks_reused", pr.BlocksReused, "blocks_compressed", pr.BlocksCompressed, "took", time.Since(start))
-		events = append(events, Event{Who: who, Action: EventPublish, Path: d,
-			Details: map[string]string{"packages": strconv.Itoa(len(entries))}})
+		events = append(events, a.stamp(Event{Action: EventPublish, Path: d,
+			Details: map[string]string{"packages": strconv.Itoa(len(entries))}}))
 	}
 	return events, nil
 }
@@ -632,17 +784,14 @@ func (r *Repo) inDropIn(p string) bool {
 	return false
 }
 
-// fileOwner returns the NEVRA other than nevra that already uses fileName in
-// one of the target directories (in the store or earlier in this batch);
-// publishing two packages under one href is impossible.
-func (r *Repo) fileOwner(repo, channel, dist string, arches []string, fileName, nevra string, batch map[string]string) string {
-	for _, a := range arches {
-		dir := RepoDir(repo, channel, dist, a)
-		if n, ok := batch[dir+"/"+fileName]; ok && n != nevra {
-			return n
-		}
-		for n, e := range r.dirs[dir] {
-			if e.Href == fileName && n != nevra {
+// fileOwner returns the NEVRA other than id that the store already
+// publishes under one of pls' file names: two packages under one href are
+// impossible.
+func (r *Repo) fileOwner(pls []Placement, id string) string {
+	for _, pl := range pls {
+		name := path.Base(pl.File)
+		for n, e := range r.dirs[pl.Dir] {
+			if e.Href == name && n != id {
 				return n
 			}
 		}
@@ -650,74 +799,154 @@ func (r *Repo) fileOwner(repo, channel, dist string, arches []string, fileName, 
 	return ""
 }
 
-// receiveFile puts the input into the spool: a rename for drop-ins (same
-// filesystem, atomic), otherwise a copy, so the caller's file is untouched.
-func (r *Repo) receiveFile(it *journalItem) error {
-	stat := os.Stat
-	if it.Move {
-		stat = os.Lstat // a symlink dropped in is not taken
-	}
-	fi, err := stat(it.Src)
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%q is not a regular file", it.Src)
-	}
-	if !it.Move {
-		// The daemon adds files for socket clients: never let that copy
-		// repoctl's own files (the private key, the store) anywhere.
-		real, err := filepath.EvalSymlinks(it.Src)
+// receive puts the input into the private spool: a rename for drop-ins
+// (same filesystem, atomic), otherwise a copy, so the caller's file is
+// untouched. Whatever is received is checked on an open descriptor, never
+// stat-then-open, and opened non-blocking, so a FIFO cannot wedge us.
+func (r *Repo) receive(ctx context.Context, it *ingestItem) error {
+	switch {
+	case it.in != nil:
+		// A descriptor a socket client passed: what the client can read.
+		return copyInput(ctx, it.in, it.Spool)
+	case it.Move:
+		if err := os.Rename(it.Src, it.Spool); err != nil {
+			if !errors.Is(err, syscall.EXDEV) {
+				return err
+			}
+			f, err := openInput(it.Src, true)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := copyInput(ctx, f, it.Spool); err != nil {
+				return err
+			}
+			if err := fsutil.SyncFile(it.Spool); err != nil { // before the original goes
+				return err
+			}
+			return os.Remove(it.Src)
+		}
+		// The spool is private: nobody can swap what we renamed, so an
+		// lstat is enough, and a device is never opened.
+		fi, err := os.Lstat(it.Spool)
 		if err != nil {
 			return err
 		}
-		if insideDir(r.cfg.Root, real) && !r.inDropIn(real) {
-			return fmt.Errorf("%q is inside repoctl's root %q; copy it elsewhere or drop it into a drop-in directory", it.Src, r.cfg.Root)
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("%w: %s", errNotRegular, fileType(fi.Mode()))
 		}
+		return nil
 	}
-	if it.Move {
-		err := os.Rename(it.Src, it.Spool)
-		if err == nil || !errors.Is(err, syscall.EXDEV) {
-			return err
-		}
-		if err := copyFile(it.Src, it.Spool); err != nil {
-			return err
-		}
-		if err := fsutil.SyncFile(it.Spool); err != nil { // before the original goes
-			return err
-		}
-		return os.Remove(it.Src)
-	}
-	return copyFile(it.Src, it.Spool)
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
+	// The CLI without a daemon: the caller's own rights. Still, never copy
+	// repoctl's own files (the private key, the store) into a repository.
+	real, err := filepath.EvalSymlinks(it.Src)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
+	if insideDir(r.cfg.Root, real) && !r.inDropIn(real) {
+		return fmt.Errorf("%q is inside repoctl's root %q; copy it elsewhere or drop it into a drop-in directory", it.Src, r.cfg.Root)
+	}
+	f, err := openInput(it.Src, false)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return copyInput(ctx, f, it.Spool)
+}
+
+var errNotRegular = errors.New("not a regular file")
+
+// openInput opens path for reading without blocking (a FIFO opens at once)
+// and without following a final symlink when nofollow, and checks the
+// open descriptor: only a regular file is returned.
+func openInput(path string, nofollow bool) (*os.File, error) {
+	flags := os.O_RDONLY | syscall.O_NONBLOCK
+	if nofollow {
+		flags |= syscall.O_NOFOLLOW
+	}
+	f, err := os.OpenFile(path, flags, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("%w: a symbolic link", errNotRegular)
+		}
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s", errNotRegular, fileType(fi.Mode()))
+	}
+	return f, nil
+}
+
+func fileType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "not a regular file (" + m.String() + ")"
+}
+
+// inputTimeout bounds reading one input: a file on a hung network mount
+// must not hold the batch (and the daemon) forever.
+var inputTimeout = 10 * time.Minute
+
+// copyInput copies the regular file in into dst (0600 until placed: a
+// rejected copy of whatever a socket client passed must not become
+// readable to others in ROOT/rejected), keeping its mtime.
+func copyInput(ctx context.Context, in *os.File, dst string) error {
 	fi, err := in.Stat()
 	if err != nil {
 		return err
 	}
-	// 0600 until placed: a rejected copy of whatever a socket client named
-	// must not become readable to others in ROOT/rejected.
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: %s", errNotRegular, fileType(fi.Mode()))
+	}
+	ctx, cancel := context.WithTimeout(ctx, inputTimeout)
+	defer cancel()
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
+	// A descriptor passed twice shares its offset: read by position.
+	_, err = io.Copy(out, &ctxReader{ctx: ctx, r: io.NewSectionReader(in, 0, 1<<62)})
+	if err == nil {
+		// No fsync per file: a batch makes its copies durable with one
+		// syncfs before it journals them as signed (see syncSpool).
+		err = out.Close()
+	} else {
 		out.Close()
+	}
+	if err != nil {
 		os.Remove(dst)
 		return err
 	}
-	// No fsync per file: a batch makes its copies durable with one
-	// syncfs before it journals them as signed (see syncSpool).
-	if err := out.Close(); err != nil {
-		return err
-	}
 	return os.Chtimes(dst, fi.ModTime(), fi.ModTime())
+}
+
+// ctxReader stops a copy between reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("reading input: %w", err)
+	}
+	return c.r.Read(p)
 }
 
 // syncSpool makes every spool file durable with one syncfs, so that a
@@ -734,45 +963,14 @@ func (r *Repo) syncSpool() error {
 	return nil
 }
 
-// placeFile links src at dst (same inode, so the bytes and mtime the entry
-// describes are exactly what is served), copying if linking is impossible.
-func placeFile(src, dst string) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	if a, err := os.Stat(src); err == nil {
-		if b, err := os.Stat(dst); err == nil {
-			if os.SameFile(a, b) {
-				return nil
-			}
-			// Left over from an interrupted run that never recorded it.
-			if err := os.Remove(dst); err != nil {
-				return err
-			}
-		}
-	}
-	err := os.Link(src, dst)
-	if err == nil {
-		return nil
-	}
-	tmp := filepath.Join(filepath.Dir(dst), ".place-"+filepath.Base(dst))
-	if err := copyFile(src, tmp); err != nil {
-		return err
-	}
-	if err := fsutil.SyncFile(tmp); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
-}
-
 // rejectFile keeps the bytes in ROOT/rejected/NAME with NAME.reason beside.
 // The .reason is written first, so a file in rejected/ always has one once
 // the move is done.
 func (r *Repo) rejectFile(it *ingestItem, code, msg string) (string, error) {
-	base := filepath.Base(it.Src)
-	if base == "" || base == "." || base == "/" || strings.HasPrefix(base, ".") {
-		base = "package" + base
-	}
+	// The name in rejected/ is the input's, made tame: a name with a
+	// newline or an escape sequence must not trip whoever lists the
+	// directory. The exact name is in the .reason file, escaped.
+	base := safeFileName(filepath.Base(it.Src))
 	dst := filepath.Join(r.cfg.Paths.Rejected, base)
 	for i := 1; ; i++ {
 		_, e1 := os.Lstat(dst)
@@ -783,11 +981,14 @@ func (r *Repo) rejectFile(it *ingestItem, code, msg string) (string, error) {
 		dst = filepath.Join(r.cfg.Paths.Rejected, fmt.Sprintf("%s.%d", base, i))
 	}
 	reason := fmt.Sprintf("%s: %s\nfile: %s\nrepo: %s\nchannel: %s\ntime: %s\n",
-		code, oneLine(msg), it.Src, it.Repo, it.Channel, time.Now().UTC().Format(time.RFC3339))
+		code, escapeText(oneLine(msg)), escapeText(it.Src), it.Repo, it.Channel, time.Now().UTC().Format(time.RFC3339))
+	if c := it.Caller; c != nil {
+		reason += "by: " + escapeText(c.String()) + "\n"
+	}
 	if err := fsutil.WriteFileAtomic(dst+".reason", []byte(reason), 0o644); err != nil {
 		return "", err
 	}
-	if _, err := os.Stat(it.Spool); err == nil {
+	if _, err := os.Lstat(it.Spool); err == nil {
 		if err := os.Rename(it.Spool, dst); err != nil {
 			return "", fmt.Errorf("moving rejected %q: %w", it.Src, err)
 		}
@@ -806,7 +1007,7 @@ func orphanReasonFor(reasonPath, src string) bool {
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "file: "); ok {
-			return v == src
+			return v == escapeText(src)
 		}
 	}
 	return false
@@ -820,6 +1021,16 @@ func newID() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// packageFileName is the name a package is placed as, N-V-R.A.rpm, from
+// header fields that passed nevra.Check.
+func packageFileName(e *metadata.Entry) (string, error) {
+	fn, err := nevra.FileName(e.Name, e.Version, e.Release, e.Arch)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrEscape, err)
+	}
+	return fn, nil
 }
 
 // formatNEVRA is name-[epoch:]version-release.arch, epoch only when not 0.
@@ -902,7 +1113,7 @@ func (r *Repo) resumeDirty(ctx context.Context) error {
 	if err != nil || len(dirs) == 0 {
 		return err
 	}
-	if err := r.publishDirty(ctx, dirs, r.o.who); err != nil {
+	if err := r.publishDirty(ctx, dirs, actor{who: r.o.who, caller: self}); err != nil {
 		return fmt.Errorf("republishing %v after a crash: %w", dirs, err)
 	}
 	for _, d := range dirs {
@@ -912,13 +1123,13 @@ func (r *Repo) resumeDirty(ctx context.Context) error {
 			known[e.Href] = true
 		}
 		r.idxMu.RUnlock()
-		ents, err := os.ReadDir(r.abs(d))
+		ents, err := r.tree.readDir(d)
 		if err != nil {
 			continue
 		}
 		for _, e := range ents {
 			if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".rpm") && !known[e.Name()] {
-				os.Remove(filepath.Join(r.abs(d), e.Name()))
+				r.tree.remove(d + "/" + e.Name())
 			}
 		}
 	}

@@ -470,7 +470,7 @@ func TestEventLogTamper(t *testing.T) {
 	if _, err := r.Add(ctx, []string{p}, AddOptions{Who: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.RecordEvent(ctx, Event{Action: "upgrade.step", NEVRA: "audit-1-1.el9.x86_64", Details: map[string]string{"step": "clean"}}); err != nil {
+	if err := r.RecordRollout(ctx, RolloutEvent{Kind: "step", Rollout: "r1", NEVRA: "audit-1-1.el9.x86_64", Phase: "clean"}); err != nil {
 		t.Fatal(err)
 	}
 	evs, err := r.History(ctx, HistoryOptions{Verify: true})
@@ -541,7 +541,7 @@ func TestEventLogTamper(t *testing.T) {
 		t.Fatalf("History(Verify) after dropping the last event: %v", err)
 	}
 	// New events do not hide it.
-	if err := r3.RecordEvent(ctx, Event{Action: "upgrade.step"}); err != nil {
+	if err := r3.RecordRollout(ctx, RolloutEvent{Kind: "step", Rollout: "r1"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r3.History(ctx, HistoryOptions{Verify: true}); !errors.Is(err, ErrTampered) {

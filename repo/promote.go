@@ -3,13 +3,10 @@ package repo
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
 	rpmutils "github.com/sassoftware/go-rpmutils"
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/repoctl/repoctl/internal/fsutil"
 )
 
 // cmpEVR orders two records by epoch, version, release as rpm does.
@@ -145,8 +142,11 @@ func (r *Repo) Promote(ctx context.Context, req PromoteRequest) (*PromoteResult,
 		if pl.Channel != from {
 			continue
 		}
-		dir := RepoDir(repoName, to, pl.Release, pl.Arch)
-		add = append(add, Placement{Channel: to, Release: pl.Release, Arch: pl.Arch, Dir: dir, File: dir + "/" + p.FileName})
+		npl, err := newPlacement(repoName, to, pl.Release, pl.Arch, p.FileName)
+		if err != nil {
+			return nil, fmt.Errorf("promoting %s: %w", p.NEVRA, err)
+		}
+		add = append(add, npl)
 	}
 	for _, pl := range add {
 		res.Files = append(res.Files, pl.File)
@@ -162,15 +162,18 @@ func (r *Repo) Promote(ctx context.Context, req PromoteRequest) (*PromoteResult,
 	src := ""
 	for _, pl := range p.Placements {
 		if pl.Channel == from {
-			src = r.abs(pl.File)
+			if err := checkPlacement(repoName, pl); err != nil {
+				return nil, fmt.Errorf("promoting %s: %w", p.NEVRA, err)
+			}
+			src = pl.File
 			break
 		}
 	}
 	for _, pl := range add {
-		if err := placeFile(src, r.abs(pl.File)); err != nil {
+		if err := r.tree.linkWithin(src, pl); err != nil {
 			return nil, fmt.Errorf("promoting %s into %q: %w", p.NEVRA, pl.Dir, err)
 		}
-		if err := fsutil.SyncDir(r.abs(pl.Dir)); err != nil {
+		if err := r.tree.syncDir(pl.Dir); err != nil {
 			return nil, err
 		}
 	}
@@ -178,14 +181,14 @@ func (r *Repo) Promote(ctx context.Context, req PromoteRequest) (*PromoteResult,
 	for _, pl := range add {
 		dirs[pl.Dir] = true
 	}
-	who := r.who(req.Who)
+	act := r.actor(ctx, req.Who)
 	// Record first, with the directories marked dirty in the same
 	// transaction: a crash before the publish below is finished by Resume,
 	// so store, event log and repodata never disagree for long.
 	prevPl := p.Placements
 	p.Placements = append(append([]Placement(nil), p.Placements...), add...)
-	ev := []Event{{Who: who, Action: EventPromote, Repo: repoName, Channel: to, NEVRA: p.NEVRA,
-		Details: map[string]string{"from": from, "to": to, "previous": res.Previous, "sha256": p.SHA256}}}
+	ev := []Event{act.stamp(Event{Action: EventPromote, Repo: repoName, Channel: to, NEVRA: p.NEVRA,
+		Details: map[string]string{"from": from, "to": to, "previous": res.Previous, "sha256": p.SHA256}})}
 	if err := r.saveDirty(p, sortedKeys(dirs), ev); err != nil {
 		return nil, err
 	}
@@ -193,12 +196,12 @@ func (r *Repo) Promote(ctx context.Context, req PromoteRequest) (*PromoteResult,
 	if err := hit("promote.recorded"); err != nil {
 		return nil, err
 	}
-	if err := r.publishDirty(ctx, sortedKeys(dirs), who); err != nil {
+	if err := r.publishDirty(ctx, sortedKeys(dirs), act); err != nil {
 		// Undo the record so a failed promote is not published later.
 		r.indexRemove(p, add)
 		p.Placements = prevPl
-		if uerr := r.saveDirty(p, sortedKeys(dirs), []Event{{Who: who, Action: EventPromote + ".failed", Repo: repoName,
-			Channel: to, NEVRA: p.NEVRA, Details: map[string]string{"error": err.Error()}}}); uerr != nil {
+		if uerr := r.saveDirty(p, sortedKeys(dirs), []Event{act.stamp(Event{Action: EventPromote + ".failed", Repo: repoName,
+			Channel: to, NEVRA: p.NEVRA, Details: map[string]string{"error": err.Error()}})}); uerr != nil {
 			r.o.log.Error("undoing failed promote", "nevra", p.NEVRA, "err", uerr)
 		}
 		return nil, fmt.Errorf("promoting %s: %w", p.NEVRA, err)
@@ -213,13 +216,14 @@ func (r *Repo) Restore(ctx context.Context, res *PromoteResult) error {
 	if res == nil || res.DryRun {
 		return nil
 	}
-	who := r.who("")
+	act := r.actor(ctx, "")
 	if res.AlreadyPresent {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.st.db.Update(func(tx *bolt.Tx) error {
-			return appendEvent(tx, &Event{Who: who, Action: EventRestore, Repo: res.Repo, Channel: res.To, NEVRA: res.NEVRA,
+			e := act.stamp(Event{Action: EventRestore, Repo: res.Repo, Channel: res.To, NEVRA: res.NEVRA,
 				Details: map[string]string{"note": "was in " + res.To + " before the promote; left in place", "previous": res.Previous}})
+			return appendEvent(tx, &e)
 		})
 	}
 	// Idempotent: a rollout resumed after a crash may restore twice.
@@ -284,6 +288,9 @@ func (r *Repo) remove(ctx context.Context, spec string, o RemoveOptions, action 
 	res := &RemoveResult{NEVRA: p.NEVRA, Repo: repoName, DryRun: o.DryRun, Removed: len(keep) == 0}
 	dirs := map[string]bool{}
 	for _, pl := range gone {
+		if err := checkPlacement(repoName, pl); err != nil {
+			return nil, fmt.Errorf("removing %s: %w", p.NEVRA, err)
+		}
 		res.Files = append(res.Files, pl.File)
 		dirs[pl.Dir] = true
 	}
@@ -294,12 +301,12 @@ func (r *Repo) remove(ctx context.Context, spec string, o RemoveOptions, action 
 	// Record (with the directories marked dirty), unpublish, then delete
 	// the files: a client with the new repomd never sees a file it names
 	// go missing, and a crash anywhere is finished by Resume.
-	who := r.who(o.Who)
+	act := r.actor(ctx, o.Who)
 	d := map[string]string{"files": strings.Join(res.Files, " ")}
 	for k, v := range details {
 		d[k] = v
 	}
-	ev := []Event{{Who: who, Action: action, Repo: repoName, Channel: o.Channel, NEVRA: p.NEVRA, Details: d}}
+	ev := []Event{act.stamp(Event{Action: action, Repo: repoName, Channel: o.Channel, NEVRA: p.NEVRA, Details: d})}
 	p.Placements = keep
 	if len(keep) == 0 {
 		err = r.st.db.Update(func(tx *bolt.Tx) error {
@@ -321,13 +328,13 @@ func (r *Repo) remove(ctx context.Context, spec string, o RemoveOptions, action 
 	if err := hit("remove.recorded"); err != nil {
 		return nil, err
 	}
-	if err := r.publishDirty(ctx, res.Dirs, who); err != nil {
+	if err := r.publishDirty(ctx, res.Dirs, act); err != nil {
 		return nil, fmt.Errorf("removing %s: %w", p.NEVRA, err)
 	}
 	// Files go last: a crash before this leaves an unlisted file, never a
 	// recorded package whose file is missing.
 	for _, pl := range gone {
-		if err := os.Remove(r.abs(pl.File)); err != nil && !os.IsNotExist(err) {
+		if err := r.tree.remove(pl.File); err != nil {
 			return nil, fmt.Errorf("removing %q: %w", pl.File, err)
 		}
 	}
@@ -350,8 +357,8 @@ func (r *Repo) saveDirty(p *PackageRecord, dirs []string, events []Event) error 
 
 // publishDirty publishes dirs from the index and then clears their dirty
 // marks, recording the publish events.
-func (r *Repo) publishDirty(ctx context.Context, dirs []string, who string) error {
-	events, err := r.publishDirs(ctx, dirs, nil, who)
+func (r *Repo) publishDirty(ctx context.Context, dirs []string, a actor) error {
+	events, err := r.publishDirs(ctx, dirs, nil, a)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ type Repo struct {
 	o      options
 	lock   *rootLock
 	st     *store
+	tree   *tree
 	key    *sign.Key
 	signer *sign.Signer
 
@@ -198,10 +199,16 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 		if r.st != nil {
 			r.st.close()
 		}
+		if r.tree != nil {
+			r.tree.close()
+		}
 		lk.release()
 		return nil, err
 	}
 	if r.st, err = openStore(cfg.Paths.DB); err != nil {
+		return fail(err)
+	}
+	if r.tree, err = openTree(cfg.Paths.Repo); err != nil {
 		return fail(err)
 	}
 	if err := r.ensureKey(ctx); err != nil {
@@ -239,6 +246,9 @@ func (r *Repo) Close() error {
 	r.closed = true
 	r.isClosed.Store(true)
 	err := r.st.close()
+	if e := r.tree.close(); err == nil {
+		err = e
+	}
 	if e := r.lock.release(); err == nil {
 		err = e
 	}

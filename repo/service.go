@@ -28,8 +28,11 @@ type Service interface {
 	Promote(ctx context.Context, r PromoteRequest) (*PromoteResult, error)
 	// Restore undoes a Promote (rollback of a rollout).
 	Restore(ctx context.Context, r *PromoteResult) error
-	// RecordEvent appends e to the hash-chained event log; upgrade steps use it.
-	RecordEvent(ctx context.Context, e Event) error
+	// RecordRollout appends a rollout step to the hash-chained event log
+	// as action "upgrade.KIND", naming the caller. It is the only event a
+	// client can cause directly; every other event is recorded by the
+	// operation that made it.
+	RecordRollout(ctx context.Context, e RolloutEvent) error
 	// RepoFile renders a dnf/yum .repo file for the configured repositories.
 	RepoFile(ctx context.Context, o RepoFileOptions) (string, error)
 }
@@ -46,12 +49,16 @@ var (
 	ErrBadConfig      = errors.New("repo: invalid configuration")
 	ErrAmbiguous      = errors.New("repo: package name matches more than one package")
 	ErrClosed         = errors.New("repo: repository is closed")
+	// ErrTransient is a fault of the machine, not of the input (disk full,
+	// quota, EIO, out of descriptors or memory): nothing was rejected and
+	// the same call may succeed later.
+	ErrTransient = errors.New("repo: transient fault, nothing rejected; retry")
 )
 
 // Sentinels lists every sentinel so that a socket client can map a remote
 // error message back onto the matching value.
 var Sentinels = []error{ErrRejected, ErrDuplicateNEVRA, ErrNotFound, ErrLocked,
-	ErrTampered, ErrUnroutable, ErrBadConfig, ErrAmbiguous, ErrClosed}
+	ErrTampered, ErrUnroutable, ErrBadConfig, ErrAmbiguous, ErrClosed, ErrTransient, ErrEscape}
 
 // Actions recorded in AddResult.Action.
 const (
@@ -180,20 +187,24 @@ func (p *PackageRecord) InChannel(c string) bool {
 
 // Status summarises a repository root.
 type Status struct {
-	Root        string       `json:"root"`
-	Config      string       `json:"config,omitempty"` // config file read; "" = embedded defaults
-	Daemon      bool         `json:"daemon"`           // set by the socket client
-	KeyID       string       `json:"key_id"`
-	Fingerprint string       `json:"fingerprint"`
-	HTTP        string       `json:"http"`
-	Packages    int          `json:"packages"`
-	Events      uint64       `json:"events"`
-	LastEvent   *time.Time   `json:"last_event,omitempty"`
-	InFlight    int          `json:"in_flight"` // ingest journal items not finished
-	Dirty       int          `json:"dirty"`     // directories whose repodata awaits a publish
-	Incoming    int          `json:"incoming"`  // files waiting in drop-in dirs
-	Rejected    int          `json:"rejected"`  // files in ROOT/rejected
-	Repos       []RepoStatus `json:"repos"`
+	Root        string     `json:"root"`
+	Config      string     `json:"config,omitempty"` // config file read; "" = embedded defaults
+	Daemon      bool       `json:"daemon"`           // set by the socket client
+	KeyID       string     `json:"key_id"`
+	Fingerprint string     `json:"fingerprint"`
+	HTTP        string     `json:"http"`
+	Packages    int        `json:"packages"`
+	Events      uint64     `json:"events"`
+	LastEvent   *time.Time `json:"last_event,omitempty"`
+	InFlight    int        `json:"in_flight"` // ingest journal items not finished
+	Dirty       int        `json:"dirty"`     // directories whose repodata awaits a publish
+	Incoming    int        `json:"incoming"`  // files waiting in drop-in dirs
+	// Skipped counts entries of drop-in dirs that are never ingested:
+	// subdirectories. (Symlinks, FIFOs, devices and sockets are moved to
+	// rejected/ with their reason.)
+	Skipped  int          `json:"skipped"`
+	Rejected int          `json:"rejected"` // files in ROOT/rejected
+	Repos    []RepoStatus `json:"repos"`
 }
 
 // RepoStatus is one published repository directory.
@@ -226,8 +237,28 @@ type Event struct {
 	NEVRA   string            `json:"nevra,omitempty"`
 	Path    string            `json:"path,omitempty"`
 	Details map[string]string `json:"details,omitempty"`
-	Prev    string            `json:"prev"`
-	Hash    string            `json:"hash"`
+	// Caller is the kernel's word on who asked (SO_PEERCRED of the socket
+	// client, or the CLI process); absent in events older repoctl wrote.
+	Caller *Caller `json:"caller,omitempty"`
+	Prev   string  `json:"prev"`
+	Hash   string  `json:"hash"`
+}
+
+// RolloutEvent is one step of a rollout that the CLI runs against the app
+// hosts. Its fields are checked (RolloutEvent.Check) before anything is
+// recorded; Who is never taken from it.
+type RolloutEvent struct {
+	Time       time.Time `json:"time"`
+	Kind       string    `json:"kind"`    // e.g. "started", "step.done": [a-z][a-z0-9._-]*
+	Rollout    string    `json:"rollout"` // rollout id: [A-Za-z0-9._-]+
+	NEVRA      string    `json:"nevra,omitempty"`
+	Phase      string    `json:"phase,omitempty"`
+	Host       string    `json:"host,omitempty"`
+	Command    string    `json:"command,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+	ExitStatus int       `json:"exit_status,omitempty"`
+	// Who is the CLI's user name: a note beside the kernel's identity.
+	Who string `json:"who,omitempty"`
 }
 
 // RemoveOptions steer Remove.

@@ -29,7 +29,7 @@ const (
 	apiRemove   = "remove"
 	apiPromote  = "promote"
 	apiRestore  = "restore"
-	apiEvent    = "event"
+	apiRollout  = "rollout-event"
 	apiRepoFile = "repofile"
 )
 
@@ -45,8 +45,10 @@ type wireReply struct {
 	Error  *wireError      `json:"error,omitempty"`
 }
 
+// addRequest comes with one descriptor per name (SCM_RIGHTS), in order.
+// Names are the client's paths, used in messages and events only.
 type addRequest struct {
-	Paths   []string   `json:"paths"`
+	Names   []string   `json:"names"`
 	Options AddOptions `json:"options"`
 }
 
@@ -81,12 +83,19 @@ func toWire(err error) *wireError {
 // newSocketHandler serves svc. Requests other than ping wait for ready to be
 // closed, so the daemon can listen before Resume has finished: a CLI that
 // connects early waits instead of falling back to a lock it cannot get.
-func newSocketHandler(svc Service, root string, ready <-chan struct{}, log *slog.Logger) http.Handler {
+func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	handle := func(name string, fn func(ctx context.Context, body []byte) (any, error)) {
 		mux.HandleFunc("POST "+apiPrefix+name, func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			ctx := r.Context()
+			pc := peerConnFrom(ctx)
+			if pc == nil {
+				http.Error(w, "control requests come over the unix socket", http.StatusForbidden)
+				return
+			}
+			// Every event made for this request names the kernel's peer.
+			ctx = withCaller(ctx, pc.caller)
 			if name != apiPing {
 				select {
 				case <-ready:
@@ -95,10 +104,17 @@ func newSocketHandler(svc Service, root string, ready <-chan struct{}, log *slog
 				}
 			}
 			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
+			// Descriptors arrive with the request's first bytes; only add
+			// takes them, every other request closes what came.
+			files, ferr := pc.takeFiles()
+			if err == nil {
+				err = ferr
+			}
 			var res any
 			if err == nil {
-				res, err = fn(ctx, body)
+				res, err = fn(withFiles(ctx, files), body)
 			}
+			closeFiles(files)
 			reply := wireReply{Error: toWire(err)}
 			if res != nil {
 				if b, merr := json.Marshal(res); merr != nil {
@@ -115,7 +131,7 @@ func newSocketHandler(svc Service, root string, ready <-chan struct{}, log *slog
 			if name != apiPing && name != apiStatus && name != apiList && name != apiHistory && name != apiRepoFile {
 				lvl = slog.LevelInfo
 			}
-			attrs := []any{"method", name, "took", time.Since(start).Round(time.Microsecond)}
+			attrs := []any{"method", name, "caller", pc.caller.String(), "took", time.Since(start).Round(time.Microsecond)}
 			if err != nil {
 				attrs = append(attrs, "err", err)
 			}
@@ -139,10 +155,12 @@ func newSocketHandler(svc Service, root string, ready <-chan struct{}, log *slog
 		if err := decode(body, &req); err != nil {
 			return nil, err
 		}
-		// The daemon's drop-in directories hand files over; a socket
-		// client's files are the user's and are never moved.
-		req.Options.Move = false
-		return svc.Add(ctx, req.Paths, req.Options)
+		files := filesFrom(ctx)
+		if len(files) != len(req.Names) {
+			return nil, fmt.Errorf("%w: add names %d files but %d descriptors came with it", ErrBadRequest, len(req.Names), len(files))
+		}
+		// A socket client's files are the user's and are never moved.
+		return svc.AddFiles(ctx, files, req.Names, req.Options)
 	})
 	handle(apiList, func(ctx context.Context, body []byte) (any, error) {
 		var o ListOptions
@@ -186,12 +204,12 @@ func newSocketHandler(svc Service, root string, ready <-chan struct{}, log *slog
 		}
 		return nil, svc.Restore(ctx, &req)
 	})
-	handle(apiEvent, func(ctx context.Context, body []byte) (any, error) {
-		var e Event
+	handle(apiRollout, func(ctx context.Context, body []byte) (any, error) {
+		var e RolloutEvent
 		if err := decode(body, &e); err != nil {
 			return nil, err
 		}
-		return nil, svc.RecordEvent(ctx, e)
+		return nil, svc.RecordRollout(ctx, e)
 	})
 	handle(apiRepoFile, func(ctx context.Context, body []byte) (any, error) {
 		var o RepoFileOptions
@@ -203,6 +221,24 @@ func newSocketHandler(svc Service, root string, ready <-chan struct{}, log *slog
 	return mux
 }
 
+// socketService is what the control socket serves: a Service that can
+// also take files as descriptors.
+type socketService interface {
+	Service
+	AddFiles(ctx context.Context, files []*os.File, names []string, o AddOptions) ([]AddResult, error)
+}
+
+type filesKey struct{}
+
+func withFiles(ctx context.Context, files []*os.File) context.Context {
+	return context.WithValue(ctx, filesKey{}, files)
+}
+
+func filesFrom(ctx context.Context) []*os.File {
+	f, _ := ctx.Value(filesKey{}).([]*os.File)
+	return f
+}
+
 // ErrBadRequest is a malformed control-socket request.
 var ErrBadRequest = errors.New("repo: bad control request")
 
@@ -212,16 +248,16 @@ func listenSocket(path string) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("removing stale socket %q: %w", path, err)
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("listening on %q: %w", path, err)
 	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	ln.SetUnlinkOnClose(true)
 	if err := os.Chmod(path, socketPerm); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("setting mode of %q: %w", path, err)
 	}
-	return ln, nil
+	return newPeerListener(ln), nil
 }
 
 func newSocketServer(h http.Handler, log *slog.Logger) *http.Server {
@@ -229,6 +265,7 @@ func newSocketServer(h http.Handler, log *slog.Logger) *http.Server {
 	// the client's context bounds it.
 	return &http.Server{
 		Handler:           h,
+		ConnContext:       peerConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,12 +18,26 @@ import (
 // that the socket carries every method's arguments and results intact,
 // including errors that must keep their sentinel identity.
 type echoService struct {
-	gotPaths []string
-	gotAdd   AddOptions
+	gotPaths  []string
+	gotBodies []string // what the passed descriptors read
+	gotAdd    AddOptions
+	gotCaller *Caller
+	gotEvent  RolloutEvent
 }
 
 func (s *echoService) Add(ctx context.Context, paths []string, o AddOptions) ([]AddResult, error) {
-	s.gotPaths, s.gotAdd = paths, o
+	return nil, errors.New("Add over the socket must pass descriptors (AddFiles)")
+}
+
+func (s *echoService) AddFiles(ctx context.Context, files []*os.File, paths []string, o AddOptions) ([]AddResult, error) {
+	s.gotPaths, s.gotAdd, s.gotCaller = paths, o, callerFrom(ctx)
+	for _, f := range files {
+		b, err := io.ReadAll(f)
+		if err != nil {
+			return nil, err
+		}
+		s.gotBodies = append(s.gotBodies, string(b))
+	}
 	return []AddResult{
 			{Path: paths[0], NEVRA: "a-0:1-1.el9.x86_64", Action: ActionAdded, KeyID: "0123456789abcdef", RepoPaths: []string{"main/staging/el/9/x86_64/a-1-1.el9.x86_64.rpm"}},
 			{Path: paths[1], Action: ActionRejected, Reason: "not an RPM"},
@@ -63,10 +78,11 @@ func (s *echoService) Restore(ctx context.Context, r *PromoteResult) error {
 	return nil
 }
 
-func (s *echoService) RecordEvent(ctx context.Context, e Event) error {
-	if e.Action != "upgrade.start" {
+func (s *echoService) RecordRollout(ctx context.Context, e RolloutEvent) error {
+	if e.Kind != "started" {
 		return errors.New("wrong event")
 	}
+	s.gotEvent = e
 	return nil
 }
 
@@ -74,7 +90,7 @@ func (s *echoService) RepoFile(ctx context.Context, o RepoFileOptions) (string, 
 	return "[main]\nbaseurl=" + o.BaseURL + "\n", nil
 }
 
-func startSocket(t *testing.T, svc Service, ready chan struct{}) string {
+func startSocket(t *testing.T, svc socketService, ready chan struct{}) string {
 	t.Helper()
 	// unix socket paths are limited to 108 bytes; t.TempDir can be long.
 	dir, err := os.MkdirTemp("", "sock")
@@ -123,18 +139,33 @@ func TestSocketRoundTrip(t *testing.T) {
 	}
 	defer c.Close()
 
-	res, err := c.Add(ctx, []string{"rel.rpm", "/abs/junk"}, AddOptions{Repo: "main", Move: true})
+	files := t.TempDir()
+	a, b := filepath.Join(files, "rel.rpm"), filepath.Join(files, "junk")
+	os.WriteFile(a, []byte("first file"), 0o644)
+	os.WriteFile(b, []byte("second file"), 0o644)
+	t.Chdir(files)
+	res, err := c.Add(ctx, []string{"rel.rpm", b, filepath.Join(files, "missing.rpm")}, AddOptions{Repo: "main", Move: true})
 	if !errors.Is(err, ErrRejected) || errors.Is(err, ErrNotFound) {
 		t.Errorf("Add error %v: want ErrRejected only", err)
 	}
-	if len(res) != 2 || res[0].KeyID != "0123456789abcdef" || res[1].Reason != "not an RPM" {
+	if len(res) != 3 || res[0].KeyID != "0123456789abcdef" || res[1].Reason != "not an RPM" {
 		t.Errorf("Add results %+v", res)
 	}
-	if !filepath.IsAbs(svc.gotPaths[0]) || svc.gotPaths[1] != "/abs/junk" {
-		t.Errorf("daemon got paths %v, want absolute", svc.gotPaths)
+	// The file the client cannot open never reaches the daemon.
+	if len(res) == 3 && (res[2].Action != ActionRejected || !strings.Contains(res[2].Reason, "no such file")) {
+		t.Errorf("Add of a missing file: %+v", res[2])
+	}
+	if !reflect.DeepEqual(svc.gotPaths, []string{a, b}) {
+		t.Errorf("daemon got names %v, want %v (absolute)", svc.gotPaths, []string{a, b})
+	}
+	if !reflect.DeepEqual(svc.gotBodies, []string{"first file", "second file"}) {
+		t.Errorf("daemon read %q through the passed descriptors", svc.gotBodies)
 	}
 	if svc.gotAdd.Move || svc.gotAdd.Repo != "main" {
 		t.Errorf("daemon got options %+v: Move must never cross the socket", svc.gotAdd)
+	}
+	if c := svc.gotCaller; c == nil || c.UID != uint32(os.Getuid()) || c.PID != int32(os.Getpid()) {
+		t.Errorf("daemon saw caller %+v, want uid %d pid %d from SO_PEERCRED", c, os.Getuid(), os.Getpid())
 	}
 
 	list, err := c.List(ctx, ListOptions{Repo: "r"})
@@ -166,11 +197,14 @@ func TestSocketRoundTrip(t *testing.T) {
 	if err := c.Restore(ctx, pr); err != nil {
 		t.Errorf("Restore: %v", err)
 	}
-	if err := c.RecordEvent(ctx, Event{Action: "upgrade.start"}); err != nil {
-		t.Errorf("RecordEvent: %v", err)
+	if err := c.RecordRollout(ctx, RolloutEvent{Kind: "started", Rollout: "r1", Host: "app1"}); err != nil {
+		t.Errorf("RecordRollout: %v", err)
 	}
-	if err := c.RecordEvent(ctx, Event{Action: "other"}); err == nil || err.Error() != "wrong event" {
-		t.Errorf("RecordEvent error %v", err)
+	if svc.gotEvent.Host != "app1" || svc.gotEvent.Rollout != "r1" {
+		t.Errorf("RecordRollout carried %+v", svc.gotEvent)
+	}
+	if err := c.RecordRollout(ctx, RolloutEvent{Kind: "other", Rollout: "r1"}); err == nil || err.Error() != "wrong event" {
+		t.Errorf("RecordRollout error %v", err)
 	}
 	rf, err := c.RepoFile(ctx, RepoFileOptions{BaseURL: "http://x/"})
 	if err != nil || rf != "[main]\nbaseurl=http://x/\n" {

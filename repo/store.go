@@ -138,9 +138,15 @@ type journalItem struct {
 	Repo    string         `json:"repo"`
 	Channel string         `json:"channel"`
 	Who     string         `json:"who"`
+	Caller  *Caller        `json:"caller,omitempty"` // kernel credentials of who asked
+	Note    string         `json:"note,omitempty"`   // who the client claimed to be, if different
 	State   string         `json:"state"`
 	Time    time.Time      `json:"time"`
 	Record  *PackageRecord `json:"record,omitempty"`
+}
+
+func (it *journalItem) actor() actor {
+	return actor{who: it.Who, caller: it.Caller, note: it.Note}
 }
 
 func putJournal(tx *bolt.Tx, it *journalItem) error {

@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"github.com/repoctl/repoctl/internal/nevra"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -80,9 +85,25 @@ func (r *Repo) Status(ctx context.Context) (*Status, error) {
 	sort.Slice(st.Repos, func(i, j int) bool { return st.Repos[i].Dir < st.Repos[j].Dir })
 	for _, d := range r.cfg.DropIns {
 		st.Incoming += countFiles(d.Dir, func(n string) bool { return !IgnoredName(n) })
+		st.Skipped += countEntries(d.Dir, func(e fs.DirEntry) bool { return e.IsDir() })
 	}
 	st.Rejected = countFiles(r.cfg.Paths.Rejected, func(n string) bool { return !strings.HasSuffix(n, ".reason") && !strings.HasPrefix(n, ".") })
 	return st, nil
+}
+
+// countEntries counts the entries of dir that keep selects.
+func countEntries(dir string, keep func(fs.DirEntry) bool) int {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range ents {
+		if keep(e) {
+			n++
+		}
+	}
+	return n
 }
 
 func countFiles(dir string, keep func(string) bool) int {
@@ -129,19 +150,60 @@ func (r *Repo) History(ctx context.Context, o HistoryOptions) ([]Event, error) {
 	return out, nil
 }
 
-// RecordEvent appends e (Seq, Prev and Hash are assigned; Time and Who
-// default to now and the caller).
-func (r *Repo) RecordEvent(ctx context.Context, e Event) error {
-	if e.Action == "" {
-		return ErrBadConfig
+// Bounds of a RolloutEvent's free text: enough for a command line and the
+// tail of its output, too little to flood the log.
+const (
+	maxRolloutText   = 4096
+	maxRolloutDetail = 16 << 10
+)
+
+var (
+	rolloutKindRE = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,31}$`)
+	rolloutIDRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+)
+
+// Check validates e's fields.
+func (e *RolloutEvent) Check() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: rollout event: %s", ErrBadRequest, fmt.Sprintf(format, a...))
 	}
-	e.Who = r.who(e.Who)
+	switch {
+	case !rolloutKindRE.MatchString(e.Kind):
+		return bad("kind %q", e.Kind)
+	case !rolloutIDRE.MatchString(e.Rollout):
+		return bad("rollout id %q", e.Rollout)
+	case e.NEVRA != "" && nevra.Spec(e.NEVRA) != nil:
+		return bad("%v", nevra.Spec(e.NEVRA))
+	case len(e.Phase) > maxRolloutText || len(e.Host) > maxRolloutText || len(e.Command) > maxRolloutText || len(e.Who) > 256:
+		return bad("a field is longer than %d bytes", maxRolloutText)
+	case len(e.Detail) > maxRolloutDetail:
+		return bad("detail is longer than %d bytes", maxRolloutDetail)
+	}
+	return nil
+}
+
+// RecordRollout appends e as event "upgrade.KIND" (Seq, Prev and Hash are
+// assigned; Time defaults to now) with the caller's identity.
+func (r *Repo) RecordRollout(ctx context.Context, e RolloutEvent) error {
+	if err := e.Check(); err != nil {
+		return err
+	}
+	d := map[string]string{"rollout": e.Rollout}
+	for k, v := range map[string]string{"phase": e.Phase, "host": e.Host, "command": e.Command, "detail": e.Detail} {
+		if v != "" {
+			d[k] = v
+		}
+	}
+	if e.ExitStatus != 0 {
+		d["exit_status"] = strconv.Itoa(e.ExitStatus)
+	}
+	ev := r.actor(ctx, e.Who).stamp(Event{Time: e.Time, Action: "upgrade." + e.Kind, NEVRA: e.NEVRA, Details: d})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return ErrClosed
 	}
-	return r.st.db.Update(func(tx *bolt.Tx) error { return appendEvent(tx, &e) })
+	return r.st.db.Update(func(tx *bolt.Tx) error { return appendEvent(tx, &ev) })
 }
 
 // CheckStore runs bbolt's consistency check; tests and `status` use it.

@@ -248,10 +248,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			return
 		}
 		fi, err := os.Lstat(path)
-		if err != nil || !fi.Mode().IsRegular() {
-			if err == nil && !fi.IsDir() {
-				log.Warn("ignoring non-regular file in drop-in directory", "path", path, "mode", fi.Mode().String())
-			}
+		if err != nil || fi.IsDir() {
 			delete(files, path)
 			return
 		}
@@ -263,7 +260,13 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 		}
 		p.last, p.size, p.mtime, p.ready = now, fi.Size(), fi.ModTime(), false
 		p.retryAt = time.Time{}
-		if fi.Size() > 0 && (renamed || fi.ModTime().Before(now.Add(-w.o.settle))) {
+		switch {
+		case !fi.Mode().IsRegular():
+			// A symlink, FIFO, device or socket is never read: the
+			// pipeline moves it aside to rejected/ with its reason, at
+			// once, instead of leaving it here forever.
+			p.ready, p.readyAt = true, now
+		case fi.Size() > 0 && (renamed || fi.ModTime().Before(now.Add(-w.o.settle))):
 			p.ready, p.readyAt = true, now
 		}
 	}
@@ -337,7 +340,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 					continue
 				}
 				fi, err := os.Lstat(path)
-				if err != nil || !fi.Mode().IsRegular() {
+				if err != nil || fi.IsDir() {
 					delete(files, path)
 					continue
 				}

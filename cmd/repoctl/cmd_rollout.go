@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -128,7 +127,7 @@ func argOr(args []string) string {
 // hash-chained event log and rollback into Service.Restore.
 func rolloutManager(cmd *cobra.Command, svc repo.Service, extra ...upgrade.Option) (*upgrade.Manager, error) {
 	rec := func(ctx context.Context, ev upgrade.Event) error {
-		return svc.RecordEvent(ctx, rolloutEvent(ev))
+		return svc.RecordRollout(ctx, rolloutEvent(ev))
 	}
 	restore := func(ctx context.Context, r *upgrade.Rollout) error {
 		raw := r.Plan.Meta["promote"]
@@ -155,21 +154,13 @@ func bestEffortRecorder(cmd *cobra.Command) upgrade.Recorder {
 			return nil
 		}
 		defer done()
-		return svc.RecordEvent(ctx, rolloutEvent(ev))
+		return svc.RecordRollout(ctx, rolloutEvent(ev))
 	}
 }
 
-func rolloutEvent(ev upgrade.Event) repo.Event {
-	d := map[string]string{"rollout": ev.Rollout}
-	for k, v := range map[string]string{"phase": ev.Phase, "host": ev.Host, "command": ev.Command, "detail": ev.Detail} {
-		if v != "" {
-			d[k] = v
-		}
-	}
-	if ev.ExitStatus != 0 {
-		d["exit_status"] = strconv.Itoa(ev.ExitStatus)
-	}
-	return repo.Event{Time: ev.Time, Who: repo.CurrentUser(), Action: "upgrade." + ev.Kind, NEVRA: ev.NEVRA, Details: d}
+func rolloutEvent(ev upgrade.Event) repo.RolloutEvent {
+	return repo.RolloutEvent{Time: ev.Time, Kind: ev.Kind, Rollout: ev.Rollout, NEVRA: ev.NEVRA, Phase: ev.Phase,
+		Host: ev.Host, Command: ev.Command, Detail: ev.Detail, ExitStatus: ev.ExitStatus, Who: repo.CurrentUser()}
 }
 
 // progressPrinter shows each host step on stderr as it ends.

@@ -37,6 +37,9 @@ func init() {
 				cfg = "(none: embedded defaults)"
 			}
 			fmt.Fprintf(w, "config:    %s\nin flight: %d\ndirty:     %d\nincoming:  %d\nrejected:  %d\n", cfg, st.InFlight, st.Dirty, st.Incoming, st.Rejected)
+			if st.Skipped > 0 {
+				fmt.Fprintf(w, "skipped:   %d (subdirectories of drop-in directories are not ingested)\n", st.Skipped)
+			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "\nDIRECTORY\tPACKAGES")
 			for _, r := range st.Repos {
