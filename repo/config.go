@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -65,6 +66,16 @@ type HTTPConfig struct {
 	// PublicURL is the URL clients use in .repo files; default
 	// "http://LISTEN/". Set it when Apache/nginx serves the tree.
 	PublicURL string `toml:"public_url"`
+	// MaxConnections caps the connections served at once (more wait in
+	// the kernel's accept queue), so that HTTP clients cannot use up the
+	// file descriptors the control socket and ingest need; default 128.
+	MaxConnections int `toml:"max_connections"`
+	// IdleTimeout closes a keep-alive connection idle this long, as a Go
+	// duration; default "60s".
+	IdleTimeout string `toml:"idle_timeout"`
+	// MinRate is the transfer rate in bytes per second a client must read
+	// at least; a slower one is disconnected; default 16384.
+	MinRate int `toml:"min_rate"`
 }
 
 // SigningConfig names the signing key.
@@ -219,6 +230,22 @@ func (c *Config) setDefaults() error {
 	}
 	if c.HTTP.PublicURL != "" && !strings.HasSuffix(c.HTTP.PublicURL, "/") {
 		c.HTTP.PublicURL += "/"
+	}
+	switch {
+	case c.HTTP.MaxConnections < 0:
+		return bad("http.max_connections %d: must be positive (0 means the default, 128)", c.HTTP.MaxConnections)
+	case c.HTTP.MaxConnections == 0:
+		c.HTTP.MaxConnections = 128
+	}
+	def(&c.HTTP.IdleTimeout, "60s")
+	if d, err := time.ParseDuration(c.HTTP.IdleTimeout); err != nil || d <= 0 {
+		return bad("http.idle_timeout %q is not a positive duration such as \"60s\"", c.HTTP.IdleTimeout)
+	}
+	switch {
+	case c.HTTP.MinRate < 0:
+		return bad("http.min_rate %d: must be a positive number of bytes per second (0 means the default, 16384)", c.HTTP.MinRate)
+	case c.HTTP.MinRate == 0:
+		c.HTTP.MinRate = 16384
 	}
 	def(&c.Signing.Algo, "rsa4096")
 	def(&c.Signing.Name, "repoctl")

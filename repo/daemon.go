@@ -209,7 +209,8 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 		}
 		info.HTTP = hln.Addr().String()
 		info.URL = cfg.HTTP.PublicURL
-		hsrv := newHTTPServer(h, log)
+		hln = limitListener(hln, cfg.HTTP.MaxConnections)
+		hsrv := newHTTPServer(h, log, cfg.HTTP)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // NewFileHandler serves the tree under dir read-only: GET and HEAD only,
@@ -74,19 +77,112 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// newHTTPServer wraps h with timeouts that keep slow or idle clients from
-// holding connections forever while still letting a large RPM download.
-func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+// Unwrap lets http.ResponseController reach the writer below.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// httpWriteFloor is the least time each write of a response gets, however
+// small, on top of the time its size takes at http.min_rate. A variable so
+// that tests can shorten it.
+var httpWriteFloor = 10 * time.Second
+
+// httpWriteChunk is the most a single write sends under one deadline.
+const httpWriteChunk = 64 << 10
+
+// newHTTPServer wraps h with limits that keep slow or idle clients from
+// holding connections forever while still letting a large RPM download:
+// the request must arrive within ReadHeaderTimeout and ReadTimeout, a
+// keep-alive connection is closed after hc.IdleTimeout, and instead of one
+// WriteTimeout for the whole response (which would cut off a big download
+// on a slow but honest link) every write of at most 64 KiB gets its own
+// deadline: httpWriteFloor plus its size at hc.MinRate. A client that
+// reads slower than that is disconnected. hc comes from LoadConfig, which
+// validated and defaulted it; zero values fall back to the defaults.
+// Listen through limitListener with hc.MaxConnections.
+func newHTTPServer(h http.Handler, log *slog.Logger, hc HTTPConfig) *http.Server {
+	idle, err := time.ParseDuration(hc.IdleTimeout)
+	if err != nil || idle <= 0 {
+		idle = 60 * time.Second
+	}
+	minRate := hc.MinRate
+	if minRate <= 0 {
+		minRate = 16384
+	}
 	return &http.Server{
-		Handler:           h,
+		Handler:           minRateHandler(h, minRate, httpWriteFloor),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       idle,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
+
+// limitListener lets at most n connections be open at once (n <= 0: the
+// default, 128); further clients wait in the kernel's accept queue, where
+// they cost the daemon no file descriptor.
+func limitListener(ln net.Listener, n int) net.Listener {
+	if n <= 0 {
+		n = 128
+	}
+	return netutil.LimitListener(ln, n)
+}
+
+// minRateHandler serves h with a write deadline per chunk written, see
+// newHTTPServer. The deadline is also set before h runs, so that a response
+// without a body (HEAD, 304, an error) is bounded when it is flushed.
+func minRateHandler(h http.Handler, minRate int, floor time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rw := &rateWriter{ResponseWriter: w, rc: http.NewResponseController(w), minRate: minRate, floor: floor}
+		rw.deadline(0)
+		h.ServeHTTP(rw, r)
+	})
+}
+
+// rateWriter enforces the minimum transfer rate on each write.
+type rateWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	minRate int
+	floor   time.Duration
+	err     error // from SetWriteDeadline; the server does not support it
+}
+
+func (w *rateWriter) deadline(n int) {
+	if w.err != nil {
+		return
+	}
+	d := w.floor + time.Duration(int64(n)*int64(time.Second)/int64(w.minRate))
+	w.err = w.rc.SetWriteDeadline(time.Now().Add(d))
+}
+
+func (w *rateWriter) Write(b []byte) (int, error) {
+	written := 0
+	for len(b) > 0 {
+		chunk := b[:min(len(b), httpWriteChunk)]
+		w.deadline(len(chunk))
+		n, err := w.ResponseWriter.Write(chunk)
+		written += n
+		if err == nil && n < len(chunk) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return written, err
+		}
+		b = b[n:]
+	}
+	return written, nil
+}
+
+// FlushError is what http.ResponseController.Flush calls.
+func (w *rateWriter) FlushError() error {
+	w.deadline(0)
+	return w.rc.Flush()
+}
+
+func (w *rateWriter) Flush() { w.FlushError() }
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *rateWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // serveHTTP serves h on addr until ctx is done, then shuts down gracefully
 // within grace. ready receives the bound address (useful with port 0).

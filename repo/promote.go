@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"fmt"
+	"github.com/repoctl/repoctl/internal/nevra"
 	"strings"
 
 	rpmutils "github.com/sassoftware/go-rpmutils"
@@ -46,6 +47,9 @@ func matches(p *PackageRecord, spec string) bool {
 // findPackage resolves spec among the packages of repo that are in channel
 // ("" = any): an exact match wins, else the newest EVR of the name.
 func findPackage(tx *bolt.Tx, repo, spec, channel string) (*PackageRecord, error) {
+	if err := checkSpec(spec); err != nil {
+		return nil, err
+	}
 	if p, err := getPackage(tx, repo, spec); err != nil || p != nil {
 		if p != nil && channel != "" && !p.InChannel(channel) {
 			return nil, fmt.Errorf("%w: %s is not in channel %s of %s", ErrNotFound, spec, channel, repo)
@@ -85,6 +89,15 @@ func findPackage(tx *bolt.Tx, repo, spec, channel string) (*PackageRecord, error
 		names[i] = p.NEVRA
 	}
 	return nil, fmt.Errorf("%w: %q matches %s; name the NEVRA", ErrAmbiguous, spec, strings.Join(names, ", "))
+}
+
+// checkSpec refuses a typed package name that no valid package can have,
+// before it is looked up, logged or recorded.
+func checkSpec(spec string) error {
+	if err := nevra.Spec(spec); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidName, err)
+	}
+	return nil
 }
 
 // Promote places the exact signed file of a package from r.From into r.To

@@ -53,12 +53,15 @@ var (
 	// quota, EIO, out of descriptors or memory): nothing was rejected and
 	// the same call may succeed later.
 	ErrTransient = errors.New("repo: transient fault, nothing rejected; retry")
+	// ErrInvalidName is a package name or NEVRA argument that no valid
+	// package can have (a "/", "..", whitespace, a control character).
+	ErrInvalidName = errors.New("repo: invalid package name")
 )
 
 // Sentinels lists every sentinel so that a socket client can map a remote
 // error message back onto the matching value.
 var Sentinels = []error{ErrRejected, ErrDuplicateNEVRA, ErrNotFound, ErrLocked,
-	ErrTampered, ErrUnroutable, ErrBadConfig, ErrAmbiguous, ErrClosed, ErrTransient, ErrEscape}
+	ErrTampered, ErrUnroutable, ErrBadConfig, ErrAmbiguous, ErrClosed, ErrTransient, ErrEscape, ErrInvalidName}
 
 // Actions recorded in AddResult.Action.
 const (

@@ -19,6 +19,11 @@ import (
 
 // List returns the packages matching o, without their rendered metadata.
 func (r *Repo) List(ctx context.Context, o ListOptions) ([]PackageRecord, error) {
+	if o.Name != "" {
+		if err := nevra.Name(o.Name); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidName, err)
+		}
+	}
 	out := []PackageRecord{}
 	err := r.view(func(tx *bolt.Tx) error {
 		return eachPackage(tx, o.Repo, func(p *PackageRecord) error {
@@ -122,6 +127,11 @@ func countFiles(dir string, keep func(string) bool) int {
 
 // History returns the event log, oldest first, filtered by o.
 func (r *Repo) History(ctx context.Context, o HistoryOptions) ([]Event, error) {
+	if o.NEVRA != "" {
+		if err := checkSpec(o.NEVRA); err != nil {
+			return nil, err
+		}
+	}
 	out := []Event{}
 	err := r.view(func(tx *bolt.Tx) error {
 		if o.Verify {

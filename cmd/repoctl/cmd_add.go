@@ -67,7 +67,7 @@ otherwise add takes the ROOT lock itself (waiting for it if needed).`,
 			return exitRejected, true
 		case errors.Is(err, repo.ErrLocked):
 			return exitBusy, true
-		case errors.Is(err, repo.ErrAmbiguous):
+		case errors.Is(err, repo.ErrAmbiguous), errors.Is(err, repo.ErrInvalidName):
 			return exitUsage, true
 		}
 		return 0, false

@@ -1,0 +1,457 @@
+//go:build linux
+
+package repo
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bigFileSize is larger than what the kernel buffers for one loopback
+// connection (net.ipv4.tcp_wmem's maximum is 4 MiB by default), so a
+// client that does not read blocks the server's writes.
+const bigFileSize = 8 << 20
+
+// writeBigFile writes bigFileSize pseudo-random bytes to path and returns them.
+func writeBigFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b := make([]byte, bigFileSize)
+	rand.NewChaCha8([32]byte{42}).Read(b)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// countFDs is the number of open file descriptors of this process.
+func countFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// setHTTPWriteFloor sets httpWriteFloor until the test ends. newHTTPServer
+// reads it, so set it before the server is made.
+func setHTTPWriteFloor(t testing.TB, d time.Duration) {
+	old := httpWriteFloor
+	httpWriteFloor = d
+	t.Cleanup(func() { httpWriteFloor = old })
+}
+
+// slowConn connects to addr with a tiny receive buffer and sends a GET for
+// path; it reads nothing.
+func slowConn(t testing.TB, addr, path string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 30 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Many HTTP clients that never read a large file must neither take more
+// file descriptors than [http] max_connections allows nor keep the control
+// socket and ingest from working; once they go, HTTP serves again.
+func TestHTTPConnectionLimitKeepsDaemonServing(t *testing.T) {
+	const limit = 8
+	const clients = 3 * limit
+	// Hold the slow connections for the whole test: the limit alone must
+	// protect the daemon, not the minimum rate.
+	setHTTPWriteFloor(t, 10*time.Minute)
+
+	root := t.TempDir()
+	cfg := fmt.Sprintf("[http]\nmax_connections = %d\n[signing]\nalgo = \"ed25519\"\n", limit)
+	if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logBuf syncBuffer
+	defer func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", logBuf.String())
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan DaemonInfo, 1)
+	done := make(chan struct{})
+	var daemonErr error
+	go func() {
+		defer close(done)
+		daemonErr = RunDaemon(ctx, root, WithHTTPListen("127.0.0.1:0"), WithReady(func(i DaemonInfo) { ready <- i }),
+			WithShutdownGrace(10*time.Second),
+			WithDaemonLogger(slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelInfo}))))
+	}()
+	// Registered after t.TempDir, so it runs before ROOT is removed.
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Minute):
+			t.Error("daemon did not stop")
+		}
+	})
+	var info DaemonInfo
+	select {
+	case info = <-ready:
+	case <-done:
+		t.Fatal(daemonErr)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("daemon not ready")
+	}
+	writeBigFile(t, filepath.Join(root, "repo", "big.bin"))
+
+	base := countFDs(t)
+	conns := make([]net.Conn, 0, clients)
+	closeConns := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		conns = nil
+	}
+	defer closeConns()
+	for range clients {
+		conns = append(conns, slowConn(t, info.HTTP, "/big.bin"))
+	}
+	// Our own ends of the connections are ours; each connection the
+	// daemon accepts costs it a socket and the open file it serves.
+	// Wait until it has accepted as many as it may.
+	waitFor(t, 2*time.Minute, "the daemon to accept max_connections slow clients", func() (bool, string) {
+		n := countFDs(t) - base
+		return n >= clients+2*limit, fmt.Sprintf("%d more fds (%d of them our client ends)", n, clients)
+	})
+	// Without the limit the daemon would hold 2 fds for each of the
+	// clients; with it, at most 2 for each of limit, plus a margin for
+	// the control connection, the store and the ingest below.
+	const margin = 16
+	maxFDs := clients + 2*limit + margin
+	peak := 0
+	sample := func(when string) {
+		n := countFDs(t) - base
+		peak = max(peak, n)
+		if n > maxFDs {
+			t.Errorf("%s: %d more fds than before the slow clients, want at most %d (%d clients, max_connections %d)",
+				when, n, maxFDs, clients, limit)
+		}
+	}
+	sample("slow clients held")
+
+	// (a) The control socket and ingest still work.
+	actx, acancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer acancel()
+	c, err := Dial(actx, info.Socket, 30*time.Second)
+	if err != nil {
+		t.Fatalf("control socket while HTTP is saturated: %v", err)
+	}
+	defer c.Close()
+	sample("control connection open")
+	in := validInput(t, helloSpec("held-http"))
+	pkgPath := filepath.Join(t.TempDir(), in.name)
+	if err := os.WriteFile(pkgPath, in.body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Add(actx, []string{pkgPath}, AddOptions{})
+	if err != nil {
+		t.Fatalf("add while HTTP is saturated: %v", err)
+	}
+	if len(res) != 1 || res[0].Action != ActionAdded {
+		t.Fatalf("add: %+v, want one added", res)
+	}
+	sample("after add")
+	list, err := c.List(actx, ListOptions{Name: "held-http"})
+	if err != nil {
+		t.Fatalf("list while HTTP is saturated: %v", err)
+	}
+	if len(list) != 1 || list[0].Name != "held-http" {
+		t.Fatalf("list: %+v, want held-http", list)
+	}
+	// (b) Still within bounds once the work is done.
+	sample("after list")
+	t.Logf("fds above base: peak %d, bound %d (%d client ends, max_connections %d)", peak, maxFDs, clients, limit)
+
+	// (c) Once the slow clients go, HTTP serves again.
+	closeConns()
+	repomdPath := filepath.Join("main", "staging", "el", "9", "x86_64", "repodata", "repomd.xml")
+	want, err := os.ReadFile(filepath.Join(root, "repo", repomdPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	defer hc.CloseIdleConnections()
+	url := "http://" + info.HTTP + "/" + filepath.ToSlash(repomdPath)
+	waitFor(t, 2*time.Minute, "GET repomd.xml after the slow clients closed", func() (bool, string) {
+		resp, err := hc.Get(url)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return false, err.Error()
+		}
+		return resp.StatusCode == http.StatusOK && bytes.Equal(b, want),
+			fmt.Sprintf("status %d, %d bytes (want %d)", resp.StatusCode, len(b), len(want))
+	})
+
+	hc.CloseIdleConnections()
+	c.Close()
+	cancel()
+	select {
+	case <-done:
+		if daemonErr != nil {
+			t.Fatal(daemonErr)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("daemon did not stop")
+	}
+}
+
+// trackingListener counts the connections the server has closed.
+type trackingListener struct {
+	net.Listener
+	closed atomic.Int64
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &trackingConn{Conn: c, l: l}, nil
+}
+
+type trackingConn struct {
+	net.Conn
+	l    *trackingListener
+	once sync.Once
+}
+
+func (c *trackingConn) Close() error {
+	c.once.Do(func() { c.l.closed.Add(1) })
+	return c.Conn.Close()
+}
+
+// startLimitedHTTP serves h the way the daemon does (newHTTPServer behind
+// limitListener) with hc and the given write floor, until the test ends.
+func startLimitedHTTP(t *testing.T, h http.Handler, hc HTTPConfig, floor time.Duration) (addr string, tl *trackingListener) {
+	t.Helper()
+	old := httpWriteFloor
+	httpWriteFloor = floor
+	srv := newHTTPServer(h, slog.New(slog.DiscardHandler), hc)
+	httpWriteFloor = old
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl = &trackingListener{Listener: ln}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- serveHTTP(ctx, limitListener(tl, hc.MaxConnections), srv, time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("serving HTTP: %v", err)
+		}
+	})
+	return ln.Addr().String(), tl
+}
+
+// A client that reads slower than min_rate is disconnected; a normal one
+// downloads the whole file, and Range and HEAD requests work through the
+// rate-enforcing writer.
+func TestHTTPMinRate(t *testing.T) {
+	dir := t.TempDir()
+	want := writeBigFile(t, filepath.Join(dir, "big.bin"))
+	h, closeRoot, err := NewFileHandler(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeRoot()
+	hc := HTTPConfig{MaxConnections: 8, IdleTimeout: "60s", MinRate: 1 << 20}
+
+	t.Run("slow reader", func(t *testing.T) {
+		addr, tl := startLimitedHTTP(t, h, hc, 100*time.Millisecond)
+		c := slowConn(t, addr, "/big.bin")
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		br := bufio.NewReaderSize(c, 4096)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK || resp.ContentLength != bigFileSize {
+			t.Fatalf("status %d, length %d", resp.StatusCode, resp.ContentLength)
+		}
+		first := make([]byte, 100)
+		if _, err := io.ReadFull(resp.Body, first); err != nil {
+			t.Fatal(err)
+		}
+		// Stop reading until the server gives up on us.
+		waitFor(t, 2*time.Minute, "the server to close the slow connection", func() (bool, string) {
+			n := tl.closed.Load()
+			return n >= 1, fmt.Sprintf("%d connections closed", n)
+		})
+		// What the kernel had buffered still arrives, then the stream
+		// ends short of the file.
+		c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		n, err := io.Copy(io.Discard, resp.Body)
+		got := int64(len(first)) + n
+		if err == nil || got >= bigFileSize {
+			t.Fatalf("slow reader got %d of %d bytes, err %v; want cut off", got, bigFileSize, err)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("the server did not close the connection: %v", err)
+		}
+		t.Logf("slow reader cut off after %d of %d bytes: %v", got, bigFileSize, err)
+	})
+
+	t.Run("normal reader", func(t *testing.T) {
+		addr, _ := startLimitedHTTP(t, h, hc, httpWriteFloor)
+		url := "http://" + addr + "/big.bin"
+		client := &http.Client{Timeout: 2 * time.Minute}
+		defer client.CloseIdleConnections()
+		do := func(method string, hdr map[string]string) (*http.Response, []byte) {
+			t.Helper()
+			req, err := http.NewRequest(method, url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range hdr {
+				req.Header.Set(k, v)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("%s %v: reading body: %v", method, hdr, err)
+			}
+			return resp, b
+		}
+
+		resp, b := do("GET", nil)
+		if resp.StatusCode != http.StatusOK || !bytes.Equal(b, want) {
+			t.Fatalf("GET: status %d, %d bytes, equal %v", resp.StatusCode, len(b), bytes.Equal(b, want))
+		}
+
+		resp, b = do("HEAD", nil)
+		if resp.StatusCode != http.StatusOK || len(b) != 0 || resp.Header.Get("Content-Length") != strconv.Itoa(bigFileSize) {
+			t.Fatalf("HEAD: status %d, %d bytes, Content-Length %q", resp.StatusCode, len(b), resp.Header.Get("Content-Length"))
+		}
+
+		const from, to = 1_000_000, 2_999_999
+		resp, b = do("GET", map[string]string{"Range": fmt.Sprintf("bytes=%d-%d", from, to)})
+		if cr := resp.Header.Get("Content-Range"); resp.StatusCode != http.StatusPartialContent ||
+			cr != fmt.Sprintf("bytes %d-%d/%d", from, to, bigFileSize) || !bytes.Equal(b, want[from:to+1]) {
+			t.Fatalf("Range: status %d, Content-Range %q, %d bytes", resp.StatusCode, cr, len(b))
+		}
+
+		resp, b = do("GET", map[string]string{"Range": "bytes=0-99,-65536"})
+		mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		if resp.StatusCode != http.StatusPartialContent || err != nil || mt != "multipart/byteranges" {
+			t.Fatalf("multi-range: status %d, Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		mr := multipart.NewReader(bytes.NewReader(b), params["boundary"])
+		for i, wantPart := range [][]byte{want[:100], want[bigFileSize-65536:]} {
+			p, err := mr.NextPart()
+			if err != nil {
+				t.Fatalf("multi-range part %d: %v", i, err)
+			}
+			got, err := io.ReadAll(p)
+			if err != nil || !bytes.Equal(got, wantPart) {
+				t.Fatalf("multi-range part %d (%s): %d bytes, %v", i, p.Header.Get("Content-Range"), len(got), err)
+			}
+		}
+		if _, err := mr.NextPart(); err != io.EOF {
+			t.Fatalf("multi-range: more than two parts (%v)", err)
+		}
+
+		// A response without a body goes through the writer too.
+		resp, b = do("GET", map[string]string{"If-Modified-Since": time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)})
+		if resp.StatusCode != http.StatusNotModified || len(b) != 0 {
+			t.Fatalf("conditional GET: status %d, %d bytes; want 304", resp.StatusCode, len(b))
+		}
+	})
+}
+
+// The [http] limits default when unset or 0 and are refused when invalid.
+func TestHTTPConfigLimits(t *testing.T) {
+	for name, tc := range map[string]struct {
+		toml    string
+		ok      bool
+		maxConn int
+		idle    string
+		minRate int
+	}{
+		"defaults":               {"", true, 128, "60s", 16384},
+		"zero means default":     {"[http]\nmax_connections = 0\nmin_rate = 0\nidle_timeout = \"\"\n", true, 128, "60s", 16384},
+		"set":                    {"[http]\nmax_connections = 8\nmin_rate = 1048576\nidle_timeout = \"5s\"\n", true, 8, "5s", 1 << 20},
+		"negative connections":   {"[http]\nmax_connections = -1\n", false, 0, "", 0},
+		"negative rate":          {"[http]\nmin_rate = -5\n", false, 0, "", 0},
+		"bogus idle timeout":     {"[http]\nidle_timeout = \"bogus\"\n", false, 0, "", 0},
+		"negative idle timeout":  {"[http]\nidle_timeout = \"-1s\"\n", false, 0, "", 0},
+		"zero idle timeout":      {"[http]\nidle_timeout = \"0s\"\n", false, 0, "", 0},
+		"wrong type connections": {"[http]\nmax_connections = \"many\"\n", false, 0, "", 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(tc.toml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, err := LoadConfig(root, "")
+			if !tc.ok {
+				if !errors.Is(err, ErrBadConfig) {
+					t.Fatalf("got %v, want ErrBadConfig", err)
+				}
+				t.Logf("refused: %v", err)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.HTTP.MaxConnections != tc.maxConn || c.HTTP.IdleTimeout != tc.idle || c.HTTP.MinRate != tc.minRate {
+				t.Errorf("got max_connections %d, idle_timeout %q, min_rate %d; want %d, %q, %d",
+					c.HTTP.MaxConnections, c.HTTP.IdleTimeout, c.HTTP.MinRate, tc.maxConn, tc.idle, tc.minRate)
+			}
+		})
+	}
+}
