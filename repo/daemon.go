@@ -233,16 +233,27 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 		// in the journal. Back off so a persistent fault does not spin,
 		// then Resume: it rolls the files back into their drop-in
 		// directory, where the watcher finds them again.
-		failures++
-		delay := min(time.Second<<min(failures-1, 6), time.Minute)
-		log.Warn("ingest batch failed; resuming after back-off", "in", delay, "failures", failures)
-		select {
-		case <-time.After(delay):
-		case <-stopCtx.Done():
-		case <-bctx.Done():
-		}
-		if err := r.Resume(bctx); err != nil {
-			log.Error("resume after failed batch", "err", err)
+		//
+		// Resume itself may fail for the same reason (a full disk while
+		// publishing what was signed): it is retried with the same
+		// back-off until it succeeds, since no new drop-in may come to
+		// trigger it, and signed packages must not wait in the journal.
+		for {
+			failures++
+			delay := min(time.Second<<min(failures-1, 6), time.Minute)
+			log.Warn("ingest batch failed; resuming after back-off", "in", delay, "failures", failures)
+			select {
+			case <-time.After(delay):
+			case <-stopCtx.Done():
+				return
+			case <-bctx.Done():
+				return
+			}
+			err := r.Resume(bctx)
+			if err == nil {
+				return
+			}
+			log.Error("resume after failed batch", "err", err, "transient", isTransient(err))
 		}
 	}
 	w, err := NewDropWatcher(dropDirs, handle, watchOpts...)

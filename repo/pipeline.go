@@ -217,6 +217,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.o.workers)
 	verrs := make([]error, len(items))
+	herrs := make([]error, len(items)) // header fields that fail nevra.Check
 	for _, it := range items {
 		if it.done {
 			continue
@@ -224,6 +225,12 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 		g.Go(func() error {
 			pkg, err := metadata.ReadFile(gctx, it.Spool)
 			if err == nil {
+				// Nothing is built from a header field before it passes:
+				// not a path, an event, a log line or repodata.
+				if herr := nevra.Check(pkg.Name, pkg.Epoch, pkg.Version, pkg.Release, pkg.Arch); herr != nil {
+					herrs[it.idx] = herr
+					return nil
+				}
 				it.orig, err = pkg.Entry(filepath.Base(it.Spool), metadata.RenderOptions{ChangelogLimit: r.cfg.Publish.ChangelogLimit})
 			}
 			if err == nil {
@@ -253,6 +260,12 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 			if it.done {
 				continue
 			}
+			if err := herrs[it.idx]; err != nil {
+				if err := reject(it, reasonHeader, strings.TrimPrefix(err.Error(), nevra.ErrInvalid.Error()+": ")); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := verrs[it.idx]; err != nil {
 				if err := reject(it, reasonInvalid, err.Error()); err != nil {
 					return err
@@ -260,14 +273,6 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 				continue
 			}
 			e := it.orig
-			// Nothing is built from a header field before it passes:
-			// not a path, an event, a log line or repodata.
-			if err := nevra.Check(e.Name, e.Epoch, e.Version, e.Release, e.Arch); err != nil {
-				if err := reject(it, reasonHeader, strings.TrimPrefix(err.Error(), nevra.ErrInvalid.Error()+": ")); err != nil {
-					return err
-				}
-				continue
-			}
 			id := formatNEVRA(e.Name, e.Epoch, e.Version, e.Release, e.Arch)
 			results[it.idx].NEVRA = id
 			dist, arches, err := r.cfg.Route(e.Release, e.Arch, e.Arch == "src")
