@@ -384,7 +384,7 @@ func TestConfinedOldRecord(t *testing.T) {
 	dir := "main/staging/el/9/x86_64"
 	evil := dir + "/../../../../prod/el/9/x86_64/rtok-1.0-1.el9.noarch.rpm"
 	rec := &PackageRecord{Repo: "main", NEVRA: "old-1-1.el9.noarch", Name: name, Version: "1", Release: "1.el9", Arch: "noarch",
-		FileName: "../../../../prod/el/9/x86_64/rtok-1.0-1.el9.noarch.rpm",
+		FileName:   "../../../../prod/el/9/x86_64/rtok-1.0-1.el9.noarch.rpm",
 		Placements: []Placement{{Channel: "staging", Release: "el/9", Arch: "x86_64", Dir: dir, File: evil}}}
 	if err := r.st.db.Update(func(tx *bolt.Tx) error { return putPackage(tx, rec) }); err != nil {
 		t.Fatal(err)
