@@ -92,7 +92,10 @@ func (r *Repo) Status(ctx context.Context) (*Status, error) {
 		st.Incoming += countFiles(d.Dir, func(n string) bool { return !IgnoredName(n) })
 		st.Skipped += countEntries(d.Dir, func(e fs.DirEntry) bool { return e.IsDir() })
 	}
-	st.Rejected = countFiles(r.cfg.Paths.Rejected, func(n string) bool { return !strings.HasSuffix(n, ".reason") && !strings.HasPrefix(n, ".") })
+	// A rejected entry may be a symlink or FIFO that was moved aside.
+	st.Rejected = countEntries(r.cfg.Paths.Rejected, func(e fs.DirEntry) bool {
+		return !e.IsDir() && !strings.HasSuffix(e.Name(), ".reason") && !strings.HasPrefix(e.Name(), ".")
+	})
 	return st, nil
 }
 
