@@ -27,13 +27,17 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./metadata ./sign ./repo ./upgrade
 
 ## fuzz: each fuzz target for FUZZTIME (go test fuzzes one target per run).
+## A short -fuzzminimizetime keeps a worker from spending the run
+## minimizing one multi-KB RPM instead of fuzzing.
 FUZZTIME ?= 60s
-FUZZ_TARGETS := internal/rpmhdr:FuzzParse metadata:FuzzReadPackage metadata:FuzzParseExisting \
-	sign:FuzzReadPackage repo:FuzzLoadConfig repo:FuzzAdd upgrade:FuzzParseNEVRA
+FUZZMINIMIZE ?= 1s
+FUZZ_TARGETS := internal/rpmhdr:FuzzParse internal/nevra:FuzzFileName metadata:FuzzReadPackage \
+	metadata:FuzzParseExisting sign:FuzzReadPackage repo:FuzzLoadConfig repo:FuzzAdd repo:FuzzPlacement \
+	upgrade:FuzzParseNEVRA
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \
-	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./$$pkg; \
 	done
 
 clean:

@@ -12,7 +12,6 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -65,6 +64,11 @@ const (
 type DirCache struct {
 	dir  string
 	name string
+	// root, when set, is dir opened by its owner (CreateRepo opens its
+	// cache directory through the repository's root), which closes it.
+	// Otherwise each operation opens dir. Either way the pack files are
+	// reached only through a root on dir.
+	root *os.Root
 	// sum is sha256 for compressed blocks; CreateRepo's pack of
 	// uncompressed blocks uses CRC-32C, since it is 8 times larger and
 	// only needs to catch torn writes.
@@ -98,11 +102,27 @@ func crc32cOf(b []byte) []byte {
 	return binary.BigEndian.AppendUint32(nil, crc32.Checksum(b, castagnoli))
 }
 
-func newRawCache(dir string) (*DirCache, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating block cache %q: %w", dir, err)
+// newDirCacheIn returns CreateRepo's compressed-block cache in the open
+// directory root (named dir in messages).
+func newDirCacheIn(root *os.Root, dir string) *DirCache {
+	return &DirCache{dir: dir, root: root, name: packName, sum: sha256Of, sumSize: sha256.Size}
+}
+
+// newRawCacheIn returns CreateRepo's uncompressed-block cache in root.
+func newRawCacheIn(root *os.Root, dir string) *DirCache {
+	return &DirCache{dir: dir, root: root, name: rawPackName, sum: crc32cOf, sumSize: 4}
+}
+
+// openRoot returns the cache directory and what to call when done.
+func (c *DirCache) openRoot() (*os.Root, func(), error) {
+	if c.root != nil {
+		return c.root, func() {}, nil
 	}
-	return &DirCache{dir: dir, name: rawPackName, sum: crc32cOf, sumSize: 4}, nil
+	r, err := os.OpenRoot(c.dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, func() { r.Close() }, nil
 }
 
 func (c *DirCache) load() error {
@@ -110,7 +130,12 @@ func (c *DirCache) load() error {
 		return nil
 	}
 	c.index = map[string][]byte{}
-	b, err := readMapped(filepath.Join(c.dir, c.name))
+	var b []byte
+	root, done, err := c.openRoot()
+	if err == nil {
+		b, err = readMapped(root, c.name)
+		done()
+	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("reading block cache: %w", err)
 	}
@@ -194,7 +219,12 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 	if len(added) == 0 {
 		return ctx.Err()
 	}
-	f, err := os.OpenFile(filepath.Join(c.dir, c.name), os.O_WRONLY|os.O_CREATE, 0o644)
+	root, done, err := c.openRoot()
+	if err != nil {
+		return fmt.Errorf("writing block cache: %w", err)
+	}
+	defer done()
+	f, err := root.OpenFile(c.name, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("writing block cache: %w", err)
 	}
@@ -271,9 +301,18 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 	if c.size <= 2*live+(1<<20) {
 		return nil
 	}
-	p := filepath.Join(c.dir, c.name)
-	tmp := p + ".tmp"
-	f, err := os.Create(tmp)
+	root, done, err := c.openRoot()
+	if err != nil {
+		return fmt.Errorf("compacting block cache: %w", err)
+	}
+	defer done()
+	// A leftover temp file (or a symbolic link in its place) is removed,
+	// never written through.
+	tmp := c.name + ".tmp"
+	if err := root.Remove(tmp); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("compacting block cache: %w", err)
+	}
+	f, err := root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666) // as os.Create
 	if err != nil {
 		return fmt.Errorf("compacting block cache: %w", err)
 	}
@@ -291,10 +330,10 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, p)
+		err = root.Rename(tmp, c.name)
 	}
 	if err != nil {
-		os.Remove(tmp)
+		root.Remove(tmp)
 		return fmt.Errorf("compacting block cache: %w", err)
 	}
 	for k := range c.index {
@@ -311,8 +350,8 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 // only needs to look at it. Packs are never changed in place below their
 // recorded size (appends go after it, compaction writes a new file), so the
 // mapping stays valid for the life of the process. Falls back to reading.
-func readMapped(path string) ([]byte, error) {
-	f, err := os.Open(path)
+func readMapped(root *os.Root, name string) ([]byte, error) {
+	f, err := root.Open(name)
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +365,7 @@ func readMapped(path string) ([]byte, error) {
 		return nil, nil
 	}
 	if n > 1<<40 {
-		return nil, fmt.Errorf("pack %q is %d bytes", path, n)
+		return nil, fmt.Errorf("pack %q is %d bytes", rootPath(root, name), n)
 	}
 	b, err := unix.Mmap(int(f.Fd()), 0, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err == nil {

@@ -61,7 +61,9 @@ func WithPublishOptions(opts ...PublishOption) CreateOption {
 
 // WithCacheDir sets where the compressed-block cache lives when no
 // WithBlockCache publish option is given. Default DIR/.repoctl-cache
-// (outside repodata/, so clients never fetch it); "" disables it.
+// (outside repodata/, so clients never fetch it); "" disables it. A cache
+// directory inside DIR is reached through DIR's os.Root like everything
+// else CreateRepo writes there, so it cannot be a symbolic link out of DIR.
 func WithCacheDir(dir string) CreateOption {
 	return func(c *createConfig) error { c.cacheDir = &dir; return nil }
 }
@@ -97,8 +99,9 @@ type scannedFile struct {
 // CreateRepo is a standalone createrepo: it finds every *.rpm under dir
 // (recursively; not in repodata/ nor in dot directories), reads them with
 // bounded workers (or, WithUpdate, reuses existing repodata for unchanged
-// files), and publishes dir/repodata with Publish. The lock is held from
-// scan to publish.
+// files), and publishes dir/repodata as Publish does. The lock is held
+// from scan to publish. Like PublishRoot, it writes inside dir only
+// through an os.Root opened on dir (the packages are read by path).
 //
 // A file that is not a valid RPM is skipped: it is listed in the result's
 // Skipped with the reason, reported through Progress.Notice, the rest is
@@ -134,26 +137,45 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("createrepo %q: not a directory", dir)
 	}
+	// Everything written inside dir goes through root (see PublishRoot).
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("createrepo %q: %w", dir, err)
+	}
+	defer root.Close()
 	cacheDir := filepath.Join(dir, CacheDirName)
 	if cfg.cacheDir != nil {
 		cacheDir = *cfg.cacheDir
 	}
+	// A cache directory inside dir (the default) is reached through root.
+	cacheRel, cacheInside := "", false
+	if cacheDir != "" {
+		cacheRel, cacheInside = insideDir(dir, cacheDir)
+	}
 	var raw *DirCache
-	if pcfg.dryRun && cacheDir != "" && !pathExists(cacheDir) {
-		cacheDir = "" // a dry run creates nothing
+	var cacheRoot *os.Root
+	if pcfg.dryRun && cacheDir != "" {
+		exists := pathExists(cacheDir)
+		if cacheInside {
+			_, err := root.Stat(cacheRel)
+			exists = err == nil
+		}
+		if !exists {
+			cacheDir = "" // a dry run creates nothing
+		}
 	}
 	if cacheDir != "" {
+		if cacheRoot, err = openCacheDir(root, cacheDir, cacheRel, cacheInside); err != nil {
+			return nil, fmt.Errorf("creating block cache %q: %w", cacheDir, err)
+		}
+		defer cacheRoot.Close()
 		if pcfg.cache == nil {
-			if pcfg.cache, err = NewDirCache(cacheDir); err != nil {
-				return nil, err
-			}
+			pcfg.cache = newDirCacheIn(cacheRoot, cacheDir)
 		}
-		if raw, err = newRawCache(cacheDir); err != nil {
-			return nil, err
-		}
+		raw = newRawCacheIn(cacheRoot, cacheDir)
 	}
 	p := pcfg.progress
-	lock, err := acquireLock(ctx, dir, pcfg.lockWait, p)
+	lock, err := acquireLockRoot(ctx, root, pcfg.lockWait, p)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +188,7 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	if cfg.update && raw != nil {
 		stateCh = make(chan *loadedState, 1)
 		go func() {
-			ls, err := readState(ctx, raw, dir, cacheDir)
+			ls, err := readState(ctx, raw, root, cacheRoot)
 			if err != nil {
 				ls = nil
 			}
@@ -199,7 +221,7 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 			}
 		}
 		if old == nil {
-			if old, err = loadExisting(ctx, dir); err != nil {
+			if old, err = loadExistingRoot(ctx, root); err != nil {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
@@ -303,21 +325,21 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 		}
 		saved = make(chan error, 1)
 		go func() {
-			saved <- writeState(ctx, raw, cacheDir, &st, sums, pcfg.codec.id(), base, cfg.render.ChangelogLimit)
+			saved <- writeState(ctx, raw, cacheRoot, &st, sums, pcfg.codec.id(), base, cfg.render.ChangelogLimit)
 		}()
 	}
-	pub, err := publishLocked(ctx, dir, kept, pcfg)
+	pub, err := publishLocked(ctx, root, kept, pcfg)
 	res.Publish = pub
 	if saved != nil {
 		serr := <-saved
 		if err == nil && serr == nil {
-			serr = commitState(cacheDir)
+			serr = commitState(cacheRoot)
 		}
 		if err == nil && serr != nil {
 			// Only a cache: the next --update reads the repodata instead.
 			p.Notice(fmt.Sprintf("not saving createrepo state: %v", serr))
 		}
-		discardState(cacheDir)
+		discardState(cacheRoot)
 	}
 	if err != nil {
 		return res, err
@@ -327,6 +349,41 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 			dir, ErrSomeSkipped, len(res.Skipped), len(files))
 	}
 	return res, nil
+}
+
+// insideDir says whether p lies inside dir by name (after making both
+// absolute and cleaning them), and returns it relative to dir.
+func insideDir(dir, p string) (string, bool) {
+	ad, err := filepath.Abs(dir)
+	if err != nil {
+		return "", false
+	}
+	ap, err := filepath.Abs(p)
+	if err != nil {
+		return "", false
+	}
+	rel, err := filepath.Rel(ad, ap)
+	if err != nil || !filepath.IsLocal(rel) {
+		return "", false
+	}
+	return filepath.ToSlash(rel), true
+}
+
+// openCacheDir creates and opens the block cache directory: through the
+// repository's root when it lies inside it, so that a symbolic link
+// planted at .repoctl-cache cannot send the cache's writes elsewhere; by
+// its path when the caller put it outside the repository.
+func openCacheDir(root *os.Root, cacheDir, rel string, inside bool) (*os.Root, error) {
+	if inside {
+		if err := root.MkdirAll(rel, 0o755); err != nil {
+			return nil, err
+		}
+		return root.OpenRoot(rel)
+	}
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return nil, err
+	}
+	return os.OpenRoot(cacheDir)
 }
 
 func readEntry(ctx context.Context, f scannedFile, ro RenderOptions) (*Entry, error) {

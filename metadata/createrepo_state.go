@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
-	"path/filepath"
 )
 
 // CreateRepo keeps, beside its block cache, the layout of the generation
@@ -186,8 +185,8 @@ type loadedState struct {
 
 // readState reads the state, the current repomd.xml and the uncompressed
 // blocks; it runs while the directory is scanned.
-func readState(ctx context.Context, raw *DirCache, dir, cacheDir string) (*loadedState, error) {
-	b, err := os.ReadFile(filepath.Join(cacheDir, stateFileName))
+func readState(ctx context.Context, raw *DirCache, root, cache *os.Root) (*loadedState, error) {
+	b, err := cache.ReadFile(stateFileName)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +194,7 @@ func readState(ctx context.Context, raw *DirCache, dir, cacheDir string) (*loade
 	if err != nil {
 		return nil, err
 	}
-	md, err := readRepomdFile(filepath.Join(dir, RepodataDir, "repomd.xml"))
+	md, err := readRepomdRoot(root, RepodataDir+"/repomd.xml")
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +280,7 @@ func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
 // writeState writes the layout of the generation being published to
 // state.tmp (commitState puts it in place once the publish succeeded) and
 // makes sure every block's uncompressed bytes are in raw.pack.
-func writeState(ctx context.Context, raw *DirCache, cacheDir string, layout *buildStats, sums [3]string,
+func writeState(ctx context.Context, raw *DirCache, cache *os.Root, layout *buildStats, sums [3]string,
 	codecID, base string, changelog int) error {
 	var all []string
 	for k := range layout.blockKeys {
@@ -344,21 +343,26 @@ func writeState(ctx context.Context, raw *DirCache, cacheDir string, layout *bui
 		s.blocks = append(s.blocks, stateBlock{n: sp.hi - sp.lo,
 			keys: [3]string{layout.blockKeys[0][i], layout.blockKeys[1][i], layout.blockKeys[2][i]}})
 	}
-	if err := os.WriteFile(filepath.Join(cacheDir, stateFileName+".tmp"), s.marshal(), 0o644); err != nil {
+	// A leftover state.tmp (or a symbolic link in its place) is removed,
+	// never written through.
+	tmp := stateFileName + ".tmp"
+	if err := cache.Remove(tmp); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("saving createrepo state: %w", err)
+	}
+	if err := writeFileRoot(cache, tmp, [][]byte{s.marshal()}, false); err != nil {
 		return fmt.Errorf("saving createrepo state: %w", err)
 	}
 	return nil
 }
 
-func commitState(cacheDir string) error {
-	p := filepath.Join(cacheDir, stateFileName)
-	if err := os.Rename(p+".tmp", p); err != nil {
+func commitState(cache *os.Root) error {
+	if err := cache.Rename(stateFileName+".tmp", stateFileName); err != nil {
 		return fmt.Errorf("saving createrepo state: %w", err)
 	}
 	return nil
 }
 
 // discardState removes an uncommitted state.
-func discardState(cacheDir string) {
-	os.Remove(filepath.Join(cacheDir, stateFileName+".tmp"))
+func discardState(cache *os.Root) {
+	cache.Remove(stateFileName + ".tmp")
 }

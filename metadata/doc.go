@@ -18,4 +18,12 @@
 // values, from those validated bytes: go-rpmutils v0.4.0 trusts counts and
 // panics on malformed headers (upstream #42). A recover() maps any panic
 // that still gets through to ErrMalformed.
+//
+// Publish (through PublishRoot) and CreateRepo work inside one repository
+// directory opened as an os.Root: every write, rename, link, removal, the
+// lock and the renameat2 exchange use names relative to it, so a symbolic
+// link planted at repodata, .repodata.new, the lock, the cache or a file
+// inside them makes the operation fail instead of touching anything
+// outside the directory. This is a second wall behind the callers' own
+// path checks, since the process holding the signing key does the writing.
 package metadata

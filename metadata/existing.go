@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -29,7 +28,18 @@ type existingPackage struct {
 // xz) and returns its packages by href. It returns (nil, nil) when there is
 // no repodata. Checksums in repomd.xml are verified while reading.
 func loadExisting(ctx context.Context, repoDir string) (map[string]*existingPackage, error) {
-	md, err := readRepomdFile(filepath.Join(repoDir, RepodataDir, "repomd.xml"))
+	root, err := os.OpenRoot(repoDir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return loadExistingRoot(ctx, root)
+}
+
+// loadExistingRoot is loadExisting for the repository directory root:
+// every file is read through it.
+func loadExistingRoot(ctx context.Context, root *os.Root) (map[string]*existingPackage, error) {
+	md, err := readRepomdRoot(root, RepodataDir+"/repomd.xml")
 	if err != nil || md == nil {
 		return nil, err
 	}
@@ -41,7 +51,7 @@ func loadExisting(ctx context.Context, repoDir string) (map[string]*existingPack
 			return nil, fmt.Errorf("%w: repomd.xml has no %s", ErrBadRepodata, d.typ)
 		}
 		g.Go(func() error {
-			b, err := readMetadataFile(gctx, repoDir, r, md.sumTypes[d.typ], md.openTypes[d.typ])
+			b, err := readMetadataFileRoot(gctx, root, r, md.sumTypes[d.typ], md.openTypes[d.typ])
 			docs[k] = b
 			return err
 		})
@@ -95,12 +105,24 @@ func parseExisting(ctx context.Context, docs [3][]byte) (map[string]*existingPac
 // checksum and open-checksum (sha256) while streaming, and returns the
 // uncompressed content, capped at maxOpenSize.
 func readMetadataFile(ctx context.Context, repoDir string, r *RepomdRecord, sumType, openType string) ([]byte, error) {
+	root, err := os.OpenRoot(repoDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRepodata, err)
+	}
+	defer root.Close()
+	return readMetadataFileRoot(ctx, root, r, sumType, openType)
+}
+
+// readMetadataFileRoot is readMetadataFile for the repository directory
+// root: the file is opened through it, so a symbolic link cannot make it
+// read outside.
+func readMetadataFileRoot(ctx context.Context, root *os.Root, r *RepomdRecord, sumType, openType string) ([]byte, error) {
 	rel := path.Clean(r.Href)
 	if path.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, "../") || !strings.HasPrefix(rel, RepodataDir+"/") {
 		return nil, fmt.Errorf("%w: %s location %q is outside repodata/", ErrBadRepodata, r.Type, r.Href)
 	}
-	p := filepath.Join(repoDir, filepath.FromSlash(rel))
-	f, err := os.Open(p)
+	p := rootPath(root, rel)
+	f, err := root.Open(rel)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRepodata, err)
 	}

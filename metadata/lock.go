@@ -27,10 +27,29 @@ type repoLock struct {
 // timeout or context, so we poll with LOCK_NB to honour ctx.
 var lockPollInterval = 100 * time.Millisecond
 
+// acquireLock takes the lock of the repository directory repoDir (tests
+// use it; the writers, which already hold a root, use acquireLockRoot).
 func acquireLock(ctx context.Context, repoDir string, wait bool, p Progress) (*repoLock, error) {
-	path := filepath.Join(repoDir, LockFileName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	root, err := os.OpenRoot(repoDir)
 	if err != nil {
+		return nil, fmt.Errorf("opening lock %q: %w", filepath.Join(repoDir, LockFileName), err)
+	}
+	// The lock lives in the open file, not in the root.
+	defer root.Close()
+	return acquireLockRoot(ctx, root, wait, p)
+}
+
+// acquireLockRoot takes the lock of the repository directory root. The
+// lock file is opened through root, and must be a regular file, not a
+// symbolic link: the holder truncates it and writes its pid there.
+func acquireLockRoot(ctx context.Context, root *os.Root, wait bool, p Progress) (*repoLock, error) {
+	path := rootPath(root, LockFileName)
+	f, err := root.OpenFile(LockFileName, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock %q: %w", path, err)
+	}
+	if err := checkLockFile(root, f); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("opening lock %q: %w", path, err)
 	}
 	noticed := false
@@ -67,6 +86,24 @@ func acquireLock(ctx context.Context, repoDir string, wait bool, p Progress) (*r
 		_, _ = f.WriteAt(pid, 0)
 	}
 	return &repoLock{f: f}, nil
+}
+
+// checkLockFile refuses a lock that is not a regular file of its own
+// name: os.Root follows a symbolic link that stays inside the root, and
+// the lock file is truncated by whoever holds it.
+func checkLockFile(root *os.Root, f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	lfi, err := root.Lstat(LockFileName)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || !os.SameFile(fi, lfi) {
+		return errors.New("not a regular file")
+	}
+	return nil
 }
 
 func lockHolder(f *os.File) string {

@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/repoctl/repoctl/internal/fsutil"
 )
 
 // Sentinel errors of the repodata writer.
@@ -252,6 +250,9 @@ type PublishResult struct {
 // byte-identical (Changed is false). Beside repodata/, Publish keeps only
 // dot files: the lock, .repodata.retired (when each superseded file was
 // superseded) and, while it runs, .repodata.new.
+//
+// Publish creates repoDir if needed, opens it with os.OpenRoot and does
+// the rest with PublishRoot: no file operation can leave repoDir.
 func Publish(ctx context.Context, repoDir string, entries []Entry, opts ...PublishOption) (*PublishResult, error) {
 	cfg, err := newPublishConfig(opts)
 	if err != nil {
@@ -260,31 +261,63 @@ func Publish(ctx context.Context, repoDir string, entries []Entry, opts ...Publi
 	if err := os.MkdirAll(repoDir, 0o755); err != nil {
 		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
 	}
-	lock, err := acquireLock(ctx, repoDir, cfg.lockWait, cfg.progress)
+	root, err := os.OpenRoot(repoDir)
+	if err != nil {
+		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+	}
+	defer root.Close()
+	return publishRoot(ctx, root, entries, cfg)
+}
+
+// PublishRoot is Publish for the repository directory dir, which the
+// caller opened and closes. Every file operation (lock, reads, writes,
+// links, renames, removals, fsyncs and the directory exchange) goes
+// through dir with names relative to it, so a symbolic link planted at
+// repodata, .repodata.new, the lock or any file inside them cannot make
+// it read, write, link or delete anything outside dir: such an operation
+// fails instead. Symbolic links that stay inside dir are followed as
+// os.Root follows them, except that a superseded or reused metadata file
+// must be a regular file to be carried into the new generation.
+func PublishRoot(ctx context.Context, dir *os.Root, entries []Entry, opts ...PublishOption) (*PublishResult, error) {
+	cfg, err := newPublishConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if dir == nil {
+		return nil, errors.New("metadata: PublishRoot: nil root")
+	}
+	return publishRoot(ctx, dir, entries, cfg)
+}
+
+func publishRoot(ctx context.Context, root *os.Root, entries []Entry, cfg *publishConfig) (*PublishResult, error) {
+	lock, err := acquireLockRoot(ctx, root, cfg.lockWait, cfg.progress)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.release()
-	return publishLocked(ctx, repoDir, entries, cfg)
+	return publishLocked(ctx, root, entries, cfg)
 }
 
 // forceInPlace makes tests exercise the no-RENAME_EXCHANGE fallback.
 var forceInPlace = false
 
-func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *publishConfig) (*PublishResult, error) {
+// publishLocked publishes into root, whose lock the caller holds. All
+// names below are relative to root, slash-separated.
+func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *publishConfig) (*PublishResult, error) {
+	repoDir := root.Name() // for messages only
 	sorted, err := sortEntries(entries)
 	if err != nil {
 		return nil, err
 	}
-	gen := filepath.Join(repoDir, genDirName)
+	const gen = genDirName
 	if cfg.dryRun {
 		if cfg.cache != nil {
 			c := *cfg
 			c.cache = readOnlyCache{cfg.cache}
 			cfg = &c
 		}
-	} else if err := os.RemoveAll(gen); err != nil {
-		return nil, fmt.Errorf("removing leftover %q: %w", gen, err)
+	} else if err := root.RemoveAll(gen); err != nil {
+		return nil, fmt.Errorf("removing leftover %q: %w", rootPath(root, gen), err)
 	}
 
 	docs, st, err := buildDocs(ctx, sorted, cfg.codec, cfg.cache, cfg.workers, cfg.progress, cfg.hints)
@@ -294,9 +327,9 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 
 	cfg.progress.Stage("publish", 0)
 	res := &PublishResult{Packages: len(sorted), BlocksReused: st.reused, BlocksCompressed: st.compressed}
-	repodata := filepath.Join(repoDir, RepodataDir)
+	const repodata = RepodataDir
 	// An unreadable repomd.xml is simply replaced.
-	old, _ := readRepomdFile(filepath.Join(repodata, "repomd.xml"))
+	old, _ := readRepomdRoot(root, repodata+"/repomd.xml")
 
 	names := make([]string, 3)
 	for k, d := range docs {
@@ -310,7 +343,7 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 		r := &old.Records[k]
 		same = r.Type == d.typ && old.sumTypes[d.typ] == "sha256" && r.Checksum == d.checksum &&
 			r.OpenChecksum == d.openChecksum && r.Size == d.size && r.OpenSize == d.openSize &&
-			r.Href == RepodataDir+"/"+names[k] && fileMatches(filepath.Join(repodata, names[k]), d.size, d.checksum)
+			r.Href == RepodataDir+"/"+names[k] && fileMatches(root, repodata+"/"+names[k], d.size, d.checksum)
 	}
 	rev := cfg.revision
 	if rev == "" {
@@ -321,7 +354,7 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 		}
 	}
 	res.Revision = rev
-	unchanged := same && rev == old.Revision && (cfg.signer == nil || pathExists(filepath.Join(repodata, "repomd.xml.asc")))
+	unchanged := same && rev == old.Revision && (cfg.signer == nil || regularExists(root, repodata+"/repomd.xml.asc"))
 	if cfg.dryRun {
 		res.DryRun, res.Changed = true, !unchanged
 		for k, d := range docs {
@@ -337,7 +370,7 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 	}
 	if unchanged {
 		res.Records = append([]RepomdRecord(nil), old.Records...)
-		kept, removed, err := pruneInPlace(repoDir, old, cfg)
+		kept, removed, err := pruneInPlace(root, old, cfg)
 		res.Kept, res.Removed = kept, removed
 		if err != nil {
 			return res, err
@@ -351,15 +384,15 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 	}
 	res.Changed = true
 
-	if err := os.Mkdir(gen, 0o755); err != nil {
+	if err := root.Mkdir(gen, 0o755); err != nil {
 		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
 	}
 	defer func() {
 		// Before the swap gen is the unfinished new generation; after it,
 		// gen holds the old one. Either way it goes.
-		os.RemoveAll(gen)
+		root.RemoveAll(gen)
 	}()
-	if err := os.Chmod(gen, 0o755); err != nil {
+	if err := root.Chmod(gen, 0o755); err != nil {
 		return nil, err
 	}
 	now := cfg.now()
@@ -368,14 +401,14 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 	var toSync []string
 	for k, d := range docs {
 		newNames[names[k]] = true
-		dst := filepath.Join(gen, names[k])
-		if !linkIfSame(filepath.Join(repodata, names[k]), dst, d.size, d.checksum) {
-			if err := writeFile(dst, d.frames, false); err != nil {
+		dst := gen + "/" + names[k]
+		if !linkIfSame(root, repodata+"/"+names[k], dst, d.size, d.checksum) {
+			if err := writeFileRoot(root, dst, d.frames, false); err != nil {
 				return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
 			}
 			toSync = append(toSync, dst)
 		}
-		fi, err := os.Stat(filepath.Join(gen, names[k]))
+		fi, err := root.Stat(dst)
 		if err != nil {
 			return nil, err
 		}
@@ -387,7 +420,7 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 	}
 
 	// Carry superseded files over for the grace period.
-	retired := loadRetired(repoDir)
+	retired := loadRetired(root)
 	current := map[string]bool{}
 	if old != nil {
 		for _, r := range old.Records {
@@ -396,7 +429,7 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 	}
 	newRetired := map[string]int64{}
 	var dropped []string
-	if ents, err := os.ReadDir(repodata); err == nil {
+	if ents, err := readDirRoot(root, repodata); err == nil {
 		for _, e := range ents {
 			n := e.Name()
 			if !e.Type().IsRegular() || newNames[n] || n == "repomd.xml" || n == "repomd.xml.asc" {
@@ -404,7 +437,7 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 			}
 			if strings.HasPrefix(n, "repomd.xml") {
 				// e.g. repomd.xml.key: not ours, keep it.
-				if err := linkOrCopy(filepath.Join(repodata, n), filepath.Join(gen, n)); err != nil {
+				if err := linkOrCopy(root, repodata+"/"+n, gen+"/"+n); err != nil {
 					return nil, err
 				}
 				continue
@@ -417,7 +450,7 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 				dropped = append(dropped, n)
 				continue
 			}
-			if err := linkOrCopy(filepath.Join(repodata, n), filepath.Join(gen, n)); err != nil {
+			if err := linkOrCopy(root, repodata+"/"+n, gen+"/"+n); err != nil {
 				return nil, err
 			}
 			newRetired[n] = t
@@ -429,24 +462,24 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 
 	md := &Repomd{Revision: rev, Records: res.Records}
 	raw := md.Marshal()
-	if err := writeFile(filepath.Join(gen, "repomd.xml"), [][]byte{raw}, false); err != nil {
+	if err := writeFileRoot(root, gen+"/repomd.xml", [][]byte{raw}, false); err != nil {
 		return nil, err
 	}
-	toSync = append(toSync, filepath.Join(gen, "repomd.xml"))
+	toSync = append(toSync, gen+"/repomd.xml")
 	if cfg.signer != nil {
 		asc, err := cfg.signer(ctx, raw)
 		if err != nil {
 			return nil, fmt.Errorf("signing repomd.xml of %q: %w", repoDir, err)
 		}
-		if err := writeFile(filepath.Join(gen, "repomd.xml.asc"), [][]byte{asc}, false); err != nil {
+		if err := writeFileRoot(root, gen+"/repomd.xml.asc", [][]byte{asc}, false); err != nil {
 			return nil, err
 		}
-		toSync = append(toSync, filepath.Join(gen, "repomd.xml.asc"))
+		toSync = append(toSync, gen+"/repomd.xml.asc")
 	}
-	if err := syncFiles(toSync); err != nil {
+	if err := syncFiles(root, toSync); err != nil {
 		return nil, err
 	}
-	if err := fsutil.SyncDir(gen); err != nil {
+	if err := syncDirRoot(root, gen); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -455,17 +488,17 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 
 	// Record retirement times before the swap, so that a crash right
 	// after it never forgets when a file was superseded.
-	if err := saveRetired(repoDir, newRetired); err != nil {
+	if err := saveRetired(root, newRetired); err != nil {
 		return nil, err
 	}
-	inPlace, err := swapGeneration(repoDir, gen, repodata, newNames)
+	inPlace, err := swapGeneration(root, gen, repodata)
 	if err != nil {
 		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
 	}
 	res.InPlace = inPlace
 	if inPlace {
 		for _, n := range dropped {
-			os.Remove(filepath.Join(repodata, n))
+			root.Remove(repodata + "/" + n)
 		}
 	}
 	res.Removed = dropped
@@ -478,27 +511,36 @@ func publishLocked(ctx context.Context, repoDir string, entries []Entry, cfg *pu
 }
 
 // swapGeneration makes gen the published repodata. It returns true when
-// it had to fall back to renaming files into place.
-func swapGeneration(repoDir, gen, repodata string, newNames map[string]bool) (bool, error) {
-	if _, err := os.Lstat(repodata); os.IsNotExist(err) {
-		if err := os.Rename(gen, repodata); err != nil {
+// it had to fall back to renaming files into place. gen and repodata are
+// names in root's top directory.
+func swapGeneration(root *os.Root, gen, repodata string) (bool, error) {
+	// The exchange and the fsync that makes it durable go through a
+	// descriptor of root's directory, never through a path.
+	top, err := root.Open(".")
+	if err != nil {
+		return false, err
+	}
+	defer top.Close()
+	if _, err := root.Lstat(repodata); os.IsNotExist(err) {
+		if err := root.Rename(gen, repodata); err != nil {
 			return false, err
 		}
 		// gen no longer exists; recreate nothing.
-		return false, fsutil.SyncDir(repoDir)
+		return false, syncDirFile(top)
 	}
 	if !forceInPlace {
-		err := unix.Renameat2(unix.AT_FDCWD, gen, unix.AT_FDCWD, repodata, unix.RENAME_EXCHANGE)
+		fd := int(top.Fd())
+		err := unix.Renameat2(fd, gen, fd, repodata, unix.RENAME_EXCHANGE)
 		if err == nil {
-			return false, fsutil.SyncDir(repoDir)
+			return false, syncDirFile(top)
 		}
 		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP) {
-			return false, fmt.Errorf("exchanging %q and %q: %w", gen, repodata, err)
+			return false, fmt.Errorf("exchanging %q and %q: %w", rootPath(root, gen), rootPath(root, repodata), err)
 		}
 	}
 	// Fallback: data first, then the signature away, then repomd.xml and
 	// the new signature.
-	ents, err := os.ReadDir(gen)
+	ents, err := readDirRoot(root, gen)
 	if err != nil {
 		return true, err
 	}
@@ -507,41 +549,43 @@ func swapGeneration(repoDir, gen, repodata string, newNames map[string]bool) (bo
 		if n == "repomd.xml" || n == "repomd.xml.asc" {
 			continue
 		}
-		if pathExists(filepath.Join(repodata, n)) {
+		// A file of that name is already there (its name is its
+		// checksum); a symbolic link is replaced, never trusted.
+		if fi, err := root.Lstat(repodata + "/" + n); err == nil && fi.Mode()&fs.ModeSymlink == 0 {
 			continue
 		}
-		if err := os.Rename(filepath.Join(gen, n), filepath.Join(repodata, n)); err != nil {
+		if err := root.Rename(gen+"/"+n, repodata+"/"+n); err != nil {
 			return true, err
 		}
 	}
-	if err := fsutil.SyncDir(repodata); err != nil {
+	if err := syncDirRoot(root, repodata); err != nil {
 		return true, err
 	}
-	if err := os.Remove(filepath.Join(repodata, "repomd.xml.asc")); err != nil && !os.IsNotExist(err) {
+	if err := root.Remove(repodata + "/repomd.xml.asc"); err != nil && !os.IsNotExist(err) {
 		return true, err
 	}
-	if err := os.Rename(filepath.Join(gen, "repomd.xml"), filepath.Join(repodata, "repomd.xml")); err != nil {
+	if err := root.Rename(gen+"/repomd.xml", repodata+"/repomd.xml"); err != nil {
 		return true, err
 	}
-	if pathExists(filepath.Join(gen, "repomd.xml.asc")) {
-		if err := os.Rename(filepath.Join(gen, "repomd.xml.asc"), filepath.Join(repodata, "repomd.xml.asc")); err != nil {
+	if regularExists(root, gen+"/repomd.xml.asc") {
+		if err := root.Rename(gen+"/repomd.xml.asc", repodata+"/repomd.xml.asc"); err != nil {
 			return true, err
 		}
 	}
-	return true, fsutil.SyncDir(repodata)
+	return true, syncDirRoot(root, repodata)
 }
 
 // pruneInPlace removes superseded files whose grace period ended from a
 // repodata/ that is otherwise left untouched. Removing a file that no
 // current repomd.xml names cannot hurt a reader within the grace period.
-func pruneInPlace(repoDir string, cur *existingRepomd, cfg *publishConfig) (kept, removed []string, err error) {
-	repodata := filepath.Join(repoDir, RepodataDir)
-	retired := loadRetired(repoDir)
+func pruneInPlace(root *os.Root, cur *existingRepomd, cfg *publishConfig) (kept, removed []string, err error) {
+	const repodata = RepodataDir
+	retired := loadRetired(root)
 	current := map[string]bool{}
 	for _, r := range cur.Records {
 		current[strings.TrimPrefix(r.Href, RepodataDir+"/")] = true
 	}
-	ents, err := os.ReadDir(repodata)
+	ents, err := readDirRoot(root, repodata)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -557,7 +601,7 @@ func pruneInPlace(repoDir string, cur *existingRepomd, cfg *publishConfig) (kept
 			t = now.Unix()
 		}
 		if now.Sub(time.Unix(t, 0)) >= cfg.grace {
-			if err := os.Remove(filepath.Join(repodata, n)); err != nil && !os.IsNotExist(err) {
+			if err := root.Remove(repodata + "/" + n); err != nil && !os.IsNotExist(err) {
 				return kept, removed, err
 			}
 			removed = append(removed, n)
@@ -567,7 +611,7 @@ func pruneInPlace(repoDir string, cur *existingRepomd, cfg *publishConfig) (kept
 		kept = append(kept, n)
 	}
 	if !equalRetired(retired, newRetired) {
-		err = saveRetired(repoDir, newRetired)
+		err = saveRetired(root, newRetired)
 	}
 	return kept, removed, err
 }
@@ -584,9 +628,9 @@ func equalRetired(a, b map[string]int64) bool {
 	return true
 }
 
-func loadRetired(repoDir string) map[string]int64 {
+func loadRetired(root *os.Root) map[string]int64 {
 	m := map[string]int64{}
-	b, err := os.ReadFile(filepath.Join(repoDir, retiredFileName))
+	b, err := root.ReadFile(retiredFileName)
 	if err != nil || len(b) > maxRepomdSize {
 		return m
 	}
@@ -596,7 +640,7 @@ func loadRetired(repoDir string) map[string]int64 {
 	return m
 }
 
-func saveRetired(repoDir string, m map[string]int64) error {
+func saveRetired(root *os.Root, m map[string]int64) error {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -606,55 +650,22 @@ func saveRetired(repoDir string, m map[string]int64) error {
 	if err != nil {
 		return err
 	}
-	p := filepath.Join(repoDir, retiredFileName)
-	tmp := p + ".tmp"
-	if err := writeFrames(tmp, [][]byte{b, []byte("\n")}); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("saving %q: %w", p, err)
-	}
-	return nil
-}
-
-func writeFrames(path string, frames [][]byte) error {
-	return writeFile(path, frames, true)
-}
-
-// writeFile writes frames to path, and fsyncs it if sync is set.
-func writeFile(path string, frames [][]byte, sync bool) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	for _, b := range frames {
-		if _, err = f.Write(b); err != nil {
-			break
-		}
-	}
-	if err == nil && sync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("writing %q: %w", path, err)
+	if err := replaceFileRoot(root, retiredFileName, [][]byte{b, []byte("\n")}); err != nil {
+		return fmt.Errorf("saving %q: %w", rootPath(root, retiredFileName), err)
 	}
 	return nil
 }
 
 // syncFiles fsyncs files concurrently: fsync latency, not CPU, is what a
 // small update waits for, and the filesystem can commit them together.
-func syncFiles(paths []string) error {
-	errs := make([]error, len(paths))
+func syncFiles(root *os.Root, names []string) error {
+	errs := make([]error, len(names))
 	var wg sync.WaitGroup
-	for i, p := range paths {
+	for i, n := range names {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			f, err := root.OpenFile(n, os.O_WRONLY, 0)
 			if err == nil {
 				err = f.Sync()
 				if cerr := f.Close(); err == nil {
@@ -662,7 +673,7 @@ func syncFiles(paths []string) error {
 				}
 			}
 			if err != nil {
-				errs[i] = fmt.Errorf("syncing %q: %w", p, err)
+				errs[i] = fmt.Errorf("syncing %q: %w", rootPath(root, n), err)
 			}
 		}()
 	}
@@ -670,45 +681,48 @@ func syncFiles(paths []string) error {
 	return errors.Join(errs...)
 }
 
+// pathExists says whether p exists (following symbolic links).
 func pathExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
 
-func regularWithSize(p string, size int64) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
-}
-
 // linkIfSame hard-links an existing file whose content is exactly what
 // we would write (same size and sha256): its name says what it should
 // contain, but a damaged file must not be published again.
-func linkIfSame(src, dst string, size int64, sum string) bool {
-	return fileMatches(src, size, sum) && os.Link(src, dst) == nil
+func linkIfSame(root *os.Root, src, dst string, size int64, sum string) bool {
+	return fileMatches(root, src, size, sum) && root.Link(src, dst) == nil
 }
 
-// fileMatches says whether path is a regular file of this size and sha256.
-func fileMatches(path string, size int64, sum string) bool {
-	if !regularWithSize(path, size) {
+// fileMatches says whether name is a regular file (not a symbolic link)
+// of this size and sha256.
+func fileMatches(root *os.Root, name string, size int64, sum string) bool {
+	fi, err := root.Lstat(name)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != size {
 		return false
 	}
-	f, err := os.Open(path)
+	f, err := root.Open(name)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
+	// What was opened must be what was looked at.
+	if ofi, err := f.Stat(); err != nil || !os.SameFile(fi, ofi) {
+		return false
+	}
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	return err == nil && n == size && hex.EncodeToString(h.Sum(nil)) == sum
 }
 
-func linkOrCopy(src, dst string) error {
-	if err := os.Link(src, dst); err == nil {
+// linkOrCopy hard-links src to dst, or copies it where links fail.
+func linkOrCopy(root *os.Root, src, dst string) error {
+	if err := root.Link(src, dst); err == nil {
 		return nil
 	}
-	b, err := os.ReadFile(src)
+	b, err := root.ReadFile(src)
 	if err != nil {
 		return err
 	}
-	return writeFrames(dst, [][]byte{b})
+	return writeFileRoot(root, dst, [][]byte{b}, true)
 }

@@ -186,6 +186,23 @@ func readRepomdFile(path string) (*existingRepomd, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return readRepomdFrom(f, path)
+}
+
+// readRepomdRoot is readRepomdFile for name inside root.
+func readRepomdRoot(root *os.Root, name string) (*existingRepomd, error) {
+	f, err := root.Open(name)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readRepomdFrom(f, rootPath(root, name))
+}
+
+func readRepomdFrom(f *os.File, path string) (*existingRepomd, error) {
 	raw, err := io.ReadAll(io.LimitReader(f, maxRepomdSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading %q: %w", path, err)

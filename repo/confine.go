@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/repoctl/repoctl/metadata"
 
 	"github.com/repoctl/repoctl/internal/nevra"
 )
@@ -177,6 +180,20 @@ func (t *tree) place(src os.FileInfo, pl Placement, link func(dirfd int, name st
 		return err
 	}
 	return t.root.Rename(tmp, pl.File)
+}
+
+// publish writes the repodata of the repository directory dir through a
+// root opened beneath the tree, so the publisher cannot leave dir either.
+func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry, opts ...metadata.PublishOption) (*metadata.PublishResult, error) {
+	if err := t.root.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	d, err := t.root.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return metadata.PublishRoot(ctx, d, entries, opts...)
 }
 
 // exists reports whether the placed file is there.

@@ -712,12 +712,8 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 				entries = append(entries, *e)
 			}
 		}
-		abs := r.abs(d)
-		if err := os.MkdirAll(abs, 0o755); err != nil {
-			return nil, err
-		}
 		start := time.Now()
-		pr, err := metadata.Publish(ctx, abs, entries,
+		pr, err := r.tree.publish(ctx, d, entries,
 			metadata.WithCompression(r.cfg.Publish.Compression),
 			metadata.WithSigner(r.key.DetachSignArmored),
 			metadata.WithLockWait(true),
@@ -750,10 +746,6 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-// abs turns a path relative to ROOT/repo into an absolute one.
-func (r *Repo) abs(rel string) string {
-	return filepath.Join(r.cfg.Paths.Repo, filepath.FromSlash(rel))
-}
 
 // contentSHA hashes path from offset start (the main header) to the end.
 func contentSHA(path string, start int64) (string, error) {

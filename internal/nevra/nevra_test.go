@@ -110,7 +110,9 @@ func FuzzFileName(f *testing.F) {
 			}
 			return
 		}
-		if strings.ContainsAny(fn, "/\\\x00 \n") || strings.Contains(fn, "..") || strings.HasPrefix(fn, ".") || len(fn) > 255 {
+		// ".." inside one element ("0-0-..0.rpm" from release ".") is a
+		// name like any other; what matters is that it is one element.
+		if strings.ContainsAny(fn, "/\\\x00 \n") || fn == ".." || strings.HasPrefix(fn, ".") || len(fn) > 255 {
 			t.Fatalf("FileName accepted %q", fn)
 		}
 	})
