@@ -136,6 +136,17 @@ func TestSocketCallerIdentity(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /v1/event: %s, want 404", resp.Status)
 	}
+	// Nor have the daemon open a path for them, as an older CLI asked.
+	resp, err = hc.Post("http://repoctl/v1/add", "application/json", strings.NewReader(`{"paths":["`+secret+`"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply wireReply
+	json.NewDecoder(resp.Body).Decode(&reply)
+	resp.Body.Close()
+	if reply.Error == nil || !strings.Contains(reply.Error.Message, "no longer served") || len(reply.Result) > 0 && string(reply.Result) != "null" {
+		t.Errorf("add by path: %+v, want refused", reply)
+	}
 
 	out, _, code = runCLI(t, root, "-o", "json", "history", "--verify")
 	if code != 0 {

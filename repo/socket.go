@@ -50,6 +50,9 @@ type wireReply struct {
 type addRequest struct {
 	Names   []string   `json:"names"`
 	Options AddOptions `json:"options"`
+	// Paths is what a CLI older than descriptor passing sent; the daemon
+	// refuses it rather than open paths with its own rights.
+	Paths []string `json:"paths,omitempty"`
 }
 
 type removeRequest struct {
@@ -154,6 +157,9 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 		var req addRequest
 		if err := decode(body, &req); err != nil {
 			return nil, err
+		}
+		if len(req.Paths) > 0 {
+			return nil, fmt.Errorf("%w: add by path is no longer served (the daemon only reads files the client passes open); use a repoctl CLI of the daemon's version", ErrBadRequest)
 		}
 		files := filesFrom(ctx)
 		if len(files) != len(req.Names) {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/repoctl/repoctl/internal/safetext"
 	"github.com/repoctl/repoctl/repo"
 )
 
@@ -114,7 +115,7 @@ func printAddResults(w io.Writer, res []repo.AddResult) error {
 	for _, r := range res {
 		switch r.Action {
 		case repo.ActionRejected:
-			fmt.Fprintf(w, "rejected   %s\n           %s\n", r.Path, r.Reason)
+			fmt.Fprintf(w, "rejected   %s\n           %s\n", safetext.Escape(r.Path), safetext.Escape(r.Reason))
 			if r.Rejected != "" {
 				fmt.Fprintf(w, "           kept as %s\n", r.Rejected)
 			}

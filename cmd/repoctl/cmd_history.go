@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/repoctl/repoctl/internal/safetext"
 	"github.com/repoctl/repoctl/repo"
 )
 
@@ -37,11 +38,16 @@ hash-chained to the one before it; --verify recomputes the chain and fails
 			}
 			w := cmd.OutOrStdout()
 			for _, e := range evs {
-				fmt.Fprintf(w, "%6d  %s  %-10s %-10s", e.Seq, e.Time.Format("2006-01-02T15:04:05Z"), e.Who, e.Action)
+				// Paths and details may carry a dropped file's name, or a
+				// rollout host's output: one event stays one line.
+				fmt.Fprintf(w, "%6d  %s  %-10s %-10s", e.Seq, e.Time.Format("2006-01-02T15:04:05Z"), safetext.Escape(e.Who), e.Action)
 				for _, s := range []string{e.Repo, e.Channel, e.NEVRA, e.Path} {
 					if s != "" {
-						fmt.Fprintf(w, " %s", s)
+						fmt.Fprintf(w, " %s", safetext.Escape(s))
 					}
+				}
+				if c := e.Caller; c != nil && c.Name() != e.Who {
+					fmt.Fprintf(w, " (%s)", safetext.Escape(c.String()))
 				}
 				keys := make([]string, 0, len(e.Details))
 				for k := range e.Details {
@@ -50,7 +56,7 @@ hash-chained to the one before it; --verify recomputes the chain and fails
 				sort.Strings(keys)
 				var kv []string
 				for _, k := range keys {
-					kv = append(kv, k+"="+e.Details[k])
+					kv = append(kv, k+"="+safetext.Escape(e.Details[k]))
 				}
 				if len(kv) > 0 {
 					fmt.Fprintf(w, "  %s", strings.Join(kv, " "))
