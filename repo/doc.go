@@ -51,11 +51,25 @@
 // A rejected input is kept as ROOT/rejected/NAME (NAME.1, NAME.2 … on
 // collisions) with NAME.reason beside it, written first. The first line of
 // a .reason file is "CODE: message", CODE one of invalid (not a readable
-// RPM header), sign-failed (the signer refused it, e.g. a payload digest
+// RPM header), invalid-header (a name, epoch, version, release or arch that
+// fails internal/nevra's rules: a "/", "..", whitespace, a control
+// character), sign-failed (the signer refused it, e.g. a payload digest
 // mismatch), unroutable, duplicate-nevra, file-conflict (another NEVRA
-// differing only in epoch has the same file name), unreadable (never kept:
-// missing, not a regular file, or inside ROOT); "file:", "repo:",
-// "channel:" and "time:" lines follow.
+// differing only in epoch has the same file name), unreadable (a drop-in
+// that is a symlink, FIFO, device or socket is moved here as it is; an
+// `add` input that cannot be opened is never kept); "file:", "repo:",
+// "channel:", "time:" and, for requests, "by:" lines follow, every value
+// escaped (internal/safetext) so a name cannot forge a line. A fault of
+// the machine (disk full, EIO, EMFILE) is never a rejection: the batch
+// fails with ErrTransient and is retried.
+//
+// # Who
+//
+// The control socket takes files as open descriptors (SCM_RIGHTS), so the
+// daemon reads only what the client could, and names every event of a
+// request after the kernel's SO_PEERCRED of the peer (Event.Caller). Every
+// file operation in the served tree goes through one os.Root (confine.go),
+// and placements are checked element by element.
 //
 // # Store
 //

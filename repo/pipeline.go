@@ -261,7 +261,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 				continue
 			}
 			if err := herrs[it.idx]; err != nil {
-				if err := reject(it, reasonHeader, strings.TrimPrefix(err.Error(), nevra.ErrInvalid.Error()+": ")); err != nil {
+				if err := reject(it, reasonHeader, nevra.Why(err)); err != nil {
 					return err
 				}
 				continue

@@ -95,7 +95,7 @@ func findPackage(tx *bolt.Tx, repo, spec, channel string) (*PackageRecord, error
 // before it is looked up, logged or recorded.
 func checkSpec(spec string) error {
 	if err := nevra.Spec(spec); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidName, err)
+		return fmt.Errorf("%w: %s", ErrInvalidName, nevra.Why(err))
 	}
 	return nil
 }

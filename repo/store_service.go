@@ -21,7 +21,7 @@ import (
 func (r *Repo) List(ctx context.Context, o ListOptions) ([]PackageRecord, error) {
 	if o.Name != "" {
 		if err := nevra.Name(o.Name); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidName, err)
+			return nil, fmt.Errorf("%w: %s", ErrInvalidName, nevra.Why(err))
 		}
 	}
 	out := []PackageRecord{}

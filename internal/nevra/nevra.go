@@ -23,6 +23,12 @@ import (
 // ErrInvalid is wrapped by every error of this package.
 var ErrInvalid = errors.New("invalid package field")
 
+// Why is err's message without the ErrInvalid prefix, for callers that
+// wrap it in their own sentinel or reason code.
+func Why(err error) string {
+	return strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")
+}
+
 // Limits keep N-V-R.A.rpm within NAME_MAX (255) with room for the suffixes
 // the publisher and the rejected/ directory add.
 const (
