@@ -982,3 +982,55 @@ func TestRejectReusesOrphanReason(t *testing.T) {
 		t.Errorf("reason not rewritten for the new rejection: %q", b)
 	}
 }
+
+// Copies of one NEVRA in one batch: a copy that fails to sign is that
+// copy's rejection only; the valid copy beside it still goes in, and an
+// identical copy shares the outcome of the first.
+func TestSameNEVRAInOneBatch(t *testing.T) {
+	ctx := context.Background()
+	r := openPL(t, filepath.Join(t.TempDir(), "root"))
+	in := t.TempDir()
+	s := spec("twice", "1", "1.el9", "x86_64")
+	full, err := testrpm.Build(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(in, "a-broken.rpm")
+	os.WriteFile(broken, full[:len(full)-20], 0o644) // payload cut: only signing sees it
+	s.Summary = "another build, same NEVRA"
+	other, err := testrpm.Build(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := filepath.Join(in, "b-valid.rpm")
+	os.WriteFile(valid, other, 0o644)
+	copyOf := filepath.Join(in, "c-copy.rpm")
+	os.WriteFile(copyOf, other, 0o644)
+	brokenCopy := filepath.Join(in, "d-broken-copy.rpm")
+	os.WriteFile(brokenCopy, full[:len(full)-20], 0o644)
+
+	res, err := r.Add(ctx, []string{broken, valid, copyOf, brokenCopy}, AddOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Action != ActionRejected || !strings.HasPrefix(res[0].Reason, reasonSign+": ") {
+		t.Errorf("broken copy: %+v, want sign-failed", res[0])
+	}
+	if res[1].Action != ActionAdded {
+		t.Errorf("valid copy beside a broken one: %+v, want added", res[1])
+	}
+	if res[2].Action != ActionUnchanged || res[2].SHA256 != res[1].SHA256 || len(res[2].RepoPaths) != 1 {
+		t.Errorf("identical copy: %+v, want unchanged with the first copy's result", res[2])
+	}
+	if res[3].Action != ActionRejected || !strings.HasPrefix(res[3].Reason, reasonSign+": ") || res[3].Rejected == "" {
+		t.Errorf("identical copy of the broken one: %+v, want the same rejection, kept", res[3])
+	}
+	list, err := r.List(ctx, ListOptions{Name: "twice"})
+	if err != nil || len(list) != 1 || list[0].OrigSHA256 != fileSHA(t, valid) {
+		t.Errorf("store: %+v %v, want the valid copy", list, err)
+	}
+	st, err := r.Status(ctx)
+	if err != nil || st.InFlight != 0 {
+		t.Errorf("journal left %+v %v", st, err)
+	}
+}
