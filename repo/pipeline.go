@@ -746,7 +746,6 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-
 // contentSHA hashes path from offset start (the main header) to the end.
 func contentSHA(path string, start int64) (string, error) {
 	f, err := os.Open(path)
