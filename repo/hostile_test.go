@@ -247,9 +247,9 @@ func shaHex(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// TestHostileHeadersAdd drives `repoctl add` without a daemon.
-func TestHostileHeadersAdd(t *testing.T) {
-	h := newHostileSetup(t)
+// addCLI runs `repoctl -o json add` on every file and checks the outcome.
+func (h *hostileSetup) addCLI(t *testing.T) {
+	t.Helper()
 	out, stderr, code := runCLI(t, h.root, append([]string{"-o", "json", "add"}, h.files...)...)
 	if code != 3 {
 		t.Fatalf("exit %d, want 3 (some rejected)\n%s\n%s", code, out, stderr)
@@ -261,19 +261,16 @@ func TestHostileHeadersAdd(t *testing.T) {
 	h.check(t, res)
 }
 
+// TestHostileHeadersAdd drives `repoctl add` without a daemon.
+func TestHostileHeadersAdd(t *testing.T) {
+	newHostileSetup(t).addCLI(t)
+}
+
 // TestHostileHeadersSocket drives `repoctl add` through the daemon's socket.
 func TestHostileHeadersSocket(t *testing.T) {
 	h := newHostileSetup(t)
 	d := startDaemon(t, h.root)
-	out, stderr, code := runCLI(t, h.root, append([]string{"-o", "json", "add"}, h.files...)...)
-	if code != 3 {
-		t.Fatalf("exit %d, want 3 (some rejected)\n%s\n%s", code, out, stderr)
-	}
-	var res []AddResult
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("decoding %q: %v", out, err)
-	}
-	h.check(t, res)
+	h.addCLI(t)
 	d.stop()
 }
 
