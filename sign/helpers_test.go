@@ -103,9 +103,34 @@ func (db *rpmDB) checksigSummary(t testing.TB, path string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// assertSignedOK asserts rpm's own verdict for a package signed by key.
+// assertSignedOK asserts rpm's own verdict for a package signed by key,
+// header-only as rpmsign --addsign (rpm >= 4.16) signs: rpmkeys -Kv must
+// list no header+payload signature (its indented "V4 …" line without
+// "Header") unless the package has no payload digest.
 func (db *rpmDB) assertSignedOK(t testing.TB, path string, key *Key) {
 	t.Helper()
+	db.assertSigned(t, path, key, false)
+}
+
+// assertSigned is assertSignedOK that also takes packages signed with
+// WithLegacy, which must carry the header+payload signature as well.
+func (db *rpmDB) assertSigned(t testing.TB, path string, key *Key, legacy bool) {
+	t.Helper()
+	out, _ := db.checksig(t, path)
+	hasLegacy := false
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "V4 ") && strings.Contains(l, " Signature, key ID "+key.KeyID()[8:]) {
+			hasLegacy = true
+		}
+	}
+	// A package without a payload digest (built by rpm < 4.14) keeps a
+	// header+payload signature either way: nothing else would cover its
+	// payload.
+	wantLegacy := legacy || mustReadPkg(t, path).main.get(tagPayloadDigest) == nil
+	if hasLegacy != wantLegacy {
+		t.Errorf("rpmkeys -Kv %s: header+payload signature present = %v, want %v\n%s", path, hasLegacy, wantLegacy, out)
+	}
 	sum := db.checksigSummary(t, path)
 	if sum != path+": digests signatures OK" {
 		t.Errorf("rpmkeys --checksig %s:\n%s", path, sum)
