@@ -140,13 +140,16 @@ func TestCLIWaitsForLock(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root")
 	r := openPL(t, root)
 	p := writeSpec(t, t.TempDir(), spec("waiter", "1", "1.el9", "x86_64"))
-	var stdout, stderr strings.Builder
+	var stdout, stderr syncBuffer
 	cmd := exec.Command(repoctlBinary(t), "--root", root, "add", p)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// Release the lock only once the CLI said it waits for it.
+	waitFor(t, time.Minute, "the CLI to say it waits", func() (bool, string) {
+		return strings.Contains(stderr.String(), "waiting"), stderr.String()
+	})
 	r.Close()
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("add after waiting: %v\n%s\n%s", err, stdout.String(), stderr.String())
