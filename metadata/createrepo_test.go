@@ -322,21 +322,32 @@ func TestDirCacheTornRecordIsAMiss(t *testing.T) {
 		t.Fatal(err)
 	}
 	c3, _ := NewDirCache(dir)
-	got, _ = c3.GetBlocks(ctx, []string{k1, k2, k3})
+	got, err = c3.GetBlocks(ctx, []string{k1, k2, k3})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(got) != 2 || string(got[k3]) != "three" {
 		t.Fatalf("after append: %q", got)
 	}
 	// Retaining only k3 compacts once the dead part dominates.
 	big := fmt.Sprintf("%064x", 4)
-	c3.PutBlocks(ctx, map[string][]byte{big: bytes.Repeat([]byte("x"), 3<<20)})
+	if err := c3.PutBlocks(ctx, map[string][]byte{big: bytes.Repeat([]byte("x"), 3<<20)}); err != nil {
+		t.Fatal(err)
+	}
 	if err := c3.RetainBlocks(ctx, []string{k3}); err != nil {
 		t.Fatal(err)
 	}
 	if fi := mustStat(t, p); fi.Size() > 1024 {
 		t.Fatalf("pack not compacted: %d bytes", fi.Size())
 	}
-	c4, _ := NewDirCache(dir)
-	got, _ = c4.GetBlocks(ctx, []string{k1, k3, big})
+	c4, err := NewDirCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = c4.GetBlocks(ctx, []string{k1, k3, big})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(got) != 1 || string(got[k3]) != "three" {
 		t.Fatalf("after compaction: %d blocks", len(got))
 	}

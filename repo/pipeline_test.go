@@ -905,7 +905,10 @@ func TestAddDryRun(t *testing.T) {
 	if _, err := r.Add(ctx, []string{first}, AddOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	evs, _ := r.History(ctx, HistoryOptions{})
+	evs, err := r.History(ctx, HistoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	d2 := spec("dr", "1", "1.el9", "x86_64")
 	d2.Summary = "other build"
 	dup := writeSpec(t, t.TempDir(), d2)
@@ -923,7 +926,10 @@ func TestAddDryRun(t *testing.T) {
 	if _, err := os.Stat(newer); err != nil {
 		t.Errorf("dry run took the drop-in: %v", err)
 	}
-	after, _ := r.History(ctx, HistoryOptions{})
+	after, err := r.History(ctx, HistoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(after) != len(evs) {
 		t.Errorf("dry run recorded %d events", len(after)-len(evs))
 	}

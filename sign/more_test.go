@@ -96,11 +96,15 @@ func TestVerifyReports(t *testing.T) {
 		t.Errorf("NEVRA %q", rep.NEVRA)
 	}
 	signAll(t, a, []string{p})
-	rep, _ = VerifyFile(ctx, p, []*Key{a})
+	if rep, err = VerifyFile(ctx, p, []*Key{a}); err != nil {
+		t.Fatal(err)
+	}
 	if !rep.OK || rep.Summary() != "digests signatures OK" || rep.Signatures[0].KeyID != a.KeyID() {
 		t.Errorf("signed: %+v", rep)
 	}
-	rep, _ = VerifyFile(ctx, p, []*Key{b})
+	if rep, err = VerifyFile(ctx, p, []*Key{b}); err != nil {
+		t.Fatal(err)
+	}
 	if rep.OK || rep.Signatures[0].Status != "NOKEY" {
 		t.Errorf("other key: %+v", rep)
 	}
@@ -109,7 +113,9 @@ func TestVerifyReports(t *testing.T) {
 	pk := mustReadPkg(t, p)
 	data[pk.payloadOff-30] ^= 1
 	os.WriteFile(p, data, 0o644)
-	rep, _ = VerifyFile(ctx, p, []*Key{a})
+	if rep, err = VerifyFile(ctx, p, []*Key{a}); err != nil {
+		t.Fatal(err)
+	}
 	if rep.OK || rep.DigestsOK || rep.Signatures[0].Status != "BAD" {
 		t.Errorf("tampered: %+v", rep)
 	}
