@@ -2,7 +2,7 @@ GO ?= go
 ROOT ?= ./var
 PKGS := ./...
 
-.PHONY: build run test test-deps bench fuzz vet clean testdata-rpm
+.PHONY: build run test test-deps bench fuzz fuzz-long vet clean testdata-rpm
 
 build:
 	$(GO) build -o bin/repoctl ./cmd/repoctl
@@ -36,9 +36,15 @@ FUZZ_TARGETS := internal/rpmhdr:FuzzParse internal/nevra:FuzzFileName metadata:F
 	upgrade:FuzzParseNEVRA
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \
-	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./$$pkg; \
+	  pkg=$${t%%:*}; fn=$${t##*:}; log=$$(mktemp); echo "== $$pkg $$fn"; \
+	  if ! $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./$$pkg >$$log 2>&1; then \
+	    cat $$log; rm -f $$log; exit 1; fi; \
+	  grep 'execs:' $$log | tail -n 1; tail -n 1 $$log; rm -f $$log; \
 	done
+
+## fuzz-long: the nightly kind of run, 10 minutes a target.
+fuzz-long:
+	$(MAKE) fuzz FUZZTIME=10m
 
 clean:
 	rm -rf bin
