@@ -98,7 +98,7 @@ type runStat struct {
 // runProc runs a command and returns its wall time and peak RSS. Go starts
 // children with CLONE_VM, and Linux carries the parent's peak RSS into the
 // child's at exec, so the command is started from a small helper process
-// (this test binary, see TestHelperMeasure) that reports the grandchild's
+// (this test binary, see helperMeasure) that reports the grandchild's
 // own figures.
 func runProc(b *testing.B, name string, args ...string) runStat {
 	b.Helper()
@@ -106,7 +106,7 @@ func runProc(b *testing.B, name string, args ...string) runStat {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestHelperMeasure$", "--", path}, args...)...)
+	cmd := exec.Command(os.Args[0], append([]string{"--", path}, args...)...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "REPOCTL_MEASURE=1")
 	out, err := cmd.Output()
 	if err != nil {
@@ -130,12 +130,9 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-// TestHelperMeasure is not a test: runProc runs the test binary with
-// REPOCTL_MEASURE set and the command after "--".
-func TestHelperMeasure(t *testing.T) {
-	if os.Getenv("REPOCTL_MEASURE") == "" {
-		return
-	}
+// helperMeasure is the child that runProc starts: the test binary with
+// REPOCTL_MEASURE set (TestMain dispatches) and the command after "--".
+func helperMeasure() {
 	args := os.Args
 	for i, a := range args {
 		if a == "--" {

@@ -104,13 +104,9 @@ func TestPublishSecondWriterFailsOrWaits(t *testing.T) {
 	checkRepodata(t, dir, fakeEntries(5, "a"))
 }
 
-// TestHelperHoldLock is not a test: the killed-holder test runs the test
-// binary with REPOCTL_HOLD_LOCK set to take the lock in a child process.
-func TestHelperHoldLock(t *testing.T) {
-	dir := os.Getenv("REPOCTL_HOLD_LOCK")
-	if dir == "" {
-		return
-	}
+// helperHoldLock is the child of the killed-holder test: the test binary
+// with REPOCTL_HOLD_LOCK set (TestMain dispatches) takes the lock.
+func helperHoldLock(dir string) {
 	if _, err := acquireLock(context.Background(), dir, false, NoProgress{}); err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -121,7 +117,7 @@ func TestHelperHoldLock(t *testing.T) {
 
 func TestPublishLockOfKilledProcessDoesNotBlock(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperHoldLock$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "REPOCTL_HOLD_LOCK="+dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {

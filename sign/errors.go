@@ -16,4 +16,10 @@ var (
 	ErrBadKey         = errors.New("sign: not a usable OpenPGP key")
 	ErrBadUserID      = errors.New("sign: invalid key user ID")
 	ErrJournal        = errors.New("sign: crash journal could not be applied")
+	// ErrDigestTag and ErrSignatureTag: a digest tag (header or payload,
+	// rpm 4 or rpm 6) or rpm 6's signature tag 278 is of the wrong type or
+	// count, or its value is not hex / base64 / an OpenPGP signature. Such
+	// errors match ErrCorrupt as well.
+	ErrDigestTag    = errors.New("sign: malformed digest tag")
+	ErrSignatureTag = errors.New("sign: malformed signature tag")
 )

@@ -154,7 +154,7 @@ func FuzzReadPackage(f *testing.F) {
 				es = append(es, e)
 			}
 		}
-		area := newSigArea(es)
+		area := newSigArea(es, p.reserveTag())
 		img := append(append(bytes.Clone(p.lead), area...), p.main.blob...)
 		h, err := rpmhdr.Parse(img)
 		if err != nil {

@@ -28,7 +28,9 @@ const (
 	tagSHA1Header    = 269
 	tagLongSize      = 270
 	tagSHA256Header  = 273
-	tagOpenPGP       = 278 // rpm 6 multi-signature array; rpm 4.18 ignores it
+	tagOpenPGP       = 278 // rpm 6 signatures: base64 packets; rpm 4 ignores it
+	tagSHA3Header    = 279 // rpm 6 only
+	tagReserved      = 999 // rpm 6's space reservation (v6 packages)
 	tagSize          = 1000
 	tagPGP           = 1002
 	tagMD5           = 1004
@@ -36,10 +38,20 @@ const (
 	tagPGP5          = 1006
 	tagReservedSpace = 1008
 
-	tagPayloadDigest     = 5092
-	tagPayloadDigestAlgo = 5093
-	defaultReservedFill  = 4096
-	maxPackageSize       = 1 << 40
+	// Main header payload digests (rpm's include/rpm/rpmtag.h). Only
+	// 5092/5097 are read by rpm 4.x; rpm 6 reads all six. ALT digests are
+	// over the uncompressed payload.
+	tagPayloadDigest     = 5092 // PAYLOADSHA256, string array
+	tagPayloadDigestAlgo = 5093 // obsolete: rpm ≥ 4.14 always hashes 5092 with SHA-256
+	tagPayloadDigestAlt  = 5097 // PAYLOADSHA256ALT, string array
+	tagRPMFormat         = 5114 // int32; 6 for rpm 6's v6 packages
+	tagPayloadSHA512     = 5121 // string
+	tagPayloadSHA512Alt  = 5122
+	tagPayloadSHA3       = 5123
+	tagPayloadSHA3Alt    = 5124
+
+	defaultReservedFill = 4096
+	maxPackageSize      = 1 << 40
 )
 
 // sigTags are the tags that hold signatures; signing replaces all of them.
@@ -129,20 +141,46 @@ func readPkg(r io.Reader, size int64) (*pkg, error) {
 	}, nil
 }
 
+// v6 reports whether the package is in rpm 6's v6 format (RPMFORMAT ≥ 6
+// in the main header, or the signature header of one: RESERVED 999 and the
+// SHA3-256 header digest, the test rpm 6 itself applies). rpm 6 signs such
+// packages with tag 278 as well and never with header+payload signatures.
+func (p *pkg) v6() bool {
+	if f, ok := p.main.uint(tagRPMFormat); ok && f >= 6 {
+		return true
+	}
+	return p.sig.get(tagReserved) != nil && p.sig.get(tagSHA3Header) != nil
+}
+
+// reserveTag is the tag that holds the reserved space: the one the package
+// already uses, else RESERVED (999) for v6 packages and RESERVEDSPACE
+// (1008) for the rest, as rpmsign chooses.
+func (p *pkg) reserveTag() uint32 {
+	switch {
+	case p.sig.get(tagReservedSpace) != nil:
+		return tagReservedSpace
+	case p.sig.get(tagReserved) != nil || p.v6():
+		return tagReserved
+	}
+	return tagReservedSpace
+}
+
 // buildSigHeader serializes a signature header from entries (minus any
 // region and reserved-space entries, which it adds itself): index sorted by
 // tag, the region tag 62 first with its trailer at the end of the data, each
-// value aligned to its type's size. reserved > 0 adds RESERVEDSPACE of that
-// many zero bytes. The result is not padded.
-func buildSigHeader(entries []entry, reserved int) []byte {
+// value aligned to its type's size, data in index order (rpm rejects
+// entries whose data overlaps the one before). reserved > 0 adds
+// reserveTag (RESERVEDSPACE 1008 or rpm 6's RESERVED 999) of that many zero
+// bytes. The result is not padded.
+func buildSigHeader(entries []entry, reserved int, reserveTag uint32) []byte {
 	es := make([]entry, 0, len(entries)+2)
 	for _, e := range entries {
-		if e.tag != tagSigRegion && e.tag != tagReservedSpace {
+		if e.tag != tagSigRegion && e.tag != tagReservedSpace && e.tag != tagReserved {
 			es = append(es, e)
 		}
 	}
 	if reserved > 0 {
-		es = append(es, entry{tag: tagReservedSpace, typ: typeBin, count: uint32(reserved), data: make([]byte, reserved)})
+		es = append(es, entry{tag: reserveTag, typ: typeBin, count: uint32(reserved), data: make([]byte, reserved)})
 	}
 	sort.SliceStable(es, func(i, j int) bool { return es[i].tag < es[j].tag })
 	il := len(es) + 1
@@ -185,13 +223,13 @@ func buildSigHeader(entries []entry, reserved int) []byte {
 // fitSigHeader builds the new signature header area so that it occupies
 // exactly area bytes (signature header plus padding), shrinking or growing
 // RESERVEDSPACE as rpmsign does. ok is false when it cannot fit.
-func fitSigHeader(entries []entry, area int) (b []byte, ok bool) {
-	if h := buildSigHeader(entries, 0); pad8(len(h)) == area {
+func fitSigHeader(entries []entry, area int, reserveTag uint32) (b []byte, ok bool) {
+	if h := buildSigHeader(entries, 0, reserveTag); pad8(len(h)) == area {
 		return padTo(h, area), true
 	}
-	base := len(buildSigHeader(entries, 1)) - 1
+	base := len(buildSigHeader(entries, 1, reserveTag)) - 1
 	if r := area - base; r >= 1 {
-		h := buildSigHeader(entries, r)
+		h := buildSigHeader(entries, r, reserveTag)
 		if pad8(len(h)) == area {
 			return padTo(h, area), true
 		}
@@ -201,8 +239,8 @@ func fitSigHeader(entries []entry, area int) (b []byte, ok bool) {
 
 // newSigArea builds a fresh, padded signature area with room to spare for
 // later re-signing without a rewrite.
-func newSigArea(entries []entry) []byte {
-	h := buildSigHeader(entries, defaultReservedFill)
+func newSigArea(entries []entry, reserveTag uint32) []byte {
+	h := buildSigHeader(entries, defaultReservedFill, reserveTag)
 	return padTo(h, pad8(len(h)))
 }
 

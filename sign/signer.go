@@ -483,25 +483,21 @@ func (s *Signer) prepare(ctx context.Context, path string) (pl *plan, err error)
 	}
 	// Like rpmsign: a package without a payload digest (built by rpm <
 	// 4.14) needs the header+payload signature, or rpm cannot verify its
-	// payload under a header-only signature.
-	legacy := s.legacy || p.main.get(tagPayloadDigest) == nil
-	hadSig, ours := false, false
+	// payload under a header-only signature. A v6 package never gets one:
+	// rpm 6 ignores it there and the v6 format has no tags above 999.
+	v6 := p.v6()
+	legacy := !v6 && (s.legacy || !p.hasPayloadDigest())
+	old278, err := openPGPSigs(p)
+	if err != nil {
+		return nil, err
+	}
+	hadSig := false
 	for _, e := range p.sig.entries {
 		if sigTags[e.tag] {
 			hadSig = true
 		}
 	}
-	if e := p.sig.get(hdrTag); e != nil && verifyPacket(e.data, []*Key{k}, p.main.blob) == nil {
-		ours = true
-		for _, o := range p.sig.entries {
-			if sigTags[o.tag] && o.tag != hdrTag && !(legacy && o.tag == legacyTag) {
-				ours = false // something foreign or unwanted besides ours
-			}
-		}
-		if legacy && p.sig.get(legacyTag) == nil {
-			ours = false
-		}
-	}
+	ours := s.isOurs(p, hdrTag, legacyTag, legacy, v6, old278)
 
 	now := time.Now()
 	var legacySig func() ([]byte, error)
@@ -543,6 +539,11 @@ func (s *Signer) prepare(ctx context.Context, path string) (pl *plan, err error)
 		}
 	}
 	entries = append(entries, entry{tag: hdrTag, typ: typeBin, count: uint32(len(hdrSig)), data: hdrSig})
+	if v6 {
+		// rpm 6 reads 278 and skips RSAHEADER/DSAHEADER when it has one;
+		// rpm 4 reads only those. The same packet serves both.
+		entries = append(entries, openPGPEntry(hdrSig))
+	}
 	if legacySig != nil {
 		ls, err := legacySig()
 		if err != nil {
@@ -558,12 +559,42 @@ func (s *Signer) prepare(ctx context.Context, path string) (pl *plan, err error)
 	// main header (which can be megabytes).
 	pl.mainLen, pl.mainSum = len(p.main.blob), sum256(p.main.blob)
 	defer func() { p.main, p.sig = nil, nil }()
-	if area, ok := fitSigHeader(entries, p.sigArea); ok {
+	if area, ok := fitSigHeader(entries, p.sigArea, p.reserveTag()); ok {
 		pl.inPlace, pl.newArea = true, area
 	} else {
-		pl.newArea = newSigArea(entries)
+		pl.newArea = newSigArea(entries, p.reserveTag())
 	}
 	return pl, nil
+}
+
+// isOurs reports whether p already carries exactly the signatures signing
+// would write: a valid header signature by our key in hdrTag, the
+// header+payload one when legacy, the same signature in 278 for a v6
+// package, and no other signature tag.
+func (s *Signer) isOurs(p *pkg, hdrTag, legacyTag uint32, legacy, v6 bool, old278 [][]byte) bool {
+	keys := []*Key{s.key}
+	e := p.sig.get(hdrTag)
+	if e == nil || verifyPacket(e.data, keys, p.main.blob) != nil {
+		return false
+	}
+	for _, o := range p.sig.entries {
+		switch {
+		case !sigTags[o.tag], o.tag == hdrTag:
+		case o.tag == legacyTag && legacy:
+		case o.tag == tagOpenPGP && v6:
+		default:
+			return false // something foreign or unwanted besides ours
+		}
+	}
+	// A legacy signature is only trusted because the digests are checked
+	// before the file is left alone.
+	if legacy && p.sig.get(legacyTag) == nil {
+		return false
+	}
+	if v6 && (len(old278) != 1 || verifyPacket(old278[0], keys, p.main.blob) != nil) {
+		return false
+	}
+	return true
 }
 
 // patch overwrites the signature area of pl.path in place, after checking

@@ -18,9 +18,16 @@ import (
 // Check is one line of a verification report, like a line of rpmkeys -Kv.
 type Check struct {
 	Name   string `json:"name"`   // e.g. "Header SHA256 digest", "Header V4 RSA/SHA256 Signature"
-	Status string `json:"status"` // "OK", "BAD", "NOKEY", "UNSUPPORTED"
+	Status string `json:"status"` // "OK", "BAD", "NOKEY"
 	KeyID  string `json:"key_id,omitempty"`
 	Detail string `json:"detail,omitempty"`
+	// Reader is empty when rpm 4.x and rpm 6 both read this check's tag,
+	// "rpm4" when only rpm 4.x does (rpm 6 skips RSAHEADER when tag 278 is
+	// there, and MD5 and header+payload signatures in v6 packages), and
+	// "rpm6" when only rpm 6 does (tag 278, SHA3-256 and SHA-512 digests).
+	// Names follow the reader: rpm 4.18's "Header V4 RSA/SHA256 Signature",
+	// rpm 6's "Header OpenPGP V4 RSA/SHA256 signature".
+	Reader string `json:"reader,omitempty"`
 }
 
 // Report is the verification result for one package.
@@ -29,12 +36,16 @@ type Report struct {
 	NEVRA      string  `json:"nevra,omitempty"`
 	Digests    []Check `json:"digests"`
 	Signatures []Check `json:"signatures"`
-	// DigestsOK: every digest present matched. SignaturesOK: at least one
-	// signature verified with a given key and none was bad or from an
-	// unknown key (rpm 4.18-unreadable v6 signatures are ignored).
+	// DigestsOK: every digest present matched. SignaturesOK: for rpm 4.x
+	// and for rpm 6 alike, at least one signature that rpm version reads
+	// verified with a given key and none was bad or from an unknown key.
 	DigestsOK    bool `json:"digests_ok"`
 	SignaturesOK bool `json:"signatures_ok"`
 	OK           bool `json:"ok"`
+	// RPM4OK and RPM6OK are the verdicts counting only the checks that
+	// version reads (see Check.Reader); OK is both.
+	RPM4OK bool `json:"rpm4_ok"`
+	RPM6OK bool `json:"rpm6_ok"`
 }
 
 // Summary is rpmkeys -K's one-line verdict.
@@ -82,13 +93,40 @@ func VerifyFile(ctx context.Context, path string, keys []*Key) (*Report, error) 
 	}
 	var legacies []legacy
 	var extras []io.Writer
+	// rpm 6 reads 278 and, when it has a signature, nothing else; rpm 6
+	// also skips the header+payload tags of a v6 signature header.
+	old278, err278 := openPGPSigs(p)
+	v4Reader, legacyReader := "", ""
+	if len(old278) > 0 {
+		v4Reader, legacyReader = readerRPM4, readerRPM4
+	}
+	if p.ignoresLegacy() {
+		legacyReader = readerRPM4
+	}
+	if err278 != nil {
+		var te *tagError
+		detail := err278.Error()
+		if errors.As(err278, &te) {
+			detail = te.detail
+		}
+		headerSigs = append(headerSigs, Check{Name: "Header OpenPGP signature", Status: "BAD", Detail: detail, Reader: readerRPM6})
+	}
+	for _, pkt := range old278 {
+		c := checkSig("Header ", pkt, keys, p.main.blob)
+		c.Name = "Header OpenPGP " + strings.TrimSuffix(strings.TrimPrefix(c.Name, "Header "), "Signature") + "signature"
+		c.Reader = readerRPM6
+		headerSigs = append(headerSigs, c)
+	}
 	for _, e := range p.sig.entries {
 		switch e.tag {
 		case tagRSAHeader, tagDSAHeader:
-			headerSigs = append(headerSigs, checkSig("Header ", e.data, keys, p.main.blob))
+			c := checkSig("Header ", e.data, keys, p.main.blob)
+			c.Reader = v4Reader
+			headerSigs = append(headerSigs, c)
 		case tagPGP, tagGPG:
 			c, sig, pub := prepareSig("", e.data, keys)
-			if sig == nil || pub == nil {
+			c.Reader = legacyReader
+			if sig == nil {
 				legacies = append(legacies, legacy{check: &c})
 				continue
 			}
@@ -100,9 +138,6 @@ func VerifyFile(ctx context.Context, path string, keys []*Key) (*Report, error) 
 			}
 			legacies = append(legacies, legacy{&c, sig, h, pub})
 			extras = append(extras, h)
-		case tagOpenPGP:
-			headerSigs = append(headerSigs, Check{Name: "OpenPGP signatures (tag 278)", Status: "UNSUPPORTED",
-				Detail: "rpm 6 multi-signature tag; rpm 4.18 ignores it"})
 		}
 	}
 	var extra io.Writer
@@ -113,18 +148,24 @@ func VerifyFile(ctx context.Context, path string, keys []*Key) (*Report, error) 
 	if err != nil {
 		return nil, fmt.Errorf("verifying %q: %w", path, err)
 	}
-	rep.DigestsOK = true
 	for _, c := range checks {
-		ck := Check{Name: c.name, Status: "OK"}
+		ck := Check{Name: c.name, Status: "OK", Reader: c.reader}
 		if c.err != nil {
 			ck.Status, ck.Detail = "BAD", c.err.Error()
-			rep.DigestsOK = false
+			var te *tagError
+			if errors.As(c.err, &te) {
+				ck.Detail = te.detail
+			}
 		}
 		rep.Digests = append(rep.Digests, ck)
 	}
 	rep.Signatures = headerSigs
 	for _, l := range legacies {
-		if l.sig != nil {
+		if l.sig != nil && l.key == nil {
+			if packet.VerifyHashTag(l.h, l.sig) != nil {
+				l.check.Status, l.check.Detail = "BAD", "signature does not match"
+			}
+		} else if l.sig != nil {
 			if err := l.key.VerifySignature(l.h, l.sig); err != nil {
 				l.check.Status, l.check.Detail = "BAD", "signature does not match"
 			} else {
@@ -133,18 +174,33 @@ func VerifyFile(ctx context.Context, path string, keys []*Key) (*Report, error) 
 		}
 		rep.Signatures = append(rep.Signatures, *l.check)
 	}
-	good, bad := 0, 0
-	for _, c := range rep.Signatures {
-		switch c.Status {
-		case "OK":
-			good++
-		case "UNSUPPORTED":
-		default:
-			bad++
+	digests := func(reader string) bool {
+		for _, c := range rep.Digests {
+			if c.Status != "OK" && (c.Reader == "" || c.Reader == reader) {
+				return false
+			}
 		}
+		return true
 	}
-	rep.SignaturesOK = bad == 0 && (good > 0 || len(keys) == 0)
-	rep.OK = rep.DigestsOK && rep.SignaturesOK
+	sigs := func(reader string) bool {
+		good, bad := 0, 0
+		for _, c := range rep.Signatures {
+			if c.Reader != "" && c.Reader != reader {
+				continue
+			}
+			if c.Status == "OK" {
+				good++
+			} else {
+				bad++
+			}
+		}
+		return bad == 0 && (good > 0 || len(keys) == 0)
+	}
+	rep.DigestsOK = digests(readerRPM4) && digests(readerRPM6)
+	rep.SignaturesOK = sigs(readerRPM4) && sigs(readerRPM6)
+	rep.RPM4OK = digests(readerRPM4) && sigs(readerRPM4)
+	rep.RPM6OK = digests(readerRPM6) && sigs(readerRPM6)
+	rep.OK = rep.RPM4OK && rep.RPM6OK
 	return rep, nil
 }
 
@@ -187,6 +243,10 @@ func algoName(a packet.PublicKeyAlgorithm) string {
 		return "DSA"
 	case packet.PubKeyAlgoECDSA:
 		return "ECDSA"
+	case packet.PubKeyAlgoEd25519:
+		return "Ed25519"
+	case packet.PubKeyAlgoEd448:
+		return "Ed448"
 	}
 	return fmt.Sprintf("algo%d", a)
 }
@@ -204,8 +264,11 @@ func prepareSig(prefix string, data []byte, keys []*Key) (Check, *packet.Signatu
 		c.Detail = "not a signature packet"
 		return c, nil, nil
 	}
-	hn := strings.TrimPrefix(sig.Hash.String(), "SHA-")
-	c.Name = fmt.Sprintf("%sV%d %s/SHA%s Signature", prefix, sig.Version, algoName(sig.PubKeyAlgo), hn)
+	hn := sig.Hash.String()
+	if !strings.HasPrefix(hn, "SHA3") {
+		hn = "SHA" + strings.TrimPrefix(hn, "SHA-")
+	}
+	c.Name = fmt.Sprintf("%sV%d %s/%s Signature", prefix, sig.Version, algoName(sig.PubKeyAlgo), hn)
 	if sig.IssuerKeyId != nil {
 		c.KeyID = fmt.Sprintf("%016x", *sig.IssuerKeyId)
 	}
@@ -236,7 +299,19 @@ func findKey(sig *packet.Signature, keys []*Key) *packet.PublicKey {
 
 func checkSig(prefix string, data []byte, keys []*Key, signed []byte) Check {
 	c, sig, pub := prepareSig(prefix, data, keys)
-	if sig == nil || pub == nil {
+	if sig == nil {
+		return c
+	}
+	if pub == nil {
+		// rpm checks the digest's first 16 bits, which every signature
+		// packet carries, before it looks for the key: a changed header
+		// is BAD even with no key.
+		if h, err := sig.PrepareVerify(); err == nil {
+			h.Write(signed)
+			if packet.VerifyHashTag(h, sig) != nil {
+				c.Status, c.Detail = "BAD", "signature does not match"
+			}
+		}
 		return c
 	}
 	if err := verifySig(sig, pub, signed); err != nil {

@@ -74,6 +74,12 @@ func printReports(w io.Writer, reps []sign.FileReport) {
 			if c.Detail != "" && c.Status != "OK" {
 				line += " (" + c.Detail + ")"
 			}
+			switch c.Reader {
+			case "rpm4":
+				line += "  [rpm 4 only]"
+			case "rpm6":
+				line += "  [rpm 6 only]"
+			}
 			fmt.Fprintln(w, line)
 		}
 	}
