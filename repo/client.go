@@ -243,8 +243,46 @@ func (c *Client) RecordRollout(ctx context.Context, e RolloutEvent) error {
 	return c.call(ctx, apiRollout, e, nil)
 }
 
-func (c *Client) RepoFile(ctx context.Context, o RepoFileOptions) (string, error) {
-	var res string
+func (c *Client) RepoFile(ctx context.Context, o RepoFileOptions) (*RepoFileResult, error) {
+	var res *RepoFileResult
 	err := c.call(ctx, apiRepoFile, o, &res)
 	return res, err
+}
+
+func (c *Client) Fsck(ctx context.Context, o FsckOptions) (*FsckReport, error) {
+	var res FsckReport
+	if err := c.call(ctx, apiFsck, o, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) Republish(ctx context.Context, o RepublishOptions) (*RepublishResult, error) {
+	var res RepublishResult
+	if err := c.call(ctx, apiRepublish, o, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) RotateKey(ctx context.Context, r KeyRotateRequest) (*KeyRotation, error) {
+	var res *KeyRotation
+	err := c.call(ctx, apiKeyRotate, r, &res)
+	return res, err
+}
+
+func (c *Client) RetireKey(ctx context.Context, r KeyRetireRequest) (*KeyRetireResult, error) {
+	var res KeyRetireResult
+	if err := c.call(ctx, apiKeyRetire, r, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) KeyStatus(ctx context.Context) (*KeyStatus, error) {
+	var res KeyStatus
+	if err := c.call(ctx, apiKeyStatus, nil, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }

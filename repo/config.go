@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,6 +21,12 @@ const ConfigFileName = "repoctl.toml"
 // PublicKeyFile is where Open writes the public signing key, inside the
 // served tree so that Apache/nginx in front of ROOT/repo serve it too.
 const PublicKeyFile = "RPM-GPG-KEY-repoctl"
+
+// CommonRelease is the release directory shared by every host: packages
+// without a dist tag go there by default (routing.default, routing.noarch),
+// and every .repo file RepoFile writes includes it, whatever the host's
+// dist and release.
+const CommonRelease = "common"
 
 // Config is ROOT/repoctl.toml. testdata/repoctl.example.toml documents every
 // key with its default. Paths are relative to Root unless absolute. Keys
@@ -48,6 +53,11 @@ type Config struct {
 	Daemon   DaemonConfig             `toml:"daemon"`
 
 	routes []compiledRoute
+	// publicURLSet is whether the config file set http.public_url; if not,
+	// the daemon replaces the default with the address it bound.
+	publicURLSet bool
+	// servedAddr is the HTTP address the daemon bound, "" otherwise.
+	servedAddr string
 }
 
 // PathsConfig places the store and the working directories.
@@ -64,7 +74,8 @@ type PathsConfig struct {
 type HTTPConfig struct {
 	Listen string `toml:"listen"` // default "127.0.0.1:8080"; "" or "off" disables
 	// PublicURL is the URL clients use in .repo files; default
-	// "http://LISTEN/". Set it when Apache/nginx serves the tree.
+	// "http://LISTEN/", which a running daemon replaces with the address it
+	// bound. Set it when Apache/nginx serves the tree.
 	PublicURL string `toml:"public_url"`
 	// MaxConnections caps the connections served at once (more wait in
 	// the kernel's accept queue), so that HTTP clients cannot use up the
@@ -99,7 +110,13 @@ type PublishConfig struct {
 
 // RoutingConfig is the fallback for packages without a recognised dist tag.
 type RoutingConfig struct {
-	Default       string   `toml:"default"`        // release dir, e.g. "el/9"; "" rejects
+	// Default is the release dir for binary and source packages without a
+	// dist tag; default CommonRelease, which every host's .repo includes;
+	// "off" rejects them.
+	Default string `toml:"default"`
+	// Noarch is the release dir for noarch packages without a dist tag;
+	// default CommonRelease; "off" rejects them.
+	Noarch        string   `toml:"noarch"`
 	DefaultArches []string `toml:"default_arches"` // default ["x86_64", "aarch64"]
 }
 
@@ -121,6 +138,9 @@ type DropIn struct {
 	Dir     string `toml:"dir"`     // relative to ROOT; default "incoming"
 	Repo    string `toml:"repo"`    // default: default_repo
 	Channel string `toml:"channel"` // default: default_channel
+	// Release, if set, overrides routing for every file of this directory
+	// (like `add --release`), e.g. "el/9"; default "" routes by dist tag.
+	Release string `toml:"release"`
 }
 
 // DaemonConfig tunes the watcher.
@@ -218,15 +238,13 @@ func (c *Config) setDefaults() error {
 		*p = c.abs(*p)
 	}
 	def(&c.HTTP.Listen, "127.0.0.1:8080")
+	c.publicURLSet = c.HTTP.PublicURL != ""
 	if c.HTTP.PublicURL == "" && c.HTTP.Listen != "off" {
-		host, port, err := net.SplitHostPort(c.HTTP.Listen)
+		u, err := listenURL(c.HTTP.Listen)
 		if err != nil {
 			return bad("http.listen %q: %v", c.HTTP.Listen, err)
 		}
-		if host == "" || host == "0.0.0.0" || host == "::" {
-			host = "127.0.0.1"
-		}
-		c.HTTP.PublicURL = "http://" + net.JoinHostPort(host, port) + "/"
+		c.HTTP.PublicURL = u
 	}
 	if c.HTTP.PublicURL != "" && !strings.HasSuffix(c.HTTP.PublicURL, "/") {
 		c.HTTP.PublicURL += "/"
@@ -266,8 +284,13 @@ func (c *Config) setDefaults() error {
 	if len(c.Routing.DefaultArches) == 0 {
 		c.Routing.DefaultArches = []string{"x86_64", "aarch64"}
 	}
-	if c.Routing.Default != "" && !releaseRE.MatchString(c.Routing.Default) {
-		return bad("routing.default %q is not a release directory like el/9", c.Routing.Default)
+	def(&c.Routing.Default, CommonRelease)
+	def(&c.Routing.Noarch, CommonRelease)
+	if c.Routing.Default != routeOff && !releaseRE.MatchString(c.Routing.Default) {
+		return bad("routing.default %q is not a release directory like el/9 (or \"off\")", c.Routing.Default)
+	}
+	if c.Routing.Noarch != routeOff && !releaseRE.MatchString(c.Routing.Noarch) {
+		return bad("routing.noarch %q is not a release directory like el/9 (or \"off\")", c.Routing.Noarch)
 	}
 	for rel, rc := range c.Releases {
 		if !releaseRE.MatchString(rel) {
@@ -310,6 +333,13 @@ func (c *Config) setDefaults() error {
 		if !slices.Contains(c.Channels, d.Channel) {
 			return bad("dropin %q: channel %q is not in channels %v", d.Dir, d.Channel, c.Channels)
 		}
+		if d.Release != "" {
+			rel, err := ParseRelease(d.Release)
+			if err != nil {
+				return bad("dropin %q: release: %v", d.Dir, err)
+			}
+			d.Release = rel
+		}
 	}
 	def(&c.Daemon.Settle, "100ms")
 	return nil
@@ -330,16 +360,26 @@ func (c *Config) KeyPath() string {
 	return filepath.Join(c.Paths.Keys, "signing.asc")
 }
 
-// Arches returns the binary arch directories of release rel.
+// Arches returns the binary arch directories of release rel. The shared
+// CommonRelease has, unless configured, every arch any release has, so
+// that each host finds its $basearch there.
 func (c *Config) Arches(rel string) []string {
 	if rc, ok := c.Releases[rel]; ok && len(rc.Arches) > 0 {
 		return rc.Arches
 	}
+	if rel == CommonRelease {
+		return c.allArches()
+	}
 	return c.Routing.DefaultArches
 }
 
-// RouteRelease picks the release directory for an RPM Release value.
+// RouteRelease picks the release directory for an RPM Release value of a
+// binary or source package; see RouteArch for noarch.
 func (c *Config) RouteRelease(release string) (string, error) {
+	return c.routeRelease(release, "")
+}
+
+func (c *Config) routeRelease(release, arch string) (string, error) {
 	for _, r := range c.routes {
 		if r.re.MatchString(release) {
 			return r.release, nil
@@ -348,18 +388,36 @@ func (c *Config) RouteRelease(release string) (string, error) {
 	if m := distTagRE.FindStringSubmatch(release); m != nil {
 		return m[1] + "/" + m[2], nil
 	}
-	if c.Routing.Default != "" {
-		return c.Routing.Default, nil
+	def, key := c.Routing.Default, "routing.default"
+	if arch == "noarch" {
+		def, key = c.Routing.Noarch, "routing.noarch"
 	}
-	return "", fmt.Errorf("%w: release %q has no dist tag (.elN, .fcN) and no [[route]] rule or routing.default matches", ErrUnroutable, release)
+	if def != "" && def != routeOff {
+		return def, nil
+	}
+	return "", fmt.Errorf("%w: release %q has no dist tag (.elN, .fcN), no [[route]] rule matches and %s is off", ErrUnroutable, release, key)
 }
 
 // Route returns the arch directories (below ROOT/repo/REPO/CHANNEL/REL/) a
 // package of the given release and arch goes to.
 func (c *Config) Route(release, arch string, source bool) (rel string, dirs []string, err error) {
-	rel, err = c.RouteRelease(release)
-	if err != nil {
-		return "", nil, err
+	return c.RouteTo("", release, arch, source)
+}
+
+// RouteTo is Route with an override: a non-empty to (a release directory
+// such as "el/9", from `add --release` or a drop-in's release) is used
+// whatever the package's dist tag says.
+func (c *Config) RouteTo(to, release, arch string, source bool) (rel string, dirs []string, err error) {
+	rel = to
+	if rel == "" {
+		if source || arch == "src" || arch == "nosrc" {
+			rel, err = c.routeRelease(release, "src")
+		} else {
+			rel, err = c.routeRelease(release, arch)
+		}
+		if err != nil {
+			return "", nil, err
+		}
 	}
 	arches := c.Arches(rel)
 	switch {

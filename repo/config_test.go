@@ -73,8 +73,9 @@ arches = ["i386", "x86_64"]
 		{"5.el5", "noarch", "el/5", []string{"i386", "x86_64"}, nil},
 		{"1.amzn2", "x86_64", "el/7", []string{"x86_64"}, nil},
 		{"1.el9", "ppc64le", "", nil, ErrUnroutable},
-		{"1", "x86_64", "", nil, ErrUnroutable},
-		{"1.elephant9", "x86_64", "", nil, ErrUnroutable},
+		{"1", "x86_64", "common", []string{"x86_64"}, nil},
+		{"1", "noarch", "common", []string{"x86_64", "aarch64", "i386"}, nil},
+		{"1.elephant9", "x86_64", "common", []string{"x86_64"}, nil}, // no dist tag
 	} {
 		rel, dirs, err := c.Route(tc.release, tc.arch, false)
 		if !errors.Is(err, tc.err) || rel != tc.rel || !reflect.DeepEqual(dirs, tc.dirs) {

@@ -132,6 +132,24 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 	}
 	watchOpts = append(watchOpts, o.watch...)
 
+	// The HTTP port is bound before anything serves, so that every answer
+	// (status, repofile, promote URLs) names the address really bound, a
+	// --listen flag or port 0 included, and a port in use fails at once.
+	listen := cfg.HTTP.Listen
+	if o.httpListen != "" {
+		listen = o.httpListen
+	}
+	var hln net.Listener
+	if listen != "" && listen != "off" {
+		if hln, err = net.Listen("tcp", listen); err != nil {
+			return fmt.Errorf("serving HTTP on %q: %w", listen, err)
+		}
+		defer hln.Close() // Shutdown closes it too; a second Close is harmless
+		if err := cfg.setServedAddr(hln.Addr().String()); err != nil {
+			return err
+		}
+	}
+
 	// Everything below runs until stop is cancelled, which happens when
 	// ctx is done or any part fails.
 	stopCtx, stop := context.WithCancel(ctx)
@@ -189,11 +207,7 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 	close(ready)
 
 	info := DaemonInfo{Root: cfg.Root, Socket: cfg.Paths.Socket, DropIns: dropDirs, KeyID: r.Key().KeyID()}
-	listen := cfg.HTTP.Listen
-	if o.httpListen != "" {
-		listen = o.httpListen
-	}
-	if listen != "" && listen != "off" {
+	if hln != nil {
 		h, closeRoot, err := NewFileHandler(cfg.Paths.Repo, log)
 		if err != nil {
 			stop()
@@ -201,12 +215,6 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 			return err
 		}
 		defer closeRoot()
-		hln, err := net.Listen("tcp", listen)
-		if err != nil {
-			stop()
-			wg.Wait()
-			return fmt.Errorf("serving HTTP on %q: %w", listen, err)
-		}
 		info.HTTP = hln.Addr().String()
 		info.URL = cfg.HTTP.PublicURL
 		hln = limitListener(hln, cfg.HTTP.MaxConnections)
@@ -276,6 +284,15 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 	if o.ready != nil {
 		o.ready(info)
 	}
+	// An interrupted key rotation is finished in the background, step by
+	// step between ingest batches, while both keys stay served.
+	if r.rotationPending() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resumeRotation(stopCtx, r, log)
+		}()
+	}
 
 	<-stopCtx.Done()
 	log.Info("stopping")
@@ -342,7 +359,7 @@ func ingestBatch(ctx context.Context, r *Repo, log *slog.Logger, byDir map[strin
 			continue
 		}
 		start := time.Now()
-		res, err := r.Ingest(ctx, groups[d], AddOptions{Repo: di.Repo, Channel: di.Channel, Who: "daemon", Move: true})
+		res, err := r.Ingest(ctx, groups[d], AddOptions{Repo: di.Repo, Channel: di.Channel, Release: di.Release, Who: "daemon", Move: true})
 		var added, unchanged, rejected int
 		for _, x := range res {
 			switch x.Action {

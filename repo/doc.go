@@ -11,11 +11,13 @@
 //	ROOT/repoctl.db          bbolt store: packages, event log, ingest journal
 //	ROOT/repoctl.lock        flock held by whoever has the store open
 //	ROOT/keys/               generated signing key (0600) and its public key
+//	ROOT/keys/old/KEYID.asc  a key a rotation replaced (0600), with KEYID.pub.asc
 //	ROOT/incoming/           drop-in directory watched by the daemon
 //	ROOT/spool/              private working copies while a file is ingested
 //	ROOT/rejected/NAME       a rejected file, with NAME.reason beside it
 //	ROOT/repo/               the served tree (HTTP root, or Apache/nginx docroot)
-//	ROOT/repo/RPM-GPG-KEY-repoctl                     public key (gpgkey=)
+//	ROOT/repo/RPM-GPG-KEY-repoctl                     public keys (gpgkey=): the keyring
+//	ROOT/repo/.repoctl-tree                           marker: standalone createrepo refuses the tree
 //	ROOT/repo/<name>/<channel>/<dist>/<ver>/<arch>/   one yum repository
 //
 // A repository directory is the runbook's fi-repo/el/5/{SRPMS,x86_64} with
@@ -31,11 +33,24 @@
 //
 // A package's release (the dist tag of its Release: ".el9" → el/9,
 // ".el9_3" → el/9, ".fc40" → fc/40) picks the release directory; config
-// [[route]] rules are tried first, and [routing] default catches packages
-// with no dist tag. A package that matches nothing is rejected. Binary
-// packages go into their arch's directory, which must be listed for the
-// release (default x86_64 and aarch64); noarch goes into every listed arch;
-// source packages go into SRPMS.
+// [[route]] rules are tried first. A package with no dist tag goes where
+// [routing] noarch (noarch packages) or [routing] default (the others) say;
+// both default to CommonRelease, "common", the release every .repo file
+// includes; "off" rejects. An explicit release (AddOptions.Release, `add
+// --release`, a [[dropin]] release) overrides all of it. Binary packages
+// go into their arch's directory, which must be listed for the release
+// (default x86_64 and aarch64; for common, every arch of any release);
+// noarch goes into every listed arch; source packages go into SRPMS.
+//
+// # Hosts
+//
+// RepoFile writes the .repo file of one channel and dist family with
+// baseurls REPO/CHANNEL/DIST/$releasever/$basearch/ (route_repofile.go
+// says why not $releasever_major). Every known release (configured, or
+// placed in once) has signed repodata in every repository, channel and
+// arch, empty if need be (fillReleases, at Resume and after each batch),
+// so no baseurl of the file can 404. The daemon's HTTP server answers
+// DIST/9.4/ from DIST/9/ for hosts with a minor releasever.
 //
 // # Same NEVRA
 //
@@ -57,7 +72,9 @@
 // mismatch), unroutable, duplicate-nevra, file-conflict (another NEVRA
 // differing only in epoch has the same file name), unreadable (a drop-in
 // that is a symlink, FIFO, device or socket is moved here as it is; an
-// `add` input that cannot be opened is never kept); "file:", "repo:",
+// `add` input that cannot be opened is never kept), stray (an .rpm that
+// Fsck with Repair took out of the served tree; no "repo:" or "channel:"
+// lines); "file:", "repo:",
 // "channel:", "time:" and, for requests, "by:" lines follow, every value
 // escaped (internal/safetext) so a name cannot forge a line. A fault of
 // the machine (disk full, EIO, EMFILE) is never a rejection: the batch
@@ -80,7 +97,9 @@
 // "SEQ HASH" so dropping the newest events shows too), journal (in-flight
 // ingests), dirty (directories awaiting a publish), blocks and blockrefs
 // (metadata's compressed repodata blocks, reused by the next publish, kept
-// while some directory uses them). `repoctl history --verify` recomputes
+// while some directory uses them), and in meta "keyring" (the public keys
+// served, active first) and, while one is unfinished, "key.rotation".
+// `repoctl history --verify` recomputes
 // the chain. Someone who can rewrite the whole file can forge a consistent
 // chain; the log makes casual or partial edits evident, it is not a
 // signature.
@@ -101,10 +120,42 @@
 //
 // # Promotion
 //
-// Promote hard-links the exact signed file of the source channel into the
-// target channel's directories and republishes them. Older versions stay
-// in the target channel (PromoteResult.Previous names the newest one), so
-// dnf update picks the new one and a rollback is `dnf downgrade` to
-// Previous; Restore takes the promoted package out of the target again
-// (unless it was there before) and is idempotent.
+// Promote hard-links the exact signed files of the source channel into the
+// target channel's directories and republishes them. N-V-R (or a bare
+// name: its newest EVR) is the whole build, every arch and the SRPM,
+// narrowed by PromoteRequest.Arches; an exact NEVRA is that package alone.
+// A build is one change: one event listing every NEVRA (details "nevras",
+// "sha256s", "previous_nevras"), one transaction with the dirty marks, one
+// publish per directory. Older versions stay in the target channel
+// (PromotedPackage.Previous names the newest of each arch), so dnf update
+// picks the new one and a rollback is `dnf downgrade` to Previous; Restore
+// takes the promoted build out of the target again (each package unless it
+// was there before), as one change too, and is idempotent. It also takes
+// the single-package PromoteResult an older repoctl stored in a rollout.
+//
+// # Checking the tree
+//
+// Fsck compares the served tree with the store (package files by size and
+// sha256 and signature, repodata by Publish's dry run with the options of
+// a real publish plus metadata.ReadRepodataState, repomd.xml.asc by
+// sign.VerifyDetached) and reports FsckFindings; FsckReport.Err is
+// ErrFsck while one is left. It scans without r.mu, then re-checks what it
+// found under r.mu, so a batch running meanwhile is never a finding, and
+// repairs there. Republish (and Fsck's repair) publishes under a new
+// revision, so repomd.xml.asc is rewritten even when the content is the
+// same: it is also how every directory gets a signature by the current key.
+//
+// # Key rotation
+//
+// RotateKey (keyrotate.go) installs a new key, serving it beside the old one
+// in RPM-GPG-KEY-repoctl, then re-signs every package record once (in place
+// through sign's journal, or rewritten and re-linked into every placement),
+// records and publishes rotateBatch packages per step under r.mu, and last
+// re-signs every repomd.xml.asc not made by the new key. Each step can be
+// repeated; the rotation record in the store says where it is. The daemon
+// resumes an unfinished rotation in the background after it starts;
+// without one `key rotate --resume` does. Open notices a changed [signing]
+// key (the keyring's active key is not the loaded one) and starts a
+// rotation to it. RetireKey drops an old key from the keyring once no
+// record, placed file (its signature header) or repomd.xml.asc needs it.
 package repo

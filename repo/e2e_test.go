@@ -36,6 +36,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// Helper processes the tests start from this binary.
+	if state := os.Getenv("REPOCTL_R1_CRASH_AT"); state != "" {
+		crashHelper(state)
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
@@ -390,11 +394,11 @@ func TestDaemonDropInstallDNF(t *testing.T) {
 		t.Errorf("incoming/ not empty after ingest: %v", names)
 	}
 
-	repofile, stderr, code := runCLI(t, root, "repofile")
+	repofile, stderr, code := runCLI(t, root, "repofile", "--channel", "staging")
 	if code != 0 {
 		t.Fatalf("repoctl repofile: exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"gpgcheck=1", "repo_gpgcheck=1", "gpgkey=" + url + PublicKeyFile, "baseurl=" + url + "main/staging/el/9/"} {
+	for _, want := range []string{"gpgcheck=1", "repo_gpgcheck=1", "gpgkey=" + url + PublicKeyFile, "baseurl=" + url + "main/staging/el/$releasever/$basearch/"} {
 		if !strings.Contains(repofile, want) {
 			t.Errorf(".repo lacks %q:\n%s", want, repofile)
 		}
@@ -410,7 +414,7 @@ func TestDaemonDropInstallDNF(t *testing.T) {
 	}
 	cmd := exec.Command("dnf", "-y", "--config", conf, "--installroot", installroot,
 		"--releasever", "9", "--forcearch", "x86_64", "--setopt=cachedir="+filepath.Join(installroot, "var/cache/dnf"),
-		"--repo", "main-staging-el9", "install", "repoctl-hello")
+		"--repo", "main-staging-el", "install", "repoctl-hello")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("dnf install: %v\n%s", err, out)

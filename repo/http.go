@@ -55,6 +55,13 @@ func NewFileHandler(dir string, log *slog.Logger) (http.Handler, func() error, e
 		if strings.HasSuffix(r.URL.Path, "/repomd.xml") || strings.HasSuffix(r.URL.Path, "/repomd.xml.asc") {
 			sw.Header().Set("Cache-Control", "no-cache")
 		}
+		if p, ok := majorFallback(root, r.URL.Path); ok {
+			r2 := *r
+			u := *r.URL
+			u.Path, u.RawPath = p, ""
+			r2.URL = &u
+			r = &r2
+		}
 		files.ServeHTTP(sw, r)
 	})
 	return h, root.Close, nil

@@ -110,6 +110,11 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	if err != nil {
 		return nil, err
 	}
+	if o.Release != "" {
+		if o.Release, err = ParseRelease(o.Release); err != nil {
+			return nil, err
+		}
+	}
 	act := r.actor(ctx, o.Who)
 	if o.DryRun {
 		o.Move = false // a dry run never takes a drop-in
@@ -275,7 +280,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 			e := it.orig
 			id := formatNEVRA(e.Name, e.Epoch, e.Version, e.Release, e.Arch)
 			results[it.idx].NEVRA = id
-			dist, arches, err := r.cfg.Route(e.Release, e.Arch, e.Arch == "src")
+			dist, arches, err := r.cfg.RouteTo(o.Release, e.Release, e.Arch, e.Arch == "src")
 			if err != nil {
 				if err := reject(it, reasonUnroutable, strings.TrimPrefix(err.Error(), ErrUnroutable.Error()+": ")); err != nil {
 					return err
@@ -692,12 +697,18 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 		r.indexAdd(it.Record, it.Record.Placements)
 		os.Remove(it.Spool)
 	}
+	// A batch may bring a new release or arch: the other channels and
+	// repositories get its (empty) repodata. The batch is recorded; a
+	// failure here is retried by the next Resume.
+	if err := r.fillReleases(ctx, false, items[0].actor()); err != nil {
+		r.o.log.Warn("publishing repodata for new releases; retried on the next batch", "err", err)
+	}
 	return nil
 }
 
 // publishDirs writes repodata for each dir from the index plus pending
 // entries not yet in the store, and returns one publish event per dir.
-func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[string][]*metadata.Entry, a actor) ([]Event, error) {
+func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[string][]*metadata.Entry, a actor, extra ...metadata.PublishOption) ([]Event, error) {
 	var events []Event
 	r.o.progress.Stage("publishing", len(dirs))
 	for _, d := range dirs {
@@ -713,11 +724,7 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 			}
 		}
 		start := time.Now()
-		pr, err := r.tree.publish(ctx, d, entries,
-			metadata.WithCompression(r.cfg.Publish.Compression),
-			metadata.WithSigner(r.key.DetachSignArmored),
-			metadata.WithLockWait(true),
-			metadata.WithBlockCache(blockCache{r.st, d}))
+		pr, err := r.tree.publish(ctx, d, entries, append(r.publishOptions(d, r.key.DetachSignArmored), extra...)...)
 		if err != nil {
 			return nil, fmt.Errorf("publishing %q: %w", d, err)
 		}
@@ -1097,6 +1104,9 @@ func (r *Repo) resumeLocked(ctx context.Context) error {
 	}
 	if err := r.resumeDirty(ctx); err != nil {
 		return err
+	}
+	if err := r.fillReleases(ctx, true, actor{who: r.o.who, caller: self}); err != nil {
+		r.o.log.Warn("publishing repodata for known releases; retried on the next batch", "err", err)
 	}
 	return r.cleanSpool()
 }

@@ -211,10 +211,11 @@ func TestAddSignPublishInstall(t *testing.T) {
 	}
 
 	// dnf with both checks on, from the printed .repo (file:// baseurl).
-	rf, err := r.RepoFile(ctx, RepoFileOptions{Channel: "staging", Release: "el/9", BaseURL: "file://" + filepath.Join(root, "repo") + "/"})
+	f, err := r.RepoFile(ctx, RepoFileOptions{Channel: "staging", Release: "el/9", BaseURL: "file://" + filepath.Join(root, "repo") + "/"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	rf := f.Render()
 	for _, want := range []string{"gpgcheck=1", "repo_gpgcheck=1", "gpgkey=file://", "/main/staging/el/9/$basearch/"} {
 		if !strings.Contains(rf, want) {
 			t.Errorf(".repo lacks %q:\n%s", want, rf)
@@ -886,10 +887,10 @@ func TestRepoFileSeesPublishedDirs(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { _, err := r.Add(ctx, []string{p}, AddOptions{}); done <- err }()
 	<-inside
-	rf, err := r.RepoFile(ctx, RepoFileOptions{})
+	f, err := r.RepoFile(ctx, RepoFileOptions{Channel: "staging", Dist: "fc"})
 	close(release)
-	if err != nil || !strings.Contains(rf, "/main/staging/fc/40/$basearch/") {
-		t.Errorf("repofile while the batch records: %v\n%s", err, rf)
+	if err != nil || !strings.Contains(f.Render(), "/main/staging/fc/$releasever/$basearch/") || strings.Join(f.Releases, " ") != "fc/40" {
+		t.Errorf("repofile while the batch records: %v\n%+v", err, f)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)

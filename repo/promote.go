@@ -3,8 +3,10 @@ package repo
 import (
 	"context"
 	"fmt"
-	"github.com/repoctl/repoctl/internal/nevra"
+	"sort"
 	"strings"
+
+	"github.com/repoctl/repoctl/internal/nevra"
 
 	rpmutils "github.com/sassoftware/go-rpmutils"
 	bolt "go.etcd.io/bbolt"
@@ -100,10 +102,113 @@ func checkSpec(spec string) error {
 	return nil
 }
 
-// Promote places the exact signed file of a package from r.From into r.To
-// (same inode, same bytes, same key id), republishes the target directories
-// and records the event. Older versions stay published in the target, so a
-// rollback can `dnf downgrade` to Previous.
+// PromotedPackage is one package of a promoted build.
+type PromotedPackage struct {
+	NEVRA   string `json:"nevra"`
+	Name    string `json:"name"`
+	Epoch   string `json:"epoch"`
+	Version string `json:"version"`
+	Release string `json:"release"`
+	Arch    string `json:"arch"` // package arch: x86_64, noarch, src
+	SHA256  string `json:"sha256"`
+	// Files are its placed copies in the target channel and Dirs their
+	// repository dirs, relative to ROOT/repo; URLs are the Dirs' base URLs.
+	Files []string `json:"files"`
+	Dirs  []string `json:"dirs"`
+	URLs  []string `json:"urls"`
+	// Previous is the newest NEVRA of the same name and arch that was in
+	// the target channel before; "" if none.
+	Previous string `json:"previous"`
+	// AlreadyPresent: it was in the target channel before the promote, so
+	// it was not placed again and Restore leaves it there.
+	AlreadyPresent bool `json:"already_present"`
+}
+
+// All is every package res covers: Packages, or for a result an older
+// repoctl recorded (one package, no Packages), that package.
+func (res *PromoteResult) All() []PromotedPackage {
+	if len(res.Packages) > 0 || res.NEVRA == "" {
+		return res.Packages
+	}
+	return []PromotedPackage{{NEVRA: res.NEVRA, Name: res.Name, Epoch: res.Epoch, Version: res.Version,
+		Release: res.Release, Arch: res.Arch, Files: res.Files, Dirs: res.Dirs, URLs: res.URLs,
+		Previous: res.Previous, AlreadyPresent: res.AlreadyPresent}}
+}
+
+// archRank orders a build's packages: arch packages by arch, then noarch,
+// then the source package, so that the first is the one a single-package
+// reader of PromoteResult expects.
+func archRank(arch string) int {
+	switch arch {
+	case "src", "nosrc":
+		return 2
+	case "noarch":
+		return 1
+	}
+	return 0
+}
+
+func sortBuild(ps []*PackageRecord) {
+	sort.Slice(ps, func(i, j int) bool {
+		if a, b := archRank(ps[i].Arch), archRank(ps[j].Arch); a != b {
+			return a < b
+		}
+		return ps[i].Arch < ps[j].Arch
+	})
+}
+
+// findBuild resolves spec among the packages of repo in channel: an exact
+// NEVRA is that package alone; N-V-R or a bare name is every package of
+// the newest matching EVR (each arch and the source package), narrowed to
+// arches when given.
+func findBuild(tx *bolt.Tx, repo, spec, channel string, arches map[string]bool) ([]*PackageRecord, error) {
+	if err := checkSpec(spec); err != nil {
+		return nil, err
+	}
+	narrowed := ""
+	if len(arches) > 0 {
+		narrowed = " of arch " + strings.Join(sortedKeys(arches), ", ")
+	}
+	if p, err := getPackage(tx, repo, spec); err != nil || p != nil {
+		switch {
+		case err != nil:
+			return nil, err
+		case !p.InChannel(channel):
+			return nil, fmt.Errorf("%w: %s is not in channel %s of %s", ErrNotFound, spec, channel, repo)
+		case len(arches) > 0 && !arches[p.Arch]:
+			return nil, fmt.Errorf("%w: %s is not a package%s", ErrNotFound, spec, narrowed)
+		}
+		return []*PackageRecord{p}, nil
+	}
+	var best []*PackageRecord
+	err := eachPackage(tx, repo, func(p *PackageRecord) error {
+		if !matches(p, spec) || !p.InChannel(channel) || (len(arches) > 0 && !arches[p.Arch]) {
+			return nil
+		}
+		switch {
+		case len(best) == 0, cmpEVR(p, best[0]) > 0:
+			best = []*PackageRecord{p}
+		case cmpEVR(p, best[0]) == 0:
+			best = append(best, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(best) == 0 {
+		return nil, fmt.Errorf("%w: no package%s matching %q in %s of %s", ErrNotFound, narrowed, spec, channel, repo)
+	}
+	sortBuild(best)
+	return best, nil
+}
+
+// Promote places the exact signed files of a build (or of one package,
+// for an exact NEVRA) from req.From into req.To: same inodes, same bytes,
+// same key id. The whole build is one change: recorded as one event with
+// every affected directory marked dirty in one transaction, then each
+// directory published once. Older versions stay published in the target,
+// so a rollback can `dnf downgrade` to Previous.
 func (r *Repo) Promote(ctx context.Context, req PromoteRequest) (*PromoteResult, error) {
 	repoName, err := r.cfg.checkRepo(req.Repo)
 	if err != nil {
@@ -120,140 +225,353 @@ func (r *Repo) Promote(ctx context.Context, req PromoteRequest) (*PromoteResult,
 	if from == to {
 		return nil, fmt.Errorf("%w: promote from %s to itself", ErrBadConfig, from)
 	}
+	arches := map[string]bool{}
+	for _, a := range req.Arches {
+		if err := nevra.Arch(a); err != nil {
+			return nil, fmt.Errorf("%w: arch %q: %s", ErrInvalidName, a, nevra.Why(err))
+		}
+		arches[a] = true
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return nil, ErrClosed
 	}
-	var p *PackageRecord
+	var pkgs []*PackageRecord
 	res := &PromoteResult{Repo: repoName, From: from, To: to, DryRun: req.DryRun}
 	err = r.st.db.View(func(tx *bolt.Tx) error {
 		var err error
-		if p, err = findPackage(tx, repoName, req.Package, from); err != nil {
+		if pkgs, err = findBuild(tx, repoName, req.Package, from, arches); err != nil {
 			return err
 		}
-		var prev *PackageRecord
-		err = eachPackage(tx, repoName, func(q *PackageRecord) error {
-			if q.NEVRA != p.NEVRA && q.Name == p.Name && q.Arch == p.Arch && q.InChannel(to) &&
-				(prev == nil || cmpEVR(q, prev) > 0) {
-				prev = q
+		for _, p := range pkgs {
+			pp := PromotedPackage{NEVRA: p.NEVRA, Name: p.Name, Epoch: p.Epoch, Version: p.Version, Release: p.Release,
+				Arch: p.Arch, SHA256: p.SHA256, AlreadyPresent: p.InChannel(to)}
+			var prev *PackageRecord
+			err := eachPackage(tx, repoName, func(q *PackageRecord) error {
+				if q.NEVRA != p.NEVRA && q.Name == p.Name && q.Arch == p.Arch && q.InChannel(to) &&
+					(prev == nil || cmpEVR(q, prev) > 0) {
+					prev = q
+				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
-			return nil
-		})
-		if prev != nil {
-			res.Previous = prev.NEVRA
+			if prev != nil {
+				pp.Previous = prev.NEVRA
+			}
+			res.Packages = append(res.Packages, pp)
 		}
-		return err
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("promoting %q: %w", req.Package, err)
 	}
-	res.NEVRA, res.Name, res.Epoch, res.Version, res.Release, res.Arch = p.NEVRA, p.Name, p.Epoch, p.Version, p.Release, p.Arch
-	res.AlreadyPresent = p.InChannel(to)
-	var add []Placement
-	for _, pl := range p.Placements {
-		if pl.Channel != from {
-			continue
-		}
-		npl, err := newPlacement(repoName, to, pl.Release, pl.Arch, p.FileName)
-		if err != nil {
-			return nil, fmt.Errorf("promoting %s: %w", p.NEVRA, err)
-		}
-		add = append(add, npl)
-	}
-	for _, pl := range add {
-		res.Files = append(res.Files, pl.File)
-		res.Dirs = append(res.Dirs, pl.Dir)
-		res.URLs = append(res.URLs, r.cfg.URL(pl.Dir+"/"))
-	}
-	if len(res.Files) > 0 {
-		res.File = res.Files[0]
-	}
-	if req.DryRun || res.AlreadyPresent {
-		return res, nil
-	}
-	src := ""
-	for _, pl := range p.Placements {
-		if pl.Channel == from {
-			if err := checkPlacement(repoName, pl); err != nil {
+	// Each package's target placements mirror its placements in from
+	// (a noarch package is in every arch directory of its release).
+	adds := make([][]Placement, len(pkgs))
+	dirs := map[string]bool{}
+	for i, p := range pkgs {
+		pp := &res.Packages[i]
+		for _, pl := range p.Placements {
+			if pl.Channel != from {
+				continue
+			}
+			npl, err := newPlacement(repoName, to, pl.Release, pl.Arch, p.FileName)
+			if err != nil {
 				return nil, fmt.Errorf("promoting %s: %w", p.NEVRA, err)
 			}
-			src = pl.File
-			break
+			pp.Files = append(pp.Files, npl.File)
+			pp.Dirs = append(pp.Dirs, npl.Dir)
+			pp.URLs = append(pp.URLs, r.cfg.URL(npl.Dir+"/"))
+			res.Files = append(res.Files, npl.File)
+			if !pp.AlreadyPresent {
+				adds[i] = append(adds[i], npl)
+				dirs[npl.Dir] = true
+			}
 		}
 	}
-	for _, pl := range add {
-		if err := r.tree.linkWithin(src, pl); err != nil {
-			return nil, fmt.Errorf("promoting %s into %q: %w", p.NEVRA, pl.Dir, err)
-		}
-		if err := r.tree.syncDir(pl.Dir); err != nil {
-			return nil, err
+	// The single fields describe the first package, binary if there is
+	// one (sortBuild put them first), as older results did.
+	first := res.Packages[0]
+	res.NEVRA, res.Name, res.Epoch, res.Version, res.Release, res.Arch = first.NEVRA, first.Name, first.Epoch, first.Version, first.Release, first.Arch
+	res.Previous, res.AlreadyPresent = first.Previous, first.AlreadyPresent
+	if len(first.Files) > 0 {
+		res.File = first.Files[0]
+	}
+	seenDir := map[string]bool{}
+	for _, pp := range res.Packages {
+		for _, d := range pp.Dirs {
+			if !seenDir[d] {
+				seenDir[d] = true
+				res.Dirs = append(res.Dirs, d)
+				res.URLs = append(res.URLs, r.cfg.URL(d+"/"))
+			}
 		}
 	}
-	dirs := map[string]bool{}
-	for _, pl := range add {
-		dirs[pl.Dir] = true
+	if req.DryRun || len(dirs) == 0 {
+		return res, nil
+	}
+	for i, p := range pkgs {
+		if len(adds[i]) == 0 {
+			continue
+		}
+		src := ""
+		for _, pl := range p.Placements {
+			if pl.Channel == from {
+				if err := checkPlacement(repoName, pl); err != nil {
+					return nil, fmt.Errorf("promoting %s: %w", p.NEVRA, err)
+				}
+				src = pl.File
+				break
+			}
+		}
+		for _, pl := range adds[i] {
+			if err := r.tree.linkWithin(src, pl); err != nil {
+				return nil, fmt.Errorf("promoting %s into %q: %w", p.NEVRA, pl.Dir, err)
+			}
+			if err := r.tree.syncDir(pl.Dir); err != nil {
+				return nil, err
+			}
+		}
 	}
 	act := r.actor(ctx, req.Who)
 	// Record first, with the directories marked dirty in the same
 	// transaction: a crash before the publish below is finished by Resume,
 	// so store, event log and repodata never disagree for long.
-	prevPl := p.Placements
-	p.Placements = append(append([]Placement(nil), p.Placements...), add...)
-	ev := []Event{act.stamp(Event{Action: EventPromote, Repo: repoName, Channel: to, NEVRA: p.NEVRA,
-		Details: map[string]string{"from": from, "to": to, "previous": res.Previous, "sha256": p.SHA256}})}
-	if err := r.saveDirty(p, sortedKeys(dirs), ev); err != nil {
+	var changed []*PackageRecord
+	var changedPP []PromotedPackage
+	prevPl := make([][]Placement, len(pkgs))
+	for i, p := range pkgs {
+		prevPl[i] = p.Placements
+		if len(adds[i]) > 0 {
+			p.Placements = append(append([]Placement(nil), p.Placements...), adds[i]...)
+			changed = append(changed, p)
+			changedPP = append(changedPP, res.Packages[i])
+		}
+	}
+	d := map[string]string{"from": from, "to": to, "previous": changedPP[0].Previous, "sha256": changedPP[0].SHA256}
+	if len(pkgs) > 1 {
+		buildDetails(d, changedPP)
+	}
+	ev := act.stamp(Event{Action: EventPromote, Repo: repoName, Channel: to, NEVRA: changed[0].NEVRA, Details: d})
+	if err := r.saveDirtyAll(repoName, changed, nil, sortedKeys(dirs), []Event{ev}); err != nil {
 		return nil, err
 	}
-	r.indexAdd(p, add)
+	for i, p := range pkgs {
+		r.indexAdd(p, adds[i])
+	}
 	if err := hit("promote.recorded"); err != nil {
 		return nil, err
 	}
 	if err := r.publishDirty(ctx, sortedKeys(dirs), act); err != nil {
 		// Undo the record so a failed promote is not published later.
-		r.indexRemove(p, add)
-		p.Placements = prevPl
-		if uerr := r.saveDirty(p, sortedKeys(dirs), []Event{act.stamp(Event{Action: EventPromote + ".failed", Repo: repoName,
-			Channel: to, NEVRA: p.NEVRA, Details: map[string]string{"error": err.Error()}})}); uerr != nil {
-			r.o.log.Error("undoing failed promote", "nevra", p.NEVRA, "err", uerr)
+		for i, p := range pkgs {
+			r.indexRemove(p, adds[i])
+			p.Placements = prevPl[i]
 		}
-		return nil, fmt.Errorf("promoting %s: %w", p.NEVRA, err)
+		fd := map[string]string{"error": err.Error()}
+		if len(pkgs) > 1 {
+			buildDetails(fd, changedPP)
+		}
+		if uerr := r.saveDirtyAll(repoName, changed, nil, sortedKeys(dirs), []Event{act.stamp(Event{Action: EventPromote + ".failed", Repo: repoName,
+			Channel: to, NEVRA: changed[0].NEVRA, Details: fd})}); uerr != nil {
+			r.o.log.Error("undoing failed promote", "nevra", changed[0].NEVRA, "err", uerr)
+		}
+		return nil, fmt.Errorf("promoting %s: %w", changed[0].NEVRA, err)
 	}
 	return res, nil
 }
 
-// Restore undoes res: the package leaves the target channel unless it was
-// there before the promote. Previous was never removed, so it is what
-// clients see again.
+// buildDetails adds the lists that make one event name every package of
+// a build change: "nevras", "sha256s" and "previous_nevras", space
+// separated and in the same order ("-" for no previous version).
+func buildDetails(d map[string]string, pps []PromotedPackage) {
+	var nevras, shas, prevs []string
+	for _, pp := range pps {
+		nevras = append(nevras, pp.NEVRA)
+		if pp.SHA256 != "" {
+			shas = append(shas, pp.SHA256)
+		}
+		prevs = append(prevs, orDash(pp.Previous))
+	}
+	d["nevras"] = strings.Join(nevras, " ")
+	if len(shas) == len(pps) {
+		d["sha256s"] = strings.Join(shas, " ")
+	}
+	d["previous_nevras"] = strings.Join(prevs, " ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// eventNames reports whether e is about nevra: its NEVRA, or one of the
+// packages a build event lists.
+func eventNames(e *Event, nevra string) bool {
+	if e.NEVRA == nevra {
+		return true
+	}
+	for _, n := range strings.Fields(e.Details["nevras"]) {
+		if n == nevra {
+			return true
+		}
+	}
+	return false
+}
+
+// Restore undoes res: every package of the build leaves the target
+// channel unless it was there before the promote, as one change (one
+// event, one publish per directory). Previous was never removed, so it is
+// what clients see again.
 func (r *Repo) Restore(ctx context.Context, res *PromoteResult) error {
 	if res == nil || res.DryRun {
 		return nil
 	}
+	repoName, err := r.cfg.checkRepo(res.Repo)
+	if err != nil {
+		return err
+	}
+	to, err := r.cfg.checkChannel(res.To, "")
+	if err != nil {
+		return err
+	}
+	all := res.All()
+	if len(all) == 0 {
+		return fmt.Errorf("%w: restore of a promote that names no package", ErrBadRequest)
+	}
+	for _, pp := range all {
+		if err := checkSpec(pp.NEVRA); err != nil {
+			return fmt.Errorf("restoring %q: %w", pp.NEVRA, err)
+		}
+	}
 	act := r.actor(ctx, "")
-	if res.AlreadyPresent {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return r.st.db.Update(func(tx *bolt.Tx) error {
-			e := act.stamp(Event{Action: EventRestore, Repo: res.Repo, Channel: res.To, NEVRA: res.NEVRA,
-				Details: map[string]string{"note": "was in " + res.To + " before the promote; left in place", "previous": res.Previous}})
-			return appendEvent(tx, &e)
-		})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
 	}
+	var kept []PromotedPackage
+	var gone []*PackageRecord
+	var gonePP []PromotedPackage
 	// Idempotent: a rollout resumed after a crash may restore twice.
-	var present bool
-	if err := r.view(func(tx *bolt.Tx) error {
-		p, err := getPackage(tx, res.Repo, res.NEVRA)
-		present = p != nil && p.InChannel(res.To)
-		return err
-	}); err != nil {
-		return err
-	}
-	if !present {
+	err = r.st.db.View(func(tx *bolt.Tx) error {
+		for _, pp := range all {
+			if pp.AlreadyPresent {
+				kept = append(kept, pp)
+				continue
+			}
+			p, err := getPackage(tx, repoName, pp.NEVRA)
+			if err != nil {
+				return err
+			}
+			if p != nil && p.InChannel(to) {
+				gone, gonePP = append(gone, p), append(gonePP, pp)
+			}
+		}
 		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restoring %s: %w", all[0].NEVRA, err)
 	}
-	_, err := r.remove(ctx, res.NEVRA, RemoveOptions{Repo: res.Repo, Channel: res.To}, EventRestore,
-		map[string]string{"previous": res.Previous, "from": res.From})
-	return err
+	if len(gone) == 0 {
+		if len(kept) == 0 {
+			return nil
+		}
+		d := map[string]string{"note": "was in " + to + " before the promote; left in place", "previous": kept[0].Previous}
+		if len(all) > 1 {
+			buildDetails(d, kept)
+		}
+		e := act.stamp(Event{Action: EventRestore, Repo: repoName, Channel: to, NEVRA: kept[0].NEVRA, Details: d})
+		return r.st.db.Update(func(tx *bolt.Tx) error { return appendEvent(tx, &e) })
+	}
+	var removed [][]Placement
+	var files []string
+	dirs := map[string]bool{}
+	for _, p := range gone {
+		var out, keep []Placement
+		for _, pl := range p.Placements {
+			if pl.Channel != to {
+				keep = append(keep, pl)
+				continue
+			}
+			if err := checkPlacement(repoName, pl); err != nil {
+				return fmt.Errorf("restoring %s: %w", p.NEVRA, err)
+			}
+			out = append(out, pl)
+			files = append(files, pl.File)
+			dirs[pl.Dir] = true
+		}
+		removed = append(removed, out)
+		p.Placements = keep
+	}
+	d := map[string]string{"files": strings.Join(files, " "), "previous": gonePP[0].Previous, "from": res.From}
+	if len(all) > 1 {
+		buildDetails(d, gonePP)
+		if len(kept) > 0 {
+			var ks []string
+			for _, k := range kept {
+				ks = append(ks, k.NEVRA)
+			}
+			d["left_in_place"] = strings.Join(ks, " ")
+		}
+	}
+	ev := act.stamp(Event{Action: EventRestore, Repo: repoName, Channel: to, NEVRA: gone[0].NEVRA, Details: d})
+	// As in remove: record (dirs marked dirty), unpublish, then delete the
+	// files, so a crash anywhere is finished by Resume.
+	var keepRecs []*PackageRecord
+	var dropRecs []string
+	for _, p := range gone {
+		if len(p.Placements) == 0 {
+			dropRecs = append(dropRecs, p.NEVRA)
+		} else {
+			keepRecs = append(keepRecs, p)
+		}
+	}
+	if err := r.saveDirtyAll(repoName, keepRecs, dropRecs, sortedKeys(dirs), []Event{ev}); err != nil {
+		return err
+	}
+	for i, p := range gone {
+		r.indexRemove(p, removed[i])
+	}
+	if err := hit("restore.recorded"); err != nil {
+		return err
+	}
+	if err := r.publishDirty(ctx, sortedKeys(dirs), act); err != nil {
+		return fmt.Errorf("restoring %s: %w", gone[0].NEVRA, err)
+	}
+	for _, f := range files {
+		if err := r.tree.remove(f); err != nil {
+			return fmt.Errorf("restoring: removing %q: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// saveDirtyAll stores put, deletes the records of drop (NEVRAs of repo),
+// marks dirs as needing a publish and appends events, in one transaction:
+// a build's change is all recorded or not at all.
+func (r *Repo) saveDirtyAll(repo string, put []*PackageRecord, drop []string, dirs []string, events []Event) error {
+	return r.st.db.Update(func(tx *bolt.Tx) error {
+		for _, p := range put {
+			if err := putPackage(tx, p); err != nil {
+				return err
+			}
+		}
+		for _, n := range drop {
+			if err := deletePackage(tx, repo, n); err != nil {
+				return err
+			}
+		}
+		if err := markDirty(tx, dirs); err != nil {
+			return err
+		}
+		return appendEvents(tx, events)
+	})
 }
 
 // Remove takes a package out of one channel (o.Channel) or all, deleting

@@ -46,6 +46,13 @@ type Repo struct {
 	// isClosed mirrors closed for readers that must not wait for mu,
 	// which an ingest batch holds for its whole run.
 	isClosed atomic.Bool
+	// keyMu guards key and signer for readers that do not hold mu; a key
+	// rotation swaps them holding both.
+	keyMu sync.RWMutex
+	// rotSem admits one key rotation at a time (keyrotate.go);
+	// lastRotation is the one this process finished last.
+	rotSem       chan struct{}
+	lastRotation *KeyRotation
 }
 
 var _ Service = (*Repo)(nil)
@@ -194,7 +201,7 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Repo{cfg: cfg, o: o, lock: lk}
+	r := &Repo{cfg: cfg, o: o, lock: lk, rotSem: make(chan struct{}, 1)}
 	fail := func(err error) (*Repo, error) {
 		if r.st != nil {
 			r.st.close()
@@ -209,6 +216,9 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 		return fail(err)
 	}
 	if r.tree, err = openTree(cfg.Paths.Repo); err != nil {
+		return fail(err)
+	}
+	if err := writeTreeMarker(cfg); err != nil {
 		return fail(err)
 	}
 	if err := r.ensureKey(ctx); err != nil {
@@ -234,7 +244,11 @@ func (r *Repo) Root() string { return r.cfg.Root }
 func (r *Repo) Config() *Config { return r.cfg }
 
 // Key is the signing key in use.
-func (r *Repo) Key() *sign.Key { return r.key }
+func (r *Repo) Key() *sign.Key {
+	r.keyMu.RLock()
+	defer r.keyMu.RUnlock()
+	return r.key
+}
 
 // Close releases the store and the ROOT lock.
 func (r *Repo) Close() error {
@@ -266,6 +280,9 @@ func (r *Repo) who(w string) string {
 // first start, and puts the public key into the served tree.
 func (r *Repo) ensureKey(ctx context.Context) error {
 	cfg := r.cfg
+	if err := r.finishKeyInstall(); err != nil {
+		return err
+	}
 	path := cfg.KeyPath()
 	var pass []byte
 	if cfg.Signing.PassphraseFile != "" {
@@ -309,26 +326,12 @@ func (r *Repo) ensureKey(ctx context.Context) error {
 	default:
 		return fmt.Errorf("loading signing key %q: %w", path, err)
 	}
-	r.key = key
-	pub, err := key.PublicArmored()
-	if err != nil {
-		return fmt.Errorf("exporting public key: %w", err)
+	if err := r.setKey(key); err != nil {
+		return err
 	}
-	served := filepath.Join(cfg.Paths.Repo, PublicKeyFile)
-	if old, err := os.ReadFile(served); err != nil || !bytes.Equal(old, pub) {
-		if err := fsutil.WriteFileAtomic(served, pub, 0o644); err != nil {
-			return err
-		}
-	}
-	signOpts := []sign.SignerOption{sign.WithJournalDir(signJournalDir(cfg))}
-	if cfg.Signing.Legacy {
-		signOpts = append(signOpts, sign.WithLegacy(true))
-	}
-	r.signer, err = sign.NewSigner(key, signOpts...)
-	if err != nil {
-		return fmt.Errorf("creating signer: %w", err)
-	}
-	return nil
+	// RPM-GPG-KEY-repoctl holds every key of the keyring, not only this
+	// one: served files signed by an older key must stay verifiable.
+	return r.syncKeyring(ctx)
 }
 
 // loadIndex builds the per-directory entry index from the store.

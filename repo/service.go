@@ -33,8 +33,26 @@ type Service interface {
 	// client can cause directly; every other event is recorded by the
 	// operation that made it.
 	RecordRollout(ctx context.Context, e RolloutEvent) error
-	// RepoFile renders a dnf/yum .repo file for the configured repositories.
-	RepoFile(ctx context.Context, o RepoFileOptions) (string, error)
+	// RepoFile describes the dnf/yum .repo file for the hosts of one dist
+	// (or one release) in one channel; Render writes it.
+	RepoFile(ctx context.Context, o RepoFileOptions) (*RepoFileResult, error)
+	// Fsck checks the served tree against the store and, with o.Repair,
+	// repairs what it can. What it found is in the report (see
+	// FsckReport.Err); the error is for a check that could not run.
+	Fsck(ctx context.Context, o FsckOptions) (*FsckReport, error)
+	// Republish rebuilds repodata from the store, signed, under a new
+	// revision, for the given repository directories or all.
+	Republish(ctx context.Context, o RepublishOptions) (*RepublishResult, error)
+	// RotateKey makes (or imports) a new signing key, serves both public
+	// keys, re-signs every package and repomd.xml.asc and publishes; with
+	// Resume it finishes an interrupted rotation.
+	RotateKey(ctx context.Context, r KeyRotateRequest) (*KeyRotation, error)
+	// RetireKey drops an old public key from RPM-GPG-KEY-repoctl once no
+	// served file needs it (ErrKeyInUse while one does).
+	RetireKey(ctx context.Context, r KeyRetireRequest) (*KeyRetireResult, error)
+	// KeyStatus lists the served keys and an unfinished rotation; it
+	// never waits for a running rotation, so a client can poll progress.
+	KeyStatus(ctx context.Context) (*KeyStatus, error)
 }
 
 // Sentinel errors. Compare with errors.Is; the daemon client maps error
@@ -56,12 +74,27 @@ var (
 	// ErrInvalidName is a package name or NEVRA argument that no valid
 	// package can have (a "/", "..", whitespace, a control character).
 	ErrInvalidName = errors.New("repo: invalid package name")
+	// ErrBadOption is an option naming a repository, channel, dist or
+	// release that does not exist or cannot be one (a usage error, exit 2).
+	ErrBadOption = errors.New("repo: unknown or invalid option")
+	// ErrFsck is a served tree that does not match the store: FsckReport.Err
+	// wraps it while a finding is not repaired (exit 3).
+	ErrFsck = errors.New("repo: the served tree does not match the store")
+	// ErrRotationUnfinished is a signing-key rotation that is running or
+	// was interrupted: `repoctl key rotate --resume` finishes it.
+	ErrRotationUnfinished = errors.New("repo: a signing-key rotation is unfinished")
+	// ErrKeyInUse is a key that cannot be retired: the active key, or one
+	// that a served package or repomd.xml.asc still needs.
+	ErrKeyInUse = errors.New("repo: the key is still needed")
+	// ErrUnknownKey is a key id that names no served key.
+	ErrUnknownKey = errors.New("repo: no such served key")
 )
 
 // Sentinels lists every sentinel so that a socket client can map a remote
 // error message back onto the matching value.
 var Sentinels = []error{ErrRejected, ErrDuplicateNEVRA, ErrNotFound, ErrLocked,
-	ErrTampered, ErrUnroutable, ErrBadConfig, ErrAmbiguous, ErrClosed, ErrTransient, ErrEscape, ErrInvalidName}
+	ErrTampered, ErrUnroutable, ErrBadConfig, ErrAmbiguous, ErrClosed, ErrTransient, ErrEscape, ErrInvalidName, ErrBadOption, ErrFsck,
+	ErrRotationUnfinished, ErrKeyInUse, ErrUnknownKey}
 
 // Actions recorded in AddResult.Action.
 const (
@@ -78,6 +111,10 @@ type AddOptions struct {
 	// Channel is where new packages land; empty means the config's
 	// default_channel ("staging").
 	Channel string `json:"channel,omitempty"`
+	// Release, e.g. "el/9" (or "el9"), overrides routing: every file goes
+	// into that release whatever its dist tag says. Empty routes by dist
+	// tag, [[route]] rules and [routing].
+	Release string `json:"release,omitempty"`
 	// Who is recorded in events; empty means the OS user name.
 	Who string `json:"who,omitempty"`
 	// Move hands the files over to the pipeline (drop-in directories):
@@ -195,7 +232,8 @@ type Status struct {
 	Daemon      bool       `json:"daemon"`           // set by the socket client
 	KeyID       string     `json:"key_id"`
 	Fingerprint string     `json:"fingerprint"`
-	HTTP        string     `json:"http"`
+	HTTP        string     `json:"http"`             // base URL hosts use
+	Listen      string     `json:"listen,omitempty"` // address the daemon's HTTP server bound
 	Packages    int        `json:"packages"`
 	Events      uint64     `json:"events"`
 	LastEvent   *time.Time `json:"last_event,omitempty"`
@@ -282,19 +320,28 @@ type RemoveResult struct {
 	Removed bool     `json:"removed"` // the record is gone from every channel
 }
 
-// PromoteRequest names a package and the channels to move it between.
+// PromoteRequest names a package or a build and the channels to move it
+// between.
 type PromoteRequest struct {
-	// Package is a NEVRA (name-[epoch:]version-release.arch), N-V-R, or a
-	// bare name meaning the newest such package in From.
+	// Package is a NEVRA (name-[epoch:]version-release.arch: that package
+	// alone), N-V-R (every arch of that build, its source package
+	// included), or a bare name meaning the newest such build in From.
 	Package string `json:"package"`
 	Repo    string `json:"repo,omitempty"` // default: default_repo
 	From    string `json:"from,omitempty"` // default: first channel ("staging")
 	To      string `json:"to,omitempty"`   // default: last channel ("prod")
-	Who     string `json:"who,omitempty"`
-	DryRun  bool   `json:"dry_run,omitempty"`
+	// Arches narrows a build to these package arches ("x86_64", "noarch",
+	// "src" for the source package); empty means every arch.
+	Arches []string `json:"arches,omitempty"`
+	Who    string   `json:"who,omitempty"`
+	DryRun bool     `json:"dry_run,omitempty"`
 }
 
 // PromoteResult is both the outcome of a promote and the recipe to undo it.
+// Packages lists every package of the promoted build; the single fields
+// (NEVRA … Arch, File, Previous, AlreadyPresent) describe its first binary
+// package (or its only package), as a result of an older repoctl did, so
+// a rollout recorded by one still restores.
 type PromoteResult struct {
 	NEVRA   string `json:"nevra"`
 	Name    string `json:"name"`
@@ -307,7 +354,7 @@ type PromoteResult struct {
 	To      string `json:"to"`
 	// File is one placed copy in the target channel, relative to ROOT/repo.
 	File  string   `json:"file"`
-	Files []string `json:"files"` // every placed copy in the target channel
+	Files []string `json:"files"` // every placed copy of every package in the target channel
 	Dirs  []string `json:"dirs"`  // target repository dirs republished, relative to ROOT/repo
 	// URLs are the HTTP base URLs of Dirs (config http address).
 	URLs []string `json:"urls"`
@@ -319,13 +366,22 @@ type PromoteResult struct {
 	// Restore then leaves it there.
 	AlreadyPresent bool `json:"already_present"`
 	DryRun         bool `json:"dry_run,omitempty"`
+	// Packages is every package of the build, binary arches first (by
+	// name, noarch last), then the source package; absent in results of
+	// an older repoctl, which promoted one package.
+	Packages []PromotedPackage `json:"packages,omitempty"`
 }
 
-// RepoFileOptions filter the sections RepoFile writes; empty matches all.
+// RepoFileOptions choose the hosts a .repo file is for.
 type RepoFileOptions struct {
-	Repo    string `json:"repo,omitempty"`
-	Channel string `json:"channel,omitempty"`
-	Release string `json:"release,omitempty"` // e.g. "el/9"
-	// BaseURL overrides the config's public URL (http://ADDR/ by default).
+	Repo    string `json:"repo,omitempty"`    // one repository; default every one
+	Channel string `json:"channel,omitempty"` // default the last channel (prod)
+	// Dist is the dist family of the hosts ("el", "fc"); needed only when
+	// the repositories hold more than one.
+	Dist string `json:"dist,omitempty"`
+	// Release pins one release ("el/9" or "el9") instead of $releasever.
+	Release string `json:"release,omitempty"`
+	// BaseURL overrides the public URL (http.public_url, else the address
+	// the daemon serves).
 	BaseURL string `json:"base_url,omitempty"`
 }

@@ -18,19 +18,21 @@ import (
 // both the result and the error because Add returns per-file results
 // together with ErrRejected.
 const (
-	apiPrefix   = "/v1/"
-	maxAPIBody  = 16 << 20
-	socketPerm  = 0o660
-	apiPing     = "ping"
-	apiAdd      = "add"
-	apiList     = "list"
-	apiStatus   = "status"
-	apiHistory  = "history"
-	apiRemove   = "remove"
-	apiPromote  = "promote"
-	apiRestore  = "restore"
-	apiRollout  = "rollout-event"
-	apiRepoFile = "repofile"
+	apiPrefix    = "/v1/"
+	maxAPIBody   = 16 << 20
+	socketPerm   = 0o660
+	apiPing      = "ping"
+	apiAdd       = "add"
+	apiList      = "list"
+	apiStatus    = "status"
+	apiHistory   = "history"
+	apiRemove    = "remove"
+	apiPromote   = "promote"
+	apiRestore   = "restore"
+	apiRollout   = "rollout-event"
+	apiRepoFile  = "repofile"
+	apiFsck      = "fsck"
+	apiRepublish = "republish"
 )
 
 type wireError struct {
@@ -131,7 +133,7 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 				log.Warn("control socket: writing reply", "method", name, "err", err)
 			}
 			lvl := slog.LevelDebug
-			if name != apiPing && name != apiStatus && name != apiList && name != apiHistory && name != apiRepoFile {
+			if name != apiPing && name != apiStatus && name != apiList && name != apiHistory && name != apiRepoFile && name != apiKeyStatus {
 				lvl = slog.LevelInfo
 			}
 			attrs := []any{"method", name, "caller", pc.caller.String(), "took", time.Since(start).Round(time.Microsecond)}
@@ -217,6 +219,20 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 		}
 		return nil, svc.RecordRollout(ctx, e)
 	})
+	handle(apiFsck, func(ctx context.Context, body []byte) (any, error) {
+		var o FsckOptions
+		if err := decode(body, &o); err != nil {
+			return nil, err
+		}
+		return svc.Fsck(ctx, o)
+	})
+	handle(apiRepublish, func(ctx context.Context, body []byte) (any, error) {
+		var o RepublishOptions
+		if err := decode(body, &o); err != nil {
+			return nil, err
+		}
+		return svc.Republish(ctx, o)
+	})
 	handle(apiRepoFile, func(ctx context.Context, body []byte) (any, error) {
 		var o RepoFileOptions
 		if err := decode(body, &o); err != nil {
@@ -224,6 +240,7 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 		}
 		return svc.RepoFile(ctx, o)
 	})
+	handleKeys(svc, handle, decode)
 	return mux
 }
 

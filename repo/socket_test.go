@@ -86,8 +86,42 @@ func (s *echoService) RecordRollout(ctx context.Context, e RolloutEvent) error {
 	return nil
 }
 
-func (s *echoService) RepoFile(ctx context.Context, o RepoFileOptions) (string, error) {
-	return "[main]\nbaseurl=" + o.BaseURL + "\n", nil
+func (s *echoService) RepoFile(ctx context.Context, o RepoFileOptions) (*RepoFileResult, error) {
+	return &RepoFileResult{Channel: o.Channel, Dist: o.Dist, Sections: []RepoSection{{ID: "main", BaseURL: o.BaseURL}}}, nil
+}
+
+func (s *echoService) Fsck(ctx context.Context, o FsckOptions) (*FsckReport, error) {
+	if len(o.Dirs) == 1 && o.Dirs[0] == "nowhere" {
+		return nil, fmt.Errorf("%w: %q is not a repository directory", ErrBadOption, o.Dirs[0])
+	}
+	return &FsckReport{Dirs: o.Dirs, Packages: 2, Repair: o.Repair, Findings: []FsckFinding{
+		{Kind: FsckStrayFile, Dir: o.Dirs[0], File: o.Dirs[0] + "/x.rpm", Message: "stray", Repairable: true, Repaired: o.Repair}}}, nil
+}
+
+func (s *echoService) Republish(ctx context.Context, o RepublishOptions) (*RepublishResult, error) {
+	return &RepublishResult{DryRun: o.DryRun, Dirs: []RepublishedDir{{Dir: o.Dirs[0], Packages: 3, Changed: true, Revision: "17"}}}, nil
+}
+
+func (s *echoService) RotateKey(ctx context.Context, r KeyRotateRequest) (*KeyRotation, error) {
+	if r.Resume {
+		// A failed step returns the state reached along with the error.
+		return &KeyRotation{OldKeyID: "a", NewKeyID: "b", Phase: phasePackages, Resigned: 1, Packages: 3},
+			fmt.Errorf("%w: re-signing stopped", ErrRotationUnfinished)
+	}
+	return &KeyRotation{OldKeyID: "a", NewKeyID: "b", NewAlgorithm: r.Algo, Phase: phaseDone, Packages: 3, Resigned: 3,
+		InPlace: 2, Rewritten: 1, DryRun: r.DryRun, By: string(r.Import)}, nil
+}
+
+func (s *echoService) RetireKey(ctx context.Context, r KeyRetireRequest) (*KeyRetireResult, error) {
+	if r.KeyID == "busy" {
+		return nil, fmt.Errorf("%w: %w", ErrKeyInUse, ErrRotationUnfinished)
+	}
+	return &KeyRetireResult{KeyID: r.KeyID, Served: []string{"b"}, DryRun: r.DryRun}, nil
+}
+
+func (s *echoService) KeyStatus(ctx context.Context) (*KeyStatus, error) {
+	return &KeyStatus{Active: "b", Keys: []ServedKey{{KeyID: "b", Active: true, Packages: 2}, {KeyID: "a", Packages: 1}},
+		Rotation: &KeyRotation{OldKeyID: "a", NewKeyID: "b", Phase: phaseRepodata}}, nil
 }
 
 func startSocket(t *testing.T, svc socketService, ready chan struct{}) string {
@@ -206,9 +240,40 @@ func TestSocketRoundTrip(t *testing.T) {
 	if err := c.RecordRollout(ctx, RolloutEvent{Kind: "other", Rollout: "r1"}); err == nil || err.Error() != "wrong event" {
 		t.Errorf("RecordRollout error %v", err)
 	}
-	rf, err := c.RepoFile(ctx, RepoFileOptions{BaseURL: "http://x/"})
-	if err != nil || rf != "[main]\nbaseurl=http://x/\n" {
-		t.Errorf("RepoFile = %q, %v", rf, err)
+	rf, err := c.RepoFile(ctx, RepoFileOptions{BaseURL: "http://x/", Channel: "prod", Dist: "fc"})
+	if err != nil || rf.Channel != "prod" || rf.Dist != "fc" || len(rf.Sections) != 1 || rf.Sections[0].BaseURL != "http://x/" {
+		t.Errorf("RepoFile = %+v, %v", rf, err)
+	}
+	fr, err := c.Fsck(ctx, FsckOptions{Dirs: []string{"main/prod/el/9/x86_64"}, Repair: true})
+	if err != nil || !fr.Repair || fr.Packages != 2 || len(fr.Findings) != 1 || fr.Findings[0].Kind != FsckStrayFile ||
+		!fr.Findings[0].Repaired || fr.Findings[0].File != "main/prod/el/9/x86_64/x.rpm" || fr.Err() != nil {
+		t.Errorf("Fsck = %+v, %v", fr, err)
+	}
+	if _, err := c.Fsck(ctx, FsckOptions{Dirs: []string{"nowhere"}}); !errors.Is(err, ErrBadOption) {
+		t.Errorf("Fsck of an unknown directory: %v, want ErrBadOption", err)
+	}
+	pb, err := c.Republish(ctx, RepublishOptions{Dirs: []string{"main/staging"}, DryRun: true})
+	if err != nil || !pb.DryRun || len(pb.Dirs) != 1 || pb.Dirs[0] != (RepublishedDir{Dir: "main/staging", Packages: 3, Changed: true, Revision: "17"}) {
+		t.Errorf("Republish = %+v, %v", pb, err)
+	}
+	kr, err := c.RotateKey(ctx, KeyRotateRequest{Algo: "ed25519", Import: []byte("key bytes"), DryRun: true})
+	if err != nil || kr.NewAlgorithm != "ed25519" || !kr.DryRun || kr.By != "key bytes" || kr.Rewritten != 1 || kr.Phase != phaseDone {
+		t.Errorf("RotateKey = %+v, %v", kr, err)
+	}
+	kr, err = c.RotateKey(ctx, KeyRotateRequest{Resume: true})
+	if !errors.Is(err, ErrRotationUnfinished) || kr == nil || kr.Resigned != 1 || kr.Packages != 3 {
+		t.Errorf("RotateKey --resume = %+v, %v; want the state reached and ErrRotationUnfinished", kr, err)
+	}
+	rt, err := c.RetireKey(ctx, KeyRetireRequest{KeyID: "a", DryRun: true})
+	if err != nil || rt.KeyID != "a" || !rt.DryRun || len(rt.Served) != 1 {
+		t.Errorf("RetireKey = %+v, %v", rt, err)
+	}
+	if _, err := c.RetireKey(ctx, KeyRetireRequest{KeyID: "busy"}); !errors.Is(err, ErrKeyInUse) || !errors.Is(err, ErrRotationUnfinished) {
+		t.Errorf("RetireKey of a needed key: %v, want ErrKeyInUse and ErrRotationUnfinished", err)
+	}
+	ks, err := c.KeyStatus(ctx)
+	if err != nil || ks.Active != "b" || len(ks.Keys) != 2 || ks.Keys[1].Packages != 1 || ks.Rotation == nil || ks.Rotation.Phase != phaseRepodata {
+		t.Errorf("KeyStatus = %+v, %v", ks, err)
 	}
 }
 

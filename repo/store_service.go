@@ -53,7 +53,8 @@ func (r *Repo) view(fn func(tx *bolt.Tx) error) error {
 
 // Status summarises the root: key, counts, in-flight items and directories.
 func (r *Repo) Status(ctx context.Context) (*Status, error) {
-	st := &Status{Root: r.cfg.Root, Config: r.cfg.File, KeyID: r.key.KeyID(), Fingerprint: r.key.Fingerprint(), HTTP: r.cfg.HTTP.PublicURL, Repos: []RepoStatus{}}
+	key := r.Key() // a key rotation may swap it meanwhile
+	st := &Status{Root: r.cfg.Root, Config: r.cfg.File, KeyID: key.KeyID(), Fingerprint: key.Fingerprint(), HTTP: r.cfg.HTTP.PublicURL, Listen: r.cfg.servedAddr, Repos: []RepoStatus{}}
 	perDir := map[string]int{}
 	err := r.view(func(tx *bolt.Tx) error {
 		if err := eachPackage(tx, "", func(p *PackageRecord) error {
@@ -147,7 +148,7 @@ func (r *Repo) History(ctx context.Context, o HistoryOptions) ([]Event, error) {
 			if err := json.Unmarshal(v, &e); err != nil {
 				return err
 			}
-			if (o.NEVRA != "" && e.NEVRA != o.NEVRA) || (o.Action != "" && e.Action != o.Action && !strings.HasPrefix(e.Action, o.Action+".")) {
+			if (o.NEVRA != "" && !eventNames(&e, o.NEVRA)) || (o.Action != "" && e.Action != o.Action && !strings.HasPrefix(e.Action, o.Action+".")) {
 				return nil
 			}
 			out = append(out, e)

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -246,7 +247,12 @@ func TestDaemonKill9(t *testing.T) {
 	root, url := newTestRoot(t, "")
 	incoming := filepath.Join(root, "incoming")
 	repoDir := filepath.Join(root, "repo", "main", "staging", "el", "9", "x86_64")
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 4))
+	seed := uint64(time.Now().UnixNano())
+	if s, err := strconv.ParseUint(os.Getenv("REPOCTL_KILL_SEED"), 10, 64); err == nil {
+		seed = s
+	}
+	t.Logf("seed %d (REPOCTL_KILL_SEED=%d repeats the delays)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 4))
 	const trials = 22
 	var inputs []stormInput
 	next := 0
@@ -279,13 +285,27 @@ func TestDaemonKill9(t *testing.T) {
 		for _, in := range batch {
 			dropFile(t, incoming, in.name, in.body)
 		}
-		// A batch of 30 takes a few hundred ms here; most kills land inside
-		// it, some after.
-		delay := time.Duration(rng.IntN(250)) * time.Millisecond
-		if trial%5 == 4 {
-			delay = time.Duration(250+rng.IntN(1000)) * time.Millisecond
+		// Every third kill waits for the signer's temporary files, every
+		// third for the publisher's new generation, so that both states
+		// are hit whatever the machine's speed; the rest land at random
+		// (a batch of 30 takes a few hundred ms here).
+		var delay time.Duration
+		aimed := ""
+		switch trial % 3 {
+		case 1:
+			aimed = "signing"
+			waitUntil(30*time.Second, func() bool { return signing(root) })
+		case 2:
+			aimed = "publishing"
+			waitUntil(30*time.Second, func() bool { return publishing(repoDir) })
+		default:
+			delay = time.Duration(rng.IntN(250)) * time.Millisecond
+			if trial%5 == 4 {
+				delay = time.Duration(250+rng.IntN(1000)) * time.Millisecond
+			}
+			time.Sleep(delay)
 		}
-		time.Sleep(delay)
+		hitSigning, hitPublishing := signing(root), publishing(repoDir)
 		d.kill9()
 		// Note what the kill interrupted, for the failure message.
 		_, state := drained(root)
@@ -295,6 +315,10 @@ func TestDaemonKill9(t *testing.T) {
 		}
 		note := "before pickup"
 		switch {
+		case aimed == "signing" && hitSigning:
+			note = "signing"
+		case aimed == "publishing" && hitPublishing:
+			note = "publishing"
 		case strings.Contains(log, `"msg":"ingest batch"`):
 			note = "after batch"
 		case strings.Contains(log, `"msg":"published"`):
@@ -332,7 +356,7 @@ func TestDaemonKill9(t *testing.T) {
 	// dnf reads the final state with both checks on.
 	d := startDaemon(t, root)
 	defer d.stop()
-	repofile, stderr, code := runCLI(t, root, "repofile")
+	repofile, stderr, code := runCLI(t, root, "repofile", "--channel", "staging")
 	if code != 0 {
 		t.Fatalf("repofile: exit %d: %s", code, stderr)
 	}
@@ -343,7 +367,7 @@ func TestDaemonKill9(t *testing.T) {
 	installroot := t.TempDir()
 	out, err := exec.Command("dnf", "-y", "-q", "--installroot", installroot, "--releasever", "9", "--forcearch", "x86_64",
 		"--setopt=reposdir="+reposd, "--setopt=cachedir="+filepath.Join(installroot, "cache"),
-		"--repo", "main-staging-el9", "list", "--available").CombinedOutput()
+		"--repo", "main-staging-el", "list", "--available").CombinedOutput()
 	if err != nil {
 		t.Fatalf("dnf list from %s: %v\n%s", url, err, out)
 	}
@@ -358,6 +382,9 @@ func TestDaemonKill9(t *testing.T) {
 		}
 	}
 	t.Logf("%d kills (%v); dnf lists %d packages", trials, kills, want)
+	if kills["signing"] == 0 || kills["publishing"] == 0 {
+		t.Errorf("kills landed %v: want at least one while signing and one while publishing", kills)
+	}
 }
 
 func sortedKillNotes(m map[string]int) []string {
@@ -382,13 +409,52 @@ func TestDaemonSIGTERMMidBatch(t *testing.T) {
 	for _, in := range inputs {
 		dropFile(t, filepath.Join(root, "incoming"), in.name, in.body)
 	}
-	time.Sleep(60 * time.Millisecond)
+	// The signal comes while the batch is signing.
+	waitUntil(time.Minute, func() bool { return signing(root) })
+	if !signing(root) {
+		t.Fatal("never saw the batch signing")
+	}
 	d.stop() // fails the test unless the exit is clean
-	if !strings.Contains(d.log(), `"msg":"stopped"`) {
+	log := d.log()
+	if !strings.Contains(log, `"msg":"stopped"`) {
 		t.Error("daemon log has no clean stop")
+	}
+	// The batch in flight was let finish within the grace: it ends after
+	// the stop began.
+	if stop, done := strings.Index(log, `"msg":"stopping"`), strings.LastIndex(log, `"msg":"ingest batch"`); stop < 0 || done < stop {
+		t.Errorf("SIGTERM did not land mid-batch (stopping at %d, batch done at %d)", stop, done)
 	}
 	d = startDaemon(t, root)
 	waitFor(t, time.Minute, "the batch to drain after restart", func() (bool, string) { return drained(root) })
 	checkAccounted(t, root, inputs)
 	d.stop()
+}
+
+// waitUntil polls cond as fast as it can, up to timeout: the windows it
+// looks for last milliseconds.
+func waitUntil(timeout time.Duration, cond func() bool) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		if cond() {
+			return
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+}
+
+// signing reports whether the signer is rewriting a spool file (its
+// temporary files are hidden .tmp files beside them).
+func signing(root string) bool {
+	ents, _ := os.ReadDir(filepath.Join(root, "spool"))
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") && strings.HasSuffix(e.Name(), ".tmp") {
+			return true
+		}
+	}
+	return false
+}
+
+// publishing reports whether a new repodata generation is being built.
+func publishing(repoDir string) bool {
+	_, err := os.Stat(filepath.Join(repoDir, ".repodata.new"))
+	return err == nil
 }

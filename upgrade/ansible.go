@@ -15,8 +15,8 @@ import (
 // Ansible inventories are read as a host source because teams already keep
 // one. Only what a rollout needs is understood: groups (and their children),
 // host ranges like app[1:6], and the connection variables ansible_host,
-// ansible_port, ansible_user and ansible_become (plus repoctl_health_url and
-// repoctl_flavor). Variables are applied host > group > all.
+// ansible_port, ansible_user and ansible_become (plus repoctl_health_url,
+// repoctl_flavor and repoctl_arch). Variables are applied host > group > all.
 
 type ansInventory struct {
 	order    []string // group names in first-seen order
@@ -138,7 +138,7 @@ func readAnsible(path string, appGroups []string, proxyGroup string) ([]GroupCon
 		v := inv.varsFor(name)
 		hc := HostConfig{Name: name, Address: first(v["ansible_host"], v["ansible_ssh_host"]),
 			User: first(v["ansible_user"], v["ansible_ssh_user"]), HealthURL: v["repoctl_health_url"],
-			Flavor: v["repoctl_flavor"]}
+			Flavor: v["repoctl_flavor"], Arch: v["repoctl_arch"]}
 		if p := first(v["ansible_port"], v["ansible_ssh_port"]); p != "" {
 			n, err := strconv.Atoi(p)
 			if err != nil || n <= 0 || n > 65535 {

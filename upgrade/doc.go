@@ -12,6 +12,9 @@
 //
 // It is NOT a package repository: it imports nothing of repo, sign or
 // metadata. Whoever moves a package between channels (cmd/repoctl's promote)
-// hands it the promoted and previous NEVRA, an event recorder for the audit
-// log and a callback that restores the channel on rollback.
+// hands it the promoted and previous NEVRA (or, for a multi-arch build, one
+// Build per arch, and each host installs the one of its arch: from the
+// inventory's arch, or asked over SSH by the plan's "probe arch" phase), an
+// event recorder for the audit log and a callback that restores the
+// channel on rollback.
 package upgrade

@@ -29,7 +29,8 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 // Commands are shell command templates (text/template). Every field left
 // empty on a host falls back to the section's, then to the flavor's
 // default; a host that sets its own flavor skips the section's commands. Templates see .NEVRA, .NVRA, .Name, .Previous, .PreviousNVRA
-// (all validated and already shell-quoted) and .Host, .Address.
+// (all validated and already shell-quoted; of a multi-arch build, the
+// package of the host's arch) and .Host, .Address.
 type Commands struct {
 	Clean       string `toml:"clean" yaml:"clean" json:"clean,omitempty"`
 	Update      string `toml:"update" yaml:"update" json:"update,omitempty"`
@@ -144,6 +145,10 @@ type HostConfig struct {
 	HealthURL string   `toml:"health_url"`
 	Health    Health   `toml:"health"`
 	Commands  Commands `toml:"commands"`
+	// Arch is the host's rpm arch (x86_64, aarch64). It picks the NEVRA of
+	// a multi-arch build the host installs; left empty, the rollout asks
+	// the host (see ArchProbe) when the build has more than one arch.
+	Arch string `toml:"arch"`
 }
 
 // GroupConfig is one ordered rollout group of app hosts.
@@ -194,6 +199,7 @@ type Host struct {
 	Sudo     bool     `json:"sudo"`
 	Commands Commands `json:"commands"`
 	Health   Health   `json:"health"`
+	Arch     string   `json:"arch,omitempty"` // "" = unknown, probed when it matters
 }
 
 // Addr is address:port for dialing.
@@ -339,6 +345,12 @@ func (c *Config) resolve() (*Inventory, error) {
 		}
 		if hc.Sudo != nil {
 			h.Sudo = *hc.Sudo
+		}
+		if hc.Arch != "" {
+			if !archRE.MatchString(hc.Arch) {
+				return h, fmt.Errorf("%w: host %q: bad arch %q", ErrInventory, h.Name, hc.Arch)
+			}
+			h.Arch = hc.Arch
 		}
 		flavor := hc.Flavor
 		if flavor == "" {

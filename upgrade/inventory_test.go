@@ -291,6 +291,9 @@ func TestExampleConfig(t *testing.T) {
 	if len(inv.Groups) != 2 || len(inv.AppHosts()) != 4 || len(inv.Proxies) != 1 {
 		t.Fatalf("example inventory: %+v", inv)
 	}
+	if a4 := inv.Groups[1].Hosts[1]; a4.Arch != "x86_64" {
+		t.Errorf("app4's arch %q", a4.Arch)
+	}
 	a3 := inv.Groups[1].Hosts[0]
 	if a3.Port != 2222 || !a3.Sudo || a3.Commands.Clean != "yum clean metadata" || a3.Commands.Restart != "apachectl graceful" {
 		t.Errorf("app3: %+v", a3)

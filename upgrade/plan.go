@@ -3,6 +3,7 @@ package upgrade
 import (
 	"bytes"
 	"fmt"
+	"sort"
 	"strings"
 	"text/template"
 )
@@ -11,6 +12,9 @@ import (
 const (
 	KindCommand = "command" // run Task.Command on each host over SSH
 	KindHealth  = "health"  // HTTP gate from here to each host
+	// KindArch runs ArchProbe on each host whose arch the inventory does
+	// not give; later tasks with ByArch pick their command by its answer.
+	KindArch = "arch"
 )
 
 // Restart modes.
@@ -37,6 +41,10 @@ type Task struct {
 	Target  Target  `json:"target"`
 	Command string  `json:"command,omitempty"`
 	Health  *Health `json:"health,omitempty"`
+	// ByArch replaces Command when the host's arch is only learnt by the
+	// plan's KindArch phase: the command for each arch of the build
+	// (noarch serving any arch). The step record keeps the one that ran.
+	ByArch map[string]string `json:"by_arch,omitempty"`
 }
 
 // Phase is a step over a set of hosts; all its tasks run concurrently
@@ -54,8 +62,11 @@ type Phase struct {
 
 // Plan is a whole rollout, fixed when it starts and stored with it.
 type Plan struct {
+	// NEVRA and Previous are the first build's; Builds lists every arch
+	// when there is more than one.
 	NEVRA             string            `json:"nevra"`
 	Previous          string            `json:"previous,omitempty"`
+	Builds            []Build           `json:"builds,omitempty"`
 	Restart           string            `json:"restart"`
 	RollbackOnFailure bool              `json:"rollback_on_failure"`
 	Settings          Settings          `json:"settings"`
@@ -68,6 +79,11 @@ type Plan struct {
 type PlanRequest struct {
 	NEVRA    string // exact name-[epoch:]version-release.arch
 	Previous string // what the target channel had before; "" if nothing
+	// Builds is the alternative to NEVRA and Previous: every arch of one
+	// build (no source package). Each host installs the one of its arch,
+	// or the noarch one; a host without an inventory arch is asked first
+	// (ArchProbe) when there is more than one.
+	Builds []Build
 	// Restart is RestartGraceful (default) or RestartHard.
 	Restart           string
 	RollbackOnFailure bool
@@ -104,25 +120,30 @@ func wrapSudo(h Host, cmd string) string {
 }
 
 // NewPlan renders every command for every host, in the order it will run:
-// clean metadata (all app hosts), update to the exact NEVRA, rpm -q check,
-// then per group restart and health gate, then purge on the proxies. When
-// Previous is known it also renders the rollback phases.
+// for a multi-arch build, ask the hosts of unknown arch for it; clean
+// metadata (all app hosts), update to the exact NEVRA, rpm -q check, then
+// per group restart and health gate, then purge on the proxies. When
+// Previous is known (for every build) it also renders the rollback phases.
 func NewPlan(inv *Inventory, req PlanRequest) (*Plan, error) {
-	nv, err := ParseNEVRA(req.NEVRA)
+	bs := req.Builds
+	if len(bs) == 0 {
+		bs = []Build{{NEVRA: req.NEVRA, Previous: req.Previous}}
+	} else if req.NEVRA != "" || req.Previous != "" {
+		return nil, fmt.Errorf("%w: a plan takes NEVRA and Previous or Builds, not both", ErrInventory)
+	}
+	builds, err := checkBuilds(bs)
 	if err != nil {
 		return nil, err
 	}
-	var prev NEVRA
-	if req.Previous != "" {
-		if prev, err = ParseNEVRA(req.Previous); err != nil {
-			return nil, fmt.Errorf("previous version: %w", err)
+	first := builds[0]
+	rollback := true
+	for _, b := range builds {
+		if !b.hasPrev {
+			rollback = false
+			if req.RollbackOnFailure {
+				return nil, fmt.Errorf("rollback on failure for %q: %w", b.nv.String(), ErrNoPrevious)
+			}
 		}
-		if prev.Name != nv.Name {
-			return nil, fmt.Errorf("%w: previous %q is not the same package as %q", ErrInventory, req.Previous, req.NEVRA)
-		}
-	}
-	if req.RollbackOnFailure && req.Previous == "" {
-		return nil, fmt.Errorf("rollback on failure for %q: %w", req.NEVRA, ErrNoPrevious)
 	}
 	switch req.Restart {
 	case "":
@@ -131,24 +152,75 @@ func NewPlan(inv *Inventory, req PlanRequest) (*Plan, error) {
 	default:
 		return nil, fmt.Errorf("%w: restart must be graceful or hard, not %q", ErrInventory, req.Restart)
 	}
-	p := &Plan{NEVRA: nv.String(), Restart: req.Restart, RollbackOnFailure: req.RollbackOnFailure,
+	p := &Plan{NEVRA: first.nv.String(), Restart: req.Restart, RollbackOnFailure: req.RollbackOnFailure,
 		Settings: inv.Settings, Meta: req.Meta}
-	if req.Previous != "" {
-		p.Previous = prev.String()
+	if first.hasPrev {
+		p.Previous = first.prev.String()
 	}
-	data := func(h Host) tmplData {
-		d := tmplData{NEVRA: ShellQuote(nv.String()), NVRA: ShellQuote(nv.NVRA()), Name: ShellQuote(nv.Name),
-			Host: h.Name, Address: h.Address, Version: nv.Version + "-" + nv.Release}
-		if req.Previous != "" {
-			d.Previous, d.PreviousNVRA = ShellQuote(prev.String()), ShellQuote(prev.NVRA())
+	if len(builds) > 1 {
+		for _, b := range builds {
+			nb := Build{NEVRA: b.nv.String()}
+			if b.hasPrev {
+				nb.Previous = b.prev.String()
+			}
+			p.Builds = append(p.Builds, nb)
+		}
+	}
+	data := func(h Host, b archBuild) tmplData {
+		d := tmplData{NEVRA: ShellQuote(b.nv.String()), NVRA: ShellQuote(b.nv.NVRA()), Name: ShellQuote(b.nv.Name),
+			Host: h.Name, Address: h.Address, Version: b.nv.Version + "-" + b.nv.Release}
+		if b.hasPrev {
+			d.Previous, d.PreviousNVRA = ShellQuote(b.prev.String()), ShellQuote(b.prev.NVRA())
 		}
 		return d
+	}
+	// hostBuilds are the builds a host's commands are rendered for: the
+	// one of its arch when that is known before the rollout (from the
+	// inventory, or because the build has one arch), else all of them.
+	hostBuilds := func(h Host) ([]archBuild, error) {
+		if h.Arch != "" {
+			b, ok := forArch(builds, h.Arch)
+			if !ok {
+				return nil, fmt.Errorf("%w: host %q is %s; the build has %s", ErrInventory, h.Name, h.Arch, buildArches(builds))
+			}
+			return []archBuild{b}, nil
+		}
+		return builds, nil
 	}
 	notIdem := map[string]bool{}
 	for _, st := range inv.NotIdempotent {
 		notIdem[st] = true
 	}
-	cmdPhase := func(name, group string, hosts []Host, pick func(Commands) string) (Phase, error) {
+	// task renders text for h once per build it may install; renderings
+	// that all agree (clean, restart) make a plain Command.
+	task := func(name string, h Host, text string, mod func(*tmplData)) (Task, error) {
+		t := Task{Target: target(h)}
+		bs, err := hostBuilds(h)
+		if err != nil {
+			return t, err
+		}
+		byArch := map[string]string{}
+		for _, b := range bs {
+			d := data(h, b)
+			if mod != nil {
+				mod(&d)
+			}
+			c, err := render(name, text, d)
+			if err != nil {
+				return t, fmt.Errorf("host %q: %w", h.Name, err)
+			}
+			byArch[b.nv.Arch] = wrapSudo(h, c)
+		}
+		t.Command = byArch[bs[0].nv.Arch]
+		for _, c := range byArch {
+			if c != t.Command {
+				t.Command, t.ByArch = "", byArch
+				break
+			}
+		}
+		return t, nil
+	}
+	cmdPhase := func(name, group string, hosts []Host, pick func(Commands) string, mod func(*tmplData)) (Phase, error) {
 		step := strings.Fields(strings.TrimPrefix(name, "rollback "))[0]
 		ph := Phase{Name: name, Kind: KindCommand, Group: group, Idempotent: !notIdem[step]}
 		for _, h := range hosts {
@@ -156,24 +228,26 @@ func NewPlan(inv *Inventory, req PlanRequest) (*Plan, error) {
 			if text == "" {
 				return ph, fmt.Errorf("%w: host %q has no %s command", ErrInventory, h.Name, name)
 			}
-			c, err := render(name, text, data(h))
+			t, err := task(name, h, text, mod)
 			if err != nil {
-				return ph, fmt.Errorf("host %q: %w", h.Name, err)
+				return ph, err
 			}
-			ph.Tasks = append(ph.Tasks, Task{Target: target(h), Command: wrapSudo(h, c)})
+			ph.Tasks = append(ph.Tasks, t)
 		}
 		return ph, nil
 	}
 	healthPhase := func(group string, hosts []Host) (Phase, error) {
 		ph := Phase{Name: "health " + group, Kind: KindHealth, Group: group, Idempotent: true}
 		for _, h := range hosts {
+			// Health templates see the version-release only, which all
+			// arches of a build share.
 			hc := h.Health
-			u, err := render("health url", hc.URL, data(h))
+			u, err := render("health url", hc.URL, data(h, first))
 			if err != nil {
 				return ph, fmt.Errorf("host %q: %w", h.Name, err)
 			}
 			hc.URL = u
-			if hc.ExpectBody, err = render("health body", hc.ExpectBody, data(h)); err != nil {
+			if hc.ExpectBody, err = render("health body", hc.ExpectBody, data(h, first)); err != nil {
 				return ph, fmt.Errorf("host %q: %w", h.Name, err)
 			}
 			ph.Tasks = append(ph.Tasks, Task{Target: target(h), Health: &hc})
@@ -185,6 +259,17 @@ func NewPlan(inv *Inventory, req PlanRequest) (*Plan, error) {
 		restart = func(c Commands) string { return c.HardRestart }
 	}
 	all := inv.AppHosts()
+	if len(builds) > 1 {
+		probe := Phase{Name: "probe arch", Kind: KindArch, Idempotent: true}
+		for _, h := range all {
+			if h.Arch == "" {
+				probe.Tasks = append(probe.Tasks, Task{Target: target(h), Command: ArchProbe})
+			}
+		}
+		if len(probe.Tasks) > 0 {
+			p.Phases = append(p.Phases, probe)
+		}
+	}
 	steps := []struct {
 		name string
 		pick func(Commands) string
@@ -194,7 +279,7 @@ func NewPlan(inv *Inventory, req PlanRequest) (*Plan, error) {
 		{"verify", func(c Commands) string { return c.Verify }},
 	}
 	for _, s := range steps {
-		ph, err := cmdPhase(s.name, "", all, s.pick)
+		ph, err := cmdPhase(s.name, "", all, s.pick, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -202,7 +287,7 @@ func NewPlan(inv *Inventory, req PlanRequest) (*Plan, error) {
 		p.Phases = append(p.Phases, ph)
 	}
 	for _, g := range inv.Groups {
-		ph, err := cmdPhase("restart "+g.Name, g.Name, g.Hosts, restart)
+		ph, err := cmdPhase("restart "+g.Name, g.Name, g.Hosts, restart, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -213,36 +298,35 @@ func NewPlan(inv *Inventory, req PlanRequest) (*Plan, error) {
 		p.Phases = append(p.Phases, ph)
 	}
 	if len(inv.Proxies) > 0 {
-		ph, err := cmdPhase("purge", "proxies", inv.Proxies, func(c Commands) string { return c.Purge })
-		if err != nil {
-			return nil, err
+		// Proxies install nothing: their commands see the first build.
+		ph := Phase{Name: "purge", Kind: KindCommand, Group: "proxies", Idempotent: !notIdem["purge"]}
+		for _, h := range inv.Proxies {
+			if h.Commands.Purge == "" {
+				return nil, fmt.Errorf("%w: host %q has no purge command", ErrInventory, h.Name)
+			}
+			c, err := render("purge", h.Commands.Purge, data(h, first))
+			if err != nil {
+				return nil, fmt.Errorf("host %q: %w", h.Name, err)
+			}
+			ph.Tasks = append(ph.Tasks, Task{Target: target(h), Command: wrapSudo(h, c)})
 		}
 		p.Phases = append(p.Phases, ph)
 	}
-	if req.Previous != "" {
+	if rollback {
+		// Verify the previous version, not the new one.
+		verifyPrev := func(d *tmplData) { d.NEVRA, d.NVRA = d.Previous, d.PreviousNVRA }
 		for _, s := range []struct {
 			name string
 			pick func(Commands) string
+			mod  func(*tmplData)
 		}{
-			{"rollback downgrade", func(c Commands) string { return c.Downgrade }},
-			{"rollback restart", restart},
-			{"rollback verify", func(c Commands) string { return c.Verify }},
+			{"rollback downgrade", func(c Commands) string { return c.Downgrade }, nil},
+			{"rollback restart", restart, nil},
+			{"rollback verify", func(c Commands) string { return c.Verify }, verifyPrev},
 		} {
-			ph, err := cmdPhase(s.name, "", all, s.pick)
+			ph, err := cmdPhase(s.name, "", all, s.pick, s.mod)
 			if err != nil {
 				return nil, err
-			}
-			if s.name == "rollback verify" {
-				// Verify the previous version, not the new one.
-				for i, h := range all {
-					d := data(h)
-					d.NEVRA, d.NVRA = d.Previous, d.PreviousNVRA
-					c, err := render(s.name, h.Commands.Verify, d)
-					if err != nil {
-						return nil, err
-					}
-					ph.Tasks[i].Command = wrapSudo(h, c)
-				}
 			}
 			p.Rollback = append(p.Rollback, ph)
 		}
@@ -257,7 +341,14 @@ func target(h Host) Target {
 // Text is the human-readable plan: every phase, every host, every command.
 func (p *Plan) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "roll out %s (previous: %s), restart %s\n", p.NEVRA, orNone(p.Previous), p.Restart)
+	if len(p.Builds) > 1 {
+		fmt.Fprintf(&b, "roll out, each host the package of its arch, restart %s:\n", p.Restart)
+		for _, bd := range p.Builds {
+			fmt.Fprintf(&b, "   %s (previous: %s)\n", bd.NEVRA, orNone(bd.Previous))
+		}
+	} else {
+		fmt.Fprintf(&b, "roll out %s (previous: %s), restart %s\n", p.NEVRA, orNone(p.Previous), p.Restart)
+	}
 	for i, ph := range p.Phases {
 		fmt.Fprintf(&b, "%d. %s\n", i+1, ph.Name)
 		for _, t := range ph.Tasks {
@@ -292,6 +383,18 @@ func taskLine(t Task) string {
 			s += fmt.Sprintf(" body~%q", h.ExpectBody)
 		}
 		return s + fmt.Sprintf(", %d tries every %s, soak %s\n", h.Retries, h.Interval.Duration, h.Soak.Duration)
+	}
+	if len(t.ByArch) > 0 {
+		arches := make([]string, 0, len(t.ByArch))
+		for a := range t.ByArch {
+			arches = append(arches, a)
+		}
+		sort.Strings(arches)
+		var s strings.Builder
+		for _, a := range arches {
+			fmt.Fprintf(&s, "   %-10s %s: if %s: %s\n", t.Target.Host, where, a, t.ByArch[a])
+		}
+		return s.String()
 	}
 	return fmt.Sprintf("   %-10s %s: %s\n", t.Target.Host, where, t.Command)
 }

@@ -353,7 +353,12 @@ func (m *Manager) run(ctx context.Context, r *Rollout, tr runner) (*Rollout, err
 		steps[s.Key] = s
 	}
 	var mu sync.Mutex
-	ex := &executor{m: m, r: r, tr: tr, steps: steps, mu: &mu}
+	ex := &executor{m: m, r: r, tr: tr, steps: steps, mu: &mu, probe: -1}
+	for i, ph := range r.Plan.Phases {
+		if ph.Kind == KindArch {
+			ex.probe = i
+		}
+	}
 	if !r.RollingBack {
 		for i, ph := range r.Plan.Phases {
 			if m.aborted(ctx, r) {
@@ -407,7 +412,9 @@ func (m *Manager) rollback(ctx context.Context, ex *executor) (*Rollout, error) 
 			continue
 		}
 		for _, t := range ph.Tasks {
-			if _, ok := ex.steps[fmt.Sprintf("p%03d/%s", i, t.Target.Host)]; ok {
+			// A step without a command never reached the host (no
+			// package for its arch): there is nothing to downgrade.
+			if s, ok := ex.steps[fmt.Sprintf("p%03d/%s", i, t.Target.Host)]; ok && s.Command != "" {
 				updated[t.Target.Host] = true
 			}
 		}
@@ -477,6 +484,43 @@ type executor struct {
 	tr    runner
 	mu    *sync.Mutex
 	steps map[string]StepRecord
+	probe int // index of the plan's KindArch phase; -1 if none
+}
+
+// hostArch is what the plan's arch probe recorded for host. It is read
+// from the step record, so a resumed rollout picks what the first run
+// learnt.
+func (ex *executor) hostArch(host string) (string, error) {
+	if ex.probe < 0 {
+		return "", fmt.Errorf("the plan has no arch probe for %s", host)
+	}
+	ex.mu.Lock()
+	rec, ok := ex.steps[fmt.Sprintf("p%03d/%s", ex.probe, host)]
+	ex.mu.Unlock()
+	if !ok || rec.State != StepDone {
+		return "", fmt.Errorf("the arch of %s is not known: its probe did not finish", host)
+	}
+	return parseProbe(rec.Stdout)
+}
+
+// checkProbe accepts a probe's answer only if the build has a package the
+// host can install, so that a host of another arch halts the rollout
+// before anything changed.
+func (ex *executor) checkProbe(out string) error {
+	arch, err := parseProbe(out)
+	if err != nil {
+		return err
+	}
+	for _, b := range ex.r.Plan.Builds {
+		if nv, err := ParseNEVRA(b.NEVRA); err == nil && (nv.Arch == arch || nv.Arch == "noarch") {
+			return nil
+		}
+	}
+	var as []string
+	for _, b := range ex.r.Plan.Builds {
+		as = append(as, b.NEVRA)
+	}
+	return fmt.Errorf("host is %s; no package of the build fits it (%s)", arch, strings.Join(as, ", "))
 }
 
 // phase runs one phase over its hosts (only those in only, if non-nil),
@@ -536,6 +580,13 @@ func (ex *executor) task(ctx context.Context, key string, ph Phase, t Task, runs
 	if t.Health != nil {
 		rec.Command = "GET " + t.Health.URL
 	}
+	var pickErr error
+	if t.Health == nil && len(t.ByArch) > 0 {
+		var arch string
+		if arch, pickErr = ex.hostArch(t.Target.Host); pickErr == nil {
+			rec.Command, pickErr = pickByArch(t.ByArch, arch)
+		}
+	}
 	if err := ex.m.st.putStep(ctx, ex.r.ID, rec); err != nil {
 		return rec, err
 	}
@@ -544,14 +595,20 @@ func (ex *executor) task(ctx context.Context, key string, ph Phase, t Task, runs
 	ex.mu.Unlock()
 	_ = ex.m.emit(ctx, ex.r, Event{Kind: EventStepStart, Phase: ph.Name, Host: t.Target.Host, Command: rec.Command})
 	var err error
-	if t.Health != nil {
+	switch {
+	case t.Health != nil:
 		rec.Stdout, err = checkHealth(ctx, t.Health)
-	} else {
+	case pickErr != nil:
+		err = pickErr
+	default:
 		var res CommandResult
-		res, err = ex.tr.Run(ctx, t.Target, t.Command)
+		res, err = ex.tr.Run(ctx, t.Target, rec.Command)
 		rec.ExitStatus, rec.Stdout, rec.Stderr = res.ExitStatus, res.Stdout, res.Stderr
 		if err == nil && res.ExitStatus != 0 {
 			err = fmt.Errorf("exit status %d", res.ExitStatus)
+		}
+		if err == nil && ph.Kind == KindArch {
+			err = ex.checkProbe(res.Stdout)
 		}
 	}
 	if ctx.Err() != nil {

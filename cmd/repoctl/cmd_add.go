@@ -21,7 +21,8 @@ func init() {
 		Short: "Validate, sign, place and publish RPMs (new packages land in staging)",
 		Long: `Add runs the ingest pipeline on each FILE: validate the header, sign a private
 copy with the repository key (your file is not modified), place it into every
-target directory (routed by dist tag and arch; noarch into every arch), publish
+target directory (routed by dist tag and arch, or into --release; noarch into
+every arch; packages without a dist tag into the shared release "common"), publish
 repodata with repomd.xml.asc, and record it in the event log.
 
 Re-adding identical bytes is a no-op ("unchanged"). A different file with the
@@ -59,6 +60,7 @@ otherwise add takes the ROOT lock itself (waiting for it if needed).`,
 	}
 	cmd.Flags().StringVar(&o.Repo, "repo", "", "repository name (default: the config's default_repo)")
 	cmd.Flags().StringVar(&o.Channel, "channel", "", "channel to add to (default: the config's default_channel, staging)")
+	cmd.Flags().StringVar(&o.Release, "release", "", "release to add to, e.g. el/9 or el9, whatever the dist tag says (default: route by dist tag)")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "validate, route and check for duplicates only; change nothing")
 	rootCmd.AddCommand(cmd)
 

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/repoctl/repoctl/metadata"
+	"github.com/repoctl/repoctl/repo"
 )
 
 func init() {
@@ -29,12 +30,12 @@ func init() {
 		return 0, false
 	})
 	var (
-		update, noWait, quiet, noDatabase, dryRun bool
-		workers, changelogLimit                   int
-		compress, baseURL, revision               string
+		update, noWait, quiet, noDatabase, dryRun, force bool
+		workers, changelogLimit                          int
+		compress, baseURL, revision                      string
 	)
 	cmd := &cobra.Command{
-		Use:   "createrepo [--update] [--dry-run] [--workers N] [--compress-type zstd|gz] [--changelog-limit N] [--baseurl URL] [--revision R] DIR",
+		Use:   "createrepo [--update] [--dry-run] [--force] [--workers N] [--compress-type zstd|gz] [--changelog-limit N] [--baseurl URL] [--revision R] DIR",
 		Short: "Write repodata for a directory of RPMs, like createrepo_c, published atomically",
 		Long: `Scans DIR for *.rpm (recursively, skipping repodata/ and dot directories) and
 writes DIR/repodata: primary, filelists and other XML byte-identical to
@@ -50,7 +51,13 @@ in DIR/.repoctl-cache so that --update after a few new packages recompresses
 only what changed.
 
 Files that are not valid RPMs are skipped with a message; the rest is
-published and the exit status is 3.`,
+published and the exit status is 3.
+
+A directory inside a repoctl root or a tree repoctl publishes is refused (exit
+2): its repodata comes from the store and carries repomd.xml.asc, which this
+would drop, and it would list packages the store does not know. Use
+repoctl republish to rebuild it and repoctl fsck to check it; --force writes
+it anyway.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return fmt.Errorf("%w: createrepo takes exactly one DIR", errUsage)
@@ -64,6 +71,11 @@ published and the exit status is 3.`,
 			}
 			if workers < 0 {
 				return fmt.Errorf("%w: --workers must be positive", errUsage)
+			}
+			if !force {
+				if err := refuseManaged(args[0]); err != nil {
+					return err
+				}
 			}
 			pub := []metadata.PublishOption{
 				metadata.WithCompression(compress),
@@ -121,7 +133,29 @@ published and the exit status is 3.`,
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar or notices")
 	f.BoolVar(&dryRun, "dry-run", false, "read and compare everything, write nothing; say whether repodata would change")
 	f.BoolVar(&noDatabase, "no-database", true, "accepted for createrepo_c compatibility; sqlite databases are never written")
+	f.BoolVar(&force, "force", false, "write repodata even into a directory a repoctl root manages")
 	rootCmd.AddCommand(cmd)
+}
+
+// refuseManaged fails with a usage error when dir belongs to a repoctl
+// root: writing repodata there behind the store's back is what fsck and
+// republish exist to undo.
+func refuseManaged(dir string) error {
+	m, managed, err := repo.ManagedBy(dir)
+	if err != nil || !managed {
+		return err
+	}
+	at, rootArg, dirArg := "a repoctl root", "", ""
+	if m.Root != "" {
+		at = "the repoctl root " + m.Root
+		rootArg = " --root " + m.Root
+	}
+	if m.Dir != "" && m.Dir != "." {
+		dirArg = " " + m.Dir
+	}
+	return fmt.Errorf("%w: %s is managed by %s: its repodata is published from the store with repomd.xml.asc, and createrepo would drop the signature and list packages the store does not know; "+
+		"rebuild it with `repoctl%s republish%s`, check it with `repoctl%s fsck%s`, or pass --force to write it anyway",
+		errUsage, dir, at, rootArg, dirArg, rootArg, dirArg)
 }
 
 type createrepoJSONOut struct {

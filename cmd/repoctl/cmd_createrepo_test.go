@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +19,6 @@ import (
 func TestCreaterepoCLI(t *testing.T) {
 	requireTools(t, "flock")
 	tmp := t.TempDir()
-	bin := repoctlBin
 	repo := filepath.Join(tmp, "repo")
 	os.MkdirAll(repo, 0o755)
 	for i := 0; i < 5; i++ {
@@ -33,18 +31,7 @@ func TestCreaterepoCLI(t *testing.T) {
 	}
 	run := func(args ...string) (stdout, stderr string, code int) {
 		t.Helper()
-		cmd := exec.Command(bin, args...)
-		var so, se strings.Builder
-		cmd.Stdout, cmd.Stderr = &so, &se
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return so.String(), se.String(), ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return so.String(), se.String(), 0
+		return runBin(t, "", args...)
 	}
 
 	out, errOut, code := run("createrepo", "--compress-type", "gz", "--revision", "r1", repo)

@@ -30,7 +30,9 @@ then:
   - ingests every complete file dropped into the drop-in directories
     (ROOT/incoming/ by default): validate, sign, place, publish, record;
     rejected files go to ROOT/rejected/ with a .reason file;
-  - serves ROOT/repo read-only over HTTP (http.listen, default 127.0.0.1:8080);
+  - serves ROOT/repo read-only over HTTP (--listen, else http.listen, default
+    127.0.0.1:8080); without http.public_url, "status" and "repofile" name
+    the address it bound;
   - answers the CLI on the control socket ROOT/repoctl.sock (mode 0660), so
     "repoctl add/list/status/..." work while it runs.
 

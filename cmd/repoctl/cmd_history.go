@@ -67,7 +67,7 @@ hash-chained to the one before it; --verify recomputes the chain and fails
 		},
 	}
 	cmd.Flags().IntVarP(&o.Limit, "limit", "n", 0, "only the newest N events")
-	cmd.Flags().StringVar(&o.NEVRA, "nevra", "", "only events about this NEVRA")
+	cmd.Flags().StringVar(&o.NEVRA, "nevra", "", "only events about this NEVRA (a build's promote or restore event included)")
 	cmd.Flags().StringVar(&o.Action, "action", "", "only events with this action (add, sign, publish, reject, remove, promote, restore, upgrade …)")
 	cmd.Flags().BoolVar(&o.Verify, "verify", false, "verify the hash chain of the whole log first")
 	rootCmd.AddCommand(cmd)

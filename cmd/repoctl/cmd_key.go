@@ -18,12 +18,17 @@ import (
 // keyCmd groups the signing-key subcommands (cmd_key_*.go would hold more).
 var keyCmd = &cobra.Command{
 	Use:   "key",
-	Short: "Generate, import, export and list the package signing key",
+	Short: "Generate, import, export, list, rotate and retire the package signing key",
 	Long: `The signing key lives in ROOT/keys/signing.asc (mode 0600; refused if group or
 others can read it) with its public key in ROOT/keys/signing.pub.asc.
 Passphrase-protected keys read their passphrase from --passphrase-file or
 REPOCTL_KEY_PASSPHRASE. Only OpenPGP v4 RSA and EdDSA keys are accepted:
-rpm 4.18 cannot verify others.`,
+rpm 4.18 cannot verify others.
+
+To replace the key of a repository in use, use 'key rotate' (not generate or
+import): it serves the old and the new public key in RPM-GPG-KEY-repoctl and
+re-signs everything; 'key retire' drops the old one later. Keys a rotation
+replaced stay in ROOT/keys/old/ (0600).`,
 }
 
 func init() {

@@ -59,7 +59,7 @@ and abort frees the hosts without touching them. ID defaults to the newest
 				return printJSONTo(cmd.OutOrStdout(), rs)
 			}
 			for _, r := range rs {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s  %-24s %s\n", r.ID, stateText(r), r.Plan.NEVRA)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s  %-24s %s\n", r.ID, stateText(r), planPackages(&r.Plan))
 			}
 			return nil
 		},
@@ -207,7 +207,7 @@ func finishRollout(cmd *cobra.Command, r *upgrade.Rollout, err error) error {
 	var he *upgrade.HaltError
 	if errors.As(err, &he) {
 		if he.RolledBack {
-			fmt.Fprintf(w, "rollout %s: %q failed; hosts rolled back to %s\n", r.ID, he.Phase, r.Plan.Previous)
+			fmt.Fprintf(w, "rollout %s: %q failed; hosts rolled back to %s\n", r.ID, he.Phase, orNoneCmd(planPrevious(&r.Plan)))
 		} else {
 			fmt.Fprintf(w, "rollout %s: %s at %q\n", r.ID, r.State, he.Phase)
 		}
@@ -220,9 +220,39 @@ func finishRollout(cmd *cobra.Command, r *upgrade.Rollout, err error) error {
 		return err
 	}
 	if err == nil {
-		fmt.Fprintf(w, "rollout %s: %s, %s on every host\n", r.ID, r.State, r.Plan.NEVRA)
+		if len(r.Plan.Builds) > 1 {
+			fmt.Fprintf(w, "rollout %s: %s, every host has the package of its arch of %s\n", r.ID, r.State, planPackages(&r.Plan))
+		} else {
+			fmt.Fprintf(w, "rollout %s: %s, %s on every host\n", r.ID, r.State, r.Plan.NEVRA)
+		}
 	}
 	return err
+}
+
+// planPackages names what a rollout installs: its NEVRA, or every arch's
+// of a multi-arch build.
+func planPackages(p *upgrade.Plan) string {
+	if len(p.Builds) <= 1 {
+		return p.NEVRA
+	}
+	var ns []string
+	for _, b := range p.Builds {
+		ns = append(ns, b.NEVRA)
+	}
+	return strings.Join(ns, " ")
+}
+
+func planPrevious(p *upgrade.Plan) string {
+	if len(p.Builds) <= 1 {
+		return p.Previous
+	}
+	var ns []string
+	for _, b := range p.Builds {
+		if b.Previous != "" {
+			ns = append(ns, b.Previous)
+		}
+	}
+	return strings.Join(ns, " ")
 }
 
 func stateText(r *upgrade.Rollout) string {
@@ -240,7 +270,7 @@ func printRollout(w io.Writer, r *upgrade.Rollout) error {
 		return printJSONTo(w, r)
 	}
 	fmt.Fprintf(w, "rollout   %s\nstate     %s\npackage   %s (previous: %s)\nstarted   %s by pid %d on %s\nupdated   %s\n",
-		r.ID, stateText(r), r.Plan.NEVRA, orNoneCmd(r.Plan.Previous), r.Created.Local().Format(time.RFC3339), r.PID, r.Hostname,
+		r.ID, stateText(r), planPackages(&r.Plan), orNoneCmd(planPrevious(&r.Plan)), r.Created.Local().Format(time.RFC3339), r.PID, r.Hostname,
 		r.Updated.Local().Format(time.RFC3339))
 	if r.Error != "" {
 		fmt.Fprintf(w, "error     %s\n", r.Error)

@@ -30,8 +30,12 @@ func init() {
 			if st.Daemon {
 				via = "daemon"
 			}
+			http := st.HTTP
+			if st.Listen != "" {
+				http += " (the daemon listens on " + st.Listen + ")"
+			}
 			fmt.Fprintf(w, "root:      %s (%s)\nkey:       %s (%s)\nhttp:      %s\npackages:  %d\nevents:    %d\n",
-				st.Root, via, st.KeyID, st.Fingerprint, st.HTTP, st.Packages, st.Events)
+				st.Root, via, st.KeyID, st.Fingerprint, http, st.Packages, st.Events)
 			cfg := st.Config
 			if cfg == "" {
 				cfg = "(none: embedded defaults)"

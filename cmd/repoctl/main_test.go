@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -39,4 +41,29 @@ func requireTools(t *testing.T, tools ...string) {
 			t.Fatalf("%s is required: %v", tool, err)
 		}
 	}
+}
+
+// runBin runs the real binary with args in dir ("" for the test's own)
+// and returns stdout, stderr and the exit status.
+func runBin(t *testing.T, dir string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(repoctlBin, args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return stdout.String(), stderr.String(), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), 0
+}
+
+// runIn is runBin with --root root.
+func runIn(t *testing.T, root string, args ...string) (string, string, int) {
+	t.Helper()
+	return runBin(t, "", append([]string{"--root", root}, args...)...)
 }
