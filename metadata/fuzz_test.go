@@ -3,6 +3,8 @@ package metadata
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/xml"
+	"io"
 	"errors"
 	"os"
 	"path/filepath"
@@ -83,6 +85,28 @@ func FuzzReadPackage(f *testing.F) {
 			if !bytes.HasPrefix(e.Primary, []byte("<package type=\"rpm\">\n")) || !bytes.HasSuffix(e.Other, []byte("</package>\n")) {
 				t.Fatalf("odd fragments:\n%s\n%s", e.Primary, e.Other)
 			}
+			// Whatever the header held, each fragment is well-formed XML
+			// that a client's parser reads to the end.
+			for name, frag := range map[string][]byte{"primary": e.Primary, "filelists": e.Filelists, "other": e.Other} {
+				if err := wellFormed(frag); err != nil {
+					t.Fatalf("%s fragment is not well-formed XML: %v\n%s", name, err, frag)
+				}
+			}
 		}
 	})
+}
+
+// wellFormed parses an entry fragment inside a root that declares the
+// namespaces repodata uses, to the end.
+func wellFormed(frag []byte) error {
+	doc := append([]byte(`<metadata xmlns="http://linux.duke.edu/metadata/common" xmlns:rpm="http://linux.duke.edu/metadata/rpm">`), frag...)
+	doc = append(doc, "</metadata>"...)
+	d := xml.NewDecoder(bytes.NewReader(doc))
+	for {
+		if _, err := d.Token(); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/repoctl/repoctl/internal/rpmhdr"
@@ -137,6 +138,24 @@ func FuzzReadPackage(f *testing.F) {
 		f.Add(b)
 		f.Add(b[:len(b)/2])
 	}
+	// Signed packages too: other vendors' v4 and v6 signatures, and ours.
+	for _, n := range []string{"empty-signed-rsa-0-0.x86_64.rpm", "empty-signed-eddsa-0-0.x86_64.rpm", "empty-signed-v6-multiple-0-0.x86_64.rpm"} {
+		f.Add(readAll(f, filepath.Join(corpusDir(f), n)))
+	}
+	signedDir := f.TempDir()
+	ours, err := testrpm.Write(signedDir, testrpm.Small(4))
+	if err != nil {
+		f.Fatal(err)
+	}
+	signAll(f, testKey(f, "ed25519"), []string{ours})
+	f.Add(readAll(f, ours))
+	// The unchanged seeds are intact packages: their digests must pass,
+	// and their NEVRA must come out, so the checks below can fail.
+	seeds := map[string]bool{}
+	for _, b := range basePackages(f) {
+		seeds[string(b)] = true
+	}
+	seeds[string(readAll(f, ours))] = true
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := readPkg(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
@@ -146,8 +165,40 @@ func FuzzReadPackage(f *testing.F) {
 			return
 		}
 		r := bytes.NewReader(b[p.payloadOff:])
-		checkDigests(context.Background(), p, r, nil, true)
-		nevra(p)
+		checks, derr := checkDigests(context.Background(), p, r, nil, true)
+		name := nevra(p)
+		if strings.ContainsAny(name, "\n\x00") {
+			t.Fatalf("NEVRA %q", name)
+		}
+		if seeds[string(b)] {
+			if derr != nil || name == "" {
+				t.Fatalf("intact seed: digests %v, NEVRA %q", derr, name)
+			}
+			for _, c := range checks {
+				if c.err != nil {
+					t.Fatalf("intact seed: %s: %v", c.name, c.err)
+				}
+			}
+		}
+		// Flipping a byte of the main header must fail a header digest
+		// when the package has one.
+		if len(p.main.blob) > 0 && derr == nil {
+			bad := bytes.Clone(b)
+			bad[p.payloadOff-1] ^= 0xff
+			if q, err := readPkg(bytes.NewReader(bad), int64(len(bad))); err == nil {
+				qc, _ := checkDigests(context.Background(), q, bytes.NewReader(bad[q.payloadOff:]), nil, true)
+				headerChecked, failed := false, false
+				for _, c := range qc {
+					if strings.HasPrefix(c.name, "Header") && strings.Contains(c.name, "digest") {
+						headerChecked = true
+						failed = failed || c.err != nil
+					}
+				}
+				if headerChecked && !failed {
+					t.Fatalf("a changed main header passed its digests: %+v", qc)
+				}
+			}
+		}
 		var es []entry
 		for _, e := range p.sig.entries {
 			if len(es) < rpmhdr.SigMaxEntries-3 {

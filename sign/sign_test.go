@@ -14,7 +14,7 @@ import (
 	"github.com/repoctl/repoctl/internal/testrpm"
 )
 
-func signAll(t *testing.T, k *Key, files []string, opts ...SignerOption) []Result {
+func signAll(t testing.TB, k *Key, files []string, opts ...SignerOption) []Result {
 	t.Helper()
 	s, err := NewSigner(k, opts...)
 	if err != nil {

@@ -80,5 +80,20 @@ func FuzzParseNEVRA(f *testing.F) {
 		if strings.ContainsAny(n.String(), " \t\n;&|<>()$`'\"\\*?[]{}!#=") || strings.HasPrefix(n.String(), "-") {
 			t.Fatalf("accepted %q", s)
 		}
+		// String is what dnf and the event log get: it must parse back to
+		// the same fields (an epoch of 0 is written as none).
+		m, err := ParseNEVRA(n.String())
+		if err != nil {
+			t.Fatalf("String() %q of accepted %q does not parse: %v", n.String(), s, err)
+		}
+		norm := func(x NEVRA) NEVRA {
+			if x.Epoch == "0" {
+				x.Epoch = ""
+			}
+			return x
+		}
+		if norm(m) != norm(n) || m.NVRA() != n.NVRA() {
+			t.Fatalf("round trip of %q: %+v, then %+v", s, n, m)
+		}
 	})
 }
