@@ -7,7 +7,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -150,6 +152,43 @@ func FuzzParseExisting(f *testing.F) {
 	f.Add([]byte(`<x>
 <package type="rpm"><name>a</name><arch>b</arch><version epoch="0" ver="1" rel="1"/><checksum type="sha256" pkgid="YES">`+strings.Repeat("a", 64)+`</checksum><time file="1" build="2"/><size package="3"/><location href="a&amp;b.rpm"/></package>
 </x>`), []byte("<x>\n<package pkgid=\""+strings.Repeat("a", 64)+"\">\n</package>\n</x>"), []byte("<x>\n<package pkgid=\""+strings.Repeat("a", 64)+"\">\n</package>\n</x>"))
+	// Real createrepo_c output for the shared corpus, as --update reads it.
+	real := f.TempDir()
+	ms, _ := filepath.Glob(filepath.Join(sharedCorpus(f), "*.rpm"))
+	for _, m := range ms {
+		if err := os.Link(m, filepath.Join(real, filepath.Base(m))); err != nil {
+			b, _ := os.ReadFile(m)
+			os.WriteFile(filepath.Join(real, filepath.Base(m)), b, 0o644)
+		}
+	}
+	if out, err := exec.Command("createrepo_c", "--no-database", "--general-compress-type", "gz", real).CombinedOutput(); err != nil {
+		f.Fatalf("createrepo_c: %v\n%s", err, out)
+	}
+	var docs [3][]byte
+	for i, kind := range []string{"primary", "filelists", "other"} {
+		gz, _ := filepath.Glob(filepath.Join(real, "repodata", "*-"+kind+".xml.gz"))
+		if len(gz) != 1 {
+			f.Fatalf("createrepo_c wrote %v for %s", gz, kind)
+		}
+		zf, err := os.Open(gz[0])
+		if err != nil {
+			f.Fatal(err)
+		}
+		zr, err := gzip.NewReader(zf)
+		if err != nil {
+			f.Fatal(err)
+		}
+		docs[i], err = io.ReadAll(zr)
+		zf.Close()
+		if err != nil {
+			f.Fatal(err)
+		}
+	}
+	if m, err := parseExisting(context.Background(), docs); err != nil || len(m) != len(ms) {
+		f.Fatalf("createrepo_c's repodata of %d packages parses as %d: %v", len(ms), len(m), err)
+	}
+	f.Add(docs[0], docs[1], docs[2])
+	f.Add(docs[0][:len(docs[0])/2], docs[1], docs[2])
 	f.Fuzz(func(t *testing.T, primary, filelists, other []byte) {
 		m, err := parseExisting(context.Background(), [3][]byte{primary, filelists, other})
 		if err == nil {
