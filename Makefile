@@ -2,10 +2,18 @@ GO ?= go
 ROOT ?= ./var
 PKGS := ./...
 
-.PHONY: build run test test-deps bench fuzz fuzz-long vet clean testdata-rpm
+.PHONY: build run test test-deps bench fuzz fuzz-long vet clean testdata-rpm man
 
+## build: bin/repoctl, stamped with the VCS revision it is built from
+## (`repoctl --version`) whatever GOFLAGS says.
 build:
-	$(GO) build -o bin/repoctl ./cmd/repoctl
+	$(GO) build -buildvcs=auto -o bin/repoctl ./cmd/repoctl
+
+## man: one man page per command (repoctl-add.1, …), from their help text,
+## into $(MANDIR)/; `man -l man/repoctl-add.1` reads one in place.
+MANDIR ?= man
+man: build
+	rm -rf $(MANDIR) && ./bin/repoctl gen-man $(MANDIR)
 
 ## run: the daemon on ./var with the embedded default config; a signing key
 ## is generated on first start.
@@ -47,7 +55,7 @@ fuzz-long:
 	$(MAKE) fuzz FUZZTIME=10m
 
 clean:
-	rm -rf bin
+	rm -rf bin man
 
 ## testdata-rpm: rebuild the README's quick-start package from its spec.
 testdata-rpm:

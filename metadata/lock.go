@@ -1,16 +1,14 @@
 package metadata
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/repoctl/repoctl/internal/filelock"
 )
 
 // LockFileName is the writer lock beside repodata/. It is taken with
@@ -20,11 +18,10 @@ import (
 const LockFileName = ".repodata.lock"
 
 type repoLock struct {
-	f *os.File
+	l *filelock.Lock
 }
 
-// lockPollInterval is how often a waiting writer retries. flock has no
-// timeout or context, so we poll with LOCK_NB to honour ctx.
+// lockPollInterval is how often a waiting writer retries.
 var lockPollInterval = 100 * time.Millisecond
 
 // acquireLock takes the lock of the repository directory repoDir (tests
@@ -52,40 +49,25 @@ func acquireLockRoot(ctx context.Context, root *os.Root, wait bool, p Progress) 
 		f.Close()
 		return nil, fmt.Errorf("opening lock %q: %w", path, err)
 	}
-	noticed := false
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("locking %q: %w", path, err)
-		}
-		holder := lockHolder(f)
-		if !wait {
-			f.Close()
-			return nil, fmt.Errorf("%w: %q is held by %s", ErrLocked, path, holder)
-		}
-		if !noticed {
-			p.Notice(fmt.Sprintf("waiting for lock %s held by %s", path, holder))
-			noticed = true
-		}
-		t := time.NewTimer(lockPollInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			f.Close()
-			return nil, fmt.Errorf("waiting for lock %q held by %s: %w", path, holder, ctx.Err())
-		case <-t.C:
-		}
+	o := []filelock.Option{filelock.RecordPID(), filelock.Poll(lockPollInterval),
+		filelock.Notify(func(holder string) { p.Notice(fmt.Sprintf("waiting for lock %s held by %s", path, holder)) })}
+	if wait {
+		o = append(o, filelock.Wait(filelock.Forever))
 	}
-	// Record who we are for the next waiter's message.
-	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt(pid, 0)
+	// The file was opened through root, so the lock goes on its
+	// descriptor: a lock by path (gofrs/flock) would open the name again
+	// and follow whatever link was planted there since.
+	l, err := filelock.AcquireFile(ctx, f, path, o...)
+	var held *filelock.HeldError
+	switch {
+	case errors.As(err, &held) && held.Err != nil:
+		return nil, fmt.Errorf("waiting for lock %q held by %s: %w", path, held.Holder, held.Err)
+	case held != nil:
+		return nil, fmt.Errorf("%w: %q is held by %s", ErrLocked, path, held.Holder)
+	case err != nil:
+		return nil, err
 	}
-	return &repoLock{f: f}, nil
+	return &repoLock{l: l}, nil
 }
 
 // checkLockFile refuses a lock that is not a regular file of its own
@@ -106,23 +88,13 @@ func checkLockFile(root *os.Root, f *os.File) error {
 	return nil
 }
 
-func lockHolder(f *os.File) string {
-	buf := make([]byte, 32)
-	n, _ := f.ReadAt(buf, 0)
-	s := string(bytes.TrimSpace(buf[:n]))
-	if _, err := strconv.Atoi(s); err != nil || s == "" {
-		return "another process"
-	}
-	return "pid " + s
-}
-
 func (l *repoLock) release() error {
-	if l == nil || l.f == nil {
+	if l == nil || l.l == nil {
 		return nil
 	}
-	// Closing the descriptor releases the flock. The file stays: removing
-	// it would let two writers lock two different inodes.
-	err := l.f.Close()
-	l.f = nil
+	// The file stays: removing it would let two writers lock two
+	// different inodes.
+	err := l.l.Close()
+	l.l = nil
 	return err
 }

@@ -75,6 +75,9 @@ type publishConfig struct {
 	// known whether they change the repository, so that CreateRepo can
 	// save its state while files are written and synced.
 	built func(st buildStats, docs [3]builtDoc, changed bool)
+	// fileMode and dirMode, if set (WithModes), are given to everything
+	// the new generation holds.
+	fileMode, dirMode os.FileMode
 }
 
 func newPublishConfig(opts []PublishOption) (*publishConfig, error) {
@@ -392,7 +395,7 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 		// gen holds the old one. Either way it goes.
 		root.RemoveAll(gen)
 	}()
-	if err := root.Chmod(gen, 0o755); err != nil {
+	if err := root.Chmod(gen, cfg.genDirMode()); err != nil {
 		return nil, err
 	}
 	now := cfg.now()
@@ -475,6 +478,9 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 			return nil, err
 		}
 		toSync = append(toSync, gen+"/repomd.xml.asc")
+	}
+	if err := applyFileMode(root, gen, cfg.fileMode); err != nil {
+		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
 	}
 	if err := syncFiles(root, toSync); err != nil {
 		return nil, err

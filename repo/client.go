@@ -20,6 +20,9 @@ import (
 type Client struct {
 	socket string
 	hc     *http.Client
+	// progress, from Connect's WithProgress, counts the files of an Add
+	// as the daemon answers each request (the daemon streams nothing).
+	progress Progress
 }
 
 var _ Service = (*Client)(nil)
@@ -125,12 +128,19 @@ func (c *Client) call(ctx context.Context, method string, req, res any) error {
 func (c *Client) Add(ctx context.Context, paths []string, o AddOptions) ([]AddResult, error) {
 	o.Move = false
 	out := make([]AddResult, 0, len(paths))
+	p, _ := c.progress.(StepProgress)
+	if p != nil {
+		p.Stage("adding", len(paths))
+	}
 	for len(paths) > 0 {
 		n := min(len(paths), maxPassFiles)
 		res, err := c.addChunk(ctx, paths[:n], o)
 		out = append(out, res...)
 		if err != nil {
 			return out, err
+		}
+		if p != nil {
+			p.Step(n)
 		}
 		paths = paths[n:]
 	}

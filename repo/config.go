@@ -1,17 +1,12 @@
 package repo
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/BurntSushi/toml"
 )
 
 // ConfigFileName is the config file looked up in ROOT when --config is not
@@ -28,11 +23,11 @@ const PublicKeyFile = "RPM-GPG-KEY-repoctl"
 // dist and release.
 const CommonRelease = "common"
 
-// Config is ROOT/repoctl.toml. testdata/repoctl.example.toml documents every
-// key with its default. Paths are relative to Root unless absolute. Keys
-// that belong to other packages (the upgrade inventory: [upgrade], [[hosts]],
-// [[proxies]] …) are left alone here: File names the file so they can parse
-// it themselves.
+// Config is ROOT/repoctl.toml (or the file ConfigPath finds).
+// testdata/repoctl.example.toml documents every key with its default. Paths
+// are relative to Root unless absolute. The [upgrade] section belongs to
+// package upgrade, which parses File itself; LoadConfig only checks that its
+// keys are known (config_strict.go), as it does for every other key.
 type Config struct {
 	Root string `toml:"-"` // absolute
 	File string `toml:"-"` // config file read, "" if none
@@ -51,6 +46,7 @@ type Config struct {
 	Releases map[string]ReleaseConfig `toml:"releases"`
 	DropIns  []DropIn                 `toml:"dropin"`
 	Daemon   DaemonConfig             `toml:"daemon"`
+	Metrics  MetricsConfig            `toml:"metrics"`
 
 	routes []compiledRoute
 	// publicURLSet is whether the config file set http.public_url; if not,
@@ -106,6 +102,11 @@ type PublishConfig struct {
 	Compression    string `toml:"compression"`     // "zstd" (default) or "gz" (EL7 yum)
 	ChangelogLimit int    `toml:"changelog_limit"` // default 10
 	Workers        int    `toml:"workers"`         // validate/sign workers; default GOMAXPROCS
+	// FileMode and DirMode are the octal modes every file and directory of
+	// the served tree gets, whatever the umask; default "0644" and "0755",
+	// so that a web server user can read the tree (see tree_modes.go).
+	FileMode string `toml:"file_mode"`
+	DirMode  string `toml:"dir_mode"`
 }
 
 // RoutingConfig is the fallback for packages without a recognised dist tag.
@@ -143,10 +144,22 @@ type DropIn struct {
 	Release string `toml:"release"`
 }
 
+// MetricsConfig places the daemon's /metrics, /healthz and /readyz.
+type MetricsConfig struct {
+	// Listen is "" (default: on the HTTP listener, beside the tree), an
+	// address of their own such as "127.0.0.1:9464" (then not on the HTTP
+	// listener), or "off".
+	Listen string `toml:"listen"`
+}
+
 // DaemonConfig tunes the watcher.
 type DaemonConfig struct {
-	// Settle is how long a burst is coalesced before one ingest batch runs,
-	// as a Go duration; default "100ms".
+	// Settle is how long a drop-in written in place must stay unchanged
+	// (no events, same size and mtime) before it is taken when its writer
+	// neither closed it nor renamed it into place, and how recently
+	// written a drop-in that fails may be before it is retried instead of
+	// rejected; a Go duration, default "3s" (DefaultSettle), which outlasts
+	// the pauses of scp over a slow link.
 	Settle string `toml:"settle"`
 }
 
@@ -162,33 +175,13 @@ var releaseRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*(/[A-Za-z0-9][A-
 // "2.el7.centos" → (el, 9), (fc, 40).
 var distTagRE = regexp.MustCompile(`(?:^|\.)(el|fc)(\d+)(?:[._]|$)`)
 
-// LoadConfig reads the config for root. file may be "" (ROOT/repoctl.toml
-// if it exists, else the embedded defaults).
+// LoadConfig reads the config for root. file may be "": then
+// ROOT/repoctl.toml, else SystemConfigFile, else the embedded defaults (see
+// ConfigPath). Every problem is a *ConfigError naming the file and line:
+// keys no section knows (including [upgrade]'s, which package upgrade
+// owns), values of the wrong type, bad durations, modes and names.
 func LoadConfig(root, file string) (*Config, error) {
-	abs, err := filepath.Abs(root)
-	if err != nil {
-		return nil, fmt.Errorf("resolving root %q: %w", root, err)
-	}
-	c := &Config{Root: abs}
-	explicit := file != ""
-	if !explicit {
-		file = filepath.Join(abs, ConfigFileName)
-	}
-	b, err := os.ReadFile(file)
-	switch {
-	case err == nil:
-		if _, err := toml.Decode(string(b), c); err != nil {
-			return nil, fmt.Errorf("%w: %q: %v", ErrBadConfig, file, err)
-		}
-		c.File = file
-	case errors.Is(err, fs.ErrNotExist) && !explicit:
-	default:
-		return nil, fmt.Errorf("reading config %q: %w", file, err)
-	}
-	if err := c.setDefaults(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return loadConfig(root, file)
 }
 
 func (c *Config) setDefaults() error {
@@ -341,7 +334,10 @@ func (c *Config) setDefaults() error {
 			d.Release = rel
 		}
 	}
-	def(&c.Daemon.Settle, "100ms")
+	def(&c.Daemon.Settle, DefaultSettle.String())
+	if err := checkMetricsListen(c.Metrics.Listen); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -441,12 +437,14 @@ func (c *Config) URL(rel string) string {
 	return c.HTTP.PublicURL + strings.TrimPrefix(rel, "/")
 }
 
+// checkRepo and checkChannel check a name the caller gave (a flag, a
+// request): one the config does not know is a usage error, ErrBadOption.
 func (c *Config) checkRepo(r string) (string, error) {
 	if r == "" {
 		return c.DefaultRepo, nil
 	}
 	if !slices.Contains(c.Repos, r) {
-		return "", fmt.Errorf("%w: unknown repository %q (configured: %v)", ErrBadConfig, r, c.Repos)
+		return "", fmt.Errorf("%w: unknown repository %q (configured: %v)", ErrBadOption, r, c.Repos)
 	}
 	return r, nil
 }
@@ -456,7 +454,7 @@ func (c *Config) checkChannel(ch, def string) (string, error) {
 		return def, nil
 	}
 	if !slices.Contains(c.Channels, ch) {
-		return "", fmt.Errorf("%w: unknown channel %q (configured: %v)", ErrBadConfig, ch, c.Channels)
+		return "", fmt.Errorf("%w: unknown channel %q (configured: %v)", ErrBadOption, ch, c.Channels)
 	}
 	return ch, nil
 }

@@ -10,6 +10,7 @@ import (
 	"path"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -31,6 +32,11 @@ var ErrEscape = errors.New("repo: path leaves its repository directory")
 type tree struct {
 	dir  string // absolute ROOT/repo
 	root *os.Root
+	// observe, if set, hears of every publish: metrics and /readyz.
+	observe func(dir string, took time.Duration, err error)
+	// fileMode and dirMode are what every file and directory placed or
+	// published gets, whatever the umask (0: 0644 and 0755).
+	fileMode, dirMode fs.FileMode
 }
 
 func openTree(dir string) (*tree, error) {
@@ -130,7 +136,7 @@ func (t *tree) linkWithin(srcFile string, pl Placement) error {
 }
 
 func (t *tree) place(src os.FileInfo, pl Placement, link func(dirfd int, name string) error, open func() (*os.File, error)) error {
-	if err := t.root.MkdirAll(pl.Dir, 0o755); err != nil {
+	if err := t.mkdirAll(pl.Dir); err != nil {
 		return err
 	}
 	if cur, err := t.root.Lstat(pl.File); err == nil {
@@ -169,6 +175,11 @@ func (t *tree) place(src os.FileInfo, pl Placement, link func(dirfd int, name st
 		t.root.Remove(tmp)
 		return err
 	}
+	if err := out.Chmod(t.filePerm()); err != nil {
+		out.Close()
+		t.root.Remove(tmp)
+		return err
+	}
 	if err := out.Sync(); err != nil {
 		out.Close()
 		return err
@@ -184,8 +195,12 @@ func (t *tree) place(src os.FileInfo, pl Placement, link func(dirfd int, name st
 
 // publish writes the repodata of the repository directory dir through a
 // root opened beneath the tree, so the publisher cannot leave dir either.
-func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry, opts ...metadata.PublishOption) (*metadata.PublishResult, error) {
-	if err := t.root.MkdirAll(dir, 0o755); err != nil {
+func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry, opts ...metadata.PublishOption) (pr *metadata.PublishResult, err error) {
+	if t.observe != nil {
+		start := time.Now()
+		defer func() { t.observe(dir, time.Since(start), err) }()
+	}
+	if err := t.mkdirAll(dir); err != nil {
 		return nil, err
 	}
 	d, err := t.root.OpenRoot(dir)
@@ -193,6 +208,7 @@ func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry
 		return nil, err
 	}
 	defer d.Close()
+	opts = append(opts[:len(opts):len(opts)], metadata.WithModes(t.filePerm(), t.dirPerm()))
 	return metadata.PublishRoot(ctx, d, entries, opts...)
 }
 

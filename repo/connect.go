@@ -3,6 +3,8 @@ package repo
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"time"
 )
 
@@ -34,6 +36,7 @@ func Connect(ctx context.Context, root string, opts ...Option) (Service, func() 
 	told := false
 	for {
 		if c, err := Dial(ctx, cfg.Paths.Socket, dialTimeout); err == nil {
+			c.progress = o.progress
 			return c, c.Close, nil
 		}
 		last := !time.Now().Before(deadline)
@@ -42,7 +45,14 @@ func Connect(ctx context.Context, root string, opts ...Option) (Service, func() 
 		if err == nil {
 			return r, r.Close, nil
 		}
-		if !errors.Is(err, ErrLocked) || last {
+		// Not ROOT's owner: only the daemon may do the work. While a
+		// process holds the ROOT lock, that may be the daemon starting
+		// up, so its socket is waited for like the lock.
+		notOwner := errors.Is(err, ErrNotOwner)
+		if notOwner && (last || !lockHeld(filepath.Join(cfg.Root, "repoctl.lock"))) {
+			return nil, nil, fmt.Errorf("no daemon answers on %q: %w", cfg.Paths.Socket, err)
+		}
+		if !notOwner && (!errors.Is(err, ErrLocked) || last) {
 			return nil, nil, err
 		}
 		if !told && o.notify != nil {

@@ -22,17 +22,21 @@ type daemonOptions struct {
 	httpListen string
 	watch      []WatchOption
 	ready      func(DaemonInfo)
+	reload     <-chan struct{}
 }
 
 // DaemonInfo tells a caller where a started daemon can be reached.
 type DaemonInfo struct {
-	Root     string   `json:"root"`
-	Socket   string   `json:"socket"`
-	HTTP     string   `json:"http"`     // bound address, "" if HTTP is off
-	URL      string   `json:"url"`      // public base URL of ROOT/repo
-	DropIns  []string `json:"drop_ins"` // watched directories
-	KeyID    string   `json:"key_id"`
-	Packages int      `json:"packages"`
+	Root    string   `json:"root"`
+	Socket  string   `json:"socket"`
+	HTTP    string   `json:"http"`     // bound address, "" if HTTP is off
+	URL     string   `json:"url"`      // public base URL of ROOT/repo
+	DropIns []string `json:"drop_ins"` // watched directories
+	// Metrics is the address serving /metrics, /healthz and /readyz: HTTP
+	// unless [metrics] listen names its own; "" if none does.
+	Metrics  string `json:"metrics,omitempty"`
+	KeyID    string `json:"key_id"`
+	Packages int    `json:"packages"`
 }
 
 // WithOpenOptions passes options to Open (config file, lock wait, …).
@@ -104,7 +108,11 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 			return fmt.Errorf("%w: a daemon already serves %q on %q", ErrLocked, cfg.Root, cfg.Paths.Socket)
 		}
 	}
-	openOpts := append([]Option{WithLogger(log), WithWho("daemon"), WithResume(false),
+	reg, pm, err := newDaemonRegistry()
+	if err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	openOpts := append([]Option{WithLogger(log), WithWho("daemon"), WithResume(false), WithMetrics(pm),
 		WithNotify(func(msg string) { log.Warn(msg) })}, o.open...)
 	r, err := Open(ctx, root, openOpts...)
 	if err != nil {
@@ -117,20 +125,23 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 	}()
 	cfg := r.Config()
 	log.Info("repository opened", "root", cfg.Root, "config", cfg.File, "key_id", r.Key().KeyID())
+	// Taken before anything below adjusts cfg (the bound address): what
+	// a reload compares the file with.
+	running, err := flattenConfig(cfg)
+	if err != nil {
+		return err
+	}
+	fixTreeModes(r, log)
 
 	dropDirs, err := checkDropIns(cfg)
 	if err != nil {
 		return err
 	}
-	watchOpts := []WatchOption{WithWatchLogger(log)}
-	if cfg.Daemon.Settle != "" {
-		d, err := time.ParseDuration(cfg.Daemon.Settle)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("%w: daemon.settle %q is not a positive duration", ErrBadConfig, cfg.Daemon.Settle)
-		}
-		watchOpts = append(watchOpts, WithSettle(d))
+	// A reload builds them again the same way (daemon_reload.go).
+	watchOpts, err := watchOptionsFor(cfg, log, o.watch)
+	if err != nil {
+		return err
 	}
-	watchOpts = append(watchOpts, o.watch...)
 
 	// The HTTP port is bound before anything serves, so that every answer
 	// (status, repofile, promote URLs) names the address really bound, a
@@ -140,6 +151,7 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 		listen = o.httpListen
 	}
 	var hln net.Listener
+	var httpRunners []*httpRunner // what a reload gives new HTTP settings
 	if listen != "" && listen != "off" {
 		if hln, err = net.Listen("tcp", listen); err != nil {
 			return fmt.Errorf("serving HTTP on %q: %w", listen, err)
@@ -148,6 +160,16 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 		if err := cfg.setServedAddr(hln.Addr().String()); err != nil {
 			return err
 		}
+	}
+	// [metrics] listen moves /metrics, /healthz and /readyz off the HTTP
+	// listener (to keep them from the hosts, say); bound now for the same
+	// reason.
+	var mln net.Listener
+	if ml := cfg.Metrics.Listen; ml != "" && ml != "off" {
+		if mln, err = net.Listen("tcp", ml); err != nil {
+			return fmt.Errorf("serving metrics on %q: %w", ml, err)
+		}
+		defer mln.Close()
 	}
 
 	// Everything below runs until stop is cancelled, which happens when
@@ -199,13 +221,17 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 		fail("control socket", serveHTTP(stopCtx, sln, ssrv, o.grace))
 	}()
 
-	if err := r.Resume(ctx); err != nil {
+	// HTTP serves from here on, during Resume too: /healthz says the
+	// process is up and /readyz says 503 until the journal is resumed,
+	// while the tree, consistent at every moment, is served as a web
+	// server in front of it would.
+	readiness := daemonReadiness(r, ready)
+	if err := reg.Register(newRepoCollector(r, readiness)); err != nil {
 		stop()
 		wg.Wait()
-		return fmt.Errorf("resuming ingest journal: %w", err)
+		return fmt.Errorf("registering metrics: %w", err)
 	}
-	close(ready)
-
+	ops := newOpsHandler(reg, readiness, log)
 	info := DaemonInfo{Root: cfg.Root, Socket: cfg.Paths.Socket, DropIns: dropDirs, KeyID: r.Key().KeyID()}
 	if hln != nil {
 		h, closeRoot, err := NewFileHandler(cfg.Paths.Repo, log)
@@ -215,17 +241,42 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 			return err
 		}
 		defer closeRoot()
+		if cfg.Metrics.Listen == "" {
+			h = withOps(ops, h)
+			info.Metrics = hln.Addr().String()
+		}
 		info.HTTP = hln.Addr().String()
 		info.URL = cfg.HTTP.PublicURL
-		hln = limitListener(hln, cfg.HTTP.MaxConnections)
-		hsrv := newHTTPServer(h, log, cfg.HTTP)
+		// A runner rather than one server, so that a reload can apply
+		// new limits and timeouts; it caps connections itself.
+		hr := newHTTPRunner(hln, h, log, cfg.HTTP, 0)
+		httpRunners = append(httpRunners, hr)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fail("HTTP server", serveHTTP(stopCtx, hln, hsrv, 5*time.Second))
+			fail("HTTP server", hr.serve(stopCtx, 5*time.Second))
 		}()
 		log.Info("serving repositories over HTTP", "listen", info.HTTP, "url", info.URL, "dir", cfg.Paths.Repo)
 	}
+	if mln != nil {
+		info.Metrics = mln.Addr().String()
+		// A scraper and a probe or two: a few connections are plenty.
+		mr := newHTTPRunner(mln, ops, log, cfg.HTTP, 16)
+		httpRunners = append(httpRunners, mr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fail("metrics server", mr.serve(stopCtx, 5*time.Second))
+		}()
+		log.Info("serving metrics and health", "listen", info.Metrics)
+	}
+
+	if err := r.Resume(ctx); err != nil {
+		stop()
+		wg.Wait()
+		return fmt.Errorf("resuming ingest journal: %w", err)
+	}
+	close(ready)
 
 	byDir := map[string]DropIn{}
 	for _, d := range cfg.DropIns {
@@ -264,25 +315,29 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 			log.Error("resume after failed batch", "err", err, "transient", isTransient(err))
 		}
 	}
-	w, err := NewDropWatcher(dropDirs, handle, watchOpts...)
-	if err != nil {
+	watcher := &watchRunner{parent: stopCtx, work: work, fail: fail, wg: &wg}
+	if err := watcher.start(dropDirs, handle, watchOpts); err != nil {
 		stop()
 		wg.Wait()
 		return err
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		fail("drop-in watcher", w.Run(stopCtx, work))
-	}()
 
 	if st, err := r.Status(ctx); err == nil {
 		info.Packages = st.Packages
 	}
 	log.Info("daemon ready", "socket", info.Socket, "http", info.HTTP, "drop_ins", info.DropIns, "packages", info.Packages)
-	sdNotify("READY=1\nSTATUS=serving")
+	sdNotify(log, "READY=1\nSTATUS=serving")
 	if o.ready != nil {
 		o.ready(info)
+	}
+	if o.reload != nil {
+		rl := &reloader{r: r, log: log, root: root, file: openConfigFile(o.open), running: running,
+			watch: watcher, handle: handle, byDir: &byDir, watchOpts: o.watch, http: httpRunners}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rl.run(stopCtx, o.reload)
+		}()
 	}
 	// An interrupted key rotation is finished in the background, step by
 	// step between ingest batches, while both keys stay served.
@@ -294,9 +349,21 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 		}()
 	}
 
-	<-stopCtx.Done()
+	// The main loop: it pings the systemd watchdog, so a daemon whose
+	// loop or store is stuck gets restarted.
+	wd := newWatchdog(log)
+	defer wd.stop()
+loop:
+	for {
+		select {
+		case <-stopCtx.Done():
+			break loop
+		case <-wd.C:
+			wd.ping(log, r)
+		}
+	}
 	log.Info("stopping")
-	sdNotify("STOPPING=1")
+	sdNotify(log, "STOPPING=1")
 	wg.Wait()
 	cancelWork()
 	log.Info("stopped")
@@ -338,7 +405,8 @@ func within(path, dir string) bool {
 }
 
 // ingestBatch runs the pipeline on one batch, one Ingest per drop-in
-// directory (each has its own repository and channel), and logs every
+// directory (each has its own repository, channel and release; a file of
+// a subdirectory goes with the drop-in directory above it), and logs every
 // outcome. Errors are logged, never fatal; it reports whether every Ingest
 // call completed (rejections are completions).
 func ingestBatch(ctx context.Context, r *Repo, log *slog.Logger, byDir map[string]DropIn, paths []string) bool {
@@ -346,7 +414,10 @@ func ingestBatch(ctx context.Context, r *Repo, log *slog.Logger, byDir map[strin
 	groups := map[string][]string{}
 	var order []string
 	for _, p := range paths {
-		d := filepath.Dir(p)
+		d, ok := dropInOf(byDir, p)
+		if !ok {
+			d = filepath.Dir(p)
+		}
 		if _, ok := groups[d]; !ok {
 			order = append(order, d)
 		}
@@ -359,10 +430,15 @@ func ingestBatch(ctx context.Context, r *Repo, log *slog.Logger, byDir map[strin
 			continue
 		}
 		start := time.Now()
-		res, err := r.Ingest(ctx, groups[d], AddOptions{Repo: di.Repo, Channel: di.Channel, Release: di.Release, Who: "daemon", Move: true})
-		var added, unchanged, rejected int
+		opts := AddOptions{Repo: di.Repo, Channel: di.Channel, Release: di.Release, Who: "daemon", Move: true}
+		opts.drop = dropBatchFrom(ctx)
+		res, err := r.Ingest(ctx, groups[d], opts)
+		var added, unchanged, rejected, deferred int
 		for _, x := range res {
 			switch x.Action {
+			case ActionDeferred:
+				deferred++
+				log.Info("package deferred: still being written, back in its drop-in directory", "file", x.Path, "why", x.Reason)
 			case ActionAdded:
 				added++
 				log.Info("package added", "file", x.Path, "nevra", x.NEVRA, "key_id", x.KeyID, "paths", x.RepoPaths)
@@ -375,7 +451,7 @@ func ingestBatch(ctx context.Context, r *Repo, log *slog.Logger, byDir map[strin
 			}
 		}
 		attrs := []any{"dir", d, "repo", di.Repo, "channel", di.Channel, "files", len(groups[d]),
-			"added", added, "unchanged", unchanged, "rejected", rejected,
+			"added", added, "unchanged", unchanged, "rejected", rejected, "deferred", deferred,
 			"took", time.Since(start).Round(time.Millisecond)}
 		if err != nil && !errors.Is(err, ErrRejected) {
 			log.Error("ingest batch failed", append(attrs, "err", err)...)

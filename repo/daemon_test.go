@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -38,11 +39,14 @@ func TestCheckDropIns(t *testing.T) {
 			if err := os.WriteFile(f, []byte(tc.toml), 0o644); err != nil {
 				t.Fatal(err)
 			}
+			// LoadConfig refuses them already (config check does too);
+			// the daemon checks again.
 			cfg, err := LoadConfig(root, f)
-			if err != nil {
-				t.Fatal(err)
+			if err == nil {
+				_, err = checkDropIns(cfg)
+			} else if !errors.Is(err, ErrConfigFile) {
+				t.Errorf("LoadConfig: %v, want ErrConfigFile", err)
 			}
-			_, err = checkDropIns(cfg)
 			if tc.ok && err != nil {
 				t.Errorf("refused: %v", err)
 			}
@@ -146,6 +150,9 @@ func TestDaemonSdNotify(t *testing.T) {
 	}
 	defer conn.Close()
 	t.Setenv("NOTIFY_SOCKET", sock)
+	// WatchdogSec=200ms as systemd passes it: pings every 100ms.
+	t.Setenv("WATCHDOG_USEC", "200000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- RunDaemon(ctx, root, WithHTTPListen("127.0.0.1:0")) }()
@@ -170,11 +177,30 @@ func TestDaemonSdNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+	// The main loop pings the watchdog while it serves.
+	if msg := read(); msg != "WATCHDOG=1" {
+		t.Fatalf("notification after READY=1 %q, want WATCHDOG=1", msg)
+	}
+	if msg := read(); msg != "WATCHDOG=1" {
+		t.Fatalf("second notification after READY=1 %q, want WATCHDOG=1 again", msg)
+	}
 	cancel()
-	if msg := read(); !strings.Contains(msg, "STOPPING=1") {
-		t.Fatalf("notification on stop %q, want STOPPING=1", msg)
+	for {
+		msg := read()
+		if msg == "WATCHDOG=1" {
+			continue // sent before the loop saw the stop
+		}
+		if !strings.Contains(msg, "STOPPING=1") {
+			t.Fatalf("notification on stop %q, want STOPPING=1", msg)
+		}
+		break
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
+	}
+	// Nothing after STOPPING=1: the watchdog stopped with the loop.
+	conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if n, err := conn.Read(make([]byte, 512)); err == nil {
+		t.Errorf("a notification after the daemon stopped (%d bytes)", n)
 	}
 }

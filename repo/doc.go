@@ -12,7 +12,7 @@
 //	ROOT/repoctl.lock        flock held by whoever has the store open
 //	ROOT/keys/               generated signing key (0600) and its public key
 //	ROOT/keys/old/KEYID.asc  a key a rotation replaced (0600), with KEYID.pub.asc
-//	ROOT/incoming/           drop-in directory watched by the daemon
+//	ROOT/incoming/           drop-in directory watched by the daemon, 4 levels deep
 //	ROOT/spool/              private working copies while a file is ingested
 //	ROOT/rejected/NAME       a rejected file, with NAME.reason beside it
 //	ROOT/repo/               the served tree (HTTP root, or Apache/nginx docroot)
@@ -28,6 +28,24 @@
 // its path below ROOT/repo, e.g.
 // http://127.0.0.1:8080/main/staging/el/9/x86_64/, and the key is at
 // http://127.0.0.1:8080/RPM-GPG-KEY-repoctl.
+//
+// # Config, modes and owner
+//
+// LoadConfig reads the file ConfigPath finds (the caller's, which the CLI
+// takes from --config or REPOCTL_CONFIG, else ROOT/repoctl.toml, else
+// SystemConfigFile) and refuses what it does not know: every unknown key
+// (the [upgrade] tables package upgrade reads included), wrong type, bad
+// duration or value is a *ConfigError with the file, line and key
+// (ErrConfigFile, exit 2). CheckConfig and ShowConfig touch nothing. A
+// daemon given WithReload re-reads the file and applies liveConfigKeys,
+// logging every other changed key as needing a restart.
+//
+// The served tree gets explicit modes whatever the umask ([publish]
+// file_mode and dir_mode, 0644 and 0755: tree_modes.go), the daemon sets
+// them on the whole tree at start, and the store, keys, spool and
+// rejected/ stay private. Work on ROOT without the daemon (Open, rollout
+// state) runs only as ROOT's owner (ErrNotOwner): another user, root
+// included, would leave files behind the owner cannot write.
 //
 // # Routing
 //
@@ -61,24 +79,55 @@
 // A different build under the same NEVRA is rejected (duplicate-nevra). A
 // package is never silently replaced.
 //
+// # Drop-ins
+//
+// DropWatcher watches each drop-in directory and its subdirectories down
+// to DropInDepth (4) levels, adding directories as they appear; a file of
+// a subdirectory is ingested with its drop-in directory's repository,
+// channel and release (ingestBatch, dropInOf). A file is complete when its
+// writer closed it after writing or renamed it into place (inotify
+// IN_CLOSE_WRITE and IN_MOVED_TO, through closewrite.go since fsnotify
+// keeps close-write unexported), when its mtime is older than the settle
+// interval, or when it stayed unchanged for that long (DefaultSettle, 3s,
+// [daemon] settle), and never while a process has it open for writing
+// (openForWriting, a read lease: for files the daemon's user owns, or
+// with CAP_LEASE). The watcher passes what it saw of each file (size,
+// mtime, renamed or not) in the batch's context; before rejecting a
+// drop-in the pipeline looks again (stillWritten), and one that changed
+// since, or that was written within the settle interval and not renamed
+// in, goes back to its directory (ActionDeferred) rather than rejected/.
+// Status counts the waiting files as Incoming and directories deeper than
+// DropInDepth as Skipped.
+//
 // # Rejections
 //
-// A rejected input is kept as ROOT/rejected/NAME (NAME.1, NAME.2 … on
-// collisions) with NAME.reason beside it, written first. The first line of
-// a .reason file is "CODE: message", CODE one of invalid (not a readable
-// RPM header), invalid-header (a name, epoch, version, release or arch that
-// fails internal/nevra's rules: a "/", "..", whitespace, a control
-// character), sign-failed (the signer refused it, e.g. a payload digest
-// mismatch), unroutable, duplicate-nevra, file-conflict (another NEVRA
-// differing only in epoch has the same file name), unreadable (a drop-in
-// that is a symlink, FIFO, device or socket is moved here as it is; an
-// `add` input that cannot be opened is never kept), stray (an .rpm that
-// Fsck with Repair took out of the served tree; no "repo:" or "channel:"
-// lines); "file:", "repo:",
-// "channel:", "time:" and, for requests, "by:" lines follow, every value
-// escaped (internal/safetext) so a name cannot forge a line. A fault of
-// the machine (disk full, EIO, EMFILE) is never a rejection: the batch
+// A rejected drop-in is kept as ROOT/rejected/NAME (NAME.1, NAME.2 … on
+// collisions; a NAME ending in .reason gets a "_") with NAME.reason
+// beside it, written first. An input of Add or AddFiles is never kept: the
+// caller has the file and gets AddResult.Reason, and the reject event is
+// recorded all the same. The first line of a .reason file is "CODE:
+// message", CODE one of invalid (not a readable RPM header),
+// invalid-header (a name, epoch, version, release or arch that fails
+// internal/nevra's rules: a "/", "..", whitespace, a control character),
+// sign-failed (the signer refused it, e.g. a payload digest mismatch),
+// unroutable, duplicate-nevra, file-conflict (another NEVRA differing only
+// in epoch has the same file name), unreadable (a drop-in that is a
+// symlink, FIFO, device or socket is moved here as it is), stray (an .rpm
+// that Fsck with Repair took out of the served tree; no "repo:" or
+// "channel:" lines); "file:", "repo:", "channel:", "release:" (an explicit
+// release only), "time:" and, for requests, "by:" lines follow, every
+// value escaped (internal/safetext) so a name cannot forge a line. A fault
+// of the machine (disk full, EIO, EMFILE) is never a rejection: the batch
 // fails with ErrTransient and is retried.
+//
+// RejectedList and RejectedShow read ROOT/rejected (rejected.go; a
+// .reason is read without following a symlink, at most 64 KiB).
+// RejectedRetry runs entries through Ingest again as Move items with the
+// repository, channel and release of their .reason: one that goes in
+// leaves with its .reason, one rejected again keeps its name and its
+// .reason's "file:" (ingestItem.keepAt, origin). RejectedPurge removes
+// entries under r.mu, the file before its .reason. Both record one event
+// per entry (rejected.retry, rejected.purge).
 //
 // # Who
 //
@@ -112,7 +161,8 @@
 // ingest batches are serialized and publish once per affected directory.
 // Every file in flight is journaled in the store (received → validated →
 // signed → placed → published → recorded); Resume rolls a file forward
-// once it is signed and back (to incoming/, or dropped for `add`) before.
+// once it is signed and back (to incoming/, rejected/ for a retry, or
+// dropped for `add`) before.
 // Promote, Restore and Remove record their change and mark the affected
 // directories dirty in one transaction before publishing; Resume
 // republishes dirty directories. Readers (List, Status, History, RepoFile)
@@ -158,4 +208,21 @@
 // key (the keyring's active key is not the loaded one) and starts a
 // rotation to it. RetireKey drops an old key from the keyring once no
 // record, placed file (its signature header) or repomd.xml.asc needs it.
+//
+// # Metrics and health
+//
+// A Repo reports what it measures to the Metrics of WithMetrics (default:
+// nothing): ingest outcomes (counted as added where the store records a
+// package, so a batch Resume finishes counts too), each publish of a
+// directory (the tree's one publish call observes it), each signing batch
+// and each recorded rollout step, with labels from fixed sets or the
+// config's names only. The daemon owns a Prometheus registry
+// (PrometheusMetrics, build info, Go and process collectors, and a
+// collector that reads packages per channel from the in-memory index and
+// the waiting files as Status counts them) and serves it as /metrics with
+// /healthz and /readyz (health.go) ahead of the tree. Readiness reads the
+// journal and dirty directories only while the change lock is free, since
+// a running batch journals its own files, and adds every directory whose
+// last publish failed. The daemon's main loop pings systemd's watchdog
+// (daemon_notify.go) while the store answers.
 package repo

@@ -940,7 +940,7 @@ func (r *Repo) repairPublicKey(res *fsckResult) error {
 		return err
 	}
 	buf.Write(b)
-	return fsutil.WriteFileAtomic(filepath.Join(r.cfg.Paths.Repo, PublicKeyFile), buf.Bytes(), 0o644)
+	return fsutil.WriteFileAtomic(filepath.Join(r.cfg.Paths.Repo, PublicKeyFile), buf.Bytes(), r.tree.filePerm())
 }
 
 // keepStray moves a stray regular file of the tree to ROOT/rejected with a

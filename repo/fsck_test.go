@@ -24,6 +24,15 @@ func fsckCLI(t *testing.T, root string, args ...string) (*FsckReport, string, in
 	t.Helper()
 	out, stderr, code := runCLI(t, root, append([]string{"-o", "json", "fsck"}, args...)...)
 	var rep FsckReport
+	if code != 0 {
+		// A failed command's output is {"error": …, "result": report}.
+		var e struct {
+			Result json.RawMessage `json:"result"`
+		}
+		if json.Unmarshal([]byte(out), &e) == nil {
+			out = string(e.Result)
+		}
+	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("fsck %v: exit %d, output is not a report: %v\n%s\n%s", args, code, err, out, stderr)
 	}
@@ -279,7 +288,7 @@ func TestFsckFindsAndRepairsFaults(t *testing.T) {
 	if code != 3 || len(rep.Findings) != 1 || rep.Findings[0].Kind != FsckModified {
 		t.Fatalf("fsck after the repair: exit %d, findings %+v; want only the package with no intact copy", code, rep.Findings)
 	}
-	if out, stderr, code := runCLI(t, root, "remove", "broken-1.0-1.el8.x86_64"); code != 0 {
+	if out, stderr, code := runCLI(t, root, "remove", "--yes", "broken-1.0-1.el8.x86_64"); code != 0 {
 		t.Fatalf("remove: exit %d\n%s\n%s", code, out, stderr)
 	}
 	if rep, stderr, code = fsckCLI(t, root); code != 0 || len(rep.Findings) != 0 {

@@ -127,11 +127,14 @@ func treeFiles(t *testing.T, dir string) map[string]string {
 
 // check asserts what must hold after any ingest path saw the hostile
 // packages: each rejected for its header, the good one added, nothing
-// outside ROOT/repo, prod unchanged, no href with "..".
-func (h *hostileSetup) check(t *testing.T, results []AddResult) {
+// outside ROOT/repo, prod unchanged, no href with "..". kept is how many
+// entries rejected/ must hold: one per hostile file for drop-ins, none
+// for add (the caller keeps the file and gets the reason).
+func (h *hostileSetup) check(t *testing.T, results []AddResult, kept int) {
 	t.Helper()
 	h.checkTree(t)
 	h.checkResults(t, results)
+	h.checkRejected(t, kept)
 }
 
 // checkTree: nothing outside ROOT/repo, prod unchanged, no href with "..".
@@ -215,14 +218,22 @@ func (h *hostileSetup) checkResults(t *testing.T, results []AddResult) {
 	if g := results[len(results)-1]; g.Action != ActionAdded {
 		t.Errorf("the good package beside the hostile ones: %+v", g)
 	}
-	// Every .reason is well-formed: the code line first, then the known
-	// keys, one per line; nothing a name could forge.
+}
+
+// checkRejected: rejected/ holds kept files, each with a well-formed
+// .reason: the code line first, then the known keys, one per line;
+// nothing a name could forge.
+func (h *hostileSetup) checkRejected(t *testing.T, kept int) {
+	t.Helper()
 	rej := filepath.Join(h.root, "rejected")
 	ents, _ := os.ReadDir(rej)
+	files, reasons := 0, 0
 	for _, e := range ents {
 		if !strings.HasSuffix(e.Name(), ".reason") {
+			files++
 			continue
 		}
+		reasons++
 		b, err := os.ReadFile(filepath.Join(rej, e.Name()))
 		if err != nil {
 			t.Fatal(err)
@@ -234,11 +245,14 @@ func (h *hostileSetup) checkResults(t *testing.T, results []AddResult) {
 		for _, l := range lines[1:] {
 			k, _, _ := strings.Cut(l, ": ")
 			switch k {
-			case "file", "repo", "channel", "time", "by":
+			case "file", "repo", "channel", "release", "time", "by":
 			default:
 				t.Errorf("%s: forged or unknown line %q", e.Name(), l)
 			}
 		}
+	}
+	if files != kept || reasons != kept {
+		t.Errorf("rejected/ holds %d files and %d .reason files, want %d of each", files, reasons, kept)
 	}
 }
 
@@ -254,11 +268,23 @@ func (h *hostileSetup) addCLI(t *testing.T) {
 	if code != 3 {
 		t.Fatalf("exit %d, want 3 (some rejected)\n%s\n%s", code, out, stderr)
 	}
-	var res []AddResult
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
+	// Exit 3: the results are the error object's "result".
+	var wrapped struct {
+		Result []AddResult `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(out), &wrapped); err != nil {
 		t.Fatalf("decoding %q: %v", out, err)
 	}
-	h.check(t, res)
+	res := wrapped.Result
+	h.check(t, res, 0)
+	for i, f := range h.files[:len(h.cases)] {
+		if res[i].Rejected != "" {
+			t.Errorf("%s: kept as %q, want nothing kept for add", f, res[i].Rejected)
+		}
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("the caller's file: %v", err)
+		}
+	}
 }
 
 // TestHostileHeadersAdd drives `repoctl add` without a daemon.
@@ -319,7 +345,7 @@ func TestHostileHeadersDropIn(t *testing.T) {
 			}
 		}
 	}
-	h.check(t, res)
+	h.check(t, res, len(h.cases))
 }
 
 // TestHostileNEVRAArguments: remove, promote, list and history refuse a

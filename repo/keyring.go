@@ -247,12 +247,21 @@ func (r *Repo) keyPassphrase() ([]byte, error) {
 	return nil, nil
 }
 
+// signSteps counts each signed file as a step of the "signing" stage.
+type signSteps struct{ o *options }
+
+func (signSteps) Start(int)          {}
+func (p signSteps) Done(sign.Result) { p.o.step() }
+
 // setKey makes key the signing key of r. Writers hold r.mu; keyMu is for
 // the readers that do not (Status, Key).
 func (r *Repo) setKey(key *sign.Key) error {
 	signOpts := []sign.SignerOption{sign.WithJournalDir(signJournalDir(r.cfg))}
 	if r.cfg.Signing.Legacy {
 		signOpts = append(signOpts, sign.WithLegacy(true))
+	}
+	if _, ok := r.o.progress.(StepProgress); ok {
+		signOpts = append(signOpts, sign.WithProgress(signSteps{&r.o}))
 	}
 	s, err := sign.NewSigner(key, signOpts...)
 	if err != nil {
@@ -444,7 +453,7 @@ func (r *Repo) writeServedKeys(ring *keyRing) error {
 	if old, err := os.ReadFile(served); err == nil && bytes.Equal(old, b) {
 		return nil
 	}
-	if err := fsutil.WriteFileAtomic(served, b, 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(served, b, r.tree.filePerm()); err != nil {
 		return fmt.Errorf("writing %q: %w", served, err)
 	}
 	return nil

@@ -497,7 +497,7 @@ func (r *Repo) resignBatch(ctx context.Context, rot *KeyRotation, recs []*Packag
 	for i, j := range jobs {
 		paths[i] = j.abs
 	}
-	sres, err := r.signer.SignFiles(ctx, paths)
+	sres, err := r.signFiles(ctx, paths)
 	if err == nil && len(sres) != len(jobs) {
 		err = fmt.Errorf("signer returned %d results for %d files", len(sres), len(jobs))
 	}

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/repoctl/repoctl/internal/filelock"
 )
 
 // rootLock is the ROOT-level flock that makes one process at a time the
@@ -17,67 +15,40 @@ import (
 // "timeout"; this one knows who holds it and says so. The kernel drops it
 // when the holder dies, so a kill -9 never leaves a stale lock.
 type rootLock struct {
-	f *os.File
-}
-
-func lockHolder(f *os.File) string {
-	b := make([]byte, 64)
-	n, _ := f.ReadAt(b, 0)
-	s := strings.TrimSpace(string(b[:n]))
-	if _, err := strconv.Atoi(strings.Fields(s + " x")[0]); err != nil || s == "" {
-		return "another process"
-	}
-	return "pid " + s
+	l *filelock.Lock
 }
 
 // acquireLock takes path exclusively. If it is held, notify is told once
-// and acquireLock polls until wait has passed (0: fail at once) or ctx ends.
+// and acquireLock polls until wait has passed (0 or less: fail at once) or
+// ctx ends.
 func acquireLock(ctx context.Context, path string, wait time.Duration, notify func(string)) (*rootLock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening lock %q: %w", path, err)
+	wait = max(wait, 0)
+	l, err := filelock.Acquire(ctx, path,
+		filelock.Create(0o644), filelock.RecordPID(),
+		filelock.Wait(wait), filelock.Poll(50*time.Millisecond),
+		filelock.Notify(func(holder string) {
+			if notify != nil {
+				notify(fmt.Sprintf("waiting for %s, which holds %q (up to %s)", holder, path, wait.Round(time.Second)))
+			}
+		}))
+	var held *filelock.HeldError
+	switch {
+	case errors.As(err, &held) && held.Err != nil:
+		return nil, held.Err
+	case held != nil:
+		return nil, fmt.Errorf("%w: %s holds %q (a running `repoctl daemon` would have answered on its socket)", ErrLocked, held.Holder, path)
+	case err != nil:
+		return nil, err // already names the lock file
 	}
-	deadline := time.Now().Add(wait)
-	told := false
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("locking %q: %w", path, err)
-		}
-		holder := lockHolder(f)
-		if !time.Now().Before(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("%w: %s holds %q (a running `repoctl daemon` would have answered on its socket)", ErrLocked, holder, path)
-		}
-		if !told && notify != nil {
-			notify(fmt.Sprintf("waiting for %s, which holds %q (up to %s)", holder, path, wait.Round(time.Second)))
-			told = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	// Record who we are for the next waiter; not needed for correctness.
-	if err := f.Truncate(0); err == nil {
-		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
-	return &rootLock{f: f}, nil
+	return &rootLock{l: l}, nil
 }
 
 func (l *rootLock) release() error {
-	if l == nil || l.f == nil {
+	if l == nil || l.l == nil {
 		return nil
 	}
-	l.f.Truncate(0)
-	err := l.f.Close() // closing drops the flock
-	l.f = nil
+	err := l.l.Close()
+	l.l = nil
 	return err
 }
 

@@ -66,6 +66,17 @@ type ingestItem struct {
 	arches     []string
 	placements []Placement
 	done       bool
+
+	release string    // AddOptions.Release, for the .reason
+	seen    *dropSeen // what the watcher saw of a drop-in; nil otherwise
+	recv    fs.FileInfo
+	// keepAt, origin and internal are for RejectedRetry: a file of
+	// ROOT/rejected that is rejected again stays at keepAt with a new
+	// .reason naming origin (the source its old one named), and reading
+	// it is not refused for being inside the root.
+	keepAt   string
+	origin   string
+	internal bool
 }
 
 // Add runs the pipeline on the caller's files, which are copied, never
@@ -84,7 +95,9 @@ func (r *Repo) AddFiles(ctx context.Context, files []*os.File, names []string, o
 		return nil, fmt.Errorf("%w: %d files for %d names", ErrBadRequest, len(files), len(names))
 	}
 	o.Move = false
-	return r.ingest(ctx, names, files, o)
+	res, err := r.ingest(ctx, names, files, o)
+	r.countIngest(res, o)
+	return res, err
 }
 
 // Ingest is the batch pipeline: validate → sign → place → publish → record,
@@ -98,7 +111,9 @@ func (r *Repo) AddFiles(ctx context.Context, files []*os.File, names []string, o
 // files stay journaled, drop-ins go back to their directory, and a later
 // attempt takes them again.
 func (r *Repo) Ingest(ctx context.Context, paths []string, o AddOptions) ([]AddResult, error) {
-	return r.ingest(ctx, paths, nil, o)
+	res, err := r.ingest(ctx, paths, nil, o)
+	r.countIngest(res, o)
+	return res, err
 }
 
 func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o AddOptions) ([]AddResult, error) {
@@ -147,6 +162,16 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 		if files != nil {
 			items[i].in = files[i]
 		}
+		it := items[i]
+		it.release = o.Release
+		if o.drop != nil && o.Move {
+			if seen, ok := o.drop.files[abs]; ok {
+				it.seen = &seen
+			}
+		}
+		if origin, ok := o.retry[abs]; ok {
+			it.keepAt, it.origin, it.internal = abs, origin, true
+		}
 	}
 	if err := r.st.setJournal(journalOf(items)...); err != nil {
 		return nil, fmt.Errorf("journaling batch: %w", err)
@@ -158,10 +183,28 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	reject := func(it *ingestItem, code, msg string) error {
 		res := &results[it.idx]
 		msg = strings.ReplaceAll(msg, it.Spool, it.Src)
+		if why := r.stillWritten(it, o.drop); why != "" {
+			// Judged on bytes that are not final: back to the drop-in
+			// directory, to be taken again once it settles.
+			if err := r.rollBack(it.journalItem); err != nil {
+				return err
+			}
+			res.Action, res.Reason = ActionDeferred, why+" (it failed as "+code+")"
+			it.done = true
+			return nil
+		}
 		res.Action, res.Reason = ActionRejected, code+": "+escapeText(msg)
 		it.done = true
 		if o.DryRun {
 			os.Remove(it.Spool)
+			return nil
+		}
+		if !it.Move {
+			// The caller keeps their file and gets the reason: a copy in
+			// ROOT/rejected would only pile up (junk.rpm, junk.rpm.1, …).
+			os.Remove(it.Spool)
+			events = append(events, act.stamp(Event{Action: EventReject, Repo: repoName, Channel: channel,
+				NEVRA: res.NEVRA, Path: it.Src, Details: map[string]string{"reason": res.Reason}}))
 			return nil
 		}
 		dst, err := r.rejectFile(it, code, msg)
@@ -228,6 +271,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 			continue
 		}
 		g.Go(func() error {
+			defer r.o.step()
 			pkg, err := metadata.ReadFile(gctx, it.Spool)
 			if err == nil {
 				// Nothing is built from a header field before it passes:
@@ -342,6 +386,15 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 			}
 			res, f := &results[dup.idx], results[first.idx]
 			switch {
+			case f.Action == ActionDeferred:
+				// Its first copy was still being written: so is it, for
+				// all we know.
+				if err := r.rollBack(dup.journalItem); err != nil {
+					return err
+				}
+				res.Action, res.Reason = ActionDeferred, "same file as "+strconv.Quote(first.Src)+", which is still being written"
+				dup.done = true
+				continue
 			case f.Action == ActionRejected:
 				code, msg, _ := strings.Cut(f.Reason, ": ")
 				if err := reject(dup, code, msg+" (same file as "+strconv.Quote(first.Src)+" in this batch)"); err != nil {
@@ -397,7 +450,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	for i, it := range live {
 		spools[i] = it.Spool
 	}
-	sres, err := r.signer.SignFiles(ctx, spools)
+	sres, err := r.signFiles(ctx, spools)
 	if err == nil && len(sres) != len(live) {
 		err = fmt.Errorf("signer returned %d results for %d files", len(sres), len(live))
 	}
@@ -431,7 +484,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 		}
 		id := results[it.idx].NEVRA
 		if first, ok := winner[id]; ok {
-			msg := fmt.Sprintf("%s appears twice in this batch with different content (%q and %q); the first that signed was added, this copy is kept here signed", id, first.Src, it.Src)
+			msg := fmt.Sprintf("%s appears twice in this batch with different content (%q and %q); the first that signed was added, not this copy", id, first.Src, it.Src)
 			if err := reject(it, reasonDuplicate, msg); err != nil {
 				return nil, err
 			}
@@ -603,8 +656,9 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 		}
 		place := func(pl Placement) error { return r.tree.linkIn(it.Spool, pl) }
 		if _, err := os.Stat(it.Spool); err == nil {
-			// Served files are world-readable (Apache/nginx read the tree).
-			if err := os.Chmod(it.Spool, 0o644); err != nil {
+			// Served files get the tree's mode ([publish] file_mode, 0644:
+			// Apache/nginx read the tree); placements are links to it.
+			if err := os.Chmod(it.Spool, r.tree.filePerm()); err != nil {
 				return fmt.Errorf("placing %s: %w", it.Record.NEVRA, err)
 			}
 		} else {
@@ -628,6 +682,7 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 			dirs[pl.Dir] = true
 		}
 		it.State = statePlaced
+		r.o.step()
 	}
 	for d := range dirs {
 		if err := r.tree.syncDir(d); err != nil {
@@ -697,6 +752,7 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 		r.indexAdd(it.Record, it.Record.Placements)
 		os.Remove(it.Spool)
 	}
+	r.countAdded(len(items))
 	// A batch may bring a new release or arch: the other channels and
 	// repositories get its (empty) repodata. The batch is recorded; a
 	// failure here is retried by the next Resume.
@@ -732,6 +788,7 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 			"blocks_reused", pr.BlocksReused, "blocks_compressed", pr.BlocksCompressed, "took", time.Since(start))
 		events = append(events, a.stamp(Event{Action: EventPublish, Path: d,
 			Details: map[string]string{"packages": strconv.Itoa(len(entries))}}))
+		r.o.step()
 	}
 	return events, nil
 }
@@ -838,6 +895,7 @@ func (r *Repo) receive(ctx context.Context, it *ingestItem) error {
 		if !fi.Mode().IsRegular() {
 			return fmt.Errorf("%w: %s", errNotRegular, fileType(fi.Mode()))
 		}
+		it.recv = fi
 		return nil
 	}
 	// The CLI without a daemon: the caller's own rights. Still, never copy
@@ -846,10 +904,10 @@ func (r *Repo) receive(ctx context.Context, it *ingestItem) error {
 	if err != nil {
 		return err
 	}
-	if insideDir(r.cfg.Root, real) && !r.inDropIn(real) {
+	if insideDir(r.cfg.Root, real) && !r.inDropIn(real) && !(it.internal && insideDir(r.cfg.Paths.Rejected, real)) {
 		return fmt.Errorf("%q is inside repoctl's root %q; copy it elsewhere or drop it into a drop-in directory", it.Src, r.cfg.Root)
 	}
-	f, err := openInput(it.Src, false)
+	f, err := openInput(it.Src, it.internal)
 	if err != nil {
 		return err
 	}
@@ -974,8 +1032,11 @@ func (r *Repo) rejectFile(it *ingestItem, code, msg string) (string, error) {
 	// newline or an escape sequence must not trip whoever lists the
 	// directory. The exact name is in the .reason file, escaped.
 	base := safeFileName(filepath.Base(it.Src))
+	if strings.HasSuffix(base, ".reason") {
+		base += "_" // or it would read as the .reason of another entry
+	}
 	dst := filepath.Join(r.cfg.Paths.Rejected, base)
-	for i := 1; ; i++ {
+	for i := 1; it.keepAt == ""; i++ {
 		_, e1 := os.Lstat(dst)
 		_, e2 := os.Lstat(dst + ".reason")
 		if errors.Is(e1, os.ErrNotExist) && (errors.Is(e2, os.ErrNotExist) || orphanReasonFor(dst+".reason", it.Src)) {
@@ -983,8 +1044,18 @@ func (r *Repo) rejectFile(it *ingestItem, code, msg string) (string, error) {
 		}
 		dst = filepath.Join(r.cfg.Paths.Rejected, fmt.Sprintf("%s.%d", base, i))
 	}
-	reason := fmt.Sprintf("%s: %s\nfile: %s\nrepo: %s\nchannel: %s\ntime: %s\n",
-		code, escapeText(oneLine(msg)), escapeText(it.Src), it.Repo, it.Channel, time.Now().UTC().Format(time.RFC3339))
+	source := escapeText(it.Src)
+	if it.keepAt != "" {
+		// Rejected again by RejectedRetry: it keeps its name, and its
+		// .reason keeps naming where it first came from.
+		dst, source = it.keepAt, it.origin
+	}
+	reason := fmt.Sprintf("%s: %s\nfile: %s\nrepo: %s\nchannel: %s\n",
+		code, escapeText(oneLine(msg)), source, it.Repo, it.Channel)
+	if it.release != "" {
+		reason += "release: " + it.release + "\n"
+	}
+	reason += "time: " + time.Now().UTC().Format(time.RFC3339) + "\n"
 	if c := it.Caller; c != nil {
 		reason += "by: " + escapeText(c.String()) + "\n"
 	}

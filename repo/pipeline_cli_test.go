@@ -40,9 +40,14 @@ func TestCLIWithoutDaemon(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "cli-1-1.el9.x86_64") || !strings.Contains(out, "staging") {
 		t.Errorf("list: %d %s", code, out)
 	}
+	// A rejected add is the caller's to keep: nothing is copied into
+	// rejected/, and the file stays where it was.
 	out, _, code = runCLI(t, root, "status")
-	if code != 0 || !strings.Contains(out, "packages:  1") || !strings.Contains(out, "rejected:  1") {
+	if code != 0 || !strings.Contains(out, "packages:  1") || !strings.Contains(out, "rejected:  0") {
 		t.Errorf("status: %d %s", code, out)
+	}
+	if _, err := os.Stat(junk); err != nil {
+		t.Errorf("the rejected input: %v", err)
 	}
 	out, errOut, code = runCLI(t, root, "-o", "json", "history", "--verify")
 	var evs []Event

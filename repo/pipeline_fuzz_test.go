@@ -1,8 +1,11 @@
 package repo
 
 import (
+	"strings"
+
 	"context"
 	"fmt"
+	"github.com/repoctl/repoctl/sign"
 	"os"
 	"path/filepath"
 	"sync"
@@ -73,6 +76,25 @@ func FuzzAdd(f *testing.F) {
 		}
 		switch res[0].Action {
 		case ActionAdded, ActionUnchanged:
+			// What was added is listed, placed where the result says, and
+			// its signature verifies with the repository's key.
+			list, err := fuzzRepo.List(context.Background(), ListOptions{Name: strings.SplitN(res[0].NEVRA, "-", 2)[0]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, rec := range list {
+				found = found || rec.NEVRA == res[0].NEVRA
+			}
+			if !found || len(res[0].RepoPaths) == 0 {
+				t.Fatalf("%s %s but not listed (%d records) or not placed", res[0].Action, res[0].NEVRA, len(list))
+			}
+			for _, rp := range res[0].RepoPaths {
+				rep, err := sign.VerifyFile(context.Background(), filepath.Join(fuzzRepo.Config().Paths.Repo, rp), []*sign.Key{fuzzRepo.Key()})
+				if err != nil || !rep.OK {
+					t.Fatalf("placed %s does not verify: %v %+v", rp, err, rep)
+				}
+			}
 		case ActionRejected:
 			if res[0].Reason == "" {
 				t.Fatal("rejected without a reason")

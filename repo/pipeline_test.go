@@ -285,33 +285,61 @@ func TestRejects(t *testing.T) {
 		x := res[i]
 		if x.Action != ActionRejected || !strings.HasPrefix(x.Reason, code+": ") {
 			t.Errorf("%s: %+v, want rejected with %s", filepath.Base(inputs[i]), x, code)
-			continue
 		}
-		if code == reasonUnreadable {
-			continue
+		// The caller keeps the file and gets the reason; nothing is
+		// copied into rejected/.
+		if x.Rejected != "" {
+			t.Errorf("%s: an add input was kept as %q", inputs[i], x.Rejected)
 		}
-		if x.Rejected == "" {
-			t.Errorf("%s: not kept in rejected/", inputs[i])
+	}
+	if left := listDir(t, r.Config().Paths.Rejected); len(left) != 0 {
+		t.Errorf("add left copies in rejected/: %v", left)
+	}
+	if b, err := os.ReadFile(junk); err != nil || !strings.HasPrefix(string(b), "this is not an rpm") {
+		t.Errorf("the caller's junk.rpm: %q %v", b, err)
+	}
+
+	// The same files dropped into the drop-in directory are kept in
+	// rejected/, each with its .reason, the bytes as they came.
+	inc := r.Config().DropIns[0].Dir
+	var drops []string
+	for i, p := range inputs[:7] {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := filepath.Join(inc, fmt.Sprintf("drop%d-%s", i, filepath.Base(p)))
+		if err := os.WriteFile(d, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		drops = append(drops, d)
+	}
+	dres, err := r.Ingest(ctx, drops, AddOptions{Move: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, code := range wantCode[:7] {
+		x := dres[i]
+		if x.Action != ActionRejected || !strings.HasPrefix(x.Reason, code+": ") || x.Rejected == "" {
+			t.Errorf("drop-in %s: %+v, want rejected with %s and kept", filepath.Base(drops[i]), x, code)
 			continue
 		}
 		reason, err := os.ReadFile(x.Rejected + ".reason")
 		if err != nil {
-			t.Errorf("%s: %v", inputs[i], err)
+			t.Errorf("%s: %v", drops[i], err)
 			continue
 		}
 		first, _, _ := strings.Cut(string(reason), "\n")
 		if !strings.HasPrefix(first, code+": ") {
 			t.Errorf("%s.reason first line %q", x.Rejected, first)
 		}
-		if fi, err := os.Stat(x.Rejected); err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: rejected copy mode %v %v, want 0600", inputs[i], fi.Mode(), err)
-		}
 		kept, _ := os.ReadFile(x.Rejected)
 		orig, _ := os.ReadFile(inputs[i])
 		if !bytes.Equal(kept, orig) {
-			t.Errorf("%s: rejected copy differs from the input", inputs[i])
+			t.Errorf("%s: rejected copy differs from the input", drops[i])
 		}
 	}
+	res = append(res, dres...)
 	for _, x := range res {
 		if strings.Contains(x.Reason, "/spool/") {
 			t.Errorf("reason names our private spool copy: %s", x.Reason)
@@ -336,8 +364,13 @@ func TestRejects(t *testing.T) {
 		t.Errorf("the released package was changed or more were stored: %+v", list)
 	}
 	evs, err := r.History(ctx, HistoryOptions{Action: EventReject, Verify: true})
-	if err != nil || len(evs) != len(wantCode) {
-		t.Errorf("reject events %d (want %d): %v", len(evs), len(wantCode), err)
+	if err != nil || len(evs) != len(wantCode)+7 {
+		t.Errorf("reject events %d (want %d): %v", len(evs), len(wantCode)+7, err)
+	}
+	for _, e := range evs[:len(wantCode)] {
+		if e.Details["reason"] == "" || e.Details["kept"] != "" {
+			t.Errorf("reject event of an add: %+v, want its reason and nothing kept", e)
+		}
 	}
 }
 
@@ -951,8 +984,7 @@ func TestRejectReusesOrphanReason(t *testing.T) {
 	root := t.TempDir()
 	r := openPL(t, root)
 	ctx := context.Background()
-	in := t.TempDir()
-	junk := filepath.Join(in, "junk.rpm")
+	junk := filepath.Join(r.Config().DropIns[0].Dir, "junk.rpm")
 	if err := os.WriteFile(junk, []byte("not an rpm\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -965,7 +997,7 @@ func TestRejectReusesOrphanReason(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(rej, "other.rpm.reason"), []byte("invalid: x\nfile: /elsewhere/other.rpm\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res, err := r.Add(ctx, []string{junk}, AddOptions{})
+	res, err := r.Ingest(ctx, []string{junk}, AddOptions{Move: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1029,8 +1061,8 @@ func TestSameNEVRAInOneBatch(t *testing.T) {
 	if res[2].Action != ActionUnchanged || res[2].SHA256 != res[1].SHA256 || len(res[2].RepoPaths) != 1 {
 		t.Errorf("identical copy: %+v, want unchanged with the first copy's result", res[2])
 	}
-	if res[3].Action != ActionRejected || !strings.HasPrefix(res[3].Reason, reasonSign+": ") || res[3].Rejected == "" {
-		t.Errorf("identical copy of the broken one: %+v, want the same rejection, kept", res[3])
+	if res[3].Action != ActionRejected || !strings.HasPrefix(res[3].Reason, reasonSign+": ") || res[3].Rejected != "" {
+		t.Errorf("identical copy of the broken one: %+v, want the same rejection (an add keeps nothing)", res[3])
 	}
 	list, err := r.List(ctx, ListOptions{Name: "twice"})
 	if err != nil || len(list) != 1 || list[0].OrigSHA256 != fileSHA(t, valid) {

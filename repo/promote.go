@@ -223,7 +223,7 @@ func (r *Repo) Promote(ctx context.Context, req PromoteRequest) (*PromoteResult,
 		return nil, err
 	}
 	if from == to {
-		return nil, fmt.Errorf("%w: promote from %s to itself", ErrBadConfig, from)
+		return nil, fmt.Errorf("%w: promote from %s to itself", ErrBadOption, from)
 	}
 	arches := map[string]bool{}
 	for _, a := range req.Arches {

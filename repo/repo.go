@@ -53,6 +53,11 @@ type Repo struct {
 	// lastRotation is the one this process finished last.
 	rotSem       chan struct{}
 	lastRotation *KeyRotation
+	// pubHealth is the directories whose last publish failed (/readyz).
+	pubHealth publishHealth
+	// liveDropIns replaces cfg.DropIns once the daemon reloaded its
+	// config (SIGHUP); nil until then. See dropIns.
+	liveDropIns atomic.Pointer[[]DropIn]
 }
 
 var _ Service = (*Repo)(nil)
@@ -67,6 +72,7 @@ type options struct {
 	workers    int
 	keyAlgo    string
 	progress   Progress
+	metrics    Metrics // nil: noMetrics
 }
 
 // Option configures Open.
@@ -138,9 +144,26 @@ type Progress interface {
 	Stage(stage string, n int)
 }
 
+// StepProgress is a Progress that also counts: after Stage(stage, n), Step
+// reports files (or directories) of the stage as they are done, so that a
+// bar can show "37/120", as metadata.Progress does for createrepo. Step may
+// be called from several goroutines at once. A Progress without Step only
+// sees the stages.
+type StepProgress interface {
+	Progress
+	Step(n int)
+}
+
 type noProgress struct{}
 
 func (noProgress) Stage(string, int) {}
+
+// step reports one finished item of the current stage to a StepProgress.
+func (o *options) step() {
+	if p, ok := o.progress.(StepProgress); ok {
+		p.Step(1)
+	}
+}
 
 // WithProgress reports ingest progress to p. Default: nothing.
 func WithProgress(p Progress) Option {
@@ -184,13 +207,8 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 	if o.keyAlgo != "" {
 		cfg.Signing.Algo = o.keyAlgo
 	}
-	if err := os.MkdirAll(cfg.Root, 0o755); err != nil {
-		return nil, fmt.Errorf("creating root %q: %w", cfg.Root, err)
-	}
-	for _, d := range []string{cfg.Paths.Repo, cfg.Paths.Spool, cfg.Paths.Rejected, signJournalDir(cfg)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("creating %q: %w", d, err)
-		}
+	if err := prepareRoot(cfg, o.log); err != nil {
+		return nil, err
 	}
 	for _, d := range cfg.DropIns {
 		if err := os.MkdirAll(d.Dir, 0o755); err != nil {
@@ -218,6 +236,8 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 	if r.tree, err = openTree(cfg.Paths.Repo); err != nil {
 		return fail(err)
 	}
+	r.tree.observe = r.observePublish
+	r.tree.fileMode, r.tree.dirMode = cfg.treeModes()
 	if err := writeTreeMarker(cfg); err != nil {
 		return fail(err)
 	}

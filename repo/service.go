@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/repoctl/repoctl/internal/rootowner"
 	"github.com/repoctl/repoctl/metadata"
 )
 
@@ -53,6 +54,15 @@ type Service interface {
 	// KeyStatus lists the served keys and an unfinished rotation; it
 	// never waits for a running rotation, so a client can poll progress.
 	KeyStatus(ctx context.Context) (*KeyStatus, error)
+	// RejectedList lists ROOT/rejected, each entry with its .reason;
+	// RejectedShow is one entry with the whole .reason.
+	RejectedList(ctx context.Context) ([]RejectedEntry, error)
+	RejectedShow(ctx context.Context, name string) (*RejectedEntry, error)
+	// RejectedRetry runs entries of ROOT/rejected through the pipeline
+	// again (one fixed in place gets published); RejectedPurge removes
+	// entries. Each records one event per entry.
+	RejectedRetry(ctx context.Context, r RejectedRetryRequest) ([]AddResult, error)
+	RejectedPurge(ctx context.Context, r RejectedPurgeRequest) (*RejectedPurgeResult, error)
 }
 
 // Sentinel errors. Compare with errors.Is; the daemon client maps error
@@ -88,13 +98,20 @@ var (
 	ErrKeyInUse = errors.New("repo: the key is still needed")
 	// ErrUnknownKey is a key id that names no served key.
 	ErrUnknownKey = errors.New("repo: no such served key")
+	// ErrConfigFile is a config file that cannot be used (an unknown key,
+	// a wrong type, a bad value): every *ConfigError matches it, and
+	// ErrBadConfig too. The CLI exits 2 on it.
+	ErrConfigFile = errors.New("repo: invalid config file")
+	// ErrNotOwner is work on ROOT without a daemon by a user other than
+	// ROOT's owner, which would leave files the owner cannot write.
+	ErrNotOwner = rootowner.ErrNotOwner
 )
 
 // Sentinels lists every sentinel so that a socket client can map a remote
 // error message back onto the matching value.
 var Sentinels = []error{ErrRejected, ErrDuplicateNEVRA, ErrNotFound, ErrLocked,
 	ErrTampered, ErrUnroutable, ErrBadConfig, ErrAmbiguous, ErrClosed, ErrTransient, ErrEscape, ErrInvalidName, ErrBadOption, ErrFsck,
-	ErrRotationUnfinished, ErrKeyInUse, ErrUnknownKey}
+	ErrRotationUnfinished, ErrKeyInUse, ErrUnknownKey, ErrConfigFile, ErrNotOwner}
 
 // Actions recorded in AddResult.Action.
 const (
@@ -102,6 +119,12 @@ const (
 	ActionUnchanged = "unchanged"
 	ActionRejected  = "rejected"
 	ActionWouldAdd  = "would-add" // AddOptions.DryRun: would be added as RepoPaths
+	// ActionDeferred is a drop-in that failed while it was still being
+	// written (it changed since the watcher saw it, or was written within
+	// the settle interval and not renamed into place): it was moved back
+	// to its drop-in directory and is taken again once it settles. Never
+	// a rejection, and not recorded as an event.
+	ActionDeferred = "deferred"
 )
 
 // AddOptions steer one Add or Ingest call.
@@ -124,6 +147,12 @@ type AddOptions struct {
 	// DryRun validates, routes and checks for duplicates, then stops:
 	// nothing is signed, placed, published, moved or recorded.
 	DryRun bool `json:"dry_run,omitempty"`
+
+	// drop is what the watcher saw of a batch of drop-ins (dropBatchFrom);
+	// retry maps the ROOT/rejected files RejectedRetry runs again to the
+	// source their .reason names. Neither crosses the socket.
+	drop  *dropBatch
+	retry map[string]string
 }
 
 // AddResult is the outcome for one input file.
@@ -133,9 +162,11 @@ type AddResult struct {
 	RepoPaths []string `json:"repo_paths,omitempty"` // files placed, relative to ROOT/repo
 	KeyID     string   `json:"key_id,omitempty"`
 	SHA256    string   `json:"sha256,omitempty"` // of the signed file as served
-	Action    string   `json:"action"`           // ActionAdded, ActionUnchanged or ActionRejected
+	Action    string   `json:"action"`           // ActionAdded, ActionUnchanged, ActionRejected, ActionWouldAdd or ActionDeferred
 	Reason    string   `json:"reason,omitempty"` // why it was rejected
-	// Rejected is where the rejected bytes were kept (ROOT/rejected/NAME).
+	// Rejected is where the rejected bytes were kept (ROOT/rejected/NAME):
+	// drop-ins (Move) and RejectedRetry only. A caller of Add keeps the
+	// file and gets the Reason; nothing is copied into ROOT/rejected.
 	Rejected string `json:"rejected,omitempty"`
 }
 
@@ -239,10 +270,14 @@ type Status struct {
 	LastEvent   *time.Time `json:"last_event,omitempty"`
 	InFlight    int        `json:"in_flight"` // ingest journal items not finished
 	Dirty       int        `json:"dirty"`     // directories whose repodata awaits a publish
-	Incoming    int        `json:"incoming"`  // files waiting in drop-in dirs
-	// Skipped counts entries of drop-in dirs that are never ingested:
-	// subdirectories. (Symlinks, FIFOs, devices and sockets are moved to
-	// rejected/ with their reason.)
+	// Incoming counts the files waiting in the drop-in dirs and their
+	// subdirectories down to DropInDepth levels.
+	Incoming int `json:"incoming"`
+	// Skipped counts what is never ingested: directories nested deeper
+	// than DropInDepth below a drop-in dir (each counts once, whatever it
+	// holds). Names the watcher ignores (.part, dotfiles) are not counted;
+	// symlinks, FIFOs, devices and sockets are moved to rejected/ with
+	// their reason.
 	Skipped  int          `json:"skipped"`
 	Rejected int          `json:"rejected"` // files in ROOT/rejected
 	Repos    []RepoStatus `json:"repos"`

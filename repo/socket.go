@@ -133,7 +133,8 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 				log.Warn("control socket: writing reply", "method", name, "err", err)
 			}
 			lvl := slog.LevelDebug
-			if name != apiPing && name != apiStatus && name != apiList && name != apiHistory && name != apiRepoFile && name != apiKeyStatus {
+			if name != apiPing && name != apiStatus && name != apiList && name != apiHistory && name != apiRepoFile && name != apiKeyStatus &&
+				name != apiRejectedList && name != apiRejectedShow {
 				lvl = slog.LevelInfo
 			}
 			attrs := []any{"method", name, "caller", pc.caller.String(), "took", time.Since(start).Round(time.Microsecond)}
@@ -241,6 +242,7 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 		return svc.RepoFile(ctx, o)
 	})
 	handleKeys(svc, handle, decode)
+	handleRejected(svc, handle, decode)
 	return mux
 }
 

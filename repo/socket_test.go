@@ -124,6 +124,30 @@ func (s *echoService) KeyStatus(ctx context.Context) (*KeyStatus, error) {
 		Rotation: &KeyRotation{OldKeyID: "a", NewKeyID: "b", Phase: phaseRepodata}}, nil
 }
 
+func (s *echoService) RejectedList(ctx context.Context) ([]RejectedEntry, error) {
+	return []RejectedEntry{{Name: "junk.rpm", Type: RejectedFile, Code: "invalid", Size: 5, Time: time.Unix(1700000000, 0).UTC()}}, nil
+}
+
+func (s *echoService) RejectedShow(ctx context.Context, name string) (*RejectedEntry, error) {
+	if name != "junk.rpm" {
+		return nil, fmt.Errorf("%w: no entry %q in rejected/", ErrBadOption, name)
+	}
+	return &RejectedEntry{Name: name, Code: "invalid", Reason: "invalid: not an RPM\nfile: /in/junk.rpm\n"}, nil
+}
+
+func (s *echoService) RejectedRetry(ctx context.Context, r RejectedRetryRequest) ([]AddResult, error) {
+	s.gotCaller = callerFrom(ctx)
+	return []AddResult{{Path: "/r/rejected/" + r.Names[0], Action: ActionRejected, Reason: "invalid: still junk", Rejected: "/r/rejected/" + r.Names[0]},
+		{Path: "/r/rejected/" + r.Names[1], Action: ActionAdded, NEVRA: "a-1-1.el9.x86_64"}}, nil
+}
+
+func (s *echoService) RejectedPurge(ctx context.Context, r RejectedPurgeRequest) (*RejectedPurgeResult, error) {
+	if _, err := ParseAge(r.OlderThan); err != nil {
+		return nil, err
+	}
+	return &RejectedPurgeResult{Purged: []RejectedEntry{{Name: "old.rpm"}}, Kept: 2, OlderThan: r.OlderThan, DryRun: r.DryRun}, nil
+}
+
 func startSocket(t *testing.T, svc socketService, ready chan struct{}) string {
 	t.Helper()
 	// unix socket paths are limited to 108 bytes; t.TempDir can be long.

@@ -24,6 +24,17 @@ func (r *Repo) List(ctx context.Context, o ListOptions) ([]PackageRecord, error)
 			return nil, fmt.Errorf("%w: %s", ErrInvalidName, nevra.Why(err))
 		}
 	}
+	// A typo'd filter is an error, not an empty list.
+	if o.Repo != "" {
+		if _, err := r.cfg.checkRepo(o.Repo); err != nil {
+			return nil, err
+		}
+	}
+	if o.Channel != "" {
+		if _, err := r.cfg.checkChannel(o.Channel, ""); err != nil {
+			return nil, err
+		}
+	}
 	out := []PackageRecord{}
 	err := r.view(func(tx *bolt.Tx) error {
 		return eachPackage(tx, o.Repo, func(p *PackageRecord) error {
@@ -89,15 +100,25 @@ func (r *Repo) Status(ctx context.Context) (*Status, error) {
 			Release: strings.Join(parts[2:len(parts)-1], "/"), Arch: parts[len(parts)-1], Dir: dir, Packages: n})
 	}
 	sort.Slice(st.Repos, func(i, j int) bool { return st.Repos[i].Dir < st.Repos[j].Dir })
-	for _, d := range r.cfg.DropIns {
-		st.Incoming += countFiles(d.Dir, func(n string) bool { return !IgnoredName(n) })
-		st.Skipped += countEntries(d.Dir, func(e fs.DirEntry) bool { return e.IsDir() })
+	st.Incoming, st.Skipped, st.Rejected = r.waitingFiles()
+	return st, nil
+}
+
+// waitingFiles counts what waits outside the store: files in the drop-in
+// directories, entries there that are never ingested, and rejected files.
+// Status and the metrics both use it, so that they cannot disagree.
+func (r *Repo) waitingFiles() (incoming, skipped, rejected int) {
+	drops := r.dropIns()
+	dirs := dropInSet(drops)
+	for _, d := range drops {
+		in, sk := countDropIn(filepath.Clean(d.Dir), dirs)
+		incoming, skipped = incoming+in, skipped+sk
 	}
 	// A rejected entry may be a symlink or FIFO that was moved aside.
-	st.Rejected = countEntries(r.cfg.Paths.Rejected, func(e fs.DirEntry) bool {
+	rejected = countEntries(r.cfg.Paths.Rejected, func(e fs.DirEntry) bool {
 		return !e.IsDir() && !strings.HasSuffix(e.Name(), ".reason") && !strings.HasPrefix(e.Name(), ".")
 	})
-	return st, nil
+	return incoming, skipped, rejected
 }
 
 // countEntries counts the entries of dir that keep selects.
@@ -217,7 +238,11 @@ func (r *Repo) RecordRollout(ctx context.Context, e RolloutEvent) error {
 	if r.closed {
 		return ErrClosed
 	}
-	return r.st.db.Update(func(tx *bolt.Tx) error { return appendEvent(tx, &ev) })
+	if err := r.st.db.Update(func(tx *bolt.Tx) error { return appendEvent(tx, &ev) }); err != nil {
+		return err
+	}
+	r.countRollout(e)
+	return nil
 }
 
 // CheckStore runs bbolt's consistency check; tests and `status` use it.

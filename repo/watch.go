@@ -19,22 +19,40 @@ import (
 // watcher calls it from one goroutine, never concurrently, so one batch
 // means one publish per affected repository. A file that still exists in a
 // drop-in directory when BatchFunc returns is retried later with back-off;
-// the pipeline is expected to move every file it has decided about.
+// the pipeline is expected to move every file it has decided about. ctx
+// carries what the watcher saw of each file (size, mtime, renamed in or
+// not), which Ingest uses when a daemon passes it on (ingestBatch).
 type BatchFunc func(ctx context.Context, paths []string)
 
-// DropWatcher turns filesystem events in the drop-in directories into
-// batches of complete files.
+// DropWatcher turns filesystem events in the drop-in directories, and in
+// their subdirectories down to DropInDepth levels (incoming/x86_64/,
+// incoming/el9/x86_64/; new ones are watched as they appear), into batches
+// of complete files. A subdirectory that is itself a configured drop-in
+// directory is left to its own watch.
 //
-// fsnotify v1.10 does not expose inotify's IN_CLOSE_WRITE, so "complete"
-// means one of:
-//   - a rename inside the directory from a partial name (fsnotify reports
-//     Rename of the old name, then Create of the new one): the uploader's
-//     protocol says the file is done, so it is taken at once;
+// A file is complete when one of these says so:
+//   - its writer closed it after writing (inotify's IN_CLOSE_WRITE: cp,
+//     scp, curl -o) or renamed it into place (IN_MOVED_TO: rsync, mv, an
+//     uploader's partial name): it is taken at once. fsnotify v1.10 keeps
+//     close-write unexported, so closeWatcher (closewrite.go) asks inotify
+//     for these two beside it;
 //   - an mtime older than the settle interval and a non-empty file: nothing
 //     has written to it for that long (cp -p, curl -R, mv from another file
 //     system and rsync all set the mtime last);
 //   - otherwise: no event for the file during the settle interval and the
-//     same size and mtime at both ends of it.
+//     same size and mtime at both ends of it. The default settle (3s)
+//     outlasts the pauses of scp over a slow link.
+//
+// In every case a regular file that some process still has open for
+// writing is not complete, where the kernel can tell (openForWriting: a
+// read lease, which needs the file's owner or CAP_LEASE).
+//
+// A close is the writer's word, not proof: a writer may close and reopen
+// (`cat part >> file`), or stall longer than the settle. So the watcher
+// tells the pipeline what it saw of each file (the size and mtime, and
+// whether it was renamed in), and the pipeline returns a file that fails
+// to parse to its directory instead of rejecting it while it is still
+// changing or was written within the settle interval (ActionDeferred).
 //
 // Complete files are gathered until events pause for a few milliseconds
 // (WithGather), so a scripted burst becomes one batch while a single file
@@ -44,6 +62,17 @@ type DropWatcher struct {
 	handle BatchFunc
 	o      watchOptions
 }
+
+// DefaultSettle is the settle interval unless WithSettle (or the config's
+// [daemon] settle) says otherwise: long enough for the pauses of scp or
+// rsync --inplace over a slow link. Files closed after writing or renamed
+// into place do not wait for it.
+const DefaultSettle = 3 * time.Second
+
+// DropInDepth is how many levels of subdirectories below a drop-in
+// directory are watched; deeper ones are never ingested and Status counts
+// them as Skipped.
+const DropInDepth = 4
 
 type watchOptions struct {
 	settle     time.Duration
@@ -59,8 +88,11 @@ type watchOptions struct {
 // WatchOption configures a DropWatcher.
 type WatchOption func(*watchOptions) error
 
-// WithSettle sets how long a file must stay quiet (no events, same size and
-// mtime) before it is taken. Default 40ms.
+// WithSettle sets how long a file written in place must stay quiet (no
+// events, same size and mtime) before it is taken when its writer neither
+// closed it nor renamed it into place, and how recently written a drop-in
+// that fails to parse may be before it is retried instead of rejected.
+// Default DefaultSettle (3s).
 func WithSettle(d time.Duration) WatchOption {
 	return func(o *watchOptions) error {
 		if d <= 0 {
@@ -142,11 +174,11 @@ func WithWatchLogger(l *slog.Logger) WatchOption {
 	}
 }
 
-// NewDropWatcher watches dirs (created if missing, not recursive) and hands
-// complete files to handle.
+// NewDropWatcher watches dirs (created if missing) and their subdirectories
+// down to DropInDepth levels, and hands complete files to handle.
 func NewDropWatcher(dirs []string, handle BatchFunc, opts ...WatchOption) (*DropWatcher, error) {
 	o := watchOptions{
-		settle:     40 * time.Millisecond,
+		settle:     DefaultSettle,
 		gather:     10 * time.Millisecond,
 		maxDelay:   250 * time.Millisecond,
 		maxBatch:   1000,
@@ -192,21 +224,78 @@ func IgnoredName(name string) bool {
 	return false
 }
 
+// completion says how the watcher learnt that a file is complete.
+type completion uint8
+
+const (
+	settled          completion = iota // quiet for the settle interval, or an old mtime
+	closedAfterWrite                   // IN_CLOSE_WRITE
+	renamedIn                          // IN_MOVED_TO, or a rename from a partial name
+)
+
 // pending is a file seen but not yet handed over.
 type pending struct {
 	seq     uint64    // arrival order
+	root    string    // the configured drop-in directory it is under
 	first   time.Time // first seen
 	last    time.Time // last event or change
 	size    int64
 	mtime   time.Time
 	ready   bool
+	by      completion // how it became ready
 	readyAt time.Time
 	retries int
 	retryAt time.Time // zero unless backing off
+	// returned is when a batch left the file here (a transient fault, or
+	// the pipeline found it still being written and moved it back): the
+	// rename back must not count as its writer's word that it is complete.
+	returned time.Time
+}
+
+// watchedDir is a directory being watched, depth levels below root.
+type watchedDir struct {
+	root  string
+	depth int
+}
+
+// handover is a batch and what the watcher saw of each file.
+type handover struct {
+	paths []string
+	seen  *dropBatch
 }
 
 type batchDone struct {
 	paths []string
+}
+
+// dropSeen is what the watcher knew of a file when it handed it over.
+type dropSeen struct {
+	Root    string // configured drop-in directory the file is under
+	Size    int64
+	ModTime time.Time
+	// Renamed: it was renamed into place, which is the uploader's word
+	// that it is complete; a file closed after writing may be reopened.
+	Renamed bool
+}
+
+// dropBatch travels with a batch in its context, so BatchFunc keeps its
+// signature: the pipeline compares before it rejects a drop-in.
+type dropBatch struct {
+	settle time.Duration
+	files  map[string]dropSeen // by path as handed over
+}
+
+type dropBatchKey struct{}
+
+func withDropBatch(ctx context.Context, b *dropBatch) context.Context {
+	return context.WithValue(ctx, dropBatchKey{}, b)
+}
+
+// dropBatchFrom is what the watcher saw of the batch ctx belongs to; nil
+// outside a watcher's batch.
+func dropBatchFrom(ctx context.Context) *dropBatch {
+	b, _ := ctx.Value(dropBatchKey{}).(*dropBatch)
+	return b
 }
 
 // Run watches until ctx is done. It returns after the batch in progress,
@@ -216,33 +305,38 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 	if batchCtx == nil {
 		batchCtx = ctx
 	}
+	log := w.o.log
 	fw, err := fsnotify.NewBufferedWatcher(4096)
 	if err != nil {
 		return fmt.Errorf("starting fsnotify: %w", err)
 	}
 	defer fw.Close()
-	watched := map[string]bool{}
+	var closes <-chan closeEvent
+	cw, err := newCloseWatcher()
+	if err != nil {
+		log.Warn("no close-write events; files written in place wait for the settle interval", "settle", w.o.settle, "err", err)
+	} else {
+		defer cw.close()
+		closes = cw.events
+	}
+
+	roots := map[string]bool{}
 	for _, d := range w.dirs {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("creating drop-in directory %q: %w", d, err)
 		}
-		if err := fw.Add(d); err != nil {
-			return fmt.Errorf("watching %q: %w", d, err)
-		}
-		watched[d] = true
+		roots[d] = true
 	}
-	log := w.o.log
-	log.Info("watching drop-in directories", "dirs", w.dirs)
-
+	watched := map[string]watchedDir{}
 	var seq uint64
 	files := map[string]*pending{}
 	inflight := map[string]bool{}
 	dirty := map[string]bool{} // events for in-flight files
 
-	// touch records an event (or a scan hit) for path. renamed says the
-	// event is the Create half of a rename inside the directory.
+	// touch records an event (or a scan hit) for path, a file under root;
+	// by says whether the event itself vouches for the file.
 	var lastEvent time.Time
-	touch := func(path string, now time.Time, renamed bool) {
+	touch := func(path, root string, now time.Time, by completion) {
 		if inflight[path] {
 			dirty[path] = true
 			return
@@ -255,53 +349,130 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 		p := files[path]
 		if p == nil {
 			seq++
-			p = &pending{seq: seq, first: now}
+			p = &pending{seq: seq, root: root, first: now}
 			files[path] = p
 		}
-		p.last, p.size, p.mtime, p.ready = now, fi.Size(), fi.ModTime(), false
+		if by != settled && now.Sub(p.returned) < w.o.settle {
+			// The event may be the pipeline's own rename back, arriving
+			// after its batch: it says nothing of the writer.
+			by = settled
+		}
+		// fsnotify and the close-write watcher deliver apart, so an event
+		// of a change already seen can come after the file became ready.
+		same := p.ready && fi.Size() == p.size && fi.ModTime().Equal(p.mtime)
+		p.last, p.size, p.mtime = now, fi.Size(), fi.ModTime()
 		p.retryAt = time.Time{}
+		if same {
+			p.by = max(p.by, by)
+			return
+		}
+		p.ready, p.by = false, settled
 		switch {
 		case !fi.Mode().IsRegular():
 			// A symlink, FIFO, device or socket is never read: the
 			// pipeline moves it aside to rejected/ with its reason, at
 			// once, instead of leaving it here forever.
 			p.ready, p.readyAt = true, now
-		case fi.Size() > 0 && (renamed || fi.ModTime().Before(now.Add(-w.o.settle))):
-			p.ready, p.readyAt = true, now
+		case fi.Size() > 0 && (by != settled || fi.ModTime().Before(now.Add(-w.o.settle))):
+			if writing, _ := openForWriting(path); writing {
+				// A writer still has it open: the settle check decides.
+				break
+			}
+			p.ready, p.readyAt, p.by = true, now, by
+		}
+	}
+	// watchTree watches dir, depth levels below root, and its
+	// subdirectories down to DropInDepth, and offers the files it finds:
+	// at start, for a directory that appears (cp -r, mv), and after an
+	// event queue overflow.
+	var watchTree func(dir, root string, depth int, now time.Time) error
+	watchTree = func(dir, root string, depth int, now time.Time) error {
+		if _, ok := watched[dir]; !ok {
+			if err := fw.Add(dir); err != nil {
+				return fmt.Errorf("watching %q: %w", dir, err)
+			}
+			if cw != nil {
+				if err := cw.add(dir); err != nil {
+					log.Warn("no close-write events for a drop-in directory", "dir", dir, "err", err)
+				}
+			}
+			watched[dir] = watchedDir{root: root, depth: depth}
+		}
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("scanning drop-in directory %q: %w", dir, err)
+		}
+		// ReadDir sorts by name; older files first is a better guess at
+		// arrival order, but names keep it deterministic.
+		for _, e := range ents {
+			if IgnoredName(e.Name()) {
+				continue
+			}
+			path := filepath.Join(dir, e.Name())
+			if e.IsDir() {
+				if depth < DropInDepth && !roots[path] {
+					if err := watchTree(path, root, depth+1, now); err != nil {
+						log.Error("watching drop-in subdirectory", "dir", path, "err", err)
+					}
+				}
+				continue
+			}
+			if _, ok := files[path]; !ok {
+				touch(path, root, now, settled)
+			}
+		}
+		return nil
+	}
+	// unwatchTree forgets dir and everything below it: it was removed or
+	// renamed (a rename within the tree is watched anew under its new name).
+	unwatchTree := func(dir string) {
+		for d := range watched {
+			if within(d, dir) {
+				fw.Remove(d) // ErrNonExistentWatch: the kernel dropped it already
+				if cw != nil {
+					cw.remove(d)
+				}
+				delete(watched, d)
+			}
+		}
+		for p := range files {
+			if within(p, dir) && !inflight[p] {
+				delete(files, p)
+			}
 		}
 	}
 	scan := func(now time.Time) {
 		for _, d := range w.dirs {
-			ents, err := os.ReadDir(d)
-			if err != nil {
+			if err := watchTree(d, d, 0, now); err != nil {
 				log.Error("scanning drop-in directory", "dir", d, "err", err)
-				continue
-			}
-			// ReadDir sorts by name; older files first is a better guess
-			// at arrival order, but names keep it deterministic.
-			for _, e := range ents {
-				if IgnoredName(e.Name()) || e.IsDir() {
-					continue
-				}
-				path := filepath.Join(d, e.Name())
-				if _, ok := files[path]; !ok {
-					touch(path, now, false)
-				}
 			}
 		}
 	}
-	scan(time.Now())
+	now := time.Now()
+	for _, d := range w.dirs {
+		if err := fw.Add(d); err != nil {
+			return fmt.Errorf("watching %q: %w", d, err)
+		}
+		watched[d] = watchedDir{root: d}
+		if cw != nil {
+			if err := cw.add(d); err != nil {
+				log.Warn("no close-write events for a drop-in directory", "dir", d, "err", err)
+			}
+		}
+	}
+	log.Info("watching drop-in directories", "dirs", w.dirs, "depth", DropInDepth, "settle", w.o.settle, "close_write", cw != nil)
+	scan(now)
 
-	batches := make(chan []string)
+	batches := make(chan handover)
 	done := make(chan batchDone)
 	handlerExit := make(chan struct{})
 	go func() {
 		defer close(handlerExit)
 		for b := range batches {
 			start := time.Now()
-			w.handle(batchCtx, b)
-			log.Debug("batch handled", "files", len(b), "took", time.Since(start))
-			done <- batchDone{paths: b}
+			w.handle(withDropBatch(batchCtx, b.seen), b.paths)
+			log.Debug("batch handled", "files", len(b.paths), "took", time.Since(start))
+			done <- batchDone{paths: b.paths}
 		}
 	}()
 	busy := false
@@ -356,7 +527,14 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 					next = minTime(next, p.first.Add(w.o.emptyGrace))
 					continue
 				}
-				p.ready, p.readyAt = true, now
+				if writing, _ := openForWriting(path); writing {
+					// Quiet, but its writer still has it open (a stalled
+					// scp): not complete; look again a settle later.
+					p.last = now
+					next = minTime(next, now.Add(w.o.settle))
+					continue
+				}
+				p.ready, p.readyAt, p.by = true, now, settled
 			}
 			ready = append(ready, path)
 			if oldestReady.IsZero() || p.readyAt.Before(oldestReady) {
@@ -364,8 +542,8 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			}
 		}
 
-		var out chan []string
-		var batch []string
+		var out chan handover
+		var batch handover
 		if len(ready) > 0 && !busy {
 			flushAt := oldestReady.Add(w.o.maxDelay)
 			quietAt := lastEvent.Add(w.o.gather)
@@ -374,7 +552,12 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 				if len(ready) > w.o.maxBatch {
 					ready = ready[:w.o.maxBatch]
 				}
-				batch = ready
+				seen := &dropBatch{settle: w.o.settle, files: make(map[string]dropSeen, len(ready))}
+				for _, path := range ready {
+					p := files[path]
+					seen.files[path] = dropSeen{Root: p.root, Size: p.size, ModTime: p.mtime, Renamed: p.by == renamedIn}
+				}
+				batch = handover{paths: ready, seen: seen}
 				out = batches
 			} else {
 				next = minTime(next, flushAt)
@@ -398,7 +581,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			return nil
 		case out <- batch:
 			busy = true
-			for _, path := range batch {
+			for _, path := range batch.paths {
 				inflight[path] = true
 			}
 		case d := <-done:
@@ -409,21 +592,25 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 				p := files[path]
 				if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 					delete(files, path)
-					if dirty[path] {
-						delete(dirty, path)
-					}
-					continue
-				}
-				if dirty[path] {
-					// Replaced while we worked on it: a new file, start over.
 					delete(dirty, path)
-					delete(files, path)
-					touch(path, now, false)
 					continue
 				}
 				if p == nil {
 					continue
 				}
+				if dirty[path] {
+					// Replaced while we worked on it, or moved back by the
+					// pipeline because it was still being written: a new
+					// file as far as we know, start over.
+					delete(dirty, path)
+					delete(files, path)
+					touch(path, p.root, now, settled)
+					if q := files[path]; q != nil {
+						q.returned = now
+					}
+					continue
+				}
+				p.returned = now
 				delay := w.o.retryMin << min(p.retries, 16)
 				if delay > w.o.retryMax || delay <= 0 {
 					delay = w.o.retryMax
@@ -433,30 +620,58 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 				p.retryAt = now.Add(delay)
 				log.Warn("file left in drop-in directory, retrying later", "path", path, "retry_in", delay)
 			}
+		case ce := <-closes:
+			wd, ok := watched[filepath.Dir(ce.path)]
+			if !ok || IgnoredName(filepath.Base(ce.path)) {
+				continue
+			}
+			lastEvent = time.Now()
+			by := closedAfterWrite
+			if ce.moved {
+				by = renamedIn
+			}
+			touch(ce.path, wd.root, lastEvent, by)
 		case ev, ok := <-fw.Events:
 			if !ok {
 				return errors.New("repo: fsnotify closed its event channel")
 			}
 			dir, name := filepath.Split(ev.Name)
 			dir = filepath.Clean(dir)
-			renamed := ev.Has(fsnotify.Create) && prevRename == dir
+			by := settled
+			if ev.Has(fsnotify.Create) && prevRename == dir {
+				by = renamedIn
+			}
 			prevRename = ""
 			if ev.Has(fsnotify.Rename) && IgnoredName(name) {
 				// fsnotify sends a rename inside a watched directory as
 				// Rename(old name) immediately followed by Create(new
 				// name). Only a partial old name counts: the pipeline
 				// moving a finished file out must not vouch for whatever
-				// is created next.
+				// is created next. (The close-write watcher's IN_MOVED_TO
+				// says the same where it runs; this covers where not.)
 				prevRename = dir
 			}
-			if !watched[dir] || IgnoredName(name) {
+			wd, ok := watched[dir]
+			if !ok || IgnoredName(name) {
 				continue
 			}
 			lastEvent = time.Now()
 			switch {
 			case ev.Has(fsnotify.Create), ev.Has(fsnotify.Write), ev.Has(fsnotify.Chmod):
-				touch(ev.Name, lastEvent, renamed)
+				if fi, err := os.Lstat(ev.Name); err == nil && fi.IsDir() {
+					if ev.Has(fsnotify.Create) && wd.depth < DropInDepth && !roots[ev.Name] {
+						if err := watchTree(ev.Name, wd.root, wd.depth+1, lastEvent); err != nil {
+							log.Error("watching drop-in subdirectory", "dir", ev.Name, "err", err)
+						}
+					}
+					continue
+				}
+				touch(ev.Name, wd.root, lastEvent, by)
 			case ev.Has(fsnotify.Remove), ev.Has(fsnotify.Rename):
+				if _, isDir := watched[ev.Name]; isDir {
+					unwatchTree(ev.Name)
+					continue
+				}
 				if inflight[ev.Name] {
 					continue // the pipeline moving it away
 				}

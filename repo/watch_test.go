@@ -257,31 +257,47 @@ func TestWatcherRetriesLeftovers(t *testing.T) {
 	}
 }
 
-// A rename from a partial name, or a file whose mtime is already old, is
-// complete by construction and is taken without waiting for the settle
-// interval; a file written in place just now is not.
+// A rename from a partial name, a file its writer closed, or a file whose
+// mtime is already old, is complete by construction and is taken without
+// waiting for the settle interval; a file still open for writing is not.
 func TestWatcherFastPaths(t *testing.T) {
 	dir := t.TempDir()
 	r := newRecorder(t)
 	startWatcher(t, dir, r, WithSettle(time.Hour))
 	fresh := filepath.Join(dir, "fresh.rpm")
-	if err := os.WriteFile(fresh, []byte("being written"), 0o644); err != nil {
+	f, err := os.Create(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte("being written")); err != nil {
 		t.Fatal(err)
 	}
 	dropRename(t, dir, "renamed.rpm", []byte("complete"))
 	if got := r.wait(t, 1); got[0] != "renamed.rpm" {
 		t.Fatalf("got %v, want renamed.rpm", got)
 	}
-	old := filepath.Join(dir, "old.rpm")
-	if err := os.WriteFile(filepath.Join(dir, "old.rpm"), []byte("copied with cp -p"), 0o644); err != nil {
+	// A hard link: no close-write and no rename, only the old mtime says
+	// that nothing writes to it.
+	old := filepath.Join(t.TempDir(), "old.rpm")
+	if err := os.WriteFile(old, []byte("copied with cp -p"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	past := time.Now().Add(-2 * time.Hour)
 	if err := os.Chtimes(old, past, past); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Link(old, filepath.Join(dir, "old.rpm")); err != nil {
+		t.Fatal(err)
+	}
 	if got := r.wait(t, 1); got[0] != "old.rpm" {
 		t.Fatalf("got %v, want old.rpm", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "closed.rpm"), []byte("written and closed by cp"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.wait(t, 1); got[0] != "closed.rpm" {
+		t.Fatalf("got %v, want closed.rpm", got)
 	}
 	time.Sleep(300 * time.Millisecond)
 	select {

@@ -17,8 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/repoctl/repoctl/internal/filelock"
 	"github.com/repoctl/repoctl/internal/fsutil"
 )
 
@@ -63,7 +62,9 @@ type journalEnd struct {
 }
 
 type journal struct {
-	f    *os.File
+	// f is the lock that keeps Recover out while the batch runs; closing
+	// it (or the process dying) lets Recover at the journal.
+	f    *filelock.Lock
 	path string
 }
 
@@ -75,43 +76,80 @@ func writeJournal(dir string, recs []journalRecord) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating journal directory %q: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, journalPrefix+strconv.Itoa(os.Getpid())+"-*"+journalSuffix)
-	if err != nil {
-		return nil, fmt.Errorf("creating journal in %q: %w", dir, err)
-	}
-	j := &journal{f: f, path: f.Name()}
-	fail := func(err error) (*journal, error) {
-		f.Close()
-		os.Remove(j.path)
-		return nil, fmt.Errorf("writing journal %q: %w", j.path, err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		return fail(err)
-	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	for i := range recs {
 		if err := enc.Encode(&recs[i]); err != nil {
-			return fail(err)
+			return nil, fmt.Errorf("writing journal in %q: %w", dir, err)
 		}
 	}
 	end := journalEnd{End: len(recs), Sum: sum256(buf.Bytes())}
 	if err := enc.Encode(&end); err != nil {
-		return fail(err)
+		return nil, fmt.Errorf("writing journal in %q: %w", dir, err)
 	}
-	if _, err := f.Write(buf.Bytes()); err != nil {
-		return fail(err)
+	// Between creating the file and locking it, another process's
+	// Recover may take the empty journal for a dead one and remove it;
+	// then the lock is on an unlinked file, and we start over.
+	for try := 0; ; try++ {
+		j, err := createJournal(dir, buf.Bytes())
+		if !errors.Is(err, errJournalLost) || try == 2 {
+			return j, err
+		}
 	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := fsutil.SyncDir(dir); err != nil {
-		return fail(err)
-	}
-	return j, nil
 }
 
-// finish removes the journal once its patches are durable.
+var errJournalLost = errors.New("removed while being locked")
+
+func createJournal(dir string, body []byte) (*journal, error) {
+	f, err := os.CreateTemp(dir, journalPrefix+strconv.Itoa(os.Getpid())+"-*"+journalSuffix)
+	if err != nil {
+		return nil, fmt.Errorf("creating journal in %q: %w", dir, err)
+	}
+	defer f.Close() // the lock has its own descriptor
+	path := f.Name()
+	fail := func(lk *filelock.Lock, err error) (*journal, error) {
+		os.Remove(path)
+		lk.Close()
+		return nil, fmt.Errorf("writing journal %q: %w", path, err)
+	}
+	// Recover holds a journal only for as long as it reads one, so
+	// waiting for it is short.
+	lk, err := filelock.Acquire(context.Background(), path, filelock.Wait(filelock.Forever))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("writing journal %q: %w", path, errJournalLost)
+	}
+	if err != nil {
+		return fail(nil, err)
+	}
+	if a, err := lk.Stat(); err != nil || !sameInode(a, f) || !stillNamed(path, f) {
+		lk.Close()
+		return nil, fmt.Errorf("writing journal %q: %w", path, errJournalLost)
+	}
+	if _, err := f.Write(body); err != nil {
+		return fail(lk, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(lk, err)
+	}
+	if err := fsutil.SyncDir(dir); err != nil {
+		return fail(lk, err)
+	}
+	return &journal{f: lk, path: path}, nil
+}
+
+// stillNamed says whether path still names f.
+func stillNamed(path string, f *os.File) bool {
+	a, err := os.Stat(path)
+	return err == nil && sameInode(a, f)
+}
+
+func sameInode(a os.FileInfo, f *os.File) bool {
+	b, err := f.Stat()
+	return err == nil && os.SameFile(a, b)
+}
+
+// finish removes the journal once its patches are durable, and only then
+// lets go of its lock.
 func (j *journal) finish() error {
 	err := os.Remove(j.path)
 	if err == nil {
@@ -193,7 +231,15 @@ func alive(pid int) bool {
 }
 
 func recoverJournal(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	lk, err := filelock.Acquire(context.Background(), path)
+	if err != nil {
+		if errors.Is(err, filelock.ErrHeld) || errors.Is(err, os.ErrNotExist) {
+			return nil // a live batch owns it, or it finished since ReadDir
+		}
+		return fmt.Errorf("%w: %v", ErrJournal, err)
+	}
+	defer lk.Close()
+	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
@@ -201,11 +247,9 @@ func recoverJournal(path string) error {
 		return fmt.Errorf("%w: opening %q: %v", ErrJournal, path, err)
 	}
 	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return nil // a live batch owns it
-	}
-	// The owner may have finished and removed it between ReadDir and Flock.
-	if _, err := os.Stat(path); err != nil {
+	// The owner may have finished and removed it between ReadDir and the
+	// lock; then what we locked is gone and f is nothing of ours.
+	if a, err := lk.Stat(); err != nil || !sameInode(a, f) {
 		return nil
 	}
 	b, err := io.ReadAll(io.LimitReader(bufio.NewReader(f), maxJournal))

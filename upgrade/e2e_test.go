@@ -525,7 +525,7 @@ func TestE2EPromotePhased(t *testing.T) {
 			t.Errorf("second rollout on locked hosts: exit %d, want 4", code)
 		}
 		os.WriteFile(release, nil, 0o644)
-		o, er, code := e.run("rollout", "resume")
+		o, er, code := e.run("rollout", "resume", "--yes")
 		if code != 0 {
 			t.Fatalf("resume: exit %d\n%s\n%s", code, o, er)
 		}

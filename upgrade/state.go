@@ -12,7 +12,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sys/unix"
+
+	"github.com/repoctl/repoctl/internal/filelock"
 )
 
 // State of a rollout.
@@ -132,6 +133,11 @@ func (h *dbHandle) release() {
 
 // do runs fn in a transaction; concurrent writes share one commit.
 func (s *store) do(ctx context.Context, write bool, fn func(tx *bolt.Tx) error) error {
+	if write {
+		if err := s.checkOwner(); err != nil {
+			return err
+		}
+	}
 	h, db, err := s.acquire()
 	if err != nil {
 		return err
@@ -317,47 +323,37 @@ func (s *store) create(ctx context.Context, r *Rollout) error {
 
 // runLock is held by the process running a rollout. flock goes away with
 // the process, so kill -9 never leaves a stale lock behind.
-type runLock struct{ f *os.File }
+type runLock struct{ l *filelock.Lock }
 
 func (s *store) lockPath(id string) string { return filepath.Join(s.lockDir, id+".lock") }
 
 func (s *store) lock(id string) (*runLock, error) {
+	if err := s.checkOwner(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(s.lockDir, 0o750); err != nil {
 		return nil, fmt.Errorf("creating rollout lock dir %q: %w", s.lockDir, err)
 	}
-	f, err := os.OpenFile(s.lockPath(id), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening lock for rollout %q: %w", id, err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("rollout %q: %w", id, ErrBusy)
-		}
+	l, err := filelock.Acquire(context.Background(), s.lockPath(id), filelock.Create(0o600), filelock.RecordPID())
+	var held *filelock.HeldError
+	switch {
+	case errors.As(err, &held):
+		return nil, fmt.Errorf("rollout %q (%s holds %q): %w", id, held.Holder, held.Path, ErrBusy)
+	case err != nil:
 		return nil, fmt.Errorf("locking rollout %q: %w", id, err)
 	}
-	_ = f.Truncate(0)
-	fmt.Fprintf(f, "%d\n", os.Getpid())
-	return &runLock{f: f}, nil
+	return &runLock{l: l}, nil
 }
 
 func (l *runLock) release() {
-	if l != nil && l.f != nil {
-		_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
-		l.f.Close()
+	if l != nil {
+		_ = l.l.Close()
 	}
 }
 
-// live probes the run lock without keeping it.
+// live probes the run lock without keeping it. A lock file that cannot be
+// read says nothing is running, as a missing one does.
 func (s *store) live(id string) bool {
-	f, err := os.Open(s.lockPath(id))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		return errors.Is(err, unix.EWOULDBLOCK)
-	}
-	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
-	return false
+	held, _ := filelock.Held(s.lockPath(id))
+	return held
 }

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/repoctl/repoctl/internal/safetext"
 	"github.com/repoctl/repoctl/repo"
@@ -26,11 +24,14 @@ every arch; packages without a dist tag into the shared release "common"), publi
 repodata with repomd.xml.asc, and record it in the event log.
 
 Re-adding identical bytes is a no-op ("unchanged"). A different file with the
-same NEVRA is rejected. Rejected files are copied to ROOT/rejected/ with a
-.reason file, and the exit status is 3.
+same NEVRA is rejected: its reason is printed, your file stays where it is
+(nothing is copied into ROOT/rejected/), and the exit status is 3.
 
 When the daemon runs, the work is done by the daemon through its socket;
-otherwise add takes the ROOT lock itself (waiting for it if needed).`,
+otherwise add takes the ROOT lock itself (waiting for it if needed). On a
+terminal a bar shows each stage with its count of files (through the
+daemon: the files sent so far); with more than one file, a summary line
+ends the output.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			svc, done, err := connectService(cmd)
@@ -40,6 +41,7 @@ otherwise add takes the ROOT lock itself (waiting for it if needed).`,
 			defer done()
 			o.Who = repo.CurrentUser()
 			res, err := svc.Add(cmd.Context(), args, o)
+			finishProgress()
 			if err != nil {
 				return err
 			}
@@ -78,41 +80,40 @@ otherwise add takes the ROOT lock itself (waiting for it if needed).`,
 }
 
 // connectService opens the daemon's socket or, without a daemon, the root
-// itself, telling the user on stderr when it has to wait for the lock.
+// itself, telling the user on stderr when it has to wait for the lock. On
+// a terminal the work's progress is drawn there (ingest stages with
+// counts); finishProgress takes the bar away before results are printed.
+var finishProgress = func() {}
+
 func connectService(cmd *cobra.Command) (repo.Service, func() error, error) {
 	opts := []repo.Option{repo.WithNotify(func(msg string) {
-		fmt.Fprintf(cmd.ErrOrStderr(), "repoctl: %s\n", msg)
+		if !globals.quiet {
+			fmt.Fprintf(cmd.ErrOrStderr(), "repoctl: %s\n", msg)
+		}
 	})}
 	if globals.config != "" {
 		opts = append(opts, repo.WithConfigFile(globals.config))
 	}
-	if f, ok := cmd.ErrOrStderr().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		opts = append(opts, repo.WithProgress(stageProgress{f}))
+	if f := stderrTerminal(cmd); f != nil {
+		p := addProgress{newStageBar(f)}
+		opts = append(opts, repo.WithProgress(p))
+		finishProgress = p.finish
 	}
-	return repo.Connect(cmd.Context(), globals.root, opts...)
-}
-
-// stageProgress shows the pipeline's stages on a terminal when the CLI does
-// the work itself (a daemon does not stream progress over its socket).
-type stageProgress struct{ w io.Writer }
-
-func (p stageProgress) Stage(stage string, n int) {
-	unit := "files"
-	if stage == "publishing" {
-		unit = "repositories"
+	svc, done, err := repo.Connect(cmd.Context(), globals.root, opts...)
+	if err != nil {
+		finishProgress()
+		return nil, nil, err
 	}
-	fmt.Fprintf(p.w, "repoctl: %s %d %s…\n", stage, n, unit)
-}
-
-func printJSONTo(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return svc, func() error { finishProgress(); return done() }, nil
 }
 
 func printAddResults(w io.Writer, res []repo.AddResult) error {
 	if globals.output == "json" {
 		return printJSONTo(w, res)
+	}
+	counts := map[string]int{}
+	for _, r := range res {
+		counts[r.Action]++
 	}
 	for _, r := range res {
 		switch r.Action {
@@ -134,6 +135,15 @@ func printAddResults(w io.Writer, res []repo.AddResult) error {
 				fmt.Fprintf(w, "           %s\n", p)
 			}
 		}
+	}
+	if len(res) > 1 {
+		var parts []string
+		for _, a := range []string{repo.ActionAdded, repo.ActionWouldAdd, repo.ActionUnchanged, repo.ActionRejected} {
+			if counts[a] > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", counts[a], strings.ReplaceAll(a, "-", " ")))
+			}
+		}
+		fmt.Fprintf(w, "%d files: %s\n", len(res), strings.Join(parts, ", "))
 	}
 	return nil
 }

@@ -1,17 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/repoctl/repoctl/metadata"
 	"github.com/repoctl/repoctl/repo"
@@ -30,9 +24,9 @@ func init() {
 		return 0, false
 	})
 	var (
-		update, noWait, quiet, noDatabase, dryRun, force bool
-		workers, changelogLimit                          int
-		compress, baseURL, revision                      string
+		update, noWait, noDatabase, dryRun, force bool
+		workers, changelogLimit                   int
+		compress, baseURL, revision               string
 	)
 	cmd := &cobra.Command{
 		Use:   "createrepo [--update] [--dry-run] [--force] [--workers N] [--compress-type zstd|gz] [--changelog-limit N] [--baseurl URL] [--revision R] DIR",
@@ -85,27 +79,28 @@ it anyway.`,
 			if revision != "" {
 				pub = append(pub, metadata.WithRevision(revision))
 			}
-			var bar *createrepoProgress
-			if !quiet && globals.output != "json" {
-				bar = newCreaterepoProgress(os.Stderr)
-				pub = append(pub, metadata.WithProgress(bar))
-			} else {
-				pub = append(pub, metadata.WithProgress(&createrepoProgress{w: os.Stderr, quiet: quiet}))
+			// A bar on a terminal; notices (skipped files, lock waits)
+			// unless -q.
+			bar := &createrepoProgress{stageBar: newStageBar(nil)}
+			if f := stderrTerminal(cmd); f != nil {
+				bar.stageBar = newStageBar(f)
 			}
+			if !globals.quiet {
+				bar.notices = cmd.ErrOrStderr()
+			}
+			pub = append(pub, metadata.WithProgress(bar))
 			res, err := metadata.CreateRepo(cmd.Context(), args[0],
 				metadata.WithUpdate(update),
 				metadata.WithReadWorkers(workers),
 				metadata.WithRenderOptions(ro),
 				metadata.WithPublishOptions(pub...))
-			if bar != nil {
-				bar.finish()
-			}
+			bar.finish()
 			if res == nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			if globals.output == "json" {
-				if jerr := createrepoJSON(out, res, err); jerr != nil && err == nil {
+				if jerr := printJSONTo(out, res); jerr != nil && err == nil {
 					err = jerr
 				}
 				return err
@@ -130,7 +125,6 @@ it anyway.`,
 	f.StringVarP(&baseURL, "baseurl", "u", "", "base URL written as location xml:base of every package")
 	f.StringVar(&revision, "revision", "", "repomd.xml revision (default: current unix time when content changes)")
 	f.BoolVar(&noWait, "no-wait", false, "fail with exit status 4 instead of waiting when another writer holds the lock")
-	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar or notices")
 	f.BoolVar(&dryRun, "dry-run", false, "read and compare everything, write nothing; say whether repodata would change")
 	f.BoolVar(&noDatabase, "no-database", true, "accepted for createrepo_c compatibility; sqlite databases are never written")
 	f.BoolVar(&force, "force", false, "write repodata even into a directory a repoctl root manages")
@@ -156,94 +150,4 @@ func refuseManaged(dir string) error {
 	return fmt.Errorf("%w: %s is managed by %s: its repodata is published from the store with repomd.xml.asc, and createrepo would drop the signature and list packages the store does not know; "+
 		"rebuild it with `repoctl%s republish%s`, check it with `repoctl%s fsck%s`, or pass --force to write it anyway",
 		errUsage, dir, at, rootArg, dirArg, rootArg, dirArg)
-}
-
-type createrepoJSONOut struct {
-	*metadata.CreateResult
-	Error string `json:"error,omitempty"`
-}
-
-func createrepoJSON(w io.Writer, res *metadata.CreateResult, err error) error {
-	v := createrepoJSONOut{CreateResult: res}
-	if err != nil {
-		v.Error = err.Error()
-	}
-	if v.Skipped == nil {
-		v.Skipped = []metadata.SkippedFile{}
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// createrepoProgress draws a one-line bar on a terminal; elsewhere it only
-// prints notices (skipped files, lock waits), one per line.
-type createrepoProgress struct {
-	mu          sync.Mutex
-	w           io.Writer
-	tty, quiet  bool
-	stage       string
-	done, total int
-	last        time.Time
-	drawn       bool
-}
-
-func newCreaterepoProgress(f *os.File) *createrepoProgress {
-	return &createrepoProgress{w: f, tty: term.IsTerminal(int(f.Fd()))}
-}
-
-func (p *createrepoProgress) Stage(name string, total int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.stage, p.done, p.total = name, 0, total
-	p.draw(true)
-}
-
-func (p *createrepoProgress) Step(n int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.done += n
-	p.draw(p.done == p.total)
-}
-
-func (p *createrepoProgress) Notice(msg string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.quiet {
-		return
-	}
-	p.clear()
-	fmt.Fprintf(p.w, "repoctl: %s\n", msg)
-	p.draw(true)
-}
-
-func (p *createrepoProgress) draw(force bool) {
-	if !p.tty {
-		return
-	}
-	if !force && time.Since(p.last) < 100*time.Millisecond {
-		return
-	}
-	p.last = time.Now()
-	line := fmt.Sprintf("%-9s", p.stage)
-	if p.total > 0 {
-		const width = 30
-		n := width * p.done / p.total
-		line += fmt.Sprintf(" [%s%s] %d/%d", strings.Repeat("=", n), strings.Repeat(" ", width-n), p.done, p.total)
-	}
-	fmt.Fprintf(p.w, "\r\033[K%s", line)
-	p.drawn = true
-}
-
-func (p *createrepoProgress) clear() {
-	if p.tty && p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.drawn = false
-	}
-}
-
-func (p *createrepoProgress) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.clear()
 }

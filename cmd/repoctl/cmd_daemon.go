@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,22 +30,33 @@ func init() {
 It takes the ROOT lock, finishes ingests that a previous run left in flight,
 then:
   - ingests every complete file dropped into the drop-in directories
-    (ROOT/incoming/ by default): validate, sign, place, publish, record;
-    rejected files go to ROOT/rejected/ with a .reason file;
+    (ROOT/incoming/ by default) and their subdirectories down to 4 levels
+    (incoming/x86_64/): validate, sign, place, publish, record; rejected
+    files go to ROOT/rejected/ with a .reason file ("repoctl rejected");
   - serves ROOT/repo read-only over HTTP (--listen, else http.listen, default
     127.0.0.1:8080); without http.public_url, "status" and "repofile" name
-    the address it bound;
+    the address it bound; /metrics (Prometheus), /healthz and /readyz are
+    served there too, or on metrics.listen when that is set;
   - answers the CLI on the control socket ROOT/repoctl.sock (mode 0660), so
     "repoctl add/list/status/..." work while it runs.
 
-Drop files by writing them under a dot-name or a .part/.tmp name and renaming
-them into the directory; a file written in place is taken once it has been
-quiet for daemon.settle.
+A file is taken as soon as its writer closes it or renames it into the
+directory (from a dot-name or a .part/.tmp name); one still open, as scp keeps
+it over a slow link, once it has not changed for daemon.settle (default 3s). A
+drop-in that fails to parse while it was still being written goes back to its
+directory instead of rejected/, and is taken again once it settles.
 
 Logs are structured lines on stderr. SIGTERM or SIGINT stops it cleanly.
-Under systemd (Type=notify) it reports readiness.`,
+SIGHUP reloads the config file: drop-in directories, daemon.settle and the
+HTTP limits and timeouts change at once; every other changed key is logged
+as needing a restart; a config that does not load is logged and ignored.
+Under systemd (Type=notify) it reports readiness and, with WatchdogSec= in the
+unit, pings the watchdog at half that interval while its store answers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// First thing: SIGHUP's default action would kill the daemon
+			// and leave its socket behind.
+			reload := notifyReload()
 			log, err := newLogger(f.logFormat, f.logLevel)
 			if err != nil {
 				return err
@@ -52,6 +65,7 @@ Under systemd (Type=notify) it reports readiness.`,
 				repo.WithDaemonLogger(log),
 				repo.WithShutdownGrace(f.grace),
 				repo.WithHTTPListen(f.listen),
+				repo.WithReload(reload),
 			}
 			if globals.config != "" {
 				opts = append(opts, repo.WithOpenOptions(repo.WithConfigFile(globals.config)))
@@ -88,4 +102,23 @@ func newLogger(format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, ho)), nil
 	}
 	return nil, fmt.Errorf("%w: --log-format %q: text or json", errUsage, format)
+}
+
+// notifyReload turns SIGHUP into reload requests for the rest of the
+// process's life: one arriving while the daemon stops must not kill it
+// either. Signals that arrive while a reload is pending are one reload: it
+// reads the file as it is then.
+func notifyReload() <-chan struct{} {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return reload
 }

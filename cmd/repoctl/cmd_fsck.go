@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -74,8 +75,9 @@ in the event log as fsck.repair.`,
 
 func printFsck(w io.Writer, rep *repo.FsckReport) {
 	repaired := 0
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	for _, f := range rep.Findings {
-		fmt.Fprintf(w, "%-18s %s\n", f.Kind, safetext.Escape(f.Message))
+		fmt.Fprintf(tw, "%s\t%s\n", f.Kind, safetext.Escape(f.Message))
 		label := "repair:"
 		switch {
 		case f.Repaired:
@@ -85,9 +87,10 @@ func printFsck(w io.Writer, rep *repo.FsckReport) {
 			label = "left:"
 		}
 		if f.Repair != "" {
-			fmt.Fprintf(w, "%-18s %s %s\n", "", label, safetext.Escape(f.Repair))
+			fmt.Fprintf(tw, "\t%s %s\n", label, safetext.Escape(f.Repair))
 		}
 	}
+	tw.Flush()
 	summary := fmt.Sprintf("%d repository directories, %d package files", len(rep.Dirs), rep.Packages)
 	switch {
 	case len(rep.Findings) == 0:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -30,20 +31,25 @@ hash-chained to the one before it; --verify recomputes the chain and fails
 			if err != nil {
 				return err
 			}
-			if o.Verify {
+			if o.Verify && !globals.quiet {
 				fmt.Fprintln(cmd.ErrOrStderr(), "repoctl: event log verified: hash chain intact")
 			}
 			if globals.output == "json" {
 				return printJSONTo(cmd.OutOrStdout(), evs)
 			}
-			w := cmd.OutOrStdout()
+			// Who may be a long user name: the columns are aligned over
+			// the whole listing.
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			for _, e := range evs {
 				// Paths and details may carry a dropped file's name, or a
-				// rollout host's output: one event stays one line.
-				fmt.Fprintf(w, "%6d  %s  %-10s %-10s", e.Seq, e.Time.Format("2006-01-02T15:04:05Z"), safetext.Escape(e.Who), e.Action)
+				// rollout host's output: one event stays one line, and
+				// Escape leaves no tab to shift a column.
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t", e.Seq, e.Time.Format("2006-01-02T15:04:05Z"), safetext.Escape(e.Who), safetext.Escape(e.Action))
+				sep := ""
 				for _, s := range []string{e.Repo, e.Channel, e.NEVRA, e.Path} {
 					if s != "" {
-						fmt.Fprintf(w, " %s", safetext.Escape(s))
+						fmt.Fprintf(w, "%s%s", sep, safetext.Escape(s))
+						sep = " "
 					}
 				}
 				if c := e.Caller; c != nil && c.Name() != e.Who {
@@ -63,7 +69,7 @@ hash-chained to the one before it; --verify recomputes the chain and fails
 				}
 				fmt.Fprintln(w)
 			}
-			return nil
+			return w.Flush()
 		},
 	}
 	cmd.Flags().IntVarP(&o.Limit, "limit", "n", 0, "only the newest N events")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/repoctl/repoctl/repo"
 	"github.com/repoctl/repoctl/sign"
 )
 
@@ -47,6 +47,9 @@ func init() {
 		Short: "Generate a signing key (rsa4096, rsa3072 or ed25519)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkKeyDirOwner(out); err != nil {
+				return err
+			}
 			k, err := sign.GenerateKeyFiles(algo, name, email, keyDir(out))
 			if err != nil {
 				return err
@@ -68,6 +71,9 @@ func init() {
 		Short: "Install a private key (armored or binary, e.g. gpg --export-secret-keys output)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkKeyDirOwner(impOut); err != nil {
+				return err
+			}
 			pp, err := readPassphrase(ppFile)
 			if err != nil {
 				return err
@@ -101,6 +107,13 @@ func init() {
 			if err != nil {
 				return err
 			}
+			if globals.output == "json" {
+				k, err := sign.ReadKey(bytes.NewReader(b), nil)
+				if err != nil {
+					return fmt.Errorf("reading the exported key of %q: %w", path, err)
+				}
+				return printJSONTo(cmd.OutOrStdout(), keyExportJSON{KeyInfo: k.Info(path), PublicKey: string(b)})
+			}
 			_, err = cmd.OutOrStdout().Write(b)
 			return err
 		},
@@ -123,6 +136,15 @@ func init() {
 	}
 	list.Flags().StringVar(&listDir, "dir", "", "key directory (default ROOT/keys)")
 	keyCmd.AddCommand(list)
+}
+
+// checkKeyDirOwner refuses to write a key into ROOT/keys (no --out) as
+// anyone but ROOT's owner: a key it cannot read stops its daemon.
+func checkKeyDirOwner(out string) error {
+	if out != "" {
+		return nil
+	}
+	return repo.CheckOwner(globals.root)
 }
 
 func keyDir(flag string) string {
@@ -152,18 +174,16 @@ func readPassphrase(file string) ([]byte, error) {
 	return nil, nil
 }
 
-func signJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// keyExportJSON is `key export -o json`: the key's description and the
+// armored public key.
+type keyExportJSON struct {
+	sign.KeyInfo
+	PublicKey string `json:"public_key"`
 }
 
 func printKeyInfo(w io.Writer, infos []sign.KeyInfo) error {
 	if globals.output == "json" {
-		if infos == nil {
-			infos = []sign.KeyInfo{}
-		}
-		return signJSON(w, infos)
+		return printJSONTo(w, infos)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FINGERPRINT\tALGORITHM\tCREATED\tKIND\tUSER ID\tFILE")

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/repoctl/repoctl/repo"
 )
@@ -77,7 +76,7 @@ Exit 4 when a rotation is already unfinished (use --resume).`,
 			}
 			defer done()
 			req.Who = repo.CurrentUser()
-			stop := showRotation(cmd.Context(), svc, cmd.ErrOrStderr())
+			stop := showRotation(cmd.Context(), cmd, svc)
 			rot, err := svc.RotateKey(cmd.Context(), req)
 			stop()
 			if perr := printRotation(cmd.OutOrStdout(), rot, req.Resume); perr != nil && err == nil {
@@ -102,7 +101,8 @@ exit 3, while a rotation is unfinished, for the active key, and while a package
 of the store, a placed package file or a repomd.xml.asc still carries a
 signature by it. Its private key stays in ROOT/keys/old/. An unknown key id is
 exit 2.`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeServedKeys,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			svc, done, err := connectKeys(cmd)
 			if err != nil {
@@ -172,7 +172,9 @@ func readKeyFile(path string) ([]byte, error) {
 // key commands show their own progress.
 func connectKeys(cmd *cobra.Command) (repo.Service, func() error, error) {
 	opts := []repo.Option{repo.WithNotify(func(msg string) {
-		fmt.Fprintf(cmd.ErrOrStderr(), "repoctl: %s\n", msg)
+		if !globals.quiet {
+			fmt.Fprintf(cmd.ErrOrStderr(), "repoctl: %s\n", msg)
+		}
 	})}
 	if globals.config != "" {
 		opts = append(opts, repo.WithConfigFile(globals.config))
@@ -181,27 +183,27 @@ func connectKeys(cmd *cobra.Command) (repo.Service, func() error, error) {
 }
 
 // showRotation polls the rotation's progress while RotateKey runs (in this
-// process or in the daemon) and draws one line on a terminal. The returned
-// func stops it.
-func showRotation(ctx context.Context, svc repo.Service, w io.Writer) func() {
-	f, ok := w.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) || globals.output == "json" {
+// process or in the daemon) and draws it on a terminal: a bar of re-signed
+// packages while that phase runs, the phase otherwise. The returned func
+// stops it.
+func showRotation(ctx context.Context, cmd *cobra.Command, svc repo.Service) func() {
+	f := stderrTerminal(cmd)
+	if f == nil {
 		return func() {}
 	}
+	bar := newStageBar(f)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer bar.clear()
 		last := ""
 		tick := time.NewTicker(500 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
 			case <-ctx.Done():
-				if last != "" {
-					fmt.Fprint(w, "\r\033[K")
-				}
 				return
 			case <-tick.C:
 			}
@@ -210,13 +212,16 @@ func showRotation(ctx context.Context, svc repo.Service, w io.Writer) func() {
 				continue
 			}
 			rot := st.Rotation
-			line := fmt.Sprintf("repoctl: key rotation %s → %s: %s", rot.OldKeyID, rot.NewKeyID, rot.Phase)
+			stage, total := "rotating "+rot.Phase, 0
 			if rot.Phase == "packages" {
-				line = fmt.Sprintf("repoctl: re-signing with %s: %d/%d packages", rot.NewKeyID, rot.Resigned, rot.Packages)
+				stage, total = "re-signing", rot.Packages
 			}
-			if line != last {
-				fmt.Fprint(w, "\r\033[K"+line)
-				last = line
+			if stage != last {
+				bar.start(stage, total)
+				last = stage
+			}
+			if total > 0 {
+				bar.set(rot.Resigned)
 			}
 		}
 	}()

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/repoctl/repoctl/repo"
 	"github.com/repoctl/repoctl/upgrade"
@@ -52,8 +49,9 @@ version the channel had before, restarts them and restores the channel.
 republish and the whole plan (every host, every command, in order), and
 changes nothing, not even the channel. Without --yes, promote asks on a
 terminal and refuses otherwise.`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return runPromote(cmd, args[0], f) },
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeBuilds,
+		RunE:              func(cmd *cobra.Command, args []string) error { return runPromote(cmd, args[0], f) },
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.repo, "repo", "", "repository name (default: default_repo)")
@@ -110,22 +108,16 @@ func runPromote(cmd *cobra.Command, pkg string, f promoteFlags) error {
 		if globals.output == "json" {
 			return printJSONTo(w, struct {
 				Promote *repo.PromoteResult `json:"promote"`
-				Plan    *upgrade.Plan       `json:"plan,omitempty"`
-			}{preview, plan})
+				Plan    *planJSON           `json:"plan,omitempty"`
+			}{preview, planView(plan)})
 		}
 		printPromotePreview(w, preview, plan)
 		return nil
 	}
-	if !f.yes {
-		if !term.IsTerminal(int(os.Stdin.Fd())) {
-			return fmt.Errorf("%w: promote changes %s; pass --yes when not on a terminal", errUsage, orDefault(preview.To, "the target channel"))
-		}
-		printPromotePreview(cmd.ErrOrStderr(), preview, plan)
-		fmt.Fprint(cmd.ErrOrStderr(), "Proceed? [y/N] ")
-		line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-			return fmt.Errorf("%w: not confirmed", errUsage)
-		}
+	if err := confirm(cmd, f.yes, "promote changes "+orDefault(preview.To, "the target channel"), func(w io.Writer) {
+		printPromotePreview(w, preview, plan)
+	}); err != nil {
+		return err
 	}
 	var m *upgrade.Manager
 	if f.phased {
@@ -150,7 +142,9 @@ func runPromote(cmd *cobra.Command, pkg string, f promoteFlags) error {
 		printPromoted(w, res)
 		return nil
 	}
-	printPromoted(cmd.ErrOrStderr(), res)
+	if !globals.quiet {
+		printPromoted(cmd.ErrOrStderr(), res)
+	}
 	// Re-plan from the real result: it is what rollback must undo.
 	if plan, err = newRolloutPlan(inv, res, f); err != nil {
 		return err
@@ -250,18 +244,21 @@ func printPromoted(w io.Writer, res *repo.PromoteResult) {
 // loadInventory reads the [upgrade] section of the config file; an Ansible
 // inventory, if given, replaces its host lists.
 func loadInventory(ansible string) (*upgrade.Inventory, error) {
-	file := globals.config
-	if file == "" {
-		file = filepath.Join(globals.root, repo.ConfigFileName)
+	// The config lookup order every command uses (--config,
+	// REPOCTL_CONFIG, ROOT/repoctl.toml, /etc/repoctl/repoctl.toml).
+	file, err := repo.ConfigPath(globals.root, globals.config)
+	if err != nil {
+		return nil, err
 	}
 	c := &upgrade.Config{}
-	if _, err := os.Stat(file); err == nil || globals.config != "" {
+	if file != "" {
 		var lerr error
 		if c, lerr = upgrade.LoadConfigFile(file); lerr != nil {
 			return nil, lerr
 		}
 	} else if ansible == "" {
-		return nil, fmt.Errorf("%w: --phased needs an [upgrade] inventory in %q or --inventory FILE", errUsage, file)
+		return nil, fmt.Errorf("%w: --phased needs an [upgrade] inventory in %q, %q or --inventory FILE", errUsage,
+			filepath.Join(globals.root, repo.ConfigFileName), repo.SystemConfigFile)
 	}
 	return c.Resolve(ansible)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,9 +28,10 @@ and abort frees the hosts without touching them. ID defaults to the newest
 (unfinished, for resume and abort) rollout.`,
 	}
 	status := &cobra.Command{
-		Use:   "status [ID]",
-		Short: "Show a rollout's state and every host's steps",
-		Args:  cobra.MaximumNArgs(1),
+		Use:               "status [ID]",
+		Short:             "Show a rollout's state and every host's steps",
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeRollouts,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := upgrade.NewManager(globals.root)
 			if err != nil {
@@ -56,19 +58,26 @@ and abort frees the hosts without touching them. ID defaults to the newest
 				return err
 			}
 			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), rs)
+				return printJSONTo(cmd.OutOrStdout(), rolloutsView(rs))
 			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATE\tPACKAGES")
 			for _, r := range rs {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s  %-24s %s\n", r.ID, stateText(r), planPackages(&r.Plan))
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", r.ID, stateText(r), planPackages(&r.Plan))
 			}
-			return nil
+			return tw.Flush()
 		},
 	}
-	var rerun bool
+	var rerun, yes bool
 	resume := &cobra.Command{
 		Use:   "resume [ID]",
 		Short: "Continue an interrupted or halted rollout",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `Resume continues the rollout ID (default: the newest unfinished one) on its
+app hosts, without repeating a host step recorded as done. It changes prod
+hosts, so it shows the rollout and asks on a terminal first, and refuses
+elsewhere without --yes.`,
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeRollouts,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			svc, done, err := connectService(cmd)
 			if err != nil {
@@ -79,15 +88,28 @@ and abort frees the hosts without touching them. ID defaults to the newest
 			if err != nil {
 				return err
 			}
-			r, err := m.Resume(cmd.Context(), argOr(args))
+			id := argOr(args)
+			if target := resumeTarget(cmd.Context(), m, id); target != nil {
+				// What was shown is what resumes, even if a newer rollout
+				// appears meanwhile.
+				id = target.ID
+				if err := confirm(cmd, yes, fmt.Sprintf("resume continues rollout %s on the app hosts", id), func(w io.Writer) {
+					printRolloutText(w, target)
+				}); err != nil {
+					return err
+				}
+			}
+			r, err := m.Resume(cmd.Context(), id)
 			return finishRollout(cmd, r, err)
 		},
 	}
 	resume.Flags().BoolVar(&rerun, "rerun-in-flight", false, "also re-run steps marked not_idempotent that were in flight when repoctl stopped")
+	resume.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	abort := &cobra.Command{
-		Use:   "abort [ID]",
-		Short: "Mark a rollout aborted and free its hosts (nothing on the hosts is undone)",
-		Args:  cobra.MaximumNArgs(1),
+		Use:               "abort [ID]",
+		Short:             "Mark a rollout aborted and free its hosts (nothing on the hosts is undone)",
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeRollouts,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := upgrade.NewManager(globals.root, upgrade.WithRecorder(bestEffortRecorder(cmd)))
 			if err != nil {
@@ -114,6 +136,28 @@ and abort frees the hosts without touching them. ID defaults to the newest
 		}
 		return 0, false
 	})
+}
+
+// resumeTarget is the rollout Resume(id) would continue, or nil when there
+// is none to continue (Resume then says why).
+func resumeTarget(ctx context.Context, m *upgrade.Manager, id string) *upgrade.Rollout {
+	if id != "" {
+		r, err := m.Get(ctx, id)
+		if err != nil || r.State.Terminal() {
+			return nil
+		}
+		return r
+	}
+	all, err := m.List(ctx)
+	if err != nil {
+		return nil
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		if !all[i].State.Terminal() {
+			return all[i]
+		}
+	}
+	return nil
 }
 
 func argOr(args []string) string {
@@ -167,6 +211,9 @@ func rolloutEvent(ev upgrade.Event) repo.RolloutEvent {
 func progressPrinter(cmd *cobra.Command) func(upgrade.Event) {
 	w := cmd.ErrOrStderr()
 	return func(ev upgrade.Event) {
+		if globals.quiet {
+			return
+		}
 		ts := ev.Time.Local().Format("15:04:05")
 		switch ev.Kind {
 		case upgrade.EventStepDone:
@@ -198,7 +245,7 @@ func finishRollout(cmd *cobra.Command, r *upgrade.Rollout, err error) error {
 				r = full
 			}
 		}
-		if perr := printJSONTo(cmd.OutOrStdout(), r); perr != nil {
+		if perr := printJSONTo(cmd.OutOrStdout(), rolloutView(r)); perr != nil {
 			return perr
 		}
 		return err
@@ -211,9 +258,7 @@ func finishRollout(cmd *cobra.Command, r *upgrade.Rollout, err error) error {
 		} else {
 			fmt.Fprintf(w, "rollout %s: %s at %q\n", r.ID, r.State, he.Phase)
 		}
-		for _, f := range he.Failed {
-			printStep(w, f, true)
-		}
+		printSteps(w, he.Failed, func(upgrade.StepRecord) bool { return true })
 		if !r.State.Terminal() {
 			fmt.Fprintf(w, "see `repoctl rollout status %s`; fix and `repoctl rollout resume %s`, or abort it\n", r.ID, r.ID)
 		}
@@ -267,8 +312,13 @@ func stateText(r *upgrade.Rollout) string {
 
 func printRollout(w io.Writer, r *upgrade.Rollout) error {
 	if globals.output == "json" {
-		return printJSONTo(w, r)
+		return printJSONTo(w, rolloutView(r))
 	}
+	printRolloutText(w, r)
+	return nil
+}
+
+func printRolloutText(w io.Writer, r *upgrade.Rollout) {
 	fmt.Fprintf(w, "rollout   %s\nstate     %s\npackage   %s (previous: %s)\nstarted   %s by pid %d on %s\nupdated   %s\n",
 		r.ID, stateText(r), planPackages(&r.Plan), orNoneCmd(planPrevious(&r.Plan)), r.Created.Local().Format(time.RFC3339), r.PID, r.Hostname,
 		r.Updated.Local().Format(time.RFC3339))
@@ -281,14 +331,15 @@ func printRollout(w io.Writer, r *upgrade.Rollout) error {
 	}
 	show := func(prefix string, i int, ph upgrade.Phase) {
 		fmt.Fprintf(w, "%s%d %s\n", strings.ToUpper(prefix[:1]), i+1, ph.Name)
+		rows := make([]upgrade.StepRecord, 0, len(ph.Tasks))
 		for _, t := range ph.Tasks {
 			s, ok := byKey[fmt.Sprintf("%s%03d/%s", prefix, i, t.Target.Host)]
 			if !ok {
-				fmt.Fprintf(w, "    %-12s pending\n", t.Target.Host)
-				continue
+				s = upgrade.StepRecord{Host: t.Target.Host} // no record yet: pending
 			}
-			printStep(w, s, s.State == upgrade.StepFailed)
+			rows = append(rows, s)
 		}
+		printSteps(w, rows, func(s upgrade.StepRecord) bool { return s.State == upgrade.StepFailed })
 	}
 	for i, ph := range r.Plan.Phases {
 		show("p", i, ph)
@@ -305,23 +356,43 @@ func printRollout(w io.Writer, r *upgrade.Rollout) error {
 		}
 	}
 	sort.Strings(extra)
+	rows := make([]upgrade.StepRecord, 0, len(extra))
 	for _, k := range extra {
-		printStep(w, byKey[k], true)
+		rows = append(rows, byKey[k])
 	}
-	return nil
+	printSteps(w, rows, func(upgrade.StepRecord) bool { return true })
 }
 
-func printStep(w io.Writer, s upgrade.StepRecord, detail bool) {
-	took := ""
-	if !s.Finished.IsZero() {
-		took = s.Finished.Sub(s.Started).Round(time.Millisecond).String()
-	}
-	fmt.Fprintf(w, "    %-12s %-8s runs %d  %s  %s\n", s.Host, s.State, s.Runs, took, s.Command)
-	if !detail {
+// printSteps writes one aligned row per host step (a record without a
+// State is pending), then what ran and what it printed for the steps
+// detail selects.
+func printSteps(w io.Writer, steps []upgrade.StepRecord, detail func(upgrade.StepRecord) bool) {
+	if len(steps) == 0 {
 		return
 	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, s := range steps {
+		if s.State == "" {
+			fmt.Fprintf(tw, "    %s\tpending\t\t\t\n", s.Host)
+			continue
+		}
+		took := ""
+		if !s.Finished.IsZero() {
+			took = s.Finished.Sub(s.Started).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "    %s\t%s\truns %d\t%s\t%s\n", s.Host, s.State, s.Runs, took, strings.ReplaceAll(s.Command, "\t", " "))
+	}
+	tw.Flush()
+	for _, s := range steps {
+		if s.State != "" && detail(s) {
+			printStepDetail(w, s)
+		}
+	}
+}
+
+func printStepDetail(w io.Writer, s upgrade.StepRecord) {
 	if s.Error != "" {
-		fmt.Fprintf(w, "        error: %s\n", s.Error)
+		fmt.Fprintf(w, "        %s: error: %s\n", s.Host, s.Error)
 	}
 	for _, out := range []struct{ name, text string }{{"stdout", s.Stdout}, {"stderr", s.Stderr}} {
 		t := strings.TrimRight(out.text, "\n")
@@ -332,7 +403,7 @@ func printStep(w io.Writer, s upgrade.StepRecord, detail bool) {
 		if len(lines) > 20 {
 			lines = append([]string{fmt.Sprintf("[... %d lines before]", len(lines)-20)}, lines[len(lines)-20:]...)
 		}
-		fmt.Fprintf(w, "        %s:\n", out.name)
+		fmt.Fprintf(w, "        %s: %s:\n", s.Host, out.name)
 		for _, l := range lines {
 			fmt.Fprintf(w, "          %s\n", l)
 		}

@@ -33,7 +33,8 @@ when the signature fits the package's reserved space, else by an atomic
 rewrite. Each package's own digests are checked first; corrupt packages are
 refused and left untouched (exit code 3). A package already signed by this key
 is left alone; one signed by another key gets its signature replaced.
-Prints one line per file: path, action (signed|replaced|unchanged), key ID.`,
+Prints one line per file: path, action (signed|replaced|unchanged; with
+--dry-run "would sign" or "would replace"), key ID.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pp, err := readPassphrase(ppFile)
@@ -52,11 +53,11 @@ Prints one line per file: path, action (signed|replaced|unchanged), key ID.`,
 			}
 			w := cmd.OutOrStdout()
 			if globals.output != "json" {
-				opts = append(opts, sign.WithProgress(&signPrinter{w: w}))
+				opts = append(opts, sign.WithProgress(&signPrinter{w: w, dryRun: dryRun}))
 			}
 			res, err := sign.SignFilesWithKey(cmd.Context(), keyFile, pp, args, opts...)
 			if globals.output == "json" && res != nil {
-				if jerr := signJSON(w, signResultsJSON(res)); jerr != nil && err == nil {
+				if jerr := printJSONTo(w, signResultsJSON(res, dryRun)); jerr != nil && err == nil {
 					err = jerr
 				}
 			}
@@ -85,11 +86,16 @@ Prints one line per file: path, action (signed|replaced|unchanged), key ID.`,
 	rootCmd.AddCommand(cmd)
 }
 
-// signPrinter prints each file's line as its batch completes.
+// signPrinter prints each file's line as its batch completes; a dry run
+// says what it would do.
 type signPrinter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu     sync.Mutex
+	w      io.Writer
+	dryRun bool
 }
+
+// wouldDo is what a dry run says for a result's action.
+var wouldDo = map[string]string{sign.ActionSigned: "would sign", sign.ActionReplaced: "would replace"}
 
 func (p *signPrinter) Start(int) {}
 
@@ -100,18 +106,24 @@ func (p *signPrinter) Done(r sign.Result) {
 		fmt.Fprintf(p.w, "%s\trefused\t%s\t%v\n", r.Path, r.KeyID, r.Err)
 		return
 	}
-	fmt.Fprintf(p.w, "%s\t%s\t%s\n", r.Path, r.Action, r.KeyID)
+	action := r.Action
+	if w, ok := wouldDo[action]; ok && p.dryRun {
+		action = w
+	}
+	fmt.Fprintf(p.w, "%s\t%s\t%s\n", r.Path, action, r.KeyID)
 }
 
 type signResultJSON struct {
 	sign.Result
-	Error string `json:"error,omitempty"`
+	// DryRun: Action is what would have been done; nothing was written.
+	DryRun bool   `json:"dry_run,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
-func signResultsJSON(res []sign.Result) []signResultJSON {
+func signResultsJSON(res []sign.Result, dryRun bool) []signResultJSON {
 	out := make([]signResultJSON, len(res))
 	for i, r := range res {
-		out[i].Result = r
+		out[i].Result, out[i].DryRun = r, dryRun
 		if r.Err != nil {
 			out[i].Action = "refused"
 			out[i].Error = r.Err.Error()

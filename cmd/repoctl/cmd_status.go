@@ -5,6 +5,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/repoctl/repoctl/repo"
 )
 
 func init() {
@@ -42,7 +44,7 @@ func init() {
 			}
 			fmt.Fprintf(w, "config:    %s\nin flight: %d\ndirty:     %d\nincoming:  %d\nrejected:  %d\n", cfg, st.InFlight, st.Dirty, st.Incoming, st.Rejected)
 			if st.Skipped > 0 {
-				fmt.Fprintf(w, "skipped:   %d (subdirectories of drop-in directories are not ingested)\n", st.Skipped)
+				fmt.Fprintf(w, "skipped:   %d (directories nested more than %d levels below a drop-in directory are not ingested)\n", st.Skipped, repo.DropInDepth)
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "\nDIRECTORY\tPACKAGES")

@@ -40,7 +40,7 @@ given key and none is bad or from an unknown key. Exit code 3 if any fails.`,
 			}
 			w := cmd.OutOrStdout()
 			if globals.output == "json" {
-				if err := signJSON(w, reps); err != nil {
+				if err := printJSONTo(w, reps); err != nil {
 					return err
 				}
 			} else {

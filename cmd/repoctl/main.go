@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/repoctl/repoctl/repo"
 )
 
 // Exit codes. Scripts depend on these; keep them stable and documented in
@@ -57,6 +59,7 @@ type globalOptions struct {
 	root   string
 	config string
 	output string // "text" or "json"
+	quiet  bool   // -q: no text output, progress or notices; errors still go to stderr
 }
 
 var globals globalOptions
@@ -81,19 +84,31 @@ func init() {
 	}
 	pf := rootCmd.PersistentFlags()
 	pf.StringVar(&globals.root, "root", def, "directory where repoctl keeps everything (env REPOCTL_ROOT)")
-	pf.StringVar(&globals.config, "config", "", "config file (default ROOT/repoctl.toml if it exists)")
-	pf.StringVarP(&globals.output, "output", "o", "text", "output format: text or json")
-	rootCmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	})
+	pf.StringVar(&globals.config, "config", os.Getenv("REPOCTL_CONFIG"),
+		"config file (env REPOCTL_CONFIG; default ROOT/repoctl.toml, else "+repo.SystemConfigFile+", else built-in defaults)")
+	pf.StringVarP(&globals.output, "output", "o", "text", "output format: text or json (with json, errors are JSON too)")
+	pf.BoolVarP(&globals.quiet, "quiet", "q", false, "print nothing but errors (and the JSON of -o json)")
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := rootCmd.ExecuteContext(ctx)
+	wireCommands(rootCmd)
+	cmd, err := rootCmd.ExecuteContextC(ctx)
 	stop()
+	if err != nil && !hasStarted() {
+		// Cobra's own errors (unknown command, argument count, a
+		// required flag) are all about the command line.
+		err = newUsageError(cmd, err)
+	}
+	code := exitCode(err)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "repoctl: %v\n", err)
 	}
-	os.Exit(exitCode(err))
+	if globals.output == "json" || (!hasStarted() && jsonRequested(os.Args[1:])) {
+		if jerr := flushJSON(os.Stdout, err, code); jerr != nil && err == nil {
+			fmt.Fprintf(os.Stderr, "repoctl: writing output: %v\n", jerr)
+			code = exitError
+		}
+	}
+	os.Exit(code)
 }
