@@ -45,19 +45,7 @@ ends the output.`,
 			if err != nil {
 				return err
 			}
-			if err := printAddResults(cmd.OutOrStdout(), res); err != nil {
-				return err
-			}
-			n := 0
-			for _, r := range res {
-				if r.Action == repo.ActionRejected {
-					n++
-				}
-			}
-			if n > 0 {
-				return fmt.Errorf("%w: %d of %d files", repo.ErrRejected, n, len(res))
-			}
-			return nil
+			return reportAdd(cmd, res, "files")
 		},
 	}
 	cmd.Flags().StringVar(&o.Repo, "repo", "", "repository name (default: the config's default_repo)")
@@ -144,6 +132,24 @@ func printAddResults(w io.Writer, res []repo.AddResult) error {
 			}
 		}
 		fmt.Fprintf(w, "%d files: %s\n", len(res), strings.Join(parts, ", "))
+	}
+	return nil
+}
+
+// reportAdd prints add results and turns rejections into ErrRejected
+// (exit 3), counting them as "N of M what".
+func reportAdd(cmd *cobra.Command, res []repo.AddResult, what string) error {
+	if err := printAddResults(cmd.OutOrStdout(), res); err != nil {
+		return err
+	}
+	n := 0
+	for _, r := range res {
+		if r.Action == repo.ActionRejected {
+			n++
+		}
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: %d of %d %s", repo.ErrRejected, n, len(res), what)
 	}
 	return nil
 }

@@ -111,19 +111,7 @@ right bytes) and retry it to publish it.`,
 			if err != nil {
 				return err
 			}
-			if err := printAddResults(cmd.OutOrStdout(), res); err != nil {
-				return err
-			}
-			n := 0
-			for _, r := range res {
-				if r.Action == repo.ActionRejected {
-					n++
-				}
-			}
-			if n > 0 {
-				return fmt.Errorf("%w: %d of %d entries rejected again", repo.ErrRejected, n, len(res))
-			}
-			return nil
+			return reportAdd(cmd, res, "entries rejected again")
 		},
 	}
 	retry.Flags().StringVar(&ro.Repo, "repo", "", "repository to add to (default: the one its .reason names)")
