@@ -78,6 +78,10 @@ type publishConfig struct {
 	// fileMode and dirMode, if set (WithModes), are given to everything
 	// the new generation holds.
 	fileMode, dirMode os.FileMode
+	// extras follow primary, filelists and other in repomd.xml
+	// (WithExtraRecords); extraCodec compresses them if set.
+	extras     []ExtraRecord
+	extraCodec codec
 }
 
 func newPublishConfig(opts []PublishOption) (*publishConfig, error) {
@@ -338,14 +342,21 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 	for k, d := range docs {
 		names[k] = d.checksum + "-" + d.typ + ".xml" + cfg.codec.ext()
 	}
-	same := old != nil && len(old.Records) == len(docs)
-	for k, d := range docs {
+	ecodec := cfg.extraCodec
+	if ecodec == nil {
+		ecodec = cfg.codec
+	}
+	extraDocs, extraNames := buildExtras(cfg.extras, ecodec)
+	all := append(docs[:], extraDocs...)
+	names = append(names, extraNames...)
+	same := old != nil && len(old.Records) == len(all)
+	for k, d := range all {
 		if !same {
 			break
 		}
 		r := &old.Records[k]
 		same = r.Type == d.typ && old.sumTypes[d.typ] == "sha256" && r.Checksum == d.checksum &&
-			r.OpenChecksum == d.openChecksum && r.Size == d.size && r.OpenSize == d.openSize &&
+			r.OpenChecksum == d.openChecksum && r.Size == d.size && sameOpenSize(r.OpenSize, d.openSize) &&
 			r.Href == RepodataDir+"/"+names[k] && fileMatches(root, repodata+"/"+names[k], d.size, d.checksum)
 	}
 	rev := cfg.revision
@@ -360,7 +371,7 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 	unchanged := same && rev == old.Revision && (cfg.signer == nil || regularExists(root, repodata+"/repomd.xml.asc"))
 	if cfg.dryRun {
 		res.DryRun, res.Changed = true, !unchanged
-		for k, d := range docs {
+		for k, d := range all {
 			res.Records = append(res.Records, RepomdRecord{
 				Type: d.typ, Checksum: d.checksum, OpenChecksum: d.openChecksum,
 				Href: RepodataDir + "/" + names[k], Size: d.size, OpenSize: d.openSize,
@@ -402,7 +413,7 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 	newNames := map[string]bool{}
 	// Files are written first and fsynced together just before the swap.
 	var toSync []string
-	for k, d := range docs {
+	for k, d := range all {
 		newNames[names[k]] = true
 		dst := gen + "/" + names[k]
 		if !linkIfSame(root, repodata+"/"+names[k], dst, d.size, d.checksum) {
@@ -514,6 +525,15 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 		}
 	}
 	return res, nil
+}
+
+// sameOpenSize compares a parsed open-size (-1 when absent, see
+// parseRepomd) with a built one (-1 for an uncompressed extra).
+func sameOpenSize(parsed, built int64) bool {
+	if built < 0 {
+		return parsed < 0
+	}
+	return parsed == built
 }
 
 // swapGeneration makes gen the published repodata. It returns true when

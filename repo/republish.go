@@ -64,6 +64,7 @@ func (r *Repo) publishOptions(dir string, signer func(context.Context, []byte) (
 		metadata.WithSigner(signer),
 		metadata.WithLockWait(true),
 		metadata.WithBlockCache(blockCache{r.st, dir}),
+		metadata.WithExtraRecordsFunc(func() ([]metadata.ExtraRecord, error) { return r.extraRecords(dir) }),
 	}
 }
 
