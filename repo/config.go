@@ -47,6 +47,8 @@ type Config struct {
 	DropIns  []DropIn                 `toml:"dropin"`
 	Daemon   DaemonConfig             `toml:"daemon"`
 	Metrics  MetricsConfig            `toml:"metrics"`
+	// Retention is [retention] (config_retention.go).
+	Retention RetentionConfig `toml:"retention"`
 
 	routes []compiledRoute
 	// publicURLSet is whether the config file set http.public_url; if not,
@@ -107,6 +109,10 @@ type PublishConfig struct {
 	// so that a web server user can read the tree (see tree_modes.go).
 	FileMode string `toml:"file_mode"`
 	DirMode  string `toml:"dir_mode"`
+	// Grace is how long superseded repodata, and package files a
+	// rollback or prune took out of the repodata, stay for clients that
+	// still hold the older repomd.xml; default "1h".
+	Grace string `toml:"grace"`
 }
 
 // RoutingConfig is the fallback for packages without a recognised dist tag.
@@ -335,6 +341,9 @@ func (c *Config) setDefaults() error {
 		}
 	}
 	def(&c.Daemon.Settle, DefaultSettle.String())
+	if err := c.retentionDefaults(); err != nil {
+		return err
+	}
 	if err := checkMetricsListen(c.Metrics.Listen); err != nil {
 		return err
 	}

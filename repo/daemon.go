@@ -353,6 +353,10 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 	// loop or store is stuck gets restarted.
 	wd := newWatchdog(log)
 	defer wd.stop()
+	// Held and pruned files whose grace passed go even when nothing is
+	// published for a while.
+	sweep := time.NewTicker(min(max(cfg.grace()/2, time.Second), time.Minute))
+	defer sweep.Stop()
 loop:
 	for {
 		select {
@@ -360,6 +364,12 @@ loop:
 			break loop
 		case <-wd.C:
 			wd.ping(log, r)
+		case <-sweep.C:
+			if n, err := r.SweepTrash(stopCtx); err != nil {
+				log.Warn("deleting files past their grace; retried", "err", err)
+			} else if n > 0 {
+				log.Info("deleted files past their grace", "files", n)
+			}
 		}
 	}
 	log.Info("stopping")

@@ -334,6 +334,12 @@ func (r *Repo) fsckScan(ctx context.Context, scope []string) (*fsckResult, error
 		}
 	}
 	res.dirs = sortedKeys(isRepo)
+	// Held files and trashed ones waiting for their grace are ours,
+	// though no repodata lists them (held.go).
+	kept, err := r.keptFiles()
+	if err != nil {
+		return nil, err
+	}
 	for _, d := range sortedKeys(setOf(res.found)) {
 		td := res.found[d]
 		if td.repodata && !isRepo[d] {
@@ -354,6 +360,9 @@ func (r *Repo) fsckScan(ctx context.Context, scope []string) (*fsckResult, error
 				continue
 			}
 			file := path.Join(d, e.Name())
+			if kept[file] && e.Type().IsRegular() {
+				continue
+			}
 			f := FsckFinding{Kind: FsckStrayFile, Dir: owner, File: file,
 				Message: file + " is not a package the store places here"}
 			if !e.Type().IsRegular() {

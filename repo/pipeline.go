@@ -715,9 +715,11 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 		return err
 	}
 	err = r.st.db.Update(func(tx *bolt.Tx) error {
+		cc := newChanChanges()
+		var cause *Event
 		for _, it := range items {
 			rec := it.Record
-			if err := putPackage(tx, rec); err != nil {
+			if err := putPackageTracked(tx, cc, rec); err != nil {
 				return err
 			}
 			a := it.actor()
@@ -732,6 +734,9 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 					return err
 				}
 			}
+			if cause == nil {
+				cause = &ev[1]
+			}
 			if err := tx.Bucket(bucketJournal).Delete([]byte(it.ID)); err != nil {
 				return err
 			}
@@ -743,7 +748,10 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 				}
 			}
 		}
-		return nil
+		if err := cc.record(tx, cause); err != nil {
+			return err
+		}
+		return r.expireVersions(tx, cc)
 	})
 	if err != nil {
 		return fmt.Errorf("recording batch: %w", err)

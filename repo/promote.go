@@ -489,27 +489,7 @@ func (r *Repo) Restore(ctx context.Context, res *PromoteResult) error {
 		e := act.stamp(Event{Action: EventRestore, Repo: repoName, Channel: to, NEVRA: kept[0].NEVRA, Details: d})
 		return r.st.db.Update(func(tx *bolt.Tx) error { return appendEvent(tx, &e) })
 	}
-	var removed [][]Placement
-	var files []string
-	dirs := map[string]bool{}
-	for _, p := range gone {
-		var out, keep []Placement
-		for _, pl := range p.Placements {
-			if pl.Channel != to {
-				keep = append(keep, pl)
-				continue
-			}
-			if err := checkPlacement(repoName, pl); err != nil {
-				return fmt.Errorf("restoring %s: %w", p.NEVRA, err)
-			}
-			out = append(out, pl)
-			files = append(files, pl.File)
-			dirs[pl.Dir] = true
-		}
-		removed = append(removed, out)
-		p.Placements = keep
-	}
-	d := map[string]string{"files": strings.Join(files, " "), "previous": gonePP[0].Previous, "from": res.From}
+	d := map[string]string{"previous": gonePP[0].Previous, "from": res.From}
 	if len(all) > 1 {
 		buildDetails(d, gonePP)
 		if len(kept) > 0 {
@@ -520,34 +500,15 @@ func (r *Repo) Restore(ctx context.Context, res *PromoteResult) error {
 			d["left_in_place"] = strings.Join(ks, " ")
 		}
 	}
-	ev := act.stamp(Event{Action: EventRestore, Repo: repoName, Channel: to, NEVRA: gone[0].NEVRA, Details: d})
-	// As in remove: record (dirs marked dirty), unpublish, then delete the
-	// files, so a crash anywhere is finished by Resume.
-	var keepRecs []*PackageRecord
-	var dropRecs []string
+	// The same change as a channel rollback: one event, one new channel
+	// version, the packages' files held while a kept version names them.
+	var del []string
 	for _, p := range gone {
-		if len(p.Placements) == 0 {
-			dropRecs = append(dropRecs, p.NEVRA)
-		} else {
-			keepRecs = append(keepRecs, p)
-		}
+		del = append(del, p.NEVRA)
 	}
-	if err := r.saveDirtyAll(repoName, keepRecs, dropRecs, sortedKeys(dirs), []Event{ev}); err != nil {
-		return err
-	}
-	for i, p := range gone {
-		r.indexRemove(p, removed[i])
-	}
-	if err := hit("restore.recorded"); err != nil {
-		return err
-	}
-	if err := r.publishDirty(ctx, sortedKeys(dirs), act); err != nil {
+	sort.Strings(del)
+	if _, err := r.changeChannel(ctx, act, chanKey{repoName, to}, nil, del, EventRestore, d, 0, false); err != nil {
 		return fmt.Errorf("restoring %s: %w", gone[0].NEVRA, err)
-	}
-	for _, f := range files {
-		if err := r.tree.remove(f); err != nil {
-			return fmt.Errorf("restoring: removing %q: %w", f, err)
-		}
 	}
 	return nil
 }
@@ -556,22 +517,7 @@ func (r *Repo) Restore(ctx context.Context, res *PromoteResult) error {
 // marks dirs as needing a publish and appends events, in one transaction:
 // a build's change is all recorded or not at all.
 func (r *Repo) saveDirtyAll(repo string, put []*PackageRecord, drop []string, dirs []string, events []Event) error {
-	return r.st.db.Update(func(tx *bolt.Tx) error {
-		for _, p := range put {
-			if err := putPackage(tx, p); err != nil {
-				return err
-			}
-		}
-		for _, n := range drop {
-			if err := deletePackage(tx, repo, n); err != nil {
-				return err
-			}
-		}
-		if err := markDirty(tx, dirs); err != nil {
-			return err
-		}
-		return appendEvents(tx, events)
-	})
+	return r.saveTracked(repo, put, drop, dirs, events, nil, nil)
 }
 
 // Remove takes a package out of one channel (o.Channel) or all, deleting
@@ -639,16 +585,29 @@ func (r *Repo) remove(ctx context.Context, spec string, o RemoveOptions, action 
 	}
 	ev := []Event{act.stamp(Event{Action: action, Repo: repoName, Channel: o.Channel, NEVRA: p.NEVRA, Details: d})}
 	p.Placements = keep
-	if len(keep) == 0 {
-		err = r.st.db.Update(func(tx *bolt.Tx) error {
-			if err := deletePackage(tx, repoName, p.NEVRA); err != nil {
-				return err
+	// remove deletes the files now (held.go says why); held copies of
+	// the channels it leaves go too.
+	var heldGone []Placement
+	if o.Channel == "" {
+		heldGone, p.Held = p.Held, nil
+	} else {
+		heldGone = p.heldIn(o.Channel)
+		var hk []Placement
+		for _, h := range p.Held {
+			if h.Channel != o.Channel {
+				hk = append(hk, h)
 			}
-			if err := markDirty(tx, res.Dirs); err != nil {
-				return err
-			}
-			return appendEvents(tx, ev)
-		})
+		}
+		p.Held = hk
+	}
+	for _, h := range heldGone {
+		if err := checkPlacement(repoName, h); err != nil {
+			return nil, fmt.Errorf("removing %s: %w", p.NEVRA, err)
+		}
+	}
+	gone = append(gone, heldGone...)
+	if len(keep) == 0 && len(p.Held) == 0 {
+		err = r.saveTracked(repoName, nil, []string{p.NEVRA}, res.Dirs, ev, nil, nil)
 	} else {
 		err = r.saveDirty(p, res.Dirs, ev)
 	}
@@ -675,15 +634,7 @@ func (r *Repo) remove(ctx context.Context, spec string, o RemoveOptions, action 
 // saveDirty stores p and events and marks dirs as needing a publish, in
 // one transaction.
 func (r *Repo) saveDirty(p *PackageRecord, dirs []string, events []Event) error {
-	return r.st.db.Update(func(tx *bolt.Tx) error {
-		if err := putPackage(tx, p); err != nil {
-			return err
-		}
-		if err := markDirty(tx, dirs); err != nil {
-			return err
-		}
-		return appendEvents(tx, events)
-	})
+	return r.saveTracked(p.Repo, []*PackageRecord{p}, nil, dirs, events, nil, nil)
 }
 
 // publishDirty publishes dirs from the index and then clears their dirty
@@ -693,7 +644,7 @@ func (r *Repo) publishDirty(ctx context.Context, dirs []string, a actor) error {
 	if err != nil {
 		return err
 	}
-	return r.st.db.Update(func(tx *bolt.Tx) error {
+	err = r.st.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDirty)
 		for _, d := range dirs {
 			if err := b.Delete([]byte(d)); err != nil {
@@ -702,6 +653,15 @@ func (r *Repo) publishDirty(ctx context.Context, dirs []string, a actor) error {
 		}
 		return appendEvents(tx, events)
 	})
+	if err != nil {
+		return err
+	}
+	if n, err := r.sweepTrash(ctx); err != nil {
+		r.o.log.Warn("deleting files past their grace; retried later", "err", err)
+	} else if n > 0 {
+		r.o.log.Info("deleted files past their grace", "files", n)
+	}
+	return nil
 }
 
 func appendEvents(tx *bolt.Tx, events []Event) error {

@@ -63,6 +63,7 @@ func (r *Repo) publishOptions(dir string, signer func(context.Context, []byte) (
 		metadata.WithCompression(r.cfg.Publish.Compression),
 		metadata.WithSigner(signer),
 		metadata.WithLockWait(true),
+		metadata.WithGrace(r.cfg.grace()),
 		metadata.WithBlockCache(blockCache{r.st, dir}),
 		metadata.WithExtraRecordsFunc(func() ([]metadata.ExtraRecord, error) { return r.extraRecords(dir) }),
 	}

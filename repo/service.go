@@ -63,6 +63,13 @@ type Service interface {
 	// entries. Each records one event per entry.
 	RejectedRetry(ctx context.Context, r RejectedRetryRequest) ([]AddResult, error)
 	RejectedPurge(ctx context.Context, r RejectedPurgeRequest) (*RejectedPurgeResult, error)
+	// ChannelLog, ChannelShow and ChannelDiff read a channel's numbered
+	// versions (channel.go); ChannelRollback makes a new version equal
+	// to an older one and publishes it.
+	ChannelLog(ctx context.Context, o ChannelLogOptions) ([]ChannelVersion, error)
+	ChannelShow(ctx context.Context, o ChannelShowOptions) (*ChannelSnapshot, error)
+	ChannelDiff(ctx context.Context, o ChannelDiffOptions) (*ChannelDiff, error)
+	ChannelRollback(ctx context.Context, r ChannelRollbackRequest) (*ChannelChange, error)
 }
 
 // Sentinel errors. Compare with errors.Is; the daemon client maps error
@@ -111,7 +118,7 @@ var (
 // error message back onto the matching value.
 var Sentinels = []error{ErrRejected, ErrDuplicateNEVRA, ErrNotFound, ErrLocked,
 	ErrTampered, ErrUnroutable, ErrBadConfig, ErrAmbiguous, ErrClosed, ErrTransient, ErrEscape, ErrInvalidName, ErrBadOption, ErrFsck,
-	ErrRotationUnfinished, ErrKeyInUse, ErrUnknownKey, ErrConfigFile, ErrNotOwner}
+	ErrRotationUnfinished, ErrKeyInUse, ErrUnknownKey, ErrConfigFile, ErrNotOwner, ErrFilesGone}
 
 // Actions recorded in AddResult.Action.
 const (
@@ -224,8 +231,14 @@ type PackageRecord struct {
 
 	Dist       string      `json:"dist"` // routed release, e.g. "el/9"
 	Placements []Placement `json:"placements"`
-	Added      time.Time   `json:"added"`
-	AddedBy    string      `json:"added_by"`
+	// Held are placements a rollback, restore or prune took out of a
+	// channel's repodata while a kept channel version still names the
+	// package: the file stays (unlisted) so that a rollback can list it
+	// again. They go, after the grace period, once no kept version of
+	// that channel names the package (chanver.go, held.go).
+	Held    []Placement `json:"held,omitempty"`
+	Added   time.Time   `json:"added"`
+	AddedBy string      `json:"added_by"`
 
 	// Entry is the rendered repodata of the signed file (href = FileName);
 	// publishing reuses it instead of re-reading the header.

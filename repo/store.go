@@ -20,7 +20,9 @@ var (
 	bucketDirty    = []byte("dirty")    // repository dir whose repodata lags the store → ""
 )
 
-const schemaVersion = "1"
+// schemaVersion 2 added channel versions: a store at 1 (repoctl before
+// them) is migrated by giving each channel its version 1 (importVersions).
+const schemaVersion = "2"
 
 // store wraps the bbolt handle. All multi-record changes happen in one
 // bbolt transaction so that a crash leaves either all or nothing.
@@ -39,14 +41,21 @@ func openStore(path string) (*store, error) {
 		return nil, fmt.Errorf("opening store %q: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta, bucketDirty} {
+		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta, bucketDirty,
+			bucketChanVer, bucketChanBase, bucketTrash} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
 		m := tx.Bucket(bucketMeta)
-		if v := m.Get([]byte("schema")); v != nil && string(v) != schemaVersion {
-			return fmt.Errorf("store schema %q, this repoctl knows %q", v, schemaVersion)
+		switch v := m.Get([]byte("schema")); {
+		case v == nil || string(v) == schemaVersion:
+		case string(v) == "1":
+			if err := importVersions(tx); err != nil {
+				return fmt.Errorf("migrating store schema 1 to %s: %w", schemaVersion, err)
+			}
+		default:
+			return fmt.Errorf("store schema %q, this repoctl knows %q (a newer repoctl wrote it)", v, schemaVersion)
 		}
 		return m.Put([]byte("schema"), []byte(schemaVersion))
 	})

@@ -97,16 +97,20 @@ func convCases() map[string]convCase {
 		return func(*testing.T, *convRoot) []string { return a }
 	}
 	return map[string]convCase{
-		"add":        {ok: func(t *testing.T, c *convRoot) []string { return []string{c.pkg} }}, // unchanged
-		"list":       {ok: args()},
-		"status":     {ok: args()},
-		"history":    {ok: args()},
-		"remove":     {ok: args("--dry-run", convNEVRA)},
-		"repofile":   {ok: args()},
-		"promote":    {ok: args(convNEVRA, "--from", "staging", "--to", "prod", "--dry-run")},
-		"fsck":       {ok: args()},
-		"republish":  {ok: args("--dry-run")},
-		"createrepo": {ok: func(t *testing.T, c *convRoot) []string { return []string{filepath.Dir(c.copyPkg(t))} }},
+		"add":              {ok: func(t *testing.T, c *convRoot) []string { return []string{c.pkg} }}, // unchanged
+		"list":             {ok: args()},
+		"status":           {ok: args()},
+		"history":          {ok: args()},
+		"remove":           {ok: args("--dry-run", convNEVRA)},
+		"repofile":         {ok: args()},
+		"promote":          {ok: args(convNEVRA, "--from", "staging", "--to", "prod", "--dry-run")},
+		"fsck":             {ok: args()},
+		"republish":        {ok: args("--dry-run")},
+		"channel log":      {ok: args("prod")},
+		"channel show":     {ok: args("prod", "1")},
+		"channel diff":     {ok: args("staging", "1")},
+		"channel rollback": {ok: args("prod", "--to", "1", "--dry-run")},
+		"createrepo":       {ok: func(t *testing.T, c *convRoot) []string { return []string{filepath.Dir(c.copyPkg(t))} }},
 		"sign": {ok: func(t *testing.T, c *convRoot) []string {
 			return []string{"--dry-run", "--key", filepath.Join(c.root, "keys/signing.asc"), c.copyPkg(t)}
 		}},

@@ -1,0 +1,297 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Files that left the repodata. A rollback, restore or prune takes a
+// package out of a channel's repodata but keeps its file, unlisted, while a
+// kept version of that channel names it (PackageRecord.Held), so that a
+// rollback can list it again without the package coming back through
+// ingest. Once no kept version names it, the file is queued in the trash
+// bucket and deleted after the publish grace, as superseded repodata is,
+// so a client holding the older repomd.xml can still download it.
+//
+// `remove` is different on purpose: an operator pulling a package wants
+// it gone now (a bad or compromised build), so its files are deleted at
+// once and a rollback to a version naming it refuses.
+var bucketTrash = []byte("trash") // file relative to ROOT/repo → trashItem
+
+type trashItem struct {
+	Due       time.Time `json:"due"`
+	Repo      string    `json:"repo"`
+	NEVRA     string    `json:"nevra"`
+	Placement Placement `json:"placement"`
+}
+
+// dropHeldPlaced forgets held placements that are listed again.
+func (p *PackageRecord) dropHeldPlaced() {
+	if len(p.Held) == 0 {
+		return
+	}
+	placed := map[string]bool{}
+	for _, pl := range p.Placements {
+		placed[pl.File] = true
+	}
+	var keep []Placement
+	for _, h := range p.Held {
+		if !placed[h.File] {
+			keep = append(keep, h)
+		}
+	}
+	p.Held = keep
+}
+
+// hold moves p's placements in channel to Held and returns them.
+func (p *PackageRecord) hold(channel string) []Placement {
+	var keep, out []Placement
+	for _, pl := range p.Placements {
+		if pl.Channel == channel {
+			out = append(out, pl)
+		} else {
+			keep = append(keep, pl)
+		}
+	}
+	p.Placements = keep
+	p.Held = append(p.Held, out...)
+	return out
+}
+
+// heldIn is p's held placements in channel.
+func (p *PackageRecord) heldIn(channel string) []Placement {
+	var out []Placement
+	for _, h := range p.Held {
+		if h.Channel == channel {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+func untrash(tx *bolt.Tx, file string) error {
+	return tx.Bucket(bucketTrash).Delete([]byte(file))
+}
+
+func trashFile(tx *bolt.Tx, pl Placement, repo, nevra string, due time.Time) error {
+	return putJSON(tx.Bucket(bucketTrash), []byte(pl.File), &trashItem{Due: due.UTC(), Repo: repo, NEVRA: nevra, Placement: pl})
+}
+
+// expireVersions applies [retention] channel_versions and
+// channel_version_days to the channels cc changed: the oldest versions
+// beyond the limits fold into the channel's base, and the held files that
+// no kept version names any more go to the trash.
+func (r *Repo) expireVersions(tx *bolt.Tx, cc *chanChanges) error {
+	if cc == nil {
+		return nil
+	}
+	keepN := r.cfg.Retention.ChannelVersions
+	if keepN < 1 {
+		keepN = DefaultChannelVersions
+	}
+	var maxAge time.Duration
+	if d := r.cfg.Retention.ChannelVersionDays; d > 0 {
+		maxAge = time.Duration(d) * 24 * time.Hour
+	}
+	now := time.Now()
+	for k := range cc.d {
+		var vs []*ChannelVersion
+		if err := eachVersion(tx, k, func(cv *ChannelVersion) error { vs = append(vs, cv); return nil }); err != nil {
+			return err
+		}
+		n := 0 // how many of the oldest expire
+		for n < len(vs)-1 && (len(vs)-n > keepN || (maxAge > 0 && now.Sub(vs[n].Time) > maxAge)) {
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		if err := r.foldVersions(tx, k, vs[:n], vs[n:], now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// foldVersions folds expired into k's base and trashes the held files
+// of packages that neither the new base nor a kept version names.
+func (r *Repo) foldVersions(tx *bolt.Tx, k chanKey, expired, kept []*ChannelVersion, now time.Time) error {
+	b, err := getBase(tx, k)
+	if err != nil {
+		return err
+	}
+	set := make(map[string]bool, len(b.NEVRAs))
+	for _, n := range b.NEVRAs {
+		set[n] = true
+	}
+	left := map[string]bool{} // removed in an expired version: candidates
+	for _, cv := range expired {
+		for _, n := range cv.Added {
+			set[n] = true
+		}
+		for _, n := range cv.Removed {
+			delete(set, n)
+			left[n] = true
+		}
+		if err := tx.Bucket(bucketChanVer).Delete(chanVerKey(k, cv.Version)); err != nil {
+			return err
+		}
+	}
+	b.Version = expired[len(expired)-1].Version
+	b.NEVRAs = sortedKeys(set)
+	if err := putJSON(tx.Bucket(bucketChanBase), []byte(k.repo+"\x00"+k.channel), b); err != nil {
+		return err
+	}
+	// What the kept versions name: the first one's set, and whatever the
+	// later ones add. Its own removals are candidates too: with
+	// channel_versions = 1 nothing else ever names them.
+	named := make(map[string]bool, len(set))
+	for n := range set {
+		named[n] = true
+	}
+	for _, n := range kept[0].Removed {
+		delete(named, n)
+		left[n] = true
+	}
+	for _, cv := range kept {
+		for _, n := range cv.Added {
+			named[n] = true
+		}
+	}
+	due := now.Add(r.cfg.grace())
+	cands := sortedKeys(left)
+	sort.Strings(cands)
+	for _, n := range cands {
+		if named[n] {
+			continue
+		}
+		p, err := getPackage(tx, k.repo, n)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			continue
+		}
+		held := p.heldIn(k.channel)
+		if len(held) == 0 {
+			continue
+		}
+		var keep []Placement
+		for _, h := range p.Held {
+			if h.Channel != k.channel {
+				keep = append(keep, h)
+			}
+		}
+		p.Held = keep
+		for _, h := range held {
+			if err := trashFile(tx, h, k.repo, n, due); err != nil {
+				return err
+			}
+		}
+		if len(p.Placements) == 0 && len(p.Held) == 0 {
+			err = deletePackage(tx, k.repo, n)
+		} else {
+			err = putPackage(tx, p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweepTrash deletes the trashed files whose grace has passed, unless a
+// package lists or holds the file again. It returns how many it deleted.
+func (r *Repo) sweepTrash(ctx context.Context) (int, error) {
+	type due struct {
+		file string
+		it   trashItem
+	}
+	var ready []due
+	now := time.Now()
+	err := r.st.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTrash).ForEach(func(k, v []byte) error {
+			var it trashItem
+			if err := json.Unmarshal(v, &it); err != nil {
+				return err
+			}
+			if !now.Before(it.Due) {
+				ready = append(ready, due{string(k), it})
+			}
+			return nil
+		})
+	})
+	if err != nil || len(ready) == 0 {
+		return 0, err
+	}
+	n := 0
+	err = r.st.db.Update(func(tx *bolt.Tx) error {
+		for _, d := range ready {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			p, err := getPackage(tx, d.it.Repo, d.it.NEVRA)
+			if err != nil {
+				return err
+			}
+			inUse := false
+			if p != nil {
+				for _, pl := range append(append([]Placement(nil), p.Placements...), p.Held...) {
+					inUse = inUse || pl.File == d.file
+				}
+			}
+			if !inUse {
+				if err := checkPlacement(d.it.Repo, d.it.Placement); err != nil || d.it.Placement.File != d.file {
+					r.o.log.Error("refusing to delete a trashed file outside the tree", "file", d.file, "err", err)
+				} else if err := r.tree.remove(d.file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				} else {
+					n++
+				}
+			}
+			if err := untrash(tx, d.file); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// SweepTrash deletes the files that left the repodata (rollback, restore,
+// prune) once no kept channel version names them and their grace has
+// passed. The daemon calls it periodically; every publish does too.
+func (r *Repo) SweepTrash(ctx context.Context) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, ErrClosed
+	}
+	return r.sweepTrash(ctx)
+}
+
+// keptFiles is every file held for a rollback or waiting in the trash.
+func (r *Repo) keptFiles() (map[string]bool, error) {
+	kept := map[string]bool{}
+	err := r.st.db.View(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketTrash).ForEach(func(k, _ []byte) error {
+			kept[string(k)] = true
+			return nil
+		}); err != nil {
+			return err
+		}
+		return eachPackage(tx, "", func(p *PackageRecord) error {
+			for _, h := range p.Held {
+				kept[h.File] = true
+			}
+			return nil
+		})
+	})
+	return kept, err
+}
