@@ -8,6 +8,7 @@ const (
 	apiChannelShow     = "channel-show"
 	apiChannelDiff     = "channel-diff"
 	apiChannelRollback = "channel-rollback"
+	apiPrune           = "prune"
 )
 
 // serveAPI registers one method whose request and result are plain JSON.
@@ -27,6 +28,7 @@ func handleChannels(svc socketService, handle func(string, func(context.Context,
 	serveAPI(handle, decode, apiChannelShow, svc.ChannelShow)
 	serveAPI(handle, decode, apiChannelDiff, svc.ChannelDiff)
 	serveAPI(handle, decode, apiChannelRollback, svc.ChannelRollback)
+	serveAPI(handle, decode, apiPrune, svc.Prune)
 }
 
 // callAPI is the client side of serveAPI.
@@ -50,4 +52,8 @@ func (c *Client) ChannelDiff(ctx context.Context, o ChannelDiffOptions) (*Channe
 
 func (c *Client) ChannelRollback(ctx context.Context, r ChannelRollbackRequest) (*ChannelChange, error) {
 	return callAPI[*ChannelChange](ctx, c, apiChannelRollback, r)
+}
+
+func (c *Client) Prune(ctx context.Context, r PruneRequest) (*PruneResult, error) {
+	return callAPI[*PruneResult](ctx, c, apiPrune, r)
 }

@@ -24,6 +24,10 @@ func (s *echoService) ChannelRollback(ctx context.Context, r ChannelRollbackRequ
 	return nil, fmt.Errorf("rolling back %s to %d: %w", r.Channel, r.To, ErrFilesGone)
 }
 
+func (s *echoService) Prune(ctx context.Context, r PruneRequest) (*PruneResult, error) {
+	return &PruneResult{Repo: r.Repo, DryRun: r.DryRun, Channels: []PrunedChannel{{Channel: r.Channel, Rule: Retention{Keep: *r.Keep}}}}, nil
+}
+
 // The channel methods cross the socket with arguments, results and
 // sentinel errors intact.
 func TestSocketChannels(t *testing.T) {
@@ -46,6 +50,11 @@ func TestSocketChannels(t *testing.T) {
 	d, err := c.ChannelDiff(ctx, ChannelDiffOptions{Channel: "prod", From: 2, To: 5})
 	if err != nil || d.From != 2 || d.To != 5 {
 		t.Errorf("ChannelDiff: %+v, %v", d, err)
+	}
+	keep := 3
+	pr, err := c.Prune(ctx, PruneRequest{Repo: "main", Channel: "staging", Keep: &keep, DryRun: true})
+	if err != nil || !pr.DryRun || len(pr.Channels) != 1 || pr.Channels[0].Rule.Keep != 3 {
+		t.Errorf("Prune: %+v, %v", pr, err)
 	}
 	if _, err := c.ChannelRollback(ctx, ChannelRollbackRequest{Channel: "prod", To: 1}); !errors.Is(err, ErrFilesGone) {
 		t.Errorf("ChannelRollback: err %v, want ErrFilesGone", err)

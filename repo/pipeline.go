@@ -767,6 +767,18 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 	if err := r.fillReleases(ctx, false, items[0].actor()); err != nil {
 		r.o.log.Warn("publishing repodata for new releases; retried on the next batch", "err", err)
 	}
+	byRepo := map[string]map[string]bool{}
+	for _, it := range items {
+		if byRepo[it.Record.Repo] == nil {
+			byRepo[it.Record.Repo] = map[string]bool{}
+		}
+		for _, pl := range it.Record.Placements {
+			byRepo[it.Record.Repo][pl.Channel] = true
+		}
+	}
+	for repo, chs := range byRepo {
+		r.applyRetention(ctx, items[0].actor(), repo, sortedKeys(chs))
+	}
 	return nil
 }
 

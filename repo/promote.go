@@ -381,6 +381,7 @@ func (r *Repo) Promote(ctx context.Context, req PromoteRequest) (*PromoteResult,
 		}
 		return nil, fmt.Errorf("promoting %s: %w", changed[0].NEVRA, err)
 	}
+	r.applyRetention(ctx, act, repoName, []string{to})
 	return res, nil
 }
 

@@ -70,6 +70,9 @@ type Service interface {
 	ChannelShow(ctx context.Context, o ChannelShowOptions) (*ChannelSnapshot, error)
 	ChannelDiff(ctx context.Context, o ChannelDiffOptions) (*ChannelDiff, error)
 	ChannelRollback(ctx context.Context, r ChannelRollbackRequest) (*ChannelChange, error)
+	// Prune applies [retention] (or r.Keep) to one channel or all and
+	// publishes what it takes out; with r.DryRun it only says what.
+	Prune(ctx context.Context, r PruneRequest) (*PruneResult, error)
 }
 
 // Sentinel errors. Compare with errors.Is; the daemon client maps error

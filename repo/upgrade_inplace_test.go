@@ -97,6 +97,18 @@ func TestUpgradeInPlaceFromV01(t *testing.T) {
 	if err := rep.Err(); err != nil {
 		t.Errorf("fsck of the upgraded tree: %v\n%+v", err, rep.Findings)
 	}
+	// The store is migrated to schema 2: each channel the old repoctl
+	// filled gets version 1, cause import, holding what it listed.
+	for _, ch := range []string{"staging", "prod"} {
+		want, err := r.List(ctx, ListOptions{Channel: ch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log, err := r.ChannelLog(ctx, ChannelLogOptions{Channel: ch})
+		if err != nil || len(log) != 1 || log[0].Version != 1 || log[0].Cause != "import" || log[0].Packages != len(want) {
+			t.Errorf("%s log after migration: %+v %v (want one import of %d)", ch, log, err, len(want))
+		}
+	}
 	// New work beside the old: the event names its caller.
 	p := writeSpec(t, t.TempDir(), spec("app", "1.2", "1.el9", "x86_64"))
 	res, err := r.Add(ctx, []string{p}, AddOptions{})
@@ -105,6 +117,17 @@ func TestUpgradeInPlaceFromV01(t *testing.T) {
 	}
 	if _, err := r.Promote(ctx, PromoteRequest{Package: "app-1.2-1.el9"}); err != nil {
 		t.Fatal(err)
+	}
+	// The promote made prod's version 2, and rolling back to the
+	// imported version 1 gives the old prod set again.
+	if log, err := r.ChannelLog(ctx, ChannelLogOptions{Channel: "prod", Limit: 1}); err != nil || log[0].Version != 2 {
+		t.Fatalf("prod after a promote on the migrated store: %+v %v", log, err)
+	}
+	if rb, err := r.ChannelRollback(ctx, ChannelRollbackRequest{Channel: "prod", To: 1}); err != nil || len(rb.Removed) != 1 {
+		t.Fatalf("rollback to the imported version: %+v %v", rb, err)
+	}
+	if _, err := r.ChannelRollback(ctx, ChannelRollbackRequest{Channel: "prod", To: 2}); err != nil {
+		t.Fatalf("roll forward: %v", err)
 	}
 	evs, err = r.History(ctx, HistoryOptions{Verify: true})
 	if err != nil {

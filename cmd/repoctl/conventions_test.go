@@ -110,6 +110,7 @@ func convCases() map[string]convCase {
 		"channel show":     {ok: args("prod", "1")},
 		"channel diff":     {ok: args("staging", "1")},
 		"channel rollback": {ok: args("prod", "--to", "1", "--dry-run")},
+		"prune":            {ok: args("--keep", "1", "--dry-run")},
 		"createrepo":       {ok: func(t *testing.T, c *convRoot) []string { return []string{filepath.Dir(c.copyPkg(t))} }},
 		"sign": {ok: func(t *testing.T, c *convRoot) []string {
 			return []string{"--dry-run", "--key", filepath.Join(c.root, "keys/signing.asc"), c.copyPkg(t)}
