@@ -27,6 +27,7 @@ const (
 	apiStatus    = "status"
 	apiHistory   = "history"
 	apiRemove    = "remove"
+	apiShow      = "show"
 	apiPromote   = "promote"
 	apiRestore   = "restore"
 	apiRollout   = "rollout-event"
@@ -60,6 +61,11 @@ type addRequest struct {
 type removeRequest struct {
 	NEVRA   string        `json:"nevra"`
 	Options RemoveOptions `json:"options"`
+}
+
+type showRequest struct {
+	NEVRA   string      `json:"nevra"`
+	Options ShowOptions `json:"options"`
 }
 
 type pingReply struct {
@@ -134,7 +140,7 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 			}
 			lvl := slog.LevelDebug
 			if name != apiPing && name != apiStatus && name != apiList && name != apiHistory && name != apiRepoFile && name != apiKeyStatus &&
-				name != apiRejectedList && name != apiRejectedShow {
+				name != apiRejectedList && name != apiRejectedShow && name != apiShow {
 				lvl = slog.LevelInfo
 			}
 			attrs := []any{"method", name, "caller", pc.caller.String(), "took", time.Since(start).Round(time.Microsecond)}
@@ -198,6 +204,13 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 			return nil, err
 		}
 		return svc.Remove(ctx, req.NEVRA, req.Options)
+	})
+	handle(apiShow, func(ctx context.Context, body []byte) (any, error) {
+		var req showRequest
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return svc.Show(ctx, req.NEVRA, req.Options)
 	})
 	handle(apiPromote, func(ctx context.Context, body []byte) (any, error) {
 		var req PromoteRequest
