@@ -1,9 +1,11 @@
 package repo
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -379,4 +381,53 @@ func TestShowListDaemon(t *testing.T) {
 		t.Errorf("list with a bad pattern through the daemon: exit %d\n%s", code, stderr)
 	}
 	d.stop()
+}
+
+// TestShowPublishPending: a promote recorded but not yet published (it
+// failed right after recording, as a crash there would leave it) shows
+// the new placement as pending and not listed, while the old one stays
+// listed; the publish that finishes it makes both listed.
+func TestShowPublishPending(t *testing.T) {
+	ctx := context.Background()
+	r := openPL(t, filepath.Join(t.TempDir(), "root"))
+	p := writeSpec(t, t.TempDir(), spec("pend", "1.0", "1.el9", "x86_64"))
+	if res, err := r.Add(ctx, []string{p}, AddOptions{}); err != nil || res[0].Action != ActionAdded {
+		t.Fatalf("add: %+v, %v", res, err)
+	}
+	failpoint = func(s string) error {
+		if s == "promote.recorded" {
+			return errors.New("injected failure before the publish")
+		}
+		return nil
+	}
+	_, err := r.Promote(ctx, PromoteRequest{Package: "pend-1.0-1.el9.x86_64", To: "prod"})
+	failpoint = nil
+	if err == nil {
+		t.Fatal("promote with the injected failure succeeded")
+	}
+	byChannel := func() map[string]Publication {
+		t.Helper()
+		sh, err := r.Show(ctx, "pend-1.0-1.el9.x86_64", ShowOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]Publication{}
+		for _, pub := range sh.Published {
+			m[pub.Channel] = pub
+		}
+		return m
+	}
+	pubs := byChannel()
+	if s, ok := pubs["staging"]; !ok || !s.Listed || s.Pending {
+		t.Errorf("staging: %+v, want listed", s)
+	}
+	if p, ok := pubs["prod"]; !ok || p.Listed || !p.Pending {
+		t.Errorf("prod before the publish: %+v, want pending and not listed", p)
+	}
+	if _, err := r.Republish(ctx, RepublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if p := byChannel()["prod"]; !p.Listed {
+		t.Errorf("prod after the publish: %+v, want listed", p)
+	}
 }
