@@ -234,6 +234,14 @@ func (c *Client) Remove(ctx context.Context, nevra string, o RemoveOptions) (*Re
 	return &res, nil
 }
 
+func (c *Client) Show(ctx context.Context, nevra string, o ShowOptions) (*ShowResult, error) {
+	var res ShowResult
+	if err := c.call(ctx, apiShow, showRequest{NEVRA: nevra, Options: o}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 func (c *Client) Promote(ctx context.Context, r PromoteRequest) (*PromoteResult, error) {
 	var res PromoteResult
 	if err := c.call(ctx, apiPromote, r, &res); err != nil {

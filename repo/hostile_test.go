@@ -348,7 +348,7 @@ func TestHostileHeadersDropIn(t *testing.T) {
 	h.check(t, res, len(h.cases))
 }
 
-// TestHostileNEVRAArguments: remove, promote, list and history refuse a
+// TestHostileNEVRAArguments: remove, promote, show, list and history refuse a
 // typed name that no valid package has, with exit 2, and change nothing.
 func TestHostileNEVRAArguments(t *testing.T) {
 	h := newHostileSetup(t)
@@ -368,9 +368,11 @@ func TestHostileNEVRAArguments(t *testing.T) {
 			{"remove", "--channel", "prod", arg},
 			{"promote", arg, "--to", "prod", "--yes"},
 			{"history", "--nevra", arg},
+			{"show", arg},
 			{"list", "--name", arg},
+			{"list", arg},
 		} {
-			if arg == "" && args[0] != "remove" && args[0] != "promote" {
+			if arg == "" && args[0] != "remove" && args[0] != "promote" && args[0] != "show" {
 				continue // an empty filter means "all"
 			}
 			out, stderr, code := runCLI(t, h.root, args...)
@@ -420,6 +422,13 @@ func TestConfinedOldRecord(t *testing.T) {
 	}
 	if _, err := os.Stat(prodFile); err != nil {
 		t.Errorf("prod file %s: %v", prodFile, err)
+	}
+	// Show reports the record and refuses the placement, without looking
+	// at prod's repodata for it.
+	sh, err := r.Show(ctx, "old-1-1.el9.noarch", ShowOptions{})
+	if err != nil || len(sh.Published) != 1 || sh.Published[0].Listed || sh.Published[0].URL != "" ||
+		!strings.Contains(sh.Published[0].Problem, ErrEscape.Error()) {
+		t.Errorf("Show of a record that climbs into prod: %+v, %v", sh, err)
 	}
 	// The tree itself refuses to leave ROOT/repo, whatever a placement says.
 	for _, f := range []string{"../repoctl.db", "main/../../keys/signing.asc", "/etc/passwd"} {

@@ -24,6 +24,9 @@ type Service interface {
 	// checks the hash chain and fails with ErrTampered if it is broken.
 	History(ctx context.Context, o HistoryOptions) ([]Event, error)
 	Remove(ctx context.Context, nevra string, o RemoveOptions) (*RemoveResult, error)
+	// Show is one package: its whole store record, each placement with
+	// its URL and whether the served repodata lists it, and its events.
+	Show(ctx context.Context, nevra string, o ShowOptions) (*ShowResult, error)
 	// Promote places the exact signed package of one channel into another
 	// (staging → prod by default) and republishes the target.
 	Promote(ctx context.Context, r PromoteRequest) (*PromoteResult, error)
@@ -196,11 +199,24 @@ func (r AddResult) Err() error {
 	return fmt.Errorf("%w: %s: %s", ErrRejected, r.Path, r.Reason)
 }
 
-// ListOptions filter List; empty fields match everything.
+// ListOptions filter List. Empty fields match everything; the filters
+// that are set must all match (AND).
 type ListOptions struct {
 	Repo    string `json:"repo,omitempty"`
 	Channel string `json:"channel,omitempty"`
-	Name    string `json:"name,omitempty"`
+	// Name is one more pattern for Names; older clients send a single
+	// name here.
+	Name string `json:"name,omitempty"`
+	// Names are patterns on the package name with path.Match syntax
+	// ("app-*", "lib?", "[a-c]*"); a package matches when any does. A
+	// pattern without a metacharacter is an exact name.
+	Names []string `json:"names,omitempty"`
+	// Arch is the package's arch as in its NEVRA: "x86_64", "noarch",
+	// "src" (not the directory a noarch package is also served in).
+	Arch string `json:"arch,omitempty"`
+	// Release is a release directory, "el/9" (or "el9") or "common": a
+	// package matches when it is placed there (in Channel, if set).
+	Release string `json:"release,omitempty"`
 }
 
 // Placement is one copy of a package in one channel's repository directory.

@@ -27,6 +27,7 @@ const (
 	apiStatus    = "status"
 	apiHistory   = "history"
 	apiRemove    = "remove"
+	apiShow      = "show"
 	apiPromote   = "promote"
 	apiRestore   = "restore"
 	apiRollout   = "rollout-event"
@@ -62,6 +63,11 @@ type removeRequest struct {
 	Options RemoveOptions `json:"options"`
 }
 
+type showRequest struct {
+	NEVRA   string      `json:"nevra"`
+	Options ShowOptions `json:"options"`
+}
+
 type pingReply struct {
 	PID  int    `json:"pid"`
 	Root string `json:"root"`
@@ -84,6 +90,12 @@ func toWire(err error) *wireError {
 	}
 	return w
 }
+
+// quietAPI are the read-only methods, logged at debug level: a script
+// polling them must not flood the log.
+var quietAPI = map[string]bool{apiPing: true, apiStatus: true, apiList: true, apiHistory: true, apiRepoFile: true,
+	apiKeyStatus: true, apiRejectedList: true, apiRejectedShow: true, apiShow: true,
+	apiChannelLog: true, apiChannelShow: true, apiChannelDiff: true}
 
 // newSocketHandler serves svc. Requests other than ping wait for ready to be
 // closed, so the daemon can listen before Resume has finished: a CLI that
@@ -133,8 +145,7 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 				log.Warn("control socket: writing reply", "method", name, "err", err)
 			}
 			lvl := slog.LevelDebug
-			if name != apiPing && name != apiStatus && name != apiList && name != apiHistory && name != apiRepoFile && name != apiKeyStatus &&
-				name != apiRejectedList && name != apiRejectedShow && name != apiChannelLog && name != apiChannelShow && name != apiChannelDiff {
+			if !quietAPI[name] {
 				lvl = slog.LevelInfo
 			}
 			attrs := []any{"method", name, "caller", pc.caller.String(), "took", time.Since(start).Round(time.Microsecond)}
@@ -198,6 +209,13 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 			return nil, err
 		}
 		return svc.Remove(ctx, req.NEVRA, req.Options)
+	})
+	handle(apiShow, func(ctx context.Context, body []byte) (any, error) {
+		var req showRequest
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return svc.Show(ctx, req.NEVRA, req.Options)
 	})
 	handle(apiPromote, func(ctx context.Context, body []byte) (any, error) {
 		var req PromoteRequest

@@ -23,6 +23,7 @@ type echoService struct {
 	gotAdd    AddOptions
 	gotCaller *Caller
 	gotEvent  RolloutEvent
+	gotList   ListOptions
 }
 
 func (s *echoService) Add(ctx context.Context, paths []string, o AddOptions) ([]AddResult, error) {
@@ -46,7 +47,18 @@ func (s *echoService) AddFiles(ctx context.Context, files []*os.File, paths []st
 }
 
 func (s *echoService) List(ctx context.Context, o ListOptions) ([]PackageRecord, error) {
+	s.gotList = o
 	return []PackageRecord{{Repo: o.Repo, NEVRA: "a-0:1-1.el9.x86_64", Placements: []Placement{{Channel: "staging"}}, Added: time.Unix(1700000000, 0).UTC()}}, nil
+}
+
+func (s *echoService) Show(ctx context.Context, nevra string, o ShowOptions) (*ShowResult, error) {
+	if nevra == "missing" {
+		return nil, fmt.Errorf("showing %q: %w", nevra, ErrNotFound)
+	}
+	return &ShowResult{PackageRecord: PackageRecord{Repo: o.Repo, NEVRA: nevra, SHA256: "ab", Placements: []Placement{{Channel: "prod", Dir: "r/prod/el/9/x86_64"}}},
+		Published:  []Publication{{Placement: Placement{Channel: "prod", Dir: "r/prod/el/9/x86_64"}, URL: "http://x/r/prod/el/9/x86_64/", Listed: true}},
+		Events:     []Event{{Seq: 4, Action: "promote", Details: map[string]string{"nevras": nevra}}},
+		Advisories: []string{"APP-1"}}, nil
 }
 
 func (s *echoService) Status(ctx context.Context) (*Status, error) {
@@ -226,9 +238,22 @@ func TestSocketRoundTrip(t *testing.T) {
 		t.Errorf("daemon saw caller %+v, want uid %d pid %d from SO_PEERCRED", c, os.Getuid(), os.Getpid())
 	}
 
-	list, err := c.List(ctx, ListOptions{Repo: "r"})
+	lo := ListOptions{Repo: "r", Channel: "prod", Name: "a", Names: []string{"b*", "c?"}, Arch: "noarch", Release: "el/9"}
+	list, err := c.List(ctx, lo)
 	if err != nil || len(list) != 1 || list[0].Repo != "r" || !list[0].Added.Equal(time.Unix(1700000000, 0)) || !list[0].InChannel("staging") {
 		t.Errorf("List = %+v, %v", list, err)
+	}
+	if !reflect.DeepEqual(svc.gotList, lo) {
+		t.Errorf("List options %+v reached the daemon as %+v", lo, svc.gotList)
+	}
+	sh, err := c.Show(ctx, "a-1-1.el9.x86_64", ShowOptions{Repo: "r"})
+	if err != nil || sh.Repo != "r" || sh.NEVRA != "a-1-1.el9.x86_64" || sh.SHA256 != "ab" || len(sh.Placements) != 1 ||
+		len(sh.Published) != 1 || !sh.Published[0].Listed || sh.Published[0].Dir != "r/prod/el/9/x86_64" || sh.Published[0].URL == "" ||
+		len(sh.Events) != 1 || sh.Events[0].Details["nevras"] != sh.NEVRA || !reflect.DeepEqual(sh.Advisories, []string{"APP-1"}) {
+		t.Errorf("Show = %+v, %v", sh, err)
+	}
+	if _, err := c.Show(ctx, "missing", ShowOptions{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Show error %v, want ErrNotFound", err)
 	}
 	st, err := c.Status(ctx)
 	if err != nil || !st.Daemon || st.Packages != 3 {

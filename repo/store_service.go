@@ -19,26 +19,22 @@ import (
 
 // List returns the packages matching o, without their rendered metadata.
 func (r *Repo) List(ctx context.Context, o ListOptions) ([]PackageRecord, error) {
-	if o.Name != "" {
-		if err := nevra.Name(o.Name); err != nil {
-			return nil, fmt.Errorf("%w: %s", ErrInvalidName, nevra.Why(err))
-		}
-	}
 	// A typo'd filter is an error, not an empty list.
 	if o.Repo != "" {
 		if _, err := r.cfg.checkRepo(o.Repo); err != nil {
 			return nil, err
 		}
 	}
-	if o.Channel != "" {
-		if _, err := r.cfg.checkChannel(o.Channel, ""); err != nil {
-			return nil, err
-		}
+	f, err := r.newListFilter(o)
+	if err != nil {
+		return nil, err
 	}
 	out := []PackageRecord{}
-	err := r.view(func(tx *bolt.Tx) error {
+	archSeen := false
+	err = r.view(func(tx *bolt.Tx) error {
 		return eachPackage(tx, o.Repo, func(p *PackageRecord) error {
-			if (o.Channel != "" && !p.InChannel(o.Channel)) || (o.Name != "" && p.Name != o.Name) {
+			archSeen = archSeen || p.Arch == f.arch
+			if !f.match(p) {
 				return nil
 			}
 			p.Entry = nil
@@ -46,6 +42,9 @@ func (r *Repo) List(ctx context.Context, o ListOptions) ([]PackageRecord, error)
 			return nil
 		})
 	})
+	if err == nil && f.arch != "" && !f.archKnown && !archSeen {
+		return nil, r.unknownArch(f.arch)
+	}
 	return out, err
 }
 

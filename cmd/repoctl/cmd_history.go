@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -41,33 +42,7 @@ hash-chained to the one before it; --verify recomputes the chain and fails
 			// the whole listing.
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			for _, e := range evs {
-				// Paths and details may carry a dropped file's name, or a
-				// rollout host's output: one event stays one line, and
-				// Escape leaves no tab to shift a column.
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t", e.Seq, e.Time.Format("2006-01-02T15:04:05Z"), safetext.Escape(e.Who), safetext.Escape(e.Action))
-				sep := ""
-				for _, s := range []string{e.Repo, e.Channel, e.NEVRA, e.Path} {
-					if s != "" {
-						fmt.Fprintf(w, "%s%s", sep, safetext.Escape(s))
-						sep = " "
-					}
-				}
-				if c := e.Caller; c != nil && c.Name() != e.Who {
-					fmt.Fprintf(w, " (%s)", safetext.Escape(c.String()))
-				}
-				keys := make([]string, 0, len(e.Details))
-				for k := range e.Details {
-					keys = append(keys, k)
-				}
-				sort.Strings(keys)
-				var kv []string
-				for _, k := range keys {
-					kv = append(kv, k+"="+safetext.Escape(e.Details[k]))
-				}
-				if len(kv) > 0 {
-					fmt.Fprintf(w, "  %s", strings.Join(kv, " "))
-				}
-				fmt.Fprintln(w)
+				writeEvent(w, e)
 			}
 			return w.Flush()
 		},
@@ -77,4 +52,36 @@ hash-chained to the one before it; --verify recomputes the chain and fails
 	cmd.Flags().StringVar(&o.Action, "action", "", "only events with this action (add, sign, publish, reject, remove, promote, restore, upgrade …)")
 	cmd.Flags().BoolVar(&o.Verify, "verify", false, "verify the hash chain of the whole log first")
 	rootCmd.AddCommand(cmd)
+}
+
+// writeEvent writes e as one line of tab-separated columns (seq, time,
+// who, action, then what it is about and its details), for a tabwriter.
+func writeEvent(w io.Writer, e repo.Event) {
+	// Paths and details may carry a dropped file's name, or a rollout
+	// host's output: one event stays one line, and Escape leaves no tab
+	// to shift a column.
+	fmt.Fprintf(w, "%d\t%s\t%s\t%s\t", e.Seq, e.Time.Format("2006-01-02T15:04:05Z"), safetext.Escape(e.Who), safetext.Escape(e.Action))
+	sep := ""
+	for _, s := range []string{e.Repo, e.Channel, e.NEVRA, e.Path} {
+		if s != "" {
+			fmt.Fprintf(w, "%s%s", sep, safetext.Escape(s))
+			sep = " "
+		}
+	}
+	if c := e.Caller; c != nil && c.Name() != e.Who {
+		fmt.Fprintf(w, " (%s)", safetext.Escape(c.String()))
+	}
+	keys := make([]string, 0, len(e.Details))
+	for k := range e.Details {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var kv []string
+	for _, k := range keys {
+		kv = append(kv, k+"="+safetext.Escape(e.Details[k]))
+	}
+	if len(kv) > 0 {
+		fmt.Fprintf(w, "  %s", strings.Join(kv, " "))
+	}
+	fmt.Fprintln(w)
 }

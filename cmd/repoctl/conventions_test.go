@@ -98,7 +98,8 @@ func convCases() map[string]convCase {
 	}
 	return map[string]convCase{
 		"add":              {ok: func(t *testing.T, c *convRoot) []string { return []string{c.pkg} }}, // unchanged
-		"list":             {ok: args()},
+		"list":             {ok: args("conv*", "--channel", "prod", "--arch", "noarch", "--release", "el/9")},
+		"show":             {ok: args(convNEVRA)},
 		"status":           {ok: args()},
 		"history":          {ok: args()},
 		"remove":           {ok: args("--dry-run", convNEVRA)},
@@ -377,6 +378,14 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"promote", convNEVRA, "--to", "nope", "--yes"}, `unknown channel "nope"`},
 		{[]string{"promote", convNEVRA, "--from", "prod", "--to", "prod", "--yes"}, "to itself"},
 		{[]string{"list", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"list", "conv[", "--channel", "prod"}, `bad name pattern "conv["`},
+		{[]string{"list", "--name", "[!c]*"}, "negates a class with ^"},
+		{[]string{"list", "--arch", "sparc"}, `unknown arch "sparc"`},
+		{[]string{"list", "--release", "el/10"}, `unknown release "el/10"`},
+		{[]string{"list", "--release", "../el"}, "is not a release directory"},
+		{[]string{"show"}, "accepts 1 arg"},
+		{[]string{"show", "--repo", "nope", convNEVRA}, `unknown repository "nope"`},
+		{[]string{"show", "conv/../x"}, `invalid package name`},
 		{[]string{"bogus"}, `unknown command "bogus"`},
 		{[]string{"key", "bogus"}, `unknown command "bogus"`},
 		{[]string{"-o", "yaml", "list"}, "--output must be text or json"},
