@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 	if state := os.Getenv("REPOCTL_R1_CRASH_AT"); state != "" {
 		crashHelper(state)
 	}
+	if state := os.Getenv("REPOCTL_LC_CRASH_AT"); state != "" {
+		lifecycleCrashHelper(state)
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

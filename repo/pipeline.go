@@ -809,6 +809,10 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 		events = append(events, a.stamp(Event{Action: EventPublish, Path: d,
 			Details: map[string]string{"packages": strconv.Itoa(len(entries))}}))
 		r.o.step()
+		// Crash tests die here, between two directories of one change.
+		if err := hit("publish.dir"); err != nil {
+			return nil, err
+		}
 	}
 	return events, nil
 }
