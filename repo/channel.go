@@ -17,6 +17,9 @@ import (
 // naming it expired and its held file was deleted.
 var ErrFilesGone = errors.New("repo: package files are gone")
 
+// ErrNoVersion is a channel version that never existed or has expired.
+var ErrNoVersion = errors.New("repo: no such channel version")
+
 // ChannelLogOptions selects the versions ChannelLog returns.
 type ChannelLogOptions struct {
 	Repo    string `json:"repo,omitempty"`

@@ -289,8 +289,8 @@ func TestChannelRollbackRefuses(t *testing.T) {
 	if !bytes.Equal(before, after) || len(logAfter) != len(logBefore) {
 		t.Errorf("a refused rollback changed prod (versions %d → %d)", len(logBefore), len(logAfter))
 	}
-	if _, err := r.ChannelRollback(ctx, ChannelRollbackRequest{Channel: "prod", To: 99}); !errors.Is(err, ErrNotFound) {
-		t.Errorf("rollback to version 99: %v, want ErrNotFound", err)
+	if _, err := r.ChannelRollback(ctx, ChannelRollbackRequest{Channel: "prod", To: 99}); !errors.Is(err, ErrNoVersion) {
+		t.Errorf("rollback to version 99: %v, want ErrNoVersion", err)
 	}
 	if _, err := r.ChannelRollback(ctx, ChannelRollbackRequest{Channel: "nope", To: 1}); !errors.Is(err, ErrBadOption) {
 		t.Errorf("rollback of an unknown channel: %v, want ErrBadOption", err)
@@ -414,8 +414,8 @@ func TestChannelVersionsExpireAndHeldFilesGo(t *testing.T) {
 	if err != nil || len(log) != 2 || log[0].Version != 3 || log[1].Version != 2 {
 		t.Fatalf("prod log with channel_versions = 2: %+v %v", log, err)
 	}
-	if _, err := r.ChannelRollback(ctx, ChannelRollbackRequest{Channel: "prod", To: 1}); !errors.Is(err, ErrNotFound) {
-		t.Errorf("rollback to expired version 1: %v, want ErrNotFound", err)
+	if _, err := r.ChannelRollback(ctx, ChannelRollbackRequest{Channel: "prod", To: 1}); !errors.Is(err, ErrNoVersion) {
+		t.Errorf("rollback to expired version 1: %v, want ErrNoVersion", err)
 	}
 	held := filepath.Join(root, "repo/main/prod/el/9/x86_64/app-2.0-1.el9.x86_64.rpm")
 	if _, err := os.Stat(held); err != nil {

@@ -303,7 +303,7 @@ func eachVersion(tx *bolt.Tx, k chanKey, fn func(*ChannelVersion) error) error {
 }
 
 // channelSet is the set of NEVRAs of k at version v (0: the current one).
-// It fails with ErrNotFound for a version that never existed or expired.
+// It fails with ErrNoVersion for a version that never existed or expired.
 func channelSet(tx *bolt.Tx, k chanKey, v uint64) (map[string]bool, *ChannelVersion, error) {
 	b, err := getBase(tx, k)
 	if err != nil {
@@ -314,7 +314,7 @@ func channelSet(tx *bolt.Tx, k chanKey, v uint64) (map[string]bool, *ChannelVers
 		set[n] = true
 	}
 	if v != 0 && v <= b.Version {
-		return nil, nil, fmt.Errorf("%w: version %d of channel %s has expired (oldest kept: %d)", ErrNotFound, v, k.channel, b.Version+1)
+		return nil, nil, fmt.Errorf("%w: version %d of channel %s has expired (oldest kept: %d)", ErrNoVersion, v, k.channel, b.Version+1)
 	}
 	var at *ChannelVersion
 	stop := fmt.Errorf("stop")
@@ -335,7 +335,7 @@ func channelSet(tx *bolt.Tx, k chanKey, v uint64) (map[string]bool, *ChannelVers
 		return nil, nil, err
 	}
 	if v != 0 && (at == nil || at.Version != v) {
-		return nil, nil, fmt.Errorf("%w: channel %s has no version %d", ErrNotFound, k.channel, v)
+		return nil, nil, fmt.Errorf("%w: channel %s has no version %d", ErrNoVersion, k.channel, v)
 	}
 	return set, at, nil
 }

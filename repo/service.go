@@ -124,7 +124,7 @@ var (
 // error message back onto the matching value.
 var Sentinels = []error{ErrRejected, ErrDuplicateNEVRA, ErrNotFound, ErrLocked,
 	ErrTampered, ErrUnroutable, ErrBadConfig, ErrAmbiguous, ErrClosed, ErrTransient, ErrEscape, ErrInvalidName, ErrBadOption, ErrFsck,
-	ErrRotationUnfinished, ErrKeyInUse, ErrUnknownKey, ErrConfigFile, ErrNotOwner, ErrFilesGone}
+	ErrRotationUnfinished, ErrKeyInUse, ErrUnknownKey, ErrConfigFile, ErrNotOwner, ErrFilesGone, ErrNoVersion}
 
 // Actions recorded in AddResult.Action.
 const (

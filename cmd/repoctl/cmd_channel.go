@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -84,8 +85,8 @@ makes a new version equal to an old one and publishes it atomically.`,
 			if snap.Current {
 				cur = " (current)"
 			}
-			fmt.Fprintf(w, "# %s %s version %d%s: %d packages, %s by %s\n", snap.Repo, snap.Channel, snap.Version, cur,
-				len(snap.NEVRAs), cause(snap.ChannelVersion), safetext.Escape(snap.Who))
+			fmt.Fprintf(w, "# %s %s version %d%s: %s, %s by %s\n", snap.Repo, snap.Channel, snap.Version, cur,
+				packages(len(snap.NEVRAs)), cause(snap.ChannelVersion), safetext.Escape(snap.Who))
 			for _, n := range snap.NEVRAs {
 				fmt.Fprintln(w, safetext.Escape(n))
 			}
@@ -197,14 +198,22 @@ func cause(v repo.ChannelVersion) string {
 	return safetext.Escape(v.Cause)
 }
 
+func packages(n int) string {
+	if n == 1 {
+		return "1 package"
+	}
+	return fmt.Sprintf("%d packages", n)
+}
+
 func change(added, removed []string) string {
-	s := ""
+	var parts []string
 	for _, n := range added {
-		s += "+" + safetext.Escape(n) + " "
+		parts = append(parts, "+"+safetext.Escape(n))
 	}
 	for _, n := range removed {
-		s += "-" + safetext.Escape(n) + " "
+		parts = append(parts, "-"+safetext.Escape(n))
 	}
+	s := strings.Join(parts, " ")
 	if len(s) > 120 {
 		s = s[:117] + "..."
 	}
