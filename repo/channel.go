@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	rpmutils "github.com/sassoftware/go-rpmutils"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -266,20 +265,7 @@ func parseNEVRA(s string) (parsedNEVRA, bool) {
 }
 
 func cmpParsed(a, b parsedNEVRA) int {
-	ea, eb := a.epoch, b.epoch
-	if ea == "" {
-		ea = "0"
-	}
-	if eb == "" {
-		eb = "0"
-	}
-	if c := rpmutils.Vercmp(ea, eb); c != 0 {
-		return c
-	}
-	if c := rpmutils.Vercmp(a.version, b.version); c != 0 {
-		return c
-	}
-	return rpmutils.Vercmp(a.release, b.release)
+	return compareEVR(a.epoch, a.version, a.release, b.epoch, b.version, b.release)
 }
 
 func newestByNameArch(set map[string]bool) map[string]parsedNEVRA {

@@ -14,7 +14,12 @@ import (
 
 // cmpEVR orders two records by epoch, version, release as rpm does.
 func cmpEVR(a, b *PackageRecord) int {
-	ea, eb := a.Epoch, b.Epoch
+	return compareEVR(a.Epoch, a.Version, a.Release, b.Epoch, b.Version, b.Release)
+}
+
+// compareEVR orders two epoch:version-release triples as rpm does; an
+// empty epoch is 0.
+func compareEVR(ea, va, ra, eb, vb, rb string) int {
 	if ea == "" {
 		ea = "0"
 	}
@@ -24,10 +29,10 @@ func cmpEVR(a, b *PackageRecord) int {
 	if c := rpmutils.Vercmp(ea, eb); c != 0 {
 		return c
 	}
-	if c := rpmutils.Vercmp(a.Version, b.Version); c != 0 {
+	if c := rpmutils.Vercmp(va, vb); c != 0 {
 		return c
 	}
-	return rpmutils.Vercmp(a.Release, b.Release)
+	return rpmutils.Vercmp(ra, rb)
 }
 
 // matches reports whether spec names p: NEVRA, N-[E:]V-R, N-V-R.A.rpm or N.
