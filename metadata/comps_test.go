@@ -98,7 +98,9 @@ func compsWith(body string) string {
 
 func TestParseCompsMalformed(t *testing.T) {
 	group := func(inner string) string { return "<comps><group>" + inner + "</group></comps>" }
-	pkg := func(req string) string { return group("<id>g</id><name>G</name><packagelist>" + req + "</packagelist>") }
+	pkg := func(req string) string {
+		return group("<id>g</id><name>G</name><packagelist>" + req + "</packagelist>")
+	}
 	deep := strings.Repeat("<x>", 40) + strings.Repeat("</x>", 40)
 	many := func(n int, f func(i int) string) string {
 		var b strings.Builder
