@@ -134,7 +134,7 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 			}
 			lvl := slog.LevelDebug
 			if name != apiPing && name != apiStatus && name != apiList && name != apiHistory && name != apiRepoFile && name != apiKeyStatus &&
-				name != apiRejectedList && name != apiRejectedShow {
+				name != apiRejectedList && name != apiRejectedShow && name != apiCompsShow {
 				lvl = slog.LevelInfo
 			}
 			attrs := []any{"method", name, "caller", pc.caller.String(), "took", time.Since(start).Round(time.Microsecond)}
@@ -243,6 +243,7 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 	})
 	handleKeys(svc, handle, decode)
 	handleRejected(svc, handle, decode)
+	handleComps(svc, handle, decode)
 	return mux
 }
 

@@ -18,6 +18,7 @@ var (
 	bucketJournal  = []byte("journal")  // item id → journalItem
 	bucketMeta     = []byte("meta")     // "schema" → version
 	bucketDirty    = []byte("dirty")    // repository dir whose repodata lags the store → ""
+	bucketComps    = []byte("comps")    // repository name → CompsInfo (comps.go)
 )
 
 const schemaVersion = "1"
@@ -39,7 +40,7 @@ func openStore(path string) (*store, error) {
 		return nil, fmt.Errorf("opening store %q: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta, bucketDirty} {
+		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta, bucketDirty, bucketComps} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
