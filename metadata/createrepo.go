@@ -19,11 +19,12 @@ import (
 type CreateOption func(*createConfig) error
 
 type createConfig struct {
-	update   bool
-	workers  int
-	render   RenderOptions
-	publish  []PublishOption
-	cacheDir *string
+	update    bool
+	workers   int
+	render    RenderOptions
+	publish   []PublishOption
+	cacheDir  *string
+	groupFile string
 }
 
 // WithUpdate reuses what the existing repodata (ours or createrepo_c's)
@@ -66,6 +67,17 @@ func WithPublishOptions(opts ...PublishOption) CreateOption {
 // else CreateRepo writes there, so it cannot be a symbolic link out of DIR.
 func WithCacheDir(dir string) CreateOption {
 	return func(c *createConfig) error { c.cacheDir = &dir; return nil }
+}
+
+// WithGroupFile publishes the comps file at path as createrepo_c -g does:
+// the "group" record (the file as it is, named after its base name) and
+// "group_gz" (the same, gzip-compressed, whatever WithCompression says;
+// see CompsRecords), after primary, filelists and other. The file must
+// pass ReadCompsFile; an invalid one fails CreateRepo with ErrBadComps
+// before anything is read. Default "": no group records, and, as with
+// createrepo_c --update without -g, none kept from existing repodata.
+func WithGroupFile(path string) CreateOption {
+	return func(c *createConfig) error { c.groupFile = path; return nil }
 }
 
 // SkippedFile is a file CreateRepo left out, and why.
@@ -118,6 +130,14 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 		}
 	}
 	pubOpts := cfg.publish
+	if cfg.groupFile != "" {
+		data, _, err := ReadCompsFile(cfg.groupFile)
+		if err != nil {
+			return nil, err
+		}
+		// First among the extras, as createrepo_c lists them.
+		pubOpts = append([]PublishOption{WithExtraRecords(CompsRecords(filepath.Base(cfg.groupFile), data)...)}, pubOpts...)
+	}
 	if cfg.workers > 0 {
 		// Publish options given later override this default.
 		pubOpts = append([]PublishOption{WithWorkers(cfg.workers)}, pubOpts...)

@@ -24,6 +24,11 @@ type ExtraRecord struct {
 	// and open-size; false writes it as is, with neither (createrepo_c's
 	// "group" record).
 	Compress bool
+	// Compression ("gz" or "zstd"), if set, compresses this record
+	// instead of the publish or extras compression: a record whose type
+	// names its compression ("group_gz") must keep it whatever the rest
+	// of the repository uses. Default "": the extras compression.
+	Compression string
 }
 
 // maxExtraSize caps one extra record's content: comps and updateinfo
@@ -39,6 +44,9 @@ var extraNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
 func WithExtraRecords(recs ...ExtraRecord) PublishOption {
 	return func(c *publishConfig) error {
 		seen := map[string]bool{"primary": true, "filelists": true, "other": true}
+		for _, r := range c.extras {
+			seen[r.Type] = true
+		}
 		for _, r := range recs {
 			if !extraTypeRE.MatchString(r.Type) || seen[r.Type] {
 				return fmt.Errorf("%w: repomd record type %q", ErrBadOption, r.Type)
@@ -49,6 +57,11 @@ func WithExtraRecords(recs ...ExtraRecord) PublishOption {
 			}
 			if len(r.Data) > maxExtraSize {
 				return fmt.Errorf("%w: %s record of %d bytes is over the %d byte limit", ErrBadOption, r.Type, len(r.Data), maxExtraSize)
+			}
+			if r.Compression != "" {
+				if _, err := newCodec(r.Compression); err != nil {
+					return fmt.Errorf("%s record: %w", r.Type, err)
+				}
 			}
 		}
 		c.extras = append(c.extras, recs...)
@@ -71,13 +84,20 @@ func WithExtraCompression(name string) PublishOption {
 }
 
 // buildExtras renders the extra records as documents with their file names.
-func buildExtras(recs []ExtraRecord, cd codec) ([]builtDoc, []string) {
+func buildExtras(recs []ExtraRecord, ecd codec) ([]builtDoc, []string, error) {
 	docs := make([]builtDoc, 0, len(recs))
 	names := make([]string, 0, len(recs))
 	for _, r := range recs {
 		open := sha256.Sum256(r.Data)
 		d := builtDoc{typ: r.Type, openSize: -1}
 		data, name := r.Data, r.Name
+		cd := ecd
+		if r.Compression != "" {
+			var err error
+			if cd, err = newCodec(r.Compression); err != nil {
+				return nil, nil, err
+			}
+		}
 		if r.Compress {
 			data = cd.encode(nil, r.Data)
 			d.openSize = int64(len(r.Data))
@@ -91,7 +111,7 @@ func buildExtras(recs []ExtraRecord, cd codec) ([]builtDoc, []string) {
 		docs = append(docs, d)
 		names = append(names, d.checksum+"-"+name)
 	}
-	return docs, names
+	return docs, names, nil
 }
 
 // WithExtraRecordsFunc is WithExtraRecords with the records computed when

@@ -346,7 +346,10 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 	if ecodec == nil {
 		ecodec = cfg.codec
 	}
-	extraDocs, extraNames := buildExtras(cfg.extras, ecodec)
+	extraDocs, extraNames, err := buildExtras(cfg.extras, ecodec)
+	if err != nil {
+		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+	}
 	all := append(docs[:], extraDocs...)
 	names = append(names, extraNames...)
 	same := old != nil && len(old.Records) == len(all)

@@ -250,11 +250,9 @@ func (r *Repo) fillReleases(ctx context.Context, disk bool, a actor) error {
 		for _, e := range r.dirs[d] {
 			entries = append(entries, *e)
 		}
-		_, err := r.tree.publish(ctx, d, entries,
-			metadata.WithCompression(r.cfg.Publish.Compression),
-			metadata.WithSigner(r.key.DetachSignArmored),
-			metadata.WithLockWait(true),
-			metadata.WithBlockCache(blockCache{r.st, d}))
+		// The options of every publish of d: its comps and advisory
+		// records too, or fsck would find the new directory out of date.
+		_, err := r.tree.publish(ctx, d, entries, r.publishOptions(d, r.key.DetachSignArmored)...)
 		if err != nil {
 			return fmt.Errorf("publishing empty repodata for %q: %w", d, err)
 		}

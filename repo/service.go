@@ -76,6 +76,14 @@ type Service interface {
 	// Prune applies [retention] (or r.Keep) to one channel or all and
 	// publishes what it takes out; with r.DryRun it only says what.
 	Prune(ctx context.Context, r PruneRequest) (*PruneResult, error)
+	// CompsSet stores a comps file for a repository and republishes its
+	// directories with the group and group_gz records; CompsRemove drops
+	// it and republishes; each records an event. CompsShow returns it
+	// with its XML. Without one, CompsShow and CompsRemove fail with
+	// ErrNoComps.
+	CompsSet(ctx context.Context, r CompsSetRequest) (*CompsResult, error)
+	CompsShow(ctx context.Context, r CompsShowRequest) (*CompsInfo, error)
+	CompsRemove(ctx context.Context, r CompsRemoveRequest) (*CompsResult, error)
 }
 
 // Sentinel errors. Compare with errors.Is; the daemon client maps error
@@ -118,13 +126,19 @@ var (
 	// ErrNotOwner is work on ROOT without a daemon by a user other than
 	// ROOT's owner, which would leave files the owner cannot write.
 	ErrNotOwner = rootowner.ErrNotOwner
+	// ErrNoComps is a repository without a comps file, for comps show
+	// and comps remove (exit 2, like naming any other thing that is not
+	// there).
+	ErrNoComps = errors.New("repo: the repository has no comps file")
 )
 
 // Sentinels lists every sentinel so that a socket client can map a remote
 // error message back onto the matching value.
-var Sentinels = []error{ErrRejected, ErrDuplicateNEVRA, ErrNotFound, ErrLocked,
+// metadata's comps sentinels are among them: a comps file is validated in
+// the daemon.
+var Sentinels = append([]error{ErrRejected, ErrDuplicateNEVRA, ErrNotFound, ErrLocked,
 	ErrTampered, ErrUnroutable, ErrBadConfig, ErrAmbiguous, ErrClosed, ErrTransient, ErrEscape, ErrInvalidName, ErrBadOption, ErrFsck,
-	ErrRotationUnfinished, ErrKeyInUse, ErrUnknownKey, ErrConfigFile, ErrNotOwner, ErrFilesGone, ErrNoVersion}
+	ErrRotationUnfinished, ErrKeyInUse, ErrUnknownKey, ErrConfigFile, ErrNotOwner, ErrFilesGone, ErrNoVersion, ErrNoComps}, metadata.CompsSentinels...)
 
 // Actions recorded in AddResult.Action.
 const (

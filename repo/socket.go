@@ -95,7 +95,7 @@ func toWire(err error) *wireError {
 // polling them must not flood the log.
 var quietAPI = map[string]bool{apiPing: true, apiStatus: true, apiList: true, apiHistory: true, apiRepoFile: true,
 	apiKeyStatus: true, apiRejectedList: true, apiRejectedShow: true, apiShow: true,
-	apiChannelLog: true, apiChannelShow: true, apiChannelDiff: true}
+	apiChannelLog: true, apiChannelShow: true, apiChannelDiff: true, apiCompsShow: true}
 
 // newSocketHandler serves svc. Requests other than ping wait for ready to be
 // closed, so the daemon can listen before Resume has finished: a CLI that
@@ -262,6 +262,7 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 	handleKeys(svc, handle, decode)
 	handleRejected(svc, handle, decode)
 	handleChannels(svc, handle, decode)
+	handleComps(svc, handle, decode)
 	return mux
 }
 

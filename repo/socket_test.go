@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/repoctl/repoctl/metadata"
 )
 
 // echoService records what reaches the daemon side so the test can check
@@ -158,6 +160,26 @@ func (s *echoService) RejectedPurge(ctx context.Context, r RejectedPurgeRequest)
 		return nil, err
 	}
 	return &RejectedPurgeResult{Purged: []RejectedEntry{{Name: "old.rpm"}}, Kept: 2, OlderThan: r.OlderThan, DryRun: r.DryRun}, nil
+}
+
+func (s *echoService) CompsSet(ctx context.Context, r CompsSetRequest) (*CompsResult, error) {
+	s.gotCaller = callerFrom(ctx)
+	if _, err := metadata.ParseComps(r.XML); err != nil {
+		return nil, fmt.Errorf("setting the comps file of %q: %w", r.Repo, err)
+	}
+	return &CompsResult{Repo: r.Repo, Action: CompsActionSet, DryRun: r.DryRun, Dirs: []string{"main/prod/el/9/x86_64"},
+		Comps: &CompsInfo{Repo: r.Repo, Size: int64(len(r.XML)), Groups: []string{"g"}, Who: r.Who}}, nil
+}
+
+func (s *echoService) CompsShow(ctx context.Context, r CompsShowRequest) (*CompsInfo, error) {
+	if r.Repo != "main" {
+		return nil, fmt.Errorf("showing the comps file of %q: %w", r.Repo, ErrNoComps)
+	}
+	return &CompsInfo{Repo: r.Repo, XML: []byte("<comps/>"), Groups: []string{"g"}, Set: time.Unix(1700000000, 0).UTC()}, nil
+}
+
+func (s *echoService) CompsRemove(ctx context.Context, r CompsRemoveRequest) (*CompsResult, error) {
+	return &CompsResult{Repo: r.Repo, Action: CompsActionRemoved, DryRun: r.DryRun, Dirs: []string{}}, nil
 }
 
 func startSocket(t *testing.T, svc socketService, ready chan struct{}) string {
@@ -323,6 +345,32 @@ func TestSocketRoundTrip(t *testing.T) {
 	ks, err := c.KeyStatus(ctx)
 	if err != nil || ks.Active != "b" || len(ks.Keys) != 2 || ks.Keys[1].Packages != 1 || ks.Rotation == nil || ks.Rotation.Phase != phaseRepodata {
 		t.Errorf("KeyStatus = %+v, %v", ks, err)
+	}
+	comps := []byte("<comps><group><id>g</id><name>G</name></group></comps>")
+	cr, err := c.CompsSet(ctx, CompsSetRequest{Repo: "main", XML: comps, Who: "alice", DryRun: true})
+	if err != nil || cr.Action != CompsActionSet || !cr.DryRun || cr.Comps == nil || cr.Comps.Size != int64(len(comps)) || cr.Comps.Who != "alice" || len(cr.Dirs) != 1 {
+		t.Errorf("CompsSet = %+v, %v", cr, err)
+	}
+	if svc.gotCaller == nil || svc.gotCaller.UID != uint32(os.Getuid()) {
+		t.Errorf("CompsSet reached the daemon with caller %+v", svc.gotCaller)
+	}
+	// A validation error keeps both sentinels across the socket.
+	_, err = c.CompsSet(ctx, CompsSetRequest{Repo: "main", XML: []byte(`<!DOCTYPE comps [ <!ENTITY x "y"> ]><comps/>`)})
+	if !errors.Is(err, metadata.ErrBadComps) || !errors.Is(err, metadata.ErrCompsEntity) || errors.Is(err, metadata.ErrCompsID) {
+		t.Errorf("CompsSet of an entity declaration: %v, want ErrBadComps and ErrCompsEntity", err)
+	}
+	if _, err := c.CompsSet(ctx, CompsSetRequest{Repo: "main", XML: make([]byte, metadata.MaxCompsSize+1)}); !errors.Is(err, metadata.ErrCompsTooLarge) {
+		t.Errorf("CompsSet of an oversized file: %v", err)
+	}
+	ci, err := c.CompsShow(ctx, CompsShowRequest{Repo: "main"})
+	if err != nil || string(ci.XML) != "<comps/>" || len(ci.Groups) != 1 || !ci.Set.Equal(time.Unix(1700000000, 0)) {
+		t.Errorf("CompsShow = %+v, %v", ci, err)
+	}
+	if _, err := c.CompsShow(ctx, CompsShowRequest{Repo: "other"}); !errors.Is(err, ErrNoComps) {
+		t.Errorf("CompsShow of a repository without comps: %v, want ErrNoComps", err)
+	}
+	if cr, err := c.CompsRemove(ctx, CompsRemoveRequest{Repo: "main", DryRun: true}); err != nil || cr.Action != CompsActionRemoved || !cr.DryRun {
+		t.Errorf("CompsRemove = %+v, %v", cr, err)
 	}
 }
 

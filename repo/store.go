@@ -18,6 +18,7 @@ var (
 	bucketJournal  = []byte("journal")  // item id → journalItem
 	bucketMeta     = []byte("meta")     // "schema" → version
 	bucketDirty    = []byte("dirty")    // repository dir whose repodata lags the store → ""
+	bucketComps    = []byte("comps")    // repository name → CompsInfo (comps.go)
 )
 
 // schemaVersion 2 added channel versions: a store at 1 (repoctl before
@@ -42,7 +43,7 @@ func openStore(path string) (*store, error) {
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta, bucketDirty,
-			bucketChanVer, bucketChanBase, bucketTrash} {
+			bucketChanVer, bucketChanBase, bucketTrash, bucketComps} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

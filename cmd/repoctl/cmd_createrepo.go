@@ -18,7 +18,7 @@ func init() {
 			return exitRejected, true
 		case errors.Is(err, metadata.ErrLocked):
 			return exitBusy, true
-		case errors.Is(err, metadata.ErrBadOption):
+		case errors.Is(err, metadata.ErrBadOption), errors.Is(err, metadata.ErrBadComps):
 			return exitUsage, true
 		}
 		return 0, false
@@ -26,16 +26,23 @@ func init() {
 	var (
 		update, noWait, noDatabase, dryRun, force bool
 		workers, changelogLimit                   int
-		compress, baseURL, revision               string
+		compress, baseURL, revision, groupFile    string
 	)
 	cmd := &cobra.Command{
-		Use:   "createrepo [--update] [--dry-run] [--force] [--workers N] [--compress-type zstd|gz] [--changelog-limit N] [--baseurl URL] [--revision R] DIR",
+		Use:   "createrepo [--update] [--dry-run] [--force] [--workers N] [--compress-type zstd|gz] [-g comps.xml] [--changelog-limit N] [--baseurl URL] [--revision R] DIR",
 		Short: "Write repodata for a directory of RPMs, like createrepo_c, published atomically",
 		Long: `Scans DIR for *.rpm (recursively, skipping repodata/ and dot directories) and
 writes DIR/repodata: primary, filelists and other XML byte-identical to
 createrepo_c's (zstd by default, gz for EL7's yum), and repomd.xml. No sqlite
 databases are written: dnf and yum read the XML. --no-database is accepted for
 compatibility.
+
+-g comps.xml publishes a comps (group) file as createrepo_c 0.17.3 -g does: the
+file as it is ("group") and gzip-compressed ("group_gz", also with zstd, since
+dnf reads group_gz), after primary, filelists and other. The file is checked
+first (well-formed, a <comps> root, safe ids and package names, no entity
+declarations, at most 10 MiB); an invalid one exits 2. Like createrepo_c,
+--update without -g drops the group records; pass -g again to keep them.
 
 The new repodata is built beside the old one and swapped in with one atomic
 directory exchange; superseded files stay for an hour for clients holding an
@@ -91,6 +98,7 @@ it anyway.`,
 			pub = append(pub, metadata.WithProgress(bar))
 			res, err := metadata.CreateRepo(cmd.Context(), args[0],
 				metadata.WithUpdate(update),
+				metadata.WithGroupFile(groupFile),
 				metadata.WithReadWorkers(workers),
 				metadata.WithRenderOptions(ro),
 				metadata.WithPublishOptions(pub...))
@@ -121,6 +129,7 @@ it anyway.`,
 	f.BoolVar(&update, "update", false, "reuse existing repodata for packages whose path, size and mtime are unchanged")
 	f.IntVar(&workers, "workers", 0, "packages read in parallel (default: number of CPUs)")
 	f.StringVar(&compress, "compress-type", "zstd", "compression of primary, filelists and other: zstd or gz")
+	f.StringVarP(&groupFile, "groupfile", "g", "", "comps file to publish as the group and group_gz records")
 	f.IntVar(&changelogLimit, "changelog-limit", 10, "changelog entries kept per package (newest), -1 for all")
 	f.StringVarP(&baseURL, "baseurl", "u", "", "base URL written as location xml:base of every package")
 	f.StringVar(&revision, "revision", "", "repomd.xml revision (default: current unix time when content changes)")

@@ -152,6 +152,39 @@ func convCases() map[string]convCase {
 		"rejected purge": {ok: args()},
 		"config check":   {ok: args()},
 		"config show":    {ok: args()},
+		"comps set": {ok: func(t *testing.T, c *convRoot) []string {
+			return []string{"--dry-run", convComps(t, c)}
+		}},
+		// show and remove need a comps file: each invocation sets one first.
+		"comps show": {ok: func(t *testing.T, c *convRoot) []string {
+			convSetComps(t, c)
+			return nil
+		}},
+		"comps remove": {ok: func(t *testing.T, c *convRoot) []string {
+			convSetComps(t, c)
+			return nil
+		}},
+	}
+}
+
+// convComps is the example comps file copied below the fixture.
+func convComps(t *testing.T, c *convRoot) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "comps", "comps.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(c.fresh(t, "comps"), "comps.xml")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func convSetComps(t *testing.T, c *convRoot) {
+	t.Helper()
+	if o, e, code := runIn(t, c.root, "comps", "set", convComps(t, c)); code != 0 {
+		t.Fatalf("comps set: exit %d\n%s%s", code, o, e)
 	}
 }
 
