@@ -23,7 +23,3 @@ func (r *Repo) extraRecords(dir string) ([]metadata.ExtraRecord, error) {
 // compsRecords: the group and group_gz records of dir's repository
 // (comps.go once comps land).
 func (r *Repo) compsRecords(dir string) ([]metadata.ExtraRecord, error) { return nil, nil }
-
-// advisoryRecords: the updateinfo record of dir (advisory.go once
-// advisories land).
-func (r *Repo) advisoryRecords(dir string) ([]metadata.ExtraRecord, error) { return nil, nil }

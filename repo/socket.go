@@ -33,6 +33,12 @@ const (
 	apiRepoFile  = "repofile"
 	apiFsck      = "fsck"
 	apiRepublish = "republish"
+
+	apiAdvisoryAdd    = "advisory-add"
+	apiAdvisoryImport = "advisory-import"
+	apiAdvisoryList   = "advisory-list"
+	apiAdvisoryShow   = "advisory-show"
+	apiAdvisoryRemove = "advisory-remove"
 )
 
 type wireError struct {
@@ -60,6 +66,12 @@ type addRequest struct {
 type removeRequest struct {
 	NEVRA   string        `json:"nevra"`
 	Options RemoveOptions `json:"options"`
+}
+
+// advisoryIDRequest names one advisory for show and remove.
+type advisoryIDRequest struct {
+	ID      string          `json:"id"`
+	Options AdvisoryOptions `json:"options"`
 }
 
 type pingReply struct {
@@ -134,7 +146,7 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 			}
 			lvl := slog.LevelDebug
 			if name != apiPing && name != apiStatus && name != apiList && name != apiHistory && name != apiRepoFile && name != apiKeyStatus &&
-				name != apiRejectedList && name != apiRejectedShow {
+				name != apiRejectedList && name != apiRejectedShow && name != apiAdvisoryList && name != apiAdvisoryShow {
 				lvl = slog.LevelInfo
 			}
 			attrs := []any{"method", name, "caller", pc.caller.String(), "took", time.Since(start).Round(time.Microsecond)}
@@ -240,6 +252,42 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 			return nil, err
 		}
 		return svc.RepoFile(ctx, o)
+	})
+	for name, fn := range map[string]func(context.Context, AdvisoryRequest) (*AdvisoryResult, error){
+		apiAdvisoryAdd: svc.AdvisoryAdd, apiAdvisoryImport: svc.AdvisoryImport} {
+		handle(name, func(ctx context.Context, body []byte) (any, error) {
+			var req AdvisoryRequest
+			if err := decode(body, &req); err != nil {
+				return nil, err
+			}
+			if req.Data == nil {
+				// The daemon reads no path a client names: the client
+				// sends the file's content.
+				return nil, fmt.Errorf("%w: %s without the file's content", ErrBadRequest, name)
+			}
+			return fn(ctx, req)
+		})
+	}
+	handle(apiAdvisoryList, func(ctx context.Context, body []byte) (any, error) {
+		var o AdvisoryOptions
+		if err := decode(body, &o); err != nil {
+			return nil, err
+		}
+		return svc.AdvisoryList(ctx, o)
+	})
+	handle(apiAdvisoryShow, func(ctx context.Context, body []byte) (any, error) {
+		var req advisoryIDRequest
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return svc.AdvisoryShow(ctx, req.ID, req.Options)
+	})
+	handle(apiAdvisoryRemove, func(ctx context.Context, body []byte) (any, error) {
+		var req advisoryIDRequest
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return svc.AdvisoryRemove(ctx, req.ID, req.Options)
 	})
 	handleKeys(svc, handle, decode)
 	handleRejected(svc, handle, decode)

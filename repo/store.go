@@ -18,6 +18,8 @@ var (
 	bucketJournal  = []byte("journal")  // item id → journalItem
 	bucketMeta     = []byte("meta")     // "schema" → version
 	bucketDirty    = []byte("dirty")    // repository dir whose repodata lags the store → ""
+	// bucketAdvisories: repo \x00 advisory id → Advisory.
+	bucketAdvisories = []byte("advisories")
 )
 
 const schemaVersion = "1"
@@ -39,7 +41,7 @@ func openStore(path string) (*store, error) {
 		return nil, fmt.Errorf("opening store %q: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta, bucketDirty} {
+		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta, bucketDirty, bucketAdvisories} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
