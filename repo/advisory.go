@@ -404,13 +404,29 @@ func (a *Advisory) check() error {
 	if len(a.Packages) > maxAdvisoryPackages {
 		return bad("%d packages, at most %d", len(a.Packages), maxAdvisoryPackages)
 	}
-	for _, p := range a.Packages {
+	for i, p := range a.Packages {
 		if err := nevra.Spec(p); err != nil {
 			return fmt.Errorf("%w: %s: package %s", ErrInvalidName, advisoryName(a.ID), nevra.Why(err))
 		}
+		a.Packages[i] = withoutZeroEpoch(p)
 	}
 	a.Packages = slices.Compact(slices.Sorted(slices.Values(a.Packages)))
 	return nil
+}
+
+// withoutZeroEpoch writes N-0:V-R.A as the store does, N-V-R.A. Version
+// and release hold no "-", so the epoch is what follows the second "-"
+// from the right.
+func withoutZeroEpoch(s string) string {
+	i := strings.LastIndexByte(s, '-')
+	if i <= 0 {
+		return s
+	}
+	j := strings.LastIndexByte(s[:i], '-')
+	if j < 0 || !strings.HasPrefix(s[j+1:], "0:") {
+		return s
+	}
+	return s[:j+1] + s[j+3:]
 }
 
 // checkHref accepts an absolute http, https or ftp URL without
