@@ -623,3 +623,69 @@ func crPythonRepo(t testing.TB) string {
 	}
 	return py
 }
+
+// TestAdvisoryFollowsPackages: an advisory naming a package that only
+// staging has is published in staging alone; promoting the package brings
+// the advisory to prod, and removing the package from a channel takes it
+// out of that channel's updateinfo.xml.
+func TestAdvisoryFollowsPackages(t *testing.T) {
+	fx := newAdvFixture(t)
+	ctx := context.Background()
+	adv := "id = \"APP-OLD\"\ntype = \"bugfix\"\ntitle = \"t\"\nissued = \"2026-01-01\"\npackages = [\"app-1.0-1.el9.x86_64\"]\n"
+	res, err := fx.r.AdvisoryAdd(ctx, AdvisoryRequest{File: "old.toml", Data: []byte(adv)})
+	if err != nil || !slices.Equal(res.Dirs, []string{"main/staging/el/9/x86_64"}) {
+		t.Fatalf("AdvisoryAdd = %+v, %v", res, err)
+	}
+	prod := filepath.Join(fx.root, "repo", "main/prod/el/9/x86_64")
+	if data, _ := updateinfoOf(t, prod); data != nil {
+		t.Fatalf("prod publishes an advisory for a package it does not serve:\n%s", data)
+	}
+	if _, err := fx.r.Promote(ctx, PromoteRequest{Package: "app-1.0-1.el9.x86_64"}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := updateinfoOf(t, prod)
+	if !bytes.Contains(data, []byte("<id>APP-OLD</id>")) || !bytes.Contains(data, []byte("<filename>app-1.0-1.el9.x86_64.rpm</filename>")) {
+		t.Fatalf("after the promote, prod's updateinfo:\n%s", data)
+	}
+	if _, err := fx.r.Remove(ctx, "app-1.0-1.el9.x86_64", RemoveOptions{Channel: "staging"}); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := updateinfoOf(t, filepath.Join(fx.root, "repo", "main/staging/el/9/x86_64")); data != nil {
+		t.Errorf("staging no longer serves the package but still publishes its advisory:\n%s", data)
+	}
+	if data, _ := updateinfoOf(t, prod); !bytes.Contains(data, []byte("<id>APP-OLD</id>")) {
+		t.Errorf("prod lost the advisory of a package it still serves:\n%s", data)
+	}
+	if a, err := fx.r.AdvisoryShow(ctx, "APP-OLD", AdvisoryOptions{}); err != nil || !slices.Equal(a.Published, []string{"main/prod/el/9/x86_64"}) {
+		t.Errorf("AdvisoryShow = %+v, %v", a, err)
+	}
+}
+
+// TestAdvisoryExamples: the README's minimal advisory and
+// testdata/advisory.example.toml are valid advisories.
+func TestAdvisoryExamples(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(readme), "## Advisories\n")
+	_, block, ok2 := strings.Cut(sec, "```toml\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README.md has no TOML example under ## Advisories")
+	}
+	example, err := os.ReadFile("../testdata/advisory.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{"README.md": block, "advisory.example.toml": string(example)} {
+		a, err := ParseAdvisory(name+".toml", []byte(data))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if a.ID != "APP-2026-0001" || a.Type != "security" || a.Issued != "2026-12-01 00:00:00" || !slices.Equal(a.Packages, []string{"app-3.0-1.el9.noarch"}) {
+			t.Errorf("%s: %+v", name, a)
+		}
+	}
+}
