@@ -528,9 +528,14 @@ func ParseUpdateInfoAdvisories(name string, data []byte) ([]*Advisory, error) {
 
 // readAdvisoryInput is req's content: Data, or the file it names, opened
 // without blocking on a FIFO and read up to max bytes.
-func readAdvisoryInput(req AdvisoryRequest, max int) ([]byte, error) {
+func readAdvisoryInput(req *AdvisoryRequest, max int) ([]byte, error) {
 	if req.Data != nil {
 		return req.Data, nil
+	}
+	// Events and messages name the file wherever the caller's directory
+	// was.
+	if abs, err := filepath.Abs(req.File); err == nil && req.File != "" {
+		req.File = abs
 	}
 	if req.File == "" {
 		return nil, invalidAdvisory("no file")
@@ -559,7 +564,7 @@ func readAdvisoryInput(req AdvisoryRequest, max int) ([]byte, error) {
 // with the same content changes nothing, with other content it fails with
 // ErrAdvisoryConflict. On any error nothing is recorded or published.
 func (r *Repo) AdvisoryAdd(ctx context.Context, req AdvisoryRequest) (*AdvisoryResult, error) {
-	data, err := readAdvisoryInput(req, maxAdvisoryFile)
+	data, err := readAdvisoryInput(&req, maxAdvisoryFile)
 	if err != nil {
 		return nil, err
 	}
@@ -578,7 +583,7 @@ func (r *Repo) AdvisoryAdd(ctx context.Context, req AdvisoryRequest) (*AdvisoryR
 // createrepo_c and modifyrepo_c write it), all or none, as AdvisoryAdd
 // stores one.
 func (r *Repo) AdvisoryImport(ctx context.Context, req AdvisoryRequest) (*AdvisoryResult, error) {
-	data, err := readAdvisoryInput(req, maxImportFile)
+	data, err := readAdvisoryInput(&req, maxImportFile)
 	if err != nil {
 		return nil, err
 	}

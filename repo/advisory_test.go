@@ -78,7 +78,8 @@ func (s *advisoryEcho) AdvisoryRemove(ctx context.Context, id string, o Advisory
 
 // TestSocketAdvisories: the client reads the advisory file with its own
 // rights and sends the content; the daemon side refuses a request that
-// names a path without content (it opens no path for a client); a file
+// names a path without content (it opens no path for a client), and the
+// file is named by its absolute path; a file
 // the client cannot read never reaches the daemon; the sentinels survive
 // the socket.
 func TestSocketAdvisories(t *testing.T) {
@@ -95,12 +96,13 @@ func TestSocketAdvisories(t *testing.T) {
 	if err := os.WriteFile(f, []byte("id = \"A-1\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	res, err := c.AdvisoryAdd(ctx, AdvisoryRequest{Repo: "main", File: f, DryRun: true})
+	t.Chdir(filepath.Dir(f))
+	res, err := c.AdvisoryAdd(ctx, AdvisoryRequest{Repo: "main", File: "adv.toml", DryRun: true})
 	if err != nil || res.Repo != "main" || len(res.Advisories) != 1 || res.Advisories[0].Action != ActionAdded || len(res.Dirs) != 1 {
 		t.Fatalf("AdvisoryAdd = %+v, %v", res, err)
 	}
 	if g := svc.got[0]; string(g.Data) != "id = \"A-1\"\n" || g.File != f || !g.DryRun {
-		t.Errorf("daemon got %+v, want the file's content", g)
+		t.Errorf("daemon got %+v, want the file's content and absolute name", g)
 	}
 	if err := os.WriteFile(f, []byte("conflict"), 0o600); err != nil {
 		t.Fatal(err)

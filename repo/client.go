@@ -309,7 +309,7 @@ func (c *Client) AdvisoryImport(ctx context.Context, req AdvisoryRequest) (*Advi
 }
 
 func (c *Client) advisoryFile(ctx context.Context, method string, req AdvisoryRequest, max int) (*AdvisoryResult, error) {
-	data, err := readAdvisoryInput(req, max)
+	data, err := readAdvisoryInput(&req, max)
 	if err != nil {
 		return nil, err
 	}
