@@ -40,7 +40,7 @@ bench: test-deps
 FUZZTIME ?= 60s
 FUZZMINIMIZE ?= 1s
 FUZZ_TARGETS := internal/rpmhdr:FuzzParse internal/nevra:FuzzFileName metadata:FuzzReadPackage \
-	metadata:FuzzParseExisting metadata:FuzzParseComps sign:FuzzReadPackage sign:FuzzPayloadDigestTag repo:FuzzLoadConfig repo:FuzzAdd repo:FuzzPlacement \
+	metadata:FuzzParseExisting metadata:FuzzParseComps metadata:FuzzParseUpdateInfo sign:FuzzReadPackage sign:FuzzPayloadDigestTag repo:FuzzLoadConfig repo:FuzzAdd repo:FuzzPlacement \
 	upgrade:FuzzParseNEVRA
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -4,7 +4,9 @@
 // It is for: reading the header of a package file without trusting it
 // (ReadFile, ReadPackage), rendering the per-package primary, filelists and
 // other XML fragments byte for byte as createrepo_c 0.17.3 does
-// ((*Package).Entry, PrimaryHeader and friends), and publishing repodata.
+// ((*Package).Entry, PrimaryHeader and friends), writing and reading
+// advisories as createrepo_c's updateinfo.xml (MarshalUpdateInfo,
+// ParseUpdateInfo), and publishing repodata.
 //
 // It is not for: installing, verifying signatures or unpacking payloads (the
 // payload is never decompressed), nor for deciding which packages belong in

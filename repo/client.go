@@ -304,3 +304,51 @@ func (c *Client) KeyStatus(ctx context.Context) (*KeyStatus, error) {
 	}
 	return &res, nil
 }
+
+// AdvisoryAdd reads req.File itself, with the user's rights, and sends
+// its content: the daemon never opens a path for a client.
+func (c *Client) AdvisoryAdd(ctx context.Context, req AdvisoryRequest) (*AdvisoryResult, error) {
+	return c.advisoryFile(ctx, apiAdvisoryAdd, req, maxAdvisoryFile)
+}
+
+// AdvisoryImport reads req.File as AdvisoryAdd does.
+func (c *Client) AdvisoryImport(ctx context.Context, req AdvisoryRequest) (*AdvisoryResult, error) {
+	return c.advisoryFile(ctx, apiAdvisoryImport, req, maxImportFile)
+}
+
+func (c *Client) advisoryFile(ctx context.Context, method string, req AdvisoryRequest, max int) (*AdvisoryResult, error) {
+	data, err := readAdvisoryInput(&req, max)
+	if err != nil {
+		return nil, err
+	}
+	req.Data = data
+	var res AdvisoryResult
+	if err := c.call(ctx, method, req, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) AdvisoryList(ctx context.Context, o AdvisoryOptions) ([]Advisory, error) {
+	res := []Advisory{}
+	if err := c.call(ctx, apiAdvisoryList, o, &res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (c *Client) AdvisoryShow(ctx context.Context, id string, o AdvisoryOptions) (*Advisory, error) {
+	var res Advisory
+	if err := c.call(ctx, apiAdvisoryShow, advisoryIDRequest{ID: id, Options: o}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (c *Client) AdvisoryRemove(ctx context.Context, id string, o AdvisoryOptions) (*AdvisoryResult, error) {
+	var res AdvisoryResult
+	if err := c.call(ctx, apiAdvisoryRemove, advisoryIDRequest{ID: id, Options: o}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}

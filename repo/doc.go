@@ -1,6 +1,7 @@
 // Package repo is repoctl's repository manager: configuration, the bbolt
 // store, the ingest pipeline (validate → sign → place → publish → record),
-// promotion between channels, the drop-in daemon and its control socket.
+// promotion between channels, advisories (updateinfo), the drop-in daemon
+// and its control socket.
 //
 // It is not an RPM parser (package metadata), not a signer (package sign)
 // and knows nothing about app hosts (package upgrade).
@@ -8,7 +9,7 @@
 // # Layout under ROOT (--root, env REPOCTL_ROOT)
 //
 //	ROOT/repoctl.toml        optional config (see testdata/repoctl.example.toml)
-//	ROOT/repoctl.db          bbolt store: packages, event log, ingest journal
+//	ROOT/repoctl.db          bbolt store: packages, advisories, event log, ingest journal
 //	ROOT/repoctl.lock        flock held by whoever has the store open
 //	ROOT/keys/               generated signing key (0600) and its public key
 //	ROOT/keys/old/KEYID.asc  a key a rotation replaced (0600), with KEYID.pub.asc

@@ -19,7 +19,3 @@ func (r *Repo) extraRecords(dir string) ([]metadata.ExtraRecord, error) {
 	}
 	return append(groups, adv...), nil
 }
-
-// advisoryRecords: the updateinfo record of dir (advisory.go once
-// advisories land).
-func (r *Repo) advisoryRecords(dir string) ([]metadata.ExtraRecord, error) { return nil, nil }

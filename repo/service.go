@@ -84,6 +84,17 @@ type Service interface {
 	CompsSet(ctx context.Context, r CompsSetRequest) (*CompsResult, error)
 	CompsShow(ctx context.Context, r CompsShowRequest) (*CompsInfo, error)
 	CompsRemove(ctx context.Context, r CompsRemoveRequest) (*CompsResult, error)
+	// AdvisoryAdd stores one advisory (TOML or JSON) and republishes the
+	// directories serving its packages; AdvisoryImport does the same for
+	// every advisory of an updateinfo.xml. Invalid input fails with
+	// ErrInvalidAdvisory and changes nothing.
+	AdvisoryAdd(ctx context.Context, r AdvisoryRequest) (*AdvisoryResult, error)
+	AdvisoryImport(ctx context.Context, r AdvisoryRequest) (*AdvisoryResult, error)
+	AdvisoryList(ctx context.Context, o AdvisoryOptions) ([]Advisory, error)
+	AdvisoryShow(ctx context.Context, id string, o AdvisoryOptions) (*Advisory, error)
+	// AdvisoryRemove deletes an advisory and republishes the directories
+	// that listed it.
+	AdvisoryRemove(ctx context.Context, id string, o AdvisoryOptions) (*AdvisoryResult, error)
 }
 
 // Sentinel errors. Compare with errors.Is; the daemon client maps error
@@ -130,6 +141,18 @@ var (
 	// and comps remove (exit 2, like naming any other thing that is not
 	// there).
 	ErrNoComps = errors.New("repo: the repository has no comps file")
+	// ErrInvalidAdvisory is an advisory that cannot be stored: a file that
+	// does not parse or has unknown keys, a bad id, type, date or text.
+	// ErrAdvisoryPackage and ErrAdvisoryConflict match it too.
+	ErrInvalidAdvisory = errors.New("repo: invalid advisory")
+	// ErrAdvisoryPackage is an advisory naming a package that is not in
+	// the store for its repository.
+	ErrAdvisoryPackage = fmt.Errorf("%w: unknown package", ErrInvalidAdvisory)
+	// ErrAdvisoryConflict is an advisory id that is stored (or repeated in
+	// one import) with different content.
+	ErrAdvisoryConflict = fmt.Errorf("%w: the id exists with different content", ErrInvalidAdvisory)
+	// ErrAdvisoryNotFound is an advisory id the repository does not have.
+	ErrAdvisoryNotFound = errors.New("repo: no such advisory")
 )
 
 // Sentinels lists every sentinel so that a socket client can map a remote
@@ -138,7 +161,8 @@ var (
 // the daemon.
 var Sentinels = append([]error{ErrRejected, ErrDuplicateNEVRA, ErrNotFound, ErrLocked,
 	ErrTampered, ErrUnroutable, ErrBadConfig, ErrAmbiguous, ErrClosed, ErrTransient, ErrEscape, ErrInvalidName, ErrBadOption, ErrFsck,
-	ErrRotationUnfinished, ErrKeyInUse, ErrUnknownKey, ErrConfigFile, ErrNotOwner, ErrFilesGone, ErrNoVersion, ErrNoComps}, metadata.CompsSentinels...)
+	ErrRotationUnfinished, ErrKeyInUse, ErrUnknownKey, ErrConfigFile, ErrNotOwner, ErrFilesGone, ErrNoVersion, ErrNoComps,
+	ErrInvalidAdvisory, ErrAdvisoryPackage, ErrAdvisoryConflict, ErrAdvisoryNotFound}, metadata.CompsSentinels...)
 
 // Actions recorded in AddResult.Action.
 const (

@@ -1,14 +1,22 @@
 package repo
 
-import bolt "go.etcd.io/bbolt"
+import (
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // advisoriesNaming returns the ids of the advisories of repo that list
 // nevra, for Show, in the order the advisory store keeps them. It reads
 // inside Show's transaction so the record, its events and its advisories
 // are one snapshot.
-//
-// The advisory store is not part of this tree yet: until it is wired in
-// here, no package has advisories.
 func advisoriesNaming(tx *bolt.Tx, repo, nevra string) ([]string, error) {
-	return nil, nil
+	var ids []string
+	err := eachAdvisory(tx, repo, func(a *Advisory) error {
+		if slices.Contains(a.Packages, nevra) {
+			ids = append(ids, a.ID)
+		}
+		return nil
+	})
+	return ids, err
 }

@@ -34,6 +34,12 @@ const (
 	apiRepoFile  = "repofile"
 	apiFsck      = "fsck"
 	apiRepublish = "republish"
+
+	apiAdvisoryAdd    = "advisory-add"
+	apiAdvisoryImport = "advisory-import"
+	apiAdvisoryList   = "advisory-list"
+	apiAdvisoryShow   = "advisory-show"
+	apiAdvisoryRemove = "advisory-remove"
 )
 
 type wireError struct {
@@ -68,6 +74,12 @@ type showRequest struct {
 	Options ShowOptions `json:"options"`
 }
 
+// advisoryIDRequest names one advisory for show and remove.
+type advisoryIDRequest struct {
+	ID      string          `json:"id"`
+	Options AdvisoryOptions `json:"options"`
+}
+
 type pingReply struct {
 	PID  int    `json:"pid"`
 	Root string `json:"root"`
@@ -95,7 +107,7 @@ func toWire(err error) *wireError {
 // polling them must not flood the log.
 var quietAPI = map[string]bool{apiPing: true, apiStatus: true, apiList: true, apiHistory: true, apiRepoFile: true,
 	apiKeyStatus: true, apiRejectedList: true, apiRejectedShow: true, apiShow: true,
-	apiChannelLog: true, apiChannelShow: true, apiChannelDiff: true, apiCompsShow: true}
+	apiChannelLog: true, apiChannelShow: true, apiChannelDiff: true, apiCompsShow: true, apiAdvisoryList: true, apiAdvisoryShow: true}
 
 // newSocketHandler serves svc. Requests other than ping wait for ready to be
 // closed, so the daemon can listen before Resume has finished: a CLI that
@@ -258,6 +270,42 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 			return nil, err
 		}
 		return svc.RepoFile(ctx, o)
+	})
+	for name, fn := range map[string]func(context.Context, AdvisoryRequest) (*AdvisoryResult, error){
+		apiAdvisoryAdd: svc.AdvisoryAdd, apiAdvisoryImport: svc.AdvisoryImport} {
+		handle(name, func(ctx context.Context, body []byte) (any, error) {
+			var req AdvisoryRequest
+			if err := decode(body, &req); err != nil {
+				return nil, err
+			}
+			if req.Data == nil {
+				// The daemon reads no path a client names: the client
+				// sends the file's content.
+				return nil, fmt.Errorf("%w: %s without the file's content", ErrBadRequest, name)
+			}
+			return fn(ctx, req)
+		})
+	}
+	handle(apiAdvisoryList, func(ctx context.Context, body []byte) (any, error) {
+		var o AdvisoryOptions
+		if err := decode(body, &o); err != nil {
+			return nil, err
+		}
+		return svc.AdvisoryList(ctx, o)
+	})
+	handle(apiAdvisoryShow, func(ctx context.Context, body []byte) (any, error) {
+		var req advisoryIDRequest
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return svc.AdvisoryShow(ctx, req.ID, req.Options)
+	})
+	handle(apiAdvisoryRemove, func(ctx context.Context, body []byte) (any, error) {
+		var req advisoryIDRequest
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return svc.AdvisoryRemove(ctx, req.ID, req.Options)
 	})
 	handleKeys(svc, handle, decode)
 	handleRejected(svc, handle, decode)

@@ -19,6 +19,8 @@ var (
 	bucketMeta     = []byte("meta")     // "schema" → version
 	bucketDirty    = []byte("dirty")    // repository dir whose repodata lags the store → ""
 	bucketComps    = []byte("comps")    // repository name → CompsInfo (comps.go)
+	// bucketAdvisories: repo \x00 advisory id → Advisory.
+	bucketAdvisories = []byte("advisories")
 )
 
 // schemaVersion 2 added channel versions: a store at 1 (repoctl before
@@ -43,7 +45,7 @@ func openStore(path string) (*store, error) {
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta, bucketDirty,
-			bucketChanVer, bucketChanBase, bucketTrash, bucketComps} {
+			bucketChanVer, bucketChanBase, bucketTrash, bucketComps, bucketAdvisories} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -164,6 +164,17 @@ func convCases() map[string]convCase {
 			convSetComps(t, c)
 			return nil
 		}},
+		"advisory add": {ok: func(t *testing.T, c *convRoot) []string {
+			return []string{"--dry-run", c.writeFile(t, "adv.toml", convAdvisoryTOML)}
+		}},
+		"advisory import": {ok: func(t *testing.T, c *convRoot) []string {
+			return []string{"--dry-run", c.writeFile(t, "updateinfo.xml", convUpdateInfo)}
+		}},
+		"advisory list": {ok: args()},
+		"advisory show": {fail: func(*testing.T, *convRoot) ([]string, int) { return []string{"CONV-0000"}, exitUsage },
+			why: "the fixture has no advisory; an id it does not have is a usage error"},
+		"advisory remove": {fail: func(*testing.T, *convRoot) ([]string, int) { return []string{"--dry-run", "CONV-0000"}, exitUsage },
+			why: "the fixture has no advisory; an id it does not have is a usage error"},
 	}
 }
 
@@ -186,6 +197,42 @@ func convSetComps(t *testing.T, c *convRoot) {
 	if o, e, code := runIn(t, c.root, "comps", "set", convComps(t, c)); code != 0 {
 		t.Fatalf("comps set: exit %d\n%s%s", code, o, e)
 	}
+}
+
+const convAdvisoryTOML = `id = "CONV-2026-0001"
+type = "security"
+severity = "Important"
+title = "conv: a fix"
+issued = "2026-12-01"
+packages = ["` + convNEVRA + `"]
+`
+
+const convUpdateInfo = `<?xml version="1.0" encoding="UTF-8"?>
+<updates>
+  <update type="bugfix">
+    <id>CONV-2026-0002</id>
+    <title>conv: another fix</title>
+    <issued date="2026-12-02 00:00:00"/>
+    <references/>
+    <pkglist>
+      <collection short="c">
+        <package name="conv" version="1.0" release="1.el9" epoch="0" arch="noarch">
+          <filename>conv-1.0-1.el9.noarch.rpm</filename>
+        </package>
+      </collection>
+    </pkglist>
+  </update>
+</updates>
+`
+
+// writeFile writes body as name in a new directory below the fixture.
+func (c *convRoot) writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(c.fresh(t, "file"), name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func convKeyID(t *testing.T, c *convRoot) string {
