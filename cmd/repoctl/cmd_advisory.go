@@ -174,7 +174,7 @@ func printAdvisoryResult(w io.Writer, res *repo.AdvisoryResult) error {
 		return printJSONTo(w, res)
 	}
 	for _, c := range res.Advisories {
-		fmt.Fprintf(w, "%s %s (%s, %d packages)\n", strings.ReplaceAll(c.Action, "-", " "), c.ID, c.Type, len(c.Packages))
+		fmt.Fprintf(w, "%s %s (%s, %s)\n", strings.ReplaceAll(c.Action, "-", " "), c.ID, c.Type, packages(len(c.Packages)))
 	}
 	verb := "republished"
 	if res.DryRun {
