@@ -21,7 +21,7 @@ func TestAdvisoryCLI(t *testing.T) {
 	repomd := filepath.Join(c.root, "repo/main/prod/el/9/x86_64/repodata/repomd.xml")
 	adv := c.writeFile(t, "adv.toml", convAdvisoryTOML)
 	out, stderr, code := runIn(t, c.root, "advisory", "add", adv)
-	if code != 0 || !strings.Contains(out, "added CONV-2026-0001 (security, 1 packages)") || !strings.Contains(out, "republished main/prod/el/9/x86_64") {
+	if code != 0 || !strings.Contains(out, "added CONV-2026-0001 (security, 1 package)") || !strings.Contains(out, "republished main/prod/el/9/x86_64") {
 		t.Fatalf("advisory add: exit %d\n%s%s", code, out, stderr)
 	}
 	before, err := os.ReadFile(repomd)
