@@ -177,6 +177,21 @@ func TestSignLegacy(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("%s: want %q in\n%s", algo, want, out)
 		}
+		// Legacy again is a no-op; without --legacy the same key signs
+		// again, header-only: what is there is not what it would write.
+		if r := signAll(t, k, []string{p}, WithLegacy(true)); r[0].Action != ActionUnchanged {
+			t.Errorf("%s: --legacy twice: action %q, want unchanged", algo, r[0].Action)
+		}
+		if r := signAll(t, k, []string{p}); r[0].Action != ActionReplaced {
+			t.Errorf("%s: header-only after --legacy: action %q, want replaced", algo, r[0].Action)
+		}
+		db.assertSignedOK(t, p, k)
+		// And back: a header-only package of ours still needs the
+		// header+payload signature --legacy asks for.
+		if r := signAll(t, k, []string{p}, WithLegacy(true)); r[0].Action != ActionReplaced {
+			t.Errorf("%s: --legacy after header-only: action %q, want replaced", algo, r[0].Action)
+		}
+		db.assertSigned(t, p, k, true)
 	}
 }
 
