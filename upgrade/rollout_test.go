@@ -28,7 +28,12 @@ type rig struct {
 	cache  string
 	mu     sync.Mutex
 	broken map[string]bool
-	events []Event
+	// failFirst answers a host's first n health requests with 503; body
+	// replaces its 200 answer; hits counts its health requests.
+	failFirst map[string]int
+	body      map[string]string
+	hits      map[string]int
+	events    []Event
 }
 
 func newRig(t *testing.T, apps, proxies int, base int) *rig {
@@ -42,7 +47,8 @@ func newRig(t *testing.T, apps, proxies int, base int) *rig {
 		names = append(names, n)
 		addrs = append(addrs, fmt.Sprintf("127.0.%d.%d", base, i+2))
 	}
-	r := &rig{lab: startSSHLab(t, names, addrs), dir: t.TempDir(), broken: map[string]bool{}}
+	r := &rig{lab: startSSHLab(t, names, addrs), dir: t.TempDir(), broken: map[string]bool{},
+		failFirst: map[string]int{}, body: map[string]string{}, hits: map[string]int{}}
 	r.marks = filepath.Join(r.dir, "marks.log")
 	r.cache = filepath.Join(r.dir, "cache")
 	if err := os.MkdirAll(r.cache, 0o755); err != nil {
@@ -88,9 +94,16 @@ func (r *rig) serveHealth(t *testing.T, c *Config) {
 			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 				r.mu.Lock()
 				broken := r.broken[name]
+				r.hits[name]++
+				early := r.hits[name] <= r.failFirst[name]
+				body, custom := r.body[name]
 				r.mu.Unlock()
-				if _, err := os.Stat(filepath.Join(r.dir, name+".restarted")); err != nil || broken {
+				if _, err := os.Stat(filepath.Join(r.dir, name+".restarted")); err != nil || broken || early {
 					http.Error(w, "not ready", http.StatusServiceUnavailable)
+					return
+				}
+				if custom {
+					fmt.Fprintln(w, body)
 					return
 				}
 				fmt.Fprintln(w, "ok", name)
@@ -554,6 +567,139 @@ func TestAbortFreesHosts(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(kinds, ","), EventAborted) {
 		t.Errorf("abort not recorded: %v", kinds)
+	}
+}
+
+// The health gate tries each host Retries times, and a 200 whose body
+// lacks expect_body is a failed gate.
+func TestHealthGateRetriesAndBody(t *testing.T) {
+	r := newRig(t, 2, 0, 19)
+	c := r.lab.config(2)
+	r.markCommands(c)
+	r.serveHealth(t, c)
+	m := r.manager(t)
+	plan := mustPlan(t, c, PlanRequest{NEVRA: "app-2.0-1.el9.x86_64"})
+	// app1 turns healthy at its last allowed try.
+	r.mu.Lock()
+	r.failFirst["app1"] = c.Health.Retries - 1
+	r.mu.Unlock()
+	ro, err := m.Start(context.Background(), plan)
+	if err != nil || ro.State != StateDone {
+		t.Fatalf("rollout with app1 healthy at try %d of %d: %v", c.Health.Retries, c.Health.Retries, err)
+	}
+	r.mu.Lock()
+	hits := r.hits["app1"]
+	r.mu.Unlock()
+	if hits != c.Health.Retries {
+		t.Errorf("app1's gate asked %d times, want %d", hits, c.Health.Retries)
+	}
+	// app2 answers 200, but not what the gate expects.
+	r.mu.Lock()
+	r.body["app2"] = "degraded app2"
+	r.mu.Unlock()
+	_, err = m.Start(context.Background(), plan)
+	var he *HaltError
+	if !errors.As(err, &he) {
+		t.Fatalf("rollout with a wrong health body: %v, want a halt", err)
+	}
+	if he.Phase != "health group1" || len(he.Failed) != 1 || he.Failed[0].Host != "app2" ||
+		!strings.Contains(he.Failed[0].Error, `body does not contain "ok"`) || !strings.Contains(he.Failed[0].Stdout, `200 "degraded app2"`) {
+		t.Fatalf("halt report: %+v", he)
+	}
+}
+
+// A host command that exits non-zero (1, as `rpm -q` of a missing package
+// does) fails its step: the rollout halts there and restarts nothing.
+func TestCommandExitStatusHalts(t *testing.T) {
+	r := newRig(t, 2, 0, 24)
+	c := r.lab.config(2)
+	r.markCommands(c)
+	r.serveHealth(t, c)
+	c.Groups[0].Hosts[1].Commands.Verify = `echo "{{.Host}} verify $(date +%s.%N)" >> ` + ShellQuote(r.marks) + ` && echo not installed >&2 && false`
+	_, err := r.manager(t).Start(context.Background(), mustPlan(t, c, PlanRequest{NEVRA: "app-2.0-1.el9.x86_64"}))
+	var he *HaltError
+	if !errors.As(err, &he) {
+		t.Fatalf("rollout with a failing verify: %v, want a halt", err)
+	}
+	if he.Phase != "verify" || len(he.Failed) != 1 || he.Failed[0].Host != "app2" || he.Failed[0].ExitStatus != 1 ||
+		!strings.Contains(he.Failed[0].Error, "exit status 1") || !strings.Contains(he.Failed[0].Stderr, "not installed") {
+		t.Fatalf("halt report: %+v", he)
+	}
+	ms := r.readMarks(t)
+	if n := count(ms, "app2", "verify"); n != 1 {
+		t.Errorf("app2 verified %d times, want 1", n)
+	}
+	if n := count(ms, "app1", "restart") + count(ms, "app2", "restart"); n != 0 {
+		t.Errorf("%d restarts after a failed verify", n)
+	}
+}
+
+// waitMark waits, with a generous deadline, until host has logged step.
+func (r *rig) waitMark(t *testing.T, host, step string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for count(r.readMarks(t), host, step) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never logged %s: %v", host, step, r.readMarks(t))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An abort from another process stops a running rollout before its next
+// phase: the step in flight finishes, nothing after it runs on any host,
+// and the hosts are free for the next rollout.
+func TestAbortStopsLiveRollout(t *testing.T) {
+	r := newRig(t, 2, 0, 20)
+	c := r.lab.config(1, 1)
+	r.markCommands(c)
+	r.serveHealth(t, c)
+	gate := filepath.Join(r.dir, "gate")
+	c.Commands.Clean = `echo "{{.Host}} clean $(date +%s.%N)" >> ` + ShellQuote(r.marks) +
+		` && while [ ! -e ` + ShellQuote(gate) + ` ]; do sleep 0.05; done`
+	m := r.manager(t)
+	plan := mustPlan(t, c, PlanRequest{NEVRA: "app-2.0-1.el9.x86_64"})
+	type result struct {
+		ro  *Rollout
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ro, err := m.Start(context.Background(), plan)
+		done <- result{ro, err}
+	}()
+	r.waitMark(t, "app1", "clean")
+	r.waitMark(t, "app2", "clean")
+	other, err := NewManager(r.lab.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab, err := other.Abort(context.Background(), "")
+	if err != nil || ab.State != StateAborted || !ab.Live {
+		t.Fatalf("abort of the running rollout: %v, state %v, live %v; want aborted while live", err, ab.State, ab.Live)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if !errors.Is(res.err, ErrFinished) || res.ro == nil || res.ro.ID != ab.ID {
+		t.Fatalf("the aborted rollout's Start: %v, want ErrFinished", res.err)
+	}
+	ms := r.readMarks(t)
+	for _, h := range []string{"app1", "app2"} {
+		for _, s := range []string{"update", "verify", "restart"} {
+			if n := count(ms, h, s); n != 0 {
+				t.Errorf("%s ran %s %d times after the abort", h, s, n)
+			}
+		}
+	}
+	got, err := other.Get(context.Background(), ab.ID)
+	if err != nil || got.State != StateAborted {
+		t.Fatalf("after the abort: %v, state %v", err, got.State)
+	}
+	ro, err := m.Start(context.Background(), plan)
+	if err != nil || ro.State != StateDone {
+		t.Fatalf("a rollout on the freed hosts: %v", err)
 	}
 }
 
