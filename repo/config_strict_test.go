@@ -267,3 +267,32 @@ func TestConfigShowAndCheck(t *testing.T) {
 		t.Errorf("check of a bad inventory: %v", err)
 	}
 }
+
+// A config file is read up to maxConfigSize bytes, that size included; a
+// larger one is refused rather than cut short, which would silently drop
+// its last keys.
+func TestConfigSizeCap(t *testing.T) {
+	tail := "[publish]\ncompression = \"gz\"\n"
+	body := func(size int) []byte {
+		pad := size - len(tail) - len("#\n")
+		return []byte("#" + strings.Repeat("x", pad) + "\n" + tail)
+	}
+	root := t.TempDir()
+	file := filepath.Join(root, "c.toml")
+	if err := os.WriteFile(file, body(maxConfigSize), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(root, file)
+	if err != nil {
+		t.Fatalf("a config of exactly %d bytes: %v", maxConfigSize, err)
+	}
+	if cfg.Publish.Compression != "gz" {
+		t.Fatalf("the last key of a %d-byte config was lost: compression %q", maxConfigSize, cfg.Publish.Compression)
+	}
+	if err := os.WriteFile(file, body(maxConfigSize+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(root, file); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("larger than %d bytes", maxConfigSize)) {
+		t.Fatalf("a config of %d bytes: %v, want it refused as larger than %d", maxConfigSize+1, err, maxConfigSize)
+	}
+}

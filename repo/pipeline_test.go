@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -522,17 +523,21 @@ func TestEventLogTamper(t *testing.T) {
 		t.Fatal(err)
 	}
 	var target uint64
+	var targetKey, origVal []byte
 	err = db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
 		return b.ForEach(func(k, v []byte) error {
 			if target == 0 && bytes.Contains(v, []byte(`"who":"alice"`)) {
 				target = seqFromKey(k)
+				targetKey, origVal = append([]byte(nil), k...), append([]byte(nil), v...)
 				return b.Put(k, bytes.Replace(v, []byte(`"who":"alice"`), []byte(`"who":"mallory"`), 1))
 			}
 			return nil
 		})
 	})
-	db.Close()
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil || target == 0 {
 		t.Fatalf("tampering: %v (target %d)", err, target)
 	}
@@ -544,7 +549,48 @@ func TestEventLogTamper(t *testing.T) {
 	if _, err := r2.History(ctx, HistoryOptions{}); err != nil {
 		t.Errorf("plain History should still read: %v", err)
 	}
-	r2.Close()
+	if err := r2.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same edit with the event's hash recomputed, as anyone who read
+	// this code could: the event is consistent in itself, but the next
+	// one no longer links to it.
+	db, err = bolt.Open(filepath.Join(root, "repoctl.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		var e Event
+		if err := json.Unmarshal(origVal, &e); err != nil {
+			return err
+		}
+		e.Who = "mallory"
+		h, err := eventHash(e)
+		if err != nil {
+			return err
+		}
+		e.Hash = h
+		raw, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketEvents).Put(targetKey, raw)
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 = openPL(t, root)
+	_, err = r2.History(ctx, HistoryOptions{Verify: true})
+	if want := fmt.Sprintf("event %d does not link to event %d", target+1, target); !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("History(Verify) after rewriting event %d with its hash: %v, want %q", target, err, want)
+	}
+	if err := r2.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	// Dropping the newest events leaves a valid shorter chain; the head
 	// record notices.
@@ -555,12 +601,7 @@ func TestEventLogTamper(t *testing.T) {
 	err = db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
 		// First undo the edit, so only the truncation remains.
-		if err := b.ForEach(func(k, v []byte) error {
-			if bytes.Contains(v, []byte(`"who":"mallory"`)) {
-				return b.Put(k, bytes.Replace(v, []byte(`"who":"mallory"`), []byte(`"who":"alice"`), 1))
-			}
-			return nil
-		}); err != nil {
+		if err := b.Put(targetKey, origVal); err != nil {
 			return err
 		}
 		k, _ := b.Cursor().Last()
