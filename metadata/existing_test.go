@@ -27,11 +27,17 @@ func rewriteRecord(t *testing.T, repoDir, typ string, content []byte) {
 	r := md.Record(typ)
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
-	zw.Write(content)
-	zw.Close()
+	if _, err := zw.Write(content); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
 	sum := sha256.Sum256(buf.Bytes())
 	osum := sha256.Sum256(content)
-	os.Remove(filepath.Join(repoDir, r.Href))
+	if err := os.Remove(filepath.Join(repoDir, r.Href)); err != nil {
+		t.Fatal(err)
+	}
 	r.Checksum, r.OpenChecksum = hex.EncodeToString(sum[:]), hex.EncodeToString(osum[:])
 	r.Href = "repodata/" + r.Checksum + "-" + typ + ".xml.gz"
 	r.Size, r.OpenSize = int64(buf.Len()), int64(len(content))
@@ -193,11 +199,19 @@ func FuzzParseExisting(f *testing.F) {
 </x>`), []byte("<x>\n<package pkgid=\""+strings.Repeat("a", 64)+"\">\n</package>\n</x>"), []byte("<x>\n<package pkgid=\""+strings.Repeat("a", 64)+"\">\n</package>\n</x>"))
 	// Real createrepo_c output for the shared corpus, as --update reads it.
 	real := f.TempDir()
-	ms, _ := filepath.Glob(filepath.Join(sharedCorpus(f), "*.rpm"))
+	ms, err := filepath.Glob(filepath.Join(sharedCorpus(f), "*.rpm"))
+	if err != nil || len(ms) == 0 {
+		f.Fatalf("corpus: %v (%d packages)", err, len(ms))
+	}
 	for _, m := range ms {
 		if err := os.Link(m, filepath.Join(real, filepath.Base(m))); err != nil {
-			b, _ := os.ReadFile(m)
-			os.WriteFile(filepath.Join(real, filepath.Base(m)), b, 0o644)
+			b, err := os.ReadFile(m)
+			if err != nil {
+				f.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(real, filepath.Base(m)), b, 0o644); err != nil {
+				f.Fatal(err)
+			}
 		}
 	}
 	if out, err := exec.Command("createrepo_c", "--no-database", "--general-compress-type", "gz", real).CombinedOutput(); err != nil {
@@ -205,8 +219,8 @@ func FuzzParseExisting(f *testing.F) {
 	}
 	var docs [3][]byte
 	for i, kind := range []string{"primary", "filelists", "other"} {
-		gz, _ := filepath.Glob(filepath.Join(real, "repodata", "*-"+kind+".xml.gz"))
-		if len(gz) != 1 {
+		gz, err := filepath.Glob(filepath.Join(real, "repodata", "*-"+kind+".xml.gz"))
+		if err != nil || len(gz) != 1 {
 			f.Fatalf("createrepo_c wrote %v for %s", gz, kind)
 		}
 		zf, err := os.Open(gz[0])
@@ -218,7 +232,9 @@ func FuzzParseExisting(f *testing.F) {
 			f.Fatal(err)
 		}
 		docs[i], err = io.ReadAll(zr)
-		zf.Close()
+		if cerr := zf.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -247,7 +247,10 @@ func TestConfigShowAndCheck(t *testing.T) {
 	if err != nil {
 		t.Fatalf("shown config does not load: %v\n%s", err, ec.TOML)
 	}
-	c2, _ := LoadConfig(root, "")
+	c2, err := LoadConfig(root, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	c1.File, c2.File = "", ""
 	if !reflect.DeepEqual(c1, c2) {
 		t.Errorf("shown config differs:\n%+v\n%+v", c1, c2)

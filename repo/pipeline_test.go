@@ -59,7 +59,9 @@ func openPL(t testing.TB, root string, opts ...Option) *Repo {
 		t.Fatalf("Open(%q): %v", root, err)
 	}
 	t.Cleanup(func() {
-		r.Close()
+		if err := r.Close(); err != nil {
+			t.Error(err)
+		}
 		checkDB(t, filepath.Join(root, "repoctl.db"))
 	})
 	return r
@@ -178,7 +180,9 @@ func TestAddSignPublishInstall(t *testing.T) {
 	}
 	dbDir := t.TempDir()
 	kf := filepath.Join(t.TempDir(), "key.asc")
-	os.WriteFile(kf, pub, 0o644)
+	if err := os.WriteFile(kf, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command("rpmkeys", "--dbpath", dbDir, "--import", kf).CombinedOutput(); err != nil {
 		t.Fatalf("rpmkeys --import: %v\n%s", err, out)
 	}
@@ -252,17 +256,30 @@ func TestRejects(t *testing.T) {
 	r := openPL(t, root)
 	in := t.TempDir()
 	good := writeSpec(t, in, spec("pkg", "1", "1.el9", "x86_64"))
-	goodBytes, _ := os.ReadFile(good)
+	goodBytes, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := r.Add(ctx, []string{good}, AddOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	junk := filepath.Join(in, "junk.rpm")
-	os.WriteFile(junk, []byte("this is not an rpm at all, just text\n"), 0o644)
+	if err := os.WriteFile(junk, []byte("this is not an rpm at all, just text\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	trunc := filepath.Join(in, "trunc.rpm")
-	other, _ := testrpm.Build(spec("other", "1", "1.el9", "x86_64"))
-	os.WriteFile(trunc, other[:len(other)-20], 0o644) // payload cut: only the digest check sees it
+	other, err := testrpm.Build(spec("other", "1", "1.el9", "x86_64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// payload cut: only the digest check sees it
+	if err := os.WriteFile(trunc, other[:len(other)-20], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	hdrOnly := filepath.Join(in, "hdrcut.rpm")
-	os.WriteFile(hdrOnly, goodBytes[:200], 0o644)
+	if err := os.WriteFile(hdrOnly, goodBytes[:200], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	dupSpec := spec("pkg", "1", "1.el9", "x86_64")
 	dupSpec.Summary = "a different build with the same NEVRA"
 	dupDir := t.TempDir()
@@ -270,7 +287,9 @@ func TestRejects(t *testing.T) {
 	noTag := writeSpec(t, in, spec("notag", "1", "1", "x86_64"))
 	badArch := writeSpec(t, in, spec("weird", "1", "1.el9", "ppc64le"))
 	empty := filepath.Join(in, "empty.rpm")
-	os.WriteFile(empty, nil, 0o644)
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	missing := filepath.Join(in, "missing.rpm")
 	ownKey := r.Config().KeyPath()
 
@@ -334,8 +353,14 @@ func TestRejects(t *testing.T) {
 		if !strings.HasPrefix(first, code+": ") {
 			t.Errorf("%s.reason first line %q", x.Rejected, first)
 		}
-		kept, _ := os.ReadFile(x.Rejected)
-		orig, _ := os.ReadFile(inputs[i])
+		kept, err := os.ReadFile(x.Rejected)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig, err := os.ReadFile(inputs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !bytes.Equal(kept, orig) {
 			t.Errorf("%s: rejected copy differs from the input", drops[i])
 		}
@@ -360,7 +385,10 @@ func TestRejects(t *testing.T) {
 		t.Errorf("repodata lists %v after rejects", keys(pk))
 	}
 	served := filepath.Join(root, "repo/main/staging/el/9/x86_64/pkg-1-1.el9.x86_64.rpm")
-	list, _ := r.List(ctx, ListOptions{})
+	list, err := r.List(ctx, ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(list) != 1 || fileSHA(t, served) != list[0].SHA256 {
 		t.Errorf("the released package was changed or more were stored: %+v", list)
 	}
@@ -441,7 +469,9 @@ func TestResumeAfterCrash(t *testing.T) {
 			if !errors.Is(err, errCrash) {
 				t.Fatalf("Ingest: %v, want the simulated crash", err)
 			}
-			r.Close()
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
 
 			r2 := openPL(t, root) // resumes
 			nevra := name + "-1-1.el9.noarch"
@@ -484,7 +514,10 @@ func TestResumeAfterCrash(t *testing.T) {
 			if err != nil || st.InFlight != 0 {
 				t.Errorf("in flight after resume: %+v %v", st, err)
 			}
-			spool, _ := os.ReadDir(r2.Config().Paths.Spool)
+			spool, err := os.ReadDir(r2.Config().Paths.Spool)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, e := range spool {
 				if e.Type().IsRegular() {
 					t.Errorf("spool still holds %s", e.Name())
@@ -515,7 +548,9 @@ func TestEventLogTamper(t *testing.T) {
 	if len(evs) < 4 || evs[len(evs)-1].Action != "upgrade.step" {
 		t.Fatalf("history: %+v", evs)
 	}
-	r.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	// Rewrite who added the package, as someone with the DB file could.
 	db, err := bolt.Open(filepath.Join(root, "repoctl.db"), 0o600, nil)
@@ -607,7 +642,9 @@ func TestEventLogTamper(t *testing.T) {
 		k, _ := b.Cursor().Last()
 		return b.Delete(k)
 	})
-	db.Close()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -670,8 +707,14 @@ func TestPromoteRestoreRemove(t *testing.T) {
 	if got := keys(mustPkgs(t, prodDir)); strings.Join(got, " ") != "app-1.0-1.el9.x86_64 app-1.1-1.el9.x86_64" {
 		t.Errorf("prod after second promote: %v", got)
 	}
-	a, _ := os.Stat(filepath.Join(root, "repo", p2.File))
-	b, _ := os.Stat(filepath.Join(root, "repo/main/staging/el/9/x86_64/app-1.1-1.el9.x86_64.rpm"))
+	a, err := os.Stat(filepath.Join(root, "repo", p2.File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.Stat(filepath.Join(root, "repo/main/staging/el/9/x86_64/app-1.1-1.el9.x86_64.rpm"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if a == nil || b == nil || !os.SameFile(a, b) {
 		t.Errorf("promote did not place the exact staged file")
 	}
@@ -835,7 +878,10 @@ func TestSameBuildOtherSignatures(t *testing.T) {
 	if err != nil || res[0].Action != ActionUnchanged {
 		t.Fatalf("%+v %v", res, err)
 	}
-	list, _ := r.List(ctx, ListOptions{})
+	list, err := r.List(ctx, ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(list) != 1 || fileSHA(t, filepath.Join(root, "repo", list[0].Placements[0].File)) != list[0].SHA256 {
 		t.Errorf("store: %+v", list)
 	}
@@ -869,7 +915,9 @@ func TestPromoteRemoveCrash(t *testing.T) {
 	if _, err := r.Promote(ctx, PromoteRequest{Package: "pc"}); !errors.Is(err, crash) {
 		t.Fatalf("promote: %v", err)
 	}
-	r.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	failpoint = nil
 	r = openPL(t, root)
 	if got := keys(mustPkgs(t, prod)); len(got) != 1 {
@@ -880,7 +928,9 @@ func TestPromoteRemoveCrash(t *testing.T) {
 	if _, err := r.Remove(ctx, "pc-1-1.el9.x86_64", RemoveOptions{}); !errors.Is(err, crash) {
 		t.Fatalf("remove: %v", err)
 	}
-	r.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	failpoint = nil
 	r = openPL(t, root)
 	for _, d := range []string{prod, staging} {
@@ -989,7 +1039,9 @@ func TestAddDryRun(t *testing.T) {
 	dup := writeSpec(t, t.TempDir(), d2)
 	newer := writeSpec(t, r.Config().DropIns[0].Dir, spec("dr", "2", "1.el9", "noarch"))
 	junk := filepath.Join(in, "junk.rpm")
-	os.WriteFile(junk, []byte("junk"), 0o644)
+	if err := os.WriteFile(junk, []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	res, err := r.Ingest(ctx, []string{newer, dup, junk, first}, AddOptions{DryRun: true, Move: true})
 	if err != nil {
 		t.Fatal(err)
@@ -1057,7 +1109,10 @@ func TestRejectReusesOrphanReason(t *testing.T) {
 			}
 		}
 	}
-	b, _ := os.ReadFile(orphan)
+	b, err := os.ReadFile(orphan)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !strings.HasPrefix(string(b), reasonInvalid+": ") || strings.Contains(string(b), "earlier try") {
 		t.Errorf("reason not rewritten for the new rejection: %q", b)
 	}
@@ -1076,18 +1131,27 @@ func TestSameNEVRAInOneBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	broken := filepath.Join(in, "a-broken.rpm")
-	os.WriteFile(broken, full[:len(full)-20], 0o644) // payload cut: only signing sees it
+	// payload cut: only signing sees it
+	if err := os.WriteFile(broken, full[:len(full)-20], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s.Summary = "another build, same NEVRA"
 	other, err := testrpm.Build(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	valid := filepath.Join(in, "b-valid.rpm")
-	os.WriteFile(valid, other, 0o644)
+	if err := os.WriteFile(valid, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	copyOf := filepath.Join(in, "c-copy.rpm")
-	os.WriteFile(copyOf, other, 0o644)
+	if err := os.WriteFile(copyOf, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	brokenCopy := filepath.Join(in, "d-broken-copy.rpm")
-	os.WriteFile(brokenCopy, full[:len(full)-20], 0o644)
+	if err := os.WriteFile(brokenCopy, full[:len(full)-20], 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	res, err := r.Add(ctx, []string{broken, valid, copyOf, brokenCopy}, AddOptions{})
 	if err != nil {

@@ -55,7 +55,9 @@ func newRig(t *testing.T, apps, proxies int, base int) *rig {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		os.WriteFile(filepath.Join(r.cache, fmt.Sprint("obj", i)), []byte("cached"), 0o644)
+		if err := os.WriteFile(filepath.Join(r.cache, fmt.Sprint("obj", i)), []byte("cached"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() { checkDB(t, filepath.Join(r.lab.Dir, "rollouts.db")) })
 	return r
@@ -237,7 +239,11 @@ func TestRolloutOverSSH(t *testing.T) {
 	if n := count(ms, "proxy1", "purge"); n != 1 {
 		t.Errorf("purge ran %d times", n)
 	}
-	if ents, _ := os.ReadDir(r.cache); len(ents) != 0 {
+	ents, err := os.ReadDir(r.cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 0 {
 		t.Errorf("proxy cache not emptied: %d entries", len(ents))
 	}
 	// Group 2 restarts only after group 1's health gate passed: the
@@ -315,7 +321,10 @@ func TestRolloutHaltResumeAndLock(t *testing.T) {
 			}
 		}
 	}
-	got, _ := m.Get(context.Background(), ro.ID)
+	got, err := m.Get(context.Background(), ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range got.Steps {
 		want := 1
 		if s.Host == "app2" && s.Phase == "health group1" {
@@ -366,7 +375,10 @@ func TestRollbackOnFailure(t *testing.T) {
 	if len(restored) != 1 || restored[0] != "prod" {
 		t.Errorf("restore called %v", restored)
 	}
-	got, _ := m.Get(context.Background(), ro.ID)
+	got, err := m.Get(context.Background(), ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range got.Steps {
 		if s.Phase == "rollback downgrade" && !strings.Contains(s.Stdout, "downgrading to app-1.0-1.el9.x86_64") {
 			t.Errorf("downgrade printed %q", s.Stdout)
@@ -398,7 +410,10 @@ func TestResumeAfterInterrupt(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want cancel, got %v", err)
 	}
-	got, _ := m.Get(context.Background(), ro.ID)
+	got, err := m.Get(context.Background(), ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	states := map[string]string{}
 	for _, s := range got.Steps {
 		states[s.Key] = s.State
@@ -435,7 +450,10 @@ func TestHostKeysChecked(t *testing.T) {
 	c := r.lab.config(1, 1)
 	r.markCommands(c)
 	// Drop app2 from known_hosts: unknown host, clear error.
-	b, _ := os.ReadFile(r.lab.KnownHosts)
+	b, err := os.ReadFile(r.lab.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if err := os.WriteFile(r.lab.KnownHosts, []byte(lines[0]+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -457,7 +475,9 @@ func TestHostKeysChecked(t *testing.T) {
 	// Give app2's address app1's key: mismatch.
 	f := strings.Fields(lines[0])
 	mis := fmt.Sprintf("[%s]:%d %s %s\n", h[1].Address, h[1].Port, f[1], f[2])
-	os.WriteFile(r.lab.KnownHosts, []byte(lines[0]+"\n"+mis), 0o600)
+	if err := os.WriteFile(r.lab.KnownHosts, []byte(lines[0]+"\n"+mis), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tr2, err := newSSHTransport(tr.settings)
 	if err != nil {
 		t.Fatal(err)
@@ -469,7 +489,10 @@ func TestHostKeysChecked(t *testing.T) {
 	// Timeouts and bounded output.
 	s := tr.settings
 	s.CommandTimeout = 2 * time.Second
-	tr3, _ := newSSHTransport(s)
+	tr3, err := newSSHTransport(s)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer tr3.Close()
 	tg := Target{Host: "app1", Address: h[0].Address, Port: h[0].Port, User: "root"}
 	if _, err := tr3.Run(context.Background(), tg, "sleep 20"); err == nil || !strings.Contains(err.Error(), "timed out") {
@@ -557,7 +580,10 @@ func TestAbortFreesHosts(t *testing.T) {
 	if _, err := m.Start(context.Background(), plan); err != nil {
 		t.Fatalf("new rollout after abort: %v", err)
 	}
-	all, _ := m.List(context.Background())
+	all, err := m.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(all) != 2 || all[0].State != StateAborted || all[1].State != StateDone {
 		t.Fatalf("list: %d rollouts", len(all))
 	}
@@ -723,7 +749,10 @@ func TestConcurrencyBoundAndBusy(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { _, err := mgr.Start(context.Background(), plan); done <- err }()
 	id := <-started
-	other, _ := NewManager(r.lab.Dir)
+	other, err := NewManager(r.lab.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := other.Resume(context.Background(), id); !errors.Is(err, ErrBusy) {
 		t.Errorf("resume while a live process runs it: %v", err)
 	}
@@ -777,7 +806,11 @@ func TestNotIdempotentInFlight(t *testing.T) {
 			go func() {
 				// Cancel once the command is surely running on the host.
 				for i := 0; i < 600; i++ {
-					if b, _ := os.ReadFile(r.marks); strings.Contains(string(b), "proxy1 purge") {
+					b, err := os.ReadFile(r.marks)
+					if err != nil {
+						t.Error(err)
+					}
+					if strings.Contains(string(b), "proxy1 purge") {
 						break
 					}
 					time.Sleep(50 * time.Millisecond)
@@ -794,7 +827,9 @@ func TestNotIdempotentInFlight(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want cancel, got %v", err)
 	}
-	os.WriteFile(gate, nil, 0o644)
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	_, err = r.manager(t).Resume(context.Background(), ro.ID)
 	if !errors.Is(err, ErrHalted) || !errors.Is(err, ErrNotIdempotent) {
 		t.Fatalf("plain resume over an in-flight non-idempotent step: %v", err)
