@@ -145,6 +145,9 @@ func FuzzLoadConfig(f *testing.F) {
 				t.Fatalf("accepted repository name %q", r)
 			}
 		}
-		c.Route("1.el9", "noarch", false)
+		// An accepted config routes a package, or says it cannot.
+		if _, _, err := c.Route("1.el9", "noarch", false); err != nil && !errors.Is(err, ErrUnroutable) {
+			t.Fatalf("routing with an accepted config: %v", err)
+		}
 	})
 }

@@ -594,7 +594,10 @@ func TestRolloutResumeAsks(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
-	l.Close() // nothing listens there now: every connection is refused
+	// Nothing listens there now: every connection is refused.
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	cfg := fmt.Sprintf(`[signing]
 algo = "ed25519"
 
