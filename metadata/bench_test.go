@@ -44,7 +44,9 @@ func benchCorpus(b *testing.B, n int) string {
 		return dir // someone else finished first
 	}
 	// An incomplete directory (an interrupted generation) is replaced.
-	os.RemoveAll(dir)
+	if err := os.RemoveAll(dir); err != nil {
+		b.Fatal(err)
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if _, serr := os.Stat(done); serr == nil {
 			return dir

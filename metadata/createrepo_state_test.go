@@ -88,14 +88,18 @@ func TestCreateRepoUpdateFastPath(t *testing.T) {
 	st := filepath.Join(dir, CacheDirName, stateFileName)
 	sb := mustRead(t, st)
 	sb[len(sb)/2] ^= 0x40
-	os.WriteFile(st, sb, 0o644)
+	if err := os.WriteFile(st, sb, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	writeSmall(t, dir, 5002)
 	update("damaged state", "repodata", 1)
 
 	// Torn uncompressed blocks are not trusted either.
 	raw := filepath.Join(dir, CacheDirName, rawPackName)
 	fi := mustStat(t, raw)
-	os.Truncate(raw, fi.Size()/2)
+	if err := os.Truncate(raw, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
 	writeSmall(t, dir, 5003)
 	update("torn raw pack", "repodata", 1)
 
@@ -150,9 +154,15 @@ func TestCreateRepoDryRunWritesNothing(t *testing.T) {
 	snapshot := func() map[string]string {
 		m := map[string]string{}
 		for _, d := range []string{"repodata", CacheDirName} {
-			ents, _ := os.ReadDir(filepath.Join(dir, d))
+			ents, err := os.ReadDir(filepath.Join(dir, d))
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, e := range ents {
-				fi, _ := e.Info()
+				fi, err := e.Info()
+				if err != nil {
+					t.Fatal(err)
+				}
 				m[d+"/"+e.Name()] = fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
 			}
 		}

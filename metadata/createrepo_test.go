@@ -139,12 +139,17 @@ func TestCreateRepoUpdate(t *testing.T) {
 			pristine := t.TempDir()
 			copyRPMs(t, dir, pristine)
 			copyRPMs(t, filepath.Join(dir, "sub"), pristine) // flattened: for the oracle only
-			st, _ := os.Stat(victim)
+			st, err := os.Stat(victim)
+			if err != nil {
+				t.Fatal(err)
+			}
 			junk := bytes.Repeat([]byte{0xa5}, int(st.Size()))
 			if err := os.WriteFile(victim, junk, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			os.Chtimes(victim, st.ModTime(), st.ModTime())
+			if err := os.Chtimes(victim, st.ModTime(), st.ModTime()); err != nil {
+				t.Fatal(err)
+			}
 
 			res, err := CreateRepo(ctx, dir, WithUpdate(true), WithPublishOptions(WithCompression("gz")))
 			onlyControlCharSkips(t, res, err)
@@ -156,12 +161,16 @@ func TestCreateRepoUpdate(t *testing.T) {
 			// The same files, untouched, in a full run.
 			full := t.TempDir()
 			copyRPMs(t, dir, full)
-			os.MkdirAll(filepath.Join(full, "sub"), 0o755)
+			if err := os.MkdirAll(filepath.Join(full, "sub"), 0o755); err != nil {
+				t.Fatal(err)
+			}
 			copyRPMs(t, filepath.Join(dir, "sub"), filepath.Join(full, "sub"))
 			copyRPMs(t, pristine, full) // restores the victim's real bytes
 			for _, e := range mustGlob(t, filepath.Join(full, "*.rpm")) {
 				if _, err := os.Stat(filepath.Join(full, "sub", filepath.Base(e))); err == nil {
-					os.Remove(e)
+					if err := os.Remove(e); err != nil {
+						t.Fatal(err)
+					}
 				}
 			}
 			fres, err := CreateRepo(ctx, full)
@@ -203,11 +212,15 @@ func TestCreateRepoSkipsBadFiles(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		good = append(good, writeSmall(t, dir, i))
 	}
-	os.MkdirAll(filepath.Join(dir, "nested", "deeper"), 0o755)
+	if err := os.MkdirAll(filepath.Join(dir, "nested", "deeper"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	writeSmall(t, filepath.Join(dir, "nested", "deeper"), 7)
 	// Not scanned: repodata/ and dot directories.
 	for _, d := range []string{".hidden", "repodata"} {
-		os.MkdirAll(filepath.Join(dir, d), 0o755)
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		writeSmall(t, filepath.Join(dir, d), 9)
 	}
 	goodBytes := mustRead(t, good[0])
@@ -276,7 +289,10 @@ func TestCreateRepoUnchangedIsNotRewritten(t *testing.T) {
 	if !bytes.Equal(b1, b2) || !fi1.ModTime().Equal(fi2.ModTime()) {
 		t.Fatal("repomd.xml changed")
 	}
-	ents, _ := os.ReadDir(filepath.Join(dir, "repodata"))
+	ents, err := os.ReadDir(filepath.Join(dir, "repodata"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(ents) != 4 {
 		t.Fatalf("repodata has %d entries", len(ents))
 	}
@@ -298,7 +314,10 @@ func mustStat(t *testing.T, p string) os.FileInfo {
 func TestDirCacheTornRecordIsAMiss(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	c, _ := NewDirCache(dir)
+	c, err := NewDirCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	k1, k2 := fmt.Sprintf("%064x", 1), fmt.Sprintf("%064x", 2)
 	if err := c.PutBlocks(ctx, map[string][]byte{k1: []byte("one")}); err != nil {
 		t.Fatal(err)
@@ -310,8 +329,13 @@ func TestDirCacheTornRecordIsAMiss(t *testing.T) {
 	p := filepath.Join(dir, packName)
 	b := mustRead(t, p)
 	b[len(b)-sha256Size-1] ^= 0xff
-	os.WriteFile(p, b, 0o644)
-	c2, _ := NewDirCache(dir)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := NewDirCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got, err := c2.GetBlocks(ctx, []string{k1, k2})
 	if err != nil || string(got[k1]) != "one" || got[k2] != nil {
 		t.Fatalf("got %q %v", got, err)
@@ -321,7 +345,10 @@ func TestDirCacheTornRecordIsAMiss(t *testing.T) {
 	if err := c2.PutBlocks(ctx, map[string][]byte{k3: []byte("three")}); err != nil {
 		t.Fatal(err)
 	}
-	c3, _ := NewDirCache(dir)
+	c3, err := NewDirCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got, err = c3.GetBlocks(ctx, []string{k1, k2, k3})
 	if err != nil {
 		t.Fatal(err)

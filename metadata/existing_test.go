@@ -27,11 +27,17 @@ func rewriteRecord(t *testing.T, repoDir, typ string, content []byte) {
 	r := md.Record(typ)
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
-	zw.Write(content)
-	zw.Close()
+	if _, err := zw.Write(content); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
 	sum := sha256.Sum256(buf.Bytes())
 	osum := sha256.Sum256(content)
-	os.Remove(filepath.Join(repoDir, r.Href))
+	if err := os.Remove(filepath.Join(repoDir, r.Href)); err != nil {
+		t.Fatal(err)
+	}
 	r.Checksum, r.OpenChecksum = hex.EncodeToString(sum[:]), hex.EncodeToString(osum[:])
 	r.Href = "repodata/" + r.Checksum + "-" + typ + ".xml.gz"
 	r.Size, r.OpenSize = int64(buf.Len()), int64(len(content))
@@ -56,37 +62,68 @@ func TestUpdateWithBadExistingRepodata(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := publishedDocs(t, base)
-	md, _ := ParseRepomd(mustRead(t, filepath.Join(base, "repodata", "repomd.xml")))
-	cases := map[string]func(t *testing.T, dir string){
-		"repomd not xml": func(t *testing.T, dir string) {
-			os.WriteFile(filepath.Join(dir, "repodata", "repomd.xml"), []byte("<repomd><data type="), 0o644)
-		},
-		"repomd without filelists": func(t *testing.T, dir string) {
+	md, err := ParseRepomd(mustRead(t, filepath.Join(base, "repodata", "repomd.xml")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(t *testing.T, p string, b []byte) {
+		t.Helper()
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// why is what the refusal must name: every case is refused as
+	// ErrBadRepodata, so only the reason shows which check fired.
+	cases := map[string]struct {
+		damage func(t *testing.T, dir string)
+		why    string
+	}{
+		"repomd not xml": {func(t *testing.T, dir string) {
+			write(t, filepath.Join(dir, "repodata", "repomd.xml"), []byte("<repomd><data type="))
+		}, "repomd.xml: XML syntax error"},
+		"repomd without filelists": {func(t *testing.T, dir string) {
 			m := *md
 			m.Records = []RepomdRecord{md.Records[0], md.Records[2]}
-			os.WriteFile(filepath.Join(dir, "repodata", "repomd.xml"), m.Marshal(), 0o644)
-		},
-		"href escapes repodata": func(t *testing.T, dir string) {
+			write(t, filepath.Join(dir, "repodata", "repomd.xml"), m.Marshal())
+		}, "repomd.xml has no filelists"},
+		"href escapes repodata": {func(t *testing.T, dir string) {
 			b := strings.Replace(string(mustRead(t, filepath.Join(dir, "repodata", "repomd.xml"))),
 				md.Records[0].Href, "repodata/../../../etc/passwd.xml.gz", 1)
-			os.WriteFile(filepath.Join(dir, "repodata", "repomd.xml"), []byte(b), 0o644)
-		},
-		"data file missing": func(t *testing.T, dir string) {
-			os.Remove(filepath.Join(dir, md.Records[1].Href))
-		},
-		"checksum mismatch": func(t *testing.T, dir string) {
+			write(t, filepath.Join(dir, "repodata", "repomd.xml"), []byte(b))
+		}, "is outside repodata/"},
+		"data file missing": {func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, md.Records[1].Href)); err != nil {
+				t.Fatal(err)
+			}
+		}, "no such file or directory"},
+		"gzip checksum mismatch": {func(t *testing.T, dir string) {
 			p := filepath.Join(dir, md.Records[0].Href)
 			b := mustRead(t, p)
 			b[len(b)/2] ^= 1
-			os.WriteFile(p, b, 0o644)
-		},
-		"truncated gzip": func(t *testing.T, dir string) {
-			p := filepath.Join(dir, md.Records[2].Href)
-			os.Truncate(p, 30)
-		},
-		"filelists out of order": func(t *testing.T, dir string) {
+			write(t, p, b)
+		}, "gzip: invalid checksum"},
+		"checksum mismatch": {func(t *testing.T, dir string) {
+			// A valid gzip stream with one more member: it decompresses
+			// to the same XML, so only repomd's checksum can tell.
+			p := filepath.Join(dir, md.Records[0].Href)
+			var extra bytes.Buffer
+			zw := gzip.NewWriter(&extra)
+			if err := zw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			write(t, p, append(mustRead(t, p), extra.Bytes()...))
+		}, "does not match its checksum in repomd.xml"},
+		"truncated gzip": {func(t *testing.T, dir string) {
+			if err := os.Truncate(filepath.Join(dir, md.Records[2].Href), 30); err != nil {
+				t.Fatal(err)
+			}
+		}, "unexpected EOF"},
+		"filelists out of order": {func(t *testing.T, dir string) {
 			fl := want.filelists
-			frags, _ := splitPackages(fl)
+			frags, err := splitPackages(fl)
+			if err != nil {
+				t.Fatal(err)
+			}
 			hdr := fl[:bytes.Index(fl, frags[0])]
 			out := append([]byte(nil), hdr...)
 			out = append(out, frags[1]...)
@@ -96,33 +133,41 @@ func TestUpdateWithBadExistingRepodata(t *testing.T) {
 			}
 			out = append(out, FilelistsFooter()...)
 			rewriteRecord(t, dir, "filelists", out)
-		},
-		"other lacks a package": func(t *testing.T, dir string) {
+		}, "do not follow primary's order"},
+		"other lacks a package": {func(t *testing.T, dir string) {
 			o := want.other
-			frags, _ := splitPackages(o)
+			frags, err := splitPackages(o)
+			if err != nil {
+				t.Fatal(err)
+			}
 			out := bytes.Replace(o, frags[3], nil, 1)
 			rewriteRecord(t, dir, "other", out)
-		},
-		"unformatted primary": func(t *testing.T, dir string) {
+		}, "list 12, 12 and 11 packages"},
+		"unformatted primary": {func(t *testing.T, dir string) {
 			rewriteRecord(t, dir, "primary", bytes.ReplaceAll(want.primary, []byte("</package>\n"), []byte("</package>")))
-		},
-		"expands past the cap": func(t *testing.T, dir string) {
+		}, "unterminated <package>"},
+		"expands past the cap": {func(t *testing.T, dir string) {
 			maxOpenSize = 1000
 			t.Cleanup(func() { maxOpenSize = 2 << 30 })
-		},
+		}, "exceeds the size cap"},
 	}
-	for name, damage := range cases {
+	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			copyRPMs(t, base, dir)
-			os.MkdirAll(filepath.Join(dir, "repodata"), 0o755)
-			ents, _ := os.ReadDir(filepath.Join(base, "repodata"))
-			for _, e := range ents {
-				os.WriteFile(filepath.Join(dir, "repodata", e.Name()), mustRead(t, filepath.Join(base, "repodata", e.Name())), 0o644)
+			if err := os.MkdirAll(filepath.Join(dir, "repodata"), 0o755); err != nil {
+				t.Fatal(err)
 			}
-			damage(t, dir)
-			if _, err := loadExisting(ctx, dir); !errors.Is(err, ErrBadRepodata) {
-				t.Fatalf("loadExisting: want ErrBadRepodata, got %v", err)
+			ents, err := os.ReadDir(filepath.Join(base, "repodata"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range ents {
+				write(t, filepath.Join(dir, "repodata", e.Name()), mustRead(t, filepath.Join(base, "repodata", e.Name())))
+			}
+			c.damage(t, dir)
+			if _, err := loadExisting(ctx, dir); !errors.Is(err, ErrBadRepodata) || !strings.Contains(err.Error(), c.why) {
+				t.Fatalf("loadExisting: want ErrBadRepodata naming %q, got %v", c.why, err)
 			}
 			p := &recProgress{}
 			res, err := CreateRepo(ctx, dir, WithUpdate(true), WithCacheDir(""),
@@ -154,11 +199,19 @@ func FuzzParseExisting(f *testing.F) {
 </x>`), []byte("<x>\n<package pkgid=\""+strings.Repeat("a", 64)+"\">\n</package>\n</x>"), []byte("<x>\n<package pkgid=\""+strings.Repeat("a", 64)+"\">\n</package>\n</x>"))
 	// Real createrepo_c output for the shared corpus, as --update reads it.
 	real := f.TempDir()
-	ms, _ := filepath.Glob(filepath.Join(sharedCorpus(f), "*.rpm"))
+	ms, err := filepath.Glob(filepath.Join(sharedCorpus(f), "*.rpm"))
+	if err != nil || len(ms) == 0 {
+		f.Fatalf("corpus: %v (%d packages)", err, len(ms))
+	}
 	for _, m := range ms {
 		if err := os.Link(m, filepath.Join(real, filepath.Base(m))); err != nil {
-			b, _ := os.ReadFile(m)
-			os.WriteFile(filepath.Join(real, filepath.Base(m)), b, 0o644)
+			b, err := os.ReadFile(m)
+			if err != nil {
+				f.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(real, filepath.Base(m)), b, 0o644); err != nil {
+				f.Fatal(err)
+			}
 		}
 	}
 	if out, err := exec.Command("createrepo_c", "--no-database", "--general-compress-type", "gz", real).CombinedOutput(); err != nil {
@@ -166,8 +219,8 @@ func FuzzParseExisting(f *testing.F) {
 	}
 	var docs [3][]byte
 	for i, kind := range []string{"primary", "filelists", "other"} {
-		gz, _ := filepath.Glob(filepath.Join(real, "repodata", "*-"+kind+".xml.gz"))
-		if len(gz) != 1 {
+		gz, err := filepath.Glob(filepath.Join(real, "repodata", "*-"+kind+".xml.gz"))
+		if err != nil || len(gz) != 1 {
 			f.Fatalf("createrepo_c wrote %v for %s", gz, kind)
 		}
 		zf, err := os.Open(gz[0])
@@ -179,7 +232,9 @@ func FuzzParseExisting(f *testing.F) {
 			f.Fatal(err)
 		}
 		docs[i], err = io.ReadAll(zr)
-		zf.Close()
+		if cerr := zf.Close(); err == nil {
+			err = cerr
+		}
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -80,14 +80,20 @@ func TestExtraRecordsMatchCreaterepoCGroups(t *testing.T) {
 		}
 	}
 	// A second publish with the same extras changes nothing.
-	before, _ := os.ReadFile(filepath.Join(ours, "repodata", "repomd.xml"))
+	before, err := os.ReadFile(filepath.Join(ours, "repodata", "repomd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := CreateRepo(context.Background(), ours, WithUpdate(true), WithPublishOptions(WithCompression("gz"), WithExtraRecords(
 		ExtraRecord{Type: "group", Name: "comps.xml", Data: []byte(testComps)},
 		ExtraRecord{Type: "group_gz", Name: "comps.xml", Data: []byte(testComps), Compress: true},
 	))); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := os.ReadFile(filepath.Join(ours, "repodata", "repomd.xml"))
+	after, err := os.ReadFile(filepath.Join(ours, "repodata", "repomd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if string(before) != string(after) {
 		t.Errorf("republishing the same extras rewrote repomd.xml")
 	}

@@ -20,7 +20,10 @@ import (
 // must fail only with one of the package's sentinels, and whatever it
 // accepts must render.
 func FuzzReadPackage(f *testing.F) {
-	ms, _ := filepath.Glob(filepath.Join(sharedCorpus(f), "*.rpm"))
+	ms, err := filepath.Glob(filepath.Join(sharedCorpus(f), "*.rpm"))
+	if err != nil {
+		f.Fatal(err)
+	}
 	for _, m := range ms {
 		b, err := os.ReadFile(m)
 		if err != nil {

@@ -24,11 +24,17 @@ const (
 // view of every fixture, and a package with fresh digests reads the same.
 func TestHeaderAgreesWithGoRPMUtils(t *testing.T) {
 	var paths []string
-	ms, _ := filepath.Glob(filepath.Join(sharedCorpus(t), "*.rpm"))
+	ms, err := filepath.Glob(filepath.Join(sharedCorpus(t), "*.rpm"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	paths = append(paths, ms...)
 	gen := t.TempDir()
 	generatedCorpus(t, gen)
-	ms, _ = filepath.Glob(filepath.Join(gen, "*.rpm"))
+	ms, err = filepath.Glob(filepath.Join(gen, "*.rpm"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	paths = append(paths, ms...)
 	if len(paths) < 25 {
 		t.Fatalf("only %d fixtures", len(paths))

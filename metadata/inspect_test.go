@@ -38,7 +38,10 @@ func TestReadRepodataStateOfCreaterepoC(t *testing.T) {
 	want := map[string]string{}
 	for i := 0; i < 4; i++ {
 		p := writeSmall(t, dir, i)
-		b, _ := os.ReadFile(p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
 		s := sha256.Sum256(b)
 		want[filepath.Base(p)] = hex.EncodeToString(s[:])
 	}
@@ -76,13 +79,25 @@ func TestReadRepodataStateOfCreaterepoC(t *testing.T) {
 	}
 	// A changed filelists, a missing other database, a damaged primary.
 	fl := filepath.Join(dir, href("filelists"))
-	b, _ := os.ReadFile(fl)
-	os.WriteFile(fl, append(b, 0), 0o644)
-	os.Remove(filepath.Join(dir, href("other_db")))
+	b, err := os.ReadFile(fl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fl, append(b, 0), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, href("other_db"))); err != nil {
+		t.Fatal(err)
+	}
 	pr := filepath.Join(dir, href("primary"))
-	b, _ = os.ReadFile(pr)
+	b, err = os.ReadFile(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	b[len(b)/2] ^= 0xff
-	os.WriteFile(pr, b, 0o644)
+	if err := os.WriteFile(pr, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	st = repodataStateIn(t, dir)
 	sort.Strings(st.Problems)
 	joined := strings.Join(st.Problems, "\n")
@@ -95,7 +110,9 @@ func TestReadRepodataStateOfCreaterepoC(t *testing.T) {
 		t.Errorf("a damaged primary still listed %d packages", len(st.Packages))
 	}
 
-	os.WriteFile(filepath.Join(dir, RepodataDir, "repomd.xml"), []byte("<repomd"), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, RepodataDir, "repomd.xml"), []byte("<repomd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if st := repodataStateIn(t, dir); st.Repomd == nil || len(st.Problems) != 1 || !strings.Contains(st.Problems[0], "repomd.xml") {
 		t.Errorf("unparsable repomd.xml: problems %q", st.Problems)
 	}

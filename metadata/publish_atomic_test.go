@@ -142,7 +142,11 @@ func TestPublishLockOfKilledProcessDoesNotBlock(t *testing.T) {
 	}
 	cmd.Wait()
 	// The lock file is still there, with the dead pid in it.
-	if b, _ := os.ReadFile(filepath.Join(dir, LockFileName)); strings.TrimSpace(string(b)) != strconv.Itoa(cmd.Process.Pid) {
+	b, err := os.ReadFile(filepath.Join(dir, LockFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(b)) != strconv.Itoa(cmd.Process.Pid) {
 		t.Fatalf("lock file content %q", b)
 	}
 	if _, err := Publish(ctx, dir, fakeEntries(3, "a"), WithLockWait(false)); err != nil {
@@ -158,7 +162,10 @@ func TestPublishGracePeriod(t *testing.T) {
 	if _, err := Publish(ctx, dir, fakeEntries(10, "a"), now); err != nil {
 		t.Fatal(err)
 	}
-	first, _ := ParseRepomd(mustRead(t, filepath.Join(dir, "repodata", "repomd.xml")))
+	first, err := ParseRepomd(mustRead(t, filepath.Join(dir, "repodata", "repomd.xml")))
+	if err != nil {
+		t.Fatal(err)
+	}
 	clock = clock.Add(time.Minute)
 	res, err := Publish(ctx, dir, fakeEntries(10, "b"), now)
 	if err != nil {
@@ -193,7 +200,10 @@ func TestPublishGracePeriod(t *testing.T) {
 	if err != nil || len(res.Removed) != 3 || len(res.Kept) != 0 {
 		t.Fatalf("grace 0: %v %+v", err, res)
 	}
-	ents, _ := os.ReadDir(filepath.Join(dir, "repodata"))
+	ents, err := os.ReadDir(filepath.Join(dir, "repodata"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(ents) != 4 {
 		t.Fatalf("repodata has %d files", len(ents))
 	}
@@ -212,7 +222,10 @@ func TestPublishSignatureTravelsWithRepomd(t *testing.T) {
 				t.Fatal(err)
 			}
 			check := func() {
-				want, _ := fakeSign(ctx, mustRead(t, filepath.Join(dir, "repodata", "repomd.xml")))
+				want, err := fakeSign(ctx, mustRead(t, filepath.Join(dir, "repodata", "repomd.xml")))
+				if err != nil {
+					t.Fatal(err)
+				}
 				if !bytes.Equal(mustRead(t, asc), want) {
 					t.Fatal("repomd.xml.asc does not match repomd.xml")
 				}
@@ -361,7 +374,11 @@ func republishWhileReading(t *testing.T, inPlace bool) {
 			}
 			return fmt.Errorf("live generation lacks repomd.xml or .asc: %v %v", err1, err2)
 		}
-		if want, _ := fakeSign(ctx, raw); !bytes.Equal(asc, want) {
+		want, err := fakeSign(ctx, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(asc, want) {
 			return fmt.Errorf("repomd.xml.asc does not match repomd.xml in one generation")
 		}
 		return nil

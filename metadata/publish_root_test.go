@@ -35,7 +35,10 @@ func snapshotTree(t *testing.T, dir string) map[string]treeEntry {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			t.Fatal(err)
+		}
 		fi, err := os.Lstat(p)
 		if err != nil {
 			return err
@@ -85,15 +88,17 @@ func assertTreeUnchanged(t *testing.T, dir string, before map[string]treeEntry) 
 func assertNoOutsideContent(t *testing.T, repoDir, outside, marker string) {
 	t.Helper()
 	var outs []os.FileInfo
-	filepath.WalkDir(outside, func(p string, d fs.DirEntry, err error) error {
+	if err := filepath.WalkDir(outside, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			if fi, err := os.Lstat(p); err == nil {
 				outs = append(outs, fi)
 			}
 		}
 		return nil
-	})
-	filepath.WalkDir(repoDir, func(p string, d fs.DirEntry, err error) error {
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := filepath.WalkDir(repoDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return nil
 		}
@@ -106,11 +111,17 @@ func assertNoOutsideContent(t *testing.T, repoDir, outside, marker string) {
 				t.Errorf("%s is a hard link to a file outside the repository", p)
 			}
 		}
-		if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(marker)) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(marker)) {
 			t.Errorf("%s carries content from outside the repository", p)
 		}
 		return nil
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // publisher publishes dir through Publish or through PublishRoot.
@@ -313,14 +324,20 @@ func TestPublishRootSymlinkInsideRepository(t *testing.T) {
 			if err != nil || !fi.Mode().IsRegular() {
 				t.Fatalf("repomd.xml.asc is %v (%v), not a regular file", fi, err)
 			}
-			want, _ := fakeSign(ctx, mustRead(t, filepath.Join(e.dir, "repodata", "repomd.xml")))
+			want, err := fakeSign(ctx, mustRead(t, filepath.Join(e.dir, "repodata", "repomd.xml")))
+			if err != nil {
+				t.Fatal(err)
+			}
 			if !bytes.Equal(mustRead(t, asc), want) {
 				t.Fatal("repomd.xml.asc does not sign repomd.xml")
 			}
 			// And with changed content.
 			link(t, e.secret, asc)
 			mustPublish(t, e, fakeEntries(11, "a"), WithSigner(fakeSign))
-			want, _ = fakeSign(ctx, mustRead(t, filepath.Join(e.dir, "repodata", "repomd.xml")))
+			want, err = fakeSign(ctx, mustRead(t, filepath.Join(e.dir, "repodata", "repomd.xml")))
+			if err != nil {
+				t.Fatal(err)
+			}
 			if fi, err := os.Lstat(asc); err != nil || !fi.Mode().IsRegular() || !bytes.Equal(mustRead(t, asc), want) {
 				t.Fatal("changed publish left a foreign repomd.xml.asc")
 			}
@@ -491,7 +508,9 @@ func TestPublishRootMatchesPublish(t *testing.T) {
 				{es: fakeEntries(20, "a"), opts: []PublishOption{WithCompression("gz")}},
 				{es: fakeEntries(25, "b"), after: time.Minute, opts: []PublishOption{WithSigner(fakeSign)},
 					setup: func(dir string) {
-						os.WriteFile(filepath.Join(dir, "repodata", "repomd.xml.key"), []byte("key\n"), 0o644)
+						if err := os.WriteFile(filepath.Join(dir, "repodata", "repomd.xml.key"), []byte("key\n"), 0o644); err != nil {
+							t.Fatal(err)
+						}
 					}},
 				{es: fakeEntries(25, "b"), after: time.Minute, opts: []PublishOption{WithSigner(fakeSign)}},
 				{es: fakeEntries(30, "c"), after: 2 * DefaultGrace},
@@ -523,7 +542,10 @@ func TestPublishRootMatchesPublish(t *testing.T) {
 				for _, dir := range []string{a, b} {
 					md := checkRepodata(t, dir, s.es)
 					if asc, err := os.ReadFile(filepath.Join(dir, "repodata", "repomd.xml.asc")); err == nil {
-						want, _ := fakeSign(ctx, mustRead(t, filepath.Join(dir, "repodata", "repomd.xml")))
+						want, err := fakeSign(ctx, mustRead(t, filepath.Join(dir, "repodata", "repomd.xml")))
+						if err != nil {
+							t.Fatal(err)
+						}
 						if !bytes.Equal(asc, want) {
 							t.Fatalf("step %d: repomd.xml.asc does not sign repomd.xml", i)
 						}
@@ -549,7 +571,10 @@ func resultJSON(r *PublishResult) string {
 	for i := range c.Records {
 		c.Records[i].Timestamp = 0
 	}
-	b, _ := json.Marshal(&c)
+	b, err := json.Marshal(&c)
+	if err != nil {
+		panic(err) // a Repomd always marshals
+	}
 	return string(b)
 }
 

@@ -144,8 +144,14 @@ func TestPublishUnchangedKeepsRepomdBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, "repodata", "repomd.xml")
-	before, _ := os.ReadFile(p)
-	fi1, _ := os.Stat(p)
+	before, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi1, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Make an mtime change observable.
 	time.Sleep(20 * time.Millisecond)
 	// Same content, different order and a cache that has nothing.
@@ -160,8 +166,14 @@ func TestPublishUnchangedKeepsRepomdBytes(t *testing.T) {
 	if res.Changed {
 		t.Fatal("unchanged repository reported as changed")
 	}
-	after, _ := os.ReadFile(p)
-	fi2, _ := os.Stat(p)
+	after, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi2, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !bytes.Equal(before, after) || !fi1.ModTime().Equal(fi2.ModTime()) || !os.SameFile(fi1, fi2) {
 		t.Fatal("repomd.xml was rewritten")
 	}
@@ -262,8 +274,14 @@ func TestPublishBlockCacheRecompressesOnlyChangedBlocks(t *testing.T) {
 			if _, err := Publish(ctx, cold, es, WithCompression(comp)); err != nil {
 				t.Fatal(err)
 			}
-			a, _ := ParseRepomd(mustRead(t, filepath.Join(dir, "repodata", "repomd.xml")))
-			b, _ := ParseRepomd(mustRead(t, filepath.Join(cold, "repodata", "repomd.xml")))
+			a, err := ParseRepomd(mustRead(t, filepath.Join(dir, "repodata", "repomd.xml")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := ParseRepomd(mustRead(t, filepath.Join(cold, "repodata", "repomd.xml")))
+			if err != nil {
+				t.Fatal(err)
+			}
 			for k := range a.Records {
 				if a.Records[k].Checksum != b.Records[k].Checksum {
 					t.Fatalf("cached and cold publish differ for %s", a.Records[k].Type)

@@ -32,7 +32,10 @@ func readBenchCorpus(b *testing.B, n int) []string {
 	if _, err := os.Stat(marker); err == nil {
 		return paths
 	}
-	os.RemoveAll(dir) // an interrupted earlier generation
+	// An interrupted earlier generation.
+	if err := os.RemoveAll(dir); err != nil {
+		b.Fatal(err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}

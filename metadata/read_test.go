@@ -311,7 +311,10 @@ func TestReadTruncatedHugeHeaderAllocatesLittle(t *testing.T) {
 // a panic, only sentinels, and whatever is accepted renders.
 func TestReadMutatedIndexEntries(t *testing.T) {
 	var seeds [][]byte
-	ms, _ := filepath.Glob(filepath.Join(sharedCorpus(t), "*.rpm"))
+	ms, err := filepath.Glob(filepath.Join(sharedCorpus(t), "*.rpm"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, m := range ms {
 		b, err := os.ReadFile(m)
 		if err != nil {
@@ -320,7 +323,10 @@ func TestReadMutatedIndexEntries(t *testing.T) {
 		seeds = append(seeds, b)
 	}
 	seeds = append(seeds, samplePackage(t))
-	cfg, _ := newReadConfig(nil)
+	cfg, err := newReadConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg.skipDigest = true
 	rng := rand.New(rand.NewSource(3))
 	interesting := []uint32{0, 1, 2, 3, 4, 7, 8, 15, 16, 0x7fffffff, 0x80000000, 0xffffffff}

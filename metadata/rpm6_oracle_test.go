@@ -52,7 +52,9 @@ func TestRepodataMatchesCreaterepoCRPM6(t *testing.T) {
 			t.Fatal(err)
 		}
 		mt := time.Unix(1700000000+int64(i), 0)
-		os.Chtimes(p, mt, mt)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// createrepo_c reads them all (it could have skipped them, and so
 	// would the comparison below have passed on four missing packages).

@@ -280,7 +280,10 @@ func buildSpecs(t *testing.T) string {
 
 func TestRepodataMatchesCreaterepoCSpecs(t *testing.T) {
 	dir := buildSpecs(t)
-	ms, _ := filepath.Glob(filepath.Join(dir, "*.rpm"))
+	ms, err := filepath.Glob(filepath.Join(dir, "*.rpm"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var srcs int
 	for _, m := range ms {
 		if strings.HasSuffix(m, ".src.rpm") {

@@ -59,9 +59,14 @@ func seededRoot(b *testing.B) string {
 		return root
 	}
 	// Stale caches of older code go.
-	old, _ := filepath.Glob(filepath.Join(base, fmt.Sprintf("dropvisible-%d-*", benchRepoSize)))
+	old, err := filepath.Glob(filepath.Join(base, fmt.Sprintf("dropvisible-%d-*", benchRepoSize)))
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, o := range old {
-		os.RemoveAll(o)
+		if err := os.RemoveAll(o); err != nil {
+			b.Fatal(err)
+		}
 	}
 	start := time.Now()
 	corpus := filepath.Join(cache, "corpus")
@@ -80,12 +85,16 @@ func seededRoot(b *testing.B) string {
 	for i := 0; i < len(paths); i += 1000 {
 		res, err := r.Ingest(ctx, paths[i:min(i+1000, len(paths))], AddOptions{Move: true, Who: "bench-seed"})
 		if err != nil {
-			r.Close()
+			if err := r.Close(); err != nil {
+				b.Fatal(err)
+			}
 			b.Fatalf("seeding: %v", err)
 		}
 		for _, x := range res {
 			if x.Action != ActionAdded {
-				r.Close()
+				if err := r.Close(); err != nil {
+					b.Fatal(err)
+				}
 				b.Fatalf("seeding %s: %s %s", x.Path, x.Action, x.Reason)
 			}
 		}
@@ -93,7 +102,9 @@ func seededRoot(b *testing.B) string {
 	if err := r.Close(); err != nil {
 		b.Fatal(err)
 	}
-	os.RemoveAll(corpus)
+	if err := os.RemoveAll(corpus); err != nil {
+		b.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(cache, "complete"), nil, 0o644); err != nil {
 		b.Fatal(err)
 	}

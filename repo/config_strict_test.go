@@ -247,7 +247,10 @@ func TestConfigShowAndCheck(t *testing.T) {
 	if err != nil {
 		t.Fatalf("shown config does not load: %v\n%s", err, ec.TOML)
 	}
-	c2, _ := LoadConfig(root, "")
+	c2, err := LoadConfig(root, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	c1.File, c2.File = "", ""
 	if !reflect.DeepEqual(c1, c2) {
 		t.Errorf("shown config differs:\n%+v\n%+v", c1, c2)
@@ -265,5 +268,34 @@ func TestConfigShowAndCheck(t *testing.T) {
 	}
 	if _, err := CheckConfig(root, ""); !errors.Is(err, ErrConfigFile) || !strings.Contains(err.Error(), "reboot") {
 		t.Errorf("check of a bad inventory: %v", err)
+	}
+}
+
+// A config file is read up to maxConfigSize bytes, that size included; a
+// larger one is refused rather than cut short, which would silently drop
+// its last keys.
+func TestConfigSizeCap(t *testing.T) {
+	tail := "[publish]\ncompression = \"gz\"\n"
+	body := func(size int) []byte {
+		pad := size - len(tail) - len("#\n")
+		return []byte("#" + strings.Repeat("x", pad) + "\n" + tail)
+	}
+	root := t.TempDir()
+	file := filepath.Join(root, "c.toml")
+	if err := os.WriteFile(file, body(maxConfigSize), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(root, file)
+	if err != nil {
+		t.Fatalf("a config of exactly %d bytes: %v", maxConfigSize, err)
+	}
+	if cfg.Publish.Compression != "gz" {
+		t.Fatalf("the last key of a %d-byte config was lost: compression %q", maxConfigSize, cfg.Publish.Compression)
+	}
+	if err := os.WriteFile(file, body(maxConfigSize+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(root, file); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("larger than %d bytes", maxConfigSize)) {
+		t.Fatalf("a config of %d bytes: %v, want it refused as larger than %d", maxConfigSize+1, err, maxConfigSize)
 	}
 }

@@ -79,7 +79,9 @@ func TestHTTPRunnerReload(t *testing.T) {
 	hc.MaxConnections = 2
 	hc.MinRate = 8192
 	hr.apply(hc)
-	b.SetDeadline(time.Now().Add(time.Minute))
+	if err := b.SetDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	if body, err := get(b, "/fast"); err != nil || body != "ok /fast" {
 		t.Fatalf("new connection after the reload: %q %v", body, err)
 	}
@@ -163,7 +165,9 @@ func TestDaemonReloadInProcess(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("HTTP after the reload: %v %v", resp, err)
 	}
-	resp.Body.Close()
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if !strings.Contains(logBuf.String(), `"changed":["dropin","http.max_connections"]`) {
 		t.Errorf("reload did not log the changed keys")
 	}

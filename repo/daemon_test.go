@@ -157,7 +157,9 @@ func TestDaemonSdNotify(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- RunDaemon(ctx, root, WithHTTPListen("127.0.0.1:0")) }()
 	read := func() string {
-		conn.SetReadDeadline(time.Now().Add(time.Minute))
+		if err := conn.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
 		buf := make([]byte, 512)
 		n, err := conn.Read(buf)
 		if err != nil {
@@ -176,7 +178,9 @@ func TestDaemonSdNotify(t *testing.T) {
 	if _, err := c.Status(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
 	// The main loop pings the watchdog while it serves.
 	if msg := read(); msg != "WATCHDOG=1" {
 		t.Fatalf("notification after READY=1 %q, want WATCHDOG=1", msg)
@@ -199,7 +203,9 @@ func TestDaemonSdNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Nothing after STOPPING=1: the watchdog stopped with the loop.
-	conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if err := conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
 	if n, err := conn.Read(make([]byte, 512)); err == nil {
 		t.Errorf("a notification after the daemon stopped (%d bytes)", n)
 	}

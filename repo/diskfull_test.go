@@ -84,7 +84,9 @@ func TestDiskFullRetriedNotRejected(t *testing.T) {
 	for i := 0; i < n; i++ {
 		s := spec(fmt.Sprintf("full%02d", i), "1", "1.el9", "x86_64")
 		body := make([]byte, 384<<10) // incompressible: the rewrite needs its size
-		rand.Read(body)
+		if _, err := rand.Read(body); err != nil {
+			t.Fatal(err)
+		}
 		s.Files = append(s.Files, testrpm.File{Name: "/usr/share/full/blob", Body: body})
 		b, err := testrpm.Build(s)
 		if err != nil {

@@ -129,7 +129,9 @@ func TestDropInPlaceSlowWriters(t *testing.T) {
 				return
 			}
 			if _, err := f.Write(c); err != nil {
-				f.Close()
+				if err := f.Close(); err != nil {
+					t.Error(err)
+				}
 				errc <- err
 				return
 			}
@@ -490,12 +492,18 @@ func TestDropInStillWrittenDeferred(t *testing.T) {
 	if res := ingest(stat(true), time.Hour); res.Action != ActionRejected || res.Rejected == "" {
 		t.Errorf("renamed in: %+v, want rejected", res)
 	}
-	if evs, _ := r.History(ctx, HistoryOptions{Action: EventReject}); len(evs) != 1 {
+	evs, err := r.History(ctx, HistoryOptions{Action: EventReject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 {
 		t.Errorf("%d reject events, want 1 (deferrals are not rejections)", len(evs))
 	}
 	// Still open for writing by someone: deferred, renamed in or not.
 	for _, n := range listDir(t, rej) {
-		os.Remove(filepath.Join(rej, n))
+		if err := os.Remove(filepath.Join(rej, n)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.WriteFile(p, full[:len(full)/2], 0o644); err != nil {
 		t.Fatal(err)
@@ -509,7 +517,9 @@ func TestDropInStillWrittenDeferred(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := ingest(stat(true), time.Millisecond)
-	w.Close()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
 	deferred("open for writing", res)
 	if !strings.Contains(res.Reason, "open for writing") {
 		t.Errorf("reason %q", res.Reason)
@@ -551,12 +561,16 @@ func TestWatcherSubdirectories(t *testing.T) {
 		}
 		return p
 	}
-	os.Chtimes(put(filepath.Join(dir, "el9", "x86_64"), "early.rpm"), old, old)
+	if err := os.Chtimes(put(filepath.Join(dir, "el9", "x86_64"), "early.rpm"), old, old); err != nil {
+		t.Fatal(err)
+	}
 	r := newRecorder(t)
 	startWatcher(t, dir, r, WithSettle(500*time.Millisecond))
 	dropRename(t, mkdir(t, filepath.Join(dir, "x86_64")), "late.rpm", []byte("late"))
 	tree := filepath.Join(t.TempDir(), "tree")
-	os.Chtimes(put(filepath.Join(tree, "sub"), "moved.rpm"), old, old)
+	if err := os.Chtimes(put(filepath.Join(tree, "sub"), "moved.rpm"), old, old); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Rename(tree, filepath.Join(dir, "moved")); err != nil {
 		t.Fatal(err)
 	}

@@ -129,7 +129,9 @@ func startDaemon(t testing.TB, root string, args ...string) *daemonProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	logf.Close()
+	if err := logf.Close(); err != nil {
+		t.Fatal(err)
+	}
 	d := &daemonProc{t: t, root: root, cmd: cmd, logPath: logf.Name(), done: make(chan error, 1)}
 	go func() { d.done <- cmd.Wait() }()
 	t.Cleanup(func() {
@@ -138,7 +140,10 @@ func startDaemon(t testing.TB, root string, args ...string) *daemonProc {
 			d.wait(10 * time.Second)
 		}
 		if t.Failed() {
-			b, _ := os.ReadFile(d.logPath)
+			b, err := os.ReadFile(d.logPath)
+			if err != nil {
+				t.Error(err)
+			}
 			if len(b) > 20000 {
 				b = b[len(b)-20000:]
 			}
@@ -151,7 +156,9 @@ func startDaemon(t testing.TB, root string, args ...string) *daemonProc {
 		if c, err := Dial(context.Background(), sock, time.Second); err == nil {
 			// Ping answers before Resume is done; Status waits for it.
 			_, serr := c.Status(context.Background())
-			c.Close()
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
 			if serr == nil {
 				return d
 			}
@@ -159,7 +166,10 @@ func startDaemon(t testing.TB, root string, args ...string) *daemonProc {
 		select {
 		case err := <-d.done:
 			d.exited, d.err = true, err
-			b, _ := os.ReadFile(d.logPath)
+			b, rerr := os.ReadFile(d.logPath)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
 			t.Fatalf("daemon exited during start: %v\n%s", err, b)
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -200,7 +210,10 @@ func (d *daemonProc) kill9() {
 }
 
 func (d *daemonProc) log() string {
-	b, _ := os.ReadFile(d.logPath)
+	b, err := os.ReadFile(d.logPath)
+	if err != nil {
+		return fmt.Sprintf("(reading the daemon's log: %v)", err)
+	}
 	return string(b)
 }
 

@@ -125,8 +125,12 @@ func TestFsckFindsAndRepairsFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Write([]byte("trailing junk"))
-	f.Close()
+	if _, err := f.Write([]byte("trailing junk")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	// A stale signature: aarch64's repomd.xml.asc copied from x86_64.
 	asc, err := os.ReadFile(filepath.Join(st, "x86_64/repodata/repomd.xml.asc"))
 	if err != nil {
@@ -173,7 +177,10 @@ func TestFsckFindsAndRepairsFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	zr, _ := zstd.NewReader(nil)
+	zr, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	plain, err := zr.DecodeAll(zb, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -182,10 +189,19 @@ func TestFsckFindsAndRepairsFaults(t *testing.T) {
 	if bytes.Equal(edited, plain) {
 		t.Fatalf("primary has no summary to edit:\n%s", plain)
 	}
-	zw, _ := zstd.NewWriter(nil)
+	zw, err := zstd.NewWriter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	replaceFile(t, prim, zw.EncodeAll(edited, nil))
 
-	rel := func(p string) string { r, _ := filepath.Rel(tree, p); return filepath.ToSlash(r) }
+	rel := func(p string) string {
+		r, err := filepath.Rel(tree, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.ToSlash(r)
+	}
 	want := map[string]bool{ // kind + " " + file or dir → repairable
 		FsckMissing + " main/staging/el/9/aarch64/hello-doc-1.0-1.el9.noarch.rpm":  true,
 		FsckModified + " main/prod/el/9/x86_64/tool-1.0-1.el9.x86_64.rpm":          true,
@@ -345,7 +361,10 @@ func TestRepublishCLI(t *testing.T) {
 	if out, err := exec.Command("createrepo_c", "--update", dir).CombinedOutput(); err != nil {
 		t.Fatalf("createrepo_c: %v\n%s", err, out)
 	}
-	before, _ := os.ReadFile(filepath.Join(dir, "repodata/repomd.xml"))
+	before, err := os.ReadFile(filepath.Join(dir, "repodata/repomd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, stderr, code := runCLI(t, root, "-o", "json", "republish", "--dry-run", "main/staging")
 	var res RepublishResult
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !res.DryRun {
@@ -358,7 +377,11 @@ func TestRepublishCLI(t *testing.T) {
 	if !changed["main/staging/el/9/x86_64"] || changed["main/staging/el/9/aarch64"] || len(res.Dirs) < 3 {
 		t.Errorf("republish --dry-run main/staging: %+v", res.Dirs)
 	}
-	if after, _ := os.ReadFile(filepath.Join(dir, "repodata/repomd.xml")); !bytes.Equal(after, before) {
+	after, err := os.ReadFile(filepath.Join(dir, "repodata/repomd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(after, before) {
 		t.Error("republish --dry-run rewrote repomd.xml")
 	}
 	if _, _, code := fsckCLI(t, root, "main/staging/el/9/x86_64"); code != 3 {
@@ -372,11 +395,17 @@ func TestRepublishCLI(t *testing.T) {
 		t.Errorf("fsck after republish: exit %d, findings %+v\n%s", code, rep.Findings, stderr)
 	}
 	// An unchanged repository still gets a new revision and signature.
-	md1, _ := os.ReadFile(filepath.Join(dir, "repodata/repomd.xml"))
+	md1, err := os.ReadFile(filepath.Join(dir, "repodata/repomd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, stderr, code := runCLI(t, root, "republish"); code != 0 {
 		t.Fatalf("republish all: exit %d\n%s", code, stderr)
 	}
-	md2, _ := os.ReadFile(filepath.Join(dir, "repodata/repomd.xml"))
+	md2, err := os.ReadFile(filepath.Join(dir, "repodata/repomd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	m1, err1 := metadata.ParseRepomd(md1)
 	m2, err2 := metadata.ParseRepomd(md2)
 	if err1 != nil || err2 != nil || m1.Revision == m2.Revision {
@@ -431,9 +460,15 @@ func TestFsckLibrary(t *testing.T) {
 	// is a finding, never followed: neither checking nor repairing reads
 	// or writes what it points at.
 	outside := t.TempDir()
-	os.MkdirAll(filepath.Join(outside, "repodata"), 0o755)
-	os.WriteFile(filepath.Join(outside, "repodata", "repomd.xml"), []byte("outside"), 0o644)
-	os.WriteFile(filepath.Join(outside, "lib-1-1.el9.noarch.rpm"), []byte("outside"), 0o644)
+	if err := os.MkdirAll(filepath.Join(outside, "repodata"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "repodata", "repomd.xml"), []byte("outside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "lib-1-1.el9.noarch.rpm"), []byte("outside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	x86 := filepath.Join(r.Config().Paths.Repo, "main/staging/el/9/x86_64")
 	if err := os.RemoveAll(x86); err != nil {
 		t.Fatal(err)

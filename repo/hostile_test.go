@@ -68,9 +68,15 @@ type hostileSetup struct {
 func newHostileSetup(t *testing.T) *hostileSetup {
 	t.Helper()
 	var tok [6]byte
-	rand.Read(tok[:])
+	if _, err := rand.Read(tok[:]); err != nil {
+		t.Fatal(err)
+	}
 	h := &hostileSetup{outside: filepath.Join(os.TempDir(), "repoctl-escape-"+hex.EncodeToString(tok[:]))}
-	t.Cleanup(func() { os.RemoveAll(h.outside) })
+	t.Cleanup(func() {
+		if err := os.RemoveAll(h.outside); err != nil {
+			t.Error(err)
+		}
+	})
 	h.root, _ = newTestRoot(t, "")
 	h.in = t.TempDir()
 	ctx := context.Background()
@@ -85,7 +91,9 @@ func newHostileSetup(t *testing.T) *hostileSetup {
 	if _, err := r.Promote(ctx, PromoteRequest{Package: "rtok-1.0-1.el9.noarch"}); err != nil {
 		t.Fatal(err)
 	}
-	r.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	h.prod = treeFiles(t, filepath.Join(h.root, "repo", "main", "prod"))
 	if len(h.prod) == 0 {
 		t.Fatal("nothing published in prod")
@@ -143,7 +151,11 @@ func (h *hostileSetup) checkTree(t *testing.T) {
 	if _, err := os.Lstat(h.outside); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("something was written outside the root: %s exists (%v)", h.outside, err)
 	}
-	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(h.root), "ESC*")); len(m) > 0 {
+	m, err := filepath.Glob(filepath.Join(filepath.Dir(h.root), "ESC*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m) > 0 {
 		t.Errorf("written beside the root: %v", m)
 	}
 	for p, sum := range h.prod {
@@ -168,17 +180,22 @@ func (h *hostileSetup) checkTree(t *testing.T) {
 	}
 	// Every package file in the served tree sits in a repository
 	// directory repo/channel/dist/ver/arch, and every href is plain.
-	filepath.WalkDir(filepath.Join(h.root, "repo"), func(p string, d fs.DirEntry, err error) error {
+	if err := filepath.WalkDir(filepath.Join(h.root, "repo"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !strings.HasSuffix(p, ".rpm") {
 			return err
 		}
-		rel, _ := filepath.Rel(filepath.Join(h.root, "repo"), p)
+		rel, err := filepath.Rel(filepath.Join(h.root, "repo"), p)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if n := len(strings.Split(rel, "/")); n != 6 {
 			t.Errorf("package file %q is not inside a repository directory", rel)
 		}
 		return nil
-	})
-	filepath.WalkDir(filepath.Join(h.root, "repo"), func(p string, d fs.DirEntry, err error) error {
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := filepath.WalkDir(filepath.Join(h.root, "repo"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.Name() != "repodata" {
 			return err
 		}
@@ -193,7 +210,9 @@ func (h *hostileSetup) checkTree(t *testing.T) {
 			}
 		}
 		return filepath.SkipDir
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // checkResults: each hostile package rejected for its header, never
@@ -226,7 +245,10 @@ func (h *hostileSetup) checkResults(t *testing.T, results []AddResult) {
 func (h *hostileSetup) checkRejected(t *testing.T, kept int) {
 	t.Helper()
 	rej := filepath.Join(h.root, "rejected")
-	ents, _ := os.ReadDir(rej)
+	ents, err := os.ReadDir(rej)
+	if err != nil {
+		t.Fatal(err)
+	}
 	files, reasons := 0, 0
 	for _, e := range ents {
 		if !strings.HasSuffix(e.Name(), ".reason") {

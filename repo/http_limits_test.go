@@ -79,9 +79,13 @@ func slowConn(t testing.TB, addr, path string) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if err := c.SetWriteDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr); err != nil {
-		c.Close()
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
 		t.Fatal(err)
 	}
 	return c
@@ -142,7 +146,9 @@ func TestHTTPConnectionLimitKeepsDaemonServing(t *testing.T) {
 	conns := make([]net.Conn, 0, clients)
 	closeConns := func() {
 		for _, c := range conns {
-			c.Close()
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		conns = nil
 	}
@@ -231,7 +237,9 @@ func TestHTTPConnectionLimitKeepsDaemonServing(t *testing.T) {
 	})
 
 	hc.CloseIdleConnections()
-	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
 	cancel()
 	select {
 	case <-done:
@@ -310,7 +318,9 @@ func TestHTTPMinRate(t *testing.T) {
 		addr, tl := startLimitedHTTP(t, h, hc, 100*time.Millisecond)
 		c := slowConn(t, addr, "/big.bin")
 		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		if err := c.SetReadDeadline(time.Now().Add(2 * time.Minute)); err != nil {
+			t.Fatal(err)
+		}
 		br := bufio.NewReaderSize(c, 4096)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
@@ -330,7 +340,9 @@ func TestHTTPMinRate(t *testing.T) {
 		})
 		// What the kernel had buffered still arrives, then the stream
 		// ends short of the file.
-		c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		if err := c.SetReadDeadline(time.Now().Add(2 * time.Minute)); err != nil {
+			t.Fatal(err)
+		}
 		n, err := io.Copy(io.Discard, resp.Body)
 		got := int64(len(first)) + n
 		if err == nil || got >= bigFileSize {

@@ -52,7 +52,10 @@ func TestFileHandler(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
 		return resp.StatusCode, string(b), resp.Header
 	}
 	if code, body, _ := get("GET", "/RPM-GPG-KEY-repoctl"); code != 200 || body != "PUBLIC KEY" {

@@ -230,15 +230,19 @@ func checkRotated(t *testing.T, root string, recs []PackageRecord, newPub []byte
 		}
 	}
 	gh := t.TempDir()
-	os.Chmod(gh, 0o700)
+	if err := os.Chmod(gh, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	kr := filepath.Join(gh, "new.gpg")
 	pubFile := filepath.Join(gh, "new.asc")
-	os.WriteFile(pubFile, newPub, 0o644)
+	if err := os.WriteFile(pubFile, newPub, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command("gpg", "--homedir", gh, "--batch", "--yes", "-o", kr, "--dearmor", pubFile).CombinedOutput(); err != nil {
 		t.Fatalf("gpg --dearmor: %v\n%s", err, out)
 	}
 	n := 0
-	filepath.WalkDir(repoDir, func(p string, d fs.DirEntry, err error) error {
+	if err := filepath.WalkDir(repoDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.Name() != "repomd.xml.asc" || strings.Contains(p, "/.") {
 			return nil
 		}
@@ -248,7 +252,9 @@ func checkRotated(t *testing.T, root string, recs []PackageRecord, newPub []byte
 			t.Errorf("gpgv %s with the new key: %v\n%s", p, err, out)
 		}
 		return nil
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if n == 0 {
 		t.Error("no repomd.xml.asc in the tree")
 	}
@@ -328,7 +334,10 @@ func TestKeyRotate(t *testing.T) {
 		}
 	})
 	oldKey := r.Key()
-	oldPub, _ := os.ReadFile(filepath.Join(root, "repo", PublicKeyFile))
+	oldPub, err := os.ReadFile(filepath.Join(root, "repo", PublicKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	prodURL := "file://" + filepath.Join(root, "repo") + "/"
 	prodRepo := func() string {
 		t.Helper()
@@ -340,7 +349,10 @@ func TestKeyRotate(t *testing.T) {
 	}
 
 	before := map[string]os.FileInfo{}
-	recsBefore, _ := r.List(ctx, ListOptions{})
+	recsBefore, err := r.List(ctx, ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range recsBefore {
 		fi, err := os.Stat(filepath.Join(root, "repo", p.Placements[0].File))
 		if err != nil {
@@ -406,9 +418,15 @@ func TestKeyRotate(t *testing.T) {
 		t.Errorf("re-signed %d (%d in place, %d rewritten), want %d (%d, %d)", rot.Resigned, rot.InPlace, rot.Rewritten,
 			len(recsBefore), len(fx.roomy), len(fx.tight))
 	}
-	recs, _ := r.List(ctx, ListOptions{})
+	recs, err := r.List(ctx, ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range recs {
-		fi, _ := os.Stat(filepath.Join(root, "repo", p.Placements[0].File))
+		fi, err := os.Stat(filepath.Join(root, "repo", p.Placements[0].File))
+		if err != nil {
+			t.Fatal(err)
+		}
 		tight := false
 		for _, n := range fx.tight {
 			tight = tight || n == p.NEVRA
@@ -420,7 +438,10 @@ func TestKeyRotate(t *testing.T) {
 			t.Errorf("%s had room to spare, yet was rewritten", p.NEVRA)
 		}
 	}
-	full, _ := r.List(ctx, ListOptions{})
+	full, err := r.List(ctx, ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	checkRotated(t, root, full, mustPublic(t, newKey), newKey.KeyID())
 
 	// The served key file holds both keys, and rpm imports both.
@@ -486,7 +507,10 @@ func TestKeyRotate(t *testing.T) {
 	if !phases["started"] || !phases["finished"] {
 		t.Errorf("rotation events %+v", evs)
 	}
-	signs, _ := r.History(ctx, HistoryOptions{Action: EventSign})
+	signs, err := r.History(ctx, HistoryOptions{Action: EventSign})
+	if err != nil {
+		t.Fatal(err)
+	}
 	resigned := 0
 	for _, e := range signs {
 		if e.Details["old_key_id"] == oldKey.KeyID() && e.Details["key_id"] == newKey.KeyID() {
@@ -504,18 +528,31 @@ func TestKeyRotate(t *testing.T) {
 	// A repomd.xml.asc by the old key anywhere keeps the old key needed.
 	dir := filepath.Join(root, "repo", fx.dirOf(t, recs, fx.roomy[0], "staging"))
 	ascPath := filepath.Join(dir, "repodata", "repomd.xml.asc")
-	good, _ := os.ReadFile(ascPath)
-	repomd, _ := os.ReadFile(filepath.Join(dir, "repodata", "repomd.xml"))
+	good, err := os.ReadFile(ascPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repomd, err := os.ReadFile(filepath.Join(dir, "repodata", "repomd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	oldSigner, err := sign.LoadKeyFile(filepath.Join(root, "keys", "old", oldKey.KeyID()+".asc"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stale, _ := oldSigner.DetachSignArmored(ctx, repomd)
-	os.WriteFile(ascPath, stale, 0o644)
+	stale, err := oldSigner.DetachSignArmored(ctx, repomd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ascPath, stale, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := r.RetireKey(ctx, KeyRetireRequest{KeyID: oldKey.KeyID()}); !errors.Is(err, ErrKeyInUse) || !strings.Contains(err.Error(), "repomd.xml.asc") {
 		t.Errorf("retire while a repomd.xml.asc is by the old key: %v", err)
 	}
-	os.WriteFile(ascPath, good, 0o644)
+	if err := os.WriteFile(ascPath, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := r.RetireKey(ctx, KeyRetireRequest{KeyID: "0123456789abcdef"}); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("retire of an unknown key: %v", err)
 	}
@@ -523,13 +560,18 @@ func TestKeyRotate(t *testing.T) {
 	if err != nil || res.KeyID != oldKey.KeyID() || !equalStrings(res.Served, []string{newKey.KeyID()}) {
 		t.Fatalf("retire: %+v %v", res, err)
 	}
-	served, _ = os.ReadFile(filepath.Join(root, "repo", PublicKeyFile))
+	served, err = os.ReadFile(filepath.Join(root, "repo", PublicKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := importedKeys(t, "--dbpath", rpmDB(t, served)); !equalStrings(got, shortIDs(newKey.KeyID())) {
 		t.Errorf("after retire, %s holds %v", PublicKeyFile, got)
 	}
 	newDNFHost(t, prodRepo()).install(names[0], "late")
 	// The retired key stays retired when the store is opened again.
-	r.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	r = openPL(t, root)
 	st, err := r.KeyStatus(ctx)
 	if err != nil || len(st.Keys) != 1 || st.Keys[0].KeyID != newKey.KeyID() || st.Rotation != nil || st.Keys[0].Packages != len(recsBefore)+1 {
@@ -576,7 +618,9 @@ func TestKeyChangedInConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldID := r.Key().KeyID()
-	r.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	kdir := filepath.Join(t.TempDir(), "k")
 	other, err := sign.GenerateKeyFiles("ed25519", "Other", "other@example.test", kdir)
 	if err != nil {
@@ -591,7 +635,10 @@ func TestKeyChangedInConfig(t *testing.T) {
 	if r.Key().KeyID() != other.KeyID() {
 		t.Fatalf("key %s, want the configured %s", r.Key().KeyID(), other.KeyID())
 	}
-	served, _ := os.ReadFile(filepath.Join(root, "repo", PublicKeyFile))
+	served, err := os.ReadFile(filepath.Join(root, "repo", PublicKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := importedKeys(t, "--dbpath", rpmDB(t, served)); !equalStrings(got, shortIDs(oldID, other.KeyID())) {
 		t.Errorf("after the config change, %s holds %v", PublicKeyFile, got)
 	}
@@ -605,7 +652,10 @@ func TestKeyChangedInConfig(t *testing.T) {
 	if err != nil || rot == nil || rot.Reason != reasonConfig || rot.Resigned != 1 || rot.OldKeyID != oldID {
 		t.Fatalf("resume: %+v %v", rot, err)
 	}
-	recs, _ := r.List(ctx, ListOptions{})
+	recs, err := r.List(ctx, ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	full := make([]PackageRecord, 0, len(recs))
 	for _, p := range recs {
 		full = append(full, p)
@@ -635,7 +685,10 @@ func TestRotateCrashHelper(t *testing.T) {
 		return // only meaningful as a helper process
 	}
 	state, nth, _ := strings.Cut(at, ":")
-	n, _ := strconv.Atoi(nth)
+	n, err := strconv.Atoi(nth)
+	if err != nil {
+		t.Fatal(err)
+	}
 	rotateBatch = 2
 	r, err := Open(context.Background(), os.Getenv("REPOCTL_ROT_ROOT"))
 	if err != nil {
@@ -687,8 +740,13 @@ func TestKeyRotateKilled(t *testing.T) {
 				}
 			})
 			oldID := r.Key().KeyID()
-			total, _ := r.List(ctx, ListOptions{})
-			r.Close()
+			total, err := r.List(ctx, ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
 
 			cmd := exec.Command(os.Args[0], "-test.run=^TestRotateCrashHelper$", "-test.count=1")
 			cmd.Env = append(os.Environ(), "REPOCTL_ROT_CRASH_AT="+c.state+":"+strconv.Itoa(c.nth), "REPOCTL_ROT_ROOT="+root)
@@ -698,7 +756,10 @@ func TestKeyRotateKilled(t *testing.T) {
 			}
 
 			// Killed: both keys served, the rotation recorded, retire refused.
-			served, _ := os.ReadFile(filepath.Join(root, "repo", PublicKeyFile))
+			served, err := os.ReadFile(filepath.Join(root, "repo", PublicKeyFile))
+			if err != nil {
+				t.Fatal(err)
+			}
 			ring, err := sign.ReadKeyring(bytes.NewReader(served))
 			if err != nil || len(ring) != 2 {
 				t.Fatalf("served keys after the kill: %v %v", ring, err)
@@ -774,15 +835,23 @@ func TestKeyRotateKilled(t *testing.T) {
 					t.Fatal(err)
 				}
 				recs, err = sock.List(ctx, ListOptions{})
-				sock.Close()
+				if err := sock.Close(); err != nil {
+					t.Fatal(err)
+				}
 				if err != nil {
 					t.Fatal(err)
 				}
 				// List leaves out the entries; the rest is what is checked.
 			} else {
 				rr := openPL(t, root)
-				recs, _ = rr.List(ctx, ListOptions{})
-				rr.Close()
+				var err error
+				recs, err = rr.List(ctx, ListOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := rr.Close(); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if len(recs) != len(total) {
 				t.Fatalf("%d packages after the rotation, %d before", len(recs), len(total))
@@ -841,8 +910,13 @@ func TestKeyringFromOlderStore(t *testing.T) {
 	}
 	oldID := r.Key().KeyID()
 	servedPath := filepath.Join(root, "repo", PublicKeyFile)
-	servedBefore, _ := os.ReadFile(servedPath)
-	r.Close()
+	servedBefore, err := os.ReadFile(servedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	dropKeyring := func() {
 		t.Helper()
 		db, err := bolt.Open(filepath.Join(root, "repoctl.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
@@ -861,10 +935,16 @@ func TestKeyringFromOlderStore(t *testing.T) {
 	if err != nil || st.Active != oldID || len(st.Keys) != 1 || st.Rotation != nil || st.Keys[0].Packages != 1 {
 		t.Fatalf("older store: %+v %v", st, err)
 	}
-	if b, _ := os.ReadFile(servedPath); !bytes.Equal(b, servedBefore) {
+	b, err := os.ReadFile(servedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, servedBefore) {
 		t.Errorf("%s changed on opening an older store", PublicKeyFile)
 	}
-	r.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	// The older repoctl, pointed at another key, served only that one.
 	kdir := filepath.Join(t.TempDir(), "k")
@@ -872,17 +952,24 @@ func TestKeyringFromOlderStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(servedPath, mustPublic(t, other), 0o644)
+	if err := os.WriteFile(servedPath, mustPublic(t, other), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	dropKeyring()
 	cfg := strings.Replace(plConfig, "[signing]\n", "[signing]\nkey = \""+filepath.Join(kdir, "signing.asc")+"\"\n", 1)
-	os.WriteFile(filepath.Join(root, ConfigFileName), []byte(cfg), 0o644)
+	if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r = openPL(t, root)
 	st, err = r.KeyStatus(ctx)
 	if err != nil || st.Active != other.KeyID() || len(st.Keys) != 2 || st.Keys[1].KeyID != oldID || st.Rotation == nil ||
 		st.Rotation.OldKeyID != oldID || st.Rotation.Reason != reasonConfig {
 		t.Fatalf("older store with a changed key: %+v %v", st, err)
 	}
-	served, _ := os.ReadFile(servedPath)
+	served, err := os.ReadFile(servedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := importedKeys(t, "--dbpath", rpmDB(t, served)); !equalStrings(got, shortIDs(oldID, other.KeyID())) {
 		t.Errorf("%s holds %v, want the old key back beside the new one", PublicKeyFile, got)
 	}
@@ -929,7 +1016,10 @@ func TestKeyRotateThroughDaemon(t *testing.T) {
 	if _, e, code := runCLI(t, root, "key", "retire", rot.OldKeyID); code != 2 || !strings.Contains(e, "no such served key") {
 		t.Errorf("retire again: exit %d %s, want 2", code, e)
 	}
-	served, _ := os.ReadFile(filepath.Join(root, "repo", PublicKeyFile))
+	served, err := os.ReadFile(filepath.Join(root, "repo", PublicKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := importedKeys(t, "--dbpath", rpmDB(t, served)); !equalStrings(got, shortIDs(rot.NewKeyID)) {
 		t.Errorf("%s holds %v after retire", PublicKeyFile, got)
 	}

@@ -65,7 +65,9 @@ func startDaemonCmd(t testing.TB, root, sock string, cmd *exec.Cmd) *daemonProc 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	logf.Close()
+	if err := logf.Close(); err != nil {
+		t.Fatal(err)
+	}
 	d := &daemonProc{t: t, root: root, cmd: cmd, logPath: logf.Name(), done: make(chan error, 1)}
 	go func() { d.done <- cmd.Wait() }()
 	t.Cleanup(func() {
@@ -81,7 +83,9 @@ func startDaemonCmd(t testing.TB, root, sock string, cmd *exec.Cmd) *daemonProc 
 	for {
 		if c, err := Dial(context.Background(), sock, time.Second); err == nil {
 			_, serr := c.Status(context.Background())
-			c.Close()
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
 			if serr == nil {
 				return d
 			}
@@ -343,7 +347,9 @@ func TestDaemonReloadSIGHUP(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("HTTP after reload: %v %v", resp, err)
 	}
-	resp.Body.Close()
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	// A config that does not load: logged, and the running one stays.
 	writeFile(t, cfgFile, fmt.Sprintf(base, "")+"[daemon]\nsetle = \"1s\"\n[[dropin]]\ndir = \"incoming2\"\nchannel = \"prod\"\n")
@@ -510,7 +516,9 @@ func TestServedTreeModesUnderUmask(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Errorf("built-in HTTP: %v %v", resp, err)
 	} else {
-		resp.Body.Close()
+		if err := resp.Body.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	d.stop()
 }
@@ -544,7 +552,7 @@ func TestRootOwnerCLIRefused(t *testing.T) {
 
 	notRootOwned := func(when string) {
 		t.Helper()
-		filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
 			if err != nil {
 				t.Errorf("%s: %v", when, err)
 				return nil
@@ -557,7 +565,9 @@ func TestRootOwnerCLIRefused(t *testing.T) {
 				t.Errorf("%s: %s is owned by uid %d, not %s (%d)", when, p, st.Uid, name, uid)
 			}
 			return nil
-		})
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, args := range [][]string{{"add", a}, {"status"}, {"list"}, {"key", "generate", "--name", "x", "--email", "x@example.com"}} {
 		_, stderr, code := runCLI(t, root, args...)

@@ -33,7 +33,9 @@ func TestConnectNotOwner(t *testing.T) {
 	if len(notes) != 1 {
 		t.Errorf("with the lock held: notices %q, want one saying it waits", notes)
 	}
-	lock.Close()
+	if err := lock.Close(); err != nil {
+		t.Fatal(err)
+	}
 	notes = nil
 	if _, _, err := Connect(ctx, root, WithLockWait(time.Hour), notify); !errors.Is(err, ErrNotOwner) {
 		t.Errorf("without a holder: %v, want ErrNotOwner", err)
@@ -41,7 +43,11 @@ func TestConnectNotOwner(t *testing.T) {
 	if len(notes) != 0 {
 		t.Errorf("without a holder: notices %q, want none: nothing to wait for", notes)
 	}
-	if ents, _ := os.ReadDir(root); len(ents) != 1 {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 {
 		t.Errorf("ROOT holds %v, want only the lock file", ents)
 	}
 }

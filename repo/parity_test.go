@@ -71,8 +71,12 @@ func TestPublishedRepodataMatchesCreaterepoC(t *testing.T) {
 	needTools(t, "createrepo_c")
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "root")
-	os.MkdirAll(root, 0o755)
-	os.WriteFile(filepath.Join(root, ConfigFileName), []byte("[signing]\nalgo = \"ed25519\"\n[publish]\ncompression = \"gz\"\n"), 0o644)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte("[signing]\nalgo = \"ed25519\"\n[publish]\ncompression = \"gz\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r := openPL(t, root)
 	in := t.TempDir()
 	var files []string

@@ -36,8 +36,14 @@ func testUser(t *testing.T) (uid, gid uint32, name string) {
 			t.Fatal(err)
 		}
 	}
-	n, _ := strconv.Atoi(u.Uid)
-	g, _ := strconv.Atoi(u.Gid)
+	n, err := strconv.Atoi(u.Uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := strconv.Atoi(u.Gid)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return uint32(n), uint32(g), name
 }
 
@@ -121,7 +127,9 @@ func TestSocketCallerIdentity(t *testing.T) {
 	if _, err := c.Add(context.Background(), []string{forged}, AddOptions{Who: "root-admin (forged)"}); err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	// Clients cannot append events of their choice any more.
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -132,7 +140,9 @@ func TestSocketCallerIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /v1/event: %s, want 404", resp.Status)
 	}
@@ -142,8 +152,12 @@ func TestSocketCallerIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	var reply wireReply
-	json.NewDecoder(resp.Body).Decode(&reply)
-	resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if reply.Error == nil || !strings.Contains(reply.Error.Message, "no longer served") || len(reply.Result) > 0 && string(reply.Result) != "null" {
 		t.Errorf("add by path: %+v, want refused", reply)
 	}
@@ -206,7 +220,9 @@ func TestSocketFIFORace(t *testing.T) {
 			default:
 			}
 			tmp := filepath.Join(dir, "tmp")
-			os.Remove(tmp)
+			if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+				t.Error(err)
+			}
 			var err error
 			if i%2 == 0 {
 				err = os.Link(reg, tmp)
@@ -240,7 +256,9 @@ func TestSocketFIFORace(t *testing.T) {
 	}
 	close(stop)
 	n := <-swapped
-	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("%d swaps, outcomes %v", n, counts)
 	if counts[ActionAdded]+counts[ActionUnchanged] == 0 {
 		t.Errorf("the package never went in: %v", counts)
@@ -270,12 +288,17 @@ func TestDropInSpecialEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	ln.Close()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Mkdir(filepath.Join(inc, "x86_64"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	p := writeSpec(t, t.TempDir(), spec("beside", "1", "1.el9", "noarch"))
-	b, _ := os.ReadFile(p)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dropFile(t, inc, filepath.Base(p), b)
 	rej := filepath.Join(root, "rejected")
 	var st Status

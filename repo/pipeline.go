@@ -237,7 +237,12 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 			it.done = true
 			continue
 		}
-		if isTransient(err) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			// Interrupted, not a fault: exit 130, not "retry". Every item
+			// stays journaled, and the next open rolls them back.
+			return nil, fmt.Errorf("receiving %q: %w", it.Src, ctx.Err())
+		}
+		if isTransient(err) {
 			return nil, transientErr("receiving", it, err)
 		}
 		if it.Move {

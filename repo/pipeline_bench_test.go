@@ -28,7 +28,9 @@ func benchCorpus(b *testing.B, n int) []string {
 		if _, err := os.Stat(dir); err == nil {
 			// Incomplete leftover: move it aside rather than delete what
 			// another process may be reading.
-			os.Rename(dir, fmt.Sprintf("%s.stale-%d", dir, os.Getpid()))
+			if err := os.Rename(dir, fmt.Sprintf("%s.stale-%d", dir, os.Getpid())); err != nil {
+				b.Fatal(err)
+			}
 		}
 		tmp, err := os.MkdirTemp(os.TempDir(), "repoctl-bench-corpus-gen-")
 		if err != nil {
@@ -38,7 +40,9 @@ func benchCorpus(b *testing.B, n int) []string {
 			b.Fatal(err)
 		}
 		if err := os.Rename(tmp, dir); err != nil {
-			os.RemoveAll(tmp)
+			if err := os.RemoveAll(tmp); err != nil {
+				b.Fatal(err)
+			}
 			if !complete() {
 				b.Fatalf("bench corpus %s: %v", dir, err)
 			}
@@ -61,8 +65,12 @@ func BenchmarkAddOneTo10k(b *testing.B) {
 	ctx := context.Background()
 	paths := benchCorpus(b, n)
 	root := filepath.Join(b.TempDir(), "root")
-	os.MkdirAll(root, 0o755)
-	os.WriteFile(filepath.Join(root, ConfigFileName), []byte("[signing]\nalgo = \"ed25519\"\n"), 0o644)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte("[signing]\nalgo = \"ed25519\"\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
 	r, err := Open(ctx, root)
 	if err != nil {
 		b.Fatal(err)
@@ -103,11 +111,16 @@ func BenchmarkAddOneTo10k(b *testing.B) {
 			if out, err := exec.Command("cp", "-al", dir, peerDir).CombinedOutput(); err != nil {
 				b.Fatalf("cp: %v %s", err, out)
 			}
-			os.RemoveAll(filepath.Join(peerDir, "repodata"))
+			if err := os.RemoveAll(filepath.Join(peerDir, "repodata")); err != nil {
+				b.Fatal(err)
+			}
 			if out, err := exec.Command("createrepo_c", "-q", peerDir).CombinedOutput(); err != nil {
 				b.Fatalf("createrepo_c: %v %s", err, out)
 			}
-			q, _ := testrpm.Write(peerDir, testrpm.Small(2*n+i))
+			q, err := testrpm.Write(peerDir, testrpm.Small(2*n+i))
+			if err != nil {
+				b.Fatal(err)
+			}
 			_ = q
 			t1 := time.Now()
 			if out, err := exec.Command("createrepo_c", "-q", "--update", peerDir).CombinedOutput(); err != nil {

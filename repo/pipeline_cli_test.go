@@ -19,12 +19,18 @@ import (
 // -o json, repofile and remove.
 func TestCLIWithoutDaemon(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root")
-	os.MkdirAll(root, 0o755)
-	os.WriteFile(filepath.Join(root, ConfigFileName), []byte(plConfig), 0o644)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(plConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	in := t.TempDir()
 	good := writeSpec(t, in, spec("cli", "1", "1.el9", "x86_64"))
 	junk := filepath.Join(in, "junk.rpm")
-	os.WriteFile(junk, []byte("junk"), 0o644)
+	if err := os.WriteFile(junk, []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	out, errOut, code := runCLI(t, root, "add", good, junk)
 	if code != 3 || !strings.Contains(out, "added      cli-1-1.el9.x86_64  key ") ||
@@ -105,8 +111,12 @@ func crashHelper(state string) {
 func TestKilledMidIngest(t *testing.T) {
 	for i, state := range []string{stateReceived, stateValidated, stateSigned, statePlaced, statePublished} {
 		root := filepath.Join(t.TempDir(), "root")
-		os.MkdirAll(filepath.Join(root, "incoming"), 0o755)
-		os.WriteFile(filepath.Join(root, ConfigFileName), []byte(plConfig), 0o644)
+		if err := os.MkdirAll(filepath.Join(root, "incoming"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(plConfig), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		name := fmt.Sprintf("killed%d", i)
 		p := writeSpec(t, filepath.Join(root, "incoming"), spec(name, "1", "1.el9", "x86_64"))
 		cmd := exec.Command(os.Args[0])
@@ -116,7 +126,10 @@ func TestKilledMidIngest(t *testing.T) {
 			t.Fatalf("%s: helper was not killed: %v\n%s", state, err, out)
 		}
 		r := openPL(t, root)
-		list, _ := r.List(context.Background(), ListOptions{})
+		list, err := r.List(context.Background(), ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		pk := mustPkgs(t, filepath.Join(root, "repo/main/staging/el/9/x86_64"))
 		_, statErr := os.Stat(p)
 		switch state {
@@ -132,7 +145,9 @@ func TestKilledMidIngest(t *testing.T) {
 		if _, err := r.History(context.Background(), HistoryOptions{Verify: true}); err != nil {
 			t.Errorf("%s: %v", state, err)
 		}
-		r.Close()
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -153,7 +168,9 @@ func TestCLIWaitsForLock(t *testing.T) {
 	waitFor(t, time.Minute, "the CLI to say it waits", func() (bool, string) {
 		return strings.Contains(stderr.String(), "waiting"), stderr.String()
 	})
-	r.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("add after waiting: %v\n%s\n%s", err, stdout.String(), stderr.String())
 	}

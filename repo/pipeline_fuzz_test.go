@@ -50,17 +50,27 @@ func FuzzAdd(f *testing.F) {
 	root := filepath.Join(os.TempDir(), fmt.Sprintf("repoctl-fuzzadd-%d", os.Getpid()))
 	f.Cleanup(func() {
 		if fuzzRepo != nil {
-			fuzzRepo.Close()
+			if err := fuzzRepo.Close(); err != nil {
+				f.Error(err)
+			}
 			fuzzRepo, fuzzOnce = nil, sync.Once{}
 		}
-		os.RemoveAll(root)
+		if err := os.RemoveAll(root); err != nil {
+			f.Error(err)
+		}
 	})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fuzzOnce.Do(func() {
 			// One root per fuzzing worker process: each holds its lock.
-			os.RemoveAll(root)
-			os.MkdirAll(root, 0o755)
-			os.WriteFile(filepath.Join(root, ConfigFileName), []byte(plConfig), 0o644)
+			if err := os.RemoveAll(root); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.MkdirAll(root, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(plConfig), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			fuzzRepo, fuzzErr = Open(context.Background(), root)
 		})
 		if fuzzErr != nil {

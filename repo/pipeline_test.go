@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -58,7 +59,9 @@ func openPL(t testing.TB, root string, opts ...Option) *Repo {
 		t.Fatalf("Open(%q): %v", root, err)
 	}
 	t.Cleanup(func() {
-		r.Close()
+		if err := r.Close(); err != nil {
+			t.Error(err)
+		}
 		checkDB(t, filepath.Join(root, "repoctl.db"))
 	})
 	return r
@@ -177,7 +180,9 @@ func TestAddSignPublishInstall(t *testing.T) {
 	}
 	dbDir := t.TempDir()
 	kf := filepath.Join(t.TempDir(), "key.asc")
-	os.WriteFile(kf, pub, 0o644)
+	if err := os.WriteFile(kf, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command("rpmkeys", "--dbpath", dbDir, "--import", kf).CombinedOutput(); err != nil {
 		t.Fatalf("rpmkeys --import: %v\n%s", err, out)
 	}
@@ -251,17 +256,30 @@ func TestRejects(t *testing.T) {
 	r := openPL(t, root)
 	in := t.TempDir()
 	good := writeSpec(t, in, spec("pkg", "1", "1.el9", "x86_64"))
-	goodBytes, _ := os.ReadFile(good)
+	goodBytes, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := r.Add(ctx, []string{good}, AddOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	junk := filepath.Join(in, "junk.rpm")
-	os.WriteFile(junk, []byte("this is not an rpm at all, just text\n"), 0o644)
+	if err := os.WriteFile(junk, []byte("this is not an rpm at all, just text\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	trunc := filepath.Join(in, "trunc.rpm")
-	other, _ := testrpm.Build(spec("other", "1", "1.el9", "x86_64"))
-	os.WriteFile(trunc, other[:len(other)-20], 0o644) // payload cut: only the digest check sees it
+	other, err := testrpm.Build(spec("other", "1", "1.el9", "x86_64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// payload cut: only the digest check sees it
+	if err := os.WriteFile(trunc, other[:len(other)-20], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	hdrOnly := filepath.Join(in, "hdrcut.rpm")
-	os.WriteFile(hdrOnly, goodBytes[:200], 0o644)
+	if err := os.WriteFile(hdrOnly, goodBytes[:200], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	dupSpec := spec("pkg", "1", "1.el9", "x86_64")
 	dupSpec.Summary = "a different build with the same NEVRA"
 	dupDir := t.TempDir()
@@ -269,7 +287,9 @@ func TestRejects(t *testing.T) {
 	noTag := writeSpec(t, in, spec("notag", "1", "1", "x86_64"))
 	badArch := writeSpec(t, in, spec("weird", "1", "1.el9", "ppc64le"))
 	empty := filepath.Join(in, "empty.rpm")
-	os.WriteFile(empty, nil, 0o644)
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	missing := filepath.Join(in, "missing.rpm")
 	ownKey := r.Config().KeyPath()
 
@@ -333,8 +353,14 @@ func TestRejects(t *testing.T) {
 		if !strings.HasPrefix(first, code+": ") {
 			t.Errorf("%s.reason first line %q", x.Rejected, first)
 		}
-		kept, _ := os.ReadFile(x.Rejected)
-		orig, _ := os.ReadFile(inputs[i])
+		kept, err := os.ReadFile(x.Rejected)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig, err := os.ReadFile(inputs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !bytes.Equal(kept, orig) {
 			t.Errorf("%s: rejected copy differs from the input", drops[i])
 		}
@@ -359,7 +385,10 @@ func TestRejects(t *testing.T) {
 		t.Errorf("repodata lists %v after rejects", keys(pk))
 	}
 	served := filepath.Join(root, "repo/main/staging/el/9/x86_64/pkg-1-1.el9.x86_64.rpm")
-	list, _ := r.List(ctx, ListOptions{})
+	list, err := r.List(ctx, ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(list) != 1 || fileSHA(t, served) != list[0].SHA256 {
 		t.Errorf("the released package was changed or more were stored: %+v", list)
 	}
@@ -440,7 +469,9 @@ func TestResumeAfterCrash(t *testing.T) {
 			if !errors.Is(err, errCrash) {
 				t.Fatalf("Ingest: %v, want the simulated crash", err)
 			}
-			r.Close()
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
 
 			r2 := openPL(t, root) // resumes
 			nevra := name + "-1-1.el9.noarch"
@@ -483,7 +514,10 @@ func TestResumeAfterCrash(t *testing.T) {
 			if err != nil || st.InFlight != 0 {
 				t.Errorf("in flight after resume: %+v %v", st, err)
 			}
-			spool, _ := os.ReadDir(r2.Config().Paths.Spool)
+			spool, err := os.ReadDir(r2.Config().Paths.Spool)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, e := range spool {
 				if e.Type().IsRegular() {
 					t.Errorf("spool still holds %s", e.Name())
@@ -514,7 +548,9 @@ func TestEventLogTamper(t *testing.T) {
 	if len(evs) < 4 || evs[len(evs)-1].Action != "upgrade.step" {
 		t.Fatalf("history: %+v", evs)
 	}
-	r.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	// Rewrite who added the package, as someone with the DB file could.
 	db, err := bolt.Open(filepath.Join(root, "repoctl.db"), 0o600, nil)
@@ -522,17 +558,21 @@ func TestEventLogTamper(t *testing.T) {
 		t.Fatal(err)
 	}
 	var target uint64
+	var targetKey, origVal []byte
 	err = db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
 		return b.ForEach(func(k, v []byte) error {
 			if target == 0 && bytes.Contains(v, []byte(`"who":"alice"`)) {
 				target = seqFromKey(k)
+				targetKey, origVal = append([]byte(nil), k...), append([]byte(nil), v...)
 				return b.Put(k, bytes.Replace(v, []byte(`"who":"alice"`), []byte(`"who":"mallory"`), 1))
 			}
 			return nil
 		})
 	})
-	db.Close()
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil || target == 0 {
 		t.Fatalf("tampering: %v (target %d)", err, target)
 	}
@@ -544,7 +584,48 @@ func TestEventLogTamper(t *testing.T) {
 	if _, err := r2.History(ctx, HistoryOptions{}); err != nil {
 		t.Errorf("plain History should still read: %v", err)
 	}
-	r2.Close()
+	if err := r2.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same edit with the event's hash recomputed, as anyone who read
+	// this code could: the event is consistent in itself, but the next
+	// one no longer links to it.
+	db, err = bolt.Open(filepath.Join(root, "repoctl.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		var e Event
+		if err := json.Unmarshal(origVal, &e); err != nil {
+			return err
+		}
+		e.Who = "mallory"
+		h, err := eventHash(e)
+		if err != nil {
+			return err
+		}
+		e.Hash = h
+		raw, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketEvents).Put(targetKey, raw)
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 = openPL(t, root)
+	_, err = r2.History(ctx, HistoryOptions{Verify: true})
+	if want := fmt.Sprintf("event %d does not link to event %d", target+1, target); !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("History(Verify) after rewriting event %d with its hash: %v, want %q", target, err, want)
+	}
+	if err := r2.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	// Dropping the newest events leaves a valid shorter chain; the head
 	// record notices.
@@ -555,18 +636,15 @@ func TestEventLogTamper(t *testing.T) {
 	err = db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
 		// First undo the edit, so only the truncation remains.
-		if err := b.ForEach(func(k, v []byte) error {
-			if bytes.Contains(v, []byte(`"who":"mallory"`)) {
-				return b.Put(k, bytes.Replace(v, []byte(`"who":"mallory"`), []byte(`"who":"alice"`), 1))
-			}
-			return nil
-		}); err != nil {
+		if err := b.Put(targetKey, origVal); err != nil {
 			return err
 		}
 		k, _ := b.Cursor().Last()
 		return b.Delete(k)
 	})
-	db.Close()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -629,8 +707,14 @@ func TestPromoteRestoreRemove(t *testing.T) {
 	if got := keys(mustPkgs(t, prodDir)); strings.Join(got, " ") != "app-1.0-1.el9.x86_64 app-1.1-1.el9.x86_64" {
 		t.Errorf("prod after second promote: %v", got)
 	}
-	a, _ := os.Stat(filepath.Join(root, "repo", p2.File))
-	b, _ := os.Stat(filepath.Join(root, "repo/main/staging/el/9/x86_64/app-1.1-1.el9.x86_64.rpm"))
+	a, err := os.Stat(filepath.Join(root, "repo", p2.File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.Stat(filepath.Join(root, "repo/main/staging/el/9/x86_64/app-1.1-1.el9.x86_64.rpm"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if a == nil || b == nil || !os.SameFile(a, b) {
 		t.Errorf("promote did not place the exact staged file")
 	}
@@ -796,7 +880,10 @@ func TestSameBuildOtherSignatures(t *testing.T) {
 	if err != nil || res[0].Action != ActionUnchanged {
 		t.Fatalf("%+v %v", res, err)
 	}
-	list, _ := r.List(ctx, ListOptions{})
+	list, err := r.List(ctx, ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(list) != 1 || fileSHA(t, filepath.Join(root, "repo", list[0].Placements[0].File)) != list[0].SHA256 {
 		t.Errorf("store: %+v", list)
 	}
@@ -830,7 +917,9 @@ func TestPromoteRemoveCrash(t *testing.T) {
 	if _, err := r.Promote(ctx, PromoteRequest{Package: "pc"}); !errors.Is(err, crash) {
 		t.Fatalf("promote: %v", err)
 	}
-	r.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	failpoint = nil
 	r = openPL(t, root)
 	if got := keys(mustPkgs(t, prod)); len(got) != 1 {
@@ -841,7 +930,9 @@ func TestPromoteRemoveCrash(t *testing.T) {
 	if _, err := r.Remove(ctx, "pc-1-1.el9.x86_64", RemoveOptions{}); !errors.Is(err, crash) {
 		t.Fatalf("remove: %v", err)
 	}
-	r.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	failpoint = nil
 	r = openPL(t, root)
 	for _, d := range []string{prod, staging} {
@@ -950,7 +1041,9 @@ func TestAddDryRun(t *testing.T) {
 	dup := writeSpec(t, t.TempDir(), d2)
 	newer := writeSpec(t, r.Config().DropIns[0].Dir, spec("dr", "2", "1.el9", "noarch"))
 	junk := filepath.Join(in, "junk.rpm")
-	os.WriteFile(junk, []byte("junk"), 0o644)
+	if err := os.WriteFile(junk, []byte("junk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	res, err := r.Ingest(ctx, []string{newer, dup, junk, first}, AddOptions{DryRun: true, Move: true})
 	if err != nil {
 		t.Fatal(err)
@@ -1018,7 +1111,10 @@ func TestRejectReusesOrphanReason(t *testing.T) {
 			}
 		}
 	}
-	b, _ := os.ReadFile(orphan)
+	b, err := os.ReadFile(orphan)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !strings.HasPrefix(string(b), reasonInvalid+": ") || strings.Contains(string(b), "earlier try") {
 		t.Errorf("reason not rewritten for the new rejection: %q", b)
 	}
@@ -1037,18 +1133,27 @@ func TestSameNEVRAInOneBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	broken := filepath.Join(in, "a-broken.rpm")
-	os.WriteFile(broken, full[:len(full)-20], 0o644) // payload cut: only signing sees it
+	// payload cut: only signing sees it
+	if err := os.WriteFile(broken, full[:len(full)-20], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	s.Summary = "another build, same NEVRA"
 	other, err := testrpm.Build(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	valid := filepath.Join(in, "b-valid.rpm")
-	os.WriteFile(valid, other, 0o644)
+	if err := os.WriteFile(valid, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	copyOf := filepath.Join(in, "c-copy.rpm")
-	os.WriteFile(copyOf, other, 0o644)
+	if err := os.WriteFile(copyOf, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	brokenCopy := filepath.Join(in, "d-broken-copy.rpm")
-	os.WriteFile(brokenCopy, full[:len(full)-20], 0o644)
+	if err := os.WriteFile(brokenCopy, full[:len(full)-20], 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	res, err := r.Add(ctx, []string{broken, valid, copyOf, brokenCopy}, AddOptions{})
 	if err != nil {

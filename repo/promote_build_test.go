@@ -258,7 +258,11 @@ func TestPromoteBuild(t *testing.T) {
 			t.Errorf("restored-away %s is not held: %v", f, err)
 		}
 	}
-	if list, _ := r.List(ctx, ListOptions{Channel: "staging", Name: "uxtool"}); len(list) != 4 {
+	list, err = r.List(ctx, ListOptions{Channel: "staging", Name: "uxtool"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 4 {
 		t.Errorf("restore touched staging: %d uxtool packages there", len(list))
 	}
 	seq = lastSeq(t, r)
@@ -268,11 +272,19 @@ func TestPromoteBuild(t *testing.T) {
 
 	// A rollout an older repoctl recorded holds a result without packages:
 	// it restores its one package.
-	raw, _ := json.Marshal(nres)
+	raw, err := json.Marshal(nres)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var m map[string]any
-	json.Unmarshal(raw, &m)
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
 	delete(m, "packages")
-	raw, _ = json.Marshal(m)
+	raw, err = json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var old PromoteResult
 	if err := json.Unmarshal(raw, &old); err != nil || len(old.Packages) != 0 || old.NEVRA != "uxconf-2.0-1.el9.noarch" {
 		t.Fatalf("old result: %+v %v", old, err)
@@ -318,7 +330,9 @@ func TestPromoteBuildCrash(t *testing.T) {
 	if got := keys(mustPkgs(t, prod("aarch64"))); len(got) != 0 {
 		t.Fatalf("published before the crash point: %v", got)
 	}
-	r.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	failpoint = nil
 	r = openPL(t, root)
 	if st, err := r.Status(ctx); err != nil || st.Dirty != 0 {
@@ -351,7 +365,9 @@ func TestPromoteBuildCrash(t *testing.T) {
 	if err := r.Restore(ctx, res); !errors.Is(err, crash) {
 		t.Fatalf("restore: %v", err)
 	}
-	r.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
 	failpoint = nil
 	r = openPL(t, root)
 	for _, arch := range []string{"x86_64", "aarch64", "SRPMS"} {

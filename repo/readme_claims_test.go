@@ -19,7 +19,10 @@ func TestReadmeConfigClaims(t *testing.T) {
 	root, _ := newTestRoot(t, "")
 	// Top-level keys first, then newTestRoot's [http] with public_url.
 	cfgPath := filepath.Join(root, ConfigFileName)
-	httpCfg, _ := os.ReadFile(cfgPath)
+	httpCfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	httpCfg = bytes.Replace(httpCfg, []byte("[http]\n"), []byte("[http]\npublic_url = \"https://repo.example.test/rpm\"\n"), 1)
 	cfg := `repos = ["main", "extras"]
 [publish]
@@ -45,7 +48,10 @@ channel = "prod"
 		t.Fatalf("add --repo extras --channel staging: exit %d\n%s%s", code, out, errOut)
 	}
 	c := writeSpec(t, t.TempDir(), spec("dropped", "1", "1.el9", "x86_64"))
-	body, _ := os.ReadFile(c)
+	body, err := os.ReadFile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dropFile(t, filepath.Join(root, "incoming-extras"), filepath.Base(c), body)
 
 	mainDir := filepath.Join(root, "repo", "main", "staging", "el", "9", "x86_64")

@@ -81,7 +81,9 @@ func TestRouteDistless(t *testing.T) {
 		}},
 	} {
 		root := t.TempDir()
-		os.WriteFile(filepath.Join(root, ConfigFileName), []byte(tc.config), 0o644)
+		if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(tc.config), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		c, err := LoadConfig(root, "")
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -95,7 +97,9 @@ func TestRouteDistless(t *testing.T) {
 	}
 	for _, bad := range []string{"[routing]\nnoarch = \"../x\"\n", "[[dropin]]\ndir = \"in8\"\nrelease = \"el/../8\"\n"} {
 		root := t.TempDir()
-		os.WriteFile(filepath.Join(root, ConfigFileName), []byte(bad), 0o644)
+		if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := LoadConfig(root, ""); !errors.Is(err, ErrBadConfig) {
 			t.Errorf("config %q: %v, want ErrBadConfig", bad, err)
 		}
@@ -107,16 +111,21 @@ func TestRouteDistless(t *testing.T) {
 func repodataDirs(t *testing.T, repoRoot string) []string {
 	t.Helper()
 	var out []string
-	filepath.WalkDir(repoRoot, func(p string, d os.DirEntry, err error) error {
+	if err := filepath.WalkDir(repoRoot, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.Name() == "repomd.xml" {
 			if _, err := os.Stat(p + ".asc"); err != nil {
 				t.Errorf("%s has no signature: %v", p, err)
 			}
-			rel, _ := filepath.Rel(repoRoot, filepath.Dir(filepath.Dir(p)))
+			rel, err := filepath.Rel(repoRoot, filepath.Dir(filepath.Dir(p)))
+			if err != nil {
+				t.Fatal(err)
+			}
 			out = append(out, filepath.ToSlash(rel))
 		}
 		return nil
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	slices.Sort(out)
 	return out
 }
@@ -142,8 +151,12 @@ func expandDirs(repos, channels, rels, arches []string) []string {
 func TestFillReleases(t *testing.T) {
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "root")
-	os.MkdirAll(root, 0o755)
-	os.WriteFile(filepath.Join(root, ConfigFileName), []byte("repos = [\"main\", \"extra\"]\n[signing]\nalgo = \"ed25519\"\n"), 0o644)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte("repos = [\"main\", \"extra\"]\n[signing]\nalgo = \"ed25519\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r := openPL(t, root)
 	repos, chans, arches := []string{"main", "extra"}, []string{"staging", "prod"}, []string{"x86_64", "aarch64", "SRPMS"}
 	tree := filepath.Join(root, "repo")
@@ -170,9 +183,15 @@ func TestFillReleases(t *testing.T) {
 	}
 	// Someone deletes the repodata of a directory with a package: the next
 	// Resume republishes it with the package, not empty.
-	os.RemoveAll(filepath.Join(tree, "main/staging/el/9/x86_64/repodata"))
-	r.Close()
-	os.WriteFile(filepath.Join(root, ConfigFileName), []byte("repos = [\"main\", \"extra\"]\n[signing]\nalgo = \"ed25519\"\n[releases.\"el/8\"]\narches = [\"x86_64\"]\n"), 0o644)
+	if err := os.RemoveAll(filepath.Join(tree, "main/staging/el/9/x86_64/repodata")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte("repos = [\"main\", \"extra\"]\n[signing]\nalgo = \"ed25519\"\n[releases.\"el/8\"]\narches = [\"x86_64\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r = openPL(t, root)
 	want = append(want, expandDirs(repos, chans, []string{"el/8"}, []string{"x86_64", "SRPMS"})...)
 	slices.Sort(want)
@@ -188,8 +207,12 @@ func TestFillReleases(t *testing.T) {
 func TestRepoFileOptions(t *testing.T) {
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "root")
-	os.MkdirAll(root, 0o755)
-	os.WriteFile(filepath.Join(root, ConfigFileName), []byte("[signing]\nalgo = \"ed25519\"\n"), 0o644)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte("[signing]\nalgo = \"ed25519\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r := openPL(t, root)
 	if f, err := r.RepoFile(ctx, RepoFileOptions{}); !errors.Is(err, ErrBadConfig) || f != nil {
 		t.Errorf("repofile of an empty root: %+v %v, want ErrBadConfig", f, err)
@@ -258,8 +281,12 @@ func TestRepoFileOptions(t *testing.T) {
 func TestMajorFallback(t *testing.T) {
 	dir := t.TempDir()
 	for _, f := range []string{"main/prod/el/9/x86_64/repodata/repomd.xml", "main/prod/el/9.4x/x86_64/repodata/repomd.xml"} {
-		os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755)
-		os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644)
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	h, closeRoot, err := NewFileHandler(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -282,8 +309,13 @@ func TestMajorFallback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := resp.Body.Close(); err != nil {
+			t.Fatal(err)
+		}
 		got := string(b)
 		if resp.StatusCode == http.StatusNotFound {
 			got = "404"
@@ -299,8 +331,10 @@ func TestMajorFallback(t *testing.T) {
 func TestDropInRelease(t *testing.T) {
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "root")
-	os.MkdirAll(root, 0o755)
-	os.WriteFile(filepath.Join(root, ConfigFileName), []byte(`
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(`
 [signing]
 algo = "ed25519"
 [[dropin]]
@@ -308,7 +342,9 @@ dir = "incoming"
 [[dropin]]
 dir = "incoming-el8"
 release = "el8"
-`), 0o644)
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r := openPL(t, root)
 	if got := r.cfg.DropIns[1].Release; got != "el/8" {
 		t.Fatalf("dropin release %q, want el/8", got)

@@ -82,7 +82,9 @@ func TestAddRPM6Packages(t *testing.T) {
 	}
 	dbDir := t.TempDir()
 	kf := filepath.Join(t.TempDir(), "key.asc")
-	os.WriteFile(kf, pub, 0o644)
+	if err := os.WriteFile(kf, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command("rpmkeys", "--dbpath", dbDir, "--import", kf).CombinedOutput(); err != nil {
 		t.Fatalf("rpmkeys --import: %v\n%s", err, out)
 	}

@@ -189,7 +189,11 @@ func startSocket(t *testing.T, svc socketService, ready chan struct{}) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Error(err)
+		}
+	})
 	path := filepath.Join(dir, "repoctl.sock")
 	ln, err := listenSocket(path)
 	if err != nil {
@@ -233,8 +237,12 @@ func TestSocketRoundTrip(t *testing.T) {
 
 	files := t.TempDir()
 	a, b := filepath.Join(files, "rel.rpm"), filepath.Join(files, "junk")
-	os.WriteFile(a, []byte("first file"), 0o644)
-	os.WriteFile(b, []byte("second file"), 0o644)
+	if err := os.WriteFile(a, []byte("first file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, []byte("second file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	t.Chdir(files)
 	res, err := c.Add(ctx, []string{"rel.rpm", b, filepath.Join(files, "missing.rpm")}, AddOptions{Repo: "main", Move: true})
 	if !errors.Is(err, ErrRejected) || errors.Is(err, ErrNotFound) {

@@ -28,14 +28,16 @@ func TestBlockCacheRetention(t *testing.T) {
 		n := 0
 		err := r.st.db.View(func(tx *bolt.Tx) error {
 			live := map[string]bool{}
-			tx.Bucket(bucketBlockRefs).ForEach(func(_, v []byte) error {
+			if err := tx.Bucket(bucketBlockRefs).ForEach(func(_, v []byte) error {
 				for _, k := range strings.Split(string(v), "\n") {
 					if k != "" {
 						live[k] = true
 					}
 				}
 				return nil
-			})
+			}); err != nil {
+				return err
+			}
 			b := tx.Bucket(bucketBlocks)
 			for k := range live {
 				if b.Get([]byte(k)) == nil {

@@ -116,8 +116,14 @@ func checkAccounted(t testing.TB, root string, inputs []stormInput) {
 // drained reports whether incoming/ is empty and the daemon has nothing in
 // flight (spool holds no package).
 func drained(root string) (bool, string) {
-	in, _ := os.ReadDir(filepath.Join(root, "incoming"))
-	sp, _ := os.ReadDir(filepath.Join(root, "spool"))
+	in, err := os.ReadDir(filepath.Join(root, "incoming"))
+	if err != nil {
+		return false, err.Error()
+	}
+	sp, err := os.ReadDir(filepath.Join(root, "spool"))
+	if err != nil {
+		return false, err.Error()
+	}
 	n := 0
 	for _, e := range sp {
 		if strings.HasSuffix(e.Name(), ".rpm") {
@@ -229,12 +235,12 @@ func TestDaemonStorm(t *testing.T) {
 			t.Errorf("add changed the caller's file: %v", err)
 		}
 	}
-	// Bursts were coalesced: far fewer publishes than files.
+	// How many batches the storm took depends on how the machine kept up,
+	// so it is only logged: the outcome of every input is what is
+	// asserted here, and coalescing has its own test
+	// (TestWatcherBurstCoalesces).
 	pubs := strings.Count(d.log(), `"msg":"ingest batch"`)
 	t.Logf("%d inputs (%d published) in %d drop-in batches", len(inputs), want, pubs)
-	if pubs >= len(inputs)/2 {
-		t.Errorf("%d ingest batches for 205 dropped files: bursts are not coalesced", pubs)
-	}
 	d.stop()
 }
 
@@ -444,7 +450,10 @@ func waitUntil(timeout time.Duration, cond func() bool) {
 // signing reports whether the signer is rewriting a spool file (its
 // temporary files are hidden .tmp files beside them).
 func signing(root string) bool {
-	ents, _ := os.ReadDir(filepath.Join(root, "spool"))
+	ents, err := os.ReadDir(filepath.Join(root, "spool"))
+	if err != nil {
+		return false // no spool yet: nothing is being signed
+	}
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), ".") && strings.HasSuffix(e.Name(), ".tmp") {
 			return true

@@ -49,8 +49,12 @@ func untar(t *testing.T, archive, dir string) {
 			if _, err := io.Copy(out, tr); err != nil {
 				t.Fatal(err)
 			}
-			out.Close()
-			os.Chtimes(p, h.ModTime, h.ModTime)
+			if err := out.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(p, h.ModTime, h.ModTime); err != nil {
+				t.Fatal(err)
+			}
 		case tar.TypeLink:
 			if err := os.Link(filepath.Join(dir, h.Linkname), p); err != nil {
 				t.Fatal(err)

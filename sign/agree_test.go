@@ -80,13 +80,17 @@ func TestVerifyAgreesWithRpmkeys(t *testing.T) {
 		pay := append([]byte(nil), b...)
 		pay[len(pay)-1] ^= 0x20
 		hp := filepath.Join(dir, "tampered-payload-"+filepath.Base(src))
-		os.WriteFile(hp, pay, 0o644)
+		if err := os.WriteFile(hp, pay, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		hd := append([]byte(nil), b...)
 		e := p.main.raw.Get(1004) // summary
 		at := p.mainOff + int64(16+16*len(p.main.raw.Entries)) + int64(e.Offset)
 		hd[at] ^= 0x20
 		hh := filepath.Join(dir, "tampered-header-"+filepath.Base(src))
-		os.WriteFile(hh, hd, 0o644)
+		if err := os.WriteFile(hh, hd, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		files = append(files, hp, hh)
 	}
 

@@ -70,7 +70,11 @@ func TestSignBatchErrorStopsLaterBatches(t *testing.T) {
 			t.Fatalf("%s (batch %d, failure in batch %d) was touched: %+v", r.Path, i/2, failed/2, r)
 		}
 	}
-	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
+	left, err := filepath.Glob(filepath.Join(dir, ".*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
 		t.Fatalf("left behind: %v", left)
 	}
 }

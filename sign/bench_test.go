@@ -31,7 +31,9 @@ func benchKey(b *testing.B) (*Key, string) {
 	if k, err := LoadKeyFile(path, nil); err == nil {
 		return k, path
 	}
-	os.Remove(path)
+	if err := os.Remove(path); err != nil {
+		b.Fatal(err)
+	}
 	k, err := GenerateKey("rsa4096", "Repoctl Bench", "bench@example.test")
 	if err != nil {
 		b.Fatal(err)
@@ -116,8 +118,12 @@ func BenchmarkSign1000Small(b *testing.B) {
 	home := gpgWithKey(b, keyFile)
 	cache := filepath.Join(os.TempDir(), fmt.Sprintf("repoctl-bench-small-%d", n))
 	if _, err := os.Stat(filepath.Join(cache, testrpm.Small(n-1).FileName())); err != nil {
-		os.RemoveAll(cache)
-		os.MkdirAll(cache, 0o755)
+		if err := os.RemoveAll(cache); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.MkdirAll(cache, 0o755); err != nil {
+			b.Fatal(err)
+		}
 		if _, err := testrpm.Corpus(context.Background(), cache, n); err != nil {
 			b.Fatal(err)
 		}
@@ -192,8 +198,12 @@ func bigRPM(b *testing.B) string {
 		return out
 	}
 	needTool(b, "rpmbuild")
-	os.RemoveAll(cache)
-	os.MkdirAll(filepath.Join(cache, "SPECS"), 0o755)
+	if err := os.RemoveAll(cache); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(cache, "SPECS"), 0o755); err != nil {
+		b.Fatal(err)
+	}
 	spec := `Name: bigdata
 Version: 1.0
 Release: 1
@@ -242,7 +252,9 @@ func BenchmarkSign1GiB(b *testing.B) {
 			b.Fatal(err)
 		}
 		p, err := readPkg(f, mustSize(b, work))
-		f.Close()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -258,14 +270,25 @@ func BenchmarkSign1GiB(b *testing.B) {
 			if _, err := f.WriteAt(origArea, leadSize); err != nil {
 				b.Fatal(err)
 			}
-			f.Sync()
-			f.Close()
+			if err := f.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				b.Fatal(err)
+			}
 		}
 		// Warm the page cache the same way for every contender.
 		sum := sha256.New()
-		wf, _ := os.Open(work)
-		io.Copy(sum, wf)
-		wf.Close()
+		wf, err := os.Open(work)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(sum, wf); err != nil {
+			b.Fatal(err)
+		}
+		if err := wf.Close(); err != nil {
+			b.Fatal(err)
+		}
 
 		// (1) in place, digest check skipped.
 		s, err := NewSigner(k)
@@ -284,7 +307,10 @@ func BenchmarkSign1GiB(b *testing.B) {
 		restore()
 
 		// (2) in place with the digest check.
-		s2, _ := NewSigner(k)
+		s2, err := NewSigner(k)
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.StartTimer()
 		t0 = time.Now()
 		r, err = s2.SignFile(context.Background(), work)
@@ -316,7 +342,9 @@ func BenchmarkSign1GiB(b *testing.B) {
 		b.ReportMetric(withCheck.Seconds()/openssl.Seconds(), "ratio-vs-openssl")
 		b.ReportMetric(ms(theirs), "rpmsign-ms")
 		b.ReportMetric(theirs.Seconds()/withCheck.Seconds(), "speedup-vs-rpmsign")
-		os.Remove(work)
+		if err := os.Remove(work); err != nil {
+			b.Fatal(err)
+		}
 		b.StartTimer()
 	}
 }
@@ -348,7 +376,9 @@ func copyFile64(b *testing.B, src, dst string) {
 	if err := out.Sync(); err != nil {
 		b.Fatal(err)
 	}
-	out.Close()
+	if err := out.Close(); err != nil {
+		b.Fatal(err)
+	}
 }
 
 var _ = bytes.Equal

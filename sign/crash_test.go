@@ -127,14 +127,21 @@ func TestKill9MidBatch(t *testing.T) {
 		for range lines {
 		}
 
-		journals, _ := filepath.Glob(filepath.Join(dir, journalPrefix+"*"+journalSuffix))
+		journals, err := filepath.Glob(filepath.Join(dir, journalPrefix+"*"+journalSuffix))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(journals) > 0 {
 			recovered++
 		}
 		if err := Recover(context.Background(), dir); err != nil {
 			t.Fatalf("round %d: Recover: %v", round, err)
 		}
-		if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) > 0 {
+		left, err := filepath.Glob(filepath.Join(dir, ".*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) > 0 {
 			t.Errorf("round %d: left behind: %v", round, left)
 		}
 		var signed []string

@@ -23,7 +23,9 @@ func TestDNFInstallsSignedRepo(t *testing.T) {
 			k := testKey(t, algo)
 			base := t.TempDir()
 			repo := filepath.Join(base, "repo")
-			os.MkdirAll(repo, 0o755)
+			if err := os.MkdirAll(repo, 0o755); err != nil {
+				t.Fatal(err)
+			}
 			mk := func(name string) string {
 				p, err := testrpm.Write(repo, testrpm.Spec{Name: name, Version: "1.0", Release: "1", Arch: "noarch",
 					Files: []testrpm.File{{Name: "/usr/share/" + name + "/hello.txt", Body: []byte("hello from " + name + "\n")}}})
@@ -52,7 +54,9 @@ func TestDNFInstallsSignedRepo(t *testing.T) {
 				t.Fatal(err)
 			}
 			reposd := filepath.Join(base, "repos.d")
-			os.MkdirAll(reposd, 0o755)
+			if err := os.MkdirAll(reposd, 0o755); err != nil {
+				t.Fatal(err)
+			}
 			conf := "[repoctl-test]\nname=repoctl test\nbaseurl=file://" + repo + "\nenabled=1\ngpgcheck=1\nrepo_gpgcheck=1\ngpgkey=file://" + keyFile + "\n"
 			if err := os.WriteFile(filepath.Join(reposd, "test.repo"), []byte(conf), 0o644); err != nil {
 				t.Fatal(err)
@@ -83,8 +87,12 @@ func TestDNFInstallsSignedRepo(t *testing.T) {
 			}
 
 			// A repomd.xml that no longer matches its .asc is refused.
-			os.WriteFile(repomd, append(readAll(t, repomd), ' '), 0o644)
-			os.RemoveAll(filepath.Join(base, "cache"))
+			if err := os.WriteFile(repomd, append(readAll(t, repomd), ' '), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.RemoveAll(filepath.Join(base, "cache")); err != nil {
+				t.Fatal(err)
+			}
 			if out, err := dnf("makecache"); err == nil || !strings.Contains(out, "Bad GPG signature") {
 				t.Fatalf("dnf accepted a repomd.xml with a stale signature (err %v):\n%s", err, out)
 			}

@@ -3,6 +3,7 @@ package sign
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -99,7 +100,11 @@ func (db *rpmDB) checksig(t testing.TB, path string) (string, bool) {
 // checksigSummary runs rpmkeys --checksig (not verbose) and returns the line.
 func (db *rpmDB) checksigSummary(t testing.TB, path string) string {
 	t.Helper()
-	out, _ := exec.Command("rpmkeys", "--dbpath", db.dir, "--checksig", path).CombinedOutput()
+	out, err := exec.Command("rpmkeys", "--dbpath", db.dir, "--checksig", path).CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err) // not run at all; a failed check exits 1 and says why
+	}
 	return strings.TrimSpace(string(out))
 }
 

@@ -20,7 +20,10 @@ func TestRecoverStates(t *testing.T) {
 	}
 	signAll(t, a, []string{p}) // now has reserved space
 	orig := readAll(t, p)
-	s, _ := NewSigner(b)
+	s, err := NewSigner(b)
+	if err != nil {
+		t.Fatal(err)
+	}
 	pl, err := s.prepare(context.Background(), p)
 	if err != nil || !pl.inPlace {
 		t.Fatalf("prepare: %v in place %v", err, pl != nil && pl.inPlace)
@@ -68,13 +71,19 @@ func TestRecoverStates(t *testing.T) {
 		}
 		if !c.complete {
 			jb := readAll(t, j.path)
-			os.WriteFile(j.path, jb[:len(jb)-10], 0o600)
+			if err := os.WriteFile(j.path, jb[:len(jb)-10], 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 		j.f.Close() // the "crash": lock released, journal left
 		if err := Recover(context.Background(), dir); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		if left, _ := filepath.Glob(filepath.Join(dir, journalPrefix+"*")); len(left) != 0 {
+		left, err := filepath.Glob(filepath.Join(dir, journalPrefix+"*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) != 0 {
 			t.Fatalf("%s: journal left: %v", c.name, left)
 		}
 		got := readAll(t, p)
@@ -96,9 +105,16 @@ func TestRecoverStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	other = append(other, make([]byte, len(orig)-len(other))...)
-	os.WriteFile(p, other, 0o644)
-	j, _ := writeJournal(dir, []journalRecord{rec})
-	j.f.Close()
+	if err := os.WriteFile(p, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j, err := writeJournal(dir, []journalRecord{rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := Recover(context.Background(), dir); err != nil {
 		t.Fatal(err)
 	}

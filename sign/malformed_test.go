@@ -186,7 +186,10 @@ func FuzzReadPackage(f *testing.F) {
 			bad := bytes.Clone(b)
 			bad[p.payloadOff-1] ^= 0xff
 			if q, err := readPkg(bytes.NewReader(bad), int64(len(bad))); err == nil {
-				qc, _ := checkDigests(context.Background(), q, bytes.NewReader(bad[q.payloadOff:]), nil, true)
+				qc, err := checkDigests(context.Background(), q, bytes.NewReader(bad[q.payloadOff:]), nil, true)
+				if err != nil {
+					t.Fatal(err)
+				}
 				headerChecked, failed := false, false
 				for _, c := range qc {
 					if strings.HasPrefix(c.name, "Header") && strings.Contains(c.name, "digest") {

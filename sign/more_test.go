@@ -22,18 +22,27 @@ import (
 // (payload digest, reserved space) are signed in place.
 func TestSignRpmbuildFixtures(t *testing.T) {
 	needTool(t, "rpmbuild")
-	specs, _ := filepath.Glob(filepath.Join("..", "testdata", "specs", "*.spec"))
+	specs, err := filepath.Glob(filepath.Join("..", "testdata", "specs", "*.spec"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(specs) == 0 {
 		t.Fatal("no specs in ../testdata/specs")
 	}
 	top := t.TempDir()
 	for _, s := range specs {
-		abs, _ := filepath.Abs(s)
+		abs, err := filepath.Abs(s)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if out, err := exec.Command("rpmbuild", "-bb", "--define", "_topdir "+top, abs).CombinedOutput(); err != nil {
 			t.Fatalf("rpmbuild %s: %v\n%s", s, err, out)
 		}
 	}
-	rpms, _ := filepath.Glob(filepath.Join(top, "RPMS", "*", "*.rpm"))
+	rpms, err := filepath.Glob(filepath.Join(top, "RPMS", "*", "*.rpm"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(rpms) == 0 {
 		t.Fatal("rpmbuild made nothing")
 	}
@@ -112,7 +121,9 @@ func TestVerifyReports(t *testing.T) {
 	data := readAll(t, p)
 	pk := mustReadPkg(t, p)
 	data[pk.payloadOff-30] ^= 1
-	os.WriteFile(p, data, 0o644)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if rep, err = VerifyFile(ctx, p, []*Key{a}); err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +162,10 @@ func TestSignBatchesProgressDryRunDuplicates(t *testing.T) {
 	for _, p := range paths {
 		before[p] = readAll(t, p)
 	}
-	s, _ := NewSigner(k, WithDryRun(true))
+	s, err := NewSigner(k, WithDryRun(true))
+	if err != nil {
+		t.Fatal(err)
+	}
 	res, err := s.SignFiles(context.Background(), paths)
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +177,10 @@ func TestSignBatchesProgressDryRunDuplicates(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	s, _ = NewSigner(k)
+	s, err = NewSigner(k)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.SignFiles(ctx, paths); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
 	}
@@ -173,7 +190,10 @@ func TestSignBatchesProgressDryRunDuplicates(t *testing.T) {
 		}
 	}
 	prog := &countProgress{}
-	s, _ = NewSigner(k, WithBatchSize(7), WithWorkers(3), WithProgress(prog))
+	s, err = NewSigner(k, WithBatchSize(7), WithWorkers(3), WithProgress(prog))
+	if err != nil {
+		t.Fatal(err)
+	}
 	withDup := append(append([]string(nil), paths...), paths[0], paths[3])
 	res, err = s.SignFiles(context.Background(), withDup)
 	if err != nil {
@@ -191,7 +211,11 @@ func TestSignBatchesProgressDryRunDuplicates(t *testing.T) {
 	for _, p := range paths {
 		db.assertSignedOK(t, p, k)
 	}
-	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
+	left, err := filepath.Glob(filepath.Join(dir, ".*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
 		t.Fatalf("left behind: %v", left)
 	}
 }

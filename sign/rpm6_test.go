@@ -299,7 +299,9 @@ func TestRPM6MalformedTags(t *testing.T) {
 	pubPkt := func() []byte {
 		_, k6 := foreignKeys(t)
 		var b bytes.Buffer
-		k6.PrimaryKey.Serialize(&b)
+		if err := k6.PrimaryKey.Serialize(&b); err != nil {
+			t.Fatal(err)
+		}
 		return b.Bytes()
 	}
 	cases := []struct {

@@ -87,7 +87,10 @@ func mustReadPkg(t testing.TB, path string) *pkg {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	st, _ := f.Stat()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, err := readPkg(f, st.Size())
 	if err != nil {
 		t.Fatal(err)
@@ -106,8 +109,12 @@ func TestSignRewriteThenInPlace(t *testing.T) {
 	}
 	mtime := time.Unix(1600000000, 0)
 	for _, p := range paths {
-		os.Chmod(p, 0o640)
-		os.Chtimes(p, mtime, mtime)
+		if err := os.Chmod(p, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
 		if mustReadPkg(t, p).sig.get(tagReservedSpace) != nil {
 			t.Fatalf("%s: expected rpmpack output without reserved space", p)
 		}
@@ -131,14 +138,20 @@ func TestSignRewriteThenInPlace(t *testing.T) {
 	}
 	sizes := map[string]int64{}
 	for _, p := range paths {
-		st, _ := os.Stat(p)
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
 		sizes[p] = st.Size()
 	}
 	for _, r := range signAll(t, b, paths) {
 		if !r.InPlace || r.Action != ActionReplaced {
 			t.Errorf("%s: in place %v, action %s; want in place, replaced", r.Path, r.InPlace, r.Action)
 		}
-		st, _ := os.Stat(r.Path)
+		st, err := os.Stat(r.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if st.Size() != sizes[r.Path] {
 			t.Errorf("%s: size changed on in-place signing", r.Path)
 		}
@@ -177,6 +190,21 @@ func TestSignLegacy(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("%s: want %q in\n%s", algo, want, out)
 		}
+		// Legacy again is a no-op; without --legacy the same key signs
+		// again, header-only: what is there is not what it would write.
+		if r := signAll(t, k, []string{p}, WithLegacy(true)); r[0].Action != ActionUnchanged {
+			t.Errorf("%s: --legacy twice: action %q, want unchanged", algo, r[0].Action)
+		}
+		if r := signAll(t, k, []string{p}); r[0].Action != ActionReplaced {
+			t.Errorf("%s: header-only after --legacy: action %q, want replaced", algo, r[0].Action)
+		}
+		db.assertSignedOK(t, p, k)
+		// And back: a header-only package of ours still needs the
+		// header+payload signature --legacy asks for.
+		if r := signAll(t, k, []string{p}, WithLegacy(true)); r[0].Action != ActionReplaced {
+			t.Errorf("%s: --legacy after header-only: action %q, want replaced", algo, r[0].Action)
+		}
+		db.assertSigned(t, p, k, true)
 	}
 }
 
@@ -189,7 +217,9 @@ func gpgHome(t testing.TB) (home string, run func(stdin []byte, args ...string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(home, 0o700)
+	if err := os.Chmod(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	run = func(stdin []byte, args ...string) []byte {
 		t.Helper()
 		cmd := exec.Command("gpg", append([]string{"--batch", "--no-tty", "--pinentry-mode", "loopback"}, args...)...)
@@ -206,8 +236,12 @@ func gpgHome(t testing.TB) (home string, run func(stdin []byte, args ...string) 
 	t.Cleanup(func() {
 		c := exec.Command("gpgconf", "--kill", "gpg-agent")
 		c.Env = append(os.Environ(), "GNUPGHOME="+home)
-		c.Run()
-		os.RemoveAll(home)
+		if err := c.Run(); err != nil {
+			t.Error(err)
+		}
+		if err := os.RemoveAll(home); err != nil {
+			t.Error(err)
+		}
 	})
 	return home, run
 }
@@ -321,7 +355,10 @@ func TestKeyFilePermissions(t *testing.T) {
 	if err := k.WritePrivateFile(priv); err != nil {
 		t.Fatal(err)
 	}
-	st, _ := os.Stat(priv)
+	st, err := os.Stat(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("mode %v", st.Mode())
 	}
@@ -329,7 +366,9 @@ func TestKeyFilePermissions(t *testing.T) {
 		t.Fatalf("overwrite: %v", err)
 	}
 	for _, m := range []os.FileMode{0o640, 0o604, 0o660} {
-		os.Chmod(priv, m)
+		if err := os.Chmod(priv, m); err != nil {
+			t.Fatal(err)
+		}
 		_, err := LoadKeyFile(priv, nil)
 		if !errors.Is(err, ErrKeyPermissions) {
 			t.Errorf("mode %v: err %v", m, err)
@@ -338,7 +377,9 @@ func TestKeyFilePermissions(t *testing.T) {
 			t.Errorf("error leaks key material: %v", err)
 		}
 	}
-	os.Chmod(priv, 0o400)
+	if err := os.Chmod(priv, 0o400); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := LoadKeyFile(priv, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,9 @@ func TestVerifyDetachedAgreesWithGPG(t *testing.T) {
 	dir := t.TempDir()
 	data := []byte("<?xml version=\"1.0\"?>\n<repomd>revision 1</repomd>\n")
 	dataFile := filepath.Join(dir, "repomd.xml")
-	os.WriteFile(dataFile, data, 0o644)
+	if err := os.WriteFile(dataFile, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	gpgSig := gpg(nil, "--armor", "--local-user", uid, "--output", "-", "--detach-sign", dataFile)
 	id, err := VerifyDetached(data, gpgSig, ring)
 	if err != nil || id != ring[1].KeyID() {
@@ -60,10 +62,14 @@ func TestVerifyDetachedAgreesWithGPG(t *testing.T) {
 		t.Errorf("our signature: %v", err)
 	}
 	kf := filepath.Join(dir, "ours.asc")
-	os.WriteFile(kf, pubOf(t, ours), 0o644)
+	if err := os.WriteFile(kf, pubOf(t, ours), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	gpg(nil, "--import", kf)
 	ascFile := filepath.Join(dir, "repomd.xml.asc")
-	os.WriteFile(ascFile, asc, 0o644)
+	if err := os.WriteFile(ascFile, asc, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	verify := func(file string) error {
 		cmd := exec.Command("gpg", "--batch", "--no-tty", "--verify", ascFile, file)
 		cmd.Env = append(os.Environ(), "GNUPGHOME="+home)
@@ -76,7 +82,9 @@ func TestVerifyDetachedAgreesWithGPG(t *testing.T) {
 	if err := verify(dataFile); err != nil {
 		t.Errorf("gpg --verify of our signature: %v", err)
 	}
-	os.WriteFile(dataFile, changed, 0o644)
+	if err := os.WriteFile(dataFile, changed, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := verify(dataFile); err == nil {
 		t.Error("gpg accepts our signature over changed data")
 	}

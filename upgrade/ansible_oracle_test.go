@@ -336,7 +336,10 @@ func ansibleText(v any) string {
 	case json.Number:
 		return x.String()
 	}
-	b, _ := json.Marshal(v)
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("(unmarshalable %T: %v)", v, err)
+	}
 	return string(b)
 }
 
@@ -514,7 +517,11 @@ func FuzzAnsibleInventory(f *testing.F) {
 					if h == "" && !strings.Contains(string(b), `""`) && !strings.Contains(string(b), "''") {
 						t.Fatalf("empty host name in group %q", name)
 					}
-					_, _ = ansibleHostConfig(h, inv.varsFor(h))
+					// A host it cannot use is refused as an invalid inventory,
+					// never with another kind of error.
+					if _, err := ansibleHostConfig(h, inv.varsFor(h)); err != nil && !errors.Is(err, ErrInventory) {
+						t.Fatalf("host %q: %v, want ErrInventory", h, err)
+					}
 				}
 			}
 		}

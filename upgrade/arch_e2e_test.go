@@ -33,7 +33,9 @@ func TestE2EPromoteBuildPhased(t *testing.T) {
 	r.installCommands(c)
 	r.serveHealth(t, c)
 	c.Groups[0].Hosts[0].Arch = other
-	os.MkdirAll(e.root, 0o755)
+	if err := os.MkdirAll(e.root, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	var tb bytes.Buffer
 	if err := toml.NewEncoder(&tb).Encode(map[string]any{
 		"signing": map[string]string{"algo": "ed25519"},
@@ -46,7 +48,9 @@ func TestE2EPromoteBuildPhased(t *testing.T) {
 	}
 
 	rpms := filepath.Join(work, "rpms")
-	os.MkdirAll(rpms, 0o755)
+	if err := os.MkdirAll(rpms, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	var files []string
 	for _, b := range []struct{ ver, arch string }{{"1.0", "x86_64"}, {"1.0", "aarch64"}, {"1.1", "x86_64"}, {"1.1", "aarch64"}, {"1.1", "src"}} {
 		p, err := testrpm.Write(rpms, testrpm.Spec{Name: "uxtool", Version: b.ver, Release: "1.el9", Arch: b.arch,
@@ -94,8 +98,12 @@ func TestE2EPromoteBuildPhased(t *testing.T) {
 		if got, want := r.pkgs(t, h), "update uxtool-1.1-1.el9."+arch+"\ndowngrade uxtool-1.0-1.el9."+arch; got != want {
 			t.Errorf("%s was told %q, want %q", h, got, want)
 		}
-		os.Remove(filepath.Join(r.dir, h+".pkgs"))
-		os.Remove(filepath.Join(r.dir, h+".restarted"))
+		if err := os.Remove(filepath.Join(r.dir, h+".pkgs")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(r.dir, h+".restarted")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if l := e.mustRun("list", "--channel", "prod"); strings.Contains(l, "uxtool-1.1") || !strings.Contains(l, "uxtool-1.0-1.el9.aarch64") {
 		t.Errorf("prod after the rollback:\n%s", l)

@@ -123,7 +123,9 @@ func TestPlanBuilds(t *testing.T) {
 		t.Errorf("hostile inventory arch: %v", err)
 	}
 	ini := filepath.Join(t.TempDir(), "hosts")
-	os.WriteFile(ini, []byte("[web]\napp1 ansible_host=10.0.0.1 repoctl_arch=aarch64\napp2 ansible_host=10.0.0.2\n"), 0o600)
+	if err := os.WriteFile(ini, []byte("[web]\napp1 ansible_host=10.0.0.1 repoctl_arch=aarch64\napp2 ansible_host=10.0.0.2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ai, err := (&Config{}).Resolve(ini)
 	if err != nil || ai.AppHosts()[0].Arch != "aarch64" || ai.AppHosts()[1].Arch != "" {
 		t.Errorf("ansible repoctl_arch: %v %+v", err, ai)
@@ -209,8 +211,12 @@ func TestRolloutPerArch(t *testing.T) {
 
 	// Interrupted after the probe: the resume installs what the recorded
 	// answer says (planted here as the other arch), without asking again.
-	os.Remove(filepath.Join(r.dir, "app2.pkgs"))
-	os.Remove(filepath.Join(r.dir, "app1.pkgs"))
+	if err := os.Remove(filepath.Join(r.dir, "app2.pkgs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(r.dir, "app1.pkgs")); err != nil {
+		t.Fatal(err)
+	}
 	cctx, cancel := context.WithCancel(ctx)
 	m2 := r.manager(t, WithProgress(func(ev Event) {
 		if ev.Kind == EventStepDone && ev.Phase == "probe arch" {
@@ -249,8 +255,12 @@ func TestRolloutPerArch(t *testing.T) {
 	}
 
 	// Rollback: each host downgrades to its own arch's previous version.
-	os.Remove(filepath.Join(r.dir, "app2.pkgs"))
-	os.Remove(filepath.Join(r.dir, "app1.pkgs"))
+	if err := os.Remove(filepath.Join(r.dir, "app2.pkgs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(r.dir, "app1.pkgs")); err != nil {
+		t.Fatal(err)
+	}
 	r.mu.Lock()
 	r.broken["app2"] = true
 	r.mu.Unlock()
@@ -271,7 +281,9 @@ func TestRolloutPerArch(t *testing.T) {
 	r.mu.Unlock()
 
 	// A build without app2's arch halts at the probe: nothing ran after it.
-	os.Remove(r.marks)
+	if err := os.Remove(r.marks); err != nil {
+		t.Fatal(err)
+	}
 	odd := mustPlan(t, c, PlanRequest{Builds: []Build{{NEVRA: "uxtool-1.1-1.el9." + other}, {NEVRA: "uxtool-1.1-1.el9.ppc64le"}}})
 	ro, err = r.manager(t).Start(ctx, odd)
 	if !errors.As(err, &he) || he.Phase != "probe arch" || len(he.Failed) != 1 || he.Failed[0].Host != "app2" ||

@@ -103,8 +103,8 @@ func httpGet(url string) (int, string, error) {
 		return 0, "", err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, string(b), nil
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b), err
 }
 
 func (e *e2e) served(host string) string {
@@ -137,7 +137,9 @@ func TestE2EPromotePhased(t *testing.T) {
 	work := t.TempDir()
 	e := &e2e{t: t, work: work, root: filepath.Join(work, "root"), marks: filepath.Join(work, "marks.log"), web: map[string]string{}}
 	bin := filepath.Join(work, "bin")
-	os.MkdirAll(bin, 0o755)
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	e.repoctl = buildBinary(t, bin, "github.com/repoctl/repoctl/cmd/repoctl")
 	e.appsrv = buildBinary(t, bin, "github.com/repoctl/repoctl/testdata/app")
 	t.Cleanup(func() {
@@ -159,7 +161,9 @@ func TestE2EPromotePhased(t *testing.T) {
 
 	// The test package, version 1.0 and 2.0, shipping the version file.
 	rpms := filepath.Join(work, "rpms")
-	os.MkdirAll(rpms, 0o755)
+	if err := os.MkdirAll(rpms, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	var files []string
 	for _, v := range []string{"1.0", "2.0"} {
 		p, err := testrpm.Write(rpms, testrpm.Spec{Name: "app", Version: v, Release: "1.el9", Arch: "x86_64",
@@ -181,10 +185,14 @@ func TestE2EPromotePhased(t *testing.T) {
 	e.lab = startSSHLab(t, names, addrs)
 	e.apps = e.lab.Hosts[:6]
 	cache := filepath.Join(work, "proxy1", "cache")
-	os.MkdirAll(cache, 0o755)
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	fillCache := func() {
 		for i := 0; i < 5; i++ {
-			os.WriteFile(filepath.Join(cache, fmt.Sprintf("obj%d", i)), []byte("cached page"), 0o644)
+			if err := os.WriteFile(filepath.Join(cache, fmt.Sprintf("obj%d", i)), []byte("cached page"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	fillCache()
@@ -232,8 +240,12 @@ func TestE2EPromotePhased(t *testing.T) {
 		}
 		g.Hosts = append(g.Hosts, hc)
 	}
-	os.WriteFile(release, nil, 0o644)
-	os.MkdirAll(e.root, 0o755)
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(e.root, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	var tb bytes.Buffer
 	if err := toml.NewEncoder(&tb).Encode(map[string]any{
 		"http":    map[string]string{"listen": fmt.Sprintf("127.0.0.1:%d", httpPort)},
@@ -269,7 +281,9 @@ func TestE2EPromotePhased(t *testing.T) {
 	for _, h := range e.apps {
 		g.Go(func() error {
 			r := filepath.Join(work, h.Name)
-			os.MkdirAll(filepath.Join(r, "etc/yum.repos.d"), 0o755)
+			if err := os.MkdirAll(filepath.Join(r, "etc/yum.repos.d"), 0o755); err != nil {
+				t.Fatal(err)
+			}
 			if err := os.WriteFile(filepath.Join(r, "etc/yum.repos.d/repoctl.repo"), []byte(repoFile), 0o644); err != nil {
 				return err
 			}
@@ -346,7 +360,9 @@ func TestE2EPromotePhased(t *testing.T) {
 		}
 		fmt.Fprintf(&ini, "[proxies]\nproxy1 ansible_host=127.0.0.8 ansible_port=%d\n", e.lab.Hosts[6].Port)
 		invFile := filepath.Join(work, "hosts.ini")
-		os.WriteFile(invFile, []byte(ini.String()), 0o644)
+		if err := os.WriteFile(invFile, []byte(ini.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		js = e.mustRun("promote", "app", "--to", "prod", "--phased", "--dry-run", "-o", "json", "--inventory", invFile)
 		doc.Plan = Plan{}
 		if err := json.Unmarshal([]byte(js), &doc); err != nil {
@@ -356,7 +372,10 @@ func TestE2EPromotePhased(t *testing.T) {
 			ph[7].Tasks[0].Target.Port != e.lab.Hosts[6].Port {
 			t.Errorf("plan from the ansible inventory: %s", js)
 		}
-		after, _ := os.ReadFile(prodRepomd)
+		after, err := os.ReadFile(prodRepomd)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !bytes.Equal(after, repomdBefore) {
 			t.Errorf("dry run changed prod repodata")
 		}
@@ -378,7 +397,9 @@ func TestE2EPromotePhased(t *testing.T) {
 
 	t.Run("failed gate halts before group 2 and rolls back", func(t *testing.T) {
 		e.t = t
-		os.WriteFile(filepath.Join(work, "app2", "fail"), nil, 0o644)
+		if err := os.WriteFile(filepath.Join(work, "app2", "fail"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		defer os.Remove(filepath.Join(work, "app2", "fail"))
 		out, stderr, code := e.run("promote", "app", "--to", "prod", "--phased", "--yes", "--rollback-on-failure")
 		if code != 5 {
@@ -415,7 +436,10 @@ func TestE2EPromotePhased(t *testing.T) {
 			}
 		}
 		// Group 1 really ran the new version before going back.
-		b, _ := os.ReadFile(filepath.Join(work, "app1", "served.log"))
+		b, err := os.ReadFile(filepath.Join(work, "app1", "served.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !strings.Contains(string(b), "app 2.0-1.el9") {
 			t.Errorf("app1 never served 2.0:\n%s", b)
 		}
@@ -439,7 +463,11 @@ func TestE2EPromotePhased(t *testing.T) {
 				}
 			}
 		}
-		if ents, _ := os.ReadDir(cache); len(ents) != 5 {
+		ents, err := os.ReadDir(cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) != 5 {
 			t.Errorf("proxy cache touched: %d entries", len(ents))
 		}
 		var hist []struct {
@@ -465,8 +493,12 @@ func TestE2EPromotePhased(t *testing.T) {
 
 	t.Run("kill -9 mid-rollout then resume", func(t *testing.T) {
 		e.t = t
-		os.Remove(e.marks)
-		os.Remove(release)
+		if err := os.Remove(e.marks); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(release); err != nil {
+			t.Fatal(err)
+		}
 		cmd := exec.Command(e.repoctl, "--root", e.root, "promote", "app", "--to", "prod", "--phased", "--yes")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -524,7 +556,9 @@ func TestE2EPromotePhased(t *testing.T) {
 		if _, _, code := e.run("promote", "app", "--to", "prod", "--phased", "--yes"); code != 4 {
 			t.Errorf("second rollout on locked hosts: exit %d, want 4", code)
 		}
-		os.WriteFile(release, nil, 0o644)
+		if err := os.WriteFile(release, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		o, er, code := e.run("rollout", "resume", "--yes")
 		if code != 0 {
 			t.Fatalf("resume: exit %d\n%s\n%s", code, o, er)
@@ -569,7 +603,11 @@ func TestE2EPromotePhased(t *testing.T) {
 		if purgeAt <= lastRestart {
 			t.Errorf("proxy purged at %.3f, before the last restart at %.3f", purgeAt, lastRestart)
 		}
-		if ents, _ := os.ReadDir(cache); len(ents) != 0 {
+		ents, err := os.ReadDir(cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) != 0 {
 			t.Errorf("proxy cache still has %d entries", len(ents))
 		}
 		// Group 2 restarted only after group 1's gate passed, as the

@@ -59,7 +59,9 @@ purge = "rm -rf /var/cache/nginx/*"
 
 func TestConfigTOML(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "repoctl.toml")
-	os.WriteFile(p, []byte(sampleTOML), 0o600)
+	if err := os.WriteFile(p, []byte(sampleTOML), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c, err := LoadConfigFile(p)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +122,10 @@ func TestConfigTOML(t *testing.T) {
 			t.Errorf("plan text lacks %q:\n%s", want, txt)
 		}
 	}
-	hard, _ := NewPlan(inv, PlanRequest{NEVRA: "app-2.0-1.el7.x86_64", Restart: RestartHard})
+	hard, err := NewPlan(inv, PlanRequest{NEVRA: "app-2.0-1.el7.x86_64", Restart: RestartHard})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if c := hard.Phases[3].Tasks[0].Command; !strings.Contains(c, "/etc/init.d/httpd restart") {
 		t.Errorf("hard restart %s", c)
 	}
@@ -139,7 +144,9 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for name, body := range cases {
 		p := filepath.Join(t.TempDir(), "repoctl.toml")
-		os.WriteFile(p, []byte(body), 0o600)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		c, err := LoadConfigFile(p)
 		if err == nil {
 			var inv *Inventory
@@ -152,7 +159,10 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 	c := &Config{Groups: []GroupConfig{{Hosts: []HostConfig{{Name: "a"}}}}}
-	inv, _ := c.Resolve("")
+	inv, err := c.Resolve("")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := NewPlan(inv, PlanRequest{NEVRA: "a-2-1.x86_64", RollbackOnFailure: true}); !errors.Is(err, ErrNoPrevious) {
 		t.Errorf("rollback without previous: %v", err)
 	}
@@ -209,7 +219,9 @@ all:
 func TestAnsibleInventories(t *testing.T) {
 	dir := t.TempDir()
 	ini := filepath.Join(dir, "hosts")
-	os.WriteFile(ini, []byte(sampleINI), 0o600)
+	if err := os.WriteFile(ini, []byte(sampleINI), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c := &Config{AppGroups: []string{"web1", "web2"}}
 	inv, err := c.Resolve(ini)
 	if err != nil {
@@ -235,7 +247,9 @@ func TestAnsibleInventories(t *testing.T) {
 	}
 
 	yml := filepath.Join(dir, "hosts.yml")
-	os.WriteFile(yml, []byte(sampleYAML), 0o600)
+	if err := os.WriteFile(yml, []byte(sampleYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	inv, err = (&Config{}).Resolve(yml)
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +273,9 @@ func TestAnsibleInventories(t *testing.T) {
 		"loop.ini":   "[a:children]\nb\n[b:children]\na\n[c]\nh1\n",
 	} {
 		p := filepath.Join(dir, name)
-		os.WriteFile(p, []byte(body), 0o600)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		c := &Config{}
 		if name == "loop.ini" {
 			c.AppGroups = []string{"a"}
@@ -280,7 +296,10 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	def, _ := FlavorCommands("el9")
+	def, err := FlavorCommands("el9")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if c.Commands != def {
 		t.Errorf("example [upgrade.commands] differ from the el9 defaults:\n%+v\n%+v", c.Commands, def)
 	}
@@ -310,7 +329,9 @@ func TestDefaultGroups(t *testing.T) {
 	for i := 1; i <= 6; i++ {
 		fmt.Fprintf(&b, "[[upgrade.hosts]]\nname = \"app%d\"\n", i)
 	}
-	os.WriteFile(p, []byte(b.String()), 0o600)
+	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c, err := LoadConfigFile(p)
 	if err != nil {
 		t.Fatal(err)
@@ -333,7 +354,9 @@ func TestDefaultGroups(t *testing.T) {
 		}
 	}
 	ini := filepath.Join(t.TempDir(), "hosts")
-	os.WriteFile(ini, []byte("[app]\napp[1:6]\n[proxies]\nproxy1\n"), 0o600)
+	if err := os.WriteFile(ini, []byte("[app]\napp[1:6]\n[proxies]\nproxy1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	inv, err = (&Config{}).Resolve(ini)
 	if err != nil || len(inv.Groups) != 2 || len(inv.Groups[0].Hosts) != 2 || len(inv.Proxies) != 1 {
 		t.Fatalf("single ansible group: %v %+v", err, inv)

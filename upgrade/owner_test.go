@@ -33,7 +33,11 @@ func TestRolloutStateNeedsOwner(t *testing.T) {
 	if rs, err := st.list(ctx); err != nil || len(rs) != 0 {
 		t.Errorf("list as another user: %v %v, want nothing and no error", rs, err)
 	}
-	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 0 {
 		t.Errorf("left %v in the root", ents)
 	}
 	// Its owner writes.

@@ -28,7 +28,12 @@ type rig struct {
 	cache  string
 	mu     sync.Mutex
 	broken map[string]bool
-	events []Event
+	// failFirst answers a host's first n health requests with 503; body
+	// replaces its 200 answer; hits counts its health requests.
+	failFirst map[string]int
+	body      map[string]string
+	hits      map[string]int
+	events    []Event
 }
 
 func newRig(t *testing.T, apps, proxies int, base int) *rig {
@@ -42,14 +47,17 @@ func newRig(t *testing.T, apps, proxies int, base int) *rig {
 		names = append(names, n)
 		addrs = append(addrs, fmt.Sprintf("127.0.%d.%d", base, i+2))
 	}
-	r := &rig{lab: startSSHLab(t, names, addrs), dir: t.TempDir(), broken: map[string]bool{}}
+	r := &rig{lab: startSSHLab(t, names, addrs), dir: t.TempDir(), broken: map[string]bool{},
+		failFirst: map[string]int{}, body: map[string]string{}, hits: map[string]int{}}
 	r.marks = filepath.Join(r.dir, "marks.log")
 	r.cache = filepath.Join(r.dir, "cache")
 	if err := os.MkdirAll(r.cache, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		os.WriteFile(filepath.Join(r.cache, fmt.Sprint("obj", i)), []byte("cached"), 0o644)
+		if err := os.WriteFile(filepath.Join(r.cache, fmt.Sprint("obj", i)), []byte("cached"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() { checkDB(t, filepath.Join(r.lab.Dir, "rollouts.db")) })
 	return r
@@ -88,9 +96,16 @@ func (r *rig) serveHealth(t *testing.T, c *Config) {
 			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 				r.mu.Lock()
 				broken := r.broken[name]
+				r.hits[name]++
+				early := r.hits[name] <= r.failFirst[name]
+				body, custom := r.body[name]
 				r.mu.Unlock()
-				if _, err := os.Stat(filepath.Join(r.dir, name+".restarted")); err != nil || broken {
+				if _, err := os.Stat(filepath.Join(r.dir, name+".restarted")); err != nil || broken || early {
 					http.Error(w, "not ready", http.StatusServiceUnavailable)
+					return
+				}
+				if custom {
+					fmt.Fprintln(w, body)
 					return
 				}
 				fmt.Fprintln(w, "ok", name)
@@ -224,7 +239,11 @@ func TestRolloutOverSSH(t *testing.T) {
 	if n := count(ms, "proxy1", "purge"); n != 1 {
 		t.Errorf("purge ran %d times", n)
 	}
-	if ents, _ := os.ReadDir(r.cache); len(ents) != 0 {
+	ents, err := os.ReadDir(r.cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 0 {
 		t.Errorf("proxy cache not emptied: %d entries", len(ents))
 	}
 	// Group 2 restarts only after group 1's health gate passed: the
@@ -302,7 +321,10 @@ func TestRolloutHaltResumeAndLock(t *testing.T) {
 			}
 		}
 	}
-	got, _ := m.Get(context.Background(), ro.ID)
+	got, err := m.Get(context.Background(), ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range got.Steps {
 		want := 1
 		if s.Host == "app2" && s.Phase == "health group1" {
@@ -353,7 +375,10 @@ func TestRollbackOnFailure(t *testing.T) {
 	if len(restored) != 1 || restored[0] != "prod" {
 		t.Errorf("restore called %v", restored)
 	}
-	got, _ := m.Get(context.Background(), ro.ID)
+	got, err := m.Get(context.Background(), ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range got.Steps {
 		if s.Phase == "rollback downgrade" && !strings.Contains(s.Stdout, "downgrading to app-1.0-1.el9.x86_64") {
 			t.Errorf("downgrade printed %q", s.Stdout)
@@ -385,7 +410,10 @@ func TestResumeAfterInterrupt(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want cancel, got %v", err)
 	}
-	got, _ := m.Get(context.Background(), ro.ID)
+	got, err := m.Get(context.Background(), ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	states := map[string]string{}
 	for _, s := range got.Steps {
 		states[s.Key] = s.State
@@ -422,7 +450,10 @@ func TestHostKeysChecked(t *testing.T) {
 	c := r.lab.config(1, 1)
 	r.markCommands(c)
 	// Drop app2 from known_hosts: unknown host, clear error.
-	b, _ := os.ReadFile(r.lab.KnownHosts)
+	b, err := os.ReadFile(r.lab.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if err := os.WriteFile(r.lab.KnownHosts, []byte(lines[0]+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -444,7 +475,9 @@ func TestHostKeysChecked(t *testing.T) {
 	// Give app2's address app1's key: mismatch.
 	f := strings.Fields(lines[0])
 	mis := fmt.Sprintf("[%s]:%d %s %s\n", h[1].Address, h[1].Port, f[1], f[2])
-	os.WriteFile(r.lab.KnownHosts, []byte(lines[0]+"\n"+mis), 0o600)
+	if err := os.WriteFile(r.lab.KnownHosts, []byte(lines[0]+"\n"+mis), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tr2, err := newSSHTransport(tr.settings)
 	if err != nil {
 		t.Fatal(err)
@@ -456,7 +489,10 @@ func TestHostKeysChecked(t *testing.T) {
 	// Timeouts and bounded output.
 	s := tr.settings
 	s.CommandTimeout = 2 * time.Second
-	tr3, _ := newSSHTransport(s)
+	tr3, err := newSSHTransport(s)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer tr3.Close()
 	tg := Target{Host: "app1", Address: h[0].Address, Port: h[0].Port, User: "root"}
 	if _, err := tr3.Run(context.Background(), tg, "sleep 20"); err == nil || !strings.Contains(err.Error(), "timed out") {
@@ -544,7 +580,10 @@ func TestAbortFreesHosts(t *testing.T) {
 	if _, err := m.Start(context.Background(), plan); err != nil {
 		t.Fatalf("new rollout after abort: %v", err)
 	}
-	all, _ := m.List(context.Background())
+	all, err := m.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(all) != 2 || all[0].State != StateAborted || all[1].State != StateDone {
 		t.Fatalf("list: %d rollouts", len(all))
 	}
@@ -554,6 +593,139 @@ func TestAbortFreesHosts(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(kinds, ","), EventAborted) {
 		t.Errorf("abort not recorded: %v", kinds)
+	}
+}
+
+// The health gate tries each host Retries times, and a 200 whose body
+// lacks expect_body is a failed gate.
+func TestHealthGateRetriesAndBody(t *testing.T) {
+	r := newRig(t, 2, 0, 19)
+	c := r.lab.config(2)
+	r.markCommands(c)
+	r.serveHealth(t, c)
+	m := r.manager(t)
+	plan := mustPlan(t, c, PlanRequest{NEVRA: "app-2.0-1.el9.x86_64"})
+	// app1 turns healthy at its last allowed try.
+	r.mu.Lock()
+	r.failFirst["app1"] = c.Health.Retries - 1
+	r.mu.Unlock()
+	ro, err := m.Start(context.Background(), plan)
+	if err != nil || ro.State != StateDone {
+		t.Fatalf("rollout with app1 healthy at try %d of %d: %v", c.Health.Retries, c.Health.Retries, err)
+	}
+	r.mu.Lock()
+	hits := r.hits["app1"]
+	r.mu.Unlock()
+	if hits != c.Health.Retries {
+		t.Errorf("app1's gate asked %d times, want %d", hits, c.Health.Retries)
+	}
+	// app2 answers 200, but not what the gate expects.
+	r.mu.Lock()
+	r.body["app2"] = "degraded app2"
+	r.mu.Unlock()
+	_, err = m.Start(context.Background(), plan)
+	var he *HaltError
+	if !errors.As(err, &he) {
+		t.Fatalf("rollout with a wrong health body: %v, want a halt", err)
+	}
+	if he.Phase != "health group1" || len(he.Failed) != 1 || he.Failed[0].Host != "app2" ||
+		!strings.Contains(he.Failed[0].Error, `body does not contain "ok"`) || !strings.Contains(he.Failed[0].Stdout, `200 "degraded app2"`) {
+		t.Fatalf("halt report: %+v", he)
+	}
+}
+
+// A host command that exits non-zero (1, as `rpm -q` of a missing package
+// does) fails its step: the rollout halts there and restarts nothing.
+func TestCommandExitStatusHalts(t *testing.T) {
+	r := newRig(t, 2, 0, 24)
+	c := r.lab.config(2)
+	r.markCommands(c)
+	r.serveHealth(t, c)
+	c.Groups[0].Hosts[1].Commands.Verify = `echo "{{.Host}} verify $(date +%s.%N)" >> ` + ShellQuote(r.marks) + ` && echo not installed >&2 && false`
+	_, err := r.manager(t).Start(context.Background(), mustPlan(t, c, PlanRequest{NEVRA: "app-2.0-1.el9.x86_64"}))
+	var he *HaltError
+	if !errors.As(err, &he) {
+		t.Fatalf("rollout with a failing verify: %v, want a halt", err)
+	}
+	if he.Phase != "verify" || len(he.Failed) != 1 || he.Failed[0].Host != "app2" || he.Failed[0].ExitStatus != 1 ||
+		!strings.Contains(he.Failed[0].Error, "exit status 1") || !strings.Contains(he.Failed[0].Stderr, "not installed") {
+		t.Fatalf("halt report: %+v", he)
+	}
+	ms := r.readMarks(t)
+	if n := count(ms, "app2", "verify"); n != 1 {
+		t.Errorf("app2 verified %d times, want 1", n)
+	}
+	if n := count(ms, "app1", "restart") + count(ms, "app2", "restart"); n != 0 {
+		t.Errorf("%d restarts after a failed verify", n)
+	}
+}
+
+// waitMark waits, with a generous deadline, until host has logged step.
+func (r *rig) waitMark(t *testing.T, host, step string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for count(r.readMarks(t), host, step) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never logged %s: %v", host, step, r.readMarks(t))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An abort from another process stops a running rollout before its next
+// phase: the step in flight finishes, nothing after it runs on any host,
+// and the hosts are free for the next rollout.
+func TestAbortStopsLiveRollout(t *testing.T) {
+	r := newRig(t, 2, 0, 20)
+	c := r.lab.config(1, 1)
+	r.markCommands(c)
+	r.serveHealth(t, c)
+	gate := filepath.Join(r.dir, "gate")
+	c.Commands.Clean = `echo "{{.Host}} clean $(date +%s.%N)" >> ` + ShellQuote(r.marks) +
+		` && while [ ! -e ` + ShellQuote(gate) + ` ]; do sleep 0.05; done`
+	m := r.manager(t)
+	plan := mustPlan(t, c, PlanRequest{NEVRA: "app-2.0-1.el9.x86_64"})
+	type result struct {
+		ro  *Rollout
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ro, err := m.Start(context.Background(), plan)
+		done <- result{ro, err}
+	}()
+	r.waitMark(t, "app1", "clean")
+	r.waitMark(t, "app2", "clean")
+	other, err := NewManager(r.lab.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab, err := other.Abort(context.Background(), "")
+	if err != nil || ab.State != StateAborted || !ab.Live {
+		t.Fatalf("abort of the running rollout: %v, state %v, live %v; want aborted while live", err, ab.State, ab.Live)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if !errors.Is(res.err, ErrFinished) || res.ro == nil || res.ro.ID != ab.ID {
+		t.Fatalf("the aborted rollout's Start: %v, want ErrFinished", res.err)
+	}
+	ms := r.readMarks(t)
+	for _, h := range []string{"app1", "app2"} {
+		for _, s := range []string{"update", "verify", "restart"} {
+			if n := count(ms, h, s); n != 0 {
+				t.Errorf("%s ran %s %d times after the abort", h, s, n)
+			}
+		}
+	}
+	got, err := other.Get(context.Background(), ab.ID)
+	if err != nil || got.State != StateAborted {
+		t.Fatalf("after the abort: %v, state %v", err, got.State)
+	}
+	ro, err := m.Start(context.Background(), plan)
+	if err != nil || ro.State != StateDone {
+		t.Fatalf("a rollout on the freed hosts: %v", err)
 	}
 }
 
@@ -577,7 +749,10 @@ func TestConcurrencyBoundAndBusy(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { _, err := mgr.Start(context.Background(), plan); done <- err }()
 	id := <-started
-	other, _ := NewManager(r.lab.Dir)
+	other, err := NewManager(r.lab.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := other.Resume(context.Background(), id); !errors.Is(err, ErrBusy) {
 		t.Errorf("resume while a live process runs it: %v", err)
 	}
@@ -631,7 +806,11 @@ func TestNotIdempotentInFlight(t *testing.T) {
 			go func() {
 				// Cancel once the command is surely running on the host.
 				for i := 0; i < 600; i++ {
-					if b, _ := os.ReadFile(r.marks); strings.Contains(string(b), "proxy1 purge") {
+					b, err := os.ReadFile(r.marks)
+					if err != nil {
+						t.Error(err)
+					}
+					if strings.Contains(string(b), "proxy1 purge") {
 						break
 					}
 					time.Sleep(50 * time.Millisecond)
@@ -648,7 +827,9 @@ func TestNotIdempotentInFlight(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want cancel, got %v", err)
 	}
-	os.WriteFile(gate, nil, 0o644)
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	_, err = r.manager(t).Resume(context.Background(), ro.ID)
 	if !errors.Is(err, ErrHalted) || !errors.Is(err, ErrNotIdempotent) {
 		t.Fatalf("plain resume over an in-flight non-idempotent step: %v", err)

@@ -62,9 +62,13 @@ func newStandinLab(t *testing.T, base, apps int) *standinLab {
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.Chmod(d, fi.Mode().Perm()|0o005)
+		if err := os.Chmod(d, fi.Mode().Perm()|0o005); err != nil {
+			t.Fatal(err)
+		}
 	}
-	os.Chmod(filepath.Join(l.Dir, "authorized_keys"), 0o644)
+	if err := os.Chmod(filepath.Join(l.Dir, "authorized_keys"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	l.dir = filepath.Join(l.Dir, "standin")
 	bin := filepath.Join(l.dir, "bin")
@@ -75,8 +79,12 @@ func newStandinLab(t *testing.T, base, apps int) *standinLab {
 		}
 	}
 	l.log = filepath.Join(l.dir, "commands.log")
-	os.WriteFile(l.log, nil, 0o666)
-	os.Chmod(l.log, 0o666)
+	if err := os.WriteFile(l.log, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(l.log, 0o666); err != nil {
+		t.Fatal(err)
+	}
 	head := `#!/bin/sh
 ip=$(echo "$SSH_CONNECTION" | cut -d' ' -f3)
 echo "$ip $(id -u) $(basename "$0") $*" >> ` + ShellQuote(l.log) + `
@@ -106,11 +114,17 @@ echo "package $2 is not installed"; exit 1
 	// the machine has none, and only for the test.
 	initd := "/etc/init.d/httpd"
 	if _, err := os.Lstat(initd); errors.Is(err, os.ErrNotExist) {
-		os.MkdirAll("/etc/init.d", 0o755)
+		if err := os.MkdirAll("/etc/init.d", 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(initd, []byte(head+"exit 0\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { os.Remove(initd) })
+		t.Cleanup(func() {
+			if err := os.Remove(initd); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 	sudoers := "/etc/sudoers.d/repoctl-test"
 	rule := fmt.Sprintf("Defaults:%s secure_path=\"%s:/usr/sbin:/usr/bin:/sbin:/bin\", env_keep += \"SSH_CONNECTION\", !requiretty\n%s ALL=(root) NOPASSWD: ALL\n", deployUser, bin, deployUser)
@@ -119,13 +133,19 @@ echo "package $2 is not installed"; exit 1
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("visudo", "-cf", tmp).CombinedOutput(); err != nil {
-		os.Remove(tmp)
+		if rerr := os.Remove(tmp); rerr != nil {
+			t.Error(rerr)
+		}
 		t.Fatalf("visudo: %v\n%s", err, out)
 	}
 	if err := os.Rename(tmp, sudoers); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Remove(sudoers) })
+	t.Cleanup(func() {
+		if err := os.Remove(sudoers); err != nil {
+			t.Error(err)
+		}
+	})
 	return l
 }
 
@@ -215,8 +235,8 @@ func TestShippedTemplatesEL9(t *testing.T) {
 	ro, err := m.Start(context.Background(), plan)
 	if err != nil || ro.State != StateDone {
 		h := l.Hosts[0]
-		out, _ := exec.Command("ssh", "-v", "-i", l.Identity, "-o", "UserKnownHostsFile="+l.KnownHosts, "-o", "BatchMode=yes", "-p", fmt.Sprint(h.Port), deployUser+"@"+h.Address, "sudo -n sh -c 'dnf clean metadata'").CombinedOutput()
-		t.Fatalf("rollout: %v\nssh by hand:\n%s", err, out)
+		out, sshErr := exec.Command("ssh", "-v", "-i", l.Identity, "-o", "UserKnownHostsFile="+l.KnownHosts, "-o", "BatchMode=yes", "-p", fmt.Sprint(h.Port), deployUser+"@"+h.Address, "sudo -n sh -c 'dnf clean metadata'").CombinedOutput()
+		t.Fatalf("rollout: %v\nssh by hand (%v):\n%s", err, sshErr, out)
 	}
 	cmds := l.ran(t)
 	want := []string{"dnf clean metadata", "dnf -y install app-2.0-1.el9.x86_64", "rpm -q app-2.0-1.el9.x86_64", "systemctl reload httpd"}
@@ -231,7 +251,9 @@ func TestShippedTemplatesEL9(t *testing.T) {
 
 	// --restart=hard runs the hard restart, and a rollback the shipped
 	// downgrade, which first checks whether the previous version is there.
-	os.WriteFile(l.log, nil, 0o666)
+	if err := os.WriteFile(l.log, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
 	plan = mustPlan(t, c, PlanRequest{NEVRA: "app-3.0-1.el9.x86_64", Previous: "app-2.0-1.el9.x86_64", Restart: RestartHard, RollbackOnFailure: true})
 	l.mu.Lock()
 	l.flaky[l.Hosts[1].Address] = 3 // app2 passes its gate, then fails during the soak
@@ -275,7 +297,9 @@ func TestShippedTemplatesEL7(t *testing.T) {
 		t.Errorf("el7 host ran %q, want %q", got, want)
 	}
 	// Installed now: the update-to branch.
-	os.WriteFile(l.log, nil, 0o666)
+	if err := os.WriteFile(l.log, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
 	plan = mustPlan(t, c, PlanRequest{NEVRA: "app-2.1-1.el7.x86_64", Previous: "app-2.0-1.el7.x86_64"})
 	if ro, err := m.Start(context.Background(), plan); err != nil || ro.State != StateDone {
 		t.Fatalf("second rollout: %v", err)

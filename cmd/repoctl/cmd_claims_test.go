@@ -36,11 +36,18 @@ func TestSignVerifyFlagsCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, _ := os.ReadFile(p)
+	before, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, errOut, code := runBin(t, "", "sign", "--dry-run", "--key", filepath.Join(keys, "signing.asc"), p); code != 0 {
 		t.Fatalf("sign --dry-run: exit %d\n%s", code, errOut)
 	}
-	if after, _ := os.ReadFile(p); !bytes.Equal(before, after) {
+	after, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
 		t.Fatal("sign --dry-run changed the file")
 	}
 	if _, errOut, code := runBin(t, "", "sign", "--key", filepath.Join(keys, "signing.asc"), p); code != 0 {
@@ -96,8 +103,12 @@ func TestKeyImportPassphraseEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
-		exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
-		os.RemoveAll(home)
+		if out, err := exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").CombinedOutput(); err != nil {
+			t.Errorf("gpgconf --kill gpg-agent: %v\n%s", err, out)
+		}
+		if err := os.RemoveAll(home); err != nil {
+			t.Fatal(err)
+		}
 	}()
 	gpg := func(stdin string, args ...string) []byte {
 		cmd := exec.Command("gpg", append([]string{"--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase", "s3cret"}, args...)...)
@@ -142,8 +153,12 @@ func TestKeyImportPassphraseEnv(t *testing.T) {
 // history --verify from the CLI names an altered event and exits 1.
 func TestHistoryVerifyTamperedCLI(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root")
-	os.MkdirAll(root, 0o755)
-	os.WriteFile(filepath.Join(root, "repoctl.toml"), []byte("[signing]\nalgo = \"ed25519\"\n"), 0o644)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "repoctl.toml"), []byte("[signing]\nalgo = \"ed25519\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	p, err := testrpm.Write(t.TempDir(), testrpm.Spec{Name: "audit", Version: "1", Release: "1.el9", Arch: "x86_64", Summary: "a", License: "MIT",
 		Files: []testrpm.File{{Name: "/usr/share/audit", Body: []byte("a\n")}}})
 	if err != nil {
@@ -169,14 +184,19 @@ func TestHistoryVerifyTamperedCLI(t *testing.T) {
 			}
 			if e["action"] == "add" {
 				e["who"] = "mallory"
-				nv, _ := json.Marshal(e)
+				nv, err := json.Marshal(e)
+				if err != nil {
+					t.Fatal(err)
+				}
 				return b.Put(append([]byte(nil), k...), nv)
 			}
 		}
 		t.Fatal("no add event")
 		return nil
 	})
-	db.Close()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +225,11 @@ func TestSignInterrupted(t *testing.T) {
 	}
 	orig := map[string][]byte{}
 	for _, p := range paths {
-		orig[p], _ = os.ReadFile(p)
+		var err error
+		orig[p], err = os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	cmd := exec.Command(repoctlBin, append([]string{"sign", "--workers", "1", "--key", filepath.Join(keys, "signing.asc")}, paths...)...)
 	var out bytes.Buffer
@@ -218,7 +242,11 @@ func TestSignInterrupted(t *testing.T) {
 	for {
 		changed := false
 		for _, p := range paths[:20] {
-			if b, _ := os.ReadFile(p); !bytes.Equal(b, orig[p]) {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(b, orig[p]) {
 				changed = true
 				break
 			}
@@ -231,7 +259,9 @@ func TestSignInterrupted(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
 	err = cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
 		t.Fatalf("interrupted sign: exit %d (%v), want %d\n%s", code, err, exitInterrupted, out.String())
@@ -242,7 +272,10 @@ func TestSignInterrupted(t *testing.T) {
 	}
 	signed, untouched := 0, 0
 	for _, p := range paths {
-		b, _ := os.ReadFile(p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if bytes.Equal(b, orig[p]) {
 			untouched++
 			continue

@@ -21,10 +21,16 @@ func TestCreaterepoRefusesManagedDir(t *testing.T) {
 	served := filepath.Join(tmp, "served")
 	other := filepath.Join(tmp, "other")
 	for _, d := range []string{root, other} {
-		os.MkdirAll(d, 0o755)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
-	os.WriteFile(filepath.Join(root, "repoctl.toml"), []byte("[signing]\nalgo = \"ed25519\"\n"), 0o644)
-	os.WriteFile(filepath.Join(other, "repoctl.toml"), []byte("[signing]\nalgo = \"ed25519\"\n[paths]\nrepo = \""+served+"\"\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(root, "repoctl.toml"), []byte("[signing]\nalgo = \"ed25519\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "repoctl.toml"), []byte("[signing]\nalgo = \"ed25519\"\n[paths]\nrepo = \""+served+"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	pkg, err := testrpm.Write(t.TempDir(), testrpm.Spec{Name: "managed", Version: "1", Release: "1.el9", Arch: "x86_64",
 		Summary: "managed", License: "MIT", Files: []testrpm.File{{Name: "/usr/share/managed", Body: []byte("x\n")}}})
 	if err != nil {
@@ -62,7 +68,11 @@ func TestCreaterepoRefusesManagedDir(t *testing.T) {
 	refused(dir, ".", root, " main/staging/el/9/x86_64")
 	refused(tmp, root, root, "`")
 	refused(tmp, filepath.Join(served, "main/staging/el/9/x86_64"), other, " main/staging/el/9/x86_64")
-	if after, _ := os.ReadFile(md); !bytes.Equal(after, before) {
+	after, err := os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(after, before) {
 		t.Fatal("a refused createrepo rewrote repomd.xml")
 	}
 	if _, err := os.Stat(md + ".asc"); err != nil {

@@ -48,7 +48,9 @@ func repodataXML(t *testing.T, dir string) map[string][]byte {
 			t.Fatalf("%s: %v", d.Location.Href, err)
 		}
 		x, err := io.ReadAll(zr)
-		f.Close()
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

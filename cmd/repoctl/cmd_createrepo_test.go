@@ -20,7 +20,9 @@ func TestCreaterepoCLI(t *testing.T) {
 	requireTools(t, "flock")
 	tmp := t.TempDir()
 	repo := filepath.Join(tmp, "repo")
-	os.MkdirAll(repo, 0o755)
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 5; i++ {
 		if _, err := testrpm.Write(repo, testrpm.Small(i)); err != nil {
 			t.Fatal(err)
@@ -43,7 +45,9 @@ func TestCreaterepoCLI(t *testing.T) {
 		t.Fatalf("repomd.xml: %v\n%s", err, md)
 	}
 
-	os.Remove(filepath.Join(repo, "junk.rpm"))
+	if err := os.Remove(filepath.Join(repo, "junk.rpm")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := testrpm.Write(repo, testrpm.Small(9)); err != nil {
 		t.Fatal(err)
 	}
@@ -51,10 +55,16 @@ func TestCreaterepoCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "would publish 6 packages") {
 		t.Fatalf("dry run: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
-	if md2, _ := os.ReadFile(filepath.Join(repo, "repodata", "repomd.xml")); string(md2) != string(md) {
+	md2, err := os.ReadFile(filepath.Join(repo, "repodata", "repomd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(md2) != string(md) {
 		t.Fatal("dry run rewrote repomd.xml")
 	}
-	os.Remove(filepath.Join(repo, testrpm.Small(9).FileName()))
+	if err := os.Remove(filepath.Join(repo, testrpm.Small(9).FileName())); err != nil {
+		t.Fatal(err)
+	}
 	out, errOut, code = run("-o", "json", "createrepo", "--update", "--compress-type", "gz", "--revision", "r1", repo)
 	var res struct {
 		Packages int    `json:"packages"`
@@ -68,7 +78,10 @@ func TestCreaterepoCLI(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Packages != 5 || res.Reused != 5 || res.Publish.Changed || res.Skipped == nil {
 		t.Fatalf("json rerun: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
-	md2, _ := os.ReadFile(filepath.Join(repo, "repodata", "repomd.xml"))
+	md2, err = os.ReadFile(filepath.Join(repo, "repodata", "repomd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if string(md2) != string(md) {
 		t.Fatal("unchanged repository: repomd.xml rewritten")
 	}

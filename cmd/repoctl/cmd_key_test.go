@@ -55,7 +55,9 @@ func TestKeySignVerifyCLI(t *testing.T) {
 	}
 	db := t.TempDir()
 	pubFile := filepath.Join(dir, "pub.asc")
-	os.WriteFile(pubFile, []byte(pub), 0o644)
+	if err := os.WriteFile(pubFile, []byte(pub), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if o, err := exec.Command("rpmkeys", "--dbpath", db, "--import", pubFile).CombinedOutput(); err != nil {
 		t.Fatalf("rpmkeys --import: %v\n%s", err, o)
 	}
@@ -66,16 +68,28 @@ func TestKeySignVerifyCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	good, bad := filepath.Join(dir, "Archer.rpm"), filepath.Join(dir, "trunc.rpm")
-	os.WriteFile(good, data, 0o644)
-	os.WriteFile(bad, data[:3000], 0o644)
+	if err := os.WriteFile(good, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, data[:3000], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out, code = run("sign", good, bad)
 	if code != exitRejected || !strings.Contains(out, good+"\tsigned\t"+infos[0].KeyID) || !strings.Contains(out, bad+"\trefused") {
 		t.Fatalf("sign: exit %d\n%s", code, out)
 	}
-	if b, _ := os.ReadFile(bad); string(b) != string(data[:3000]) {
+	b, err := os.ReadFile(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != string(data[:3000]) {
 		t.Fatal("refused file changed")
 	}
-	if o, _ := exec.Command("rpmkeys", "--dbpath", db, "--checksig", good).CombinedOutput(); !strings.Contains(string(o), good+": digests signatures OK") {
+	o, err := exec.Command("rpmkeys", "--dbpath", db, "--checksig", good).CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(o), good+": digests signatures OK") {
 		t.Fatalf("rpmkeys: %s", o)
 	}
 	if out, code = run("sign", good); code != 0 || !strings.Contains(out, "\tunchanged\t") {
@@ -88,7 +102,9 @@ func TestKeySignVerifyCLI(t *testing.T) {
 		t.Fatalf("verify bad: exit %d\n%s", code, out)
 	}
 	priv := filepath.Join(root, "keys", "signing.asc")
-	os.Chmod(priv, 0o644)
+	if err := os.Chmod(priv, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if out, code = run("sign", good); code == 0 || !strings.Contains(out, "accessible by group or others") || strings.Contains(out, "PRIVATE KEY") {
 		t.Fatalf("world-readable key: exit %d\n%s", code, out)
 	}

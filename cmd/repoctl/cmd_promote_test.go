@@ -17,14 +17,20 @@ import (
 func TestPromoteBuildCLI(t *testing.T) {
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
-	os.MkdirAll(root, 0o755)
-	os.WriteFile(filepath.Join(root, "repoctl.toml"), []byte("[signing]\nalgo = \"ed25519\"\n"), 0o644)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "repoctl.toml"), []byte("[signing]\nalgo = \"ed25519\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	run := func(args ...string) (string, string, int) {
 		t.Helper()
 		return runIn(t, root, args...)
 	}
 	in := filepath.Join(dir, "in")
-	os.MkdirAll(in, 0o755)
+	if err := os.MkdirAll(in, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	args := []string{"add"}
 	for _, arch := range []string{"x86_64", "aarch64", "src"} {
 		p, err := testrpm.Write(in, testrpm.Spec{Name: "uxtool", Version: "1.1", Release: "1.el9", Arch: arch, Summary: "t", License: "MIT",

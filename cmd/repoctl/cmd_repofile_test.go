@@ -15,8 +15,12 @@ import (
 // visible in the text and in -o json.
 func TestRepoFileCLI(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root")
-	os.MkdirAll(root, 0o755)
-	os.WriteFile(filepath.Join(root, "repoctl.toml"), []byte("[signing]\nalgo = \"ed25519\"\n[http]\npublic_url = \"https://repo.example/\"\n"), 0o644)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "repoctl.toml"), []byte("[signing]\nalgo = \"ed25519\"\n[http]\npublic_url = \"https://repo.example/\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	// Nothing is known yet: no file, and not exit 0.
 	if out, stderr, code := runIn(t, root, "repofile"); code == 0 || out != "" || !strings.Contains(stderr, "no dist release is known yet") {
@@ -99,7 +103,9 @@ func TestRepoFileCLI(t *testing.T) {
 		}
 	}
 	var raw map[string]any
-	json.Unmarshal([]byte(out), &raw)
+	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+		t.Fatal(err)
+	}
 	sec, _ := raw["sections"].([]any)
 	if len(sec) == 0 {
 		t.Fatalf("no sections in %s", out)

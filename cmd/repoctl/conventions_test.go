@@ -41,7 +41,9 @@ func newConvRoot(t *testing.T) *convRoot {
 		t.Fatal(err)
 	}
 	in := filepath.Join(dir, "in")
-	os.MkdirAll(in, 0o755)
+	if err := os.MkdirAll(in, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	p, err := testrpm.Write(in, testrpm.Spec{Name: "conv", Version: "1.0", Release: "1.el9", Arch: "noarch", Summary: "t", License: "MIT",
 		Files: []testrpm.File{{Name: "/usr/share/conv/a", Body: []byte("a")}}})
 	if err != nil {
@@ -490,7 +492,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 func TestJSONErrorAfterResult(t *testing.T) {
 	c := newConvRoot(t)
 	junk := filepath.Join(c.fresh(t, "junk"), "junk.rpm")
-	os.WriteFile(junk, []byte("not an rpm"), 0o644)
+	if err := os.WriteFile(junk, []byte("not an rpm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out, stderr, code := runIn(t, c.root, "-o", "json", "add", c.pkg, junk)
 	if code != exitRejected {
 		t.Fatalf("add: exit %d, want %d\n%s%s", code, exitRejected, out, stderr)
@@ -552,13 +556,20 @@ func TestRolloutListEmptyJSON(t *testing.T) {
 func TestSignDryRunSaysWould(t *testing.T) {
 	c := newConvRoot(t)
 	p := c.copyPkg(t) // the unsigned file that was added
-	before, _ := os.ReadFile(p)
+	before, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	key := filepath.Join(c.root, "keys/signing.asc")
 	out, stderr, code := runIn(t, c.root, "sign", "--dry-run", "--key", key, p)
 	if code != 0 || !strings.Contains(out, "\twould sign\t") || strings.Contains(out, "\tsigned\t") {
 		t.Errorf("sign --dry-run: exit %d, want \"would sign\"\n%s%s", code, out, stderr)
 	}
-	if after, _ := os.ReadFile(p); !bytes.Equal(before, after) {
+	after, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
 		t.Error("sign --dry-run changed the file")
 	}
 	out, _, _ = runIn(t, c.root, "-o", "json", "sign", "--dry-run", "--key", key, p)
@@ -669,13 +680,18 @@ func TestRolloutResumeAsks(t *testing.T) {
 		t.Fatalf("ssh-keygen: %v\n%s", err, out)
 	}
 	known := filepath.Join(c.dir, "known_hosts")
-	os.WriteFile(known, nil, 0o644)
+	if err := os.WriteFile(known, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
-	l.Close() // nothing listens there now: every connection is refused
+	// Nothing listens there now: every connection is refused.
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	cfg := fmt.Sprintf(`[signing]
 algo = "ed25519"
 
@@ -853,7 +869,11 @@ func TestEmptyListsValue(t *testing.T) {
 	if in.Ptr.List != nil || in.Map["k"].List != nil || in.Nested[0] != nil {
 		t.Error("emptyLists modified its argument")
 	}
-	if b, _ := json.Marshal(emptyLists([]string(nil))); string(b) != "[]" {
+	b, err = json.Marshal(emptyLists([]string(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != "[]" {
 		t.Errorf("a nil list: %s", b)
 	}
 }

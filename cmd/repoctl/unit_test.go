@@ -47,7 +47,10 @@ func TestSystemdUnitVerify(t *testing.T) {
 			t.Errorf("systemd-analyze verify: %s", line)
 		}
 	}
-	b, _ := os.ReadFile(path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{"Type=notify", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID"} {
 		if !strings.Contains(string(b), "\n"+want) {
 			t.Errorf("repoctl.service lacks %q", want)

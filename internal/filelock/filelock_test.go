@@ -83,7 +83,11 @@ func TestKilledHolderNeverBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	if b, _ := os.ReadFile(path); strings.TrimSpace(string(b)) != pid {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(b)) != pid {
 		t.Fatalf("lock file after the kill: %q", b)
 	}
 	if h, err := Held(path); err != nil || h {
@@ -93,13 +97,21 @@ func TestKilledHolderNeverBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatalf("stale lock blocked: %v", err)
 	}
-	if b, _ := os.ReadFile(path); strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
+	b, err = os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
 		t.Fatalf("lock file names %q, not us", b)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(path); len(b) != 0 {
+	b, err = os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != 0 {
 		t.Fatalf("released lock still names %q", b)
 	}
 }
@@ -197,7 +209,9 @@ func TestAcquireFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after release: %v", err)
 	}
-	pl.Close()
+	if err := pl.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Only a process that may write the lock file can take it: a reader must
@@ -208,7 +222,9 @@ func TestReadOnlyFileIsNotLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	if os.Geteuid() != 0 {
-		os.Chmod(path, 0o444)
+		if err := os.Chmod(path, 0o444); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := Acquire(context.Background(), path); !errors.Is(err, os.ErrPermission) {
 			t.Fatalf("read-only lock file: %v", err)
 		}
@@ -217,7 +233,9 @@ func TestReadOnlyFileIsNotLocked(t *testing.T) {
 	// root passes every permission check: try as nobody, who may read the
 	// root-owned 0644 file but not write it.
 	for d := filepath.Dir(path); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
-		os.Chmod(d, 0o755)
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cmd := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", os.Args[0])
 	cmd.Env = append(os.Environ(), "FILELOCK_TRY_RO="+path)

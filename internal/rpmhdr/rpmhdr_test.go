@@ -26,7 +26,10 @@ func corpusDir(t testing.TB) string {
 
 func fixtures(t testing.TB) [][]byte {
 	t.Helper()
-	ms, _ := filepath.Glob(filepath.Join(corpusDir(t), "*.rpm"))
+	ms, err := filepath.Glob(filepath.Join(corpusDir(t), "*.rpm"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(ms) < 10 {
 		t.Fatalf("only %d corpus packages", len(ms))
 	}
@@ -75,7 +78,11 @@ func TestFixturesAgreeWithGoRPMUtils(t *testing.T) {
 			t.Errorf("fixture %d: signature area %d", i, h.SigArea())
 		}
 		name, ok := h.Main.String(1000)
-		if want, _ := ref.GetString(1000); !ok || name != want {
+		want, err := ref.GetString(1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok || name != want {
 			t.Errorf("fixture %d: NAME %q, go-rpmutils %q", i, name, want)
 		}
 		for _, e := range h.Main.Entries {

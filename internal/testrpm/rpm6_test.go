@@ -48,7 +48,10 @@ func TestRPM6DigestsAreRight(t *testing.T) {
 		if f, _ := h.Main.Uint(TagRPMFormat); (f == 6) == c.o.V4Format {
 			t.Errorf("%s: RPMFORMAT %d", c.comp, f)
 		}
-		p, _ := Parse(out)
+		p, err := Parse(out)
+		if err != nil {
+			t.Fatal(err)
+		}
 		raw, err := p.Uncompressed()
 		if err != nil || len(raw) == 0 {
 			t.Fatalf("%s: decompress: %v", c.comp, err)
@@ -58,7 +61,9 @@ func TestRPM6DigestsAreRight(t *testing.T) {
 			t.Errorf("%s: ALT digest %s is not over the uncompressed payload", c.comp, alt)
 		}
 		path := filepath.Join(dir, c.comp+".rpm")
-		os.WriteFile(path, out, 0o644)
+		if err := os.WriteFile(path, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		q, err := exec.Command("rpm", "-qp", "--nosignature", "--qf", "%{NAME}", path).CombinedOutput()
 		if err != nil || string(q) != s.Name {
 			t.Errorf("%s: rpm -qp: %v %q", c.comp, err, q)
