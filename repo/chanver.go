@@ -50,11 +50,17 @@ type ChannelVersion struct {
 	RolledBackTo uint64 `json:"rolled_back_to,omitempty"`
 }
 
+// chanBase is the set of a channel at its newest expired version, kept
+// as one nested bucket per channel (NEVRA keys, and baseMetaKey), so that
+// folding a version into it costs what the version changed.
 type chanBase struct {
 	// Version is the newest expired version; 0 while none has expired.
-	Version uint64   `json:"version"`
-	NEVRAs  []string `json:"nevras,omitempty"`
+	Version uint64 `json:"version"`
+	Count   int    `json:"count"`
 }
+
+// baseMetaKey holds the chanBase of a base bucket; no NEVRA starts with NUL.
+var baseMetaKey = []byte("\x00meta")
 
 type chanKey struct{ repo, channel string }
 
@@ -193,7 +199,7 @@ func (cc *chanChanges) record(tx *bolt.Tx, ev *Event) error {
 		} else if b, err := getBase(tx, k); err != nil {
 			return err
 		} else {
-			n = len(b.NEVRAs)
+			n = b.Count
 		}
 		v := ChannelVersion{Repo: k.repo, Channel: k.channel, Version: nextVersion(tx, k, last),
 			Time: ev.Time, Who: ev.Who, Caller: ev.Caller, Cause: ev.Action, Event: ev.Seq,
@@ -275,12 +281,37 @@ func lastVersion(tx *bolt.Tx, k chanKey) (*ChannelVersion, error) {
 	return &cv, nil
 }
 
+func baseBucket(tx *bolt.Tx, k chanKey) *bolt.Bucket {
+	return tx.Bucket(bucketChanBase).Bucket([]byte(k.repo + "\x00" + k.channel))
+}
+
 func getBase(tx *bolt.Tx, k chanKey) (*chanBase, error) {
 	var b chanBase
-	if _, err := getJSON(tx.Bucket(bucketChanBase), []byte(k.repo+"\x00"+k.channel), &b); err != nil {
-		return nil, err
+	if bb := baseBucket(tx, k); bb != nil {
+		if _, err := getJSON(bb, baseMetaKey, &b); err != nil {
+			return nil, err
+		}
 	}
 	return &b, nil
+}
+
+// eachBaseNEVRA calls fn for every NEVRA of k's base.
+func eachBaseNEVRA(tx *bolt.Tx, k chanKey, fn func(string)) error {
+	bb := baseBucket(tx, k)
+	if bb == nil {
+		return nil
+	}
+	return bb.ForEach(func(key, _ []byte) error {
+		if !bytes.Equal(key, baseMetaKey) {
+			fn(string(key))
+		}
+		return nil
+	})
+}
+
+func baseHas(tx *bolt.Tx, k chanKey, nevra string) bool {
+	bb := baseBucket(tx, k)
+	return bb != nil && bb.Get([]byte(nevra)) != nil
 }
 
 // eachVersion calls fn for the kept versions of k, oldest first.
@@ -309,9 +340,9 @@ func channelSet(tx *bolt.Tx, k chanKey, v uint64) (map[string]bool, *ChannelVers
 	if err != nil {
 		return nil, nil, err
 	}
-	set := make(map[string]bool, len(b.NEVRAs))
-	for _, n := range b.NEVRAs {
-		set[n] = true
+	set := make(map[string]bool, b.Count)
+	if err := eachBaseNEVRA(tx, k, func(n string) { set[n] = true }); err != nil {
+		return nil, nil, err
 	}
 	if v != 0 && v <= b.Version {
 		return nil, nil, fmt.Errorf("%w: version %d of channel %s has expired (oldest kept: %d)", ErrNoVersion, v, k.channel, b.Version+1)

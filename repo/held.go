@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -120,23 +119,36 @@ func (r *Repo) expireVersions(tx *bolt.Tx, cc *chanChanges) error {
 }
 
 // foldVersions folds expired into k's base and trashes the held files
-// of packages that neither the new base nor a kept version names.
+// of packages that neither the new base nor a kept version names. It
+// costs what the expired and kept versions changed, not the channel's
+// size.
 func (r *Repo) foldVersions(tx *bolt.Tx, k chanKey, expired, kept []*ChannelVersion, now time.Time) error {
 	b, err := getBase(tx, k)
 	if err != nil {
 		return err
 	}
-	set := make(map[string]bool, len(b.NEVRAs))
-	for _, n := range b.NEVRAs {
-		set[n] = true
+	bb, err := tx.Bucket(bucketChanBase).CreateBucketIfNotExists([]byte(k.repo + "\x00" + k.channel))
+	if err != nil {
+		return err
 	}
 	left := map[string]bool{} // removed in an expired version: candidates
 	for _, cv := range expired {
 		for _, n := range cv.Added {
-			set[n] = true
+			if bb.Get([]byte(n)) == nil {
+				b.Count++
+			}
+			if err := bb.Put([]byte(n), nil); err != nil {
+				return err
+			}
+			delete(left, n)
 		}
 		for _, n := range cv.Removed {
-			delete(set, n)
+			if bb.Get([]byte(n)) != nil {
+				b.Count--
+			}
+			if err := bb.Delete([]byte(n)); err != nil {
+				return err
+			}
 			left[n] = true
 		}
 		if err := tx.Bucket(bucketChanVer).Delete(chanVerKey(k, cv.Version)); err != nil {
@@ -144,31 +156,28 @@ func (r *Repo) foldVersions(tx *bolt.Tx, k chanKey, expired, kept []*ChannelVers
 		}
 	}
 	b.Version = expired[len(expired)-1].Version
-	b.NEVRAs = sortedKeys(set)
-	if err := putJSON(tx.Bucket(bucketChanBase), []byte(k.repo+"\x00"+k.channel), b); err != nil {
+	if err := putJSON(bb, baseMetaKey, b); err != nil {
 		return err
 	}
-	// What the kept versions name: the first one's set, and whatever the
-	// later ones add. Its own removals are candidates too: with
-	// channel_versions = 1 nothing else ever names them.
-	named := make(map[string]bool, len(set))
-	for n := range set {
-		named[n] = true
-	}
+	// What the kept versions name: the first one's set (the base less
+	// its removals, plus its additions), and whatever later ones add. Its
+	// own removals are candidates too: with channel_versions = 1 nothing
+	// else ever names them.
+	firstRemoved := map[string]bool{}
 	for _, n := range kept[0].Removed {
-		delete(named, n)
+		firstRemoved[n] = true
 		left[n] = true
 	}
+	added := map[string]bool{}
 	for _, cv := range kept {
 		for _, n := range cv.Added {
-			named[n] = true
+			added[n] = true
 		}
 	}
+	named := func(n string) bool { return added[n] || (bb.Get([]byte(n)) != nil && !firstRemoved[n]) }
 	due := now.Add(r.cfg.grace())
-	cands := sortedKeys(left)
-	sort.Strings(cands)
-	for _, n := range cands {
-		if named[n] {
+	for _, n := range sortedKeys(left) {
+		if named(n) {
 			continue
 		}
 		p, err := getPackage(tx, k.repo, n)
