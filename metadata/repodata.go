@@ -121,6 +121,7 @@ type buildStats struct {
 	entries   []*Entry
 	spans     []span
 	blockKeys [3][]string
+	frames    [3][][]byte // each block's compressed frame, per document
 }
 
 // keyHints lets a caller that knows a block's content is unchanged supply
@@ -147,7 +148,9 @@ func hintID(entries []*Entry) string {
 // misses are compressed. open-checksum is a sha256 over the whole
 // uncompressed document, which cannot be composed from per-block sums, so
 // the uncompressed bytes are always hashed (about 2 GB/s with SHA-NI).
-func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache, workers int, p Progress, hints keyHints) ([3]builtDoc, buildStats, error) {
+// With reuse (a PublishState's previous build), blocks identical to one
+// of that build keep its key and frame: neither hashed nor fetched.
+func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache, workers int, p Progress, hints keyHints, reuse *stateReuse) ([3]builtDoc, buildStats, error) {
 	var docs [3]builtDoc
 	var st buildStats
 	spans := partition(entries)
@@ -155,8 +158,24 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	for k := range keys {
 		keys[k] = make([]string, len(spans))
 	}
+	var frames [3][][]byte
+	for k := range frames {
+		frames[k] = make([][]byte, len(spans))
+	}
 	hinted := make([]bool, len(spans))
-	if len(hints) > 0 {
+	reusedSpans := 0
+	if reuse != nil {
+		for i, s := range spans {
+			if o := reuse.reusable(s); o >= 0 {
+				hinted[i] = true
+				reusedSpans++
+				for k := range keys {
+					keys[k][i] = reuse.s.keys[k][o]
+					frames[k][i] = reuse.s.frames[k][o]
+				}
+			}
+		}
+	} else if len(hints) > 0 {
 		for i, s := range spans {
 			if h, ok := hints[hintID(entries[s.lo:s.hi])]; ok {
 				hinted[i] = true
@@ -167,14 +186,14 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		}
 	}
 
-	// Hash: per document (open-checksum, one sequential stream each) and
-	// per block (cache keys, spread over the workers).
+	// open-checksum (one sequential stream per document) runs beside
+	// everything else: it is the one part proportional to the directory.
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	openG, openCtx := errgroup.WithContext(ctx)
 	for k := range docSpecs {
-		g.Go(func() error {
+		openG.Go(func() error {
 			d := docSpecs[k]
 			doc := &docs[k]
 			doc.typ = d.typ
@@ -183,8 +202,8 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 			oh.Write(hdr)
 			doc.openSize = int64(len(hdr))
 			for i, e := range entries {
-				if i%1024 == 0 && gctx.Err() != nil {
-					return gctx.Err()
+				if i%1024 == 0 && openCtx.Err() != nil {
+					return openCtx.Err()
 				}
 				f := d.frag(e)
 				oh.Write(f)
@@ -196,6 +215,13 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 			return nil
 		})
 	}
+	fail := func(err error) ([3]builtDoc, buildStats, error) {
+		openG.Wait()
+		return docs, st, err
+	}
+
+	// Block keys of the blocks not known, spread over the workers.
+	g, gctx := errgroup.WithContext(ctx)
 	next := make(chan [2]int)
 	g.Go(func() error {
 		defer close(next)
@@ -213,7 +239,7 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		}
 		return nil
 	})
-	for range workers {
+	for range min(workers, max(1, 3*(len(spans)-reusedSpans))) {
 		g.Go(func() error {
 			for j := range next {
 				d := docSpecs[j[0]]
@@ -229,11 +255,11 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return docs, st, err
+		return fail(err)
 	}
 
 	var all []string
-	seen := map[string]bool{}
+	seen := make(map[string]bool, 3*len(spans))
 	for k := range keys {
 		for _, key := range keys[k] {
 			if !seen[key] {
@@ -243,11 +269,22 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		}
 	}
 	st.keys = all
+	// Only blocks without a frame yet are looked up.
+	var want []string
+	asked := map[string]bool{}
+	for k := range keys {
+		for i, key := range keys[k] {
+			if frames[k][i] == nil && !asked[key] {
+				asked[key] = true
+				want = append(want, key)
+			}
+		}
+	}
 	have := map[string][]byte{}
-	if cache != nil && len(all) > 0 {
+	if cache != nil && len(want) > 0 {
 		var err error
-		if have, err = cache.GetBlocks(ctx, all); err != nil {
-			return docs, st, fmt.Errorf("reading block cache: %w", err)
+		if have, err = cache.GetBlocks(ctx, want); err != nil {
+			return fail(fmt.Errorf("reading block cache: %w", err))
 		}
 	}
 
@@ -257,7 +294,14 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	queued := map[string]bool{}
 	for k := range keys {
 		for i, key := range keys[k] {
-			if _, ok := have[key]; ok || queued[key] {
+			if frames[k][i] != nil {
+				continue
+			}
+			if b, ok := have[key]; ok {
+				frames[k][i] = b
+				continue
+			}
+			if queued[key] {
 				continue
 			}
 			queued[key] = true
@@ -298,30 +342,40 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return docs, st, err
+		return fail(err)
 	}
 	if err := ctx.Err(); err != nil {
-		return docs, st, err
+		return fail(err)
+	}
+	for k := range keys {
+		for i, key := range keys[k] {
+			if frames[k][i] == nil {
+				frames[k][i] = fresh[key]
+			}
+		}
 	}
 
+	// The compressed files' checksums, one document per goroutine.
+	g, _ = errgroup.WithContext(ctx)
 	for k, d := range docSpecs {
-		doc := &docs[k]
-		doc.frames = make([][]byte, 0, len(spans)+2)
-		doc.frames = append(doc.frames, c.encode(nil, d.header(len(entries))))
-		for _, key := range keys[k] {
-			b, ok := have[key]
-			if !ok {
-				b = fresh[key]
+		g.Go(func() error {
+			doc := &docs[k]
+			doc.frames = make([][]byte, 0, len(spans)+2)
+			doc.frames = append(doc.frames, c.encode(nil, d.header(len(entries))))
+			doc.frames = append(doc.frames, frames[k]...)
+			doc.frames = append(doc.frames, c.encode(nil, d.footer))
+			h := sha256.New()
+			for _, f := range doc.frames {
+				h.Write(f)
+				doc.size += int64(len(f))
 			}
-			doc.frames = append(doc.frames, b)
-		}
-		doc.frames = append(doc.frames, c.encode(nil, d.footer))
-		h := sha256.New()
-		for _, f := range doc.frames {
-			h.Write(f)
-			doc.size += int64(len(f))
-		}
-		doc.checksum = hex.EncodeToString(h.Sum(nil))
+			doc.checksum = hex.EncodeToString(h.Sum(nil))
+			return nil
+		})
+	}
+	g.Wait()
+	if err := openG.Wait(); err != nil {
+		return docs, st, err
 	}
 	if cache != nil && len(fresh) > 0 {
 		if err := cache.PutBlocks(ctx, fresh); err != nil {
@@ -332,5 +386,6 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	for k := range keys {
 		st.blockKeys[k] = keys[k]
 	}
+	st.frames = frames
 	return docs, st, nil
 }

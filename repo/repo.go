@@ -39,6 +39,11 @@ type Repo struct {
 	// publishes: dir → NEVRA → entry. Built once at Open, kept in step with
 	// the store under mu, so a publish never re-reads the store.
 	dirs map[string]map[string]*metadata.Entry
+	// pubStates (dir → *metadata.PublishState) carry each directory's
+	// last build to its next publish, so that a publish after a few
+	// changes hashes and compresses those only. In memory only: the first
+	// publish of a directory after Open does the full work.
+	pubStates sync.Map
 	// idxMu lets readers that do not take mu (RepoFile) read dirs while a
 	// batch runs; writers hold both.
 	idxMu  sync.RWMutex
@@ -363,6 +368,15 @@ func (r *Repo) loadIndex() error {
 			return nil
 		})
 	})
+}
+
+// publishState is dir's PublishState, created on first use.
+func (r *Repo) publishState(dir string) *metadata.PublishState {
+	if s, ok := r.pubStates.Load(dir); ok {
+		return s.(*metadata.PublishState)
+	}
+	s, _ := r.pubStates.LoadOrStore(dir, metadata.NewPublishState())
+	return s.(*metadata.PublishState)
 }
 
 func (r *Repo) indexAdd(p *PackageRecord, pls []Placement) {

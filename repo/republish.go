@@ -64,7 +64,9 @@ func (r *Repo) publishOptions(dir string, signer func(context.Context, []byte) (
 		metadata.WithSigner(signer),
 		metadata.WithLockWait(true),
 		metadata.WithGrace(r.cfg.grace()),
+		metadata.WithRetainOld(*r.cfg.Publish.RetainOldMD),
 		metadata.WithBlockCache(blockCache{r.st, dir}),
+		metadata.WithState(r.publishState(dir)),
 		metadata.WithExtraRecordsFunc(func() ([]metadata.ExtraRecord, error) { return r.extraRecords(dir) }),
 	}
 }

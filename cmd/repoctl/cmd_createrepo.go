@@ -24,12 +24,12 @@ func init() {
 		return 0, false
 	})
 	var (
-		update, noWait, noDatabase, dryRun, force bool
-		workers, changelogLimit                   int
-		compress, baseURL, revision               string
+		update, noWait, noDatabase, dryRun, force, skipStat bool
+		workers, changelogLimit, retainOld                  int
+		compress, baseURL, revision                         string
 	)
 	cmd := &cobra.Command{
-		Use:   "createrepo [--update] [--dry-run] [--force] [--workers N] [--compress-type zstd|gz] [--changelog-limit N] [--baseurl URL] [--revision R] DIR",
+		Use:   "createrepo [--update [--skip-stat]] [--retain-old-md N] [--dry-run] [--force] [--workers N] [--compress-type zstd|gz] [--changelog-limit N] [--baseurl URL] [--revision R] DIR",
 		Short: "Write repodata for a directory of RPMs, like createrepo_c, published atomically",
 		Long: `Scans DIR for *.rpm (recursively, skipping repodata/ and dot directories) and
 writes DIR/repodata: primary, filelists and other XML byte-identical to
@@ -39,7 +39,7 @@ compatibility.
 
 The new repodata is built beside the old one and swapped in with one atomic
 directory exchange; superseded files stay for an hour for clients holding an
-older repomd.xml. An unchanged repository is not rewritten. A second writer
+older repomd.xml, the newest --retain-old-md generations of them (default 2). An unchanged repository is not rewritten. A second writer
 waits for the lock (or, with --no-wait, exits 4). Compressed blocks are cached
 in DIR/.repoctl-cache so that --update after a few new packages recompresses
 only what changed.
@@ -66,6 +66,9 @@ it anyway.`,
 			if workers < 0 {
 				return fmt.Errorf("%w: --workers must be positive", errUsage)
 			}
+			if skipStat && !update {
+				return fmt.Errorf("%w: --skip-stat needs --update", errUsage)
+			}
 			if !force {
 				if err := refuseManaged(args[0]); err != nil {
 					return err
@@ -75,6 +78,7 @@ it anyway.`,
 				metadata.WithCompression(compress),
 				metadata.WithLockWait(!noWait),
 				metadata.WithDryRun(dryRun),
+				metadata.WithRetainOld(retainOld),
 			}
 			if revision != "" {
 				pub = append(pub, metadata.WithRevision(revision))
@@ -91,6 +95,7 @@ it anyway.`,
 			pub = append(pub, metadata.WithProgress(bar))
 			res, err := metadata.CreateRepo(cmd.Context(), args[0],
 				metadata.WithUpdate(update),
+				metadata.WithSkipStat(skipStat),
 				metadata.WithReadWorkers(workers),
 				metadata.WithRenderOptions(ro),
 				metadata.WithPublishOptions(pub...))
@@ -119,6 +124,8 @@ it anyway.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&update, "update", false, "reuse existing repodata for packages whose path, size and mtime are unchanged")
+	f.BoolVar(&skipStat, "skip-stat", false, "with --update, take files the existing repodata lists as unchanged without a stat (as createrepo_c)")
+	f.IntVar(&retainOld, "retain-old-md", metadata.DefaultRetainOld, "superseded generations of repodata kept (each for an hour), 0 for none")
 	f.IntVar(&workers, "workers", 0, "packages read in parallel (default: number of CPUs)")
 	f.StringVar(&compress, "compress-type", "zstd", "compression of primary, filelists and other: zstd or gz")
 	f.IntVar(&changelogLimit, "changelog-limit", 10, "changelog entries kept per package (newest), -1 for all")
