@@ -2,7 +2,11 @@ package repo
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -56,6 +60,23 @@ func scaleCorpus(b *testing.B, n int) string {
 	return dir
 }
 
+// scaleSourceKey is benchSourceKey without config.go: the seeded root has
+// no config file, and reseeding 100,000 packages for every new config key
+// costs a quarter of an hour.
+func scaleSourceKey(b *testing.B) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "v%d\n", benchSeedVersion)
+	for _, f := range []string{"store.go", "service.go", "../metadata/entry.go", "../go.sum"} {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(h, "%s %d\n", f, len(body))
+		h.Write(body)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
 // seededScaleRoot returns a ROOT holding n published packages in
 // main/staging/el/9/x86_64, signed with an ed25519 key (RSA-4096 would
 // make seeding 100,000 packages take a quarter of an hour; what is
@@ -65,7 +86,7 @@ func scaleCorpus(b *testing.B, n int) string {
 func seededScaleRoot(b *testing.B, n int) string {
 	b.Helper()
 	base := filepath.Join(os.TempDir(), "repoctl-bench-cache")
-	cache := filepath.Join(base, fmt.Sprintf("scale-%d-%s", n, benchSourceKey(b)))
+	cache := filepath.Join(base, fmt.Sprintf("scale-%d-%s", n, scaleSourceKey(b)))
 	root := filepath.Join(cache, "root")
 	if _, err := os.Stat(filepath.Join(cache, "complete")); err == nil {
 		return root
@@ -174,9 +195,9 @@ func BenchmarkScalePublish100k(b *testing.B) {
 	if err := os.MkdirAll(stage, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	const adds = 11
+	const adds, stateless = 11, 4
 	var todo []string
-	for i := range adds * b.N {
+	for i := range adds*b.N + stateless {
 		p, err := testrpm.Write(stage, testrpm.Small(scalePackages+i))
 		if err != nil {
 			b.Fatal(err)
@@ -199,6 +220,18 @@ func BenchmarkScalePublish100k(b *testing.B) {
 		return time.Since(t0)
 	}
 	b.ResetTimer()
+	// Before PublishState: every publish from scratch.
+	r.noPubState = true
+	var before []time.Duration
+	for _, p := range todo[:stateless] {
+		add(p)
+	}
+	h.mu.Lock()
+	before = slices.Clone(h.took)
+	h.took = nil
+	h.mu.Unlock()
+	todo = todo[stateless:]
+	r.noPubState = false
 	add(todo[0])
 	var prof *os.File
 	if d := os.Getenv("REPOCTL_BENCH_PROFILE"); d != "" {
@@ -235,14 +268,16 @@ func BenchmarkScalePublish100k(b *testing.B) {
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
 	pub := took[1:]
+	b.ReportMetric(ms(percentile(before, 0.5)), "stateless-publish-p50-ms")
 	b.ReportMetric(ms(took[0]), "cold-publish-ms")
 	b.ReportMetric(ms(percentile(pub, 0.5)), "publish-p50-ms")
 	b.ReportMetric(ms(percentile(pub, 0.9)), "publish-p90-ms")
 	b.ReportMetric(ms(percentile(addT, 0.5)), "add-p50-ms")
 	b.ReportMetric(float64(ms0.HeapInuse)/(1<<20), "heap-inuse-MB")
 	b.ReportMetric(0, "ns/op")
-	b.Logf("+1 into %d packages: publish p50 %v p90 %v (cold %v), whole add p50 %v, heap in use %d MB",
+	b.Logf("+1 into %d packages: publish p50 %v p90 %v (stateless p50 %v; first after Open %v), whole add p50 %v, heap in use %d MB",
 		scalePackages, percentile(pub, 0.5).Round(time.Millisecond), percentile(pub, 0.9).Round(time.Millisecond),
+		percentile(before, 0.5).Round(time.Millisecond),
 		took[0].Round(time.Millisecond), percentile(addT, 0.5).Round(time.Millisecond), ms0.HeapInuse>>20)
 }
 
@@ -270,4 +305,104 @@ func procStatus(pid int) (rss, hwm, anon int64, err error) {
 		}
 	}
 	return rss, hwm, anon, sc.Err()
+}
+
+// BenchmarkScaleDaemon100k: the daemon over a 100,000-package directory
+// (the seeded root: ed25519 key), 20 single drops into incoming/, each
+// timed until repomd.xml → primary lists it; the daemon's own publish
+// times, and its memory (VmRSS, VmHWM, RssAnon) once it holds them all.
+func BenchmarkScaleDaemon100k(b *testing.B) {
+	root := cloneRoot(b, seededScaleRoot(b, scalePackages))
+	port := freePort(b)
+	if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(fmt.Sprintf("[http]\nlisten = \"127.0.0.1:%d\"\n", port)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	repoDir := filepath.Join(root, "repo", "main", "staging", "el", "9", "x86_64")
+	stage := filepath.Join(root, "stage")
+	if err := os.Mkdir(stage, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	drops := 20 * b.N
+	var todo []string
+	for i := range drops {
+		p, err := testrpm.Write(stage, testrpm.Small(scalePackages+i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		todo = append(todo, p)
+	}
+	d := startDaemon(b, root, "--log-level", "info")
+	incoming := filepath.Join(root, "incoming")
+	repomdPath := filepath.Join(repoDir, "repodata", "repomd.xml")
+	b.ResetTimer()
+	var lat []time.Duration
+	for _, staged := range todo {
+		name := filepath.Base(staged)
+		prev, err := os.ReadFile(repomdPath)
+		if err != nil {
+			b.Fatal(err)
+		}
+		part := filepath.Join(incoming, "."+name+".part")
+		if err := os.Rename(staged, part); err != nil {
+			b.Fatal(err)
+		}
+		now := time.Now()
+		if err := os.Chtimes(part, now, now); err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		if err := os.Rename(part, filepath.Join(incoming, name)); err != nil {
+			b.Fatal(err)
+		}
+		deadline := t0.Add(5 * time.Minute)
+		for {
+			cur, err := os.ReadFile(repomdPath)
+			if err == nil && !bytes.Equal(cur, prev) {
+				ok, err := primaryLists(repoDir, cur, name)
+				if err != nil {
+					b.Fatalf("reading published repodata: %v", err)
+				}
+				if ok {
+					lat = append(lat, time.Since(t0))
+					break
+				}
+				prev = cur
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%s not visible after 5 minutes", name)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	b.StopTimer()
+	rss, hwm, anon, err := procStatus(d.cmd.Process.Pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d.stop()
+	var pub []time.Duration
+	for _, line := range strings.Split(d.log(), "\n") {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Took int64  `json:"took"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "published" {
+			pub = append(pub, time.Duration(rec.Took))
+		}
+	}
+	if len(pub) < 2 {
+		b.Fatalf("daemon logged %d publishes", len(pub))
+	}
+	warm := pub[1:] // the first after start builds the directory's state
+	b.ReportMetric(ms(percentile(lat, 0.5)), "drop-visible-p50-ms")
+	b.ReportMetric(ms(percentile(lat, 0.9)), "drop-visible-p90-ms")
+	b.ReportMetric(ms(percentile(warm, 0.5)), "publish-p50-ms")
+	b.ReportMetric(ms(pub[0]), "first-publish-ms")
+	b.ReportMetric(float64(rss)/(1<<20), "daemon-rss-MB")
+	b.ReportMetric(float64(hwm)/(1<<20), "daemon-hwm-MB")
+	b.ReportMetric(float64(anon)/(1<<20), "daemon-rss-anon-MB")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("daemon over %d packages, %d drops: drop→visible p50 %v p90 %v; publish p50 %v (first after start %v); VmRSS %d MB, VmHWM %d MB, RssAnon %d MB",
+		scalePackages, len(lat), percentile(lat, 0.5).Round(time.Millisecond), percentile(lat, 0.9).Round(time.Millisecond),
+		percentile(warm, 0.5).Round(time.Millisecond), pub[0].Round(time.Millisecond), rss>>20, hwm>>20, anon>>20)
 }

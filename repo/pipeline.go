@@ -873,11 +873,8 @@ func (r *Repo) inDropIn(p string) bool {
 // impossible.
 func (r *Repo) fileOwner(pls []Placement, id string) string {
 	for _, pl := range pls {
-		name := path.Base(pl.File)
-		for n, e := range r.dirs[pl.Dir] {
-			if e.Href == name && n != id {
-				return n
-			}
+		if n, ok := r.hrefs[pl.Dir][path.Base(pl.File)]; ok && n != id {
+			return n
 		}
 	}
 	return ""

@@ -39,11 +39,17 @@ type Repo struct {
 	// publishes: dir → NEVRA → entry. Built once at Open, kept in step with
 	// the store under mu, so a publish never re-reads the store.
 	dirs map[string]map[string]*metadata.Entry
+	// hrefs indexes the same by file name: dir → href → NEVRA, so that
+	// checking one new package's file names costs O(1), not O(dir).
+	hrefs map[string]map[string]string
 	// pubStates (dir → *metadata.PublishState) carry each directory's
 	// last build to its next publish, so that a publish after a few
 	// changes hashes and compresses those only. In memory only: the first
 	// publish of a directory after Open does the full work.
 	pubStates sync.Map
+	// noPubState makes every publish stateless (what it was before
+	// PublishState), for benchmarks that compare the two.
+	noPubState bool
 	// idxMu lets readers that do not take mu (RepoFile) read dirs while a
 	// batch runs; writers hold both.
 	idxMu  sync.RWMutex
@@ -362,6 +368,7 @@ func (r *Repo) ensureKey(ctx context.Context) error {
 // loadIndex builds the per-directory entry index from the store.
 func (r *Repo) loadIndex() error {
 	r.dirs = map[string]map[string]*metadata.Entry{}
+	r.hrefs = map[string]map[string]string{}
 	return r.st.db.View(func(tx *bolt.Tx) error {
 		return eachPackage(tx, "", func(p *PackageRecord) error {
 			r.indexAdd(p, p.Placements)
@@ -391,7 +398,16 @@ func (r *Repo) indexAdd(p *PackageRecord, pls []Placement) {
 			m = map[string]*metadata.Entry{}
 			r.dirs[pl.Dir] = m
 		}
+		if old := m[p.NEVRA]; old != nil && old.Href != p.Entry.Href {
+			delete(r.hrefs[pl.Dir], old.Href)
+		}
 		m[p.NEVRA] = p.Entry
+		h := r.hrefs[pl.Dir]
+		if h == nil {
+			h = map[string]string{}
+			r.hrefs[pl.Dir] = h
+		}
+		h[p.Entry.Href] = p.NEVRA
 	}
 }
 
@@ -399,6 +415,9 @@ func (r *Repo) indexRemove(p *PackageRecord, pls []Placement) {
 	r.idxMu.Lock()
 	defer r.idxMu.Unlock()
 	for _, pl := range pls {
+		if e := r.dirs[pl.Dir][p.NEVRA]; e != nil && r.hrefs[pl.Dir][e.Href] == p.NEVRA {
+			delete(r.hrefs[pl.Dir], e.Href)
+		}
 		delete(r.dirs[pl.Dir], p.NEVRA)
 	}
 }
