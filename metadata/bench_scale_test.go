@@ -100,7 +100,7 @@ func BenchmarkScalePublishState100k(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	state := NewPublishState()
+	state := NewPublishState(b.TempDir())
 	t0 := time.Now()
 	if _, err := Publish(ctx, dir, entries[:scalePackages], WithBlockCache(cache), WithState(state)); err != nil {
 		b.Fatal(err)

@@ -92,6 +92,8 @@ type publishConfig struct {
 	// state, if set (WithState), carries the last build of this
 	// directory to the next.
 	state *PublishState
+	// loader supplies the fragments of light entries (WithFragmentLoader).
+	loader func(ctx context.Context, entries []*Entry) error
 }
 
 func newPublishConfig(opts []PublishOption) (*publishConfig, error) {
@@ -342,7 +344,7 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 		s.mu.Lock()
 		defer s.mu.Unlock()
 	}
-	sorted, reuse, err := sortWithState(entries, cfg.state, cfg.codec.id())
+	sorted, reuse, err := sortWithState(ctx, entries, cfg.state, cfg.codec.id(), cfg.loader)
 	if err != nil {
 		return nil, err
 	}
@@ -364,7 +366,10 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 	if cfg.state != nil && !cfg.dryRun {
 		// Whether or not the rest of the publish succeeds, the build is
 		// a valid basis: reuse depends only on the blocks' content.
-		cfg.state.update(cfg.codec.id(), sorted, st.spans, st.blockKeys[:], st.frames)
+		if err := cfg.state.update(cfg.codec.id(), st.entries, st.spans, st.blockKeys[:], st.frames, st.reusedFrom); err != nil {
+			// Only a cache: the next publish starts afresh.
+			cfg.progress.Notice(fmt.Sprintf("not keeping the publish state: %v", err))
+		}
 	}
 
 	cfg.progress.Stage("publish", 0)

@@ -122,6 +122,8 @@ type buildStats struct {
 	spans     []span
 	blockKeys [3][]string
 	frames    [3][][]byte // each block's compressed frame, per document
+	// reusedFrom: for each block, the state's block it is (-1: built now).
+	reusedFrom []int
 }
 
 // keyHints lets a caller that knows a block's content is unchanged supply
@@ -163,16 +165,24 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		frames[k] = make([][]byte, len(spans))
 	}
 	hinted := make([]bool, len(spans))
+	reusedFrom := make([]int, len(spans))
+	for i := range reusedFrom {
+		reusedFrom[i] = -1
+	}
 	reusedSpans := 0
 	if reuse != nil {
 		for i, s := range spans {
 			if o := reuse.reusable(s); o >= 0 {
 				hinted[i] = true
+				reusedFrom[i] = o
 				reusedSpans++
+				ob := &reuse.s.blocks[o]
 				for k := range keys {
-					keys[k][i] = reuse.s.keys[k][o]
-					frames[k][i] = reuse.s.frames[k][o]
+					keys[k][i] = ob.keys[k]
+					frames[k][i] = ob.frames[k]
 				}
+			} else if err := reuse.materialize(entries, s); err != nil {
+				return docs, st, err
 			}
 		}
 	} else if len(hints) > 0 {
@@ -201,13 +211,29 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 			hdr := d.header(len(entries))
 			oh.Write(hdr)
 			doc.openSize = int64(len(hdr))
-			for i, e := range entries {
-				if i%1024 == 0 && openCtx.Err() != nil {
+			var buf []byte
+			for i, s := range spans {
+				if i%16 == 0 && openCtx.Err() != nil {
 					return openCtx.Err()
 				}
-				f := d.frag(e)
-				oh.Write(f)
-				doc.openSize += int64(len(f))
+				if o := reusedFrom[i]; o >= 0 {
+					// Unchanged: its bytes come from the state's file,
+					// in one sequential read.
+					if buf == nil {
+						buf = make([]byte, 256<<10)
+					}
+					n, err := reuse.s.hashOld(oh, o, k, buf)
+					if err != nil {
+						return err
+					}
+					doc.openSize += n
+					continue
+				}
+				for _, e := range entries[s.lo:s.hi] {
+					f := d.frag(e)
+					oh.Write(f)
+					doc.openSize += int64(len(f))
+				}
 			}
 			oh.Write(d.footer)
 			doc.openSize += int64(len(d.footer))
@@ -387,5 +413,6 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		st.blockKeys[k] = keys[k]
 	}
 	st.frames = frames
+	st.reusedFrom = reusedFrom
 	return docs, st, nil
 }

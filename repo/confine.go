@@ -34,6 +34,9 @@ type tree struct {
 	root *os.Root
 	// observe, if set, hears of every publish: metrics and /readyz.
 	observe func(dir string, took time.Duration, err error)
+	// loader, if set, supplies the fragments of dir's light entries
+	// (Repo.fragmentLoader).
+	loader func(dir string) func(ctx context.Context, es []*metadata.Entry) error
 	// fileMode and dirMode are what every file and directory placed or
 	// published gets, whatever the umask (0: 0644 and 0755).
 	fileMode, dirMode fs.FileMode
@@ -209,6 +212,11 @@ func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry
 	}
 	defer d.Close()
 	opts = append(opts[:len(opts):len(opts)], metadata.WithModes(t.filePerm(), t.dirPerm()))
+	if t.loader != nil {
+		// The index's entries are light: whoever publishes, the
+		// fragments can be found.
+		opts = append([]metadata.PublishOption{metadata.WithFragmentLoader(t.loader(dir))}, opts...)
+	}
 	return metadata.PublishRoot(ctx, d, entries, opts...)
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,14 +38,18 @@ type Repo struct {
 	mu sync.Mutex
 	// dirs indexes what each repository directory (relative to ROOT/repo)
 	// publishes: dir → NEVRA → entry. Built once at Open, kept in step with
-	// the store under mu, so a publish never re-reads the store.
+	// the store under mu. Entries are light (no XML fragments: that is
+	// most of a package's size): a publish takes the fragments from the
+	// directory's PublishState, or from the store for packages it does not
+	// know (fragmentLoader), so memory stays about 300 bytes a package.
 	dirs map[string]map[string]*metadata.Entry
 	// hrefs indexes the same by file name: dir → href → NEVRA, so that
 	// checking one new package's file names costs O(1), not O(dir).
 	hrefs map[string]map[string]string
 	// pubStates (dir → *metadata.PublishState) carry each directory's
 	// last build to its next publish, so that a publish after a few
-	// changes hashes and compresses those only. In memory only: the first
+	// changes hashes and compresses those only; their uncompressed blocks
+	// sit in unlinked scratch files in the spool. Not persisted: the first
 	// publish of a directory after Open does the full work.
 	pubStates sync.Map
 	// noPubState makes every publish stateless (what it was before
@@ -248,6 +253,7 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 		return fail(err)
 	}
 	r.tree.observe = r.observePublish
+	r.tree.loader = r.fragmentLoader
 	r.tree.fileMode, r.tree.dirMode = cfg.treeModes()
 	if err := writeTreeMarker(cfg); err != nil {
 		return fail(err)
@@ -290,6 +296,10 @@ func (r *Repo) Close() error {
 	}
 	r.closed = true
 	r.isClosed.Store(true)
+	r.pubStates.Range(func(_, s any) bool {
+		s.(*metadata.PublishState).Close()
+		return true
+	})
 	err := r.st.close()
 	if e := r.tree.close(); err == nil {
 		err = e
@@ -382,14 +392,50 @@ func (r *Repo) publishState(dir string) *metadata.PublishState {
 	if s, ok := r.pubStates.Load(dir); ok {
 		return s.(*metadata.PublishState)
 	}
-	s, _ := r.pubStates.LoadOrStore(dir, metadata.NewPublishState())
+	s, _ := r.pubStates.LoadOrStore(dir, metadata.NewPublishState(r.cfg.Paths.Spool))
 	return s.(*metadata.PublishState)
+}
+
+// fragmentLoader fills in the fragments of light index entries of dir
+// from the store, for the packages dir's PublishState does not know (the
+// first publish after Open, a package promoted in).
+func (r *Repo) fragmentLoader(dir string) func(ctx context.Context, es []*metadata.Entry) error {
+	repoName, _, _ := strings.Cut(dir, "/")
+	return func(ctx context.Context, es []*metadata.Entry) error {
+		return r.st.db.View(func(tx *bolt.Tx) error {
+			for i, e := range es {
+				if i%1024 == 0 {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+				}
+				nevra := formatNEVRA(e.Name, e.Epoch, e.Version, e.Release, e.Arch)
+				p, err := getPackage(tx, repoName, nevra)
+				if err != nil {
+					return err
+				}
+				if p == nil || p.Entry == nil || p.Entry.Href != e.Href || p.Entry.PkgID != e.PkgID {
+					return fmt.Errorf("%w: %s (%q) of %q is not in the store as indexed", ErrNotFound, nevra, e.Href, dir)
+				}
+				e.Primary, e.Filelists, e.Other = p.Entry.Primary, p.Entry.Filelists, p.Entry.Other
+			}
+			return nil
+		})
+	}
+}
+
+// lightEntry is e without its fragments, as the index keeps it.
+func lightEntry(e *metadata.Entry) *metadata.Entry {
+	c := *e
+	c.Primary, c.Filelists, c.Other = nil, nil, nil
+	return &c
 }
 
 func (r *Repo) indexAdd(p *PackageRecord, pls []Placement) {
 	if p.Entry == nil {
 		return
 	}
+	light := lightEntry(p.Entry)
 	r.idxMu.Lock()
 	defer r.idxMu.Unlock()
 	for _, pl := range pls {
@@ -401,7 +447,7 @@ func (r *Repo) indexAdd(p *PackageRecord, pls []Placement) {
 		if old := m[p.NEVRA]; old != nil && old.Href != p.Entry.Href {
 			delete(r.hrefs[pl.Dir], old.Href)
 		}
-		m[p.NEVRA] = p.Entry
+		m[p.NEVRA] = light
 		h := r.hrefs[pl.Dir]
 		if h == nil {
 			h = map[string]string{}

@@ -71,6 +71,7 @@ func (r *Repo) publishOptions(dir string, signer func(context.Context, []byte) (
 		metadata.WithRetainOld(*r.cfg.Publish.RetainOldMD),
 		metadata.WithBlockCache(blockCache{r.st, dir}),
 		metadata.WithState(state),
+		metadata.WithFragmentLoader(r.fragmentLoader(dir)),
 		metadata.WithExtraRecordsFunc(func() ([]metadata.ExtraRecord, error) { return r.extraRecords(dir) }),
 	}
 }
