@@ -366,7 +366,7 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 	if cfg.state != nil && !cfg.dryRun {
 		// Whether or not the rest of the publish succeeds, the build is
 		// a valid basis: reuse depends only on the blocks' content.
-		if err := cfg.state.update(cfg.codec.id(), st.entries, st.spans, st.blockKeys[:], st.frames, st.reusedFrom); err != nil {
+		if err := cfg.state.update(cfg.codec.id(), st.entries, st.spans, st.blockKeys[:], st.frames, st.reusedFrom, reuse); err != nil {
 			// Only a cache: the next publish starts afresh.
 			cfg.progress.Notice(fmt.Sprintf("not keeping the publish state: %v", err))
 		}

@@ -415,7 +415,7 @@ func (s *PublishState) hashOld(w io.Writer, b, k int, buf []byte) (int64, error)
 // the scratch file, new ones (raw, their uncompressed documents) are
 // appended; the file is compacted when mostly dead.
 func (s *PublishState) update(codecID string, entries []*Entry, spans []span, keys [][]string, frames [3][][]byte,
-	reusedFrom []int) error {
+	reusedFrom []int, reuse *stateReuse) error {
 	if s.closed {
 		return nil
 	}
@@ -489,7 +489,12 @@ func (s *PublishState) update(codecID string, entries []*Entry, spans []span, ke
 		var off [3]uint32
 		for j := sp.lo; j < sp.hi; j++ {
 			e := entries[j]
-			p := s.byHref[e.Href]
+			var p *statePkg
+			if reuse != nil && reuse.oldPos[j] >= 0 {
+				p = s.order[reuse.oldPos[j]] // known unchanged: no lookup
+			} else {
+				p = s.byHref[e.Href]
+			}
 			if p == nil || p.pkgid != e.PkgID {
 				p = &statePkg{href: e.Href, pkgid: e.PkgID}
 				s.byHref[e.Href] = p
