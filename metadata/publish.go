@@ -359,7 +359,7 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 		return nil, fmt.Errorf("removing leftover %q: %w", rootPath(root, gen), err)
 	}
 
-	docs, st, err := buildDocs(ctx, sorted, cfg.codec, cfg.cache, cfg.workers, cfg.progress, cfg.hints, reuse)
+	docs, st, err := buildDocs(ctx, sorted, cfg.codec, cfg.cache, cfg.workers, cfg.progress, cfg.hints, reuse, cfg.state != nil && !cfg.dryRun)
 	if err != nil {
 		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
 	}
@@ -369,6 +369,10 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 		if err := cfg.state.update(cfg.codec.id(), st.entries, st.spans, st.blockKeys[:], st.frames, st.reusedFrom, reuse); err != nil {
 			// Only a cache: the next publish starts afresh.
 			cfg.progress.Notice(fmt.Sprintf("not keeping the publish state: %v", err))
+		} else {
+			cfg.state.own = st.mids
+			cfg.state.midHits += st.midHits
+			cfg.state.speculate(len(st.entries))
 		}
 	}
 

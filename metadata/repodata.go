@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"hash/fnv"
 	"path"
 	"runtime"
@@ -124,6 +125,10 @@ type buildStats struct {
 	frames    [3][][]byte // each block's compressed frame, per document
 	// reusedFrom: for each block, the state's block it is (-1: built now).
 	reusedFrom []int
+	// mids: this build's midstates (with a state); midHits: documents
+	// whose open-checksum started from a saved one.
+	mids    *midSet
+	midHits int
 }
 
 // keyHints lets a caller that knows a block's content is unchanged supply
@@ -152,7 +157,7 @@ func hintID(entries []*Entry) string {
 // the uncompressed bytes are always hashed (about 2 GB/s with SHA-NI).
 // With reuse (a PublishState's previous build), blocks identical to one
 // of that build keep its key and frame: neither hashed nor fetched.
-func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache, workers int, p Progress, hints keyHints, reuse *stateReuse) ([3]builtDoc, buildStats, error) {
+func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache, workers int, p Progress, hints keyHints, reuse *stateReuse, recordMids bool) ([3]builtDoc, buildStats, error) {
 	var docs [3]builtDoc
 	var st buildStats
 	spans := partition(entries)
@@ -201,20 +206,50 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
+	// With a state, open-checksum starts from a saved sha256 state at the
+	// first changed block when one matches the package count
+	// (midstate.go), and this build's states are recorded for the next.
+	var own [3][]midpoint
+	var srcSet [3]*midSet
+	var srcB [3]int
+	var srcH [3]hash.Hash
+	var srcSize [3]int64
+	if reuse != nil {
+		sp := reuse.s.specSet()
+		j := firstChanged(reusedFrom)
+		for k := range docSpecs {
+			srcSet[k], srcB[k], srcH[k], srcSize[k] = reuse.s.midFor(len(entries), k, j, sp)
+		}
+	}
 	openG, openCtx := errgroup.WithContext(ctx)
 	for k := range docSpecs {
 		openG.Go(func() error {
 			d := docSpecs[k]
 			doc := &docs[k]
 			doc.typ = d.typ
-			oh := sha256.New()
-			hdr := d.header(len(entries))
-			oh.Write(hdr)
-			doc.openSize = int64(len(hdr))
+			var mids []midpoint
+			if recordMids {
+				mids = make([]midpoint, len(spans))
+			}
+			start := 0
+			oh := srcH[k]
+			if oh != nil {
+				start, doc.openSize = srcB[k], srcSize[k]
+				copy(mids, srcSet[k].mids[k][:start])
+			} else {
+				oh = sha256.New()
+				hdr := d.header(len(entries))
+				oh.Write(hdr)
+				doc.openSize = int64(len(hdr))
+			}
 			var buf []byte
-			for i, s := range spans {
+			for i := start; i < len(spans); i++ {
+				s := spans[i]
 				if i%16 == 0 && openCtx.Err() != nil {
 					return openCtx.Err()
+				}
+				if mids != nil {
+					mids[i] = midpoint{marshalHash(oh), doc.openSize}
 				}
 				if o := reusedFrom[i]; o >= 0 {
 					// Unchanged: its bytes come from the state's file,
@@ -235,6 +270,7 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 					doc.openSize += int64(len(f))
 				}
 			}
+			own[k] = mids
 			oh.Write(d.footer)
 			doc.openSize += int64(len(d.footer))
 			doc.openChecksum = hex.EncodeToString(oh.Sum(nil))
@@ -414,5 +450,14 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	}
 	st.frames = frames
 	st.reusedFrom = reusedFrom
+	if recordMids {
+		st.mids = &midSet{n: len(entries), mids: own}
+		st.mids.avail.Store(int64(len(spans)))
+		for k := range srcH {
+			if srcH[k] != nil {
+				st.midHits++
+			}
+		}
+	}
 	return docs, st, nil
 }

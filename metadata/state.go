@@ -52,6 +52,12 @@ type PublishState struct {
 	closed  bool
 	// compactions counts rewrites of the scratch file (for tests).
 	compactions int
+	// own: the last build's midstates; spec: the speculation for the
+	// next single add (midstate.go).
+	own  *midSet
+	spec *spec
+	// midHits counts documents hashed from a saved midstate (for tests).
+	midHits int
 }
 
 // stateCompactSlack: the scratch file is rewritten once its dead part
@@ -86,7 +92,8 @@ func (s *PublishState) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	s.order, s.byHref, s.blocks = nil, nil, nil
+	s.stopSpec()
+	s.order, s.byHref, s.blocks, s.own = nil, nil, nil, nil
 	if s.pack != nil {
 		err := s.pack.Close()
 		s.pack = nil
@@ -526,6 +533,8 @@ func (s *PublishState) update(codecID string, entries []*Entry, spans []span, ke
 
 // reset forgets everything: the next build starts afresh.
 func (s *PublishState) reset() {
+	s.stopSpec()
+	s.own = nil
 	if s.pack != nil {
 		s.pack.Close()
 	}

@@ -167,6 +167,9 @@ func TestPublishStateSameBytes(t *testing.T) {
 	if state.compactions == 0 {
 		t.Fatal("the scratch file was never compacted")
 	}
+	if state.midHits == 0 {
+		t.Fatal("no open-checksum ever started from a saved midstate")
+	}
 }
 
 // TestPublishStateRejects: what sortEntries rejects is rejected with a
@@ -258,4 +261,46 @@ func TestPublishStateLightAndLoader(t *testing.T) {
 	if _, err := Publish(ctx, dir, light, WithState(state)); !errors.Is(err, ErrBadEntry) {
 		t.Fatalf("light entries through a closed state without a loader: %v", err)
 	}
+}
+
+// TestPublishStateMidstates: after a publish, a single add (the
+// speculated count), a same-count replacement (the build's own states)
+// and a remove (no saved states for that count) all give the bytes a
+// stateless publish gives, and the first two start from midstates.
+func TestPublishStateMidstates(t *testing.T) {
+	ctx := context.Background()
+	state := NewPublishState(t.TempDir())
+	defer state.Close()
+	es := fakeEntries(4000, "")
+	dir, plain := t.TempDir(), t.TempDir()
+	step := func(what string, in []Entry, wantHits int) {
+		t.Helper()
+		if state.spec != nil {
+			<-state.spec.done // deterministic: the speculation is complete
+		}
+		before := state.midHits
+		if _, err := Publish(ctx, dir, in, WithState(state), WithRevision("7")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Publish(ctx, plain, in, WithRevision("7")); err != nil {
+			t.Fatal(err)
+		}
+		a, b := repodataFiles(t, dir)["repomd.xml"], repodataFiles(t, plain)["repomd.xml"]
+		stamp := regexp.MustCompile(`<timestamp>[0-9]+</timestamp>`)
+		if !bytes.Equal(stamp.ReplaceAll(a, nil), stamp.ReplaceAll(b, nil)) {
+			t.Fatalf("%s: repomd.xml differs from a stateless publish:\n%s\n%s", what, a, b)
+		}
+		if got := state.midHits - before; got != wantHits {
+			t.Fatalf("%s: %d documents started from a midstate, want %d", what, got, wantHits)
+		}
+	}
+	step("first", es, 0)
+	es = append(es, fakeEntry(2500000, "")) // sorts near the end
+	step("one added", es, 3)
+	es[3999] = fakeEntry(3999, "changed")
+	step("one replaced", es, 3)
+	es = append(es[:10], es[11:]...)
+	step("one removed", es, 0)
+	es = append(es, fakeEntry(10, ""), fakeEntry(2500001, ""))
+	step("two added", es, 0)
 }

@@ -139,6 +139,15 @@ func seededScaleRoot(b *testing.B, n int) string {
 	return root
 }
 
+// newVersion is a new release of an existing package of the seeded
+// repository (chosen by i, spread over it): it sorts right after its
+// predecessor, at a random place, as most real updates do.
+func newVersion(i int) testrpm.Spec {
+	s := testrpm.Small((i*7919 + 13) % scalePackages)
+	s.Release = fmt.Sprintf("%d.el9", 2+i/scalePackages)
+	return s
+}
+
 // cloneRoot copies a seeded root cheaply: package files and repodata are
 // hard links (repoctl never changes a published file in place: it writes
 // new ones and renames), the store and keys are real copies.
@@ -198,7 +207,7 @@ func BenchmarkScalePublish100k(b *testing.B) {
 	const adds, stateless = 11, 4
 	var todo []string
 	for i := range adds*b.N + stateless {
-		p, err := testrpm.Write(stage, testrpm.Small(scalePackages+i))
+		p, err := testrpm.Write(stage, newVersion(i))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -244,6 +253,9 @@ func BenchmarkScalePublish100k(b *testing.B) {
 	}
 	var addT []time.Duration
 	for _, p := range todo[1:] {
+		// Drops come apart: the publish state's speculation for the
+		// next add (metadata/midstate.go) runs in between.
+		time.Sleep(300 * time.Millisecond)
 		addT = append(addT, add(p))
 	}
 	b.StopTimer()
@@ -325,7 +337,7 @@ func BenchmarkScaleDaemon100k(b *testing.B) {
 	drops := 20 * b.N
 	var todo []string
 	for i := range drops {
-		p, err := testrpm.Write(stage, testrpm.Small(scalePackages+i))
+		p, err := testrpm.Write(stage, newVersion(i))
 		if err != nil {
 			b.Fatal(err)
 		}
