@@ -362,7 +362,7 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 			saved <- writeState(ctx, raw, cacheRoot, &st, sums, pcfg.codec.id(), base, cfg.render.ChangelogLimit)
 		}()
 	}
-	pub, err := publishLocked(ctx, root, kept, pcfg)
+	pub, err := publishLocked(ctx, root, entryPtrs(kept), pcfg)
 	res.Publish = pub
 	if saved != nil {
 		serr := <-saved

@@ -299,7 +299,15 @@ func Publish(ctx context.Context, repoDir string, entries []Entry, opts ...Publi
 		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
 	}
 	defer root.Close()
-	return publishRoot(ctx, root, entries, cfg)
+	return publishRoot(ctx, root, entryPtrs(entries), cfg)
+}
+
+func entryPtrs(entries []Entry) []*Entry {
+	out := make([]*Entry, len(entries))
+	for i := range entries {
+		out[i] = &entries[i]
+	}
+	return out
 }
 
 // PublishRoot is Publish for the repository directory dir, which the
@@ -319,10 +327,29 @@ func PublishRoot(ctx context.Context, dir *os.Root, entries []Entry, opts ...Pub
 	if dir == nil {
 		return nil, errors.New("metadata: PublishRoot: nil root")
 	}
+	return publishRoot(ctx, dir, entryPtrs(entries), cfg)
+}
+
+// PublishRootRefs is PublishRoot for entries the caller holds by pointer
+// (a daemon's index of 100,000 packages need not be copied for each
+// publish). The entries are only read.
+func PublishRootRefs(ctx context.Context, dir *os.Root, entries []*Entry, opts ...PublishOption) (*PublishResult, error) {
+	cfg, err := newPublishConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if dir == nil {
+		return nil, errors.New("metadata: PublishRootRefs: nil root")
+	}
+	for i, e := range entries {
+		if e == nil {
+			return nil, fmt.Errorf("%w: entry %d is nil", ErrBadEntry, i)
+		}
+	}
 	return publishRoot(ctx, dir, entries, cfg)
 }
 
-func publishRoot(ctx context.Context, root *os.Root, entries []Entry, cfg *publishConfig) (*PublishResult, error) {
+func publishRoot(ctx context.Context, root *os.Root, entries []*Entry, cfg *publishConfig) (*PublishResult, error) {
 	lock, err := acquireLockRoot(ctx, root, cfg.lockWait, cfg.progress)
 	if err != nil {
 		return nil, err
@@ -336,7 +363,7 @@ var forceInPlace = false
 
 // publishLocked publishes into root, whose lock the caller holds. All
 // names below are relative to root, slash-separated.
-func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *publishConfig) (*PublishResult, error) {
+func publishLocked(ctx context.Context, root *os.Root, entries []*Entry, cfg *publishConfig) (*PublishResult, error) {
 	repoDir := root.Name() // for messages only
 	if s := cfg.state; s != nil {
 		// Held for the whole build: the reused blocks must stay those

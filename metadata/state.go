@@ -205,12 +205,9 @@ func validFrags(e *Entry) error {
 // knows: packages it knows unchanged keep their relative order, and only
 // the new or changed ones are validated and sorted, then merged in. It
 // returns nil reuse when s cannot help (none, other codec, empty).
-func sortWithState(ctx context.Context, entries []Entry, s *PublishState, codecID string, load func(context.Context, []*Entry) error) ([]*Entry, *stateReuse, error) {
+func sortWithState(ctx context.Context, entries []*Entry, s *PublishState, codecID string, load func(context.Context, []*Entry) error) ([]*Entry, *stateReuse, error) {
 	if !s.usable(codecID) {
-		ptrs := make([]*Entry, len(entries))
-		for i := range entries {
-			ptrs[i] = &entries[i]
-		}
+		ptrs := slices.Clone(entries)
 		if err := loadLight(ctx, ptrs, load); err != nil {
 			return nil, nil, err
 		}
@@ -222,8 +219,7 @@ func sortWithState(ctx context.Context, entries []Entry, s *PublishState, codecI
 	var fresh []*Entry
 	var freshSeen map[string]bool
 	var unknownLight []*Entry
-	for i := range entries {
-		e := &entries[i]
+	for i, e := range entries {
 		if e.Href == "" {
 			return nil, nil, fmt.Errorf("%w: entry %d has no href", ErrBadEntry, i)
 		}
@@ -317,7 +313,7 @@ func sortWithState(ctx context.Context, entries []Entry, s *PublishState, codecI
 				j++
 			}
 		}
-		out = append(out, &entries[u-1])
+		out = append(out, entries[u-1])
 		oldPos = append(oldPos, int32(o))
 	}
 	for ; j < len(ks); j++ {

@@ -198,7 +198,16 @@ func (t *tree) place(src os.FileInfo, pl Placement, link func(dirfd int, name st
 
 // publish writes the repodata of the repository directory dir through a
 // root opened beneath the tree, so the publisher cannot leave dir either.
-func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry, opts ...metadata.PublishOption) (pr *metadata.PublishResult, err error) {
+func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry, opts ...metadata.PublishOption) (*metadata.PublishResult, error) {
+	refs := make([]*metadata.Entry, len(entries))
+	for i := range entries {
+		refs[i] = &entries[i]
+	}
+	return t.publishRefs(ctx, dir, refs, opts...)
+}
+
+// publishRefs is publish for entries held by pointer (the index's).
+func (t *tree) publishRefs(ctx context.Context, dir string, entries []*metadata.Entry, opts ...metadata.PublishOption) (pr *metadata.PublishResult, err error) {
 	if t.observe != nil {
 		start := time.Now()
 		defer func() { t.observe(dir, time.Since(start), err) }()
@@ -217,7 +226,7 @@ func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry
 		// fragments can be found.
 		opts = append([]metadata.PublishOption{metadata.WithFragmentLoader(t.loader(dir))}, opts...)
 	}
-	return metadata.PublishRoot(ctx, d, entries, opts...)
+	return metadata.PublishRootRefs(ctx, d, entries, opts...)
 }
 
 // exists reports whether the placed file is there.

@@ -789,18 +789,19 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 	r.o.progress.Stage("publishing", len(dirs))
 	for _, d := range dirs {
 		// Publish sorts by file name itself, as createrepo_c does.
+		// Pointers, not copies: the publisher only reads them.
 		idx := r.dirs[d]
-		entries := make([]metadata.Entry, 0, len(idx)+len(pending[d]))
+		entries := make([]*metadata.Entry, 0, len(idx)+len(pending[d]))
 		for _, e := range idx {
-			entries = append(entries, *e)
+			entries = append(entries, e)
 		}
 		for _, e := range pending[d] {
 			if _, dup := idx[formatNEVRA(e.Name, e.Epoch, e.Version, e.Release, e.Arch)]; !dup {
-				entries = append(entries, *e)
+				entries = append(entries, e)
 			}
 		}
 		start := time.Now()
-		pr, err := r.tree.publish(ctx, d, entries, append(r.publishOptions(d, r.key.DetachSignArmored), extra...)...)
+		pr, err := r.tree.publishRefs(ctx, d, entries, append(r.publishOptions(d, r.key.DetachSignArmored), extra...)...)
 		if err != nil {
 			return nil, fmt.Errorf("publishing %q: %w", d, err)
 		}
