@@ -802,6 +802,7 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 		}
 		start := time.Now()
 		pr, err := r.tree.publishRefs(ctx, d, entries, append(r.publishOptions(d, r.key.DetachSignArmored), extra...)...)
+		r.freeAfterLoad()
 		if err != nil {
 			return nil, fmt.Errorf("publishing %q: %w", d, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,10 @@ type Repo struct {
 	// noPubState makes every publish stateless (what it was before
 	// PublishState), for benchmarks that compare the two.
 	noPubState bool
+	// loadedFrags counts fragments fragmentLoader read from the store
+	// since the last publish: many means a big transient heap to give
+	// back (freeAfterLoad).
+	loadedFrags atomic.Int64
 	// idxMu lets readers that do not take mu (RepoFile) read dirs while a
 	// batch runs; writers hold both.
 	idxMu  sync.RWMutex
@@ -264,6 +269,9 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 	if err := r.loadIndex(); err != nil {
 		return fail(err)
 	}
+	// Decoding every record (fragments included) left garbage the size
+	// of the store's packages; the index keeps a tenth of it.
+	debug.FreeOSMemory()
 	if o.resume {
 		if err := r.Resume(ctx); err != nil {
 			return fail(err)
@@ -402,6 +410,7 @@ func (r *Repo) publishState(dir string) *metadata.PublishState {
 func (r *Repo) fragmentLoader(dir string) func(ctx context.Context, es []*metadata.Entry) error {
 	repoName, _, _ := strings.Cut(dir, "/")
 	return func(ctx context.Context, es []*metadata.Entry) error {
+		r.loadedFrags.Add(int64(len(es)))
 		return r.st.db.View(func(tx *bolt.Tx) error {
 			for i, e := range es {
 				if i%1024 == 0 {
@@ -421,6 +430,16 @@ func (r *Repo) fragmentLoader(dir string) func(ctx context.Context, es []*metada
 			}
 			return nil
 		})
+	}
+}
+
+// freeAfterLoad returns the heap of a publish that read many fragments
+// from the store (the first publish of a big directory after Open) to
+// the system at once, rather than leaving the daemon's RSS at that peak
+// until the runtime's scavenger gets to it.
+func (r *Repo) freeAfterLoad() {
+	if r.loadedFrags.Swap(0) > 10000 {
+		debug.FreeOSMemory()
 	}
 }
 
