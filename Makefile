@@ -2,7 +2,7 @@ GO ?= go
 ROOT ?= ./var
 PKGS := ./...
 
-.PHONY: build run test test-deps bench fuzz fuzz-long vet clean testdata-rpm man
+.PHONY: build run test test-deps bench bench-100k fuzz fuzz-long vet clean testdata-rpm man
 
 ## build: bin/repoctl, stamped with the VCS revision it is built from
 ## (`repoctl --version`) whatever GOFLAGS says.
@@ -30,9 +30,18 @@ test: test-deps
 	$(GO) test -count=1 -timeout 40m $(PKGS)
 
 ## bench: side-by-side benchmarks against createrepo_c, rpmsign and a serial
-## rollout; each prints a ratio.
+## rollout; each prints a ratio. Includes the 100,000-package ones
+## (bench-100k); the first run generates their corpus and seeded root under
+## $TMPDIR (about 40 minutes on 2 cores), later runs reuse them.
 bench: test-deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./metadata ./sign ./repo ./upgrade
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 150m ./metadata ./sign ./repo ./upgrade
+
+## bench-100k: only the 100,000-package benchmarks (issue 13): createrepo
+## full / --update +1 / --skip-stat against createrepo_c with peak RSS, the
+## in-process +1 publish (REPOCTL_BENCH_PROFILE=DIR writes pprof profiles),
+## and the daemon's drop→visible, publish time and RSS.
+bench-100k: test-deps
+	$(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 150m ./metadata ./repo
 
 ## fuzz: each fuzz target for FUZZTIME (go test fuzzes one target per run).
 ## A short -fuzzminimizetime keeps a worker from spending the run

@@ -20,6 +20,7 @@ type CreateOption func(*createConfig) error
 
 type createConfig struct {
 	update    bool
+	skipStat  bool
 	workers   int
 	render    RenderOptions
 	publish   []PublishOption
@@ -32,6 +33,15 @@ type createConfig struct {
 // only new or changed files are read. Default false: every file is read.
 func WithUpdate(update bool) CreateOption {
 	return func(c *createConfig) error { c.update = update; return nil }
+}
+
+// WithSkipStat, with WithUpdate, trusts the existing repodata (or our
+// state of it) outright, as createrepo_c's --skip-stat: a file whose path
+// it lists is taken as unchanged without a stat, so only files it does
+// not list are stat'ed and read. A file replaced in place under the same
+// name is then not noticed. Default false: every file is stat'ed once.
+func WithSkipStat(skip bool) CreateOption {
+	return func(c *createConfig) error { c.skipStat = skip; return nil }
 }
 
 // WithReadWorkers bounds how many packages are read at once (and how many
@@ -215,21 +225,45 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 			stateCh <- ls
 		}()
 	}
-	files, err := scanRPMs(ctx, dir, workers)
+	base := cfg.render.BaseURL
+	if base != "" && base[0] == '/' {
+		base = "file://" + base
+	}
 	var ls *loadedState
+	var old map[string]*existingPackage
+	res := &CreateResult{Dir: dir}
+	// --skip-stat: what the existing repodata lists is known before the
+	// scan, which then stats only the other files.
+	var known map[string][2]int64
+	if cfg.update && cfg.skipStat {
+		if stateCh != nil {
+			ls, stateCh = <-stateCh, nil
+		}
+		if ls != nil && stateMatches(ls, pcfg.codec.id(), base, cfg.render.ChangelogLimit) == nil {
+			known = make(map[string][2]int64, len(ls.s.entries))
+			for _, se := range ls.s.entries {
+				known[se.href] = [2]int64{se.size, se.mtime}
+			}
+		} else if old, err = loadExistingRoot(ctx, root); err == nil && old != nil {
+			res.ReusedFrom = "repodata"
+			known = make(map[string][2]int64, len(old))
+			for h, o := range old {
+				if o.base == base {
+					known[h] = [2]int64{o.Size, o.MTime}
+				}
+			}
+		} else if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	files, err := scanRPMs(ctx, dir, workers, known)
 	if stateCh != nil {
 		ls = <-stateCh
 	}
 	if err != nil {
 		return nil, err
 	}
-	res := &CreateResult{Dir: dir}
-	base := cfg.render.BaseURL
-	if base != "" && base[0] == '/' {
-		base = "file://" + base
-	}
-	var old map[string]*existingPackage
-	if cfg.update {
+	if cfg.update && old == nil {
 		if ls != nil {
 			// Our own layout of the current generation, when it still
 			// describes it: no decompressing, parsing or rehashing.
@@ -348,7 +382,7 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 			saved <- writeState(ctx, raw, cacheRoot, &st, sums, pcfg.codec.id(), base, cfg.render.ChangelogLimit)
 		}()
 	}
-	pub, err := publishLocked(ctx, root, kept, pcfg)
+	pub, err := publishLocked(ctx, root, entryPtrs(kept), pcfg)
 	res.Publish = pub
 	if saved != nil {
 		serr := <-saved
@@ -428,7 +462,10 @@ func sortSkipped(s []SkippedFile) {
 // createrepo_c does. Directory listings are not sorted here: Publish sorts
 // packages createrepo_c's way. The stat calls, one per package, are spread
 // over workers.
-func scanRPMs(ctx context.Context, dir string, workers int) ([]scannedFile, error) {
+//
+// A file whose href known lists is not stat'ed: it takes known's size and
+// mtime (--skip-stat).
+func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]int64) ([]scannedFile, error) {
 	type cand struct {
 		d         fs.DirEntry
 		path, rel string
@@ -475,7 +512,7 @@ func scanRPMs(ctx context.Context, dir string, workers int) ([]scannedFile, erro
 	}
 
 	out := make([]scannedFile, len(cands))
-	ok := make([]bool, len(cands))
+	ok2 := make([]bool, len(cands))
 	workers = max(1, min(workers, len(cands)/256+1))
 	g, gctx := errgroup.WithContext(ctx)
 	for w := range workers {
@@ -485,6 +522,11 @@ func scanRPMs(ctx context.Context, dir string, workers int) ([]scannedFile, erro
 					return gctx.Err()
 				}
 				c := cands[i]
+				if k, ok := known[c.rel]; ok {
+					out[i] = scannedFile{href: c.rel, path: c.path, size: k[0], mtime: k[1]}
+					ok2[i] = true
+					continue
+				}
 				var fi fs.FileInfo
 				var err error
 				if c.d.Type()&fs.ModeSymlink != 0 {
@@ -502,7 +544,7 @@ func scanRPMs(ctx context.Context, dir string, workers int) ([]scannedFile, erro
 					continue
 				}
 				out[i] = scannedFile{href: c.rel, path: c.path, size: fi.Size(), mtime: fi.ModTime().Unix()}
-				ok[i] = true
+				ok2[i] = true
 			}
 			return nil
 		})
@@ -512,7 +554,7 @@ func scanRPMs(ctx context.Context, dir string, workers int) ([]scannedFile, erro
 	}
 	kept := out[:0]
 	for i := range out {
-		if ok[i] {
+		if ok2[i] {
 			kept = append(kept, out[i])
 		}
 	}

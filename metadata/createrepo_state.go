@@ -212,17 +212,27 @@ func readState(ctx context.Context, raw *DirCache, root, cache *os.Root) (*loade
 	return &loadedState{s: s, md: md, blocks: blocks}, nil
 }
 
-func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
-	files []scannedFile) (map[string]*existingPackage, keyHints, error) {
-	s, md, blocks := ls.s, ls.md, ls.blocks
+// stateMatches says whether the state was written with these options
+// for the repodata now published.
+func stateMatches(ls *loadedState, codecID, base string, changelog int) error {
+	s, md := ls.s, ls.md
 	if s.codecID != codecID || s.base != base || s.changelog != int64(changelog) {
-		return nil, nil, errors.New("state does not match the options")
+		return errors.New("state does not match the options")
 	}
 	for k, d := range docSpecs {
 		r := md.Record(d.typ)
 		if r == nil || r.Checksum != s.checksums[k] {
-			return nil, nil, errors.New("state does not describe the current repodata")
+			return errors.New("state does not describe the current repodata")
 		}
+	}
+	return nil
+}
+
+func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
+	files []scannedFile) (map[string]*existingPackage, keyHints, error) {
+	s, blocks := ls.s, ls.blocks
+	if err := stateMatches(ls, codecID, base, changelog); err != nil {
+		return nil, nil, err
 	}
 	cur := make(map[string]scannedFile, len(files))
 	for _, f := range files {

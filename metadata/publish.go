@@ -51,6 +51,12 @@ const (
 	// DefaultGrace is how long superseded metadata files stay available
 	// to clients holding an older repomd.xml.
 	DefaultGrace = time.Hour
+	// DefaultRetainOld is how many superseded generations are kept at
+	// most (each for the grace period), as createrepo_c's
+	// --retain-old-md N: clients holding the repomd.xml of the last one or
+	// two generations still find their files, and a burst of publishes
+	// cannot pile generations up.
+	DefaultRetainOld = 2
 )
 
 // PublishOption configures Publish. Options return an error for invalid
@@ -62,6 +68,7 @@ type publishConfig struct {
 	revision string
 	signer   func(ctx context.Context, repomd []byte) ([]byte, error)
 	grace    time.Duration
+	retain   int
 	lockWait bool
 	progress Progress
 	cache    BlockCache
@@ -82,10 +89,15 @@ type publishConfig struct {
 	// (WithExtraRecords); extraCodec compresses them if set.
 	extras     []ExtraRecord
 	extraCodec codec
+	// state, if set (WithState), carries the last build of this
+	// directory to the next.
+	state *PublishState
+	// loader supplies the fragments of light entries (WithFragmentLoader).
+	loader func(ctx context.Context, entries []*Entry) error
 }
 
 func newPublishConfig(opts []PublishOption) (*publishConfig, error) {
-	c := &publishConfig{grace: DefaultGrace, lockWait: true, progress: NoProgress{}, now: time.Now}
+	c := &publishConfig{grace: DefaultGrace, retain: DefaultRetainOld, lockWait: true, progress: NoProgress{}, now: time.Now}
 	for _, o := range opts {
 		if o == nil {
 			continue
@@ -150,6 +162,20 @@ func WithGrace(d time.Duration) PublishOption {
 			return fmt.Errorf("%w: negative grace %v", ErrBadOption, d)
 		}
 		c.grace = d
+		return nil
+	}
+}
+
+// WithRetainOld keeps at most n superseded generations of metadata files
+// in repodata/ (each still only for the grace period, WithGrace): the n
+// most recently superseded. 0 removes superseded files at once. Default
+// DefaultRetainOld (2).
+func WithRetainOld(n int) PublishOption {
+	return func(c *publishConfig) error {
+		if n < 0 {
+			return fmt.Errorf("%w: negative retain-old-md %d", ErrBadOption, n)
+		}
+		c.retain = n
 		return nil
 	}
 }
@@ -273,7 +299,15 @@ func Publish(ctx context.Context, repoDir string, entries []Entry, opts ...Publi
 		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
 	}
 	defer root.Close()
-	return publishRoot(ctx, root, entries, cfg)
+	return publishRoot(ctx, root, entryPtrs(entries), cfg)
+}
+
+func entryPtrs(entries []Entry) []*Entry {
+	out := make([]*Entry, len(entries))
+	for i := range entries {
+		out[i] = &entries[i]
+	}
+	return out
 }
 
 // PublishRoot is Publish for the repository directory dir, which the
@@ -293,10 +327,29 @@ func PublishRoot(ctx context.Context, dir *os.Root, entries []Entry, opts ...Pub
 	if dir == nil {
 		return nil, errors.New("metadata: PublishRoot: nil root")
 	}
+	return publishRoot(ctx, dir, entryPtrs(entries), cfg)
+}
+
+// PublishRootRefs is PublishRoot for entries the caller holds by pointer
+// (a daemon's index of 100,000 packages need not be copied for each
+// publish). The entries are only read.
+func PublishRootRefs(ctx context.Context, dir *os.Root, entries []*Entry, opts ...PublishOption) (*PublishResult, error) {
+	cfg, err := newPublishConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if dir == nil {
+		return nil, errors.New("metadata: PublishRootRefs: nil root")
+	}
+	for i, e := range entries {
+		if e == nil {
+			return nil, fmt.Errorf("%w: entry %d is nil", ErrBadEntry, i)
+		}
+	}
 	return publishRoot(ctx, dir, entries, cfg)
 }
 
-func publishRoot(ctx context.Context, root *os.Root, entries []Entry, cfg *publishConfig) (*PublishResult, error) {
+func publishRoot(ctx context.Context, root *os.Root, entries []*Entry, cfg *publishConfig) (*PublishResult, error) {
 	lock, err := acquireLockRoot(ctx, root, cfg.lockWait, cfg.progress)
 	if err != nil {
 		return nil, err
@@ -310,9 +363,15 @@ var forceInPlace = false
 
 // publishLocked publishes into root, whose lock the caller holds. All
 // names below are relative to root, slash-separated.
-func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *publishConfig) (*PublishResult, error) {
+func publishLocked(ctx context.Context, root *os.Root, entries []*Entry, cfg *publishConfig) (*PublishResult, error) {
 	repoDir := root.Name() // for messages only
-	sorted, err := sortEntries(entries)
+	if s := cfg.state; s != nil {
+		// Held for the whole build: the reused blocks must stay those
+		// of the state's previous build until this one replaces it.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
+	sorted, reuse, err := sortWithState(ctx, entries, cfg.state, cfg.codec.id(), cfg.loader)
 	if err != nil {
 		return nil, err
 	}
@@ -327,9 +386,21 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 		return nil, fmt.Errorf("removing leftover %q: %w", rootPath(root, gen), err)
 	}
 
-	docs, st, err := buildDocs(ctx, sorted, cfg.codec, cfg.cache, cfg.workers, cfg.progress, cfg.hints)
+	docs, st, err := buildDocs(ctx, sorted, cfg.codec, cfg.cache, cfg.workers, cfg.progress, cfg.hints, reuse, cfg.state != nil && !cfg.dryRun)
 	if err != nil {
 		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+	}
+	if cfg.state != nil && !cfg.dryRun {
+		// Whether or not the rest of the publish succeeds, the build is
+		// a valid basis: reuse depends only on the blocks' content.
+		if err := cfg.state.update(cfg.codec.id(), st.entries, st.spans, st.blockKeys[:], st.frames, st.reusedFrom, reuse); err != nil {
+			// Only a cache: the next publish starts afresh.
+			cfg.progress.Notice(fmt.Sprintf("not keeping the publish state: %v", err))
+		} else {
+			cfg.state.own = st.mids
+			cfg.state.midHits += st.midHits
+			cfg.state.speculate(len(st.entries))
+		}
 	}
 
 	cfg.progress.Stage("publish", 0)
@@ -436,7 +507,9 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 		})
 	}
 
-	// Carry superseded files over for the grace period.
+	// Carry superseded files over for the grace period, the newest
+	// cfg.retain generations only. What was current becomes the newest
+	// superseded generation.
 	retired := loadRetired(root)
 	current := map[string]bool{}
 	if old != nil {
@@ -444,9 +517,10 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 			current[strings.TrimPrefix(r.Href, RepodataDir+"/")] = true
 		}
 	}
-	newRetired := map[string]int64{}
+	newRetired := map[string]retiredFile{}
 	var dropped []string
 	if ents, err := readDirRoot(root, repodata); err == nil {
+		cand := map[string]retiredFile{}
 		for _, e := range ents {
 			n := e.Name()
 			if !e.Type().IsRegular() || newNames[n] || n == "repomd.xml" || n == "repomd.xml.asc" {
@@ -459,18 +533,15 @@ func publishLocked(ctx context.Context, root *os.Root, entries []Entry, cfg *pub
 				}
 				continue
 			}
-			t, ok := retired[n]
-			if current[n] || !ok {
-				t = now.Unix()
-			}
-			if now.Sub(time.Unix(t, 0)) >= cfg.grace {
-				dropped = append(dropped, n)
-				continue
-			}
+			cand[n] = retired[n]
+		}
+		keep, drop := retainRetired(cand, current, now, cfg)
+		dropped = drop
+		for _, n := range sortedNames(keep) {
 			if err := linkOrCopy(root, repodata+"/"+n, gen+"/"+n); err != nil {
 				return nil, err
 			}
-			newRetired[n] = t
+			newRetired[n] = keep[n]
 			res.Kept = append(res.Kept, n)
 		}
 	} else if !os.IsNotExist(err) {
@@ -610,42 +681,104 @@ func swapGeneration(root *os.Root, gen, repodata string) (bool, error) {
 func pruneInPlace(root *os.Root, cur *existingRepomd, cfg *publishConfig) (kept, removed []string, err error) {
 	const repodata = RepodataDir
 	retired := loadRetired(root)
-	current := map[string]bool{}
-	for _, r := range cur.Records {
-		current[strings.TrimPrefix(r.Href, RepodataDir+"/")] = true
-	}
 	ents, err := readDirRoot(root, repodata)
 	if err != nil {
 		return nil, nil, err
 	}
-	now := cfg.now()
-	newRetired := map[string]int64{}
+	current := map[string]bool{}
+	for _, r := range cur.Records {
+		current[strings.TrimPrefix(r.Href, RepodataDir+"/")] = true
+	}
+	cand := map[string]retiredFile{}
 	for _, e := range ents {
 		n := e.Name()
 		if !e.Type().IsRegular() || current[n] || strings.HasPrefix(n, "repomd.xml") {
 			continue
 		}
-		t, ok := retired[n]
-		if !ok {
-			t = now.Unix()
-		}
-		if now.Sub(time.Unix(t, 0)) >= cfg.grace {
-			if err := root.Remove(repodata + "/" + n); err != nil && !os.IsNotExist(err) {
-				return kept, removed, err
-			}
-			removed = append(removed, n)
-			continue
-		}
-		newRetired[n] = t
-		kept = append(kept, n)
+		cand[n] = retired[n]
 	}
-	if !equalRetired(retired, newRetired) {
-		err = saveRetired(root, newRetired)
+	keep, drop := retainRetired(cand, nil, cfg.now(), cfg)
+	for _, n := range drop {
+		if err := root.Remove(repodata + "/" + n); err != nil && !os.IsNotExist(err) {
+			return kept, removed, err
+		}
+		removed = append(removed, n)
+	}
+	kept = sortedNames(keep)
+	if !equalRetired(retired, keep) {
+		err = saveRetired(root, keep)
 	}
 	return kept, removed, err
 }
 
-func equalRetired(a, b map[string]int64) bool {
+// retiredFile is when a superseded file stopped being current, and the
+// generation number of that publish (newer generations, higher numbers).
+type retiredFile struct {
+	T   int64 `json:"t"`
+	Gen int64 `json:"gen"`
+}
+
+// retainRetired decides which superseded files stay: those of the
+// cfg.retain newest generations whose grace period has not ended. cand
+// are the superseded files found with what .repodata.retired says of
+// them (zero when it says nothing); names in nowRetired (what was current
+// until this publish) are superseded now, as the newest generation, and
+// so is a file nothing is known of.
+func retainRetired(cand map[string]retiredFile, nowRetired map[string]bool, now time.Time, cfg *publishConfig) (keep map[string]retiredFile, drop []string) {
+	top := int64(0)
+	for _, r := range cand {
+		top = max(top, r.Gen)
+	}
+	for n, r := range cand {
+		if nowRetired[n] {
+			r = retiredFile{T: now.Unix(), Gen: top + 1}
+		} else if r.T == 0 {
+			// Unknown: superseded now, but not a generation of its own
+			// when one is being superseded (it sorts with it).
+			r = retiredFile{T: now.Unix(), Gen: max(top, 1)}
+			if len(nowRetired) > 0 {
+				r.Gen = top + 1
+			}
+		}
+		cand[n] = r
+	}
+	gens := map[int64]bool{}
+	for _, r := range cand {
+		gens[r.Gen] = true
+	}
+	order := make([]int64, 0, len(gens))
+	for g := range gens {
+		order = append(order, g)
+	}
+	sort.Slice(order, func(i, j int) bool { return order[i] > order[j] })
+	newest := map[int64]bool{}
+	for i, g := range order {
+		if i < cfg.retain {
+			newest[g] = true
+		}
+	}
+	keep = map[string]retiredFile{}
+	for _, n := range sortedNames(cand) {
+		r := cand[n]
+		if !newest[r.Gen] || now.Sub(time.Unix(r.T, 0)) >= cfg.grace {
+			drop = append(drop, n)
+			continue
+		}
+		keep[n] = r
+	}
+	return keep, drop
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func equalRetired(a, b map[string]retiredFile) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -657,25 +790,57 @@ func equalRetired(a, b map[string]int64) bool {
 	return true
 }
 
-func loadRetired(root *os.Root) map[string]int64 {
-	m := map[string]int64{}
+// loadRetired reads .repodata.retired: name → {t, gen}. The format
+// before generations were counted (name → unix time) is read too: each
+// distinct time is taken for one generation, older times lower.
+func loadRetired(root *os.Root) map[string]retiredFile {
+	m := map[string]retiredFile{}
 	b, err := root.ReadFile(retiredFileName)
 	if err != nil || len(b) > maxRepomdSize {
 		return m
 	}
-	if json.Unmarshal(b, &m) != nil {
-		return map[string]int64{}
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(b, &raw) != nil {
+		return m
+	}
+	var legacy []string
+	for n, v := range raw {
+		var r retiredFile
+		if json.Unmarshal(v, &r) == nil && r.T > 0 && r.Gen > 0 {
+			m[n] = r
+			continue
+		}
+		var t int64
+		if json.Unmarshal(v, &t) == nil && t > 0 {
+			m[n] = retiredFile{T: t}
+			legacy = append(legacy, n)
+		}
+	}
+	if len(legacy) > 0 {
+		times := map[int64]bool{}
+		for _, n := range legacy {
+			times[m[n].T] = true
+		}
+		order := make([]int64, 0, len(times))
+		for t := range times {
+			order = append(order, t)
+		}
+		sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
+		gen := map[int64]int64{}
+		for i, t := range order {
+			gen[t] = int64(i + 1)
+		}
+		for _, n := range legacy {
+			r := m[n]
+			r.Gen = gen[r.T]
+			m[n] = r
+		}
 	}
 	return m
 }
 
-func saveRetired(root *os.Root, m map[string]int64) error {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	b, err := json.Marshal(m)
+func saveRetired(root *os.Root, m map[string]retiredFile) error {
+	b, err := json.Marshal(m) // sorted by name
 	if err != nil {
 		return err
 	}

@@ -389,7 +389,10 @@ func republishWhileReading(t *testing.T, inPlace bool) {
 
 	for i := 1; i <= 50; i++ {
 		es := fakeEntries(50+i*3, fmt.Sprintf("gen%d", i))
-		res, err := Publish(ctx, dir, es, WithSigner(fakeSign), WithRevision(strconv.Itoa(i)))
+		// Every generation kept: a reader may hold a repomd.xml many
+		// publishes old here (2 ms apart); what is tested is the swap,
+		// not the retention bound (TestRetainOldGenerations).
+		res, err := Publish(ctx, dir, es, WithSigner(fakeSign), WithRevision(strconv.Itoa(i)), WithRetainOld(100))
 		if err != nil {
 			stop.Store(true)
 			t.Fatal(err)

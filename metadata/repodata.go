@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"hash/fnv"
 	"path"
 	"runtime"
@@ -121,6 +122,13 @@ type buildStats struct {
 	entries   []*Entry
 	spans     []span
 	blockKeys [3][]string
+	frames    [3][][]byte // each block's compressed frame, per document
+	// reusedFrom: for each block, the state's block it is (-1: built now).
+	reusedFrom []int
+	// mids: this build's midstates (with a state); midHits: documents
+	// whose open-checksum started from a saved one.
+	mids    *midSet
+	midHits int
 }
 
 // keyHints lets a caller that knows a block's content is unchanged supply
@@ -147,7 +155,9 @@ func hintID(entries []*Entry) string {
 // misses are compressed. open-checksum is a sha256 over the whole
 // uncompressed document, which cannot be composed from per-block sums, so
 // the uncompressed bytes are always hashed (about 2 GB/s with SHA-NI).
-func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache, workers int, p Progress, hints keyHints) ([3]builtDoc, buildStats, error) {
+// With reuse (a PublishState's previous build), blocks identical to one
+// of that build keep its key and frame: neither hashed nor fetched.
+func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache, workers int, p Progress, hints keyHints, reuse *stateReuse, recordMids bool) ([3]builtDoc, buildStats, error) {
 	var docs [3]builtDoc
 	var st buildStats
 	spans := partition(entries)
@@ -155,8 +165,32 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	for k := range keys {
 		keys[k] = make([]string, len(spans))
 	}
+	var frames [3][][]byte
+	for k := range frames {
+		frames[k] = make([][]byte, len(spans))
+	}
 	hinted := make([]bool, len(spans))
-	if len(hints) > 0 {
+	reusedFrom := make([]int, len(spans))
+	for i := range reusedFrom {
+		reusedFrom[i] = -1
+	}
+	reusedSpans := 0
+	if reuse != nil {
+		for i, s := range spans {
+			if o := reuse.reusable(s); o >= 0 {
+				hinted[i] = true
+				reusedFrom[i] = o
+				reusedSpans++
+				ob := &reuse.s.blocks[o]
+				for k := range keys {
+					keys[k][i] = ob.keys[k]
+					frames[k][i] = ob.frames[k]
+				}
+			} else if err := reuse.materialize(entries, s); err != nil {
+				return docs, st, err
+			}
+		}
+	} else if len(hints) > 0 {
 		for i, s := range spans {
 			if h, ok := hints[hintID(entries[s.lo:s.hi])]; ok {
 				hinted[i] = true
@@ -167,35 +201,89 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		}
 	}
 
-	// Hash: per document (open-checksum, one sequential stream each) and
-	// per block (cache keys, spread over the workers).
+	// open-checksum (one sequential stream per document) runs beside
+	// everything else: it is the one part proportional to the directory.
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	// With a state, open-checksum starts from a saved sha256 state at the
+	// first changed block when one matches the package count
+	// (midstate.go), and this build's states are recorded for the next.
+	var own [3][]midpoint
+	var srcSet [3]*midSet
+	var srcB [3]int
+	var srcH [3]hash.Hash
+	var srcSize [3]int64
+	if reuse != nil {
+		sp := reuse.s.specSet()
+		j := firstChanged(reusedFrom)
+		for k := range docSpecs {
+			srcSet[k], srcB[k], srcH[k], srcSize[k] = reuse.s.midFor(len(entries), k, j, sp)
+		}
+	}
+	openG, openCtx := errgroup.WithContext(ctx)
 	for k := range docSpecs {
-		g.Go(func() error {
+		openG.Go(func() error {
 			d := docSpecs[k]
 			doc := &docs[k]
 			doc.typ = d.typ
-			oh := sha256.New()
-			hdr := d.header(len(entries))
-			oh.Write(hdr)
-			doc.openSize = int64(len(hdr))
-			for i, e := range entries {
-				if i%1024 == 0 && gctx.Err() != nil {
-					return gctx.Err()
-				}
-				f := d.frag(e)
-				oh.Write(f)
-				doc.openSize += int64(len(f))
+			var mids []midpoint
+			if recordMids {
+				mids = make([]midpoint, len(spans))
 			}
+			start := 0
+			oh := srcH[k]
+			if oh != nil {
+				start, doc.openSize = srcB[k], srcSize[k]
+				copy(mids, srcSet[k].mids[k][:start])
+			} else {
+				oh = sha256.New()
+				hdr := d.header(len(entries))
+				oh.Write(hdr)
+				doc.openSize = int64(len(hdr))
+			}
+			var buf []byte
+			for i := start; i < len(spans); i++ {
+				s := spans[i]
+				if i%16 == 0 && openCtx.Err() != nil {
+					return openCtx.Err()
+				}
+				if mids != nil {
+					mids[i] = midpoint{marshalHash(oh), doc.openSize}
+				}
+				if o := reusedFrom[i]; o >= 0 {
+					// Unchanged: its bytes come from the state's file,
+					// in one sequential read.
+					if buf == nil {
+						buf = make([]byte, 256<<10)
+					}
+					n, err := reuse.s.hashOld(oh, o, k, buf)
+					if err != nil {
+						return err
+					}
+					doc.openSize += n
+					continue
+				}
+				for _, e := range entries[s.lo:s.hi] {
+					f := d.frag(e)
+					oh.Write(f)
+					doc.openSize += int64(len(f))
+				}
+			}
+			own[k] = mids
 			oh.Write(d.footer)
 			doc.openSize += int64(len(d.footer))
 			doc.openChecksum = hex.EncodeToString(oh.Sum(nil))
 			return nil
 		})
 	}
+	fail := func(err error) ([3]builtDoc, buildStats, error) {
+		openG.Wait()
+		return docs, st, err
+	}
+
+	// Block keys of the blocks not known, spread over the workers.
+	g, gctx := errgroup.WithContext(ctx)
 	next := make(chan [2]int)
 	g.Go(func() error {
 		defer close(next)
@@ -213,7 +301,7 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		}
 		return nil
 	})
-	for range workers {
+	for range min(workers, max(1, 3*(len(spans)-reusedSpans))) {
 		g.Go(func() error {
 			for j := range next {
 				d := docSpecs[j[0]]
@@ -229,11 +317,11 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return docs, st, err
+		return fail(err)
 	}
 
 	var all []string
-	seen := map[string]bool{}
+	seen := make(map[string]bool, 3*len(spans))
 	for k := range keys {
 		for _, key := range keys[k] {
 			if !seen[key] {
@@ -243,11 +331,22 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		}
 	}
 	st.keys = all
+	// Only blocks without a frame yet are looked up.
+	var want []string
+	asked := map[string]bool{}
+	for k := range keys {
+		for i, key := range keys[k] {
+			if frames[k][i] == nil && !asked[key] {
+				asked[key] = true
+				want = append(want, key)
+			}
+		}
+	}
 	have := map[string][]byte{}
-	if cache != nil && len(all) > 0 {
+	if cache != nil && len(want) > 0 {
 		var err error
-		if have, err = cache.GetBlocks(ctx, all); err != nil {
-			return docs, st, fmt.Errorf("reading block cache: %w", err)
+		if have, err = cache.GetBlocks(ctx, want); err != nil {
+			return fail(fmt.Errorf("reading block cache: %w", err))
 		}
 	}
 
@@ -257,7 +356,14 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	queued := map[string]bool{}
 	for k := range keys {
 		for i, key := range keys[k] {
-			if _, ok := have[key]; ok || queued[key] {
+			if frames[k][i] != nil {
+				continue
+			}
+			if b, ok := have[key]; ok {
+				frames[k][i] = b
+				continue
+			}
+			if queued[key] {
 				continue
 			}
 			queued[key] = true
@@ -298,30 +404,40 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return docs, st, err
+		return fail(err)
 	}
 	if err := ctx.Err(); err != nil {
-		return docs, st, err
+		return fail(err)
+	}
+	for k := range keys {
+		for i, key := range keys[k] {
+			if frames[k][i] == nil {
+				frames[k][i] = fresh[key]
+			}
+		}
 	}
 
+	// The compressed files' checksums, one document per goroutine.
+	g, _ = errgroup.WithContext(ctx)
 	for k, d := range docSpecs {
-		doc := &docs[k]
-		doc.frames = make([][]byte, 0, len(spans)+2)
-		doc.frames = append(doc.frames, c.encode(nil, d.header(len(entries))))
-		for _, key := range keys[k] {
-			b, ok := have[key]
-			if !ok {
-				b = fresh[key]
+		g.Go(func() error {
+			doc := &docs[k]
+			doc.frames = make([][]byte, 0, len(spans)+2)
+			doc.frames = append(doc.frames, c.encode(nil, d.header(len(entries))))
+			doc.frames = append(doc.frames, frames[k]...)
+			doc.frames = append(doc.frames, c.encode(nil, d.footer))
+			h := sha256.New()
+			for _, f := range doc.frames {
+				h.Write(f)
+				doc.size += int64(len(f))
 			}
-			doc.frames = append(doc.frames, b)
-		}
-		doc.frames = append(doc.frames, c.encode(nil, d.footer))
-		h := sha256.New()
-		for _, f := range doc.frames {
-			h.Write(f)
-			doc.size += int64(len(f))
-		}
-		doc.checksum = hex.EncodeToString(h.Sum(nil))
+			doc.checksum = hex.EncodeToString(h.Sum(nil))
+			return nil
+		})
+	}
+	g.Wait()
+	if err := openG.Wait(); err != nil {
+		return docs, st, err
 	}
 	if cache != nil && len(fresh) > 0 {
 		if err := cache.PutBlocks(ctx, fresh); err != nil {
@@ -331,6 +447,17 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	st.entries, st.spans = entries, spans
 	for k := range keys {
 		st.blockKeys[k] = keys[k]
+	}
+	st.frames = frames
+	st.reusedFrom = reusedFrom
+	if recordMids {
+		st.mids = &midSet{n: len(entries), mids: own}
+		st.mids.avail.Store(int64(len(spans)))
+		for k := range srcH {
+			if srcH[k] != nil {
+				st.midHits++
+			}
+		}
 	}
 	return docs, st, nil
 }

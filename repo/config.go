@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/repoctl/repoctl/metadata"
 )
 
 // ConfigFileName is the config file looked up in ROOT when --config is not
@@ -113,6 +115,11 @@ type PublishConfig struct {
 	// rollback or prune took out of the repodata, stay for clients that
 	// still hold the older repomd.xml; default "1h".
 	Grace string `toml:"grace"`
+	// RetainOldMD bounds superseded repodata by count: each repository
+	// directory keeps at most this many superseded generations (each for
+	// the grace period), as createrepo_c's --retain-old-md; default 2
+	// (metadata.DefaultRetainOld), 0 keeps none.
+	RetainOldMD *int `toml:"retain_old_md"`
 }
 
 // RoutingConfig is the fallback for packages without a recognised dist tag.
@@ -279,6 +286,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Publish.ChangelogLimit == 0 {
 		c.Publish.ChangelogLimit = 10
+	}
+	if c.Publish.RetainOldMD == nil {
+		n := metadata.DefaultRetainOld
+		c.Publish.RetainOldMD = &n
+	} else if n := *c.Publish.RetainOldMD; n < 0 || n > 1000 {
+		return bad("publish.retain_old_md %d: from 0 to 1000", n)
 	}
 	if len(c.Routing.DefaultArches) == 0 {
 		c.Routing.DefaultArches = []string{"x86_64", "aarch64"}

@@ -34,6 +34,9 @@ type tree struct {
 	root *os.Root
 	// observe, if set, hears of every publish: metrics and /readyz.
 	observe func(dir string, took time.Duration, err error)
+	// loader, if set, supplies the fragments of dir's light entries
+	// (Repo.fragmentLoader).
+	loader func(dir string) func(ctx context.Context, es []*metadata.Entry) error
 	// fileMode and dirMode are what every file and directory placed or
 	// published gets, whatever the umask (0: 0644 and 0755).
 	fileMode, dirMode fs.FileMode
@@ -195,7 +198,16 @@ func (t *tree) place(src os.FileInfo, pl Placement, link func(dirfd int, name st
 
 // publish writes the repodata of the repository directory dir through a
 // root opened beneath the tree, so the publisher cannot leave dir either.
-func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry, opts ...metadata.PublishOption) (pr *metadata.PublishResult, err error) {
+func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry, opts ...metadata.PublishOption) (*metadata.PublishResult, error) {
+	refs := make([]*metadata.Entry, len(entries))
+	for i := range entries {
+		refs[i] = &entries[i]
+	}
+	return t.publishRefs(ctx, dir, refs, opts...)
+}
+
+// publishRefs is publish for entries held by pointer (the index's).
+func (t *tree) publishRefs(ctx context.Context, dir string, entries []*metadata.Entry, opts ...metadata.PublishOption) (pr *metadata.PublishResult, err error) {
 	if t.observe != nil {
 		start := time.Now()
 		defer func() { t.observe(dir, time.Since(start), err) }()
@@ -209,7 +221,12 @@ func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry
 	}
 	defer d.Close()
 	opts = append(opts[:len(opts):len(opts)], metadata.WithModes(t.filePerm(), t.dirPerm()))
-	return metadata.PublishRoot(ctx, d, entries, opts...)
+	if t.loader != nil {
+		// The index's entries are light: whoever publishes, the
+		// fragments can be found.
+		opts = append([]metadata.PublishOption{metadata.WithFragmentLoader(t.loader(dir))}, opts...)
+	}
+	return metadata.PublishRootRefs(ctx, d, entries, opts...)
 }
 
 // exists reports whether the placed file is there.

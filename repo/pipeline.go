@@ -794,18 +794,20 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 	r.o.progress.Stage("publishing", len(dirs))
 	for _, d := range dirs {
 		// Publish sorts by file name itself, as createrepo_c does.
+		// Pointers, not copies: the publisher only reads them.
 		idx := r.dirs[d]
-		entries := make([]metadata.Entry, 0, len(idx)+len(pending[d]))
+		entries := make([]*metadata.Entry, 0, len(idx)+len(pending[d]))
 		for _, e := range idx {
-			entries = append(entries, *e)
+			entries = append(entries, e)
 		}
 		for _, e := range pending[d] {
 			if _, dup := idx[formatNEVRA(e.Name, e.Epoch, e.Version, e.Release, e.Arch)]; !dup {
-				entries = append(entries, *e)
+				entries = append(entries, e)
 			}
 		}
 		start := time.Now()
-		pr, err := r.tree.publish(ctx, d, entries, append(r.publishOptions(d, r.key.DetachSignArmored), extra...)...)
+		pr, err := r.tree.publishRefs(ctx, d, entries, append(r.publishOptions(d, r.key.DetachSignArmored), extra...)...)
+		r.freeAfterLoad()
 		if err != nil {
 			return nil, fmt.Errorf("publishing %q: %w", d, err)
 		}
@@ -878,11 +880,8 @@ func (r *Repo) inDropIn(p string) bool {
 // impossible.
 func (r *Repo) fileOwner(pls []Placement, id string) string {
 	for _, pl := range pls {
-		name := path.Base(pl.File)
-		for n, e := range r.dirs[pl.Dir] {
-			if e.Href == name && n != id {
-				return n
-			}
+		if n, ok := r.hrefs[pl.Dir][path.Base(pl.File)]; ok && n != id {
+			return n
 		}
 	}
 	return ""

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,8 +39,27 @@ type Repo struct {
 	mu sync.Mutex
 	// dirs indexes what each repository directory (relative to ROOT/repo)
 	// publishes: dir → NEVRA → entry. Built once at Open, kept in step with
-	// the store under mu, so a publish never re-reads the store.
+	// the store under mu. Entries are light (no XML fragments: that is
+	// most of a package's size): a publish takes the fragments from the
+	// directory's PublishState, or from the store for packages it does not
+	// know (fragmentLoader), so memory stays about 300 bytes a package.
 	dirs map[string]map[string]*metadata.Entry
+	// hrefs indexes the same by file name: dir → href → NEVRA, so that
+	// checking one new package's file names costs O(1), not O(dir).
+	hrefs map[string]map[string]string
+	// pubStates (dir → *metadata.PublishState) carry each directory's
+	// last build to its next publish, so that a publish after a few
+	// changes hashes and compresses those only; their uncompressed blocks
+	// sit in unlinked scratch files in the spool. Not persisted: the first
+	// publish of a directory after Open does the full work.
+	pubStates sync.Map
+	// noPubState makes every publish stateless (what it was before
+	// PublishState), for benchmarks that compare the two.
+	noPubState bool
+	// loadedFrags counts fragments fragmentLoader read from the store
+	// since the last publish: many means a big transient heap to give
+	// back (freeAfterLoad).
+	loadedFrags atomic.Int64
 	// idxMu lets readers that do not take mu (RepoFile) read dirs while a
 	// batch runs; writers hold both.
 	idxMu  sync.RWMutex
@@ -237,6 +258,7 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 		return fail(err)
 	}
 	r.tree.observe = r.observePublish
+	r.tree.loader = r.fragmentLoader
 	r.tree.fileMode, r.tree.dirMode = cfg.treeModes()
 	if err := writeTreeMarker(cfg); err != nil {
 		return fail(err)
@@ -247,6 +269,9 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 	if err := r.loadIndex(); err != nil {
 		return fail(err)
 	}
+	// Decoding every record (fragments included) left garbage the size
+	// of the store's packages; the index keeps a tenth of it.
+	debug.FreeOSMemory()
 	if o.resume {
 		if err := r.Resume(ctx); err != nil {
 			return fail(err)
@@ -279,6 +304,10 @@ func (r *Repo) Close() error {
 	}
 	r.closed = true
 	r.isClosed.Store(true)
+	r.pubStates.Range(func(_, s any) bool {
+		s.(*metadata.PublishState).Close()
+		return true
+	})
 	err := r.st.close()
 	if e := r.tree.close(); err == nil {
 		err = e
@@ -357,6 +386,7 @@ func (r *Repo) ensureKey(ctx context.Context) error {
 // loadIndex builds the per-directory entry index from the store.
 func (r *Repo) loadIndex() error {
 	r.dirs = map[string]map[string]*metadata.Entry{}
+	r.hrefs = map[string]map[string]string{}
 	return r.st.db.View(func(tx *bolt.Tx) error {
 		return eachPackage(tx, "", func(p *PackageRecord) error {
 			r.indexAdd(p, p.Placements)
@@ -365,10 +395,66 @@ func (r *Repo) loadIndex() error {
 	})
 }
 
+// publishState is dir's PublishState, created on first use.
+func (r *Repo) publishState(dir string) *metadata.PublishState {
+	if s, ok := r.pubStates.Load(dir); ok {
+		return s.(*metadata.PublishState)
+	}
+	s, _ := r.pubStates.LoadOrStore(dir, metadata.NewPublishState(r.cfg.Paths.Spool))
+	return s.(*metadata.PublishState)
+}
+
+// fragmentLoader fills in the fragments of light index entries of dir
+// from the store, for the packages dir's PublishState does not know (the
+// first publish after Open, a package promoted in).
+func (r *Repo) fragmentLoader(dir string) func(ctx context.Context, es []*metadata.Entry) error {
+	repoName, _, _ := strings.Cut(dir, "/")
+	return func(ctx context.Context, es []*metadata.Entry) error {
+		r.loadedFrags.Add(int64(len(es)))
+		return r.st.db.View(func(tx *bolt.Tx) error {
+			for i, e := range es {
+				if i%1024 == 0 {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+				}
+				nevra := formatNEVRA(e.Name, e.Epoch, e.Version, e.Release, e.Arch)
+				p, err := getPackage(tx, repoName, nevra)
+				if err != nil {
+					return err
+				}
+				if p == nil || p.Entry == nil || p.Entry.Href != e.Href || p.Entry.PkgID != e.PkgID {
+					return fmt.Errorf("%w: %s (%q) of %q is not in the store as indexed", ErrNotFound, nevra, e.Href, dir)
+				}
+				e.Primary, e.Filelists, e.Other = p.Entry.Primary, p.Entry.Filelists, p.Entry.Other
+			}
+			return nil
+		})
+	}
+}
+
+// freeAfterLoad returns the heap of a publish that read many fragments
+// from the store (the first publish of a big directory after Open) to
+// the system at once, rather than leaving the daemon's RSS at that peak
+// until the runtime's scavenger gets to it.
+func (r *Repo) freeAfterLoad() {
+	if r.loadedFrags.Swap(0) > 10000 {
+		debug.FreeOSMemory()
+	}
+}
+
+// lightEntry is e without its fragments, as the index keeps it.
+func lightEntry(e *metadata.Entry) *metadata.Entry {
+	c := *e
+	c.Primary, c.Filelists, c.Other = nil, nil, nil
+	return &c
+}
+
 func (r *Repo) indexAdd(p *PackageRecord, pls []Placement) {
 	if p.Entry == nil {
 		return
 	}
+	light := lightEntry(p.Entry)
 	r.idxMu.Lock()
 	defer r.idxMu.Unlock()
 	for _, pl := range pls {
@@ -377,7 +463,16 @@ func (r *Repo) indexAdd(p *PackageRecord, pls []Placement) {
 			m = map[string]*metadata.Entry{}
 			r.dirs[pl.Dir] = m
 		}
-		m[p.NEVRA] = p.Entry
+		if old := m[p.NEVRA]; old != nil && old.Href != p.Entry.Href {
+			delete(r.hrefs[pl.Dir], old.Href)
+		}
+		m[p.NEVRA] = light
+		h := r.hrefs[pl.Dir]
+		if h == nil {
+			h = map[string]string{}
+			r.hrefs[pl.Dir] = h
+		}
+		h[p.Entry.Href] = p.NEVRA
 	}
 }
 
@@ -385,6 +480,9 @@ func (r *Repo) indexRemove(p *PackageRecord, pls []Placement) {
 	r.idxMu.Lock()
 	defer r.idxMu.Unlock()
 	for _, pl := range pls {
+		if e := r.dirs[pl.Dir][p.NEVRA]; e != nil && r.hrefs[pl.Dir][e.Href] == p.NEVRA {
+			delete(r.hrefs[pl.Dir], e.Href)
+		}
 		delete(r.dirs[pl.Dir], p.NEVRA)
 	}
 }

@@ -59,12 +59,19 @@ type RepublishedDir struct {
 // signer. Fsck's dry run uses them too, so it compares with exactly what a
 // publish would write.
 func (r *Repo) publishOptions(dir string, signer func(context.Context, []byte) ([]byte, error)) []metadata.PublishOption {
+	var state *metadata.PublishState
+	if !r.noPubState {
+		state = r.publishState(dir)
+	}
 	return []metadata.PublishOption{
 		metadata.WithCompression(r.cfg.Publish.Compression),
 		metadata.WithSigner(signer),
 		metadata.WithLockWait(true),
 		metadata.WithGrace(r.cfg.grace()),
+		metadata.WithRetainOld(*r.cfg.Publish.RetainOldMD),
 		metadata.WithBlockCache(blockCache{r.st, dir}),
+		metadata.WithState(state),
+		metadata.WithFragmentLoader(r.fragmentLoader(dir)),
 		metadata.WithExtraRecordsFunc(func() ([]metadata.ExtraRecord, error) { return r.extraRecords(dir) }),
 	}
 }

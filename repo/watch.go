@@ -127,7 +127,18 @@ func WithMaxDelay(d time.Duration) WatchOption {
 	}
 }
 
-// WithMaxBatch caps the number of files per batch. Default 1000.
+// batchLimit is how many of backlog ready files the next batch takes:
+// up to maxBatch, and more when more wait (a quarter of the backlog, up
+// to 16 × maxBatch). A publish of a big directory costs about the same for
+// one new file as for thousands (each document is hashed whole), so a
+// burst goes through in fewer, bigger batches: fewer publishes per file.
+func batchLimit(backlog, maxBatch int) int {
+	return min(backlog, max(maxBatch, min(backlog/4, 16*maxBatch)))
+}
+
+// WithMaxBatch sets the number of files per batch; a backlog of more than
+// four times that is taken in batches of a quarter of it, up to 16 times
+// as many (batchLimit). Default 1000.
 func WithMaxBatch(n int) WatchOption {
 	return func(o *watchOptions) error {
 		if n < 1 {
@@ -549,9 +560,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			quietAt := lastEvent.Add(w.o.gather)
 			if (unsettled == 0 && !now.Before(quietAt)) || len(ready) >= w.o.maxBatch || !now.Before(flushAt) {
 				sort.Slice(ready, func(i, j int) bool { return files[ready[i]].seq < files[ready[j]].seq })
-				if len(ready) > w.o.maxBatch {
-					ready = ready[:w.o.maxBatch]
-				}
+				ready = ready[:batchLimit(len(ready), w.o.maxBatch)]
 				seen := &dropBatch{settle: w.o.settle, files: make(map[string]dropSeen, len(ready))}
 				for _, path := range ready {
 					p := files[path]

@@ -24,12 +24,12 @@ func init() {
 		return 0, false
 	})
 	var (
-		update, noWait, noDatabase, dryRun, force bool
-		workers, changelogLimit                   int
-		compress, baseURL, revision, groupFile    string
+		update, noWait, noDatabase, dryRun, force, skipStat bool
+		workers, changelogLimit, retainOld                  int
+		compress, baseURL, revision, groupFile              string
 	)
 	cmd := &cobra.Command{
-		Use:   "createrepo [--update] [--dry-run] [--force] [--workers N] [--compress-type zstd|gz] [-g comps.xml] [--changelog-limit N] [--baseurl URL] [--revision R] DIR",
+		Use:   "createrepo [--update [--skip-stat]] [--retain-old-md N] [--dry-run] [--force] [--workers N] [--compress-type zstd|gz] [-g comps.xml] [--changelog-limit N] [--baseurl URL] [--revision R] DIR",
 		Short: "Write repodata for a directory of RPMs, like createrepo_c, published atomically",
 		Long: `Scans DIR for *.rpm (recursively, skipping repodata/ and dot directories) and
 writes DIR/repodata: primary, filelists and other XML byte-identical to
@@ -46,7 +46,7 @@ declarations, at most 10 MiB); an invalid one exits 2. Like createrepo_c,
 
 The new repodata is built beside the old one and swapped in with one atomic
 directory exchange; superseded files stay for an hour for clients holding an
-older repomd.xml. An unchanged repository is not rewritten. A second writer
+older repomd.xml, the newest --retain-old-md generations of them (default 2). An unchanged repository is not rewritten. A second writer
 waits for the lock (or, with --no-wait, exits 4). Compressed blocks are cached
 in DIR/.repoctl-cache so that --update after a few new packages recompresses
 only what changed.
@@ -73,6 +73,9 @@ it anyway.`,
 			if workers < 0 {
 				return fmt.Errorf("%w: --workers must be positive", errUsage)
 			}
+			if skipStat && !update {
+				return fmt.Errorf("%w: --skip-stat needs --update", errUsage)
+			}
 			if !force {
 				if err := refuseManaged(args[0]); err != nil {
 					return err
@@ -82,6 +85,7 @@ it anyway.`,
 				metadata.WithCompression(compress),
 				metadata.WithLockWait(!noWait),
 				metadata.WithDryRun(dryRun),
+				metadata.WithRetainOld(retainOld),
 			}
 			if revision != "" {
 				pub = append(pub, metadata.WithRevision(revision))
@@ -99,6 +103,7 @@ it anyway.`,
 			res, err := metadata.CreateRepo(cmd.Context(), args[0],
 				metadata.WithUpdate(update),
 				metadata.WithGroupFile(groupFile),
+				metadata.WithSkipStat(skipStat),
 				metadata.WithReadWorkers(workers),
 				metadata.WithRenderOptions(ro),
 				metadata.WithPublishOptions(pub...))
@@ -127,6 +132,8 @@ it anyway.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&update, "update", false, "reuse existing repodata for packages whose path, size and mtime are unchanged")
+	f.BoolVar(&skipStat, "skip-stat", false, "with --update, take files the existing repodata lists as unchanged without a stat (as createrepo_c)")
+	f.IntVar(&retainOld, "retain-old-md", metadata.DefaultRetainOld, "superseded generations of repodata kept (each for an hour), 0 for none")
 	f.IntVar(&workers, "workers", 0, "packages read in parallel (default: number of CPUs)")
 	f.StringVar(&compress, "compress-type", "zstd", "compression of primary, filelists and other: zstd or gz")
 	f.StringVarP(&groupFile, "groupfile", "g", "", "comps file to publish as the group and group_gz records")

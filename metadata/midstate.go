@@ -1,0 +1,178 @@
+package metadata
+
+import (
+	"crypto/sha256"
+	"encoding"
+	"hash"
+	"io"
+	"os"
+	"sync/atomic"
+	"syscall"
+)
+
+// Midstates make open-checksum proportional to the change, not to the
+// directory. open-checksum is one sha256 stream per document, and the
+// document starts with a header carrying the package count, so a saved
+// sha256 state (crypto/sha256 digests implement encoding.BinaryMarshaler)
+// at a block boundary is only valid for that count. A PublishState keeps
+// two sets, each "the state after the header for n packages and the first
+// b blocks" for every boundary b of its last build:
+//
+//   - the last build's own (count n): a change that keeps the count (a
+//     package replaced, or one added and one removed);
+//   - a speculation for n+1, computed in the background after each
+//     publish from the scratch file: the next single-package add, the
+//     daemon's most common change.
+//
+// A publish whose first changed block is j and whose count matches one
+// set restores the nearest saved state at or before j and hashes from
+// there: on average half of each document instead of all of it.
+
+// midpoint is the sha256 state and open size at one block boundary.
+type midpoint struct {
+	state []byte
+	size  int64
+}
+
+// midSet is one set of midstates: per document, per boundary b (the
+// state before block b); a speculation fills them in order, so only the
+// first avail boundaries may be used.
+type midSet struct {
+	n     int // package count of the header
+	mids  [3][]midpoint
+	avail atomic.Int64 // boundaries filled (speculation); all for a build's own
+}
+
+// spec is a running speculation.
+type spec struct {
+	set    *midSet
+	cancel atomic.Bool
+	done   chan struct{}
+}
+
+func marshalHash(h hash.Hash) []byte {
+	b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// restore returns a sha256 in state b, or nil.
+func restoreHash(b []byte) hash.Hash {
+	h := sha256.New()
+	if b == nil || h.(encoding.BinaryUnmarshaler).UnmarshalBinary(b) != nil {
+		return nil
+	}
+	return h
+}
+
+// firstChanged is the first block of the new build that is not the
+// previous build's block of the same index: every boundary up to it has
+// the same prefix in both.
+func firstChanged(reusedFrom []int) int {
+	for i, o := range reusedFrom {
+		if o != i {
+			return i
+		}
+	}
+	return len(reusedFrom)
+}
+
+// midFor returns, for document k of a build of n packages whose first
+// changed block is j, the nearest usable saved state at or before j: its
+// boundary, sha256 and open size; ok false when none helps.
+func (s *PublishState) midFor(n, k, j int, specSet *midSet) (set *midSet, b int, h hash.Hash, size int64) {
+	for _, set := range []*midSet{s.own, specSet} {
+		if set == nil || set.n != n {
+			continue
+		}
+		avail := min(int(set.avail.Load()), len(set.mids[k]))
+		bb := min(j, avail-1)
+		for ; bb > 0; bb-- {
+			if h := restoreHash(set.mids[k][bb].state); h != nil {
+				return set, bb, h, set.mids[k][bb].size
+			}
+		}
+	}
+	return nil, 0, nil, 0
+}
+
+// specSet stops the running speculation and returns what it computed.
+func (s *PublishState) specSet() *midSet {
+	sp := s.spec
+	if sp == nil {
+		return nil
+	}
+	sp.cancel.Store(true)
+	<-sp.done
+	return sp.set
+}
+
+// stopSpec ends the running speculation, if any, and forgets it.
+func (s *PublishState) stopSpec() {
+	if s.spec != nil {
+		s.spec.cancel.Store(true)
+		<-s.spec.done
+		s.spec = nil
+	}
+}
+
+// speculate starts computing the midstates of the next single-package add
+// (count n+1) over the current blocks, from a duplicate of the scratch
+// file's descriptor (compaction may close the original meanwhile).
+func (s *PublishState) speculate(n int) {
+	s.stopSpec()
+	if s.pack == nil || len(s.blocks) == 0 {
+		return
+	}
+	fd, err := syscall.Dup(int(s.pack.Fd()))
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "publish-state")
+	type loc struct {
+		off int64
+		n   uint32
+	}
+	blocks := make([][3]loc, len(s.blocks))
+	for i := range s.blocks {
+		for k := range 3 {
+			blocks[i][k] = loc{s.blocks[i].raw[k], s.blocks[i].rawLen[k]}
+		}
+	}
+	sp := &spec{set: &midSet{n: n + 1}, done: make(chan struct{})}
+	for k := range 3 {
+		sp.set.mids[k] = make([]midpoint, len(blocks))
+	}
+	s.spec = sp
+	go func() {
+		defer close(sp.done)
+		defer f.Close()
+		var hs [3]hash.Hash
+		var sizes [3]int64
+		for k, d := range docSpecs {
+			hs[k] = sha256.New()
+			hdr := d.header(n + 1)
+			hs[k].Write(hdr)
+			sizes[k] = int64(len(hdr))
+		}
+		buf := make([]byte, 256<<10)
+		for i, bl := range blocks {
+			if sp.cancel.Load() {
+				return
+			}
+			for k := range 3 {
+				sp.set.mids[k][i] = midpoint{marshalHash(hs[k]), sizes[k]}
+			}
+			sp.set.avail.Store(int64(i + 1))
+			for k := range 3 {
+				got, err := io.CopyBuffer(hs[k], io.NewSectionReader(f, bl[k].off, int64(bl[k].n)), buf)
+				if err != nil || got != int64(bl[k].n) {
+					return
+				}
+				sizes[k] += got
+			}
+		}
+	}()
+}

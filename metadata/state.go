@@ -1,0 +1,591 @@
+package metadata
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// PublishState carries what one publish of a repository directory
+// computed (its packages in order, their blocks, the blocks' keys,
+// compressed frames and uncompressed bytes) to the next publish of the
+// same directory in the same process, so that a publish after k changed
+// packages sorts, hashes block keys and fetches or compresses blocks for
+// those k only. The published bytes are the same as without a state: a
+// block is reused only when its members are those it was built from
+// (same href and pkgid, and for a package given with its fragments, the
+// same bytes).
+//
+// The uncompressed blocks live in an unlinked scratch file, not in
+// memory: a package the state knows may then be given without its
+// fragments (a light Entry: Primary, Filelists and Other nil), which is
+// how a caller holding 100,000 packages keeps only their identities in
+// memory. The state holds about 150 bytes a package plus the compressed
+// frames.
+//
+// What is left proportional to the directory is the unavoidable part:
+// open-checksum, the sha256 of each whole uncompressed document, whose
+// header carries the package count (so no saved midstate survives an add
+// or a remove), the sha256 of each compressed file, and writing them.
+//
+// A state is safe for concurrent use (publishes through it are
+// serialized); a dry run only reads it. Give each directory its own
+// state, and Close it when done.
+type PublishState struct {
+	mu      sync.Mutex
+	dir     string
+	pack    *os.File // unlinked; nil until the first build
+	packEnd int64
+	live    int64
+	codecID string
+	order   []*statePkg // the last build, sorted
+	byHref  map[string]*statePkg
+	blocks  []pubBlock
+	closed  bool
+	// compactions counts rewrites of the scratch file (for tests).
+	compactions int
+	// own: the last build's midstates; spec: the speculation for the
+	// next single add (midstate.go).
+	own  *midSet
+	spec *spec
+	// midHits counts documents hashed from a saved midstate (for tests).
+	midHits int
+}
+
+// stateCompactSlack: the scratch file is rewritten once its dead part
+// exceeds its live part by this much. A variable for tests.
+var stateCompactSlack int64 = 64 << 20
+
+type statePkg struct {
+	href, pkgid string
+	pos, block  int32
+	off, lens   [3]uint32 // within the block's uncompressed document
+}
+
+type pubBlock struct {
+	lo, hi int32
+	keys   [3]string
+	frames [3][]byte
+	raw    [3]int64 // offset of each document's uncompressed block in pack
+	rawLen [3]uint32
+}
+
+// NewPublishState returns an empty state whose scratch file goes into
+// dir (which must exist; the file is unlinked at once, so nothing is
+// left behind). The first publish through it does the full work and fills
+// it.
+func NewPublishState(dir string) *PublishState {
+	return &PublishState{dir: dir}
+}
+
+// Close releases the scratch file. A closed state is not used: publishes
+// through it do the full work.
+func (s *PublishState) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.stopSpec()
+	s.order, s.byHref, s.blocks, s.own = nil, nil, nil, nil
+	if s.pack != nil {
+		err := s.pack.Close()
+		s.pack = nil
+		return err
+	}
+	return nil
+}
+
+// Knows says whether e's package (href and pkgid) was in the last build,
+// so that it may be given as a light Entry next time.
+func (s *PublishState) Knows(e *Entry) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.byHref[e.Href]
+	return p != nil && p.pkgid == e.PkgID
+}
+
+// WithState makes Publish reuse, and then update, what the previous
+// publish through s computed (see PublishState). Default: none, every
+// block key is hashed and every block fetched from the cache.
+func WithState(s *PublishState) PublishOption {
+	return func(c *publishConfig) error {
+		c.state = s
+		return nil
+	}
+}
+
+// WithFragmentLoader supplies the fragments of light entries (Primary,
+// Filelists and Other nil) that no state knows: load fills them in on
+// the entries it is given (copies of the caller's). Default: none, and
+// such an entry is invalid.
+func WithFragmentLoader(load func(ctx context.Context, entries []*Entry) error) PublishOption {
+	return func(c *publishConfig) error {
+		c.loader = load
+		return nil
+	}
+}
+
+func isLight(e *Entry) bool { return e.Primary == nil && e.Filelists == nil && e.Other == nil }
+
+// stateReuse is what buildDocs may take from a state: for each sorted
+// entry, its index in the state's previous order (-1 when new or changed).
+type stateReuse struct {
+	s      *PublishState
+	oldPos []int32
+}
+
+func (s *PublishState) usable(codecID string) bool {
+	return s != nil && !s.closed && s.codecID == codecID && len(s.order) > 0 && s.pack != nil
+}
+
+// readAt reads n bytes of the scratch file at off.
+func (s *PublishState) readAt(off int64, n uint32) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := s.pack.ReadAt(b, off); err != nil {
+		return nil, fmt.Errorf("reading publish state: %w", err)
+	}
+	return b, nil
+}
+
+// frags reads what the last build held for p.
+func (s *PublishState) frags(p *statePkg) ([3][]byte, error) {
+	var out [3][]byte
+	b := &s.blocks[p.block]
+	for k := range 3 {
+		f, err := s.readAt(b.raw[k]+int64(p.off[k]), p.lens[k])
+		if err != nil {
+			return out, err
+		}
+		out[k] = f
+	}
+	return out, nil
+}
+
+// loadLight gives every light entry among es its fragments through
+// load, on copies: the caller's entries are not modified.
+func loadLight(ctx context.Context, es []*Entry, load func(context.Context, []*Entry) error) error {
+	var light []*Entry
+	for i, e := range es {
+		if isLight(e) {
+			c := *e
+			es[i] = &c
+			light = append(light, &c)
+		}
+	}
+	if len(light) == 0 {
+		return nil
+	}
+	if load == nil {
+		return fmt.Errorf("%w: %q has no fragments and nothing can supply them", ErrBadEntry, light[0].Href)
+	}
+	if err := load(ctx, light); err != nil {
+		return fmt.Errorf("loading the fragments of %d packages: %w", len(light), err)
+	}
+	return nil
+}
+
+func validFrags(e *Entry) error {
+	for _, d := range docSpecs {
+		f := d.frag(e)
+		if !bytes.HasPrefix(f, []byte("<package")) || !bytes.HasSuffix(f, []byte("</package>\n")) {
+			return fmt.Errorf("%w: %s fragment of %q is not one <package> element", ErrBadEntry, d.typ, e.Href)
+		}
+	}
+	return nil
+}
+
+// sortWithState is sortEntries for a directory whose previous build s
+// knows: packages it knows unchanged keep their relative order, and only
+// the new or changed ones are validated and sorted, then merged in. It
+// returns nil reuse when s cannot help (none, other codec, empty).
+func sortWithState(ctx context.Context, entries []*Entry, s *PublishState, codecID string, load func(context.Context, []*Entry) error) ([]*Entry, *stateReuse, error) {
+	if !s.usable(codecID) {
+		ptrs := slices.Clone(entries)
+		if err := loadLight(ctx, ptrs, load); err != nil {
+			return nil, nil, err
+		}
+		sorted, err := sortEntryPtrs(ptrs)
+		return sorted, nil, err
+	}
+	used := make([]int32, len(s.order)) // old position → entry index + 1; -1 changed
+	oldOf := make([]int32, len(entries))
+	var fresh []*Entry
+	var freshSeen map[string]bool
+	var unknownLight []*Entry
+	for i, e := range entries {
+		if e.Href == "" {
+			return nil, nil, fmt.Errorf("%w: entry %d has no href", ErrBadEntry, i)
+		}
+		oldOf[i] = -1
+		p := s.byHref[e.Href]
+		if p != nil {
+			if used[p.pos] != 0 {
+				return nil, nil, fmt.Errorf("%w: href %q appears twice", ErrBadEntry, e.Href)
+			}
+			same := p.pkgid == e.PkgID
+			if same && !isLight(e) {
+				same = uint32(len(e.Primary)) == p.lens[0] && uint32(len(e.Filelists)) == p.lens[1] && uint32(len(e.Other)) == p.lens[2]
+				if same {
+					f, err := s.frags(p)
+					if err != nil {
+						return nil, nil, err
+					}
+					same = bytes.Equal(f[0], e.Primary) && bytes.Equal(f[1], e.Filelists) && bytes.Equal(f[2], e.Other)
+				}
+			}
+			if same {
+				used[p.pos] = int32(i) + 1
+				oldOf[i] = p.pos
+				continue
+			}
+			used[p.pos] = -1 // the href is taken, by new content
+		} else {
+			if freshSeen == nil {
+				freshSeen = map[string]bool{}
+			}
+			if freshSeen[e.Href] {
+				return nil, nil, fmt.Errorf("%w: href %q appears twice", ErrBadEntry, e.Href)
+			}
+			freshSeen[e.Href] = true
+		}
+		if isLight(e) {
+			unknownLight = append(unknownLight, e)
+		}
+		fresh = append(fresh, e)
+	}
+	if len(unknownLight) > 0 {
+		loaded := slices.Clone(unknownLight)
+		if err := loadLight(ctx, loaded, load); err != nil {
+			return nil, nil, err
+		}
+		repl := make(map[*Entry]*Entry, len(loaded))
+		for j, e := range unknownLight {
+			repl[e] = loaded[j]
+		}
+		for j, e := range fresh {
+			if c, ok := repl[e]; ok {
+				fresh[j] = c
+			}
+		}
+	}
+	for _, e := range fresh {
+		if err := validFrags(e); err != nil {
+			return nil, nil, err
+		}
+	}
+	type keyed struct {
+		file, dir string
+		e         *Entry
+	}
+	ks := make([]keyed, len(fresh))
+	for j, e := range fresh {
+		d, f := path.Split(e.Href)
+		ks[j] = keyed{f, d, e}
+	}
+	cmp := func(af, ad, bf, bd string) int {
+		if c := strings.Compare(af, bf); c != 0 {
+			return c
+		}
+		return strings.Compare(ad, bd)
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return cmp(a.file, a.dir, b.file, b.dir) })
+
+	out := make([]*Entry, 0, len(entries))
+	oldPos := make([]int32, 0, len(entries))
+	j := 0
+	for o, p := range s.order {
+		u := used[o]
+		if u <= 0 {
+			continue
+		}
+		if j < len(ks) {
+			od, of := path.Split(p.href)
+			for j < len(ks) && cmp(ks[j].file, ks[j].dir, of, od) < 0 {
+				out = append(out, ks[j].e)
+				oldPos = append(oldPos, -1)
+				j++
+			}
+		}
+		out = append(out, entries[u-1])
+		oldPos = append(oldPos, int32(o))
+	}
+	for ; j < len(ks); j++ {
+		out = append(out, ks[j].e)
+		oldPos = append(oldPos, -1)
+	}
+	return out, &stateReuse{s: s, oldPos: oldPos}, nil
+}
+
+// sortEntryPtrs is sortEntries on pointers.
+func sortEntryPtrs(ptrs []*Entry) ([]*Entry, error) {
+	vals := make([]Entry, len(ptrs))
+	for i, e := range ptrs {
+		vals[i] = *e
+	}
+	return sortEntries(vals)
+}
+
+// reusable returns the previous build's block that block sp of the new
+// order is identical to, or -1: every member unchanged, consecutive in
+// the old order, and exactly one old block.
+func (r *stateReuse) reusable(sp span) int {
+	if r == nil {
+		return -1
+	}
+	o := r.oldPos[sp.lo]
+	if o < 0 {
+		return -1
+	}
+	for t := sp.lo + 1; t < sp.hi; t++ {
+		if r.oldPos[t] != o+int32(t-sp.lo) {
+			return -1
+		}
+	}
+	b := r.s.order[o].block
+	if ob := &r.s.blocks[b]; ob.lo != o || int(ob.hi-ob.lo) != sp.hi-sp.lo {
+		return -1
+	}
+	return int(b)
+}
+
+// materialize gives the light members of block sp their fragments from
+// the scratch file (one read per document of each old block involved),
+// replacing them in sorted with copies.
+func (r *stateReuse) materialize(sorted []*Entry, sp span) error {
+	s := r.s
+	cache := map[int32][3][]byte{}
+	for i := sp.lo; i < sp.hi; i++ {
+		e := sorted[i]
+		if !isLight(e) {
+			continue
+		}
+		o := r.oldPos[i]
+		if o < 0 {
+			return fmt.Errorf("%w: %q has no fragments", ErrBadEntry, e.Href)
+		}
+		p := s.order[o]
+		raw, ok := cache[p.block]
+		if !ok {
+			b := &s.blocks[p.block]
+			for k := range 3 {
+				d, err := s.readAt(b.raw[k], b.rawLen[k])
+				if err != nil {
+					return err
+				}
+				raw[k] = d
+			}
+			cache[p.block] = raw
+		}
+		c := *e
+		var f [3][]byte
+		for k := range 3 {
+			lo, hi := p.off[k], p.off[k]+p.lens[k]
+			if hi > uint32(len(raw[k])) {
+				return errors.New("publish state: fragment outside its block")
+			}
+			f[k] = raw[k][lo:hi:hi]
+		}
+		c.Primary, c.Filelists, c.Other = f[0], f[1], f[2]
+		sorted[i] = &c
+	}
+	return nil
+}
+
+// hashOld feeds block b's uncompressed document k from the scratch file
+// to w, through buf.
+func (s *PublishState) hashOld(w io.Writer, b, k int, buf []byte) (int64, error) {
+	bl := &s.blocks[b]
+	n := int64(bl.rawLen[k])
+	r := io.NewSectionReader(s.pack, bl.raw[k], n)
+	got, err := io.CopyBuffer(w, r, buf)
+	if err == nil && got != n {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return got, fmt.Errorf("reading publish state: %w", err)
+	}
+	return got, nil
+}
+
+// update records a finished build: reused blocks keep their place in
+// the scratch file, new ones (raw, their uncompressed documents) are
+// appended; the file is compacted when mostly dead.
+func (s *PublishState) update(codecID string, entries []*Entry, spans []span, keys [][]string, frames [3][][]byte,
+	reusedFrom []int, reuse *stateReuse) error {
+	if s.closed {
+		return nil
+	}
+	if s.pack == nil || s.codecID != codecID {
+		// Another codec: the old blocks are no use; start afresh.
+		if s.pack != nil {
+			s.reset()
+		}
+		f, err := os.CreateTemp(s.dir, ".publish-state-*")
+		if err != nil {
+			return fmt.Errorf("creating publish state: %w", err)
+		}
+		os.Remove(f.Name())
+		s.pack, s.packEnd = f, 0
+		for i := range reusedFrom {
+			reusedFrom[i] = -1
+		}
+	}
+	blocks := make([]pubBlock, len(spans))
+	buf := make([]byte, 0, 1<<20)
+	end := s.packEnd
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		_, err := s.pack.WriteAt(buf, end-int64(len(buf)))
+		buf = buf[:0]
+		return err
+	}
+	live := int64(0)
+	for i, sp := range spans {
+		b := &blocks[i]
+		b.lo, b.hi = int32(sp.lo), int32(sp.hi)
+		for k := range 3 {
+			b.keys[k], b.frames[k] = keys[k][i], frames[k][i]
+		}
+		if o := reusedFrom[i]; o >= 0 {
+			ob := &s.blocks[o]
+			b.raw, b.rawLen = ob.raw, ob.rawLen
+		} else {
+			for k, d := range docSpecs {
+				b.raw[k] = end
+				for _, e := range entries[sp.lo:sp.hi] {
+					f := d.frag(e)
+					buf = append(buf, f...)
+					end += int64(len(f))
+					b.rawLen[k] += uint32(len(f))
+				}
+			}
+			if len(buf) >= 1<<20 {
+				if err := flush(); err != nil {
+					s.reset()
+					return fmt.Errorf("writing publish state: %w", err)
+				}
+			}
+		}
+		for k := range 3 {
+			live += int64(b.rawLen[k])
+		}
+	}
+	if err := flush(); err != nil {
+		s.reset()
+		return fmt.Errorf("writing publish state: %w", err)
+	}
+	s.packEnd = end
+	if s.byHref == nil {
+		s.byHref = make(map[string]*statePkg, len(entries))
+	}
+	order := make([]*statePkg, len(entries))
+	for i, sp := range spans {
+		var off [3]uint32
+		for j := sp.lo; j < sp.hi; j++ {
+			e := entries[j]
+			var p *statePkg
+			if reuse != nil && reuse.oldPos[j] >= 0 {
+				p = s.order[reuse.oldPos[j]] // known unchanged: no lookup
+			} else {
+				p = s.byHref[e.Href]
+			}
+			if p == nil || p.pkgid != e.PkgID {
+				p = &statePkg{href: e.Href, pkgid: e.PkgID}
+				s.byHref[e.Href] = p
+			}
+			p.pos, p.block = int32(j), int32(i)
+			if reusedFrom[i] < 0 {
+				p.lens = [3]uint32{uint32(len(e.Primary)), uint32(len(e.Filelists)), uint32(len(e.Other))}
+			}
+			p.off = off
+			for k := range 3 {
+				off[k] += p.lens[k]
+			}
+			order[j] = p
+		}
+	}
+	// Packages of the previous build that are gone.
+	for _, p := range s.order {
+		if q := s.byHref[p.href]; q == p && (int(p.pos) >= len(order) || order[p.pos] != p) {
+			delete(s.byHref, p.href)
+		}
+	}
+	s.codecID, s.order, s.blocks, s.live = codecID, order, blocks, live
+	if s.packEnd > 2*s.live+stateCompactSlack {
+		s.compactions++
+		return s.compact()
+	}
+	return nil
+}
+
+// reset forgets everything: the next build starts afresh.
+func (s *PublishState) reset() {
+	s.stopSpec()
+	s.own = nil
+	if s.pack != nil {
+		s.pack.Close()
+	}
+	s.pack, s.packEnd, s.live = nil, 0, 0
+	s.order, s.byHref, s.blocks = nil, nil, nil
+}
+
+// compact rewrites the scratch file with the current blocks only.
+func (s *PublishState) compact() error {
+	f, err := os.CreateTemp(s.dir, ".publish-state-*")
+	if err != nil {
+		s.reset()
+		return fmt.Errorf("compacting publish state: %w", err)
+	}
+	os.Remove(f.Name())
+	// Blocks in offset order make the copy sequential.
+	idx := make([]int, len(s.blocks))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return s.blocks[idx[a]].raw[0] < s.blocks[idx[b]].raw[0] })
+	var end int64
+	buf := make([]byte, 0, 1<<20)
+	flush := func() error {
+		_, err := f.WriteAt(buf, end-int64(len(buf)))
+		buf = buf[:0]
+		return err
+	}
+	for _, i := range idx {
+		b := &s.blocks[i]
+		for k := range 3 {
+			d, err := s.readAt(b.raw[k], b.rawLen[k])
+			if err != nil {
+				f.Close()
+				s.reset()
+				return err
+			}
+			b.raw[k] = end
+			buf = append(buf, d...)
+			end += int64(len(d))
+		}
+		if len(buf) >= 1<<20 {
+			if err := flush(); err != nil {
+				f.Close()
+				s.reset()
+				return fmt.Errorf("compacting publish state: %w", err)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		f.Close()
+		s.reset()
+		return fmt.Errorf("compacting publish state: %w", err)
+	}
+	s.pack.Close()
+	s.pack, s.packEnd = f, end
+	return nil
+}
