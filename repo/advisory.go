@@ -868,14 +868,43 @@ func (r *Repo) advisoryRecords(dir string) ([]metadata.ExtraRecord, error) {
 	if err != nil || len(advs) == 0 {
 		return nil, err
 	}
+	// The index keeps light entries (no XML): the source package names
+	// come from the store records of the packages that need them.
 	r.idxMu.RLock()
-	served := r.dirs[dir]
+	served := map[string]metadata.Entry{}
+	for _, a := range advs {
+		for _, n := range a.Packages {
+			if e, ok := r.dirs[dir][n]; ok {
+				served[n] = *e
+			}
+		}
+	}
+	r.idxMu.RUnlock()
+	err = r.view(func(tx *bolt.Tx) error {
+		for n, e := range served {
+			if e.Primary != nil {
+				continue
+			}
+			p, err := getPackage(tx, repoName, n)
+			if err != nil {
+				return err
+			}
+			if p != nil && p.Entry != nil && p.Entry.PkgID == e.PkgID {
+				e.Primary = p.Entry.Primary
+				served[n] = e
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	var ups []metadata.Advisory
 	for _, a := range advs {
 		var pkgs []metadata.AdvisoryPackage
 		for _, n := range a.Packages {
 			if e, ok := served[n]; ok {
-				pkgs = append(pkgs, advisoryPackage(e))
+				pkgs = append(pkgs, advisoryPackage(&e))
 			}
 		}
 		if len(pkgs) == 0 {
@@ -891,7 +920,6 @@ func (r *Repo) advisoryRecords(dir string) ([]metadata.ExtraRecord, error) {
 			Collections: []metadata.AdvisoryCollection{{Short: strings.ReplaceAll(dir, "/", "-"), Name: dir, Packages: pkgs}},
 		})
 	}
-	r.idxMu.RUnlock()
 	if len(ups) == 0 {
 		return nil, nil
 	}
