@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/repoctl/repoctl/repo/target"
 )
 
 // ConfigFileName is the config file looked up in ROOT when --config is not
@@ -113,6 +115,10 @@ type PublishConfig struct {
 	// rollback or prune took out of the repodata, stay for clients that
 	// still hold the older repomd.xml; default "1h".
 	Grace string `toml:"grace"`
+	// Target and S3 are where the served tree is mirrored to
+	// (config_target.go): "local" (default, ROOT/repo only) or "s3".
+	Target string          `toml:"target"`
+	S3     target.S3Config `toml:"s3"`
 }
 
 // RoutingConfig is the fallback for packages without a recognised dist tag.
@@ -342,6 +348,9 @@ func (c *Config) setDefaults() error {
 	}
 	def(&c.Daemon.Settle, DefaultSettle.String())
 	if err := c.retentionDefaults(); err != nil {
+		return err
+	}
+	if err := c.targetDefaults(); err != nil {
 		return err
 	}
 	if err := checkMetricsListen(c.Metrics.Listen); err != nil {

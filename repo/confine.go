@@ -37,6 +37,9 @@ type tree struct {
 	// fileMode and dirMode are what every file and directory placed or
 	// published gets, whatever the umask (0: 0644 and 0755).
 	fileMode, dirMode fs.FileMode
+	// mirror, if set ([publish] target = "s3"), copies each published
+	// directory to the bucket (publish_target.go).
+	mirror *treeMirror
 }
 
 func openTree(dir string) (*tree, error) {
@@ -50,7 +53,12 @@ func openTree(dir string) (*tree, error) {
 	return &tree{dir: dir, root: root}, nil
 }
 
-func (t *tree) close() error { return t.root.Close() }
+func (t *tree) close() error {
+	if t.mirror != nil {
+		t.mirror.close()
+	}
+	return t.root.Close()
+}
 
 // plainName reports whether s is one path element that names a file in its
 // directory: not empty, ".", ".." or hidden, and free of separators,
@@ -196,9 +204,10 @@ func (t *tree) place(src os.FileInfo, pl Placement, link func(dirfd int, name st
 // publish writes the repodata of the repository directory dir through a
 // root opened beneath the tree, so the publisher cannot leave dir either.
 func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry, opts ...metadata.PublishOption) (pr *metadata.PublishResult, err error) {
+	var mirrorErr error
 	if t.observe != nil {
 		start := time.Now()
-		defer func() { t.observe(dir, time.Since(start), err) }()
+		defer func() { t.observe(dir, time.Since(start), errors.Join(err, mirrorErr)) }()
 	}
 	if err := t.mkdirAll(dir); err != nil {
 		return nil, err
@@ -209,7 +218,13 @@ func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry
 	}
 	defer d.Close()
 	opts = append(opts[:len(opts):len(opts)], metadata.WithModes(t.filePerm(), t.dirPerm()))
-	return metadata.PublishRoot(ctx, d, entries, opts...)
+	pr, err = metadata.PublishRoot(ctx, d, entries, opts...)
+	if err == nil && t.mirror != nil && !pr.DryRun {
+		// The bucket follows the tree; a failure leaves the directory
+		// pending and is retried, it does not fail the change.
+		mirrorErr = t.mirror.publish(ctx, dir, d, entries)
+	}
+	return pr, err
 }
 
 // exists reports whether the placed file is there.

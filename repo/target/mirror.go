@@ -149,6 +149,7 @@ var (
 	bucketObjects = []byte("objects") // key → objectState JSON
 	bucketRetired = []byte("retired") // key → "" (an index of retired objects)
 	bucketSums    = []byte("sums")    // sha256 → a key holding that content
+	bucketPending = []byte("pending") // directory → pendingState JSON: its last sync failed
 	metaTarget    = []byte("target")
 )
 
@@ -184,13 +185,13 @@ func OpenMirror(t Target, statePath string, opts ...MirrorOption) (*Mirror, erro
 			return err
 		}
 		if id := meta.Get(metaTarget); id != nil && string(id) != t.String() {
-			for _, b := range [][]byte{bucketObjects, bucketRetired, bucketSums} {
+			for _, b := range [][]byte{bucketObjects, bucketRetired, bucketSums, bucketPending} {
 				if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
 					return err
 				}
 			}
 		}
-		for _, b := range [][]byte{bucketObjects, bucketRetired, bucketSums} {
+		for _, b := range [][]byte{bucketObjects, bucketRetired, bucketSums, bucketPending} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -272,6 +273,16 @@ func (m *Mirror) SyncDir(ctx context.Context, man DirManifest) (*SyncResult, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	res, err := m.syncDir(ctx, man)
+	if err != nil {
+		// Best effort: the error is what the caller needs to hear.
+		m.markPending(man.Dir, err)
+		return res, err
+	}
+	return res, m.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPending).Delete([]byte(man.Dir)) })
+}
+
+func (m *Mirror) syncDir(ctx context.Context, man DirManifest) (*SyncResult, error) {
 	res := &SyncResult{}
 	cur, err := m.dirState(man.Dir)
 	if err != nil {
@@ -316,6 +327,76 @@ func (m *Mirror) SyncDir(ctx context.Context, man DirManifest) (*SyncResult, err
 		return res, fmt.Errorf("mirroring %q: %w", man.Dir, err)
 	}
 	return res, nil
+}
+
+// Pending is a directory whose last sync failed, with when it first
+// failed and the last error.
+type Pending struct {
+	Dir   string    `json:"dir"`
+	Since time.Time `json:"since"`
+	Error string    `json:"error"`
+}
+
+// MarkPending notes that dir must be synced again: a sync of it failed,
+// or its manifest could not be made.
+func (m *Mirror) MarkPending(dir string, cause error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.markPending(dir, cause)
+}
+
+func (m *Mirror) markPending(dir string, cause error) error {
+	return m.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPending)
+		p := Pending{Dir: dir, Since: m.o.now().UTC(), Error: cause.Error()}
+		var old Pending
+		if v := b.Get([]byte(dir)); v != nil && json.Unmarshal(v, &old) == nil {
+			p.Since = old.Since
+		}
+		v, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(dir), v)
+	})
+}
+
+// ClearPending forgets that dir must be synced again (it is gone).
+func (m *Mirror) ClearPending(dir string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPending).Delete([]byte(dir)) })
+}
+
+// Pending lists the directories whose last sync failed, by name.
+func (m *Mirror) Pending() ([]Pending, error) {
+	var out []Pending
+	err := m.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
+			var p Pending
+			if json.Unmarshal(v, &p) != nil {
+				p = Pending{Error: "unreadable pending record"}
+			}
+			p.Dir = string(k)
+			out = append(out, p)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Holds says whether the state has key as a current object of this size
+// and sha256: whether a sync of its directory would skip it.
+func (m *Mirror) Holds(key string, size int64, sum string) (bool, error) {
+	var ok bool
+	err := m.db.View(func(tx *bolt.Tx) error {
+		var st objectState
+		if v := tx.Bucket(bucketObjects).Get([]byte(key)); v != nil && json.Unmarshal(v, &st) == nil {
+			ok = st.Retired == 0 && st.Size == size && st.SHA256 == sum
+		}
+		return nil
+	})
+	return ok, err
 }
 
 // SyncFiles puts top-level objects (RPM-GPG-KEY-repoctl) that changed.
