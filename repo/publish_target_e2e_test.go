@@ -100,7 +100,9 @@ func sha256Hex(b []byte) string {
 
 // s3Repodata reads DIR's repomd.xml over HTTP from base and every file it
 // names, checking each against its record, then the primary's packages,
-// each against its checksum. It returns the revision and the packages.
+// each against its checksum. It returns the sha256 of the repomd.xml read
+// (a revision can repeat: a publish takes the clock's, a republish one
+// above the last) and the packages.
 func s3Repodata(base, dir string) (string, map[string]repoPackage, error) {
 	raw, code, err := httpGet(base + dir + "/repodata/repomd.xml")
 	if err != nil || code != 200 {
@@ -142,6 +144,7 @@ func s3Repodata(base, dir string) (string, map[string]repoPackage, error) {
 	if err := xml.NewDecoder(r).Decode(&p); err != nil {
 		return md.Revision, nil, fmt.Errorf("revision %s: primary: %w", md.Revision, err)
 	}
+	id := sha256Hex(raw)
 	pkgs := map[string]repoPackage{}
 	for _, pk := range p.Package {
 		b, code, err := httpGet(base + dir + "/" + pk.Location.Href)
@@ -153,7 +156,7 @@ func s3Repodata(base, dir string) (string, map[string]repoPackage, error) {
 		}
 		pkgs[pk.NVRA()] = pk
 	}
-	return md.Revision, pkgs, nil
+	return id, pkgs, nil
 }
 
 // A daemon with target = "s3" publishes into SeaweedFS; with the daemon
@@ -195,8 +198,14 @@ func TestS3PublishDNF(t *testing.T) {
 	}
 
 	h := newLCHost(t, repofile)
-	out := h.mustDNF("-q", "repoquery", "--qf", "%{name}-%{version}-%{release}.%{arch}")
-	if got := strings.Fields(out); !slices.Equal(slices.Sorted(slices.Values(got)), []string{"s3hello-1.0-1.el9.x86_64", "s3tool-2.0-1.el9.x86_64"}) {
+	out := h.mustDNF("-q", "repoquery", "--qf", "NEVRA %{name}-%{version}-%{release}.%{arch}")
+	var got []string
+	for _, line := range strings.Split(out, "\n") {
+		if n, ok := strings.CutPrefix(line, "NEVRA "); ok {
+			got = append(got, n)
+		}
+	}
+	if !slices.Equal(slices.Sorted(slices.Values(got)), []string{"s3hello-1.0-1.el9.x86_64", "s3tool-2.0-1.el9.x86_64"}) {
 		t.Errorf("dnf offers %v from the bucket", got)
 	}
 	out = h.mustDNF("install", "s3hello", "s3tool")
@@ -241,7 +250,7 @@ func TestS3ReaderDuringRepublish(t *testing.T) {
 	var passes atomic.Int64
 	var mu sync.Mutex
 	var problems []string
-	revisions := map[string]bool{}
+	revisions := map[string]bool{} // repomd.xml contents seen
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -267,7 +276,8 @@ func TestS3ReaderDuringRepublish(t *testing.T) {
 		if i%3 == 0 {
 			s.add(t, in, fmt.Sprintf("rdpkg%d", i), "1.0")
 		}
-		if out, stderr, code := runCLI(t, s.root, "republish", dir); code != 0 {
+		out, stderr, code := runCLI(t, s.root, "republish", dir)
+		if code != 0 {
 			t.Fatalf("republish %d: exit %d\n%s%s", i, code, out, stderr)
 		}
 		seen := passes.Load()
@@ -283,13 +293,13 @@ func TestS3ReaderDuringRepublish(t *testing.T) {
 		t.Error(p)
 	}
 	if len(revisions) < 30 {
-		t.Errorf("the reader saw %d revisions, want at least 30 (one per republish)", len(revisions))
+		t.Errorf("the reader saw %d repomd.xml, want at least 30 (one per republish)", len(revisions))
 	}
 	_, pkgs, err := s3Repodata(s.publicURL, dir)
 	if err != nil || len(pkgs) != 11 {
 		t.Errorf("the bucket lists %d packages (%v), want 11", len(pkgs), err)
 	}
-	t.Logf("%d reader passes, %d revisions", passes.Load(), len(revisions))
+	t.Logf("%d reader passes, %d repomd.xml", passes.Load(), len(revisions))
 }
 
 // With the bucket down, a change still succeeds locally; /readyz names
@@ -398,9 +408,13 @@ func TestS3Fsck(t *testing.T) {
 	if _, err := s.srv.Client.PutObject(ctx, "repo", repodataKey, bytes.NewReader(bad), int64(len(bad)), minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var rep FsckReport
+	// A failing command's JSON is {"error": …, "result": …}.
+	var res struct {
+		Result FsckReport `json:"result"`
+	}
 	out, stderr, code := runCLI(t, s.root, "-o", "json", "fsck")
-	if code != 3 || json.Unmarshal([]byte(out), &rep) != nil {
+	rep := &res.Result
+	if code != 3 || json.Unmarshal([]byte(out), &res) != nil {
 		t.Fatalf("fsck of a damaged bucket: exit %d, want 3\n%s%s", code, out, stderr)
 	}
 	var got []string
@@ -411,11 +425,17 @@ func TestS3Fsck(t *testing.T) {
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
-		t.Fatalf("fsck found %v, want %v", got, want)
+		t.Fatalf("fsck found %v, want %v\n%s", got, want, out)
 	}
 	out, stderr, code = runCLI(t, s.root, "-o", "json", "fsck", "--repair")
-	if code != 0 {
+	var fixed FsckReport
+	if code != 0 || json.Unmarshal([]byte(out), &fixed) != nil || len(fixed.Findings) != 2 {
 		t.Fatalf("fsck --repair: exit %d\n%s%s", code, out, stderr)
+	}
+	for _, f := range fixed.Findings {
+		if !f.Repaired || !strings.HasPrefix(f.Repair, "synced ") {
+			t.Errorf("after --repair: %+v", f)
+		}
 	}
 	if out, stderr, code := runCLI(t, s.root, "fsck"); code != 0 {
 		t.Fatalf("fsck after the repair: exit %d\n%s%s", code, out, stderr)
