@@ -77,7 +77,11 @@ func BenchmarkS3PublishPlusOne(b *testing.B) {
 			r    *Repo
 			took *[]time.Duration
 		}{{local, &tl}, {s3, &ts}} {
-			p, err := testrpm.Write(filepath.Join(in, fmt.Sprint(len(*x.took), x.r == s3)), testrpm.Small(2*benchRepoSize+i))
+			pdir := filepath.Join(in, fmt.Sprint(len(*x.took), x.r == s3))
+			if err := os.MkdirAll(pdir, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			p, err := testrpm.Write(pdir, testrpm.Small(2*benchRepoSize+i))
 			if err != nil {
 				b.Fatal(err)
 			}
