@@ -307,7 +307,7 @@ func TestS3ReaderDuringRepublish(t *testing.T) {
 // own, and superseded objects go only after the grace period.
 func TestS3OutageAndGrace(t *testing.T) {
 	s := newS3Setup(t, "grace = \"3s\"")
-	startDaemon(t, s.root)
+	d := startDaemon(t, s.root)
 	in := t.TempDir()
 	const dir = "main/staging/el/9/x86_64"
 	s.add(t, in, "outpkg1", "1.0")
@@ -337,6 +337,13 @@ func TestS3OutageAndGrace(t *testing.T) {
 	}
 	if code != http.StatusServiceUnavailable || !found {
 		t.Errorf("/readyz during the outage: %d %+v, want 503 naming %s", code, rd, dir)
+	}
+	// A daemon (re)started during the outage starts, and knows the
+	// directory is pending.
+	d.stop()
+	startDaemon(t, s.root)
+	if code, rd := readyz(); code != http.StatusServiceUnavailable || len(rd.Reasons) == 0 || rd.Reasons[0].Dir != dir {
+		t.Errorf("/readyz of a daemon started during the outage: %d %+v, want 503 naming %s", code, rd, dir)
 	}
 
 	s.srv.Restart()
