@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/repoctl/repoctl/metadata"
+	"github.com/repoctl/repoctl/repo/target"
 )
 
 // ConfigFileName is the config file looked up in ROOT when --config is not
@@ -120,6 +121,10 @@ type PublishConfig struct {
 	// the grace period), as createrepo_c's --retain-old-md; default 2
 	// (metadata.DefaultRetainOld), 0 keeps none.
 	RetainOldMD *int `toml:"retain_old_md"`
+	// Target and S3 are where the served tree is mirrored to
+	// (config_target.go): "local" (default, ROOT/repo only) or "s3".
+	Target string          `toml:"target"`
+	S3     target.S3Config `toml:"s3"`
 }
 
 // RoutingConfig is the fallback for packages without a recognised dist tag.
@@ -355,6 +360,9 @@ func (c *Config) setDefaults() error {
 	}
 	def(&c.Daemon.Settle, DefaultSettle.String())
 	if err := c.retentionDefaults(); err != nil {
+		return err
+	}
+	if err := c.targetDefaults(); err != nil {
 		return err
 	}
 	if err := checkMetricsListen(c.Metrics.Listen); err != nil {

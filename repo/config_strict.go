@@ -348,7 +348,7 @@ func tomlError(file string, err error) error {
 // msgKeyRE finds the key a setDefaults or checkDropIns message is about;
 // they all start with it: `http.listen "x": …`, `route[1].match …`,
 // `releases."el/9": …`, `default_repo …`.
-var msgKeyRE = regexp.MustCompile(`^(?:(route)\[(\d+)\]\.([a-z_]+)|(releases\."(?:[^"\\]|\\.)*")|([a-z_]+(?:\.[a-z_]+)?))`)
+var msgKeyRE = regexp.MustCompile(`^(?:(route)\[(\d+)\]\.([a-z_]+)|(releases\."(?:[^"\\]|\\.)*")|([a-z_]+(?:\.[a-z_0-9]+){0,2}))`)
 
 // msgKeyAlias maps the words some messages start with onto their key.
 var msgKeyAlias = map[string]string{"repository": "repos", "channel": "channels"}

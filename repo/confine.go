@@ -40,6 +40,9 @@ type tree struct {
 	// fileMode and dirMode are what every file and directory placed or
 	// published gets, whatever the umask (0: 0644 and 0755).
 	fileMode, dirMode fs.FileMode
+	// mirror, if set ([publish] target = "s3"), copies each published
+	// directory to the bucket (publish_target.go).
+	mirror *treeMirror
 }
 
 func openTree(dir string) (*tree, error) {
@@ -53,7 +56,12 @@ func openTree(dir string) (*tree, error) {
 	return &tree{dir: dir, root: root}, nil
 }
 
-func (t *tree) close() error { return t.root.Close() }
+func (t *tree) close() error {
+	if t.mirror != nil {
+		t.mirror.close()
+	}
+	return t.root.Close()
+}
 
 // plainName reports whether s is one path element that names a file in its
 // directory: not empty, ".", ".." or hidden, and free of separators,
@@ -208,9 +216,10 @@ func (t *tree) publish(ctx context.Context, dir string, entries []metadata.Entry
 
 // publishRefs is publish for entries held by pointer (the index's).
 func (t *tree) publishRefs(ctx context.Context, dir string, entries []*metadata.Entry, opts ...metadata.PublishOption) (pr *metadata.PublishResult, err error) {
+	var mirrorErr error
 	if t.observe != nil {
 		start := time.Now()
-		defer func() { t.observe(dir, time.Since(start), err) }()
+		defer func() { t.observe(dir, time.Since(start), errors.Join(err, mirrorErr)) }()
 	}
 	if err := t.mkdirAll(dir); err != nil {
 		return nil, err
@@ -226,7 +235,17 @@ func (t *tree) publishRefs(ctx context.Context, dir string, entries []*metadata.
 		// fragments can be found.
 		opts = append([]metadata.PublishOption{metadata.WithFragmentLoader(t.loader(dir))}, opts...)
 	}
-	return metadata.PublishRootRefs(ctx, d, entries, opts...)
+	pr, err = metadata.PublishRootRefs(ctx, d, entries, opts...)
+	if err == nil && t.mirror != nil && !pr.DryRun {
+		// The bucket follows the tree; a failure leaves the directory
+		// pending and is retried, it does not fail the change.
+		vals := make([]metadata.Entry, len(entries))
+		for i, e := range entries {
+			vals[i] = *e // the manifest needs href, size and sha256 only
+		}
+		mirrorErr = t.mirror.publish(ctx, dir, d, vals)
+	}
+	return pr, err
 }
 
 // exists reports whether the placed file is there.

@@ -378,6 +378,7 @@ loop:
 			} else if n > 0 {
 				log.Info("deleted files past their grace", "files", n)
 			}
+			r.RetryMirror(stopCtx)
 		}
 	}
 	log.Info("stopping")

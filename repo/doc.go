@@ -11,6 +11,7 @@
 //	ROOT/repoctl.toml        optional config (see testdata/repoctl.example.toml)
 //	ROOT/repoctl.db          bbolt store: packages, advisories, event log, ingest journal
 //	ROOT/repoctl.lock        flock held by whoever has the store open
+//	ROOT/publish-s3.db       with [publish] target = "s3": what the bucket holds (publish_target.go)
 //	ROOT/keys/               generated signing key (0600) and its public key
 //	ROOT/keys/old/KEYID.asc  a key a rotation replaced (0600), with KEYID.pub.asc
 //	ROOT/incoming/           drop-in directory watched by the daemon, 4 levels deep

@@ -405,6 +405,11 @@ func (r *Repo) fsckScan(ctx context.Context, scope []string) (*fsckResult, error
 		}
 		res.findings = append(res.findings, got...)
 	}
+	got, err := r.fsckTarget(ctx, res)
+	if err != nil {
+		return nil, err
+	}
+	res.findings = append(res.findings, got...)
 	sortFindings(res.findings)
 	return res, nil
 }
@@ -874,6 +879,9 @@ func (r *Repo) fsckRepair(ctx context.Context, res *fsckResult, act actor) error
 				f.Repair = "republished " + f.Dir + " from the store (revision " + rev + ")"
 			}
 		}
+	}
+	if err := r.repairTarget(ctx, res, record); err != nil {
+		return err
 	}
 	// Strays go last, and only those no repodata of ours lists now.
 	for i := range res.findings {

@@ -1207,6 +1207,7 @@ func (r *Repo) resumeLocked(ctx context.Context) error {
 	if err := r.fillReleases(ctx, true, actor{who: r.o.who, caller: self}); err != nil {
 		r.o.log.Warn("publishing repodata for known releases; retried on the next batch", "err", err)
 	}
+	r.mirrorCatchUp(ctx, true)
 	return r.cleanSpool()
 }
 

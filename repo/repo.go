@@ -260,6 +260,9 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 	r.tree.observe = r.observePublish
 	r.tree.loader = r.fragmentLoader
 	r.tree.fileMode, r.tree.dirMode = cfg.treeModes()
+	if r.tree.mirror, err = r.openMirror(ctx); err != nil {
+		return fail(err)
+	}
 	if err := writeTreeMarker(cfg); err != nil {
 		return fail(err)
 	}
