@@ -346,8 +346,12 @@ func TestS3OutageAndGrace(t *testing.T) {
 		t.Errorf("/readyz of a daemon started during the outage: %d %+v, want 503 naming %s", code, rd, dir)
 	}
 
-	s.srv.Restart()
+	// Nothing can be retired in the bucket before it is back, so t0,
+	// taken before the restart (which returns only once the server
+	// answers, by when the daemon may already have caught up), is a
+	// lower bound of when the grace began.
 	t0 := time.Now()
+	s.srv.Restart()
 	waitFor(t, 3*time.Minute, "the bucket to list outpkg2 and /readyz to say ready", func() (bool, string) {
 		_, pkgs, err := s3Repodata(s.publicURL, dir)
 		if err != nil {
