@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -54,17 +53,6 @@ ends the output.`,
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "validate, route and check for duplicates only; change nothing")
 	rootCmd.AddCommand(cmd)
 
-	exitCoders = append(exitCoders, func(err error) (int, bool) {
-		switch {
-		case errors.Is(err, repo.ErrRejected), errors.Is(err, repo.ErrDuplicateNEVRA):
-			return exitRejected, true
-		case errors.Is(err, repo.ErrLocked):
-			return exitBusy, true
-		case errors.Is(err, repo.ErrAmbiguous), errors.Is(err, repo.ErrInvalidName):
-			return exitUsage, true
-		}
-		return 0, false
-	})
 }
 
 // connectService opens the daemon's socket or, without a daemon, the root

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -16,13 +15,6 @@ import (
 )
 
 func init() {
-	exitCoders = append(exitCoders, func(err error) (int, bool) {
-		if errors.Is(err, repo.ErrInvalidAdvisory) || errors.Is(err, repo.ErrAdvisoryNotFound) {
-			return exitUsage, true
-		}
-		return 0, false
-	})
-
 	group := &cobra.Command{
 		Use:   "advisory",
 		Short: "Add, import, list, show or remove advisories (updateinfo.xml)",

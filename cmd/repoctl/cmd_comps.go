@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -14,12 +13,6 @@ import (
 )
 
 func init() {
-	exitCoders = append(exitCoders, func(err error) (int, bool) {
-		if errors.Is(err, repo.ErrNoComps) || errors.Is(err, metadata.ErrBadComps) {
-			return exitUsage, true
-		}
-		return 0, false
-	})
 	group := &cobra.Command{
 		Use:   "comps",
 		Short: "Set, show or remove a repository's comps (group) file",

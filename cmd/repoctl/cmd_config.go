@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 
@@ -11,15 +10,6 @@ import (
 )
 
 func init() {
-	// A config file that cannot be used is the user's input gone wrong,
-	// like a bad flag: every command refuses it with exit 2.
-	exitCoders = append(exitCoders, func(err error) (int, bool) {
-		if errors.Is(err, repo.ErrConfigFile) {
-			return exitUsage, true
-		}
-		return 0, false
-	})
-
 	cfgCmd := &cobra.Command{
 		Use:   "config",
 		Short: "Check a config file, or show the config in effect",

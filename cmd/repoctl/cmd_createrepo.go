@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -12,17 +11,6 @@ import (
 )
 
 func init() {
-	exitCoders = append(exitCoders, func(err error) (int, bool) {
-		switch {
-		case errors.Is(err, metadata.ErrSomeSkipped):
-			return exitRejected, true
-		case errors.Is(err, metadata.ErrLocked):
-			return exitBusy, true
-		case errors.Is(err, metadata.ErrBadOption), errors.Is(err, metadata.ErrBadComps):
-			return exitUsage, true
-		}
-		return 0, false
-	})
 	var (
 		update, noWait, noDatabase, dryRun, force, skipStat bool
 		workers, changelogLimit, retainOld                  int

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -13,15 +12,6 @@ import (
 )
 
 func init() {
-	exitCoders = append(exitCoders, func(err error) (int, bool) {
-		switch {
-		case errors.Is(err, repo.ErrFsck):
-			return exitRejected, true
-		case errors.Is(err, repo.ErrBadOption):
-			return exitUsage, true
-		}
-		return 0, false
-	})
 	var o repo.FsckOptions
 	cmd := &cobra.Command{
 		Use:   "fsck [--repair] [DIR...]",

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -32,13 +31,6 @@ replaced stay in ROOT/keys/old/ (0600).`,
 }
 
 func init() {
-	exitCoders = append(exitCoders, func(err error) (int, bool) {
-		switch {
-		case errors.Is(err, sign.ErrBadUserID):
-			return exitUsage, true
-		}
-		return 0, false
-	})
 	rootCmd.AddCommand(keyCmd)
 
 	var algo, name, email, out string

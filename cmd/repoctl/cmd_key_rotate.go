@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,18 +16,6 @@ import (
 )
 
 func init() {
-	exitCoders = append(exitCoders, func(err error) (int, bool) {
-		switch {
-		case errors.Is(err, repo.ErrKeyInUse):
-			return exitRejected, true
-		case errors.Is(err, repo.ErrRotationUnfinished):
-			return exitBusy, true
-		case errors.Is(err, repo.ErrUnknownKey):
-			return exitUsage, true
-		}
-		return 0, false
-	})
-
 	var req repo.KeyRotateRequest
 	var importFile string
 	rotate := &cobra.Command{

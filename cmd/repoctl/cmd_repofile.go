@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -59,10 +58,4 @@ the sections as data.`,
 	cmd.Flags().StringVar(&o.BaseURL, "base-url", "", "URL the tree is served at (default http.public_url or the daemon's address)")
 	rootCmd.AddCommand(cmd)
 
-	exitCoders = append(exitCoders, func(err error) (int, bool) {
-		if errors.Is(err, repo.ErrBadOption) {
-			return exitUsage, true
-		}
-		return 0, false
-	})
 }

@@ -125,17 +125,6 @@ elsewhere without --yes.`,
 	rollout.AddCommand(status, list, resume, abort)
 	rootCmd.AddCommand(rollout)
 
-	exitCoders = append(exitCoders, func(err error) (int, bool) {
-		switch {
-		case errors.Is(err, upgrade.ErrHalted):
-			return exitHalted, true
-		case errors.Is(err, upgrade.ErrLocked), errors.Is(err, upgrade.ErrBusy):
-			return exitBusy, true
-		case errors.Is(err, upgrade.ErrUnsafeName):
-			return exitUsage, true
-		}
-		return 0, false
-	})
 }
 
 // resumeTarget is the rollout Resume(id) would continue, or nil when there

@@ -16,12 +16,6 @@ import (
 var errSignRefused = errors.New("some packages were refused")
 
 func init() {
-	exitCoders = append(exitCoders, func(err error) (int, bool) {
-		if errors.Is(err, errSignRefused) {
-			return exitRejected, true
-		}
-		return 0, false
-	})
 	var keyFile, ppFile, journalDir string
 	var legacy, dryRun bool
 	var workers int

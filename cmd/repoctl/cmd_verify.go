@@ -14,12 +14,6 @@ import (
 var errVerifyFailed = errors.New("verification failed")
 
 func init() {
-	exitCoders = append(exitCoders, func(err error) (int, bool) {
-		if errors.Is(err, errVerifyFailed) {
-			return exitRejected, true
-		}
-		return 0, false
-	})
 	var keys []string
 	cmd := &cobra.Command{
 		Use:   "verify [--key FILE]... FILE...",

@@ -1,12 +1,11 @@
 // Command repoctl signs RPMs, publishes yum/dnf repositories and rolls
 // packages out to app hosts. Each subcommand lives in its own cmd_*.go file,
-// parses flags and calls one library function; exit codes are decided here
-// and nowhere else.
+// parses flags and calls one library function; exit codes are decided in
+// exitcodes.go and nowhere else.
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -16,43 +15,6 @@ import (
 
 	"github.com/repoctl/repoctl/repo"
 )
-
-// Exit codes. Scripts depend on these; keep them stable and documented in
-// README.md.
-const (
-	exitOK          = 0
-	exitError       = 1 // anything not listed below
-	exitUsage       = 2 // bad flags or arguments
-	exitRejected    = 3 // some inputs were rejected, the rest was done
-	exitBusy        = 4 // a lock is held by someone else and we did not wait
-	exitHalted      = 5 // a rollout stopped at a failed step or health gate
-	exitInterrupted = 130
-)
-
-// errUsage marks errors that come from bad command-line input.
-var errUsage = errors.New("usage")
-
-// exitCoders lets library packages contribute sentinel errors to the one
-// exit-code table without cmd importing every package here. Each cmd_*.go
-// file appends the sentinels it knows about in init.
-var exitCoders []func(error) (int, bool)
-
-func exitCode(err error) int {
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, context.Canceled):
-		return exitInterrupted
-	case errors.Is(err, errUsage):
-		return exitUsage
-	}
-	for _, f := range exitCoders {
-		if code, ok := f(err); ok {
-			return code
-		}
-	}
-	return exitError
-}
 
 // globalOptions are the flags every subcommand shares.
 type globalOptions struct {
