@@ -76,19 +76,11 @@ one (its packages, from every pkglist collection, must be in the store).`,
 		Short: "List the advisories, by repository and id",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, done, err := connectService(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			advs, err := svc.AdvisoryList(cmd.Context(), lo)
-			if err != nil {
-				return err
-			}
-			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), advs)
-			}
-			return printAdvisories(cmd.OutOrStdout(), advs)
+			return query(cmd, func(ctx context.Context, svc repo.Service) ([]repo.Advisory, error) {
+				return svc.AdvisoryList(ctx, lo)
+			}, func(w io.Writer, advs []repo.Advisory) error {
+				return printAdvisories(w, advs)
+			})
 		},
 	}
 	list.Flags().StringVar(&lo.Repo, "repo", "", "only this repository (default: every one)")
@@ -100,19 +92,11 @@ one (its packages, from every pkglist collection, must be in the store).`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeAdvisories,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, done, err := connectService(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			a, err := svc.AdvisoryShow(cmd.Context(), args[0], so)
-			if err != nil {
-				return err
-			}
-			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), a)
-			}
-			return printAdvisory(cmd.OutOrStdout(), a)
+			return query(cmd, func(ctx context.Context, svc repo.Service) (*repo.Advisory, error) {
+				return svc.AdvisoryShow(ctx, args[0], so)
+			}, func(w io.Writer, a *repo.Advisory) error {
+				return printAdvisory(w, a)
+			})
 		},
 	}
 	show.Flags().StringVar(&so.Repo, "repo", "", "repository (default: default_repo)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -32,25 +33,17 @@ makes a new version equal to an old one and publishes it atomically.`,
 		Short: "List a channel's versions, newest first",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, done, err := connectService(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			vs, err := svc.ChannelLog(cmd.Context(), repo.ChannelLogOptions{Repo: repoName, Channel: args[0], Limit: limit})
-			if err != nil {
-				return err
-			}
-			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), vs)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "VERSION\tTIME\tWHO\tCAUSE\tPACKAGES\tCHANGE")
-			for _, v := range vs {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", v.Version, v.Time.Format("2006-01-02T15:04:05Z"),
-					safetext.Escape(v.Who), cause(v), v.Packages, change(v.Added, v.Removed))
-			}
-			return tw.Flush()
+			return query(cmd, func(ctx context.Context, svc repo.Service) ([]repo.ChannelVersion, error) {
+				return svc.ChannelLog(ctx, repo.ChannelLogOptions{Repo: repoName, Channel: args[0], Limit: limit})
+			}, func(w io.Writer, vs []repo.ChannelVersion) error {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "VERSION\tTIME\tWHO\tCAUSE\tPACKAGES\tCHANGE")
+				for _, v := range vs {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", v.Version, v.Time.Format("2006-01-02T15:04:05Z"),
+						safetext.Escape(v.Who), cause(v), v.Packages, change(v.Added, v.Removed))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	logCmd.Flags().IntVar(&limit, "limit", 0, "show at most this many versions (0: all kept)")
@@ -68,29 +61,20 @@ makes a new version equal to an old one and publishes it atomically.`,
 				}
 				o.Version = v
 			}
-			svc, done, err := connectService(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			snap, err := svc.ChannelShow(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), snap)
-			}
-			w := cmd.OutOrStdout()
-			cur := ""
-			if snap.Current {
-				cur = " (current)"
-			}
-			fmt.Fprintf(w, "# %s %s version %d%s: %s, %s by %s\n", snap.Repo, snap.Channel, snap.Version, cur,
-				packages(len(snap.NEVRAs)), cause(snap.ChannelVersion), safetext.Escape(snap.Who))
-			for _, n := range snap.NEVRAs {
-				fmt.Fprintln(w, safetext.Escape(n))
-			}
-			return nil
+			return query(cmd, func(ctx context.Context, svc repo.Service) (*repo.ChannelSnapshot, error) {
+				return svc.ChannelShow(ctx, o)
+			}, func(w io.Writer, snap *repo.ChannelSnapshot) error {
+				cur := ""
+				if snap.Current {
+					cur = " (current)"
+				}
+				fmt.Fprintf(w, "# %s %s version %d%s: %s, %s by %s\n", snap.Repo, snap.Channel, snap.Version, cur,
+					packages(len(snap.NEVRAs)), cause(snap.ChannelVersion), safetext.Escape(snap.Who))
+				for _, n := range snap.NEVRAs {
+					fmt.Fprintln(w, safetext.Escape(n))
+				}
+				return nil
+			})
 		},
 	}
 
@@ -109,20 +93,12 @@ makes a new version equal to an old one and publishes it atomically.`,
 					return err
 				}
 			}
-			svc, done, err := connectService(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			d, err := svc.ChannelDiff(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), d)
-			}
-			printDiff(cmd.OutOrStdout(), d)
-			return nil
+			return query(cmd, func(ctx context.Context, svc repo.Service) (*repo.ChannelDiff, error) {
+				return svc.ChannelDiff(ctx, o)
+			}, func(w io.Writer, d *repo.ChannelDiff) error {
+				printDiff(w, d)
+				return nil
+			})
 		},
 	}
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 
@@ -28,25 +30,17 @@ not know, is an error (exit 2), not an empty list.`,
 		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Names = append(o.Names, args...)
-			svc, done, err := connectService(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			pkgs, err := svc.List(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), pkgs)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "REPO\tNEVRA\tCHANNELS\tRELEASE\tKEY\tSHA256")
-			for _, p := range pkgs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.12s\n", safetext.Escape(p.Repo), safetext.Escape(p.NEVRA), safetext.Escape(strings.Join(p.Channels(), ",")),
-					safetext.Escape(p.Dist), p.KeyID, p.SHA256)
-			}
-			return tw.Flush()
+			return query(cmd, func(ctx context.Context, svc repo.Service) ([]repo.PackageRecord, error) {
+				return svc.List(ctx, o)
+			}, func(w io.Writer, pkgs []repo.PackageRecord) error {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "REPO\tNEVRA\tCHANNELS\tRELEASE\tKEY\tSHA256")
+				for _, p := range pkgs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.12s\n", safetext.Escape(p.Repo), safetext.Escape(p.NEVRA), safetext.Escape(strings.Join(p.Channels(), ",")),
+						safetext.Escape(p.Dist), p.KeyID, p.SHA256)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().StringVar(&o.Repo, "repo", "", "only this repository")

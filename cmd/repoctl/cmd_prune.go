@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -28,35 +30,26 @@ also runs after every add and promote into a channel with a rule.`,
 				req.Keep = &keep
 			}
 			req.Who = repo.CurrentUser()
-			svc, done, err := connectService(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			res, err := svc.Prune(cmd.Context(), req)
-			if err != nil {
-				return err
-			}
-			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), res)
-			}
-			w := cmd.OutOrStdout()
-			verb := "pruned"
-			if res.DryRun {
-				verb = "would prune"
-			}
-			if len(res.Channels) == 0 && !globals.quiet {
-				fmt.Fprintln(cmd.ErrOrStderr(), "repoctl: no retention rule applies (set [retention] keep or keep_days, or pass --keep)")
-			}
-			for _, c := range res.Channels {
-				for _, n := range c.Removed {
-					fmt.Fprintf(w, "%s %s from %s\n", verb, safetext.Escape(n), c.Channel)
+			return query(cmd, func(ctx context.Context, svc repo.Service) (*repo.PruneResult, error) {
+				return svc.Prune(ctx, req)
+			}, func(w io.Writer, res *repo.PruneResult) error {
+				verb := "pruned"
+				if res.DryRun {
+					verb = "would prune"
 				}
-				if c.Version > 0 {
-					fmt.Fprintf(w, "# %s is now version %d\n", c.Channel, c.Version)
+				if len(res.Channels) == 0 && !globals.quiet {
+					fmt.Fprintln(cmd.ErrOrStderr(), "repoctl: no retention rule applies (set [retention] keep or keep_days, or pass --keep)")
 				}
-			}
-			return nil
+				for _, c := range res.Channels {
+					for _, n := range c.Removed {
+						fmt.Fprintf(w, "%s %s from %s\n", verb, safetext.Escape(n), c.Channel)
+					}
+					if c.Version > 0 {
+						fmt.Fprintf(w, "# %s is now version %d\n", c.Channel, c.Version)
+					}
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&req.Repo, "repo", "", "repository name (default: default_repo)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -38,19 +39,11 @@ run in the daemon when it runs.`,
 		Short: "List ROOT/rejected, oldest rejection first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, done, err := connectService(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			entries, err := svc.RejectedList(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), entries)
-			}
-			return printRejected(cmd.OutOrStdout(), entries)
+			return query(cmd, func(ctx context.Context, svc repo.Service) ([]repo.RejectedEntry, error) {
+				return svc.RejectedList(ctx)
+			}, func(w io.Writer, entries []repo.RejectedEntry) error {
+				return printRejected(w, entries)
+			})
 		},
 	}
 
@@ -60,31 +53,22 @@ run in the daemon when it runs.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeRejected,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, done, err := connectService(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			e, err := svc.RejectedShow(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), e)
-			}
-			w := cmd.OutOrStdout()
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "name:\t%s\n", safetext.Escape(e.Name))
-			fmt.Fprintf(tw, "type:\t%s\n", e.Type)
-			fmt.Fprintf(tw, "size:\t%d\n", e.Size)
-			fmt.Fprintf(tw, "rejected:\t%s\n", e.Time.UTC().Format(time.RFC3339))
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if e.Reason != "" {
-				fmt.Fprintf(w, "\n%s", e.Reason)
-			}
-			return nil
+			return query(cmd, func(ctx context.Context, svc repo.Service) (*repo.RejectedEntry, error) {
+				return svc.RejectedShow(ctx, args[0])
+			}, func(w io.Writer, e *repo.RejectedEntry) error {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintf(tw, "name:\t%s\n", safetext.Escape(e.Name))
+				fmt.Fprintf(tw, "type:\t%s\n", e.Type)
+				fmt.Fprintf(tw, "size:\t%d\n", e.Size)
+				fmt.Fprintf(tw, "rejected:\t%s\n", e.Time.UTC().Format(time.RFC3339))
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if e.Reason != "" {
+					fmt.Fprintf(w, "\n%s", e.Reason)
+				}
+				return nil
+			})
 		},
 	}
 
@@ -133,29 +117,20 @@ that of the entry's .reason). --dry-run lists what it would remove.`,
 					return fmt.Errorf("--older-than: %w", err) // ErrBadOption: exit 2
 				}
 			}
-			svc, done, err := connectService(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
 			po.Names, po.Who = args, repo.CurrentUser()
-			res, err := svc.RejectedPurge(cmd.Context(), po)
-			if err != nil {
-				return err
-			}
-			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), res)
-			}
-			w := cmd.OutOrStdout()
-			verb := "purged"
-			if res.DryRun {
-				verb = "would purge"
-			}
-			for _, e := range res.Purged {
-				fmt.Fprintf(w, "%s %s (%s, rejected %s)\n", verb, safetext.Escape(e.Name), orDefault(e.Code, "no reason"), e.Time.UTC().Format(time.RFC3339))
-			}
-			fmt.Fprintf(w, "%s %d entries, %d kept\n", verb, len(res.Purged), res.Kept)
-			return nil
+			return query(cmd, func(ctx context.Context, svc repo.Service) (*repo.RejectedPurgeResult, error) {
+				return svc.RejectedPurge(ctx, po)
+			}, func(w io.Writer, res *repo.RejectedPurgeResult) error {
+				verb := "purged"
+				if res.DryRun {
+					verb = "would purge"
+				}
+				for _, e := range res.Purged {
+					fmt.Fprintf(w, "%s %s (%s, rejected %s)\n", verb, safetext.Escape(e.Name), orDefault(e.Code, "no reason"), e.Time.UTC().Format(time.RFC3339))
+				}
+				fmt.Fprintf(w, "%s %d entries, %d kept\n", verb, len(res.Purged), res.Kept)
+				return nil
+			})
 		},
 	}
 	purge.Flags().StringVar(&po.OlderThan, "older-than", "", "only entries rejected longer ago than this (30d, 12h, 90m)")

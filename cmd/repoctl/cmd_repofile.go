@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -35,20 +37,12 @@ An unknown repository, channel, dist or release exits with 2. -o json gives
 the sections as data.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, done, err := connectService(cmd)
-			if err != nil {
+			return query(cmd, func(ctx context.Context, svc repo.Service) (*repo.RepoFileResult, error) {
+				return svc.RepoFile(ctx, o)
+			}, func(w io.Writer, f *repo.RepoFileResult) error {
+				_, err := fmt.Fprint(w, f.Render())
 				return err
-			}
-			defer done()
-			f, err := svc.RepoFile(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), f)
-			}
-			_, err = fmt.Fprint(cmd.OutOrStdout(), f.Render())
-			return err
+			})
 		},
 	}
 	cmd.Flags().StringVar(&o.Repo, "repo", "", "only this repository (default: every one)")

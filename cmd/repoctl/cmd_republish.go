@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -20,32 +22,23 @@ with the current key under a new revision, swapped in atomically. Use it after
 someone wrote repodata by hand (createrepo) or to re-sign every repomd.xml.asc.
 Package files are not touched; repoctl fsck checks those.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, done, err := connectService(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
 			o.Dirs, o.Who = args, repo.CurrentUser()
-			res, err := svc.Republish(cmd.Context(), o)
-			if err != nil {
-				return err
-			}
-			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), res)
-			}
-			w := cmd.OutOrStdout()
-			for _, d := range res.Dirs {
-				what := "same content"
-				if d.Changed {
-					what = "content differed"
+			return query(cmd, func(ctx context.Context, svc repo.Service) (*repo.RepublishResult, error) {
+				return svc.Republish(ctx, o)
+			}, func(w io.Writer, res *repo.RepublishResult) error {
+				for _, d := range res.Dirs {
+					what := "same content"
+					if d.Changed {
+						what = "content differed"
+					}
+					if res.DryRun {
+						fmt.Fprintf(w, "would republish %s: %d packages (%s)\n", d.Dir, d.Packages, what)
+					} else {
+						fmt.Fprintf(w, "republished %s: %d packages, revision %s (%s)\n", d.Dir, d.Packages, d.Revision, what)
+					}
 				}
-				if res.DryRun {
-					fmt.Fprintf(w, "would republish %s: %d packages (%s)\n", d.Dir, d.Packages, what)
-				} else {
-					fmt.Fprintf(w, "republished %s: %d packages, revision %s (%s)\n", d.Dir, d.Packages, d.Revision, what)
-				}
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "list what would be rebuilt and whether it differs; change nothing")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -27,19 +28,11 @@ N-V-R.A.rpm, or any name promote takes that resolves to one package.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeNEVRAs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, done, err := connectService(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			res, err := svc.Show(cmd.Context(), args[0], o)
-			if err != nil {
-				return err
-			}
-			if globals.output == "json" {
-				return printJSONTo(cmd.OutOrStdout(), res)
-			}
-			return printShow(cmd.OutOrStdout(), res)
+			return query(cmd, func(ctx context.Context, svc repo.Service) (*repo.ShowResult, error) {
+				return svc.Show(ctx, args[0], o)
+			}, func(w io.Writer, res *repo.ShowResult) error {
+				return printShow(w, res)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&o.Repo, "repo", "", "repository name (default: default_repo)")
