@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -54,37 +53,8 @@ func TestAdvisoryDNFSecurityUpgrade(t *testing.T) {
 	cli("promote", "other-1.0-1.el9", "--to", "prod", "--yes")
 	repofile := cli("repofile", "--channel", "prod")
 
-	ir := t.TempDir()
-	reposd := filepath.Join(ir, "etc/yum.repos.d")
-	if err := os.MkdirAll(reposd, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(reposd, "repoctl.repo"), []byte(repofile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(ir, "dnf.conf")
-	if err := os.WriteFile(conf, []byte("[main]\ngpgcheck=1\nrepo_gpgcheck=1\nskip_if_unavailable=False\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dnf := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("dnf", append([]string{"-y", "--config", conf, "--installroot", ir, "--refresh",
-			"--setopt=reposdir=" + reposd, "--setopt=cachedir=" + filepath.Join(ir, "var/cache/dnf"),
-			"--setopt=skip_if_unavailable=False", "--setopt=gpgcheck=1", "--setopt=repo_gpgcheck=1",
-			"--setopt=install_weak_deps=False", "--releasever", "9", "--forcearch", "x86_64"}, args...)...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		for _, line := range strings.Split(stderr.String(), "\n") {
-			if dnfErrorLine.MatchString(line) {
-				t.Errorf("dnf %v printed an error line: %q", args, line)
-			}
-		}
-		if err != nil {
-			t.Fatalf("dnf %v: %v\n%s%s", args, err, stdout.String(), stderr.String())
-		}
-		return stdout.String()
-	}
+	h := newELHost(t, repofile)
+	dnf, ir := h.mustDNF, h.ir
 	installed := func() string {
 		t.Helper()
 		q, err := exec.Command("rpm", "--root", ir, "-q", "--qf", "%{NAME}-%{VERSION}\n", "app", "other").CombinedOutput()

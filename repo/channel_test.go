@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -17,61 +16,6 @@ import (
 
 	"github.com/repoctl/repoctl/internal/testrpm"
 )
-
-// lcHost is a dnf --installroot host set up as a stock EL host is: the
-// unmodified `repoctl repofile` output, gpgcheck=1, repo_gpgcheck=1 and
-// skip_if_unavailable=False, $releasever 9 on x86_64.
-type lcHost struct {
-	t             testing.TB
-	ir, conf, rds string
-}
-
-func newLCHost(t testing.TB, repofile string) *lcHost {
-	t.Helper()
-	ir := t.TempDir()
-	h := &lcHost{t: t, ir: ir, conf: filepath.Join(ir, "dnf.conf"), rds: filepath.Join(ir, "etc/yum.repos.d")}
-	if err := os.MkdirAll(h.rds, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(h.rds, "repoctl.repo"), []byte(repofile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(h.conf, []byte("[main]\ngpgcheck=1\nrepo_gpgcheck=1\nskip_if_unavailable=False\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// dnf runs dnf on the host; metadata is always fetched afresh, as
-// `dnf clean metadata` before each step of the runbook does.
-func (h *lcHost) dnf(args ...string) (string, error) {
-	cmd := exec.Command("dnf", append([]string{"-y", "--config", h.conf, "--installroot", h.ir,
-		"--setopt=reposdir=" + h.rds, "--setopt=cachedir=" + filepath.Join(h.ir, "var/cache/dnf"),
-		"--refresh", "--setopt=install_weak_deps=False",
-		"--releasever", "9", "--forcearch", "x86_64"}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
-}
-
-func (h *lcHost) mustDNF(args ...string) string {
-	h.t.Helper()
-	out, err := h.dnf(args...)
-	if err != nil {
-		h.t.Fatalf("dnf %v: %v\n%s", args, err, out)
-	}
-	return out
-}
-
-func (h *lcHost) installed(name string) string {
-	h.t.Helper()
-	q, err := exec.Command("rpm", "--root", h.ir, "-q", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}", name).CombinedOutput()
-	if err != nil {
-		return ""
-	}
-	return string(q)
-}
 
 // lcConfig is a fast test root: ed25519 key, dist-less packages in el/9.
 const lcConfig = "[signing]\nalgo = \"ed25519\"\n[routing]\ndefault = \"el/9\"\n"
@@ -135,7 +79,7 @@ func TestChannelRollbackDNF(t *testing.T) {
 	if !strings.Contains(repofile, url) {
 		t.Fatalf("repofile does not use %s:\n%s", url, repofile)
 	}
-	h := newLCHost(t, repofile)
+	h := newELHost(t, repofile)
 	h.mustDNF("install", "app")
 	if got := h.installed("app"); got != "app-2.0-1.el9.x86_64" {
 		t.Fatalf("installed %q, want 2.0", got)

@@ -89,41 +89,8 @@ func TestCompsDNFGroupInstall(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("repofile: exit %d: %s", code, stderr)
 	}
-	ir := t.TempDir()
-	reposd := filepath.Join(ir, "etc/yum.repos.d")
-	if err := os.MkdirAll(reposd, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(reposd, "repoctl.repo"), []byte(repofile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(ir, "dnf.conf")
-	if err := os.WriteFile(conf, []byte("[main]\ngpgcheck=1\nrepo_gpgcheck=1\nskip_if_unavailable=False\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	run := func(args ...string) (string, string, error) {
-		cmd := exec.Command("dnf", append([]string{"-y", "--config", conf, "--installroot", ir,
-			"--setopt=reposdir=" + reposd, "--setopt=cachedir=" + filepath.Join(ir, "var/cache/dnf"),
-			"--setopt=skip_if_unavailable=False", "--setopt=gpgcheck=1", "--setopt=repo_gpgcheck=1",
-			"--setopt=install_weak_deps=False", "--releasever", "9", "--forcearch", "x86_64"}, args...)...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		return stdout.String(), stderr.String(), err
-	}
-	dnf := func(args ...string) string {
-		t.Helper()
-		stdout, stderr, err := run(args...)
-		for _, line := range strings.Split(stderr, "\n") {
-			if dnfErrorLine.MatchString(line) {
-				t.Errorf("dnf %v printed an error line: %q", args, line)
-			}
-		}
-		if err != nil {
-			t.Fatalf("dnf %v: %v\n%s%s", args, err, stdout, stderr)
-		}
-		return stdout
-	}
+	h := newELHost(t, repofile)
+	dnf, ir := h.mustDNF, h.ir
 	list := dnf("group", "list", "--ids")
 	if !strings.Contains(list, "App stack (app-stack)") {
 		t.Fatalf("dnf group list does not show the group:\n%s", list)
@@ -163,7 +130,7 @@ func TestCompsDNFGroupInstall(t *testing.T) {
 		t.Errorf("comps show after remove: exit %d\n%s%s", code, out, stderr)
 	}
 	// The repositories themselves still load (no error but this one).
-	if stdout, stderr, err := run("--refresh", "group", "list", "--available"); err == nil || strings.Contains(stdout, "App stack") ||
+	if stdout, stderr, err := h.run("group", "list", "--available"); err == nil || strings.Contains(stdout, "App stack") ||
 		!strings.Contains(stderr, "No group data available") || strings.Contains(stderr, "Failed") {
 		t.Errorf("dnf group list after comps remove: %v\n%s%s", err, stdout, stderr)
 	}

@@ -61,7 +61,7 @@ func TestRetentionKeepTwo(t *testing.T) {
 	if code != 0 {
 		t.Fatal(stderr)
 	}
-	h := newLCHost(t, repofile)
+	h := newELHost(t, repofile)
 	h.mustDNF("install", "app")
 	if got := h.installed("app"); got != "app-1.0-1.el9.x86_64" {
 		t.Errorf("prod host installed %q", got)

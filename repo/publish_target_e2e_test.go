@@ -197,7 +197,7 @@ func TestS3PublishDNF(t *testing.T) {
 		t.Errorf("the bucket's prod repodata lists %v", got)
 	}
 
-	h := newLCHost(t, repofile)
+	h := newELHost(t, repofile)
 	out := h.mustDNF("-q", "repoquery", "--qf", "NEVRA %{name}-%{version}-%{release}.%{arch}")
 	var got []string
 	for _, line := range strings.Split(out, "\n") {

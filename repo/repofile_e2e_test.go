@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -127,37 +126,8 @@ func TestRepoFileHosts(t *testing.T) {
 	}
 	for _, h := range hosts {
 		t.Run(h.name, func(t *testing.T) {
-			ir := t.TempDir()
-			reposd := filepath.Join(ir, "etc/yum.repos.d")
-			if err := os.MkdirAll(reposd, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(reposd, "repoctl.repo"), []byte(files[h.dist]), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			conf := filepath.Join(ir, "dnf.conf")
-			if err := os.WriteFile(conf, []byte("[main]\ngpgcheck=1\nrepo_gpgcheck=1\nskip_if_unavailable=False\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			dnf := func(args ...string) string {
-				t.Helper()
-				cmd := exec.Command("dnf", append([]string{"-y", "--config", conf, "--installroot", ir,
-					"--setopt=reposdir=" + reposd, "--setopt=cachedir=" + filepath.Join(ir, "var/cache/dnf"),
-					"--setopt=skip_if_unavailable=False", "--setopt=gpgcheck=1", "--setopt=repo_gpgcheck=1",
-					"--setopt=install_weak_deps=False", "--releasever", h.releasever, "--forcearch", h.arch}, args...)...)
-				var stdout, stderr bytes.Buffer
-				cmd.Stdout, cmd.Stderr = &stdout, &stderr
-				err := cmd.Run()
-				for _, line := range strings.Split(stderr.String(), "\n") {
-					if dnfErrorLine.MatchString(line) {
-						t.Errorf("dnf %v printed an error line: %q", args, line)
-					}
-				}
-				if err != nil {
-					t.Fatalf("dnf %v: %v\n%s%s", args, err, stdout.String(), stderr.String())
-				}
-				return stdout.String()
-			}
+			host := newELHostFor(t, files[h.dist], h.releasever, h.arch)
+			dnf, ir := host.mustDNF, host.ir
 			out := dnf("-q", "repoquery", "--qf", "%{name}-%{version}-%{release}.%{arch}")
 			got := strings.Fields(out)
 			sort.Strings(got)
