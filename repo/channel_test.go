@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/repoctl/repoctl/internal/testrpm"
 )
 
@@ -460,5 +462,68 @@ func TestChannelRollbackCrash(t *testing.T) {
 	}
 	if _, err := r.History(ctx, HistoryOptions{Verify: true}); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestChannelVersionDays: with channel_version_days = 1, versions older
+// than a day expire at the next change however few there are, except the
+// newest; younger ones stay.
+func TestChannelVersionDays(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "root")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := plConfig + "[retention]\nchannel_version_days = 1\n"
+	if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := openPL(t, root)
+	in := t.TempDir()
+	add := func(name string) {
+		t.Helper()
+		if _, err := r.Add(ctx, []string{lcBuild(t, in, name, "1.0")}, AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		add(n)
+	}
+	// Versions 1 and 2 of staging are two days old; 3 is today's.
+	k := chanKey{repo: "main", channel: "staging"}
+	err := r.st.db.Update(func(tx *bolt.Tx) error {
+		for _, v := range []uint64{1, 2} {
+			cv, err := decodeVersion(tx, chanVerKey(k, v))
+			if err != nil {
+				return err
+			}
+			cv.Time = time.Now().Add(-48 * time.Hour)
+			if err := putJSON(tx.Bucket(bucketChanVer), chanVerKey(k, v), cv); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("d")
+	log, err := r.ChannelLog(ctx, ChannelLogOptions{Channel: "staging"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for _, v := range log {
+		got = append(got, v.Version)
+	}
+	if !slices.Equal(got, []uint64{4, 3}) {
+		t.Fatalf("staging versions after the change: %v, want [4 3] (1 and 2 older than a day)", got)
+	}
+	snap, err := r.ChannelShow(ctx, ChannelShowOptions{Channel: "staging", Version: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.NEVRAs) != 3 {
+		t.Errorf("version 3 after its predecessors folded into the base: %v, want 3 packages", snap.NEVRAs)
 	}
 }

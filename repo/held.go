@@ -1,9 +1,11 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"time"
 
@@ -86,6 +88,12 @@ func trashFile(tx *bolt.Tx, pl Placement, repo, nevra string, due time.Time) err
 // channel_version_days to the channels cc changed: the oldest versions
 // beyond the limits fold into the channel's base, and the held files that
 // no kept version names any more go to the trash.
+//
+// It runs in every change's transaction, and a version can name a whole
+// bulk ingest (or, for the import version, every package an older
+// repoctl left), so versions are decoded only when needed: the count
+// comes from the keys, and the kept versions are read only when an
+// expired one removed something.
 func (r *Repo) expireVersions(tx *bolt.Tx, cc *chanChanges) error {
 	if cc == nil {
 		return nil
@@ -100,29 +108,68 @@ func (r *Repo) expireVersions(tx *bolt.Tx, cc *chanChanges) error {
 	}
 	now := time.Now()
 	for k := range cc.d {
-		var vs []*ChannelVersion
-		if err := eachVersion(tx, k, func(cv *ChannelVersion) error { vs = append(vs, cv); return nil }); err != nil {
-			return err
-		}
+		keys := versionKeys(tx, k)
 		n := 0 // how many of the oldest expire
-		for n < len(vs)-1 && (len(vs)-n > keepN || (maxAge > 0 && now.Sub(vs[n].Time) > maxAge)) {
+		for n < len(keys)-1 && len(keys)-n > keepN {
+			n++
+		}
+		for maxAge > 0 && n < len(keys)-1 {
+			var head struct {
+				Time time.Time `json:"time"`
+			}
+			if err := json.Unmarshal(tx.Bucket(bucketChanVer).Get(keys[n]), &head); err != nil {
+				return fmt.Errorf("decoding channel version %q: %w", keys[n], err)
+			}
+			if now.Sub(head.Time) <= maxAge {
+				break
+			}
 			n++
 		}
 		if n == 0 {
 			continue
 		}
-		if err := r.foldVersions(tx, k, vs[:n], vs[n:], now); err != nil {
+		expired := make([]*ChannelVersion, n)
+		for i, key := range keys[:n] {
+			var err error
+			if expired[i], err = decodeVersion(tx, key); err != nil {
+				return err
+			}
+		}
+		if err := r.foldVersions(tx, k, expired, keys[n:], now); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// versionKeys lists the keys of k's versions, oldest first, without
+// decoding them.
+func versionKeys(tx *bolt.Tx, k chanKey) [][]byte {
+	var out [][]byte
+	c := tx.Bucket(bucketChanVer).Cursor()
+	p := k.prefix()
+	for k2, _ := c.Seek(p); k2 != nil && bytes.HasPrefix(k2, p); k2, _ = c.Next() {
+		if len(k2) == len(p)+8 { // not another channel whose name extends this one's
+			out = append(out, bytes.Clone(k2))
+		}
+	}
+	return out
+}
+
+func decodeVersion(tx *bolt.Tx, key []byte) (*ChannelVersion, error) {
+	var cv ChannelVersion
+	if err := json.Unmarshal(tx.Bucket(bucketChanVer).Get(key), &cv); err != nil {
+		return nil, fmt.Errorf("decoding channel version %q: %w", key, err)
+	}
+	return &cv, nil
+}
+
 // foldVersions folds expired into k's base and trashes the held files
-// of packages that neither the new base nor a kept version names. It
-// costs what the expired and kept versions changed, not the channel's
-// size.
-func (r *Repo) foldVersions(tx *bolt.Tx, k chanKey, expired, kept []*ChannelVersion, now time.Time) error {
+// of packages that neither the new base nor a kept version (by key,
+// oldest first; at least one) names. It costs what the expired versions
+// changed, plus what the kept ones did when an expired one removed a
+// package, not the channel's size.
+func (r *Repo) foldVersions(tx *bolt.Tx, k chanKey, expired []*ChannelVersion, kept [][]byte, now time.Time) error {
 	b, err := getBase(tx, k)
 	if err != nil {
 		return err
@@ -162,14 +209,29 @@ func (r *Repo) foldVersions(tx *bolt.Tx, k chanKey, expired, kept []*ChannelVers
 	// What the kept versions name: the first one's set (the base less
 	// its removals, plus its additions), and whatever later ones add. Its
 	// own removals are candidates too: with channel_versions = 1 nothing
-	// else ever names them.
+	// else ever names them. The first kept version's removals are only in
+	// its value, so that one is always read, but only as far as its list
+	// of removals.
+	var first struct {
+		Removed []string `json:"removed"`
+	}
+	if err := json.Unmarshal(tx.Bucket(bucketChanVer).Get(kept[0]), &first); err != nil {
+		return fmt.Errorf("decoding channel version %q: %w", kept[0], err)
+	}
 	firstRemoved := map[string]bool{}
-	for _, n := range kept[0].Removed {
+	for _, n := range first.Removed {
 		firstRemoved[n] = true
 		left[n] = true
 	}
+	if len(left) == 0 {
+		return nil
+	}
 	added := map[string]bool{}
-	for _, cv := range kept {
+	for _, key := range kept {
+		cv, err := decodeVersion(tx, key)
+		if err != nil {
+			return err
+		}
 		for _, n := range cv.Added {
 			added[n] = true
 		}
