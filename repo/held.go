@@ -7,7 +7,7 @@ import (
 	"io/fs"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // Files that left the repodata. A rollback, restore or prune takes a
@@ -74,11 +74,11 @@ func (p *PackageRecord) heldIn(channel string) []Placement {
 	return out
 }
 
-func untrash(tx *bolt.Tx, file string) error {
+func untrash(tx kv.Tx, file string) error {
 	return tx.Bucket(bucketTrash).Delete([]byte(file))
 }
 
-func trashFile(tx *bolt.Tx, pl Placement, repo, nevra string, due time.Time) error {
+func trashFile(tx kv.Tx, pl Placement, repo, nevra string, due time.Time) error {
 	return putJSON(tx.Bucket(bucketTrash), []byte(pl.File), &trashItem{Due: due.UTC(), Repo: repo, NEVRA: nevra, Placement: pl})
 }
 
@@ -86,7 +86,7 @@ func trashFile(tx *bolt.Tx, pl Placement, repo, nevra string, due time.Time) err
 // channel_version_days to the channels cc changed: the oldest versions
 // beyond the limits fold into the channel's base, and the held files that
 // no kept version names any more go to the trash.
-func (r *Repo) expireVersions(tx *bolt.Tx, cc *chanChanges) error {
+func (r *Repo) expireVersions(tx kv.Tx, cc *chanChanges) error {
 	if cc == nil {
 		return nil
 	}
@@ -122,7 +122,7 @@ func (r *Repo) expireVersions(tx *bolt.Tx, cc *chanChanges) error {
 // of packages that neither the new base nor a kept version names. It
 // costs what the expired and kept versions changed, not the channel's
 // size.
-func (r *Repo) foldVersions(tx *bolt.Tx, k chanKey, expired, kept []*ChannelVersion, now time.Time) error {
+func (r *Repo) foldVersions(tx kv.Tx, k chanKey, expired, kept []*ChannelVersion, now time.Time) error {
 	b, err := getBase(tx, k)
 	if err != nil {
 		return err
@@ -224,7 +224,7 @@ func (r *Repo) sweepTrash(ctx context.Context) (int, error) {
 	}
 	var ready []due
 	now := time.Now()
-	err := r.st.db.View(func(tx *bolt.Tx) error {
+	err := r.st.db.View(func(tx kv.Tx) error {
 		return tx.Bucket(bucketTrash).ForEach(func(k, v []byte) error {
 			var it trashItem
 			if err := json.Unmarshal(v, &it); err != nil {
@@ -240,7 +240,7 @@ func (r *Repo) sweepTrash(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
-	err = r.st.db.Update(func(tx *bolt.Tx) error {
+	err = r.st.db.Update(func(tx kv.Tx) error {
 		for _, d := range ready {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -288,7 +288,7 @@ func (r *Repo) SweepTrash(ctx context.Context) (int, error) {
 // keptFiles is every file held for a rollback or waiting in the trash.
 func (r *Repo) keptFiles() (map[string]bool, error) {
 	kept := map[string]bool{}
-	err := r.st.db.View(func(tx *bolt.Tx) error {
+	err := r.st.db.View(func(tx kv.Tx) error {
 		if err := tx.Bucket(bucketTrash).ForEach(func(k, _ []byte) error {
 			kept[string(k)] = true
 			return nil
