@@ -251,7 +251,7 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 		lk.release()
 		return nil, err
 	}
-	if r.st, err = openStore(cfg.Paths.DB); err != nil {
+	if r.st, err = openConfiguredStore(ctx, cfg); err != nil {
 		return fail(err)
 	}
 	if r.tree, err = openTree(cfg.Paths.Repo); err != nil {

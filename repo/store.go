@@ -43,7 +43,13 @@ func openStore(path string) (*store, error) {
 		}
 		return nil, fmt.Errorf("opening store %q: %w", path, err)
 	}
-	err = db.Update(func(tx kv.Tx) error {
+	return initStore(db, path)
+}
+
+// initStore creates the buckets and migrates the schema; name is the
+// store's path or address, for errors.
+func initStore(db kv.DB, name string) (*store, error) {
+	err := db.Update(func(tx kv.Tx) error {
 		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta, bucketDirty,
 			bucketChanVer, bucketChanBase, bucketTrash, bucketComps, bucketAdvisories} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -64,7 +70,7 @@ func openStore(path string) (*store, error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("initialising store %q: %w", path, err)
+		return nil, fmt.Errorf("initialising store %q: %w", name, err)
 	}
 	return &store{db: db}, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"go.uber.org/zap"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -97,7 +98,7 @@ func OpenEtcd(ctx context.Context, o EtcdOptions) (DB, error) {
 		// The server's limit is what counts; the client's must not be lower.
 		MaxCallSendMsgSize: o.MaxRequestBytes + 64*1024,
 		MaxCallRecvMsgSize: 1 << 30,
-		Logger:             nil,
+		Logger:             zap.NewNop(), // library code does not print; errors say it all
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd store %q: %w", o.Endpoints, err)
