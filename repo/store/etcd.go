@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -114,12 +115,10 @@ func OpenEtcd(ctx context.Context, o EtcdOptions) (DB, error) {
 
 // etcdCore is what the fenced and unfenced handles of one store share.
 type etcdCore struct {
-	cli *clientv3.Client
-	o   EtcdOptions
-	mu  sync.Mutex // serializes this process's Updates, as bbolt does
-	// closed is read under mu or by View (a race there only picks which
-	// error a transaction on a closing store gets).
-	closed bool
+	cli    *clientv3.Client
+	o      EtcdOptions
+	mu     sync.Mutex // serializes this process's Updates, as bbolt does
+	closed atomic.Bool
 }
 
 type etcdDB struct {
@@ -141,15 +140,14 @@ func (d *etcdDB) Fenced(f Fence) DB { return &etcdDB{core: d.core, fence: &f} }
 func (d *etcdDB) Close() error {
 	d.core.mu.Lock()
 	defer d.core.mu.Unlock()
-	if d.core.closed {
+	if d.core.closed.Swap(true) {
 		return nil
 	}
-	d.core.closed = true
 	return d.core.cli.Close()
 }
 
 func (d *etcdDB) View(fn func(Tx) error) error {
-	if d.core.closed {
+	if d.core.closed.Load() {
 		return ErrClosed
 	}
 	t := newEtcdTx(d.core, false)
@@ -164,7 +162,7 @@ func (d *etcdDB) Update(fn func(Tx) error) error {
 	c := d.core
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.closed.Load() {
 		return ErrClosed
 	}
 	for attempt := 0; ; attempt++ {

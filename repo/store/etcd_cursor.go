@@ -7,19 +7,25 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// cursorPage is how many keys a cursor fetches from the snapshot at once.
-const cursorPage = 512
+// A cursor fetches up to cursorPage keys from the snapshot at once, fewer
+// when their values are large, aiming at cursorPageBytes per request:
+// a walk over repodata blocks must not pull hundreds of MiB in one answer.
+const (
+	cursorPage      = 512
+	cursorPageBytes = 4 << 20
+)
 
 // etcdCursor merges the snapshot's keys under p with the transaction's
 // buffered writes there. It holds one window of the snapshot, a range of
 // keys fetched completely, so that a walk costs one request per page.
 type etcdCursor struct {
-	t   *etcdTx
-	p   string // key prefix; keys are returned without it
-	end string // the first key after every key under p
-	cur string
-	on  bool
-	w   window
+	t     *etcdTx
+	p     string // key prefix; keys are returned without it
+	end   string // the first key after every key under p
+	cur   string
+	on    bool
+	w     window
+	limit int64 // keys per fetch, 0 until the first
 }
 
 // window: every snapshot key k (without p) with lo <= k < hi is in keys.
@@ -35,11 +41,24 @@ func (t *etcdTx) newCursor(p string) *etcdCursor {
 	return &etcdCursor{t: t, p: p, end: clientv3.GetPrefixRangeEnd(p)}
 }
 
+func (c *etcdCursor) pageLimit() int64 {
+	if c.limit == 0 {
+		c.limit = cursorPage
+	}
+	return c.limit
+}
+
 func (c *etcdCursor) fill(resp *clientv3.GetResponse, descending bool) {
-	c.w.keys, c.w.vals = c.w.keys[:0], c.w.vals[:0]
+	// New slices: a caller may still hold values of the last page.
+	c.w.keys, c.w.vals = make([]string, 0, len(resp.Kvs)), make([][]byte, 0, len(resp.Kvs))
+	size := 0
 	for _, kv := range resp.Kvs {
 		c.w.keys = append(c.w.keys, string(kv.Key[len(c.p):]))
 		c.w.vals = append(c.w.vals, nonNil(kv.Value))
+		size += len(kv.Key) + len(kv.Value)
+	}
+	if n := len(resp.Kvs); n > 0 {
+		c.limit = max(1, min(cursorPage, int64(cursorPageBytes/max(1, size/n))))
 	}
 	if descending {
 		slices.Reverse(c.w.keys)
@@ -49,7 +68,7 @@ func (c *etcdCursor) fill(resp *clientv3.GetResponse, descending bool) {
 }
 
 func (c *etcdCursor) fetchFwd(x string) bool {
-	resp := c.t.get(c.p+x, clientv3.WithRange(c.end), clientv3.WithLimit(cursorPage))
+	resp := c.t.get(c.p+x, clientv3.WithRange(c.end), clientv3.WithLimit(c.pageLimit()))
 	if resp == nil {
 		return false
 	}
@@ -68,7 +87,7 @@ func (c *etcdCursor) fetchBwd(y string, yInf bool) bool {
 		end = c.p + y
 	}
 	resp := c.t.get(c.p, clientv3.WithRange(end), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend),
-		clientv3.WithLimit(cursorPage))
+		clientv3.WithLimit(c.pageLimit()))
 	if resp == nil {
 		return false
 	}

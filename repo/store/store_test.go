@@ -660,6 +660,37 @@ func testLargeValues(t *testing.T, b backend) {
 		}
 		return nil
 	}))
+	// Enough large values that a walk takes several requests on etcd.
+	half := big[:512<<10]
+	for u := 0; u < 3; u++ {
+		update(t, db, func(tx store.Tx) error {
+			bk := bucket(t, tx, "many")
+			for i := 0; i < 8; i++ {
+				if err := bk.Put([]byte(fmt.Sprintf("%02d", u*8+i)), half); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	must(t, db.View(func(tx store.Tx) error {
+		c := tx.Bucket([]byte("many")).Cursor()
+		var fwd, bwd []string
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if !bytes.Equal(v, half) {
+				t.Fatalf("value %q differs", k)
+			}
+			fwd = append(fwd, string(k))
+		}
+		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+			bwd = append(bwd, string(k))
+		}
+		slices.Reverse(bwd)
+		if len(fwd) != 24 || !slices.Equal(fwd, bwd) || fwd[0] != "00" || fwd[23] != "23" {
+			t.Fatalf("walks %q and %q", fwd, bwd)
+		}
+		return nil
+	}))
 }
 
 func testHostileKeys(t *testing.T, b backend) {
