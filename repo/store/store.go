@@ -16,10 +16,13 @@
 //     serializable transaction: either all of its writes land or none do.
 //     An error from fn rolls the transaction back and is returned as is.
 //   - Keys sort as raw bytes. Any byte string is a valid key (0x00, 0xff,
-//     '/', but not the empty key, which bbolt refuses). Values may be empty:
-//     Get returns a non-nil empty slice for them and nil for a missing key.
+//     '/', but not the empty key, which bbolt refuses; at most bbolt's 32
+//     KiB). Values may be empty: Get returns a non-nil empty slice for them
+//     and nil for a missing key.
 //   - Buckets nest. ForEach and Cursor visit a bucket's key/value pairs
-//     only; ForEachBucket visits its nested buckets.
+//     only; ForEachBucket visits its nested buckets. Do not use one name for
+//     a key and a nested bucket of the same bucket: bbolt refuses it, etcd
+//     keeps the two apart, so code relying on either is not portable.
 //   - Within an Update, reads see the transaction's own writes.
 //   - Update may run fn more than once on a backend that retries on a
 //     conflict (etcd); fn must not have effects outside the Tx that a second
