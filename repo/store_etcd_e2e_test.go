@@ -42,6 +42,17 @@ max_request_bytes = %d
 			t.Fatalf("add %s: exit %d\n%s%s", n, code, out, stderr)
 		}
 	}
+	// A batch of drop-ins: its transactions must fit the server's limits.
+	const batch = 40
+	bdir := t.TempDir()
+	for i := 0; i < batch; i++ {
+		p := lcBuild(t, bdir, fmt.Sprintf("etcdbatch%02d", i), "1.0")
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dropFile(t, filepath.Join(root, "incoming"), filepath.Base(p), b)
+	}
 	dropped := lcBuild(t, t.TempDir(), "etcddrop", "2.0")
 	b, err := os.ReadFile(dropped)
 	if err != nil {
@@ -49,13 +60,13 @@ max_request_bytes = %d
 	}
 	dropFile(t, filepath.Join(root, "incoming"), filepath.Base(dropped), b)
 	staging := filepath.Join(root, "repo", "main", "staging", "el", "9", "x86_64")
-	waitFor(t, 2*time.Minute, "the dropped package in repodata", func() (bool, string) {
+	waitFor(t, 3*time.Minute, "the dropped packages in repodata", func() (bool, string) {
 		pk, err := repodataPackages(staging)
 		if err != nil {
 			return false, err.Error()
 		}
 		_, ok := pk["etcddrop-2.0-1.el9.x86_64"]
-		return ok, fmt.Sprintf("%d packages", len(pk))
+		return ok && len(pk) == batch+3, fmt.Sprintf("%d packages, incoming %v", len(pk), listDir(t, filepath.Join(root, "incoming")))
 	})
 	if out, stderr, code := runCLI(t, root, "promote", "etcdhello", "--to", "prod", "--yes"); code != 0 {
 		t.Fatalf("promote: exit %d\n%s%s", code, out, stderr)
@@ -94,12 +105,12 @@ max_request_bytes = %d
 	d = startDaemon(t, root)
 	var st Status
 	cliJSON(t, root, &st, "status")
-	if st.Packages != 3 || st.Events == 0 || st.InFlight != 0 || st.Dirty != 0 {
+	if st.Packages != batch+3 || st.Events == 0 || st.InFlight != 0 || st.Dirty != 0 {
 		t.Fatalf("status after restart: %d packages, %d events, %d in flight, %d dirty", st.Packages, st.Events, st.InFlight, st.Dirty)
 	}
 	var list []PackageRecord
 	cliJSON(t, root, &list, "list")
-	if len(list) != 3 {
+	if len(list) != batch+3 {
 		t.Fatalf("list after restart: %d packages", len(list))
 	}
 
@@ -108,13 +119,13 @@ max_request_bytes = %d
 		t.Fatalf("repofile: exit %d: %s", code, stderr)
 	}
 	h := newLCHost(t, repofile)
-	out := h.mustDNF("install", "etcdhello", "etcdtool", "etcddrop")
+	out := h.mustDNF("install", "etcdhello", "etcdtool", "etcddrop", "etcdbatch07")
 	for _, line := range strings.Split(out, "\n") {
 		if dnfErrorLine.MatchString(line) {
 			t.Errorf("dnf printed an error line: %q", line)
 		}
 	}
-	for _, want := range []string{"etcdhello-1.0-1.el9.x86_64", "etcdtool-1.0-1.el9.x86_64", "etcddrop-2.0-1.el9.x86_64"} {
+	for _, want := range []string{"etcdhello-1.0-1.el9.x86_64", "etcdtool-1.0-1.el9.x86_64", "etcddrop-2.0-1.el9.x86_64", "etcdbatch07-1.0-1.el9.x86_64"} {
 		name, _, _ := strings.Cut(want, "-")
 		if got := h.installed(name); got != want {
 			t.Errorf("installed %q, want %s", got, want)
