@@ -99,7 +99,8 @@ func (s *Server) start() error {
 		"--max-txn-ops="+strconv.Itoa(MaxTxnOps), "--max-request-bytes="+strconv.Itoa(MaxRequestBytes),
 		"--quota-backend-bytes="+strconv.Itoa(4<<30))
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary killed on a timeout takes its etcd along.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("starting etcd: %w", err)

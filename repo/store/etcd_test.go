@@ -189,3 +189,48 @@ func TestEtcdFenceKeyGone(t *testing.T) {
 		t.Fatalf("got %v, want ErrFenced", err)
 	}
 }
+
+// TestEtcdCompactedSnapshot: a read of a revision etcd compacted away
+// fails the View (never a mix of revisions), and runs an Update again on
+// a new snapshot.
+func TestEtcdCompactedSnapshot(t *testing.T) {
+	srv := etcdtest.Start(t)
+	db := openEtcd(t, srv, "/k/", store.EtcdOptions{})
+	other := openEtcd(t, srv, "/k/", store.EtcdOptions{}) // Updates of one handle are serialized
+	putAll(t, db, "b", map[string]string{"a": "1", "b": "1"})
+	cli := store.Client(db)
+	compact := func() {
+		t.Helper()
+		putAll(t, other, "b", map[string]string{"c": "later"})
+		resp, err := cli.Get(context.Background(), "/k/")
+		must(t, err)
+		_, err = cli.Compact(context.Background(), resp.Header.Revision)
+		must(t, err)
+	}
+	err := db.View(func(tx store.Tx) error {
+		if tx.Bucket([]byte("b")).Get([]byte("a")) == nil {
+			t.Fatal("setup")
+		}
+		compact()
+		tx.Bucket([]byte("b")).Get([]byte("b"))
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "compacted") {
+		t.Fatalf("View across a compaction: %v", err)
+	}
+	runs := 0
+	update(t, db, func(tx store.Tx) error {
+		runs++
+		bk := tx.Bucket([]byte("b"))
+		if runs == 1 {
+			compact()
+		}
+		if bk.Get([]byte("b")) == nil && runs > 1 {
+			t.Fatal("b missing on the new snapshot")
+		}
+		return bk.Put([]byte("d"), []byte("1"))
+	})
+	if runs != 2 {
+		t.Fatalf("fn ran %d times, want 2 (once more after the compaction)", runs)
+	}
+}

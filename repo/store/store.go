@@ -27,7 +27,8 @@
 //   - Update may run fn more than once on a backend that retries on a
 //     conflict (etcd); fn must not have effects outside the Tx that a second
 //     run would double. Updates of one DB handle are serialized, as bbolt's
-//     are, so a retry only follows a write by another process.
+//     are, so a retry only follows a write by another process (and an
+//     Update inside an Update of the same handle deadlocks, on both).
 //   - Slices returned by Get and cursors are valid only inside the
 //     transaction; copy what outlives it.
 package store
