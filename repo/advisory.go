@@ -26,7 +26,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/internal/nevra"
 	"github.com/repoctl/repoctl/metadata"
@@ -611,7 +611,7 @@ func (r *Repo) storeAdvisories(ctx context.Context, req AdvisoryRequest, advs []
 	}
 	res := &AdvisoryResult{Repo: repoName, Advisories: []AdvisoryChange{}, Dirs: []string{}, DryRun: req.DryRun}
 	var changed []*Advisory
-	err = r.st.db.View(func(tx *bolt.Tx) error {
+	err = r.st.db.View(func(tx kv.Tx) error {
 		for _, a := range advs {
 			for _, p := range a.Packages {
 				rec, err := getPackage(tx, repoName, p)
@@ -666,7 +666,7 @@ func (r *Repo) storeAdvisories(ctx context.Context, req AdvisoryRequest, advs []
 			"id": a.ID, "type": a.Type, "nevras": strings.Join(a.Packages, " "),
 			"dirs": strings.Join(r.servingDirs(repoName, a.Packages), " ")}}))
 	}
-	err = r.st.db.Update(func(tx *bolt.Tx) error {
+	err = r.st.db.Update(func(tx kv.Tx) error {
 		for _, a := range changed {
 			if err := putJSON(tx.Bucket(bucketAdvisories), advisoryKey(repoName, a.ID), a); err != nil {
 				return err
@@ -711,7 +711,7 @@ func advisoryKey(repo, id string) []byte { return []byte(repo + "\x00" + id) }
 
 // eachAdvisory calls fn for every advisory of repo ("" = all), by repo
 // and id.
-func eachAdvisory(tx *bolt.Tx, repo string, fn func(*Advisory) error) error {
+func eachAdvisory(tx kv.Tx, repo string, fn func(*Advisory) error) error {
 	c := tx.Bucket(bucketAdvisories).Cursor()
 	var prefix []byte
 	if repo != "" {
@@ -748,7 +748,7 @@ func (r *Repo) AdvisoryList(ctx context.Context, o AdvisoryOptions) ([]Advisory,
 		}
 	}
 	out := []Advisory{}
-	err := r.view(func(tx *bolt.Tx) error {
+	err := r.view(func(tx kv.Tx) error {
 		return eachAdvisory(tx, o.Repo, func(a *Advisory) error {
 			out = append(out, *a)
 			return nil
@@ -776,7 +776,7 @@ func (r *Repo) AdvisoryShow(ctx context.Context, id string, o AdvisoryOptions) (
 	}
 	var a Advisory
 	var ok bool
-	err = r.view(func(tx *bolt.Tx) error {
+	err = r.view(func(tx kv.Tx) error {
 		var err error
 		ok, err = getJSON(tx.Bucket(bucketAdvisories), advisoryKey(repoName, id), &a)
 		return err
@@ -809,7 +809,7 @@ func (r *Repo) AdvisoryRemove(ctx context.Context, id string, o AdvisoryOptions)
 	}
 	var a Advisory
 	var ok bool
-	err = r.st.db.View(func(tx *bolt.Tx) error {
+	err = r.st.db.View(func(tx kv.Tx) error {
 		var err error
 		ok, err = getJSON(tx.Bucket(bucketAdvisories), advisoryKey(repoName, id), &a)
 		return err
@@ -831,7 +831,7 @@ func (r *Repo) AdvisoryRemove(ctx context.Context, id string, o AdvisoryOptions)
 	}
 	ev := act.stamp(Event{Action: EventAdvisoryRemove, Repo: repoName, Details: map[string]string{
 		"id": a.ID, "type": a.Type, "nevras": strings.Join(a.Packages, " "), "dirs": strings.Join(res.Dirs, " ")}})
-	err = r.st.db.Update(func(tx *bolt.Tx) error {
+	err = r.st.db.Update(func(tx kv.Tx) error {
 		if err := tx.Bucket(bucketAdvisories).Delete(advisoryKey(repoName, id)); err != nil {
 			return err
 		}
@@ -859,7 +859,7 @@ func (r *Repo) advisoryRecords(dir string) ([]metadata.ExtraRecord, error) {
 		return nil, nil
 	}
 	var advs []Advisory
-	err := r.view(func(tx *bolt.Tx) error {
+	err := r.view(func(tx kv.Tx) error {
 		return eachAdvisory(tx, repoName, func(a *Advisory) error {
 			advs = append(advs, *a)
 			return nil
@@ -880,7 +880,7 @@ func (r *Repo) advisoryRecords(dir string) ([]metadata.ExtraRecord, error) {
 		}
 	}
 	r.idxMu.RUnlock()
-	err = r.view(func(tx *bolt.Tx) error {
+	err = r.view(func(tx kv.Tx) error {
 		for n, e := range served {
 			if e.Primary != nil {
 				continue

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // ErrFilesGone is a rollback (or restore) that would list a package whose
@@ -123,7 +123,7 @@ func (r *Repo) ChannelLog(ctx context.Context, o ChannelLogOptions) ([]ChannelVe
 		return nil, fmt.Errorf("%w: negative limit %d", ErrBadOption, o.Limit)
 	}
 	out := []ChannelVersion{}
-	err = r.st.db.View(func(tx *bolt.Tx) error {
+	err = r.st.db.View(func(tx kv.Tx) error {
 		return eachVersion(tx, k, func(cv *ChannelVersion) error {
 			out = append(out, *cv)
 			return nil
@@ -148,7 +148,7 @@ func (r *Repo) ChannelShow(ctx context.Context, o ChannelShowOptions) (*ChannelS
 		return nil, err
 	}
 	var snap *ChannelSnapshot
-	err = r.st.db.View(func(tx *bolt.Tx) error {
+	err = r.st.db.View(func(tx kv.Tx) error {
 		set, at, err := channelSet(tx, k, o.Version)
 		if err != nil {
 			return err
@@ -185,7 +185,7 @@ func (r *Repo) ChannelDiff(ctx context.Context, o ChannelDiffOptions) (*ChannelD
 	var a, b map[string]bool
 	d := &ChannelDiff{Repo: k.repo, Channel: k.channel, From: o.From, To: o.To,
 		Added: []string{}, Removed: []string{}, Upgraded: []PackageChange{}, Downgraded: []PackageChange{}}
-	err = r.st.db.View(func(tx *bolt.Tx) error {
+	err = r.st.db.View(func(tx kv.Tx) error {
 		var err error
 		if a, _, err = channelSet(tx, k, o.From); err != nil {
 			return err
@@ -304,7 +304,7 @@ func (r *Repo) ChannelRollback(ctx context.Context, req ChannelRollbackRequest) 
 	}
 	var add, del []string
 	var from uint64
-	err = r.st.db.View(func(tx *bolt.Tx) error {
+	err = r.st.db.View(func(tx kv.Tx) error {
 		cur, at, err := channelSet(tx, k, 0)
 		if err != nil {
 			return err
@@ -371,7 +371,7 @@ func (r *Repo) changeChannel(ctx context.Context, act actor, k chanKey, add, del
 	var outs []*PackageRecord
 	var missing []string
 	dirs := map[string]bool{}
-	err := r.st.db.View(func(tx *bolt.Tx) error {
+	err := r.st.db.View(func(tx kv.Tx) error {
 		for _, n := range add {
 			p, err := getPackage(tx, k.repo, n)
 			if err != nil {
@@ -476,7 +476,7 @@ func (r *Repo) changeChannel(ctx context.Context, act actor, k chanKey, add, del
 	if err != nil {
 		return nil, err
 	}
-	_ = r.st.db.View(func(tx *bolt.Tx) error {
+	_ = r.st.db.View(func(tx kv.Tx) error {
 		if last, err := lastVersion(tx, k); err == nil && last != nil {
 			made = last.Version
 		}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/internal/testrpm"
 )
@@ -491,7 +491,7 @@ func TestChannelVersionDays(t *testing.T) {
 	}
 	// Versions 1 and 2 of staging are two days old; 3 is today's.
 	k := chanKey{repo: "main", channel: "staging"}
-	err := r.st.db.Update(func(tx *bolt.Tx) error {
+	err := r.st.db.Update(func(tx kv.Tx) error {
 		for _, v := range []uint64{1, 2} {
 			cv, err := decodeVersion(tx, chanVerKey(k, v))
 			if err != nil {

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // Channel versions. Every change to the set of NEVRAs a channel lists
@@ -137,7 +137,7 @@ func (d *chanDelta) flip(nevra string, in bool) {
 }
 
 // putPackageTracked is putPackage noting the channel change in cc.
-func putPackageTracked(tx *bolt.Tx, cc *chanChanges, p *PackageRecord) error {
+func putPackageTracked(tx kv.Tx, cc *chanChanges, p *PackageRecord) error {
 	old, err := getPackage(tx, p.Repo, p.NEVRA)
 	if err != nil {
 		return err
@@ -160,7 +160,7 @@ func putPackageTracked(tx *bolt.Tx, cc *chanChanges, p *PackageRecord) error {
 }
 
 // deletePackageTracked is deletePackage noting the channel change in cc.
-func deletePackageTracked(tx *bolt.Tx, cc *chanChanges, repo, nevra string) error {
+func deletePackageTracked(tx kv.Tx, cc *chanChanges, repo, nevra string) error {
 	old, err := getPackage(tx, repo, nevra)
 	if err != nil || old == nil {
 		return err
@@ -171,7 +171,7 @@ func deletePackageTracked(tx *bolt.Tx, cc *chanChanges, repo, nevra string) erro
 
 // record writes one new version per channel whose set changed, caused by
 // ev (already appended, so its seq is known).
-func (cc *chanChanges) record(tx *bolt.Tx, ev *Event) error {
+func (cc *chanChanges) record(tx kv.Tx, ev *Event) error {
 	if cc == nil {
 		return nil
 	}
@@ -212,7 +212,7 @@ func (cc *chanChanges) record(tx *bolt.Tx, ev *Event) error {
 	return nil
 }
 
-func nextVersion(tx *bolt.Tx, k chanKey, last *ChannelVersion) uint64 {
+func nextVersion(tx kv.Tx, k chanKey, last *ChannelVersion) uint64 {
 	if last != nil {
 		return last.Version + 1
 	}
@@ -226,11 +226,11 @@ func nextVersion(tx *bolt.Tx, k chanKey, last *ChannelVersion) uint64 {
 // saveTracked is the one transaction of a change to package records:
 // puts and drops (noting channel changes), dirty marks, events, and the
 // channel versions the change makes, caused by the first event.
-func (r *Repo) saveTracked(repo string, put []*PackageRecord, drop []string, dirs []string, events []Event, cc *chanChanges, more func(tx *bolt.Tx) error) error {
+func (r *Repo) saveTracked(repo string, put []*PackageRecord, drop []string, dirs []string, events []Event, cc *chanChanges, more func(tx kv.Tx) error) error {
 	if cc == nil {
 		cc = newChanChanges()
 	}
-	return r.st.db.Update(func(tx *bolt.Tx) error {
+	return r.st.db.Update(func(tx kv.Tx) error {
 		for _, p := range put {
 			if err := putPackageTracked(tx, cc, p); err != nil {
 				return err
@@ -261,7 +261,7 @@ func (r *Repo) saveTracked(repo string, put []*PackageRecord, drop []string, dir
 	})
 }
 
-func lastVersion(tx *bolt.Tx, k chanKey) (*ChannelVersion, error) {
+func lastVersion(tx kv.Tx, k chanKey) (*ChannelVersion, error) {
 	c := tx.Bucket(bucketChanVer).Cursor()
 	p := k.prefix()
 	// Seek past the prefix's last possible key, then step back.
@@ -281,11 +281,11 @@ func lastVersion(tx *bolt.Tx, k chanKey) (*ChannelVersion, error) {
 	return &cv, nil
 }
 
-func baseBucket(tx *bolt.Tx, k chanKey) *bolt.Bucket {
+func baseBucket(tx kv.Tx, k chanKey) kv.Bucket {
 	return tx.Bucket(bucketChanBase).Bucket([]byte(k.repo + "\x00" + k.channel))
 }
 
-func getBase(tx *bolt.Tx, k chanKey) (*chanBase, error) {
+func getBase(tx kv.Tx, k chanKey) (*chanBase, error) {
 	var b chanBase
 	if bb := baseBucket(tx, k); bb != nil {
 		if _, err := getJSON(bb, baseMetaKey, &b); err != nil {
@@ -296,7 +296,7 @@ func getBase(tx *bolt.Tx, k chanKey) (*chanBase, error) {
 }
 
 // eachBaseNEVRA calls fn for every NEVRA of k's base.
-func eachBaseNEVRA(tx *bolt.Tx, k chanKey, fn func(string)) error {
+func eachBaseNEVRA(tx kv.Tx, k chanKey, fn func(string)) error {
 	bb := baseBucket(tx, k)
 	if bb == nil {
 		return nil
@@ -309,13 +309,13 @@ func eachBaseNEVRA(tx *bolt.Tx, k chanKey, fn func(string)) error {
 	})
 }
 
-func baseHas(tx *bolt.Tx, k chanKey, nevra string) bool {
+func baseHas(tx kv.Tx, k chanKey, nevra string) bool {
 	bb := baseBucket(tx, k)
 	return bb != nil && bb.Get([]byte(nevra)) != nil
 }
 
 // eachVersion calls fn for the kept versions of k, oldest first.
-func eachVersion(tx *bolt.Tx, k chanKey, fn func(*ChannelVersion) error) error {
+func eachVersion(tx kv.Tx, k chanKey, fn func(*ChannelVersion) error) error {
 	c := tx.Bucket(bucketChanVer).Cursor()
 	p := k.prefix()
 	for k2, v := c.Seek(p); k2 != nil && bytes.HasPrefix(k2, p); k2, v = c.Next() {
@@ -335,7 +335,7 @@ func eachVersion(tx *bolt.Tx, k chanKey, fn func(*ChannelVersion) error) error {
 
 // channelSet is the set of NEVRAs of k at version v (0: the current one).
 // It fails with ErrNoVersion for a version that never existed or expired.
-func channelSet(tx *bolt.Tx, k chanKey, v uint64) (map[string]bool, *ChannelVersion, error) {
+func channelSet(tx kv.Tx, k chanKey, v uint64) (map[string]bool, *ChannelVersion, error) {
 	b, err := getBase(tx, k)
 	if err != nil {
 		return nil, nil, err
@@ -374,7 +374,7 @@ func channelSet(tx *bolt.Tx, k chanKey, v uint64) (map[string]bool, *ChannelVers
 // importVersions gives every channel that holds packages but has no
 // version yet (a store an older repoctl wrote) its version 1, cause
 // "import". It runs when the store is migrated to schema 2.
-func importVersions(tx *bolt.Tx) error {
+func importVersions(tx kv.Tx) error {
 	sets := map[chanKey][]string{}
 	err := eachPackage(tx, "", func(p *PackageRecord) error {
 		for ch := range channelsOf(p.Placements) {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/metadata"
 )
@@ -91,7 +91,7 @@ type CompsResult struct {
 	DryRun bool     `json:"dry_run,omitempty"`
 }
 
-func getComps(tx *bolt.Tx, repo string) (*CompsInfo, error) {
+func getComps(tx kv.Tx, repo string) (*CompsInfo, error) {
 	var c CompsInfo
 	ok, err := getJSON(tx.Bucket(bucketComps), []byte(repo), &c)
 	if err != nil || !ok {
@@ -105,7 +105,7 @@ func getComps(tx *bolt.Tx, repo string) (*CompsInfo, error) {
 func (r *Repo) compsRecords(dir string) ([]metadata.ExtraRecord, error) {
 	repoName, _, _ := strings.Cut(dir, "/")
 	var c *CompsInfo
-	err := r.st.db.View(func(tx *bolt.Tx) error {
+	err := r.st.db.View(func(tx kv.Tx) error {
 		var err error
 		c, err = getComps(tx, repoName)
 		return err
@@ -169,7 +169,7 @@ func (r *Repo) changeComps(ctx context.Context, repoName string, info *CompsInfo
 		return nil, ErrClosed
 	}
 	var old *CompsInfo
-	err := r.st.db.View(func(tx *bolt.Tx) error {
+	err := r.st.db.View(func(tx kv.Tx) error {
 		var err error
 		old, err = getComps(tx, repoName)
 		return err
@@ -213,7 +213,7 @@ func (r *Repo) changeComps(ctx context.Context, repoName string, info *CompsInfo
 		}
 	}
 	events := []Event{act.stamp(ev)}
-	err = r.st.db.Update(func(tx *bolt.Tx) error {
+	err = r.st.db.Update(func(tx kv.Tx) error {
 		b := tx.Bucket(bucketComps)
 		var err error
 		if info == nil {
@@ -265,7 +265,7 @@ func (r *Repo) CompsShow(ctx context.Context, req CompsShowRequest) (*CompsInfo,
 		return nil, err
 	}
 	var c *CompsInfo
-	err = r.view(func(tx *bolt.Tx) error {
+	err = r.view(func(tx kv.Tx) error {
 		var err error
 		c, err = getComps(tx, repoName)
 		return err

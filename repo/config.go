@@ -44,6 +44,7 @@ type Config struct {
 	HTTP     HTTPConfig               `toml:"http"`
 	Signing  SigningConfig            `toml:"signing"`
 	Publish  PublishConfig            `toml:"publish"`
+	Store    StoreConfig              `toml:"store"` // config_store.go
 	Routing  RoutingConfig            `toml:"routing"`
 	Routes   []RouteRule              `toml:"route"`
 	Releases map[string]ReleaseConfig `toml:"releases"`
@@ -363,6 +364,9 @@ func (c *Config) setDefaults() error {
 		return err
 	}
 	if err := c.targetDefaults(); err != nil {
+		return err
+	}
+	if err := c.storeDefaults(); err != nil {
 		return err
 	}
 	if err := checkMetricsListen(c.Metrics.Listen); err != nil {

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // sdNotify tells systemd about the daemon's state when it runs as a
@@ -45,7 +45,7 @@ func newWatchdog(log *slog.Logger) *watchdog {
 // read: a daemon whose store is closed or wedged stops pinging and is
 // restarted by systemd.
 func (w *watchdog) ping(log *slog.Logger, r *Repo) {
-	if err := r.view(func(*bolt.Tx) error { return nil }); err != nil {
+	if err := r.view(func(kv.Tx) error { return nil }); err != nil {
 		log.Error("store does not answer; not pinging the systemd watchdog", "err", err)
 		return
 	}

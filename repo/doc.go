@@ -1,5 +1,5 @@
-// Package repo is repoctl's repository manager: configuration, the bbolt
-// store, the ingest pipeline (validate → sign → place → publish → record),
+// Package repo is repoctl's repository manager: configuration, the store
+// (bbolt or etcd, through package repo/store), the ingest pipeline (validate → sign → place → publish → record),
 // promotion between channels, advisories (updateinfo), the drop-in daemon
 // and its control socket.
 //
@@ -10,6 +10,7 @@
 //
 //	ROOT/repoctl.toml        optional config (see testdata/repoctl.example.toml)
 //	ROOT/repoctl.db          bbolt store: packages, advisories, event log, ingest journal
+//	                         (with [store] backend = "etcd" the same buckets live in etcd: store_open.go)
 //	ROOT/repoctl.lock        flock held by whoever has the store open
 //	ROOT/publish-s3.db       with [publish] target = "s3": what the bucket holds (publish_target.go)
 //	ROOT/keys/               generated signing key (0600) and its public key
@@ -141,7 +142,7 @@
 //
 // # Store
 //
-// ROOT/repoctl.db has the buckets packages (repo NUL NEVRA → PackageRecord
+// ROOT/repoctl.db (or etcd under [store] prefix, same buckets) has the buckets packages (repo NUL NEVRA → PackageRecord
 // JSON, including the rendered metadata.Entry of the signed file), events
 // (8-byte big-endian sequence → Event JSON; Hash = sha256 hex of Prev and
 // the event's JSON with Hash empty; meta "events.head" holds the last

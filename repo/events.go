@@ -9,7 +9,7 @@ import (
 	"os/user"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // Event actions written by this package. Upgrade steps use their own
@@ -49,7 +49,7 @@ func eventHash(e Event) (string, error) {
 }
 
 // appendEvent chains e onto the log inside tx, filling Seq, Time, Prev, Hash.
-func appendEvent(tx *bolt.Tx, e *Event) error {
+func appendEvent(tx kv.Tx, e *Event) error {
 	b := tx.Bucket(bucketEvents)
 	var prev Event
 	if k, v := b.Cursor().Last(); k != nil {
@@ -92,7 +92,7 @@ var metaHead = []byte("events.head")
 
 // verifyEvents walks the whole chain and reports the first broken link,
 // then checks that the chain ends where the recorded head says.
-func verifyEvents(tx *bolt.Tx) error {
+func verifyEvents(tx kv.Tx) error {
 	prev := ""
 	var want uint64 = 1
 	err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
@@ -278,7 +278,7 @@ func (r *Repo) fsckScan(ctx context.Context, scope []string) (*fsckResult, error
 	res := &fsckResult{scope: scope, expect: map[string]map[string]*PackageRecord{}, records: map[string]*PackageRecord{}}
 	r.fsckKeys(res)
 	var recs []*PackageRecord
-	err := r.view(func(tx *bolt.Tx) error {
+	err := r.view(func(tx kv.Tx) error {
 		return eachPackage(tx, "", func(p *PackageRecord) error {
 			recs = append(recs, p)
 			res.records[p.Repo+"\x00"+p.NEVRA] = p
@@ -793,7 +793,7 @@ func (r *Repo) fsckRepair(ctx context.Context, res *fsckResult, act actor) error
 	r.fsckHints(ctx, res)
 	record := func(e Event) error {
 		e = act.stamp(e)
-		return r.st.db.Update(func(tx *bolt.Tx) error { return appendEvent(tx, &e) })
+		return r.st.db.Update(func(tx kv.Tx) error { return appendEvent(tx, &e) })
 	}
 	fail := func(f *FsckFinding, err error) {
 		f.Repair = "not repaired: " + err.Error()

@@ -13,7 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // Readiness is what /readyz answers: whether the daemon is fit to serve
@@ -61,7 +61,7 @@ func (r *Repo) Readiness() Readiness {
 		if r.closed {
 			err = ErrClosed
 		} else {
-			err = r.st.db.View(func(tx *bolt.Tx) error {
+			err = r.st.db.View(func(tx kv.Tx) error {
 				inFlight = tx.Bucket(bucketJournal).Stats().KeyN
 				dirty = tx.Bucket(bucketDirty).Stats().KeyN
 				return nil

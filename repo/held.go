@@ -9,7 +9,7 @@ import (
 	"io/fs"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // Files that left the repodata. A rollback, restore or prune takes a
@@ -76,11 +76,11 @@ func (p *PackageRecord) heldIn(channel string) []Placement {
 	return out
 }
 
-func untrash(tx *bolt.Tx, file string) error {
+func untrash(tx kv.Tx, file string) error {
 	return tx.Bucket(bucketTrash).Delete([]byte(file))
 }
 
-func trashFile(tx *bolt.Tx, pl Placement, repo, nevra string, due time.Time) error {
+func trashFile(tx kv.Tx, pl Placement, repo, nevra string, due time.Time) error {
 	return putJSON(tx.Bucket(bucketTrash), []byte(pl.File), &trashItem{Due: due.UTC(), Repo: repo, NEVRA: nevra, Placement: pl})
 }
 
@@ -94,7 +94,7 @@ func trashFile(tx *bolt.Tx, pl Placement, repo, nevra string, due time.Time) err
 // repoctl left), so versions are decoded only when needed: the count
 // comes from the keys, and the kept versions are read only when an
 // expired one removed something.
-func (r *Repo) expireVersions(tx *bolt.Tx, cc *chanChanges) error {
+func (r *Repo) expireVersions(tx kv.Tx, cc *chanChanges) error {
 	if cc == nil {
 		return nil
 	}
@@ -144,7 +144,7 @@ func (r *Repo) expireVersions(tx *bolt.Tx, cc *chanChanges) error {
 
 // versionKeys lists the keys of k's versions, oldest first, without
 // decoding them.
-func versionKeys(tx *bolt.Tx, k chanKey) [][]byte {
+func versionKeys(tx kv.Tx, k chanKey) [][]byte {
 	var out [][]byte
 	c := tx.Bucket(bucketChanVer).Cursor()
 	p := k.prefix()
@@ -156,7 +156,7 @@ func versionKeys(tx *bolt.Tx, k chanKey) [][]byte {
 	return out
 }
 
-func decodeVersion(tx *bolt.Tx, key []byte) (*ChannelVersion, error) {
+func decodeVersion(tx kv.Tx, key []byte) (*ChannelVersion, error) {
 	var cv ChannelVersion
 	if err := json.Unmarshal(tx.Bucket(bucketChanVer).Get(key), &cv); err != nil {
 		return nil, fmt.Errorf("decoding channel version %q: %w", key, err)
@@ -169,7 +169,7 @@ func decodeVersion(tx *bolt.Tx, key []byte) (*ChannelVersion, error) {
 // oldest first; at least one) names. It costs what the expired versions
 // changed, plus what the kept ones did when an expired one removed a
 // package, not the channel's size.
-func (r *Repo) foldVersions(tx *bolt.Tx, k chanKey, expired []*ChannelVersion, kept [][]byte, now time.Time) error {
+func (r *Repo) foldVersions(tx kv.Tx, k chanKey, expired []*ChannelVersion, kept [][]byte, now time.Time) error {
 	b, err := getBase(tx, k)
 	if err != nil {
 		return err
@@ -286,7 +286,7 @@ func (r *Repo) sweepTrash(ctx context.Context) (int, error) {
 	}
 	var ready []due
 	now := time.Now()
-	err := r.st.db.View(func(tx *bolt.Tx) error {
+	err := r.st.db.View(func(tx kv.Tx) error {
 		return tx.Bucket(bucketTrash).ForEach(func(k, v []byte) error {
 			var it trashItem
 			if err := json.Unmarshal(v, &it); err != nil {
@@ -302,7 +302,7 @@ func (r *Repo) sweepTrash(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
-	err = r.st.db.Update(func(tx *bolt.Tx) error {
+	err = r.st.db.Update(func(tx kv.Tx) error {
 		for _, d := range ready {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -350,7 +350,7 @@ func (r *Repo) SweepTrash(ctx context.Context) (int, error) {
 // keptFiles is every file held for a rollback or waiting in the trash.
 func (r *Repo) keptFiles() (map[string]bool, error) {
 	kept := map[string]bool{}
-	err := r.st.db.View(func(tx *bolt.Tx) error {
+	err := r.st.db.View(func(tx kv.Tx) error {
 		if err := tx.Bucket(bucketTrash).ForEach(func(k, _ []byte) error {
 			kept[string(k)] = true
 			return nil

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/internal/testrpm"
 )
@@ -433,7 +433,7 @@ func TestConfinedOldRecord(t *testing.T) {
 	rec := &PackageRecord{Repo: "main", NEVRA: "old-1-1.el9.noarch", Name: name, Version: "1", Release: "1.el9", Arch: "noarch",
 		FileName:   "../../../../prod/el/9/x86_64/rtok-1.0-1.el9.noarch.rpm",
 		Placements: []Placement{{Channel: "staging", Release: "el/9", Arch: "x86_64", Dir: dir, File: evil}}}
-	if err := r.st.db.Update(func(tx *bolt.Tx) error { return putPackage(tx, rec) }); err != nil {
+	if err := r.st.db.Update(func(tx kv.Tx) error { return putPackage(tx, rec) }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.Remove(ctx, "old-1-1.el9.noarch", RemoveOptions{}); !errors.Is(err, ErrEscape) {

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/internal/fsutil"
 	"github.com/repoctl/repoctl/metadata"
@@ -114,7 +114,7 @@ func (kr *keyRing) served() []byte {
 	return b.Bytes()
 }
 
-func getKeyRing(tx *bolt.Tx) (*keyRing, error) {
+func getKeyRing(tx kv.Tx) (*keyRing, error) {
 	var kr keyRing
 	ok, err := getJSON(tx.Bucket(bucketMeta), metaKeyRing, &kr)
 	if err != nil || !ok {
@@ -123,7 +123,7 @@ func getKeyRing(tx *bolt.Tx) (*keyRing, error) {
 	return &kr, nil
 }
 
-func getRotation(tx *bolt.Tx) (*KeyRotation, error) {
+func getRotation(tx kv.Tx) (*KeyRotation, error) {
 	var rot KeyRotation
 	ok, err := getJSON(tx.Bucket(bucketMeta), metaRotation, &rot)
 	if err != nil || !ok {
@@ -132,7 +132,7 @@ func getRotation(tx *bolt.Tx) (*KeyRotation, error) {
 	return &rot, nil
 }
 
-func putRotation(tx *bolt.Tx, rot *KeyRotation) error {
+func putRotation(tx kv.Tx, rot *KeyRotation) error {
 	if rot == nil {
 		return tx.Bucket(bucketMeta).Delete(metaRotation)
 	}
@@ -278,7 +278,7 @@ func (r *Repo) setKey(key *sign.Key) error {
 // key file. It runs before the key is loaded.
 func (r *Repo) finishKeyInstall() error {
 	var rot *KeyRotation
-	if err := r.st.db.View(func(tx *bolt.Tx) (err error) { rot, err = getRotation(tx); return }); err != nil {
+	if err := r.st.db.View(func(tx kv.Tx) (err error) { rot, err = getRotation(tx); return }); err != nil {
 		return err
 	}
 	if rot == nil || rot.Phase != phaseInstall || rot.Pending == "" {
@@ -320,7 +320,7 @@ func (r *Repo) syncKeyring(ctx context.Context) error {
 	cur := r.key
 	var notice string
 	var ring *keyRing
-	err := r.st.db.Update(func(tx *bolt.Tx) error {
+	err := r.st.db.Update(func(tx kv.Tx) error {
 		var err error
 		ring, err = getKeyRing(tx)
 		if err != nil {
@@ -414,7 +414,7 @@ func (r *Repo) syncKeyring(ctx context.Context) error {
 		return err
 	}
 	var rot *KeyRotation
-	if err := r.st.db.View(func(tx *bolt.Tx) (err error) { rot, err = getRotation(tx); return }); err != nil {
+	if err := r.st.db.View(func(tx kv.Tx) (err error) { rot, err = getRotation(tx); return }); err != nil {
 		return err
 	}
 	if rot != nil && !r.o.resume {
@@ -461,7 +461,7 @@ func (r *Repo) writeServedKeys(ring *keyRing) error {
 
 // otherSigners counts the packages of the store by signing key, less
 // except.
-func otherSigners(tx *bolt.Tx, except string) (map[string]int, error) {
+func otherSigners(tx kv.Tx, except string) (map[string]int, error) {
 	out := map[string]int{}
 	err := eachKeyID(tx, func(_ []byte, id string) error {
 		if id != "" && id != except {
@@ -484,7 +484,7 @@ func mostUsed(m map[string]int) string {
 
 // eachKeyID calls fn with every package's store key and signing key id,
 // without decoding the rest of the record (its Entry can be large).
-func eachKeyID(tx *bolt.Tx, fn func(k []byte, keyID string) error) error {
+func eachKeyID(tx kv.Tx, fn func(k []byte, keyID string) error) error {
 	return tx.Bucket(bucketPackages).ForEach(func(k, v []byte) error {
 		var p struct {
 			KeyID string `json:"key_id"`
@@ -533,7 +533,7 @@ func (r *Repo) findPublicKeys(ids map[string]int) []*sign.Key {
 // unfinished rotation. It never waits for a running batch or rotation.
 func (r *Repo) KeyStatus(ctx context.Context) (*KeyStatus, error) {
 	st := &KeyStatus{Keys: []ServedKey{}}
-	err := r.view(func(tx *bolt.Tx) error {
+	err := r.view(func(tx kv.Tx) error {
 		ring, err := getKeyRing(tx)
 		if err != nil {
 			return err
@@ -605,7 +605,7 @@ func (r *Repo) RetireKey(ctx context.Context, req KeyRetireRequest) (*KeyRetireR
 	}
 	var ring *keyRing
 	var rot *KeyRotation
-	err := r.st.db.View(func(tx *bolt.Tx) (err error) {
+	err := r.st.db.View(func(tx kv.Tx) (err error) {
 		if ring, err = getKeyRing(tx); err == nil {
 			rot, err = getRotation(tx)
 		}
@@ -647,7 +647,7 @@ func (r *Repo) RetireKey(ctx context.Context, req KeyRetireRequest) (*KeyRetireR
 	if req.DryRun {
 		return res, nil
 	}
-	err = r.st.db.Update(func(tx *bolt.Tx) error {
+	err = r.st.db.Update(func(tx kv.Tx) error {
 		if err := putJSON(tx.Bucket(bucketMeta), metaKeyRing, rest); err != nil {
 			return err
 		}
@@ -672,7 +672,7 @@ func (r *Repo) RetireKey(ctx context.Context, req KeyRetireRequest) (*KeyRetireR
 func (r *Repo) keyUses(ctx context.Context, id string) ([]string, error) {
 	var uses []string
 	var files []string
-	err := r.st.db.View(func(tx *bolt.Tx) error {
+	err := r.st.db.View(func(tx kv.Tx) error {
 		if err := eachPackage(tx, "", func(p *PackageRecord) error {
 			if p.KeyID == id {
 				uses = append(uses, "package "+p.Repo+"/"+p.NEVRA)

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/metadata"
 	"github.com/repoctl/repoctl/sign"
@@ -116,7 +116,7 @@ func (r *Repo) RotateKey(ctx context.Context, req KeyRotateRequest) (*KeyRotatio
 // rotationPending reports whether an unfinished rotation is recorded.
 func (r *Repo) rotationPending() bool {
 	pending := false
-	r.view(func(tx *bolt.Tx) error {
+	r.view(func(tx kv.Tx) error {
 		rot, err := getRotation(tx)
 		pending = rot != nil
 		return err
@@ -134,7 +134,7 @@ func (r *Repo) startRotation(ctx context.Context, req KeyRotateRequest, act acto
 	var ring *keyRing
 	var rot *KeyRotation
 	total := 0
-	err := r.st.db.View(func(tx *bolt.Tx) (err error) {
+	err := r.st.db.View(func(tx kv.Tx) (err error) {
 		if ring, err = getKeyRing(tx); err != nil {
 			return err
 		}
@@ -225,7 +225,7 @@ func (r *Repo) startRotation(ctx context.Context, req KeyRotateRequest, act acto
 		return nil, err
 	}
 	ring.activate(rk)
-	err = r.st.db.Update(func(tx *bolt.Tx) error {
+	err = r.st.db.Update(func(tx kv.Tx) error {
 		if err := putJSON(tx.Bucket(bucketMeta), metaKeyRing, ring); err != nil {
 			return err
 		}
@@ -251,7 +251,7 @@ func (r *Repo) startRotation(ctx context.Context, req KeyRotateRequest, act acto
 		return nil, err
 	}
 	plan.Phase, plan.Pending = phasePackages, ""
-	if err := r.st.db.Update(func(tx *bolt.Tx) error { return putRotation(tx, plan) }); err != nil {
+	if err := r.st.db.Update(func(tx kv.Tx) error { return putRotation(tx, plan) }); err != nil {
 		return nil, err
 	}
 	if err := r.setKey(nk); err != nil {
@@ -307,7 +307,7 @@ func (r *Repo) runRotation(ctx context.Context, act actor) (*KeyRotation, error)
 
 func (r *Repo) currentRotation() *KeyRotation {
 	var rot *KeyRotation
-	r.view(func(tx *bolt.Tx) (err error) { rot, err = getRotation(tx); return })
+	r.view(func(tx kv.Tx) (err error) { rot, err = getRotation(tx); return })
 	return rot
 }
 
@@ -327,7 +327,7 @@ func (r *Repo) rotationStep(ctx context.Context, act actor, run *rotationRun, fi
 		return nil, false, err
 	}
 	var rot *KeyRotation
-	if err := r.st.db.View(func(tx *bolt.Tx) (err error) { rot, err = getRotation(tx); return }); err != nil {
+	if err := r.st.db.View(func(tx kv.Tx) (err error) { rot, err = getRotation(tx); return }); err != nil {
 		return nil, false, err
 	}
 	if rot == nil {
@@ -377,7 +377,7 @@ func (r *Repo) rotationStep(ctx context.Context, act actor, run *rotationRun, fi
 				rot.NewKeyID, len(why), strings.Join(why, "; "))
 		}
 		rot.Phase = phaseRepodata
-		if err := r.st.db.Update(func(tx *bolt.Tx) error { return putRotation(tx, rot) }); err != nil {
+		if err := r.st.db.Update(func(tx kv.Tx) error { return putRotation(tx, rot) }); err != nil {
 			return rot, false, err
 		}
 		return rot, false, nil
@@ -386,7 +386,7 @@ func (r *Repo) rotationStep(ctx context.Context, act actor, run *rotationRun, fi
 			return rot, false, err
 		}
 		now := time.Now().UTC()
-		err := r.st.db.Update(func(tx *bolt.Tx) error {
+		err := r.st.db.Update(func(tx kv.Tx) error {
 			if err := putRotation(tx, nil); err != nil {
 				return err
 			}
@@ -411,7 +411,7 @@ func (r *Repo) rotationStep(ctx context.Context, act actor, run *rotationRun, fi
 // countToResign counts the packages not yet signed by key id.
 func (r *Repo) countToResign(id string, failed map[string]string) (int, error) {
 	n := 0
-	err := r.st.db.View(func(tx *bolt.Tx) error {
+	err := r.st.db.View(func(tx kv.Tx) error {
 		return eachKeyID(tx, func(k []byte, keyID string) error {
 			if _, bad := failed[string(k)]; keyID != id && !bad {
 				n++
@@ -426,7 +426,7 @@ func (r *Repo) countToResign(id string, failed map[string]string) (int, error) {
 // are not signed by key id and did not fail, and moves the cursor on.
 func (r *Repo) rotationBatch(id string, run *rotationRun) ([]*PackageRecord, error) {
 	var out []*PackageRecord
-	err := r.st.db.View(func(tx *bolt.Tx) error {
+	err := r.st.db.View(func(tx kv.Tx) error {
 		c := tx.Bucket(bucketPackages).Cursor()
 		k, v := c.First()
 		if run.after != nil {
@@ -571,7 +571,7 @@ func (r *Repo) resignBatch(ctx context.Context, rot *KeyRotation, recs []*Packag
 	rot.Resigned += len(done)
 	rot.InPlace += inPlace
 	rot.Rewritten += rewritten
-	err = r.st.db.Update(func(tx *bolt.Tx) error {
+	err = r.st.db.Update(func(tx kv.Tx) error {
 		for _, p := range done {
 			if err := putPackage(tx, p); err != nil {
 				return err
@@ -646,7 +646,7 @@ func (r *Repo) resignRepodata(ctx context.Context, rot *KeyRotation, act actor) 
 	if err := hit("rotate.repodata"); err != nil {
 		return err
 	}
-	return r.st.db.Update(func(tx *bolt.Tx) error {
+	return r.st.db.Update(func(tx kv.Tx) error {
 		if err := putRotation(tx, rot); err != nil {
 			return err
 		}

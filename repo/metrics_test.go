@@ -17,7 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/internal/testrpm"
 )
@@ -550,7 +550,7 @@ func TestReadinessReasons(t *testing.T) {
 	if rd := daemonReadiness(r, ready)(); !rd.Ready {
 		t.Errorf("daemon after resume: %+v, want ready", rd)
 	}
-	if err := r.st.db.Update(func(tx *bolt.Tx) error { return markDirty(tx, []string{"main/prod/el/9/x86_64"}) }); err != nil {
+	if err := r.st.db.Update(func(tx kv.Tx) error { return markDirty(tx, []string{"main/prod/el/9/x86_64"}) }); err != nil {
 		t.Fatal(err)
 	}
 	if got := checks(); got != "dirty:" {
@@ -562,7 +562,7 @@ func TestReadinessReasons(t *testing.T) {
 	if got != "" {
 		t.Errorf("while a change runs: %q, want ready", got)
 	}
-	if err := r.st.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketDirty).Delete([]byte("main/prod/el/9/x86_64")) }); err != nil {
+	if err := r.st.db.Update(func(tx kv.Tx) error { return tx.Bucket(bucketDirty).Delete([]byte("main/prod/el/9/x86_64")) }); err != nil {
 		t.Fatal(err)
 	}
 	r.observePublish("main/staging/el/9/x86_64", time.Millisecond, errors.New("disk on fire"))

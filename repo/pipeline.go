@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
@@ -309,7 +309,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	// once, and the later copies share its outcome.
 	firstCopy := map[string]*ingestItem{} // NEVRA NUL content → first item
 	dupOf := map[*ingestItem]*ingestItem{}
-	err = r.st.db.View(func(tx *bolt.Tx) error {
+	err = r.st.db.View(func(tx kv.Tx) error {
 		for _, it := range items {
 			if it.done {
 				continue
@@ -606,7 +606,7 @@ func (r *Repo) unchanged(it *ingestItem, old *PackageRecord, res *AddResult, eve
 // journalStep saves the state of the live items, drops decided ones and
 // records their events, in one transaction (one commit per pipeline step).
 func (r *Repo) journalStep(items []*ingestItem, events []Event) error {
-	return r.st.db.Update(func(tx *bolt.Tx) error {
+	return r.st.db.Update(func(tx kv.Tx) error {
 		for _, it := range items {
 			var err error
 			if it.done {
@@ -719,7 +719,7 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 	if err := hit(statePublished); err != nil {
 		return err
 	}
-	err = r.st.db.Update(func(tx *bolt.Tx) error {
+	err = r.st.db.Update(func(tx kv.Tx) error {
 		cc := newChanChanges()
 		var cause *Event
 		for _, it := range items {
@@ -1180,7 +1180,7 @@ func (r *Repo) resumeLocked(ctx context.Context) error {
 		}
 	}
 	if len(back) > 0 {
-		err := r.st.db.Update(func(tx *bolt.Tx) error {
+		err := r.st.db.Update(func(tx kv.Tx) error {
 			for _, id := range back {
 				if err := tx.Bucket(bucketJournal).Delete([]byte(id)); err != nil {
 					return err

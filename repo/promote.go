@@ -8,8 +8,8 @@ import (
 
 	"github.com/repoctl/repoctl/internal/nevra"
 
+	kv "github.com/repoctl/repoctl/repo/store"
 	rpmutils "github.com/sassoftware/go-rpmutils"
-	bolt "go.etcd.io/bbolt"
 )
 
 // cmpEVR orders two records by epoch, version, release as rpm does.
@@ -53,7 +53,7 @@ func matches(p *PackageRecord, spec string) bool {
 
 // findPackage resolves spec among the packages of repo that are in channel
 // ("" = any): an exact match wins, else the newest EVR of the name.
-func findPackage(tx *bolt.Tx, repo, spec, channel string) (*PackageRecord, error) {
+func findPackage(tx kv.Tx, repo, spec, channel string) (*PackageRecord, error) {
 	if err := checkSpec(spec); err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func sortBuild(ps []*PackageRecord) {
 // NEVRA is that package alone; N-V-R or a bare name is every package of
 // the newest matching EVR (each arch and the source package), narrowed to
 // arches when given.
-func findBuild(tx *bolt.Tx, repo, spec, channel string, arches map[string]bool) ([]*PackageRecord, error) {
+func findBuild(tx kv.Tx, repo, spec, channel string, arches map[string]bool) ([]*PackageRecord, error) {
 	if err := checkSpec(spec); err != nil {
 		return nil, err
 	}
@@ -244,7 +244,7 @@ func (r *Repo) Promote(ctx context.Context, req PromoteRequest) (*PromoteResult,
 	}
 	var pkgs []*PackageRecord
 	res := &PromoteResult{Repo: repoName, From: from, To: to, DryRun: req.DryRun}
-	err = r.st.db.View(func(tx *bolt.Tx) error {
+	err = r.st.db.View(func(tx kv.Tx) error {
 		var err error
 		if pkgs, err = findBuild(tx, repoName, req.Package, from, arches); err != nil {
 			return err
@@ -465,7 +465,7 @@ func (r *Repo) Restore(ctx context.Context, res *PromoteResult) error {
 	var gone []*PackageRecord
 	var gonePP []PromotedPackage
 	// Idempotent: a rollout resumed after a crash may restore twice.
-	err = r.st.db.View(func(tx *bolt.Tx) error {
+	err = r.st.db.View(func(tx kv.Tx) error {
 		for _, pp := range all {
 			if pp.AlreadyPresent {
 				kept = append(kept, pp)
@@ -493,7 +493,7 @@ func (r *Repo) Restore(ctx context.Context, res *PromoteResult) error {
 			buildDetails(d, kept)
 		}
 		e := act.stamp(Event{Action: EventRestore, Repo: repoName, Channel: to, NEVRA: kept[0].NEVRA, Details: d})
-		return r.st.db.Update(func(tx *bolt.Tx) error { return appendEvent(tx, &e) })
+		return r.st.db.Update(func(tx kv.Tx) error { return appendEvent(tx, &e) })
 	}
 	d := map[string]string{"previous": gonePP[0].Previous, "from": res.From}
 	if len(all) > 1 {
@@ -548,7 +548,7 @@ func (r *Repo) remove(ctx context.Context, spec string, o RemoveOptions, action 
 		return nil, ErrClosed
 	}
 	var p *PackageRecord
-	err = r.st.db.View(func(tx *bolt.Tx) error {
+	err = r.st.db.View(func(tx kv.Tx) error {
 		var err error
 		p, err = findPackage(tx, repoName, spec, o.Channel)
 		if err == nil && spec == p.Name {
@@ -650,7 +650,7 @@ func (r *Repo) publishDirty(ctx context.Context, dirs []string, a actor) error {
 	if err != nil {
 		return err
 	}
-	err = r.st.db.Update(func(tx *bolt.Tx) error {
+	err = r.st.db.Update(func(tx kv.Tx) error {
 		b := tx.Bucket(bucketDirty)
 		for _, d := range dirs {
 			if err := b.Delete([]byte(d)); err != nil {
@@ -670,7 +670,7 @@ func (r *Repo) publishDirty(ctx context.Context, dirs []string, a actor) error {
 	return nil
 }
 
-func appendEvents(tx *bolt.Tx, events []Event) error {
+func appendEvents(tx kv.Tx, events []Event) error {
 	for i := range events {
 		if err := appendEvent(tx, &events[i]); err != nil {
 			return err

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // EventPrune is the action of a retention change's event.
@@ -110,7 +110,7 @@ func (r *Repo) applyRetention(ctx context.Context, act actor, repo string, chann
 // pruneChannel takes out of k what rule does not keep. The caller holds r.mu.
 func (r *Repo) pruneChannel(ctx context.Context, act actor, k chanKey, rule Retention, dryRun bool) (*PrunedChannel, error) {
 	var pkgs []*PackageRecord
-	err := r.st.db.View(func(tx *bolt.Tx) error {
+	err := r.st.db.View(func(tx kv.Tx) error {
 		return eachPackage(tx, k.repo, func(p *PackageRecord) error {
 			if p.InChannel(k.channel) {
 				pkgs = append(pkgs, p)

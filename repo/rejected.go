@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/internal/fsutil"
 )
@@ -290,7 +290,7 @@ func (r *Repo) RejectedPurge(ctx context.Context, req RejectedPurgeRequest) (*Re
 		if serr := fsutil.SyncDir(dir); serr != nil && err == nil {
 			err = serr
 		}
-		if rerr := r.st.db.Update(func(tx *bolt.Tx) error {
+		if rerr := r.st.db.Update(func(tx kv.Tx) error {
 			for i := range events {
 				if err := appendEvent(tx, &events[i]); err != nil {
 					return err
@@ -317,7 +317,7 @@ func (r *Repo) recordEvents(events []Event) error {
 	if r.closed {
 		return ErrClosed
 	}
-	return r.st.db.Update(func(tx *bolt.Tx) error {
+	return r.st.db.Update(func(tx kv.Tx) error {
 		for i := range events {
 			if err := appendEvent(tx, &events[i]); err != nil {
 				return err

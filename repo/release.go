@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/metadata"
 )
@@ -260,7 +260,7 @@ func (r *Repo) fillReleases(ctx context.Context, disk bool, a actor) error {
 			Details: map[string]string{"packages": strconv.Itoa(len(entries)), "why": "every known release and arch has repodata"}}))
 	}
 	r.o.log.Info("published repodata for known releases", "dirs", missing)
-	return r.st.db.Update(func(tx *bolt.Tx) error { return appendEvents(tx, events) })
+	return r.st.db.Update(func(tx kv.Tx) error { return appendEvents(tx, events) })
 }
 
 // majorFallback maps a request for REPO/CHANNEL/DIST/MAJOR.MINOR/… that

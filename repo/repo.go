@@ -16,7 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/internal/fsutil"
 	"github.com/repoctl/repoctl/metadata"
@@ -251,7 +251,7 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 		lk.release()
 		return nil, err
 	}
-	if r.st, err = openStore(cfg.Paths.DB); err != nil {
+	if r.st, err = openConfiguredStore(ctx, cfg); err != nil {
 		return fail(err)
 	}
 	if r.tree, err = openTree(cfg.Paths.Repo); err != nil {
@@ -367,7 +367,7 @@ func (r *Repo) ensureKey(ctx context.Context) error {
 		if err := fsutil.WriteFileAtomic(filepath.Join(filepath.Dir(path), "signing.pub.asc"), pub, 0o644); err != nil {
 			return err
 		}
-		err = r.st.db.Update(func(tx *bolt.Tx) error {
+		err = r.st.db.Update(func(tx kv.Tx) error {
 			return appendEvent(tx, &Event{Who: r.o.who, Action: EventKey, Path: path,
 				Details: map[string]string{"generated": key.Algorithm(), "key_id": key.KeyID(), "fingerprint": key.Fingerprint()}})
 		})
@@ -390,7 +390,7 @@ func (r *Repo) ensureKey(ctx context.Context) error {
 func (r *Repo) loadIndex() error {
 	r.dirs = map[string]map[string]*metadata.Entry{}
 	r.hrefs = map[string]map[string]string{}
-	return r.st.db.View(func(tx *bolt.Tx) error {
+	return r.st.db.View(func(tx kv.Tx) error {
 		return eachPackage(tx, "", func(p *PackageRecord) error {
 			r.indexAdd(p, p.Placements)
 			return nil
@@ -414,7 +414,7 @@ func (r *Repo) fragmentLoader(dir string) func(ctx context.Context, es []*metada
 	repoName, _, _ := strings.Cut(dir, "/")
 	return func(ctx context.Context, es []*metadata.Entry) error {
 		r.loadedFrags.Add(int64(len(es)))
-		return r.st.db.View(func(tx *bolt.Tx) error {
+		return r.st.db.View(func(tx kv.Tx) error {
 			for i, e := range es {
 				if i%1024 == 0 {
 					if err := ctx.Err(); err != nil {

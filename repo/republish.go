@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/internal/nevra"
 	"github.com/repoctl/repoctl/metadata"
@@ -138,7 +138,7 @@ func (r *Repo) forcePublish(ctx context.Context, dir string, a actor, ev func(re
 	if ev != nil {
 		events = append(events, ev(rev))
 	}
-	err = r.st.db.Update(func(tx *bolt.Tx) error {
+	err = r.st.db.Update(func(tx kv.Tx) error {
 		if err := tx.Bucket(bucketDirty).Delete([]byte(dir)); err != nil {
 			return err
 		}

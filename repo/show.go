@@ -9,7 +9,7 @@ import (
 	"io/fs"
 	"path"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/metadata"
 )
@@ -65,7 +65,7 @@ func (r *Repo) Show(ctx context.Context, spec string, o ShowOptions) (*ShowResul
 	}
 	res := &ShowResult{Published: []Publication{}, Events: []Event{}}
 	pending := map[string]bool{}
-	err = r.view(func(tx *bolt.Tx) error {
+	err = r.view(func(tx kv.Tx) error {
 		p, err := findPackage(tx, repoName, spec, "")
 		if err != nil {
 			return err

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // Buckets of ROOT/repoctl.db. Values are JSON so that the store can be read
@@ -30,20 +30,26 @@ const schemaVersion = "2"
 // store wraps the bbolt handle. All multi-record changes happen in one
 // bbolt transaction so that a crash leaves either all or nothing.
 type store struct {
-	db *bolt.DB
+	db kv.DB
 }
 
 func openStore(path string) (*store, error) {
 	// The ROOT lock is already ours, so bbolt's own flock is free; the
 	// short timeout only guards against a foreign program holding the file.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := kv.OpenBolt(path, 2*time.Second)
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, kv.ErrHeld) {
 			return nil, fmt.Errorf("%w: store %q is held by a program outside repoctl", ErrLocked, path)
 		}
 		return nil, fmt.Errorf("opening store %q: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	return initStore(db, path)
+}
+
+// initStore creates the buckets and migrates the schema; name is the
+// store's path or address, for errors.
+func initStore(db kv.DB, name string) (*store, error) {
+	err := db.Update(func(tx kv.Tx) error {
 		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta, bucketDirty,
 			bucketChanVer, bucketChanBase, bucketTrash, bucketComps, bucketAdvisories} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -64,7 +70,7 @@ func openStore(path string) (*store, error) {
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("initialising store %q: %w", path, err)
+		return nil, fmt.Errorf("initialising store %q: %w", name, err)
 	}
 	return &store{db: db}, nil
 }
@@ -75,7 +81,7 @@ func pkgKey(repo, nevra string) []byte {
 	return []byte(repo + "\x00" + nevra)
 }
 
-func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
+func getJSON(b kv.Bucket, key []byte, v any) (bool, error) {
 	raw := b.Get(key)
 	if raw == nil {
 		return false, nil
@@ -86,7 +92,7 @@ func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
 	return true, nil
 }
 
-func putJSON(b *bolt.Bucket, key []byte, v any) error {
+func putJSON(b kv.Bucket, key []byte, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -94,7 +100,7 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 	return b.Put(key, raw)
 }
 
-func getPackage(tx *bolt.Tx, repo, nevra string) (*PackageRecord, error) {
+func getPackage(tx kv.Tx, repo, nevra string) (*PackageRecord, error) {
 	var p PackageRecord
 	ok, err := getJSON(tx.Bucket(bucketPackages), pkgKey(repo, nevra), &p)
 	if err != nil || !ok {
@@ -103,16 +109,16 @@ func getPackage(tx *bolt.Tx, repo, nevra string) (*PackageRecord, error) {
 	return &p, nil
 }
 
-func putPackage(tx *bolt.Tx, p *PackageRecord) error {
+func putPackage(tx kv.Tx, p *PackageRecord) error {
 	return putJSON(tx.Bucket(bucketPackages), pkgKey(p.Repo, p.NEVRA), p)
 }
 
-func deletePackage(tx *bolt.Tx, repo, nevra string) error {
+func deletePackage(tx kv.Tx, repo, nevra string) error {
 	return tx.Bucket(bucketPackages).Delete(pkgKey(repo, nevra))
 }
 
 // eachPackage calls fn for every package of repo ("" = all) in key order.
-func eachPackage(tx *bolt.Tx, repo string, fn func(*PackageRecord) error) error {
+func eachPackage(tx kv.Tx, repo string, fn func(*PackageRecord) error) error {
 	c := tx.Bucket(bucketPackages).Cursor()
 	var prefix []byte
 	if repo != "" {
@@ -161,12 +167,12 @@ func (it *journalItem) actor() actor {
 	return actor{who: it.Who, caller: it.Caller, note: it.Note}
 }
 
-func putJournal(tx *bolt.Tx, it *journalItem) error {
+func putJournal(tx kv.Tx, it *journalItem) error {
 	return putJSON(tx.Bucket(bucketJournal), []byte(it.ID), it)
 }
 
 func (s *store) setJournal(items ...*journalItem) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Update(func(tx kv.Tx) error {
 		for _, it := range items {
 			if err := putJournal(tx, it); err != nil {
 				return err
@@ -177,7 +183,7 @@ func (s *store) setJournal(items ...*journalItem) error {
 }
 
 func (s *store) dropJournal(ids ...string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Update(func(tx kv.Tx) error {
 		for _, id := range ids {
 			if err := tx.Bucket(bucketJournal).Delete([]byte(id)); err != nil {
 				return err
@@ -189,7 +195,7 @@ func (s *store) dropJournal(ids ...string) error {
 
 func (s *store) journal() ([]*journalItem, error) {
 	var out []*journalItem
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx kv.Tx) error {
 		return tx.Bucket(bucketJournal).ForEach(func(k, v []byte) error {
 			var it journalItem
 			if err := json.Unmarshal(v, &it); err != nil {
@@ -202,7 +208,7 @@ func (s *store) journal() ([]*journalItem, error) {
 	return out, err
 }
 
-func markDirty(tx *bolt.Tx, dirs []string) error {
+func markDirty(tx kv.Tx, dirs []string) error {
 	b := tx.Bucket(bucketDirty)
 	for _, d := range dirs {
 		if err := b.Put([]byte(d), nil); err != nil {
@@ -214,7 +220,7 @@ func markDirty(tx *bolt.Tx, dirs []string) error {
 
 func (s *store) dirtyDirs() ([]string, error) {
 	var out []string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx kv.Tx) error {
 		return tx.Bucket(bucketDirty).ForEach(func(k, _ []byte) error {
 			out = append(out, string(k))
 			return nil

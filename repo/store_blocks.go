@@ -4,7 +4,7 @@ import (
 	"context"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // bucketBlocks holds metadata's compressed repodata blocks (content-addressed
@@ -25,7 +25,7 @@ type blockCache struct {
 }
 
 func (c blockCache) RetainBlocks(ctx context.Context, keys []string) error {
-	return c.st.db.Update(func(tx *bolt.Tx) error {
+	return c.st.db.Update(func(tx kv.Tx) error {
 		refs, err := tx.CreateBucketIfNotExists(bucketBlockRefs)
 		if err != nil {
 			return err
@@ -66,7 +66,7 @@ func (c blockCache) RetainBlocks(ctx context.Context, keys []string) error {
 
 func (c blockCache) GetBlocks(ctx context.Context, keys []string) (map[string][]byte, error) {
 	out := make(map[string][]byte, len(keys))
-	err := c.st.db.View(func(tx *bolt.Tx) error {
+	err := c.st.db.View(func(tx kv.Tx) error {
 		b := tx.Bucket(bucketBlocks)
 		if b == nil {
 			return nil
@@ -85,7 +85,7 @@ func (c blockCache) PutBlocks(ctx context.Context, blocks map[string][]byte) err
 	if len(blocks) == 0 {
 		return nil
 	}
-	return c.st.db.Update(func(tx *bolt.Tx) error {
+	return c.st.db.Update(func(tx kv.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketBlocks)
 		if err != nil {
 			return err

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // The store keeps exactly the compressed blocks that current repodata uses:
@@ -26,7 +26,7 @@ func TestBlockCacheRetention(t *testing.T) {
 	check := func(when string) int {
 		t.Helper()
 		n := 0
-		err := r.st.db.View(func(tx *bolt.Tx) error {
+		err := r.st.db.View(func(tx kv.Tx) error {
 			live := map[string]bool{}
 			if err := tx.Bucket(bucketBlockRefs).ForEach(func(_, v []byte) error {
 				for _, k := range strings.Split(string(v), "\n") {

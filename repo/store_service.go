@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // List returns the packages matching o, without their rendered metadata.
@@ -31,7 +31,7 @@ func (r *Repo) List(ctx context.Context, o ListOptions) ([]PackageRecord, error)
 	}
 	out := []PackageRecord{}
 	archSeen := false
-	err = r.view(func(tx *bolt.Tx) error {
+	err = r.view(func(tx kv.Tx) error {
 		return eachPackage(tx, o.Repo, func(p *PackageRecord) error {
 			archSeen = archSeen || p.Arch == f.arch
 			if !f.match(p) {
@@ -50,12 +50,12 @@ func (r *Repo) List(ctx context.Context, o ListOptions) ([]PackageRecord, error)
 
 // view reads the store without waiting for a running batch: bbolt gives
 // it a consistent snapshot.
-func (r *Repo) view(fn func(tx *bolt.Tx) error) error {
+func (r *Repo) view(fn func(tx kv.Tx) error) error {
 	if r.isClosed.Load() {
 		return ErrClosed
 	}
 	err := r.st.db.View(fn)
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, kv.ErrClosed) {
 		return ErrClosed
 	}
 	return err
@@ -66,7 +66,7 @@ func (r *Repo) Status(ctx context.Context) (*Status, error) {
 	key := r.Key() // a key rotation may swap it meanwhile
 	st := &Status{Root: r.cfg.Root, Config: r.cfg.File, KeyID: key.KeyID(), Fingerprint: key.Fingerprint(), HTTP: r.cfg.HTTP.PublicURL, Listen: r.cfg.servedAddr, Repos: []RepoStatus{}}
 	perDir := map[string]int{}
-	err := r.view(func(tx *bolt.Tx) error {
+	err := r.view(func(tx kv.Tx) error {
 		if err := eachPackage(tx, "", func(p *PackageRecord) error {
 			st.Packages++
 			for _, pl := range p.Placements {
@@ -157,7 +157,7 @@ func (r *Repo) History(ctx context.Context, o HistoryOptions) ([]Event, error) {
 		}
 	}
 	out := []Event{}
-	err := r.view(func(tx *bolt.Tx) error {
+	err := r.view(func(tx kv.Tx) error {
 		if o.Verify {
 			if err := verifyEvents(tx); err != nil {
 				return err
@@ -237,16 +237,16 @@ func (r *Repo) RecordRollout(ctx context.Context, e RolloutEvent) error {
 	if r.closed {
 		return ErrClosed
 	}
-	if err := r.st.db.Update(func(tx *bolt.Tx) error { return appendEvent(tx, &ev) }); err != nil {
+	if err := r.st.db.Update(func(tx kv.Tx) error { return appendEvent(tx, &ev) }); err != nil {
 		return err
 	}
 	r.countRollout(e)
 	return nil
 }
 
-// CheckStore runs bbolt's consistency check; tests and `status` use it.
+// CheckStore runs the store's consistency check (bbolt's page check); tests and `status` use it.
 func (r *Repo) CheckStore() error {
-	return r.view(func(tx *bolt.Tx) error {
+	return r.view(func(tx kv.Tx) error {
 		for err := range tx.Check() {
 			return err
 		}

@@ -96,7 +96,13 @@ func completionService(cmd *cobra.Command) (repo.Service, func()) {
 	if cfg == nil {
 		return nil, nil
 	}
-	if _, err := os.Stat(cfg.Paths.DB); err != nil {
+	// A root that was never opened stays so: with etcd there is no store
+	// file, but the first open has made the key directory.
+	mark := cfg.Paths.DB
+	if cfg.Store.Backend != repo.StoreBbolt {
+		mark = cfg.Paths.Keys
+	}
+	if _, err := os.Stat(mark); err != nil {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)

@@ -1,0 +1,33 @@
+package repo
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"time"
+
+	kv "github.com/repoctl/repoctl/repo/store"
+)
+
+// openConfiguredStore opens [store]'s backend: bbolt in [paths] db, or
+// etcd under [store] prefix.
+func openConfiguredStore(ctx context.Context, cfg *Config) (*store, error) {
+	if cfg.Store.Backend != StoreEtcd {
+		return openStore(cfg.Paths.DB)
+	}
+	s := cfg.Store
+	dial, _ := time.ParseDuration(s.DialTimeout) // checked by storeDefaults
+	var tc *tls.Config
+	if s.CAFile != "" || s.CertFile != "" {
+		var err error
+		if tc, err = kv.EtcdTLS(s.CAFile, s.CertFile, s.KeyFile); err != nil {
+			return nil, fmt.Errorf("opening the etcd store: %w", err)
+		}
+	}
+	db, err := kv.OpenEtcd(ctx, kv.EtcdOptions{Endpoints: s.Endpoints, Prefix: s.Prefix, DialTimeout: dial,
+		TLS: tc, MaxTxnOps: s.MaxTxnOps, MaxRequestBytes: s.MaxRequestBytes})
+	if err != nil {
+		return nil, fmt.Errorf("opening the store (prefix %q): %w", s.Prefix, err)
+	}
+	return initStore(db, fmt.Sprintf("etcd %s%s", s.Endpoints[0], s.Prefix))
+}
