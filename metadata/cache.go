@@ -75,15 +75,17 @@ type DirCache struct {
 	sum     func([]byte) []byte
 	sumSize int
 
-	// forgetPuts: PutBlocks does not keep what it wrote in memory
-	// (later GetBlocks in this process miss them). For the uncompressed
-	// pack, which is written once per run and never read back by it.
+	// forgetPuts: PutBlocks does not keep what it wrote in memory, only
+	// where (spilled); GetBlocks and RetainBlocks read such blocks back
+	// from the file. For CreateRepo, which writes every block of a large
+	// repository once and rarely reads one back.
 	forgetPuts bool
 
-	mu     sync.Mutex
-	loaded bool
-	index  map[string][]byte
-	size   int64 // bytes of the pack file that index describes
+	mu      sync.Mutex
+	loaded  bool
+	index   map[string][]byte
+	spilled map[string][2]int64 // key → offset and length of its data
+	size    int64               // bytes of the pack file that index describes
 }
 
 // NewDirCache returns a DirCache in dir, creating the directory.
@@ -172,12 +174,57 @@ func (c *DirCache) GetBlocks(ctx context.Context, keys []string) (map[string][]b
 		return nil, err
 	}
 	out := make(map[string][]byte, len(keys))
+	var back []string
 	for _, k := range keys {
 		if b, ok := c.index[k]; ok {
 			out[k] = b
+		} else if _, ok := c.spilled[k]; ok {
+			back = append(back, k)
+		}
+	}
+	if len(back) > 0 {
+		if err := c.readSpilled(back, out); err != nil {
+			return nil, fmt.Errorf("reading block cache: %w", err)
 		}
 	}
 	return out, nil
+}
+
+// has says whether the cache holds key, without reading it.
+func (c *DirCache) has(ctx context.Context, key string) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.load(); err != nil {
+		return false, err
+	}
+	_, ok := c.index[key]
+	if !ok {
+		_, ok = c.spilled[key]
+	}
+	return ok, nil
+}
+
+// readSpilled reads spilled blocks back from the pack file into out.
+func (c *DirCache) readSpilled(keys []string, out map[string][]byte) error {
+	root, done, err := c.openRoot()
+	if err != nil {
+		return err
+	}
+	defer done()
+	f, err := root.Open(c.name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, k := range keys {
+		loc := c.spilled[k]
+		b := make([]byte, loc[1])
+		if _, err := f.ReadAt(b, loc[0]); err != nil {
+			return err
+		}
+		out[k] = b
+	}
+	return nil
 }
 
 // writeRecord writes one pack record.
@@ -209,7 +256,8 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 	}
 	var added []string
 	for k := range blocks {
-		if _, ok := c.index[k]; !ok {
+		_, spilled := c.spilled[k]
+		if _, ok := c.index[k]; !ok && !spilled {
 			if !validKey(k) {
 				return fmt.Errorf("block cache: invalid key %q", k)
 			}
@@ -232,10 +280,12 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 	cw := &countingWriter{w: f}
 	bw := bufio.NewWriterSize(cw, 256<<10)
 	_, err = f.Seek(c.size, io.SeekStart)
-	for _, k := range added {
+	offs := make([]int64, len(added))
+	for i, k := range added {
 		if err != nil {
 			break
 		}
+		offs[i] = c.size + cw.n + int64(bw.Buffered()) + packRecHead
 		err = c.writeRecord(bw, k, blocks[k])
 	}
 	if err == nil {
@@ -251,8 +301,13 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 		return fmt.Errorf("writing block cache: %w", err)
 	}
 	c.size += cw.n
-	if !c.forgetPuts {
-		for _, k := range added {
+	for i, k := range added {
+		if c.forgetPuts {
+			if c.spilled == nil {
+				c.spilled = map[string][2]int64{}
+			}
+			c.spilled[k] = [2]int64{offs[i], int64(len(blocks[k]))}
+		} else {
 			c.index[k] = blocks[k]
 		}
 	}
@@ -293,9 +348,15 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 	keep := make(map[string]bool, len(keys))
 	live := int64(0)
 	for _, k := range keys {
-		if b, ok := c.index[k]; ok && !keep[k] {
+		if keep[k] {
+			continue
+		}
+		if b, ok := c.index[k]; ok {
 			keep[k] = true
 			live += int64(packRecHead + len(b) + c.sumSize)
+		} else if loc, ok := c.spilled[k]; ok {
+			keep[k] = true
+			live += packRecHead + loc[1] + int64(c.sumSize)
 		}
 	}
 	if c.size <= 2*live+(1<<20) {
@@ -318,8 +379,26 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 	}
 	cw := &countingWriter{w: f}
 	bw := bufio.NewWriterSize(cw, 256<<10)
+	var old *os.File
+	moved := map[string][2]int64{}
 	for k := range keep {
-		if err = c.writeRecord(bw, k, c.index[k]); err != nil {
+		data, ok := c.index[k]
+		if !ok {
+			// Spilled: copied from the old file, still not kept.
+			if old == nil {
+				if old, err = root.Open(c.name); err != nil {
+					break
+				}
+				defer old.Close()
+			}
+			loc := c.spilled[k]
+			data = make([]byte, loc[1])
+			if _, err = old.ReadAt(data, loc[0]); err != nil {
+				break
+			}
+			moved[k] = [2]int64{cw.n + int64(bw.Buffered()) + packRecHead, loc[1]}
+		}
+		if err = c.writeRecord(bw, k, data); err != nil {
 			break
 		}
 	}
@@ -340,6 +419,9 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 		if !keep[k] {
 			delete(c.index, k)
 		}
+	}
+	if c.spilled != nil {
+		c.spilled = moved
 	}
 	c.size = cw.n
 	return nil

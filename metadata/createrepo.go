@@ -26,6 +26,7 @@ type createConfig struct {
 	publish   []PublishOption
 	cacheDir  *string
 	groupFile string
+	window    int
 }
 
 // WithUpdate reuses what the existing repodata (ours or createrepo_c's)
@@ -53,6 +54,20 @@ func WithReadWorkers(n int) CreateOption {
 			return fmt.Errorf("%w: negative workers %d", ErrBadOption, n)
 		}
 		c.workers = n
+		return nil
+	}
+}
+
+// WithReadWindow bounds how many packages are held rendered at once: read
+// ahead of the block being assembled, in the published order. Memory
+// stays proportional to it (and to the blocks being compressed), not to
+// the repository. Default DefaultReadWindow per read worker.
+func WithReadWindow(n int) CreateOption {
+	return func(c *createConfig) error {
+		if n < 0 {
+			return fmt.Errorf("%w: negative read window %d", ErrBadOption, n)
+		}
+		c.window = n
 		return nil
 	}
 }
@@ -286,6 +301,20 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 			}
 		}
 	}
+	if !pcfg.dryRun {
+		// The uncompressed blocks of the state's generation stay for
+		// the blocks this run reuses.
+		var retain []string
+		if res.ReusedFrom == "state" {
+			retain = []string{}
+			for _, bl := range ls.s.blocks {
+				retain = append(retain, bl.keys[:]...)
+			}
+		}
+		ls = nil
+		return createStreaming(ctx, root, dir, files, old, res, cfg, pcfg, workers, base, raw, cacheRoot, retain)
+	}
+	// A dry run writes nothing, so it builds in memory.
 	entries := make([]Entry, len(files))
 	have := make([]bool, len(files))
 	var toRead []int

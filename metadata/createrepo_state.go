@@ -21,6 +21,9 @@ import (
 
 const (
 	stateFileName = "state"
+	// rawPackNew is the uncompressed pack a run that reuses no state
+	// writes; it replaces raw.pack when the publish succeeded.
+	rawPackNew = "raw.pack.new"
 	stateMagic    = "RCS1"
 	// Caps for a damaged state file, far above any real repository.
 	maxStateEntries = 1 << 24
@@ -353,6 +356,11 @@ func writeState(ctx context.Context, raw *DirCache, cache *os.Root, layout *buil
 		s.blocks = append(s.blocks, stateBlock{n: sp.hi - sp.lo,
 			keys: [3]string{layout.blockKeys[0][i], layout.blockKeys[1][i], layout.blockKeys[2][i]}})
 	}
+	return writeStateFile(cache, s)
+}
+
+// writeStateFile writes s to state.tmp.
+func writeStateFile(cache *os.Root, s *repoState) error {
 	// A leftover state.tmp (or a symbolic link in its place) is removed,
 	// never written through.
 	tmp := stateFileName + ".tmp"
