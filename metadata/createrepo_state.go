@@ -1,12 +1,14 @@
 package metadata
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 )
 
@@ -24,7 +26,7 @@ const (
 	// rawPackNew is the uncompressed pack a run that reuses no state
 	// writes; it replaces raw.pack when the publish succeeded.
 	rawPackNew = "raw.pack.new"
-	stateMagic    = "RCS1"
+	stateMagic = "RCS1"
 	// Caps for a damaged state file, far above any real repository.
 	maxStateEntries = 1 << 24
 	maxStateString  = 1 << 16
@@ -65,16 +67,39 @@ func (s *repoState) marshal() []byte {
 	b = appendStr(b, s.base)
 	b = binary.AppendVarint(b, s.changelog)
 	b = binary.AppendUvarint(b, uint64(len(s.entries)))
-	for _, e := range s.entries {
-		for _, f := range []string{e.href, e.pkgid, e.name, e.arch, e.epoch, e.version, e.release} {
-			b = appendStr(b, f)
-		}
-		b = binary.AppendVarint(b, e.size)
-		b = binary.AppendVarint(b, e.mtime)
-		for _, l := range e.lens {
-			b = binary.AppendUvarint(b, l)
-		}
+	for i := range s.entries {
+		b = appendStateEntry(b, &s.entries[i])
 	}
+	b = s.appendBlocks(b)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+// marshalHead is marshal up to the entries, which the caller appends
+// (appendStateEntry) after it, then appendBlocks, then the CRC.
+func (s *repoState) marshalHead(nEntries int) []byte {
+	b := append([]byte(nil), stateMagic...)
+	for _, c := range s.checksums {
+		b = appendStr(b, c)
+	}
+	b = appendStr(b, s.codecID)
+	b = appendStr(b, s.base)
+	b = binary.AppendVarint(b, s.changelog)
+	return binary.AppendUvarint(b, uint64(nEntries))
+}
+
+func appendStateEntry(b []byte, e *stateEntry) []byte {
+	for _, f := range [...]string{e.href, e.pkgid, e.name, e.arch, e.epoch, e.version, e.release} {
+		b = appendStr(b, f)
+	}
+	b = binary.AppendVarint(b, e.size)
+	b = binary.AppendVarint(b, e.mtime)
+	for _, l := range e.lens {
+		b = binary.AppendUvarint(b, l)
+	}
+	return b
+}
+
+func (s *repoState) appendBlocks(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s.blocks)))
 	for _, bl := range s.blocks {
 		b = binary.AppendUvarint(b, uint64(bl.n))
@@ -82,7 +107,7 @@ func (s *repoState) marshal() []byte {
 			b = appendStr(b, k)
 		}
 	}
-	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	return b
 }
 
 var errBadState = errors.New("damaged createrepo state")
@@ -371,6 +396,93 @@ func writeStateFile(cache *os.Root, s *repoState) error {
 		return fmt.Errorf("saving createrepo state: %w", err)
 	}
 	return nil
+}
+
+// stateSpool collects a streaming build's entries, encoded, in a file
+// beside the state rather than in memory; finish writes state.tmp from it.
+type stateSpool struct {
+	cache *os.Root
+	f     *os.File
+	w     *bufio.Writer
+	n     int
+	buf   []byte
+	err   error
+}
+
+const stateSpoolName = stateFileName + ".entries.tmp"
+
+func newStateSpool(cache *os.Root) (*stateSpool, error) {
+	if err := cache.Remove(stateSpoolName); err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	f, err := cache.OpenFile(stateSpoolName, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &stateSpool{cache: cache, f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
+}
+
+func (sp *stateSpool) add(e *stateEntry) {
+	if sp == nil || sp.err != nil {
+		return
+	}
+	sp.buf = appendStateEntry(sp.buf[:0], e)
+	_, sp.err = sp.w.Write(sp.buf)
+	sp.n++
+}
+
+// finish writes state.tmp: s's head, the spooled entries, s's blocks.
+func (sp *stateSpool) finish(s *repoState) error {
+	err := sp.err
+	if err == nil {
+		err = sp.w.Flush()
+	}
+	if err == nil {
+		_, err = sp.f.Seek(0, io.SeekStart)
+	}
+	tmp := stateFileName + ".tmp"
+	if err == nil {
+		if rerr := sp.cache.Remove(tmp); rerr != nil && !os.IsNotExist(rerr) {
+			err = rerr
+		}
+	}
+	var out *os.File
+	if err == nil {
+		out, err = sp.cache.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	}
+	if err == nil {
+		crc := crc32.New(castagnoli)
+		w := bufio.NewWriterSize(io.MultiWriter(out, crc), 256<<10)
+		w.Write(s.marshalHead(sp.n))
+		_, err = io.Copy(w, sp.f)
+		if err == nil {
+			w.Write(s.appendBlocks(nil))
+			err = w.Flush()
+		}
+		if err == nil {
+			_, err = out.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			sp.cache.Remove(tmp)
+		}
+	}
+	sp.close()
+	if err != nil {
+		return fmt.Errorf("saving createrepo state: %w", err)
+	}
+	return nil
+}
+
+func (sp *stateSpool) close() {
+	if sp == nil || sp.f == nil {
+		return
+	}
+	sp.f.Close()
+	sp.f = nil
+	sp.cache.Remove(stateSpoolName)
 }
 
 func commitState(cache *os.Root) error {

@@ -87,7 +87,6 @@ type streamResult struct {
 	st      buildStats
 	n       int
 	skipped []SkippedFile
-	entries []stateEntry
 	blocks  []stateBlock
 }
 
@@ -102,7 +101,7 @@ type blockSink struct {
 	bytes int
 }
 
-const sinkFlushBytes = 8 << 20
+const sinkFlushBytes = 2 << 20
 
 func newBlockSink(c BlockCache, have func(string) (bool, error)) *blockSink {
 	return &blockSink{c: c, have: have, seen: map[string]bool{}, batch: map[string][]byte{}}
@@ -168,7 +167,7 @@ func sortScanned(files []scannedFile) {
 // compressed blocks into the publish cache and, with rawSink, every
 // block's uncompressed bytes into it for the saved state.
 func streamBuild(ctx context.Context, root *os.Root, items []streamItem, cfg *createConfig, pcfg *publishConfig,
-	workers, window int, rawSink *blockSink) (*streamResult, error) {
+	workers, window int, rawSink *blockSink, spool *stateSpool) (*streamResult, error) {
 	c := pcfg.codec
 	p := pcfg.progress
 	nSpec := len(items)
@@ -230,10 +229,13 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, cfg *cr
 		for i := range items {
 			it := &items[i]
 			s := &readSlot{f: it.f, done: make(chan struct{})}
-			if it.old != nil {
+			reused := it.old != nil
+			if reused {
 				s.e = it.old
 				close(s.done)
-			} else {
+			}
+			*it = streamItem{} // the slot has it now
+			if !reused {
 				select {
 				case tokens <- struct{}{}:
 				case <-gctx.Done():
@@ -341,9 +343,10 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, cfg *cr
 				}
 				cur.raw[k] = append(cur.raw[k], f...)
 			}
-			out.entries = append(out.entries, stateEntry{href: e.Href, pkgid: e.PkgID, name: e.Name, arch: e.Arch,
+			spool.add(&stateEntry{href: e.Href, pkgid: e.PkgID, name: e.Name, arch: e.Arch,
 				epoch: e.Epoch, version: e.Version, release: e.Release, size: e.Size, mtime: e.MTime,
 				lens: [3]uint64{uint64(len(e.Primary)), uint64(len(e.Filelists)), uint64(len(e.Other))}})
+			out.n++
 			if len(pcfg.hints) > 0 {
 				hid = append(append(hid, e.Href...), 0)
 			}
@@ -449,7 +452,6 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, cfg *cr
 	if err := rawSink.flush(ctx); err != nil {
 		return nil, err
 	}
-	out.n = len(out.entries)
 	sortSkipped(out.skipped)
 	for k, spec := range docSpecs {
 		d := docs[k]
@@ -563,7 +565,8 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 			res.Reused++
 		}
 	}
-	toRead := len(files) - res.Reused
+	toRead, nFiles := len(files)-res.Reused, len(files)
+	files = nil
 	if dc, ok := pcfg.cache.(*DirCache); ok {
 		// New frames are written once and not read back by this run.
 		dc.forgetPuts = true
@@ -584,8 +587,14 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 	// what older generations left), else written to a fresh pack that
 	// replaces it once the publish succeeded.
 	var rawSink *blockSink
+	var spool *stateSpool
 	freshRaw := false
 	if cacheRoot != nil {
+		var err error
+		if spool, err = newStateSpool(cacheRoot); err != nil {
+			return nil, fmt.Errorf("saving createrepo state: %w", err)
+		}
+		defer spool.close()
 		if raw != nil && retain != nil {
 			if err := raw.RetainBlocks(ctx, retain); err != nil {
 				return nil, err
@@ -605,7 +614,7 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 	if window <= 0 {
 		window = DefaultReadWindow * workers
 	}
-	sr, err := streamBuild(ctx, root, items, cfg, pcfg, workers, window, rawSink)
+	sr, err := streamBuild(ctx, root, items, cfg, pcfg, workers, window, rawSink, spool)
 	items = nil
 	if err != nil {
 		if freshRaw {
@@ -624,9 +633,9 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 			sums[k] = sr.docs[k].checksum
 		}
 		s := &repoState{checksums: sums, codecID: pcfg.codec.id(), base: base,
-			changelog: int64(cfg.render.ChangelogLimit), entries: sr.entries, blocks: sr.blocks}
-		sr.entries, sr.blocks = nil, nil
-		if err := writeStateFile(cacheRoot, s); err != nil {
+			changelog: int64(cfg.render.ChangelogLimit), blocks: sr.blocks}
+		sr.blocks = nil
+		if err := spool.finish(s); err != nil {
 			p.Notice(fmt.Sprintf("not saving createrepo state: %v", err))
 		} else {
 			saved = true
@@ -658,7 +667,7 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 	}
 	if len(res.Skipped) > 0 {
 		return res, fmt.Errorf("createrepo %q: %w: %d of %d files are not valid packages",
-			dir, ErrSomeSkipped, len(res.Skipped), len(files))
+			dir, ErrSomeSkipped, len(res.Skipped), nFiles)
 	}
 	return res, nil
 }
