@@ -258,10 +258,20 @@ func stateMatches(ls *loadedState, codecID, base string, changelog int) error {
 
 func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
 	files []scannedFile) (map[string]*existingPackage, keyHints, error) {
+	old, hints, _, err := loadStateReuseRaw(ls, codecID, base, changelog, files)
+	return old, hints, err
+}
+
+// loadStateReuseRaw is loadStateReuse that also returns, for each hint,
+// the block's uncompressed documents (in the mapped pack), so that a
+// streaming build need not copy unchanged blocks together again.
+func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
+	files []scannedFile) (map[string]*existingPackage, keyHints, map[string][3][]byte, error) {
 	s, blocks := ls.s, ls.blocks
 	if err := stateMatches(ls, codecID, base, changelog); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	raws := map[string][3][]byte{}
 	cur := make(map[string]scannedFile, len(files))
 	for _, f := range files {
 		cur[f.href] = f
@@ -274,10 +284,11 @@ func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
 		for k := range docSpecs {
 			d, ok := blocks[bl.keys[k]]
 			if !ok {
-				return nil, nil, errors.New("uncompressed block missing from cache")
+				return nil, nil, nil, errors.New("uncompressed block missing from cache")
 			}
 			datas[k] = d
 		}
+		whole := datas
 		members := make([]*Entry, 0, bl.n)
 		unchanged := true
 		for _, se := range s.entries[pos : pos+bl.n] {
@@ -288,13 +299,13 @@ func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
 			for k := range docSpecs {
 				l := se.lens[k]
 				if l > uint64(len(datas[k])) {
-					return nil, nil, errBadState
+					return nil, nil, nil, errBadState
 				}
 				frags[k], datas[k] = datas[k][:l:l], datas[k][l:]
 			}
 			p.Primary, p.Filelists, p.Other = frags[0], frags[1], frags[2]
 			if !bytes.HasPrefix(p.Primary, pkgOpen) || !bytes.HasPrefix(p.Filelists, pkgOpen) || !bytes.HasPrefix(p.Other, pkgOpen) {
-				return nil, nil, errBadState
+				return nil, nil, nil, errBadState
 			}
 			old[p.Href] = p
 			members = append(members, &p.Entry)
@@ -304,15 +315,17 @@ func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
 		}
 		for k := range datas {
 			if len(datas[k]) != 0 {
-				return nil, nil, errBadState
+				return nil, nil, nil, errBadState
 			}
 		}
 		if unchanged {
-			hints[hintID(members)] = bl.keys
+			id := hintID(members)
+			hints[id] = bl.keys
+			raws[id] = whole
 		}
 		pos += bl.n
 	}
-	return old, hints, nil
+	return old, hints, raws, nil
 }
 
 // writeState writes the layout of the generation being published to

@@ -152,21 +152,33 @@ func (s *blockSink) flush(ctx context.Context) error {
 // sortScanned orders files as sortEntries orders packages: by file name,
 // then by directory.
 func sortScanned(files []scannedFile) {
-	slices.SortFunc(files, func(a, b scannedFile) int {
-		ad, af := path.Split(a.href)
-		bd, bf := path.Split(b.href)
-		if c := strings.Compare(af, bf); c != 0 {
+	type keyed struct {
+		file, dir string
+		i         int
+	}
+	ks := make([]keyed, len(files))
+	for i, f := range files {
+		d, n := path.Split(f.href)
+		ks[i] = keyed{n, d, i}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int {
+		if c := strings.Compare(a.file, b.file); c != 0 {
 			return c
 		}
-		return strings.Compare(ad, bd)
+		return strings.Compare(a.dir, b.dir)
 	})
+	sorted := make([]scannedFile, len(files))
+	for j, k := range ks {
+		sorted[j] = files[k.i]
+	}
+	copy(files, sorted)
 }
 
 // streamBuild reads and renders the items (in published order), builds
 // the three documents into files inside gen (which exists), puts new
 // compressed blocks into the publish cache and, with rawSink, every
 // block's uncompressed bytes into it for the saved state.
-func streamBuild(ctx context.Context, root *os.Root, items []streamItem, cfg *createConfig, pcfg *publishConfig,
+func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw map[string][3][]byte, cfg *createConfig, pcfg *publishConfig,
 	workers, window int, rawSink *blockSink, spool *stateSpool) (*streamResult, error) {
 	c := pcfg.codec
 	p := pcfg.progress
@@ -290,12 +302,35 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, cfg *cr
 		members := 0
 		var hid []byte
 		sizes := [3]int{}
+		// Reused packages are copied into the block only once it is
+		// known to be changed: an unchanged block's documents are the
+		// saved ones (hintRaw), as they are.
+		var pending []*Entry
+		copied := false
+		put := func(e *Entry) {
+			for k, d := range docSpecs {
+				if cur.raw[k] == nil {
+					cur.raw[k] = make([]byte, 0, sizes[k])
+				}
+				cur.raw[k] = append(cur.raw[k], d.frag(e)...)
+			}
+		}
+		materialize := func() {
+			for _, e := range pending {
+				put(e)
+			}
+			pending, copied = pending[:0], true
+		}
 		emit := func() error {
-			if len(pcfg.hints) > 0 {
+			if !copied && len(pcfg.hints) > 0 {
 				if h, ok := pcfg.hints[string(hid)]; ok {
 					cur.keys = h
+					if r, ok := hintRaw[string(hid)]; ok {
+						cur.raw, pending = r, pending[:0]
+					}
 				}
 			}
+			materialize()
 			out.blocks = append(out.blocks, stateBlock{n: members})
 			for k := range sizes {
 				sizes[k] = max(sizes[k], len(cur.raw[k]))
@@ -313,7 +348,7 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, cfg *cr
 				}
 			}
 			cur = &streamBlock{ready: make(chan struct{})}
-			members, hid = 0, hid[:0]
+			members, hid, copied = 0, hid[:0], false
 			return nil
 		}
 		for s := range ordered {
@@ -333,15 +368,20 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, cfg *cr
 				continue
 			}
 			e := s.e
-			for k, d := range docSpecs {
+			for _, d := range docSpecs {
 				f := d.frag(e)
 				if !bytes.HasPrefix(f, pkgOpen) || !bytes.HasSuffix(f, pkgClose) {
 					return fmt.Errorf("%w: %s fragment of %q is not one <package> element", ErrBadEntry, d.typ, e.Href)
 				}
-				if cur.raw[k] == nil {
-					cur.raw[k] = make([]byte, 0, sizes[k])
-				}
-				cur.raw[k] = append(cur.raw[k], f...)
+			}
+			switch {
+			case s.token:
+				materialize()
+				put(e)
+			case copied:
+				put(e)
+			default:
+				pending = append(pending, e)
 			}
 			spool.add(&stateEntry{href: e.Href, pkgid: e.PkgID, name: e.Name, arch: e.Arch,
 				epoch: e.Epoch, version: e.Version, release: e.Release, size: e.Size, mtime: e.MTime,
@@ -553,7 +593,7 @@ func rewriteCount(root *os.Root, doc *builtDoc, c codec, spec docSpec, hdrLen in
 // look-up of what --update reuses) for a run that writes: the streaming
 // build, the saved state, and the publish.
 func createStreaming(ctx context.Context, root *os.Root, dir string, files []scannedFile, old map[string]*existingPackage,
-	res *CreateResult, cfg *createConfig, pcfg *publishConfig, workers int, base string,
+	hintRaw map[string][3][]byte, res *CreateResult, cfg *createConfig, pcfg *publishConfig, workers int, base string,
 	raw *DirCache, cacheRoot *os.Root, retain []string) (*CreateResult, error) {
 	p := pcfg.progress
 	sortScanned(files)
@@ -614,7 +654,7 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 	if window <= 0 {
 		window = DefaultReadWindow * workers
 	}
-	sr, err := streamBuild(ctx, root, items, cfg, pcfg, workers, window, rawSink, spool)
+	sr, err := streamBuild(ctx, root, items, hintRaw, cfg, pcfg, workers, window, rawSink, spool)
 	items = nil
 	if err != nil {
 		if freshRaw {
