@@ -81,6 +81,15 @@ type DirCache struct {
 	// repository once and rarely reads one back.
 	forgetPuts bool
 
+	// dropPages: the pack is mapped without populating it, and pages
+	// are given back (madvise) once looked at, so that an update of a
+	// large repository does not keep its whole uncompressed XML
+	// resident. The mapping is of the file, so dropped pages read back
+	// the same bytes. For CreateRepo's uncompressed pack.
+	dropPages bool
+	mapping   []byte
+	offs      map[string]int // key → offset of its data in mapping
+
 	mu      sync.Mutex
 	loaded  bool
 	index   map[string][]byte
@@ -112,7 +121,7 @@ func newDirCacheIn(root *os.Root, dir string) *DirCache {
 
 // newRawCacheIn returns CreateRepo's uncompressed-block cache in root.
 func newRawCacheIn(root *os.Root, dir string) *DirCache {
-	return &DirCache{dir: dir, root: root, name: rawPackName, sum: crc32cOf, sumSize: 4}
+	return &DirCache{dir: dir, root: root, name: rawPackName, sum: crc32cOf, sumSize: 4, dropPages: true}
 }
 
 // openRoot returns the cache directory and what to call when done.
@@ -135,9 +144,15 @@ func (c *DirCache) load() error {
 	var b []byte
 	root, done, err := c.openRoot()
 	if err == nil {
-		b, err = readMapped(root, c.name)
+		var mapped bool
+		b, mapped, err = readMapped(root, c.name, !c.dropPages)
 		done()
+		if c.dropPages && mapped {
+			// Never advise memory that is not the file's mapping.
+			c.mapping, c.offs = b, map[string]int{}
+		}
 	}
+	dropped := 0
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("reading block cache: %w", err)
 	}
@@ -157,7 +172,16 @@ func (c *DirCache) load() error {
 			break
 		}
 		c.index[key] = data
+		if c.offs != nil {
+			c.offs[key] = start
+		}
 		pos = start + n + c.sumSize
+		if c.mapping != nil && pos-dropped >= 8<<20 {
+			dropped = c.dropRange(dropped, pos)
+		}
+	}
+	if c.mapping != nil {
+		c.dropRange(dropped, len(b))
 	}
 	// Anything after the first bad record is ignored and overwritten by
 	// the next append.
@@ -427,31 +451,60 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 	return nil
 }
 
+// dropRange gives back the whole pages of mapping[from:to] and returns
+// where the next range should start.
+func (c *DirCache) dropRange(from, to int) int {
+	ps := os.Getpagesize()
+	lo := (from + ps - 1) / ps * ps
+	hi := to / ps * ps
+	if to >= len(c.mapping) {
+		hi = len(c.mapping) // the mapping's last page, partial or not
+	}
+	if hi > lo && c.mapping != nil {
+		// Only advice: if it fails, the pages simply stay.
+		_ = unix.Madvise(c.mapping[lo:hi], unix.MADV_DONTNEED)
+	}
+	return max(lo, hi)
+}
+
+// drop gives back the pages of the block key (see dropPages).
+func (c *DirCache) drop(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if off, ok := c.offs[key]; ok {
+		c.dropRange(off, off+len(c.index[key]))
+	}
+}
+
 // readMapped maps a pack file read-only instead of copying it: the
 // uncompressed pack is as large as the repository's XML, and an update
 // only needs to look at it. Packs are never changed in place below their
 // recorded size (appends go after it, compaction writes a new file), so the
 // mapping stays valid for the life of the process. Falls back to reading.
-func readMapped(root *os.Root, name string) ([]byte, error) {
+func readMapped(root *os.Root, name string, populate bool) (b []byte, mapped bool, err error) {
 	f, err := root.Open(name)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	n := fi.Size()
 	if n == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	if n > 1<<40 {
-		return nil, fmt.Errorf("pack %q is %d bytes", rootPath(root, name), n)
+		return nil, false, fmt.Errorf("pack %q is %d bytes", rootPath(root, name), n)
 	}
-	b, err := unix.Mmap(int(f.Fd()), 0, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
-	if err == nil {
-		return b, nil
+	flags := unix.MAP_SHARED
+	if populate {
+		flags |= unix.MAP_POPULATE
 	}
-	return io.ReadAll(f)
+	if b, err := unix.Mmap(int(f.Fd()), 0, int(n), unix.PROT_READ, flags); err == nil {
+		return b, true, nil
+	}
+	b, err = io.ReadAll(f)
+	return b, false, err
 }

@@ -209,6 +209,9 @@ type loadedState struct {
 	s      *repoState
 	md     *existingRepomd
 	blocks map[string][]byte
+	// drop gives back the memory pages of a block once looked at (the
+	// blocks are the mapped pack: see DirCache.dropPages).
+	drop func(key string)
 }
 
 // readState reads the state, the current repomd.xml and the uncompressed
@@ -237,7 +240,7 @@ func readState(ctx context.Context, raw *DirCache, root, cache *os.Root) (*loade
 	if err != nil {
 		return nil, err
 	}
-	return &loadedState{s: s, md: md, blocks: blocks}, nil
+	return &loadedState{s: s, md: md, blocks: blocks, drop: raw.drop}, nil
 }
 
 // stateMatches says whether the state was written with these options
@@ -322,6 +325,11 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 			id := hintID(members)
 			hints[id] = bl.keys
 			raws[id] = whole
+		}
+		if ls.drop != nil {
+			for _, k := range bl.keys {
+				ls.drop(k)
+			}
 		}
 		pos += bl.n
 	}

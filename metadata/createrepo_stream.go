@@ -47,6 +47,9 @@ type streamItem struct {
 	old *Entry // reused (--update), nil: read
 }
 
+// closedDone is the done channel of a slot that needs no reading.
+var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 type readSlot struct {
 	f     scannedFile
 	done  chan struct{}
@@ -61,6 +64,7 @@ type streamBlock struct {
 	frames [3][]byte
 	fresh  [3]bool
 	ready  chan struct{}
+	saved  bool // raw is the saved state's (mapped) documents
 }
 
 type streamDoc struct {
@@ -138,6 +142,16 @@ func (s *blockSink) flushLocked(ctx context.Context) error {
 	err := s.c.PutBlocks(ctx, s.batch)
 	s.batch, s.bytes = map[string][]byte{}, 0
 	return err
+}
+
+// drop gives back the memory pages of a block the sink's cache maps.
+func (s *blockSink) drop(key string) {
+	if s == nil {
+		return
+	}
+	if dc, ok := s.c.(*DirCache); ok {
+		dc.drop(key)
+	}
 }
 
 func (s *blockSink) flush(ctx context.Context) error {
@@ -240,11 +254,12 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 		defer close(work)
 		for i := range items {
 			it := &items[i]
-			s := &readSlot{f: it.f, done: make(chan struct{})}
+			s := &readSlot{f: it.f, done: closedDone}
 			reused := it.old != nil
 			if reused {
 				s.e = it.old
-				close(s.done)
+			} else {
+				s.done = make(chan struct{})
 			}
 			*it = streamItem{} // the slot has it now
 			if !reused {
@@ -326,7 +341,7 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 				if h, ok := pcfg.hints[string(hid)]; ok {
 					cur.keys = h
 					if r, ok := hintRaw[string(hid)]; ok {
-						cur.raw, pending = r, pending[:0]
+						cur.raw, pending, cur.saved = r, pending[:0], true
 					}
 				}
 			}
@@ -477,6 +492,9 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 				}
 				if err := rawSink.add(gctx, b.keys[k], b.raw[k]); err != nil {
 					return err
+				}
+				if b.saved {
+					rawSink.drop(b.keys[k])
 				}
 				b.raw[k], b.frames[k] = nil, nil
 			}
