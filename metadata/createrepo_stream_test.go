@@ -1,8 +1,11 @@
 package metadata
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -152,4 +155,82 @@ func TestCreateRepoStreamFailureLeavesRepodata(t *testing.T) {
 	if err != nil || res.Packages != 700 || res.ReusedFrom != "state" || res.Read != 100 {
 		t.Fatalf("next run: %v %+v", err, res)
 	}
+}
+
+// TestDirCacheForgottenPuts: blocks put with forgetPuts are not kept in
+// memory but are still read back, by this cache and by the next, and
+// survive a compaction that drops everything else; a cache that gives
+// its mapped pages back still reads the same bytes.
+func TestDirCacheForgottenPuts(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	key := func(i int) string { s := sha256Sum([]byte{byte(i), byte(i >> 8)}); return fmt.Sprintf("%x", s) }
+	data := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 64<<10+i) }
+	c, err := NewDirCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := map[string][]byte{}
+	for i := 0; i < 64; i++ { // 4 MB that the compaction drops
+		old[key(i)] = data(i)
+	}
+	if err := c.PutBlocks(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	c.forgetPuts = true
+	fresh := map[string][]byte{}
+	var keys []string
+	for i := 100; i < 110; i++ {
+		fresh[key(i)] = data(i)
+		keys = append(keys, key(i))
+	}
+	if err := c.PutBlocks(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.index) != len(old) || len(c.spilled) != len(fresh) {
+		t.Fatalf("index %d, spilled %d: forgotten puts were kept", len(c.index), len(c.spilled))
+	}
+	check := func(what string, c *DirCache) {
+		t.Helper()
+		got, err := c.GetBlocks(ctx, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, want := range fresh {
+			if !bytes.Equal(got[k], want) {
+				t.Fatalf("%s: block %s: %d bytes, want %d", what, k[:8], len(got[k]), len(want))
+			}
+		}
+	}
+	check("same cache", c)
+	before := mustStat(t, filepath.Join(dir, packName)).Size()
+	if err := c.RetainBlocks(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	if after := mustStat(t, filepath.Join(dir, packName)).Size(); after >= before/2 {
+		t.Fatalf("pack %d bytes after compaction, %d before: not compacted", after, before)
+	}
+	check("after compaction", c)
+	c2, err := NewDirCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("next cache", c2)
+	if got, _ := c2.GetBlocks(ctx, []string{key(1)}); len(got) != 0 {
+		t.Fatal("a dropped block is still there")
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	c3 := &DirCache{dir: dir, root: root, name: packName, sum: sha256Of, sumSize: sha256.Size, dropPages: true}
+	check("dropping pages", c3)
+	if c3.mapping == nil {
+		t.Fatal("the pack was not mapped")
+	}
+	for _, k := range keys {
+		c3.drop(k)
+	}
+	check("after dropping pages", c3)
 }
