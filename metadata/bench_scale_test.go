@@ -57,9 +57,12 @@ func BenchmarkScaleCreateRepo100k(b *testing.B) {
 		b.ReportMetric(float64(upd.maxRSS)/(1<<20), "update1-repoctl-maxrss-MB")
 		b.ReportMetric(float64(updC.maxRSS)/(1<<20), "update1-createrepo_c-maxrss-MB")
 		b.ReportMetric(skip.wall.Seconds(), "update1-skip-stat-repoctl-s")
+		b.ReportMetric(full.wall.Seconds()/fullC.wall.Seconds(), "full-ratio")
+		b.ReportMetric(upd.wall.Seconds()/updC.wall.Seconds(), "update1-ratio")
 		b.ReportMetric(0, "ns/op")
-		b.Logf("100k: full %v / createrepo_c %v (peak %d / %d MB); --update +1 %v / %v (peak %d / %d MB); --update --skip-stat +1 %v",
-			full.wall, fullC.wall, full.maxRSS>>20, fullC.maxRSS>>20, upd.wall, updC.wall, upd.maxRSS>>20, updC.maxRSS>>20, skip.wall)
+		b.Logf("100k: full %v / createrepo_c %v (ratio %.3f, peak %d / %d MB); --update +1 %v / %v (ratio %.3f, peak %d / %d MB); --update --skip-stat +1 %v; load %s",
+			full.wall, fullC.wall, full.wall.Seconds()/fullC.wall.Seconds(), full.maxRSS>>20, fullC.maxRSS>>20,
+			upd.wall, updC.wall, upd.wall.Seconds()/updC.wall.Seconds(), upd.maxRSS>>20, updC.maxRSS>>20, skip.wall, loadAvg())
 	}
 }
 

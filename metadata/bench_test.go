@@ -241,4 +241,21 @@ func report(b *testing.B, ours, theirs best) {
 	b.ReportMetric(float64(theirs.maxRSS)/(1<<20), "createrepo_c-maxrss-MB")
 	// ns/op would time the whole comparison; it means nothing here.
 	b.ReportMetric(0, "ns/op")
+	b.Logf("repoctl %v / createrepo_c %v: ratio %.3f (cpu %.3f), peak %d / %d MB; load %s",
+		ours.wall, theirs.wall, ours.wall.Seconds()/theirs.wall.Seconds(), ours.cpu.Seconds()/theirs.cpu.Seconds(),
+		ours.maxRSS>>20, theirs.maxRSS>>20, loadAvg())
+}
+
+// loadAvg is the machine's load (1, 5 and 15 minutes): figures from a
+// shared machine mean little without it.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }

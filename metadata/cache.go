@@ -75,15 +75,26 @@ type DirCache struct {
 	sum     func([]byte) []byte
 	sumSize int
 
-	// forgetPuts: PutBlocks does not keep what it wrote in memory
-	// (later GetBlocks in this process miss them). For the uncompressed
-	// pack, which is written once per run and never read back by it.
+	// forgetPuts: PutBlocks does not keep what it wrote in memory, only
+	// where (spilled); GetBlocks and RetainBlocks read such blocks back
+	// from the file. For CreateRepo, which writes every block of a large
+	// repository once and rarely reads one back.
 	forgetPuts bool
 
-	mu     sync.Mutex
-	loaded bool
-	index  map[string][]byte
-	size   int64 // bytes of the pack file that index describes
+	// dropPages: the pack is mapped without populating it, and pages
+	// are given back (madvise) once looked at, so that an update of a
+	// large repository does not keep its whole uncompressed XML
+	// resident. The mapping is of the file, so dropped pages read back
+	// the same bytes. For CreateRepo's uncompressed pack.
+	dropPages bool
+	mapping   []byte
+	offs      map[string]int // key → offset of its data in mapping
+
+	mu      sync.Mutex
+	loaded  bool
+	index   map[string][]byte
+	spilled map[string][2]int64 // key → offset and length of its data
+	size    int64               // bytes of the pack file that index describes
 }
 
 // NewDirCache returns a DirCache in dir, creating the directory.
@@ -110,7 +121,7 @@ func newDirCacheIn(root *os.Root, dir string) *DirCache {
 
 // newRawCacheIn returns CreateRepo's uncompressed-block cache in root.
 func newRawCacheIn(root *os.Root, dir string) *DirCache {
-	return &DirCache{dir: dir, root: root, name: rawPackName, sum: crc32cOf, sumSize: 4}
+	return &DirCache{dir: dir, root: root, name: rawPackName, sum: crc32cOf, sumSize: 4, dropPages: true}
 }
 
 // openRoot returns the cache directory and what to call when done.
@@ -133,9 +144,15 @@ func (c *DirCache) load() error {
 	var b []byte
 	root, done, err := c.openRoot()
 	if err == nil {
-		b, err = readMapped(root, c.name)
+		var mapped bool
+		b, mapped, err = readMapped(root, c.name, !c.dropPages)
 		done()
+		if c.dropPages && mapped {
+			// Never advise memory that is not the file's mapping.
+			c.mapping, c.offs = b, map[string]int{}
+		}
 	}
+	dropped := 0
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("reading block cache: %w", err)
 	}
@@ -155,7 +172,16 @@ func (c *DirCache) load() error {
 			break
 		}
 		c.index[key] = data
+		if c.offs != nil {
+			c.offs[key] = start
+		}
 		pos = start + n + c.sumSize
+		if c.mapping != nil && pos-dropped >= 8<<20 {
+			dropped = c.dropRange(dropped, pos)
+		}
+	}
+	if c.mapping != nil {
+		c.dropRange(dropped, len(b))
 	}
 	// Anything after the first bad record is ignored and overwritten by
 	// the next append.
@@ -172,12 +198,57 @@ func (c *DirCache) GetBlocks(ctx context.Context, keys []string) (map[string][]b
 		return nil, err
 	}
 	out := make(map[string][]byte, len(keys))
+	var back []string
 	for _, k := range keys {
 		if b, ok := c.index[k]; ok {
 			out[k] = b
+		} else if _, ok := c.spilled[k]; ok {
+			back = append(back, k)
+		}
+	}
+	if len(back) > 0 {
+		if err := c.readSpilled(back, out); err != nil {
+			return nil, fmt.Errorf("reading block cache: %w", err)
 		}
 	}
 	return out, nil
+}
+
+// has says whether the cache holds key, without reading it.
+func (c *DirCache) has(ctx context.Context, key string) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.load(); err != nil {
+		return false, err
+	}
+	_, ok := c.index[key]
+	if !ok {
+		_, ok = c.spilled[key]
+	}
+	return ok, nil
+}
+
+// readSpilled reads spilled blocks back from the pack file into out.
+func (c *DirCache) readSpilled(keys []string, out map[string][]byte) error {
+	root, done, err := c.openRoot()
+	if err != nil {
+		return err
+	}
+	defer done()
+	f, err := root.Open(c.name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, k := range keys {
+		loc := c.spilled[k]
+		b := make([]byte, loc[1])
+		if _, err := f.ReadAt(b, loc[0]); err != nil {
+			return err
+		}
+		out[k] = b
+	}
+	return nil
 }
 
 // writeRecord writes one pack record.
@@ -209,7 +280,8 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 	}
 	var added []string
 	for k := range blocks {
-		if _, ok := c.index[k]; !ok {
+		_, spilled := c.spilled[k]
+		if _, ok := c.index[k]; !ok && !spilled {
 			if !validKey(k) {
 				return fmt.Errorf("block cache: invalid key %q", k)
 			}
@@ -232,10 +304,12 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 	cw := &countingWriter{w: f}
 	bw := bufio.NewWriterSize(cw, 256<<10)
 	_, err = f.Seek(c.size, io.SeekStart)
-	for _, k := range added {
+	offs := make([]int64, len(added))
+	for i, k := range added {
 		if err != nil {
 			break
 		}
+		offs[i] = c.size + cw.n + int64(bw.Buffered()) + packRecHead
 		err = c.writeRecord(bw, k, blocks[k])
 	}
 	if err == nil {
@@ -251,8 +325,13 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 		return fmt.Errorf("writing block cache: %w", err)
 	}
 	c.size += cw.n
-	if !c.forgetPuts {
-		for _, k := range added {
+	for i, k := range added {
+		if c.forgetPuts {
+			if c.spilled == nil {
+				c.spilled = map[string][2]int64{}
+			}
+			c.spilled[k] = [2]int64{offs[i], int64(len(blocks[k]))}
+		} else {
 			c.index[k] = blocks[k]
 		}
 	}
@@ -293,9 +372,15 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 	keep := make(map[string]bool, len(keys))
 	live := int64(0)
 	for _, k := range keys {
-		if b, ok := c.index[k]; ok && !keep[k] {
+		if keep[k] {
+			continue
+		}
+		if b, ok := c.index[k]; ok {
 			keep[k] = true
 			live += int64(packRecHead + len(b) + c.sumSize)
+		} else if loc, ok := c.spilled[k]; ok {
+			keep[k] = true
+			live += packRecHead + loc[1] + int64(c.sumSize)
 		}
 	}
 	if c.size <= 2*live+(1<<20) {
@@ -318,8 +403,26 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 	}
 	cw := &countingWriter{w: f}
 	bw := bufio.NewWriterSize(cw, 256<<10)
+	var old *os.File
+	moved := map[string][2]int64{}
 	for k := range keep {
-		if err = c.writeRecord(bw, k, c.index[k]); err != nil {
+		data, ok := c.index[k]
+		if !ok {
+			// Spilled: copied from the old file, still not kept.
+			if old == nil {
+				if old, err = root.Open(c.name); err != nil {
+					break
+				}
+				defer old.Close()
+			}
+			loc := c.spilled[k]
+			data = make([]byte, loc[1])
+			if _, err = old.ReadAt(data, loc[0]); err != nil {
+				break
+			}
+			moved[k] = [2]int64{cw.n + int64(bw.Buffered()) + packRecHead, loc[1]}
+		}
+		if err = c.writeRecord(bw, k, data); err != nil {
 			break
 		}
 	}
@@ -341,8 +444,36 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 			delete(c.index, k)
 		}
 	}
+	if c.spilled != nil {
+		c.spilled = moved
+	}
 	c.size = cw.n
 	return nil
+}
+
+// dropRange gives back the whole pages of mapping[from:to] and returns
+// where the next range should start.
+func (c *DirCache) dropRange(from, to int) int {
+	ps := os.Getpagesize()
+	lo := (from + ps - 1) / ps * ps
+	hi := to / ps * ps
+	if to >= len(c.mapping) {
+		hi = len(c.mapping) // the mapping's last page, partial or not
+	}
+	if hi > lo && c.mapping != nil {
+		// Only advice: if it fails, the pages simply stay.
+		_ = unix.Madvise(c.mapping[lo:hi], unix.MADV_DONTNEED)
+	}
+	return max(lo, hi)
+}
+
+// drop gives back the pages of the block key (see dropPages).
+func (c *DirCache) drop(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if off, ok := c.offs[key]; ok {
+		c.dropRange(off, off+len(c.index[key]))
+	}
 }
 
 // readMapped maps a pack file read-only instead of copying it: the
@@ -350,26 +481,30 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 // only needs to look at it. Packs are never changed in place below their
 // recorded size (appends go after it, compaction writes a new file), so the
 // mapping stays valid for the life of the process. Falls back to reading.
-func readMapped(root *os.Root, name string) ([]byte, error) {
+func readMapped(root *os.Root, name string, populate bool) (b []byte, mapped bool, err error) {
 	f, err := root.Open(name)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	n := fi.Size()
 	if n == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	if n > 1<<40 {
-		return nil, fmt.Errorf("pack %q is %d bytes", rootPath(root, name), n)
+		return nil, false, fmt.Errorf("pack %q is %d bytes", rootPath(root, name), n)
 	}
-	b, err := unix.Mmap(int(f.Fd()), 0, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
-	if err == nil {
-		return b, nil
+	flags := unix.MAP_SHARED
+	if populate {
+		flags |= unix.MAP_POPULATE
 	}
-	return io.ReadAll(f)
+	if b, err := unix.Mmap(int(f.Fd()), 0, int(n), unix.PROT_READ, flags); err == nil {
+		return b, true, nil
+	}
+	b, err = io.ReadAll(f)
+	return b, false, err
 }

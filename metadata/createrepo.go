@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // CreateOption configures CreateRepo.
@@ -26,6 +27,7 @@ type createConfig struct {
 	publish   []PublishOption
 	cacheDir  *string
 	groupFile string
+	window    int
 }
 
 // WithUpdate reuses what the existing repodata (ours or createrepo_c's)
@@ -53,6 +55,20 @@ func WithReadWorkers(n int) CreateOption {
 			return fmt.Errorf("%w: negative workers %d", ErrBadOption, n)
 		}
 		c.workers = n
+		return nil
+	}
+}
+
+// WithReadWindow bounds how many packages are held rendered at once: read
+// ahead of the block being assembled, in the published order. Memory
+// stays proportional to it (and to the blocks being compressed), not to
+// the repository. Default DefaultReadWindow per read worker.
+func WithReadWindow(n int) CreateOption {
+	return func(c *createConfig) error {
+		if n < 0 {
+			return fmt.Errorf("%w: negative read window %d", ErrBadOption, n)
+		}
+		c.window = n
 		return nil
 	}
 }
@@ -231,6 +247,7 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	}
 	var ls *loadedState
 	var old map[string]*existingPackage
+	var hintRaw map[string][3][]byte
 	res := &CreateResult{Dir: dir}
 	// --skip-stat: what the existing repodata lists is known before the
 	// scan, which then stats only the other files.
@@ -267,9 +284,9 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 		if ls != nil {
 			// Our own layout of the current generation, when it still
 			// describes it: no decompressing, parsing or rehashing.
-			old, pcfg.hints, err = loadStateReuse(ls, pcfg.codec.id(), base, cfg.render.ChangelogLimit, files)
+			old, pcfg.hints, hintRaw, err = loadStateReuseRaw(ls, pcfg.codec.id(), base, cfg.render.ChangelogLimit, files)
 			if err != nil {
-				old, pcfg.hints = nil, nil
+				old, pcfg.hints, hintRaw = nil, nil, nil
 			} else {
 				res.ReusedFrom = "state"
 			}
@@ -286,6 +303,20 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 			}
 		}
 	}
+	if !pcfg.dryRun {
+		// The uncompressed blocks of the state's generation stay for
+		// the blocks this run reuses.
+		var retain []string
+		if res.ReusedFrom == "state" {
+			retain = []string{}
+			for _, bl := range ls.s.blocks {
+				retain = append(retain, bl.keys[:]...)
+			}
+		}
+		ls = nil
+		return createStreaming(ctx, root, dir, files, old, hintRaw, res, cfg, pcfg, workers, base, raw, cacheRoot, retain)
+	}
+	// A dry run writes nothing, so it builds in memory.
 	entries := make([]Entry, len(files))
 	have := make([]bool, len(files))
 	var toRead []int
@@ -469,8 +500,18 @@ func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]
 	type cand struct {
 		d         fs.DirEntry
 		path, rel string
+		dir       *os.File // open on the file's directory, or nil
 	}
 	var cands []cand
+	// Directories stay open for the stats, relative to them (no path
+	// walk per file), up to a bound on descriptors.
+	const maxOpenDirs = 64
+	var dirs []*os.File
+	defer func() {
+		for _, f := range dirs {
+			f.Close()
+		}
+	}()
 	var walk func(abs, rel string) error
 	walk = func(abs, rel string) error {
 		if err := ctx.Err(); err != nil {
@@ -481,7 +522,13 @@ func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]
 			return err
 		}
 		ents, err := f.ReadDir(-1)
-		f.Close()
+		var dirf *os.File
+		if err == nil && len(dirs) < maxOpenDirs {
+			dirf = f
+			dirs = append(dirs, f)
+		} else {
+			f.Close()
+		}
 		if err != nil {
 			return err
 		}
@@ -502,7 +549,7 @@ func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]
 				continue
 			}
 			if strings.HasSuffix(name, ".rpm") {
-				cands = append(cands, cand{d, p, r})
+				cands = append(cands, cand{d, p, r, dirf})
 			}
 		}
 		return nil
@@ -527,23 +574,17 @@ func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]
 					ok2[i] = true
 					continue
 				}
-				var fi fs.FileInfo
-				var err error
-				if c.d.Type()&fs.ModeSymlink != 0 {
-					fi, err = os.Stat(c.path)
-				} else {
-					fi, err = c.d.Info()
-				}
+				size, mtime, regular, err := statCand(c.dir, c.d, c.path)
 				if err != nil {
 					if errors.Is(err, fs.ErrNotExist) {
 						continue // dangling symlink, or removed meanwhile
 					}
 					return fmt.Errorf("scanning %q: %w", dir, err)
 				}
-				if !fi.Mode().IsRegular() {
+				if !regular {
 					continue
 				}
-				out[i] = scannedFile{href: c.rel, path: c.path, size: fi.Size(), mtime: fi.ModTime().Unix()}
+				out[i] = scannedFile{href: c.rel, path: c.path, size: size, mtime: mtime}
 				ok2[i] = true
 			}
 			return nil
@@ -559,6 +600,39 @@ func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]
 		}
 	}
 	return kept, nil
+}
+
+// statCand stats a directory entry, following a symbolic link as
+// createrepo_c does: relative to its open directory when there is one.
+func statCand(dir *os.File, d fs.DirEntry, p string) (size, mtime int64, regular bool, err error) {
+	follow := d.Type()&fs.ModeSymlink != 0
+	if dir == nil {
+		var fi fs.FileInfo
+		if follow {
+			fi, err = os.Stat(p)
+		} else {
+			fi, err = d.Info()
+		}
+		if err != nil {
+			return 0, 0, false, err
+		}
+		return fi.Size(), fi.ModTime().Unix(), fi.Mode().IsRegular(), nil
+	}
+	flags := unix.AT_SYMLINK_NOFOLLOW
+	if follow {
+		flags = 0
+	}
+	var st unix.Stat_t
+	for {
+		err = unix.Fstatat(int(dir.Fd()), d.Name(), &st, flags)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return 0, 0, false, &fs.PathError{Op: "stat", Path: p, Err: err}
+	}
+	return st.Size, st.Mtim.Sec, st.Mode&unix.S_IFMT == unix.S_IFREG, nil
 }
 
 // arena packs many small byte slices into few large allocations.

@@ -1,12 +1,14 @@
 package metadata
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 )
 
@@ -21,7 +23,10 @@ import (
 
 const (
 	stateFileName = "state"
-	stateMagic    = "RCS1"
+	// rawPackNew is the uncompressed pack a run that reuses no state
+	// writes; it replaces raw.pack when the publish succeeded.
+	rawPackNew = "raw.pack.new"
+	stateMagic = "RCS1"
 	// Caps for a damaged state file, far above any real repository.
 	maxStateEntries = 1 << 24
 	maxStateString  = 1 << 16
@@ -62,16 +67,39 @@ func (s *repoState) marshal() []byte {
 	b = appendStr(b, s.base)
 	b = binary.AppendVarint(b, s.changelog)
 	b = binary.AppendUvarint(b, uint64(len(s.entries)))
-	for _, e := range s.entries {
-		for _, f := range []string{e.href, e.pkgid, e.name, e.arch, e.epoch, e.version, e.release} {
-			b = appendStr(b, f)
-		}
-		b = binary.AppendVarint(b, e.size)
-		b = binary.AppendVarint(b, e.mtime)
-		for _, l := range e.lens {
-			b = binary.AppendUvarint(b, l)
-		}
+	for i := range s.entries {
+		b = appendStateEntry(b, &s.entries[i])
 	}
+	b = s.appendBlocks(b)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+// marshalHead is marshal up to the entries, which the caller appends
+// (appendStateEntry) after it, then appendBlocks, then the CRC.
+func (s *repoState) marshalHead(nEntries int) []byte {
+	b := append([]byte(nil), stateMagic...)
+	for _, c := range s.checksums {
+		b = appendStr(b, c)
+	}
+	b = appendStr(b, s.codecID)
+	b = appendStr(b, s.base)
+	b = binary.AppendVarint(b, s.changelog)
+	return binary.AppendUvarint(b, uint64(nEntries))
+}
+
+func appendStateEntry(b []byte, e *stateEntry) []byte {
+	for _, f := range [...]string{e.href, e.pkgid, e.name, e.arch, e.epoch, e.version, e.release} {
+		b = appendStr(b, f)
+	}
+	b = binary.AppendVarint(b, e.size)
+	b = binary.AppendVarint(b, e.mtime)
+	for _, l := range e.lens {
+		b = binary.AppendUvarint(b, l)
+	}
+	return b
+}
+
+func (s *repoState) appendBlocks(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s.blocks)))
 	for _, bl := range s.blocks {
 		b = binary.AppendUvarint(b, uint64(bl.n))
@@ -79,7 +107,7 @@ func (s *repoState) marshal() []byte {
 			b = appendStr(b, k)
 		}
 	}
-	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	return b
 }
 
 var errBadState = errors.New("damaged createrepo state")
@@ -181,6 +209,9 @@ type loadedState struct {
 	s      *repoState
 	md     *existingRepomd
 	blocks map[string][]byte
+	// drop gives back the memory pages of a block once looked at (the
+	// blocks are the mapped pack: see DirCache.dropPages).
+	drop func(key string)
 }
 
 // readState reads the state, the current repomd.xml and the uncompressed
@@ -209,7 +240,7 @@ func readState(ctx context.Context, raw *DirCache, root, cache *os.Root) (*loade
 	if err != nil {
 		return nil, err
 	}
-	return &loadedState{s: s, md: md, blocks: blocks}, nil
+	return &loadedState{s: s, md: md, blocks: blocks, drop: raw.drop}, nil
 }
 
 // stateMatches says whether the state was written with these options
@@ -230,10 +261,20 @@ func stateMatches(ls *loadedState, codecID, base string, changelog int) error {
 
 func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
 	files []scannedFile) (map[string]*existingPackage, keyHints, error) {
+	old, hints, _, err := loadStateReuseRaw(ls, codecID, base, changelog, files)
+	return old, hints, err
+}
+
+// loadStateReuseRaw is loadStateReuse that also returns, for each hint,
+// the block's uncompressed documents (in the mapped pack), so that a
+// streaming build need not copy unchanged blocks together again.
+func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
+	files []scannedFile) (map[string]*existingPackage, keyHints, map[string][3][]byte, error) {
 	s, blocks := ls.s, ls.blocks
 	if err := stateMatches(ls, codecID, base, changelog); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	raws := map[string][3][]byte{}
 	cur := make(map[string]scannedFile, len(files))
 	for _, f := range files {
 		cur[f.href] = f
@@ -246,10 +287,11 @@ func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
 		for k := range docSpecs {
 			d, ok := blocks[bl.keys[k]]
 			if !ok {
-				return nil, nil, errors.New("uncompressed block missing from cache")
+				return nil, nil, nil, errors.New("uncompressed block missing from cache")
 			}
 			datas[k] = d
 		}
+		whole := datas
 		members := make([]*Entry, 0, bl.n)
 		unchanged := true
 		for _, se := range s.entries[pos : pos+bl.n] {
@@ -260,13 +302,13 @@ func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
 			for k := range docSpecs {
 				l := se.lens[k]
 				if l > uint64(len(datas[k])) {
-					return nil, nil, errBadState
+					return nil, nil, nil, errBadState
 				}
 				frags[k], datas[k] = datas[k][:l:l], datas[k][l:]
 			}
 			p.Primary, p.Filelists, p.Other = frags[0], frags[1], frags[2]
 			if !bytes.HasPrefix(p.Primary, pkgOpen) || !bytes.HasPrefix(p.Filelists, pkgOpen) || !bytes.HasPrefix(p.Other, pkgOpen) {
-				return nil, nil, errBadState
+				return nil, nil, nil, errBadState
 			}
 			old[p.Href] = p
 			members = append(members, &p.Entry)
@@ -276,15 +318,22 @@ func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
 		}
 		for k := range datas {
 			if len(datas[k]) != 0 {
-				return nil, nil, errBadState
+				return nil, nil, nil, errBadState
 			}
 		}
 		if unchanged {
-			hints[hintID(members)] = bl.keys
+			id := hintID(members)
+			hints[id] = bl.keys
+			raws[id] = whole
+		}
+		if ls.drop != nil {
+			for _, k := range bl.keys {
+				ls.drop(k)
+			}
 		}
 		pos += bl.n
 	}
-	return old, hints, nil
+	return old, hints, raws, nil
 }
 
 // writeState writes the layout of the generation being published to
@@ -353,6 +402,11 @@ func writeState(ctx context.Context, raw *DirCache, cache *os.Root, layout *buil
 		s.blocks = append(s.blocks, stateBlock{n: sp.hi - sp.lo,
 			keys: [3]string{layout.blockKeys[0][i], layout.blockKeys[1][i], layout.blockKeys[2][i]}})
 	}
+	return writeStateFile(cache, s)
+}
+
+// writeStateFile writes s to state.tmp.
+func writeStateFile(cache *os.Root, s *repoState) error {
 	// A leftover state.tmp (or a symbolic link in its place) is removed,
 	// never written through.
 	tmp := stateFileName + ".tmp"
@@ -363,6 +417,93 @@ func writeState(ctx context.Context, raw *DirCache, cache *os.Root, layout *buil
 		return fmt.Errorf("saving createrepo state: %w", err)
 	}
 	return nil
+}
+
+// stateSpool collects a streaming build's entries, encoded, in a file
+// beside the state rather than in memory; finish writes state.tmp from it.
+type stateSpool struct {
+	cache *os.Root
+	f     *os.File
+	w     *bufio.Writer
+	n     int
+	buf   []byte
+	err   error
+}
+
+const stateSpoolName = stateFileName + ".entries.tmp"
+
+func newStateSpool(cache *os.Root) (*stateSpool, error) {
+	if err := cache.Remove(stateSpoolName); err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	f, err := cache.OpenFile(stateSpoolName, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &stateSpool{cache: cache, f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
+}
+
+func (sp *stateSpool) add(e *stateEntry) {
+	if sp == nil || sp.err != nil {
+		return
+	}
+	sp.buf = appendStateEntry(sp.buf[:0], e)
+	_, sp.err = sp.w.Write(sp.buf)
+	sp.n++
+}
+
+// finish writes state.tmp: s's head, the spooled entries, s's blocks.
+func (sp *stateSpool) finish(s *repoState) error {
+	err := sp.err
+	if err == nil {
+		err = sp.w.Flush()
+	}
+	if err == nil {
+		_, err = sp.f.Seek(0, io.SeekStart)
+	}
+	tmp := stateFileName + ".tmp"
+	if err == nil {
+		if rerr := sp.cache.Remove(tmp); rerr != nil && !os.IsNotExist(rerr) {
+			err = rerr
+		}
+	}
+	var out *os.File
+	if err == nil {
+		out, err = sp.cache.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	}
+	if err == nil {
+		crc := crc32.New(castagnoli)
+		w := bufio.NewWriterSize(io.MultiWriter(out, crc), 256<<10)
+		w.Write(s.marshalHead(sp.n))
+		_, err = io.Copy(w, sp.f)
+		if err == nil {
+			w.Write(s.appendBlocks(nil))
+			err = w.Flush()
+		}
+		if err == nil {
+			_, err = out.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			sp.cache.Remove(tmp)
+		}
+	}
+	sp.close()
+	if err != nil {
+		return fmt.Errorf("saving createrepo state: %w", err)
+	}
+	return nil
+}
+
+func (sp *stateSpool) close() {
+	if sp == nil || sp.f == nil {
+		return
+	}
+	sp.f.Close()
+	sp.f = nil
+	sp.cache.Remove(stateSpoolName)
 }
 
 func commitState(cache *os.Root) error {

@@ -6,7 +6,8 @@ package metadata
 // use: workers report steps from several goroutines.
 type Progress interface {
 	// Stage starts a named stage ("scan", "read", "compress", "publish")
-	// of total steps; total is 0 when unknown.
+	// of total steps; total is 0 when unknown. CreateRepo compresses
+	// while it reads, so it has no "compress" stage (but for a dry run).
 	Stage(name string, total int)
 	// Step reports n more steps done in the current stage.
 	Step(n int)

@@ -403,8 +403,19 @@ func publishLocked(ctx context.Context, root *os.Root, entries []*Entry, cfg *pu
 		}
 	}
 
+	return publishDocs(ctx, root, docs, st, len(sorted), cfg, false)
+}
+
+// publishDocs is the second half of publishLocked: it compares the built
+// documents with what is published and, if they differ, writes the new
+// generation and swaps it in. A document whose tmp is set was already
+// written (by CreateRepo's streaming build) to that file inside gen, which
+// then exists (genReady); it is renamed to its name.
+func publishDocs(ctx context.Context, root *os.Root, docs [3]builtDoc, st buildStats, packages int, cfg *publishConfig, genReady bool) (*PublishResult, error) {
+	repoDir := root.Name() // for messages only
+	const gen = genDirName
 	cfg.progress.Stage("publish", 0)
-	res := &PublishResult{Packages: len(sorted), BlocksReused: st.reused, BlocksCompressed: st.compressed}
+	res := &PublishResult{Packages: packages, BlocksReused: st.reused, BlocksCompressed: st.compressed}
 	const repodata = RepodataDir
 	// An unreadable repomd.xml is simply replaced.
 	old, _ := readRepomdRoot(root, repodata+"/repomd.xml")
@@ -472,8 +483,10 @@ func publishLocked(ctx context.Context, root *os.Root, entries []*Entry, cfg *pu
 	}
 	res.Changed = true
 
-	if err := root.Mkdir(gen, 0o755); err != nil {
-		return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+	if !genReady {
+		if err := root.Mkdir(gen, 0o755); err != nil {
+			return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+		}
 	}
 	defer func() {
 		// Before the swap gen is the unfinished new generation; after it,
@@ -490,7 +503,17 @@ func publishLocked(ctx context.Context, root *os.Root, entries []*Entry, cfg *pu
 	for k, d := range all {
 		newNames[names[k]] = true
 		dst := gen + "/" + names[k]
-		if !linkIfSame(root, repodata+"/"+names[k], dst, d.size, d.checksum) {
+		switch {
+		case linkIfSame(root, repodata+"/"+names[k], dst, d.size, d.checksum):
+			if d.tmp != "" {
+				root.Remove(d.tmp)
+			}
+		case d.tmp != "":
+			if err := root.Rename(d.tmp, dst); err != nil {
+				return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+			}
+			toSync = append(toSync, dst)
+		default:
 			if err := writeFileRoot(root, dst, d.frames, false); err != nil {
 				return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
 			}

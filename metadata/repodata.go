@@ -106,8 +106,11 @@ func sortEntries(entries []Entry) ([]*Entry, error) {
 
 // builtDoc is one compressed document, kept as its frames.
 type builtDoc struct {
-	typ          string
-	frames       [][]byte
+	typ    string
+	frames [][]byte
+	// tmp, instead of frames: the file (relative to the repository root)
+	// the document was streamed to.
+	tmp          string
 	size         int64
 	checksum     string
 	openSize     int64

@@ -1,0 +1,731 @@
+package metadata
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// CreateRepo's build streams: packages are read in their published order
+// through a window of at most WithReadWindow packages, each package's XML
+// is copied into its block as soon as the block before it is done, and
+// every block is compressed, hashed and written to its document's file in
+// the new generation directory as it is made. Nothing proportional to the
+// repository stays in memory but the packages' identities (for the saved
+// state) and the block keys.
+//
+// Two things need the package count, which is in each document's header:
+// open-checksum (the header is hashed first) and the compressed file (the
+// header is its first frame). The count is taken to be the number of
+// files found; when some of them turn out not to be packages, the three
+// files are rewritten with the right header once, as createrepo_c does.
+
+// DefaultReadWindow is how many packages CreateRepo reads ahead of the
+// block being assembled, per read worker.
+const DefaultReadWindow = 32
+
+// streamHeld, when set (tests), is told each time a package's fragments
+// start or stop being held by the build: +1 when a read package is
+// rendered, -1 when its fragments have been copied into its block.
+var streamHeld func(delta int)
+
+type streamItem struct {
+	f   scannedFile
+	old *Entry // reused (--update), nil: read
+}
+
+// closedDone is the done channel of a slot that needs no reading.
+var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+type readSlot struct {
+	f     scannedFile
+	done  chan struct{}
+	e     *Entry
+	err   error
+	token bool
+}
+
+type streamBlock struct {
+	raw    [3][]byte
+	keys   [3]string
+	frames [3][]byte
+	fresh  [3]bool
+	ready  chan struct{}
+	saved  bool // raw is the saved state's (mapped) documents
+}
+
+type streamDoc struct {
+	tmp      string
+	f        *os.File
+	bw       *bufio.Writer
+	ch, oh   hash.Hash
+	size     int64
+	openSize int64
+	hdrLen   int64
+	keys     []string
+}
+
+func (d *streamDoc) write(b []byte) error {
+	d.ch.Write(b)
+	d.size += int64(len(b))
+	_, err := d.bw.Write(b)
+	return err
+}
+
+// streamResult is what the streaming build made.
+type streamResult struct {
+	docs    [3]builtDoc
+	st      buildStats
+	n       int
+	skipped []SkippedFile
+	blocks  []stateBlock
+}
+
+// blockSink batches blocks for a cache and puts them when enough bytes
+// are waiting, so that they are not all held until the end.
+type blockSink struct {
+	mu    sync.Mutex
+	c     BlockCache
+	have  func(key string) (bool, error) // nil: put everything
+	seen  map[string]bool
+	batch map[string][]byte
+	bytes int
+}
+
+const sinkFlushBytes = 2 << 20
+
+func newBlockSink(c BlockCache, have func(string) (bool, error)) *blockSink {
+	return &blockSink{c: c, have: have, seen: map[string]bool{}, batch: map[string][]byte{}}
+}
+
+func (s *blockSink) add(ctx context.Context, key string, data []byte) error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen[key] {
+		return nil
+	}
+	s.seen[key] = true
+	if s.have != nil {
+		ok, err := s.have(key)
+		if err != nil || ok {
+			return err
+		}
+	}
+	s.batch[key] = data
+	s.bytes += len(data)
+	if s.bytes >= sinkFlushBytes {
+		return s.flushLocked(ctx)
+	}
+	return nil
+}
+
+func (s *blockSink) flushLocked(ctx context.Context) error {
+	if len(s.batch) == 0 {
+		return nil
+	}
+	err := s.c.PutBlocks(ctx, s.batch)
+	s.batch, s.bytes = map[string][]byte{}, 0
+	return err
+}
+
+// drop gives back the memory pages of a block the sink's cache maps.
+func (s *blockSink) drop(key string) {
+	if s == nil {
+		return
+	}
+	if dc, ok := s.c.(*DirCache); ok {
+		dc.drop(key)
+	}
+}
+
+func (s *blockSink) flush(ctx context.Context) error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flushLocked(ctx)
+}
+
+// sortScanned orders files as sortEntries orders packages: by file name,
+// then by directory.
+func sortScanned(files []scannedFile) {
+	type keyed struct {
+		file, dir string
+		i         int
+	}
+	ks := make([]keyed, len(files))
+	for i, f := range files {
+		d, n := path.Split(f.href)
+		ks[i] = keyed{n, d, i}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int {
+		if c := strings.Compare(a.file, b.file); c != 0 {
+			return c
+		}
+		return strings.Compare(a.dir, b.dir)
+	})
+	sorted := make([]scannedFile, len(files))
+	for j, k := range ks {
+		sorted[j] = files[k.i]
+	}
+	copy(files, sorted)
+}
+
+// streamBuild reads and renders the items (in published order), builds
+// the three documents into files inside gen (which exists), puts new
+// compressed blocks into the publish cache and, with rawSink, every
+// block's uncompressed bytes into it for the saved state.
+func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw map[string][3][]byte, cfg *createConfig, pcfg *publishConfig,
+	workers, window int, rawSink *blockSink, spool *stateSpool) (*streamResult, error) {
+	c := pcfg.codec
+	p := pcfg.progress
+	nSpec := len(items)
+	out := &streamResult{}
+	var docs [3]*streamDoc
+	closeAll := func() {
+		for _, d := range docs {
+			if d != nil && d.f != nil {
+				d.f.Close()
+				d.f = nil
+			}
+		}
+	}
+	defer closeAll()
+	for k, spec := range docSpecs {
+		d := &streamDoc{tmp: genDirName + "/." + spec.typ + ".stream", ch: sha256.New(), oh: sha256.New()}
+		f, err := root.OpenFile(d.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("writing %q: %w", rootPath(root, d.tmp), err)
+		}
+		d.f, d.bw = f, bufio.NewWriterSize(f, 256<<10)
+		docs[k] = d
+		hdr := spec.header(nSpec)
+		d.oh.Write(hdr)
+		d.openSize = int64(len(hdr))
+		hf := c.encode(nil, hdr)
+		d.hdrLen = int64(len(hf))
+		if err := d.write(hf); err != nil {
+			return nil, fmt.Errorf("writing %q: %w", rootPath(root, d.tmp), err)
+		}
+	}
+	var cacheSink *blockSink
+	if pcfg.cache != nil {
+		cacheSink = newBlockSink(pcfg.cache, nil)
+	}
+
+	toRead := 0
+	for _, it := range items {
+		if it.old == nil {
+			toRead++
+		}
+	}
+	p.Stage("read", toRead)
+	depth := 2*workers + 2
+	g, gctx := errgroup.WithContext(ctx)
+	tokens := make(chan struct{}, window)
+	ordered := make(chan *readSlot, window+256)
+	work := make(chan *readSlot)
+	blockWork := make(chan *streamBlock, depth)
+	var docCh [3]chan *streamBlock
+	for k := range docCh {
+		docCh[k] = make(chan *streamBlock, depth)
+	}
+
+	// Dispatch in order: a package to read first takes a token.
+	g.Go(func() error {
+		defer close(ordered)
+		defer close(work)
+		for i := range items {
+			it := &items[i]
+			s := &readSlot{f: it.f, done: closedDone}
+			reused := it.old != nil
+			if reused {
+				s.e = it.old
+			} else {
+				s.done = make(chan struct{})
+			}
+			*it = streamItem{} // the slot has it now
+			if !reused {
+				select {
+				case tokens <- struct{}{}:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				s.token = true
+				select {
+				case work <- s:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			select {
+			case ordered <- s:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	for range workers {
+		g.Go(func() error {
+			for s := range work {
+				e, err := readEntry(gctx, s.f, cfg.render)
+				if err != nil {
+					if gctx.Err() != nil {
+						return gctx.Err()
+					}
+					s.err = err
+				} else {
+					if streamHeld != nil {
+						streamHeld(1)
+					}
+					s.e = e
+				}
+				close(s.done)
+			}
+			return nil
+		})
+	}
+
+	// Assemble blocks in order, as partition draws them.
+	var skippedMu sync.Mutex
+	g.Go(func() error {
+		defer close(blockWork)
+		defer func() {
+			for k := range docCh {
+				close(docCh[k])
+			}
+		}()
+		cur := &streamBlock{ready: make(chan struct{})}
+		members := 0
+		var hid []byte
+		sizes := [3]int{}
+		// Reused packages are copied into the block only once it is
+		// known to be changed: an unchanged block's documents are the
+		// saved ones (hintRaw), as they are.
+		var pending []*Entry
+		copied := false
+		put := func(e *Entry) {
+			for k, d := range docSpecs {
+				if cur.raw[k] == nil {
+					cur.raw[k] = make([]byte, 0, sizes[k])
+				}
+				cur.raw[k] = append(cur.raw[k], d.frag(e)...)
+			}
+		}
+		materialize := func() {
+			for _, e := range pending {
+				put(e)
+			}
+			pending, copied = pending[:0], true
+		}
+		emit := func() error {
+			if !copied && len(pcfg.hints) > 0 {
+				if h, ok := pcfg.hints[string(hid)]; ok {
+					cur.keys = h
+					if r, ok := hintRaw[string(hid)]; ok {
+						cur.raw, pending, cur.saved = r, pending[:0], true
+					}
+				}
+			}
+			materialize()
+			out.blocks = append(out.blocks, stateBlock{n: members})
+			for k := range sizes {
+				sizes[k] = max(sizes[k], len(cur.raw[k]))
+			}
+			select {
+			case blockWork <- cur:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			for k := range docCh {
+				select {
+				case docCh[k] <- cur:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			cur = &streamBlock{ready: make(chan struct{})}
+			members, hid, copied = 0, hid[:0], false
+			return nil
+		}
+		for s := range ordered {
+			select {
+			case <-s.done:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if s.err != nil {
+				sk := SkippedFile{Path: s.f.path, Reason: s.err.Error(), Err: s.err}
+				skippedMu.Lock()
+				out.skipped = append(out.skipped, sk)
+				skippedMu.Unlock()
+				p.Notice("skipped: " + sk.Reason)
+				<-tokens
+				p.Step(1)
+				continue
+			}
+			e := s.e
+			for _, d := range docSpecs {
+				f := d.frag(e)
+				if !bytes.HasPrefix(f, pkgOpen) || !bytes.HasSuffix(f, pkgClose) {
+					return fmt.Errorf("%w: %s fragment of %q is not one <package> element", ErrBadEntry, d.typ, e.Href)
+				}
+			}
+			switch {
+			case s.token:
+				materialize()
+				put(e)
+			case copied:
+				put(e)
+			default:
+				pending = append(pending, e)
+			}
+			spool.add(&stateEntry{href: e.Href, pkgid: e.PkgID, name: e.Name, arch: e.Arch,
+				epoch: e.Epoch, version: e.Version, release: e.Release, size: e.Size, mtime: e.MTime,
+				lens: [3]uint64{uint64(len(e.Primary)), uint64(len(e.Filelists)), uint64(len(e.Other))}})
+			out.n++
+			if len(pcfg.hints) > 0 {
+				hid = append(append(hid, e.Href...), 0)
+			}
+			members++
+			if s.token {
+				s.e = nil
+				if streamHeld != nil {
+					streamHeld(-1)
+				}
+				<-tokens
+				p.Step(1)
+			}
+			h := fnv.New64a()
+			h.Write([]byte(e.Href))
+			if members >= blockMax || h.Sum64()%blockAvg == 0 {
+				if err := emit(); err != nil {
+					return err
+				}
+			}
+		}
+		if members > 0 {
+			return emit()
+		}
+		return nil
+	})
+
+	// Keys, cache look-ups and compression, over the workers.
+	var statMu sync.Mutex
+	for range workers {
+		g.Go(func() error {
+			for b := range blockWork {
+				for k, d := range docSpecs {
+					if b.keys[k] == "" {
+						kh := sha256.New()
+						kh.Write([]byte("repoctl-block-v1\x00" + c.id() + "\x00" + d.typ + "\x00"))
+						kh.Write(b.raw[k])
+						b.keys[k] = hex.EncodeToString(kh.Sum(nil))
+					}
+					if pcfg.cache != nil {
+						have, err := pcfg.cache.GetBlocks(gctx, []string{b.keys[k]})
+						if err != nil {
+							return fmt.Errorf("reading block cache: %w", err)
+						}
+						if f, ok := have[b.keys[k]]; ok {
+							b.frames[k] = f
+						}
+					}
+					if b.frames[k] == nil {
+						b.frames[k] = c.encode(make([]byte, 0, len(b.raw[k])/4+64), b.raw[k])
+						b.fresh[k] = true
+					}
+				}
+				statMu.Lock()
+				for k := range docSpecs {
+					if b.fresh[k] {
+						out.st.compressed++
+					} else {
+						out.st.reused++
+					}
+				}
+				statMu.Unlock()
+				close(b.ready)
+			}
+			return nil
+		})
+	}
+
+	// Each document's file, in order.
+	for k := range docSpecs {
+		g.Go(func() error {
+			d := docs[k]
+			for b := range docCh[k] {
+				select {
+				case <-b.ready:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				d.oh.Write(b.raw[k])
+				d.openSize += int64(len(b.raw[k]))
+				if err := d.write(b.frames[k]); err != nil {
+					return fmt.Errorf("writing %q: %w", rootPath(root, d.tmp), err)
+				}
+				d.keys = append(d.keys, b.keys[k])
+				if b.fresh[k] {
+					if err := cacheSink.add(gctx, b.keys[k], b.frames[k]); err != nil {
+						return fmt.Errorf("writing block cache: %w", err)
+					}
+				}
+				if err := rawSink.add(gctx, b.keys[k], b.raw[k]); err != nil {
+					return err
+				}
+				if b.saved {
+					rawSink.drop(b.keys[k])
+				}
+				b.raw[k], b.frames[k] = nil, nil
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := cacheSink.flush(ctx); err != nil {
+		return nil, fmt.Errorf("writing block cache: %w", err)
+	}
+	if err := rawSink.flush(ctx); err != nil {
+		return nil, err
+	}
+	sortSkipped(out.skipped)
+	for k, spec := range docSpecs {
+		d := docs[k]
+		d.oh.Write(spec.footer)
+		d.openSize += int64(len(spec.footer))
+		err := d.write(c.encode(nil, spec.footer))
+		if err == nil {
+			err = d.bw.Flush()
+		}
+		if cerr := d.f.Close(); err == nil {
+			err = cerr
+		}
+		d.f = nil
+		if err != nil {
+			return nil, fmt.Errorf("writing %q: %w", rootPath(root, d.tmp), err)
+		}
+		doc := builtDoc{typ: spec.typ, tmp: d.tmp, size: d.size, openSize: d.openSize,
+			checksum: hex.EncodeToString(d.ch.Sum(nil)), openChecksum: hex.EncodeToString(d.oh.Sum(nil))}
+		if out.n != nSpec {
+			if err := rewriteCount(root, &doc, c, spec, d.hdrLen, nSpec, out.n); err != nil {
+				return nil, fmt.Errorf("writing %q: %w", rootPath(root, d.tmp), err)
+			}
+		}
+		out.docs[k] = doc
+		out.st.blockKeys[k] = d.keys
+	}
+	for k := range out.st.blockKeys {
+		out.st.keys = append(out.st.keys, out.st.blockKeys[k]...)
+	}
+	for i := range out.blocks {
+		for k := range docSpecs {
+			out.blocks[i].keys[k] = out.st.blockKeys[k][i]
+		}
+	}
+	return out, nil
+}
+
+// rewriteCount replaces the header of a document streamed with nSpec
+// packages by the header for n: the compressed body is copied after the
+// new header frame, and the uncompressed document is read back for
+// open-checksum.
+func rewriteCount(root *os.Root, doc *builtDoc, c codec, spec docSpec, hdrLen int64, nSpec, n int) error {
+	tmp2 := doc.tmp + ".count"
+	if err := root.Remove(tmp2); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	dst, err := root.OpenFile(tmp2, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	src, err := root.Open(doc.tmp)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	ch := sha256.New()
+	w := bufio.NewWriterSize(io.MultiWriter(dst, ch), 256<<10)
+	hf := c.encode(nil, spec.header(n))
+	w.Write(hf)
+	body, err := io.Copy(w, io.NewSectionReader(src, hdrLen, doc.size-hdrLen))
+	if err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if err := dst.Close(); err != nil {
+		return err
+	}
+	// The uncompressed document after its old header.
+	dr, err := decompressedReader("x.xml"+c.ext(), io.NewSectionReader(src, 0, doc.size))
+	if err != nil {
+		return err
+	}
+	defer dr.Close()
+	oldHdr := int64(len(spec.header(nSpec)))
+	if _, err := io.CopyN(io.Discard, dr, oldHdr); err != nil {
+		return err
+	}
+	oh := sha256.New()
+	hdr := spec.header(n)
+	oh.Write(hdr)
+	rest, err := io.Copy(oh, dr)
+	if err != nil {
+		return err
+	}
+	if err := root.Rename(tmp2, doc.tmp); err != nil {
+		return err
+	}
+	doc.size = int64(len(hf)) + body
+	doc.checksum = hex.EncodeToString(ch.Sum(nil))
+	doc.openSize = int64(len(hdr)) + rest
+	doc.openChecksum = hex.EncodeToString(oh.Sum(nil))
+	return nil
+}
+
+// createStreaming is the rest of CreateRepo (after the scan and the
+// look-up of what --update reuses) for a run that writes: the streaming
+// build, the saved state, and the publish.
+func createStreaming(ctx context.Context, root *os.Root, dir string, files []scannedFile, old map[string]*existingPackage,
+	hintRaw map[string][3][]byte, res *CreateResult, cfg *createConfig, pcfg *publishConfig, workers int, base string,
+	raw *DirCache, cacheRoot *os.Root, retain []string) (*CreateResult, error) {
+	p := pcfg.progress
+	sortScanned(files)
+	items := make([]streamItem, len(files))
+	for i, f := range files {
+		items[i].f = f
+		if o := old[f.href]; o != nil && o.Size == f.size && o.MTime == f.mtime && o.base == base {
+			items[i].old = &o.Entry
+			res.Reused++
+		}
+	}
+	toRead, nFiles := len(files)-res.Reused, len(files)
+	files = nil
+	if dc, ok := pcfg.cache.(*DirCache); ok {
+		// New frames are written once and not read back by this run.
+		dc.forgetPuts = true
+	}
+	const gen = genDirName
+	if err := root.RemoveAll(gen); err != nil {
+		return nil, fmt.Errorf("removing leftover %q: %w", rootPath(root, gen), err)
+	}
+	if err := root.Mkdir(gen, 0o755); err != nil {
+		return nil, fmt.Errorf("createrepo %q: %w", dir, err)
+	}
+	// Whatever happens, the unfinished generation goes (publishDocs
+	// removes it too once it is swapped out).
+	defer root.RemoveAll(gen)
+
+	// The uncompressed blocks for the next --update: appended to the
+	// current pack when this run reuses its state (after forgetting
+	// what older generations left), else written to a fresh pack that
+	// replaces it once the publish succeeded.
+	var rawSink *blockSink
+	var spool *stateSpool
+	freshRaw := false
+	if cacheRoot != nil {
+		var err error
+		if spool, err = newStateSpool(cacheRoot); err != nil {
+			return nil, fmt.Errorf("saving createrepo state: %w", err)
+		}
+		defer spool.close()
+		if raw != nil && retain != nil {
+			if err := raw.RetainBlocks(ctx, retain); err != nil {
+				return nil, err
+			}
+			raw.forgetPuts = true
+			rawSink = newBlockSink(raw, func(k string) (bool, error) { return raw.has(ctx, k) })
+		} else {
+			if err := cacheRoot.Remove(rawPackNew); err != nil && !os.IsNotExist(err) {
+				return nil, fmt.Errorf("saving createrepo state: %w", err)
+			}
+			fresh := &DirCache{dir: raw.dir, root: cacheRoot, name: rawPackNew, sum: crc32cOf, sumSize: 4, forgetPuts: true}
+			rawSink = newBlockSink(fresh, nil)
+			freshRaw = true
+		}
+	}
+	window := cfg.window
+	if window <= 0 {
+		window = DefaultReadWindow * workers
+	}
+	sr, err := streamBuild(ctx, root, items, hintRaw, cfg, pcfg, workers, window, rawSink, spool)
+	items = nil
+	if err != nil {
+		if freshRaw {
+			cacheRoot.Remove(rawPackNew)
+		}
+		return nil, fmt.Errorf("createrepo %q: %w", dir, err)
+	}
+	res.Skipped = sr.skipped
+	res.Read = toRead - len(res.Skipped)
+	res.Packages = sr.n
+
+	saved := false
+	if cacheRoot != nil {
+		var sums [3]string
+		for k := range sr.docs {
+			sums[k] = sr.docs[k].checksum
+		}
+		s := &repoState{checksums: sums, codecID: pcfg.codec.id(), base: base,
+			changelog: int64(cfg.render.ChangelogLimit), blocks: sr.blocks}
+		sr.blocks = nil
+		if err := spool.finish(s); err != nil {
+			p.Notice(fmt.Sprintf("not saving createrepo state: %v", err))
+		} else {
+			saved = true
+		}
+	}
+	pub, err := publishDocs(ctx, root, sr.docs, sr.st, sr.n, pcfg, true)
+	res.Publish = pub
+	if cacheRoot != nil {
+		if err == nil && saved {
+			var serr error
+			if freshRaw {
+				serr = cacheRoot.Rename(rawPackNew, rawPackName)
+			}
+			if serr == nil {
+				serr = commitState(cacheRoot)
+			}
+			if serr != nil {
+				// Only a cache: the next --update reads the repodata instead.
+				p.Notice(fmt.Sprintf("not saving createrepo state: %v", serr))
+			}
+		}
+		discardState(cacheRoot)
+		if freshRaw {
+			cacheRoot.Remove(rawPackNew)
+		}
+	}
+	if err != nil {
+		return res, err
+	}
+	if len(res.Skipped) > 0 {
+		return res, fmt.Errorf("createrepo %q: %w: %d of %d files are not valid packages",
+			dir, ErrSomeSkipped, len(res.Skipped), nFiles)
+	}
+	return res, nil
+}
