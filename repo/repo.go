@@ -391,7 +391,7 @@ func (r *Repo) loadIndex() error {
 	r.dirs = map[string]map[string]*metadata.Entry{}
 	r.hrefs = map[string]map[string]string{}
 	return r.st.db.View(func(tx *bolt.Tx) error {
-		return eachPackage(tx, "", func(p *PackageRecord) error {
+		return eachPackageLight(tx, "", func(p *PackageRecord) error {
 			r.indexAdd(p, p.Placements)
 			return nil
 		})

@@ -11,9 +11,10 @@ import (
 )
 
 // Buckets of ROOT/repoctl.db. Values are JSON so that the store can be read
-// with any bbolt tool and survives field additions.
+// with any bbolt tool and survives field additions; the one exception is
+// the fragments bucket (store_codec.go), zstd-compressed XML.
 var (
-	bucketPackages = []byte("packages") // repo \x00 NEVRA → PackageRecord
+	bucketPackages = []byte("packages") // repo \x00 NEVRA → PackageRecord without fragments (store_codec.go)
 	bucketEvents   = []byte("events")   // big-endian seq → Event
 	bucketJournal  = []byte("journal")  // item id → journalItem
 	bucketMeta     = []byte("meta")     // "schema" → version
@@ -25,7 +26,10 @@ var (
 
 // schemaVersion 2 added channel versions: a store at 1 (repoctl before
 // them) is migrated by giving each channel its version 1 (importVersions).
-const schemaVersion = "2"
+// Schema 3 moved the fragments out of the package records into the
+// fragments bucket, compressed (store_codec.go); a store at 1 or 2 is
+// migrated by a compacting copy (store_migrate.go).
+const schemaVersion = "3"
 
 // store wraps the bbolt handle. All multi-record changes happen in one
 // bbolt transaction so that a crash leaves either all or nothing.
@@ -34,6 +38,52 @@ type store struct {
 }
 
 func openStore(path string) (*store, error) {
+	db, err := openBolt(path)
+	if err != nil {
+		return nil, err
+	}
+	var v []byte
+	err = db.View(func(tx *bolt.Tx) error {
+		if m := tx.Bucket(bucketMeta); m != nil {
+			v = append(v, m.Get([]byte("schema"))...)
+		}
+		return nil
+	})
+	if err == nil && (string(v) == "1" || string(v) == "2") {
+		// The old file is only read: a crash or an error leaves it as
+		// it was, and the next open migrates again.
+		err = migrateStore(db, path, string(v))
+		db.Close()
+		if err != nil {
+			return nil, fmt.Errorf("migrating store %q from schema %s to %s: %w", path, v, schemaVersion, err)
+		}
+		if db, err = openBolt(path); err != nil {
+			return nil, err
+		}
+	}
+	if err == nil {
+		err = db.Update(func(tx *bolt.Tx) error {
+			if err := createBuckets(tx); err != nil {
+				return err
+			}
+			m := tx.Bucket(bucketMeta)
+			switch v := m.Get([]byte("schema")); {
+			case v == nil || string(v) == schemaVersion:
+			default:
+				return fmt.Errorf("store schema %q, this repoctl knows %q (a newer repoctl wrote it)", v, schemaVersion)
+			}
+			return m.Put([]byte("schema"), []byte(schemaVersion))
+		})
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialising store %q: %w", path, err)
+	}
+	return &store{db: db}, nil
+}
+
+// openBolt opens the bbolt file at path.
+func openBolt(path string) (*bolt.DB, error) {
 	// The ROOT lock is already ours, so bbolt's own flock is free; the
 	// short timeout only guards against a foreign program holding the file.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
@@ -43,30 +93,22 @@ func openStore(path string) (*store, error) {
 		}
 		return nil, fmt.Errorf("opening store %q: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta, bucketDirty,
-			bucketChanVer, bucketChanBase, bucketTrash, bucketComps, bucketAdvisories} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
+	return db, nil
+}
+
+// storeBuckets are the top-level buckets every store has.
+func storeBuckets() [][]byte {
+	return [][]byte{bucketPackages, bucketFragments, bucketEvents, bucketJournal, bucketMeta, bucketDirty,
+		bucketChanVer, bucketChanBase, bucketTrash, bucketComps, bucketAdvisories}
+}
+
+func createBuckets(tx *bolt.Tx) error {
+	for _, b := range storeBuckets() {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
 		}
-		m := tx.Bucket(bucketMeta)
-		switch v := m.Get([]byte("schema")); {
-		case v == nil || string(v) == schemaVersion:
-		case string(v) == "1":
-			if err := importVersions(tx); err != nil {
-				return fmt.Errorf("migrating store schema 1 to %s: %w", schemaVersion, err)
-			}
-		default:
-			return fmt.Errorf("store schema %q, this repoctl knows %q (a newer repoctl wrote it)", v, schemaVersion)
-		}
-		return m.Put([]byte("schema"), []byte(schemaVersion))
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("initialising store %q: %w", path, err)
 	}
-	return &store{db: db}, nil
+	return nil
 }
 
 func (s *store) close() error { return s.db.Close() }
@@ -95,35 +137,56 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 }
 
 func getPackage(tx *bolt.Tx, repo, nevra string) (*PackageRecord, error) {
-	var p PackageRecord
-	ok, err := getJSON(tx.Bucket(bucketPackages), pkgKey(repo, nevra), &p)
-	if err != nil || !ok {
-		return nil, err
+	k := pkgKey(repo, nevra)
+	v := tx.Bucket(bucketPackages).Get(k)
+	if v == nil {
+		return nil, nil
 	}
-	return &p, nil
+	return decodePackage(tx, k, v)
 }
 
 func putPackage(tx *bolt.Tx, p *PackageRecord) error {
-	return putJSON(tx.Bucket(bucketPackages), pkgKey(p.Repo, p.NEVRA), p)
+	return putPackageRaw(tx.Bucket(bucketPackages), tx.Bucket(bucketFragments), pkgKey(p.Repo, p.NEVRA), p)
 }
 
 func deletePackage(tx *bolt.Tx, repo, nevra string) error {
-	return tx.Bucket(bucketPackages).Delete(pkgKey(repo, nevra))
+	k := pkgKey(repo, nevra)
+	if err := tx.Bucket(bucketFragments).Delete(k); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketPackages).Delete(k)
 }
 
-// eachPackage calls fn for every package of repo ("" = all) in key order.
+// eachPackage calls fn for every package of repo ("" = all) in key order,
+// each with its whole Entry.
 func eachPackage(tx *bolt.Tx, repo string, fn func(*PackageRecord) error) error {
+	return scanPackages(tx, repo, true, fn)
+}
+
+// eachPackageLight is eachPackage with light Entries (no fragments): it
+// reads the records only, a fifth of the store's package bytes.
+func eachPackageLight(tx *bolt.Tx, repo string, fn func(*PackageRecord) error) error {
+	return scanPackages(tx, repo, false, fn)
+}
+
+func scanPackages(tx *bolt.Tx, repo string, frags bool, fn func(*PackageRecord) error) error {
 	c := tx.Bucket(bucketPackages).Cursor()
 	var prefix []byte
 	if repo != "" {
 		prefix = []byte(repo + "\x00")
 	}
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		var p PackageRecord
-		if err := json.Unmarshal(v, &p); err != nil {
-			return fmt.Errorf("decoding package %q: %w", k, err)
+		var p *PackageRecord
+		var err error
+		if frags {
+			p, err = decodePackage(tx, k, v)
+		} else {
+			p, err = decodeRecord(k, v)
 		}
-		if err := fn(&p); err != nil {
+		if err != nil {
+			return err
+		}
+		if err := fn(p); err != nil {
 			return err
 		}
 	}

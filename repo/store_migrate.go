@@ -1,0 +1,198 @@
+package repo
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// migrateStore brings a store at schema 1 or 2 to schemaVersion by
+// copying it into path+".migrate", converting the package records on the
+// way (store_codec.go), and renaming the copy over path. The old file is
+// only read, so a crash at any point leaves either it or the finished
+// copy at path; a leftover .migrate file is a copy that did not finish
+// and is started again. The copy is compact: bbolt never gives back the
+// pages an in-place rewrite of every record would free, and the keys go
+// in in order, filling every page.
+func migrateStore(old *bolt.DB, path, from string) error {
+	tmp := path + ".migrate"
+	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("removing an unfinished migration: %w", err)
+	}
+	mode := os.FileMode(0o600)
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	// NoSync while copying: nothing reads the copy before it is synced
+	// once, below, and renamed into place.
+	ndb, err := bolt.Open(tmp, mode, &bolt.Options{NoSync: true, NoFreelistSync: true})
+	if err != nil {
+		return fmt.Errorf("creating %q: %w", tmp, err)
+	}
+	fail := func(err error) error {
+		ndb.Close()
+		os.Remove(tmp)
+		return err
+	}
+	err = old.View(func(otx *bolt.Tx) error {
+		return otx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if string(name) == string(bucketPackages) {
+				return migratePackages(ndb, b)
+			}
+			return copyBucket(ndb, [][]byte{name}, b)
+		})
+	})
+	if err != nil {
+		return fail(err)
+	}
+	err = ndb.Update(func(tx *bolt.Tx) error {
+		if err := createBuckets(tx); err != nil {
+			return err
+		}
+		if from == "1" {
+			// Schema 2's migration, on the converted records.
+			if err := importVersions(tx); err != nil {
+				return fmt.Errorf("giving each channel its version 1: %w", err)
+			}
+		}
+		return tx.Bucket(bucketMeta).Put([]byte("schema"), []byte(schemaVersion))
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if err := ndb.Sync(); err != nil {
+		return fail(fmt.Errorf("syncing %q: %w", tmp, err))
+	}
+	if err := ndb.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("closing %q: %w", tmp, err)
+	}
+	if err := migrateHook("rename"); err != nil {
+		return err // the copy stays, as a crash here would leave it
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("replacing the store: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// migrateHook lets tests fail a migration at one of its stages ("batch"
+// after each committed batch of the copy, "rename" before the rename),
+// as a crash there would.
+var migrateHook = func(stage string) error { return nil }
+
+// migrateBatch bounds the bytes one transaction of the copy writes, and
+// so the memory bbolt holds for it.
+const migrateBatch = 16 << 20
+
+type kv struct{ k, v []byte }
+
+// putBatch writes kvs into the bucket at path of ndb, in one transaction.
+func putBatch(ndb *bolt.DB, path [][]byte, seq uint64, kvs []kv, put func(b *bolt.Bucket, tx *bolt.Tx, x kv) error) error {
+	err := ndb.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(path[0])
+		if err != nil {
+			return err
+		}
+		for _, p := range path[1:] {
+			if b, err = b.CreateBucketIfNotExists(p); err != nil {
+				return err
+			}
+		}
+		b.FillPercent = 1 // keys come in order
+		if err := b.SetSequence(seq); err != nil {
+			return err
+		}
+		for _, x := range kvs {
+			if err := put(b, tx, x); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("copying bucket %q: %w", path, err)
+	}
+	return migrateHook("batch")
+}
+
+// copyBucket copies ob and its nested buckets, as they are, to path in ndb.
+func copyBucket(ndb *bolt.DB, path [][]byte, ob *bolt.Bucket) error {
+	raw := func(b *bolt.Bucket, _ *bolt.Tx, x kv) error { return b.Put(x.k, x.v) }
+	var batch []kv
+	size := 0
+	var nested [][]byte
+	flush := func() error {
+		err := putBatch(ndb, path, ob.Sequence(), batch, raw)
+		batch, size = batch[:0], 0
+		return err
+	}
+	c := ob.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil {
+			nested = append(nested, k)
+			continue
+		}
+		batch = append(batch, kv{k, v})
+		if size += len(k) + len(v); size >= migrateBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	for _, n := range nested {
+		if err := copyBucket(ndb, append(path[:len(path):len(path)], n), ob.Bucket(n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migratePackages converts the package records of schema 1 and 2 (the
+// whole Entry in the JSON) into records and fragments.
+func migratePackages(ndb *bolt.DB, ob *bolt.Bucket) error {
+	conv := func(b *bolt.Bucket, tx *bolt.Tx, x kv) error {
+		var p PackageRecord
+		if err := json.Unmarshal(x.v, &p); err != nil {
+			return fmt.Errorf("decoding package %q: %w", x.k, err)
+		}
+		fb, err := tx.CreateBucketIfNotExists(bucketFragments)
+		if err != nil {
+			return err
+		}
+		fb.FillPercent = 1
+		return putPackageRaw(b, fb, x.k, &p)
+	}
+	var batch []kv
+	size := 0
+	flush := func() error {
+		err := putBatch(ndb, [][]byte{bucketPackages}, ob.Sequence(), batch, conv)
+		batch, size = batch[:0], 0
+		return err
+	}
+	c := ob.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil {
+			return fmt.Errorf("package key %q is a bucket", k)
+		}
+		batch = append(batch, kv{k, v})
+		// Converted records take about a third of their old size.
+		if size += (len(k) + len(v)) / 3; size >= migrateBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
