@@ -50,8 +50,9 @@ type Repo struct {
 	// pubStates (dir → *metadata.PublishState) carry each directory's
 	// last build to its next publish, so that a publish after a few
 	// changes hashes and compresses those only; their uncompressed blocks
-	// sit in unlinked scratch files in the spool. Not persisted: the first
-	// publish of a directory after Open does the full work.
+	// sit in unlinked scratch files in the spool. Saved at Close and
+	// restored, once checked against the served repomd.xml, by the first
+	// publish of the directory after Open (pubstate_persist.go).
 	pubStates sync.Map
 	// noPubState makes every publish stateless (what it was before
 	// PublishState), for benchmarks that compare the two.
@@ -307,6 +308,11 @@ func (r *Repo) Close() error {
 	}
 	r.closed = true
 	r.isClosed.Store(true)
+	// Only a cache: a state that cannot be saved costs the next
+	// process one full publish.
+	if err := r.savePubStates(); err != nil {
+		r.o.log.Warn("not saving the publish state", "err", err)
+	}
 	r.pubStates.Range(func(_, s any) bool {
 		s.(*metadata.PublishState).Close()
 		return true
@@ -403,7 +409,14 @@ func (r *Repo) publishState(dir string) *metadata.PublishState {
 	if s, ok := r.pubStates.Load(dir); ok {
 		return s.(*metadata.PublishState)
 	}
-	s, _ := r.pubStates.LoadOrStore(dir, metadata.NewPublishState(r.cfg.Paths.Spool))
+	ns := r.restorePubState(context.Background(), dir)
+	if ns == nil {
+		ns = metadata.NewPublishState(r.cfg.Paths.Spool)
+	}
+	s, loaded := r.pubStates.LoadOrStore(dir, ns)
+	if loaded {
+		ns.Close()
+	}
 	return s.(*metadata.PublishState)
 }
 
