@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/repoctl/repoctl/metadata"
 )
 
@@ -47,7 +49,10 @@ func (r *Repo) restorePubState(ctx context.Context, dir string) *metadata.Publis
 	repomd, err := r.readServed(filepath.Join(dir, metadata.RepodataDir, "repomd.xml"), maxRepomdRead)
 	if err == nil {
 		var s *metadata.PublishState
-		if s, err = metadata.LoadPublishState(ctx, r.cfg.Paths.Spool, f, repomd, blockCache{r.st, dir}); err == nil {
+		s, err = metadata.LoadPublishState(ctx, r.cfg.Paths.Spool, f, repomd, blockCache{r.st, dir})
+		// It read every block of dir from the store.
+		r.st.db.View(func(tx *bolt.Tx) error { dropResident(tx); return nil })
+		if err == nil {
 			r.o.log.Info("restored the publish state", "dir", dir)
 			return s
 		}

@@ -273,8 +273,8 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 	if err := r.loadIndex(); err != nil {
 		return fail(err)
 	}
-	// Decoding every record (fragments included) left garbage the size
-	// of the store's packages; the index keeps a tenth of it.
+	// Decoding every record left garbage several times the size of
+	// what the index keeps.
 	debug.FreeOSMemory()
 	if o.resume {
 		if err := r.Resume(ctx); err != nil {
@@ -397,8 +397,13 @@ func (r *Repo) loadIndex() error {
 	r.dirs = map[string]map[string]*metadata.Entry{}
 	r.hrefs = map[string]map[string]string{}
 	return r.st.db.View(func(tx *bolt.Tx) error {
+		n := 0
+		defer dropResident(tx)
 		return eachPackageLight(tx, "", func(p *PackageRecord) error {
 			r.indexAdd(p, p.Placements)
+			if n++; n%16384 == 0 {
+				dropResident(tx) // keeps the scan's RSS at a few MB of records
+			}
 			return nil
 		})
 	})
@@ -455,6 +460,7 @@ func (r *Repo) fragmentLoader(dir string) func(ctx context.Context, es []*metada
 // until the runtime's scavenger gets to it.
 func (r *Repo) freeAfterLoad() {
 	if r.loadedFrags.Swap(0) > 10000 {
+		r.st.db.View(func(tx *bolt.Tx) error { dropResident(tx); return nil })
 		debug.FreeOSMemory()
 	}
 }
