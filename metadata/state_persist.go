@@ -175,9 +175,11 @@ func loadPublishState(ctx context.Context, scratchDir string, saved io.Reader, r
 	if np == 0 || nb == 0 {
 		return nil, errors.New("an empty build")
 	}
-	s := &PublishState{dir: scratchDir, codecID: codecID, blocks: make([]pubBlock, nb)}
+	// Slices grow with what the file holds, not with what it declares.
+	s := &PublishState{dir: scratchDir, codecID: codecID, blocks: make([]pubBlock, 0, min(nb, 1<<14))}
 	lo := 0
-	for i := range s.blocks {
+	for i := range nb {
+		s.blocks = append(s.blocks, pubBlock{})
 		b := &s.blocks[i]
 		n := int(r.num(blockMax))
 		if r.err == nil && (n == 0 || lo+n > np) {
@@ -196,15 +198,14 @@ func loadPublishState(ctx context.Context, scratchDir string, saved io.Reader, r
 	if lo != np {
 		return nil, fmt.Errorf("blocks cover %d of %d packages", lo, np)
 	}
-	s.order = make([]*statePkg, np)
-	s.byHref = make(map[string]*statePkg, np)
-	pkgs := make([]statePkg, np)
+	s.order = make([]*statePkg, 0, min(np, 1<<16))
+	s.byHref = make(map[string]*statePkg, min(np, 1<<16))
 	var prevFile, prevDir string
 	for bi := range s.blocks {
 		b := &s.blocks[bi]
 		var off [3]uint32
 		for j := b.lo; j < b.hi; j++ {
-			p := &pkgs[j]
+			p := &statePkg{}
 			p.href, p.pkgid = r.str(), r.str()
 			for k := range 3 {
 				p.lens[k] = uint32(r.num(1<<32 - 1))
@@ -232,7 +233,7 @@ func loadPublishState(ctx context.Context, scratchDir string, saved io.Reader, r
 				}
 				off[k] += p.lens[k]
 			}
-			s.order[j] = p
+			s.order = append(s.order, p)
 			s.byHref[p.href] = p
 		}
 		if off != b.rawLen {
