@@ -150,14 +150,16 @@ func newVersion(i int) testrpm.Spec {
 
 // cloneRoot copies a seeded root cheaply: package files and repodata are
 // hard links (repoctl never changes a published file in place: it writes
-// new ones and renames), the store and keys are real copies.
+// new ones and renames), the store, keys and lock file are real copies.
 func cloneRoot(b *testing.B, seed string) string {
 	b.Helper()
 	root := filepath.Join(b.TempDir(), "root")
 	if out, err := exec.Command("cp", "-al", seed, root).CombinedOutput(); err != nil {
 		b.Fatalf("cloning the seeded root: %v\n%s", err, out)
 	}
-	for _, p := range []string{"repoctl.db", "keys"} {
+	// The lock file too: a hard link would share one flock with every
+	// other clone of the seed (another benchmark's daemon).
+	for _, p := range []string{"repoctl.db", "keys", "repoctl.lock"} {
 		if err := os.RemoveAll(filepath.Join(root, p)); err != nil {
 			b.Fatal(err)
 		}
