@@ -412,6 +412,9 @@ func BenchmarkScaleDaemon100k(b *testing.B) {
 		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "published" {
 			pub = append(pub, time.Duration(rec.Took))
 		}
+		if strings.Contains(rec.Msg, "publish state") {
+			b.Log(line) // restored, or why not
+		}
 	}
 	if len(pub) < 2 {
 		b.Fatalf("daemon logged %d publishes", len(pub))

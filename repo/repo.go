@@ -397,13 +397,8 @@ func (r *Repo) loadIndex() error {
 	r.dirs = map[string]map[string]*metadata.Entry{}
 	r.hrefs = map[string]map[string]string{}
 	return r.st.db.View(func(tx *bolt.Tx) error {
-		n := 0
-		defer dropResident(tx)
 		return eachPackageLight(tx, "", func(p *PackageRecord) error {
 			r.indexAdd(p, p.Placements)
-			if n++; n%16384 == 0 {
-				dropResident(tx) // keeps the scan's RSS at a few MB of records
-			}
 			return nil
 		})
 	})
@@ -458,9 +453,12 @@ func (r *Repo) fragmentLoader(dir string) func(ctx context.Context, es []*metada
 // from the store (the first publish of a big directory after Open) to
 // the system at once, rather than leaving the daemon's RSS at that peak
 // until the runtime's scavenger gets to it.
+// The store pages the publish read (and the ones its record writes
+// will read) leave the RSS after every publish: the call costs a walk
+// of page tables that are mostly empty.
 func (r *Repo) freeAfterLoad() {
+	r.st.db.View(func(tx *bolt.Tx) error { dropResident(tx); return nil })
 	if r.loadedFrags.Swap(0) > 10000 {
-		r.st.db.View(func(tx *bolt.Tx) error { dropResident(tx); return nil })
 		debug.FreeOSMemory()
 	}
 }

@@ -175,7 +175,17 @@ func scanPackages(tx *bolt.Tx, repo string, frags bool, fn func(*PackageRecord) 
 	if repo != "" {
 		prefix = []byte(repo + "\x00")
 	}
+	n := 0
+	defer func() {
+		if n >= 4096 {
+			dropResident(tx)
+		}
+	}()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		// A long scan's pages leave the RSS as it goes (store_mem.go).
+		if n++; n%16384 == 0 {
+			dropResident(tx)
+		}
 		var p *PackageRecord
 		var err error
 		if frags {

@@ -124,7 +124,9 @@ func encodePackage(p *PackageRecord) (rec, frags []byte, err error) {
 		} else {
 			sp.Entry = lightEntry(e)
 		}
-		frags = encodeFragments(e)
+		if e.Primary != nil || e.Filelists != nil || e.Other != nil {
+			frags = encodeFragments(e)
+		}
 	}
 	rec, err = json.Marshal(&sp)
 	return rec, frags, err
@@ -169,7 +171,12 @@ func decodePackage(tx *bolt.Tx, k, v []byte) (*PackageRecord, error) {
 
 // putPackageRaw stores p under k in the packages and fragments buckets
 // of tx.
+// A record read light (eachPackageLight) keeps the fragments stored.
 func putPackageRaw(pk, fb *bolt.Bucket, k []byte, p *PackageRecord) error {
+	light := p.Entry != nil && p.Entry.Primary == nil && p.Entry.Filelists == nil && p.Entry.Other == nil
+	if light && fb.Get(k) == nil {
+		return fmt.Errorf("encoding package %q: %w: its Entry has none and none are stored", k, errBadFragments)
+	}
 	rec, frags, err := encodePackage(p)
 	if err != nil {
 		return fmt.Errorf("encoding package %q: %w", k, err)
@@ -177,7 +184,10 @@ func putPackageRaw(pk, fb *bolt.Bucket, k []byte, p *PackageRecord) error {
 	if err := pk.Put(k, rec); err != nil {
 		return err
 	}
-	if frags == nil {
+	switch {
+	case light:
+		return nil
+	case frags == nil:
 		return fb.Delete(k)
 	}
 	return fb.Put(k, frags)

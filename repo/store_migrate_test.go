@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -240,5 +241,56 @@ func TestStoreHostileFragments(t *testing.T) {
 	}
 	if b, _ := json.Marshal(err.Error()); len(b) > 400 {
 		t.Errorf("error too long: %s", b)
+	}
+}
+
+// TestStoreLightPutKeepsFragments: a record read without its fragments
+// (eachPackageLight) and written back keeps the stored fragments, and a
+// light record that has none stored is refused rather than stored empty.
+func TestStoreLightPutKeepsFragments(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "root")
+	r := openPL(t, root)
+	if _, err := r.Add(context.Background(), []string{writeSpec(t, t.TempDir(), spec("alpha", "1.0", "1.el9", "x86_64"))}, AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var full *PackageRecord
+	err := r.st.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		if full, err = getPackage(tx, "main", "alpha-1.0-1.el9.x86_64"); err != nil || full == nil {
+			return fmt.Errorf("reading the record: %v %v", full, err)
+		}
+		var light *PackageRecord
+		if err := eachPackageLight(tx, "", func(p *PackageRecord) error { light = p; return nil }); err != nil {
+			return err
+		}
+		if light.Entry == nil || light.Entry.Primary != nil || light.Entry.PkgID != full.Entry.PkgID || light.Entry.MTime != full.Entry.MTime {
+			return fmt.Errorf("light record: %+v", light.Entry)
+		}
+		light.AddedBy = "someone else"
+		if err := putPackage(tx, light); err != nil {
+			return err
+		}
+		orphan := *light
+		orphan.NEVRA = "beta-1.0-1.el9.x86_64"
+		if err := putPackage(tx, &orphan); !errors.Is(err, errBadFragments) {
+			return fmt.Errorf("a light record without stored fragments: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.st.db.View(func(tx *bolt.Tx) error {
+		p, err := getPackage(tx, "main", "alpha-1.0-1.el9.x86_64")
+		if err != nil {
+			return err
+		}
+		if p.AddedBy != "someone else" || !bytes.Equal(p.Entry.Primary, full.Entry.Primary) || !bytes.Equal(p.Entry.Other, full.Entry.Other) {
+			return fmt.Errorf("after writing the light record back: %+v", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
