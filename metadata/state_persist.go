@@ -136,8 +136,13 @@ func (r *pubStateReader) str() string {
 //
 // The work is proportional to the directory's uncompressed repodata
 // (decompressing and hashing it once), not to its packages' rendering.
-func LoadPublishState(ctx context.Context, scratchDir string, saved io.Reader, repomd []byte, cache BlockCache) (*PublishState, error) {
-	s, err := loadPublishState(ctx, scratchDir, saved, repomd, cache)
+//
+// known, if not nil, returns the caller's own href and pkgid strings of
+// a package it holds (ok false: not one of them), so that the state
+// shares them instead of holding copies: 100 bytes a package.
+func LoadPublishState(ctx context.Context, scratchDir string, saved io.Reader, repomd []byte, cache BlockCache,
+	known func(href string) (h, pkgid string, ok bool)) (*PublishState, error) {
+	s, err := loadPublishState(ctx, scratchDir, saved, repomd, cache, known)
 	if err != nil {
 		if errors.Is(err, ErrStaleState) {
 			return nil, err
@@ -147,7 +152,8 @@ func LoadPublishState(ctx context.Context, scratchDir string, saved io.Reader, r
 	return s, nil
 }
 
-func loadPublishState(ctx context.Context, scratchDir string, saved io.Reader, repomd []byte, cache BlockCache) (*PublishState, error) {
+func loadPublishState(ctx context.Context, scratchDir string, saved io.Reader, repomd []byte, cache BlockCache,
+	known func(string) (string, string, bool)) (*PublishState, error) {
 	if cache == nil {
 		return nil, errors.New("no block cache")
 	}
@@ -215,6 +221,11 @@ func loadPublishState(ctx context.Context, scratchDir string, saved io.Reader, r
 			}
 			if p.href == "" || p.pkgid == "" {
 				return nil, fmt.Errorf("package %d without href or pkgid", j)
+			}
+			if known != nil {
+				if h, id, ok := known(p.href); ok && h == p.href && id == p.pkgid {
+					p.href, p.pkgid = h, id
+				}
 			}
 			if s.byHref[p.href] != nil {
 				return nil, fmt.Errorf("href %q twice", p.href)

@@ -49,6 +49,17 @@ func TestPublishStateSaveLoad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			byHref := map[string]*Entry{}
+			for i := range es {
+				byHref[es[i].Href] = &es[i]
+			}
+			known := func(h string) (string, string, bool) {
+				e := byHref[h]
+				if e == nil {
+					return "", "", false
+				}
+				return e.Href, e.PkgID, true
+			}
 			empty, err := NewDirCache(t.TempDir())
 			if err != nil {
 				t.Fatal(err)
@@ -66,12 +77,12 @@ func TestPublishStateSaveLoad(t *testing.T) {
 				"no blocks": {raw, empty},
 				"garbage":   {[]byte("not a state"), cache},
 			} {
-				if _, err := LoadPublishState(ctx, t.TempDir(), bytes.NewReader(c.file), repomd, c.cache); !errors.Is(err, ErrStaleState) {
+				if _, err := LoadPublishState(ctx, t.TempDir(), bytes.NewReader(c.file), repomd, c.cache, nil); !errors.Is(err, ErrStaleState) {
 					t.Errorf("%s: %v, want ErrStaleState", name, err)
 				}
 			}
 
-			loaded, err := LoadPublishState(ctx, t.TempDir(), bytes.NewReader(raw), repomd, cache)
+			loaded, err := LoadPublishState(ctx, t.TempDir(), bytes.NewReader(raw), repomd, cache, known)
 			if err != nil {
 				t.Fatalf("loading the saved state: %v", err)
 			}
@@ -111,14 +122,14 @@ func TestPublishStateSaveLoad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := LoadPublishState(ctx, t.TempDir(), bytes.NewReader(raw), repomd2, cache); !errors.Is(err, ErrStaleState) {
+			if _, err := LoadPublishState(ctx, t.TempDir(), bytes.NewReader(raw), repomd2, cache, nil); !errors.Is(err, ErrStaleState) {
 				t.Errorf("a stale state: %v, want ErrStaleState", err)
 			}
 			var again bytes.Buffer
 			if err := loaded.Save(&again); err != nil {
 				t.Fatal(err)
 			}
-			if s, err := LoadPublishState(ctx, t.TempDir(), &again, repomd2, cache); err != nil {
+			if s, err := LoadPublishState(ctx, t.TempDir(), &again, repomd2, cache, nil); err != nil {
 				t.Errorf("the state saved after the next publish: %v", err)
 			} else {
 				s.Close()

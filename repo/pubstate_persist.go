@@ -49,7 +49,7 @@ func (r *Repo) restorePubState(ctx context.Context, dir string) *metadata.Publis
 	repomd, err := r.readServed(filepath.Join(dir, metadata.RepodataDir, "repomd.xml"), maxRepomdRead)
 	if err == nil {
 		var s *metadata.PublishState
-		s, err = metadata.LoadPublishState(ctx, r.cfg.Paths.Spool, f, repomd, blockCache{r.st, dir})
+		s, err = metadata.LoadPublishState(ctx, r.cfg.Paths.Spool, f, repomd, blockCache{r.st, dir}, r.knownHref(dir))
 		// It read every block of dir from the store.
 		r.st.db.View(func(tx *bolt.Tx) error { dropResident(tx); return nil })
 		if err == nil {
@@ -59,6 +59,19 @@ func (r *Repo) restorePubState(ctx context.Context, dir string) *metadata.Publis
 	}
 	r.o.log.Warn("not using the saved publish state", "dir", dir, "err", err)
 	return nil
+}
+
+// knownHref returns the index's own strings for a package of dir.
+func (r *Repo) knownHref(dir string) func(string) (string, string, bool) {
+	return func(href string) (string, string, bool) {
+		r.idxMu.RLock()
+		defer r.idxMu.RUnlock()
+		e := r.dirs[dir][r.hrefs[dir][href]]
+		if e == nil {
+			return "", "", false
+		}
+		return e.Href, e.PkgID, true
+	}
 }
 
 // readServed reads a file of the served tree, at most limit bytes.
