@@ -172,12 +172,18 @@ func cloneRoot(b *testing.B, seed string) string {
 
 // tookHandler collects the "took" of every "published" log record.
 type tookHandler struct {
-	mu   sync.Mutex
-	took []time.Duration
+	mu    sync.Mutex
+	took  []time.Duration
+	notes []string // the publish state restored, or not
 }
 
 func (h *tookHandler) Enabled(context.Context, slog.Level) bool { return true }
 func (h *tookHandler) Handle(_ context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "publish state") {
+		h.mu.Lock()
+		h.notes = append(h.notes, r.Message)
+		h.mu.Unlock()
+	}
 	if r.Message != "published" {
 		return nil
 	}
@@ -287,6 +293,7 @@ func BenchmarkScalePublish100k(b *testing.B) {
 	if len(took) != len(todo) {
 		b.Fatalf("%d publishes logged for %d adds", len(took), len(todo))
 	}
+	b.Logf("publish state: %q", h.notes)
 	var ms0 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
