@@ -13,8 +13,13 @@ import (
 // every page a scan touched (the index at Open reads every record)
 // counts in the daemon's RSS until the kernel needs the memory, although
 // the daemon reads a few pages a publish after that. Called inside a
-// transaction of tx's DB, so that bbolt cannot remap meanwhile.
+// read transaction of tx's DB, so that bbolt cannot remap meanwhile, and
+// the range (the file's size as the transaction sees it) lies within the
+// mapping: bbolt maps at least the whole file.
 func dropResident(tx *bolt.Tx) {
+	if tx.Writable() {
+		return // its size may count pages it has not written yet
+	}
 	data, size := tx.DB().Info().Data, tx.Size()
 	if data == 0 || size <= 0 {
 		return

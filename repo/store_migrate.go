@@ -16,7 +16,8 @@ import (
 // copy at path; a leftover .migrate file is a copy that did not finish
 // and is started again. The copy is compact: bbolt never gives back the
 // pages an in-place rewrite of every record would free, and the keys go
-// in in order, filling every page.
+// in in order, filling every page. Both files' pages leave the RSS after
+// each batch, so that migrating a big store does not hold it all resident.
 func migrateStore(old *bolt.DB, path, from string) error {
 	tmp := path + ".migrate"
 	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
@@ -121,6 +122,7 @@ func putBatch(ndb *bolt.DB, path [][]byte, seq uint64, kvs []kv, put func(b *bol
 	if err != nil {
 		return fmt.Errorf("copying bucket %q: %w", path, err)
 	}
+	ndb.View(func(tx *bolt.Tx) error { dropResident(tx); return nil })
 	return migrateHook("batch")
 }
 
@@ -133,6 +135,7 @@ func copyBucket(ndb *bolt.DB, path [][]byte, ob *bolt.Bucket) error {
 	flush := func() error {
 		err := putBatch(ndb, path, ob.Sequence(), batch, raw)
 		batch, size = batch[:0], 0
+		dropResident(ob.Tx()) // the old file's pages this batch read
 		return err
 	}
 	c := ob.Cursor()
@@ -179,6 +182,7 @@ func migratePackages(ndb *bolt.DB, ob *bolt.Bucket) error {
 	flush := func() error {
 		err := putBatch(ndb, [][]byte{bucketPackages}, ob.Sequence(), batch, conv)
 		batch, size = batch[:0], 0
+		dropResident(ob.Tx())
 		return err
 	}
 	c := ob.Cursor()
