@@ -376,7 +376,7 @@ func channelSet(tx kv.Tx, k chanKey, v uint64) (map[string]bool, *ChannelVersion
 // "import". It runs when the store is migrated to schema 2.
 func importVersions(tx kv.Tx) error {
 	sets := map[chanKey][]string{}
-	err := eachPackage(tx, "", func(p *PackageRecord) error {
+	err := eachPackageLight(tx, "", func(p *PackageRecord) error {
 		for ch := range channelsOf(p.Placements) {
 			k := chanKey{p.Repo, ch}
 			sets[k] = append(sets[k], p.NEVRA)

@@ -17,6 +17,7 @@
 //	ROOT/keys/old/KEYID.asc  a key a rotation replaced (0600), with KEYID.pub.asc
 //	ROOT/incoming/           drop-in directory watched by the daemon, 4 levels deep
 //	ROOT/spool/              private working copies while a file is ingested
+//	ROOT/spool/.publish-state/  each directory's saved publish state (pubstate_persist.go)
 //	ROOT/rejected/NAME       a rejected file, with NAME.reason beside it
 //	ROOT/repo/               the served tree (HTTP root, or Apache/nginx docroot)
 //	ROOT/repo/RPM-GPG-KEY-repoctl                     public keys (gpgkey=): the keyring
@@ -142,8 +143,11 @@
 //
 // # Store
 //
-// ROOT/repoctl.db (or etcd under [store] prefix, same buckets) has the buckets packages (repo NUL NEVRA → PackageRecord
-// JSON, including the rendered metadata.Entry of the signed file), events
+// ROOT/repoctl.db (schema 3; or etcd under [store] prefix, same buckets) has the buckets packages (repo NUL NEVRA →
+// PackageRecord JSON without its Entry's XML, and without the Entry
+// fields the record already says: only its mtime), fragments (the same
+// key → the rendered primary, filelists and other XML of the signed
+// file, one zstd frame behind their three lengths: store_codec.go), events
 // (8-byte big-endian sequence → Event JSON; Hash = sha256 hex of Prev and
 // the event's JSON with Hash empty; meta "events.head" holds the last
 // "SEQ HASH" so dropping the newest events shows too), journal (in-flight
@@ -155,6 +159,21 @@
 // the chain. Someone who can rewrite the whole file can forge a consistent
 // chain; the log makes casual or partial edits evident, it is not a
 // signature.
+//
+// A store an older repoctl left (schema 1 or 2: the whole Entry inside the
+// record, base64 XML) is migrated on open by a compacting copy into
+// repoctl.db.migrate, synced and renamed over repoctl.db
+// (store_migrate.go): the old file is only read, so a crash at any point
+// leaves the old store or the new one, and a leftover copy is redone.
+// The scans that need records only (the index at Open) then never touch
+// the fragments' pages, and those they touched are taken out of the
+// daemon's RSS (store_mem.go).
+//
+// ROOT/spool/.publish-state/HASH.state is a directory's
+// metadata.PublishState as the process that closed the store left it;
+// the next process's first publish of that directory restores it once
+// the published repomd.xml's checksums match, and removes the file
+// (pubstate_persist.go).
 //
 // # Concurrency and crashes
 //

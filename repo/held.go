@@ -357,7 +357,7 @@ func (r *Repo) keptFiles() (map[string]bool, error) {
 		}); err != nil {
 			return err
 		}
-		return eachPackage(tx, "", func(p *PackageRecord) error {
+		return eachPackageLight(tx, "", func(p *PackageRecord) error {
 			for _, h := range p.Held {
 				kept[h.File] = true
 			}

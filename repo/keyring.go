@@ -673,7 +673,7 @@ func (r *Repo) keyUses(ctx context.Context, id string) ([]string, error) {
 	var uses []string
 	var files []string
 	err := r.st.db.View(func(tx kv.Tx) error {
-		if err := eachPackage(tx, "", func(p *PackageRecord) error {
+		if err := eachPackageLight(tx, "", func(p *PackageRecord) error {
 			if p.KeyID == id {
 				uses = append(uses, "package "+p.Repo+"/"+p.NEVRA)
 			}

@@ -446,11 +446,11 @@ func (r *Repo) rotationBatch(id string, run *rotationRun) ([]*PackageRecord, err
 			if _, bad := run.failed[string(k)]; light.KeyID == id || bad {
 				continue
 			}
-			var p PackageRecord
-			if err := json.Unmarshal(v, &p); err != nil {
-				return fmt.Errorf("decoding package %q: %w", k, err)
+			p, err := decodePackage(tx, k, v)
+			if err != nil {
+				return err
 			}
-			out = append(out, &p)
+			out = append(out, p)
 		}
 		return nil
 	})

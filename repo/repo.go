@@ -50,8 +50,9 @@ type Repo struct {
 	// pubStates (dir → *metadata.PublishState) carry each directory's
 	// last build to its next publish, so that a publish after a few
 	// changes hashes and compresses those only; their uncompressed blocks
-	// sit in unlinked scratch files in the spool. Not persisted: the first
-	// publish of a directory after Open does the full work.
+	// sit in unlinked scratch files in the spool. Saved at Close and
+	// restored, once checked against the served repomd.xml, by the first
+	// publish of the directory after Open (pubstate_persist.go).
 	pubStates sync.Map
 	// noPubState makes every publish stateless (what it was before
 	// PublishState), for benchmarks that compare the two.
@@ -272,8 +273,8 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 	if err := r.loadIndex(); err != nil {
 		return fail(err)
 	}
-	// Decoding every record (fragments included) left garbage the size
-	// of the store's packages; the index keeps a tenth of it.
+	// Decoding every record left garbage several times the size of
+	// what the index keeps.
 	debug.FreeOSMemory()
 	if o.resume {
 		if err := r.Resume(ctx); err != nil {
@@ -307,6 +308,11 @@ func (r *Repo) Close() error {
 	}
 	r.closed = true
 	r.isClosed.Store(true)
+	// Only a cache: a state that cannot be saved costs the next
+	// process one full publish.
+	if err := r.savePubStates(); err != nil {
+		r.o.log.Warn("not saving the publish state", "err", err)
+	}
 	r.pubStates.Range(func(_, s any) bool {
 		s.(*metadata.PublishState).Close()
 		return true
@@ -391,7 +397,7 @@ func (r *Repo) loadIndex() error {
 	r.dirs = map[string]map[string]*metadata.Entry{}
 	r.hrefs = map[string]map[string]string{}
 	return r.st.db.View(func(tx kv.Tx) error {
-		return eachPackage(tx, "", func(p *PackageRecord) error {
+		return eachPackageLight(tx, "", func(p *PackageRecord) error {
 			r.indexAdd(p, p.Placements)
 			return nil
 		})
@@ -403,7 +409,14 @@ func (r *Repo) publishState(dir string) *metadata.PublishState {
 	if s, ok := r.pubStates.Load(dir); ok {
 		return s.(*metadata.PublishState)
 	}
-	s, _ := r.pubStates.LoadOrStore(dir, metadata.NewPublishState(r.cfg.Paths.Spool))
+	ns := r.restorePubState(context.Background(), dir)
+	if ns == nil {
+		ns = metadata.NewPublishState(r.cfg.Paths.Spool)
+	}
+	s, loaded := r.pubStates.LoadOrStore(dir, ns)
+	if loaded {
+		ns.Close()
+	}
 	return s.(*metadata.PublishState)
 }
 
@@ -440,7 +453,11 @@ func (r *Repo) fragmentLoader(dir string) func(ctx context.Context, es []*metada
 // from the store (the first publish of a big directory after Open) to
 // the system at once, rather than leaving the daemon's RSS at that peak
 // until the runtime's scavenger gets to it.
+// The store pages the publish read (and the ones its record writes
+// will read) leave the RSS after every publish: the call costs a walk
+// of page tables that are mostly empty.
 func (r *Repo) freeAfterLoad() {
+	r.st.db.View(func(tx kv.Tx) error { kv.DropResident(tx); return nil })
 	if r.loadedFrags.Swap(0) > 10000 {
 		debug.FreeOSMemory()
 	}

@@ -11,9 +11,10 @@ import (
 )
 
 // Buckets of ROOT/repoctl.db. Values are JSON so that the store can be read
-// with any bbolt tool and survives field additions.
+// with any bbolt tool and survives field additions; the one exception is
+// the fragments bucket (store_codec.go), zstd-compressed XML.
 var (
-	bucketPackages = []byte("packages") // repo \x00 NEVRA → PackageRecord
+	bucketPackages = []byte("packages") // repo \x00 NEVRA → PackageRecord without fragments (store_codec.go)
 	bucketEvents   = []byte("events")   // big-endian seq → Event
 	bucketJournal  = []byte("journal")  // item id → journalItem
 	bucketMeta     = []byte("meta")     // "schema" → version
@@ -25,7 +26,10 @@ var (
 
 // schemaVersion 2 added channel versions: a store at 1 (repoctl before
 // them) is migrated by giving each channel its version 1 (importVersions).
-const schemaVersion = "2"
+// Schema 3 moved the fragments out of the package records into the
+// fragments bucket, compressed (store_codec.go); a store at 1 or 2 is
+// migrated by a compacting copy (store_migrate.go).
+const schemaVersion = "3"
 
 // store wraps the bbolt handle. All multi-record changes happen in one
 // bbolt transaction so that a crash leaves either all or nothing.
@@ -34,6 +38,12 @@ type store struct {
 }
 
 func openStore(path string) (*store, error) {
+	// Stores at schema 1 or 2 exist only as bbolt files (the etcd backend
+	// came with schema 3), and their migration is a copy of the file, so
+	// it runs on the file before the store opens it.
+	if err := migrateFile(path); err != nil {
+		return nil, err
+	}
 	// The ROOT lock is already ours, so bbolt's own flock is free; the
 	// short timeout only guards against a foreign program holding the file.
 	db, err := kv.OpenBolt(path, 2*time.Second)
@@ -46,23 +56,16 @@ func openStore(path string) (*store, error) {
 	return initStore(db, path)
 }
 
-// initStore creates the buckets and migrates the schema; name is the
+// initStore creates the buckets and checks the schema; name is the
 // store's path or address, for errors.
 func initStore(db kv.DB, name string) (*store, error) {
 	err := db.Update(func(tx kv.Tx) error {
-		for _, b := range [][]byte{bucketPackages, bucketEvents, bucketJournal, bucketMeta, bucketDirty,
-			bucketChanVer, bucketChanBase, bucketTrash, bucketComps, bucketAdvisories} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
+		if err := createBuckets(tx); err != nil {
+			return err
 		}
 		m := tx.Bucket(bucketMeta)
 		switch v := m.Get([]byte("schema")); {
 		case v == nil || string(v) == schemaVersion:
-		case string(v) == "1":
-			if err := importVersions(tx); err != nil {
-				return fmt.Errorf("migrating store schema 1 to %s: %w", schemaVersion, err)
-			}
 		default:
 			return fmt.Errorf("store schema %q, this repoctl knows %q (a newer repoctl wrote it)", v, schemaVersion)
 		}
@@ -73,6 +76,21 @@ func initStore(db kv.DB, name string) (*store, error) {
 		return nil, fmt.Errorf("initialising store %q: %w", name, err)
 	}
 	return &store{db: db}, nil
+}
+
+// storeBuckets are the top-level buckets every store has.
+func storeBuckets() [][]byte {
+	return [][]byte{bucketPackages, bucketFragments, bucketEvents, bucketJournal, bucketMeta, bucketDirty,
+		bucketChanVer, bucketChanBase, bucketTrash, bucketComps, bucketAdvisories}
+}
+
+func createBuckets(tx kv.Tx) error {
+	for _, b := range storeBuckets() {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *store) close() error { return s.db.Close() }
@@ -101,35 +119,66 @@ func putJSON(b kv.Bucket, key []byte, v any) error {
 }
 
 func getPackage(tx kv.Tx, repo, nevra string) (*PackageRecord, error) {
-	var p PackageRecord
-	ok, err := getJSON(tx.Bucket(bucketPackages), pkgKey(repo, nevra), &p)
-	if err != nil || !ok {
-		return nil, err
+	k := pkgKey(repo, nevra)
+	v := tx.Bucket(bucketPackages).Get(k)
+	if v == nil {
+		return nil, nil
 	}
-	return &p, nil
+	return decodePackage(tx, k, v)
 }
 
 func putPackage(tx kv.Tx, p *PackageRecord) error {
-	return putJSON(tx.Bucket(bucketPackages), pkgKey(p.Repo, p.NEVRA), p)
+	return putPackageRaw(tx.Bucket(bucketPackages), tx.Bucket(bucketFragments), pkgKey(p.Repo, p.NEVRA), p)
 }
 
 func deletePackage(tx kv.Tx, repo, nevra string) error {
-	return tx.Bucket(bucketPackages).Delete(pkgKey(repo, nevra))
+	k := pkgKey(repo, nevra)
+	if err := tx.Bucket(bucketFragments).Delete(k); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketPackages).Delete(k)
 }
 
-// eachPackage calls fn for every package of repo ("" = all) in key order.
+// eachPackage calls fn for every package of repo ("" = all) in key order,
+// each with its whole Entry.
 func eachPackage(tx kv.Tx, repo string, fn func(*PackageRecord) error) error {
+	return scanPackages(tx, repo, true, fn)
+}
+
+// eachPackageLight is eachPackage with light Entries (no fragments): it
+// reads the records only, a fifth of the store's package bytes.
+func eachPackageLight(tx kv.Tx, repo string, fn func(*PackageRecord) error) error {
+	return scanPackages(tx, repo, false, fn)
+}
+
+func scanPackages(tx kv.Tx, repo string, frags bool, fn func(*PackageRecord) error) error {
 	c := tx.Bucket(bucketPackages).Cursor()
 	var prefix []byte
 	if repo != "" {
 		prefix = []byte(repo + "\x00")
 	}
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		var p PackageRecord
-		if err := json.Unmarshal(v, &p); err != nil {
-			return fmt.Errorf("decoding package %q: %w", k, err)
+	n := 0
+	defer func() {
+		if n >= 4096 {
+			kv.DropResident(tx)
 		}
-		if err := fn(&p); err != nil {
+	}()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		// A long scan's pages leave the RSS as it goes (store_mem.go).
+		if n++; n%16384 == 0 {
+			kv.DropResident(tx)
+		}
+		var p *PackageRecord
+		var err error
+		if frags {
+			p, err = decodePackage(tx, k, v)
+		} else {
+			p, err = decodeRecord(k, v)
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(p); err != nil {
 			return err
 		}
 	}

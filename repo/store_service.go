@@ -32,7 +32,7 @@ func (r *Repo) List(ctx context.Context, o ListOptions) ([]PackageRecord, error)
 	out := []PackageRecord{}
 	archSeen := false
 	err = r.view(func(tx kv.Tx) error {
-		return eachPackage(tx, o.Repo, func(p *PackageRecord) error {
+		return eachPackageLight(tx, o.Repo, func(p *PackageRecord) error {
 			archSeen = archSeen || p.Arch == f.arch
 			if !f.match(p) {
 				return nil
@@ -67,7 +67,7 @@ func (r *Repo) Status(ctx context.Context) (*Status, error) {
 	st := &Status{Root: r.cfg.Root, Config: r.cfg.File, KeyID: key.KeyID(), Fingerprint: key.Fingerprint(), HTTP: r.cfg.HTTP.PublicURL, Listen: r.cfg.servedAddr, Repos: []RepoStatus{}}
 	perDir := map[string]int{}
 	err := r.view(func(tx kv.Tx) error {
-		if err := eachPackage(tx, "", func(p *PackageRecord) error {
+		if err := eachPackageLight(tx, "", func(p *PackageRecord) error {
 			st.Packages++
 			for _, pl := range p.Placements {
 				perDir[pl.Dir]++
