@@ -74,6 +74,9 @@ type publishConfig struct {
 	cache    BlockCache
 	workers  int
 	now      func() time.Time
+	// refs: the entries are the caller's own (PublishRootRefs), kept by
+	// it between publishes, so a state may match them by pointer.
+	refs bool
 	// Set by CreateRepo only: known block keys, and where to report the
 	// layout of what was published.
 	hints  keyHints
@@ -346,6 +349,7 @@ func PublishRootRefs(ctx context.Context, dir *os.Root, entries []*Entry, opts .
 			return nil, fmt.Errorf("%w: entry %d is nil", ErrBadEntry, i)
 		}
 	}
+	cfg.refs = true
 	return publishRoot(ctx, dir, entries, cfg)
 }
 
@@ -393,7 +397,7 @@ func publishLocked(ctx context.Context, root *os.Root, entries []*Entry, cfg *pu
 	if cfg.state != nil && !cfg.dryRun {
 		// Whether or not the rest of the publish succeeds, the build is
 		// a valid basis: reuse depends only on the blocks' content.
-		if err := cfg.state.update(cfg.codec.id(), st.entries, st.spans, st.blockKeys[:], st.frames, st.reusedFrom, reuse); err != nil {
+		if err := cfg.state.update(cfg.codec.id(), st.entries, st.spans, st.blockKeys[:], st.frames, st.reusedFrom, reuse, cfg.refs); err != nil {
 			// Only a cache: the next publish starts afresh.
 			cfg.progress.Notice(fmt.Sprintf("not keeping the publish state: %v", err))
 		} else {

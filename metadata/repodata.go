@@ -44,18 +44,29 @@ const (
 type span struct{ lo, hi int }
 
 func partition(entries []*Entry) []span {
-	var spans []span
+	return partitionBy(len(entries), func(i int) bool { return hashCut(entries[i].Href) })
+}
+
+// hashCut says whether a package with this href ends a block by hash.
+func hashCut(href string) bool {
+	h := fnv.New64a()
+	h.Write([]byte(href))
+	return h.Sum64()%blockAvg == 0
+}
+
+// partitionBy is partition of n packages whose hashCut is cut(i) (a
+// state knows it for the packages of its last build).
+func partitionBy(n int, cut func(i int) bool) []span {
+	spans := make([]span, 0, n/blockAvg+16)
 	lo := 0
-	for i, e := range entries {
-		h := fnv.New64a()
-		h.Write([]byte(e.Href))
-		if i+1-lo >= blockMax || h.Sum64()%blockAvg == 0 {
+	for i := range n {
+		if i+1-lo >= blockMax || cut(i) {
 			spans = append(spans, span{lo, i + 1})
 			lo = i + 1
 		}
 	}
-	if lo < len(entries) {
-		spans = append(spans, span{lo, len(entries)})
+	if lo < n {
+		spans = append(spans, span{lo, n})
 	}
 	return spans
 }
@@ -160,7 +171,17 @@ func hintID(entries []*Entry) string {
 func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache, workers int, p Progress, hints keyHints, reuse *stateReuse, recordMids bool) ([3]builtDoc, buildStats, error) {
 	var docs [3]builtDoc
 	var st buildStats
-	spans := partition(entries)
+	var spans []span
+	if reuse != nil {
+		spans = partitionBy(len(entries), func(i int) bool {
+			if o := reuse.oldPos[i]; o >= 0 {
+				return reuse.s.cutAt[o]
+			}
+			return hashCut(entries[i].Href)
+		})
+	} else {
+		spans = partition(entries)
+	}
 	keys := make([][]string, 3)
 	for k := range keys {
 		keys[k] = make([]string, len(spans))
