@@ -403,7 +403,8 @@ func publishLocked(ctx context.Context, root *os.Root, entries []*Entry, cfg *pu
 		} else {
 			cfg.state.own = st.mids
 			cfg.state.midHits += st.midHits
-			cfg.state.speculate(len(st.entries))
+			cfg.state.cmidHits += st.cmidHits
+			cfg.state.speculate(len(st.entries), cfg.codec)
 		}
 	}
 
@@ -490,26 +491,48 @@ func publishLocked(ctx context.Context, root *os.Root, entries []*Entry, cfg *pu
 	now := cfg.now()
 	newNames := map[string]bool{}
 	// Files are written first and fsynced together just before the swap.
+	// The documents are written side by side (copying into the page
+	// cache is most of it).
 	var toSync []string
+	written := make([]bool, len(all))
+	recs := make([]RepomdRecord, len(all))
+	werrs := make([]error, len(all))
+	var wg sync.WaitGroup
 	for k, d := range all {
 		newNames[names[k]] = true
-		dst := gen + "/" + names[k]
-		if !linkIfSame(root, repodata+"/"+names[k], dst, d.size, d.checksum) {
-			if err := writeFileRoot(root, dst, d.frames, false); err != nil {
-				return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dst := gen + "/" + names[k]
+			if !linkIfSame(root, repodata+"/"+names[k], dst, d.size, d.checksum) {
+				if err := writeFileRoot(root, dst, d.frames, false); err != nil {
+					werrs[k] = fmt.Errorf("publishing %q: %w", repoDir, err)
+					return
+				}
+				written[k] = true
 			}
-			toSync = append(toSync, dst)
-		}
-		fi, err := root.Stat(dst)
-		if err != nil {
-			return nil, err
-		}
-		res.Records = append(res.Records, RepomdRecord{
-			Type: d.typ, Checksum: d.checksum, OpenChecksum: d.openChecksum,
-			Href: RepodataDir + "/" + names[k], Timestamp: fi.ModTime().Unix(),
-			Size: d.size, OpenSize: d.openSize,
-		})
+			fi, err := root.Stat(dst)
+			if err != nil {
+				werrs[k] = err
+				return
+			}
+			recs[k] = RepomdRecord{
+				Type: d.typ, Checksum: d.checksum, OpenChecksum: d.openChecksum,
+				Href: RepodataDir + "/" + names[k], Timestamp: fi.ModTime().Unix(),
+				Size: d.size, OpenSize: d.openSize,
+			}
+		}()
 	}
+	wg.Wait()
+	if err := errors.Join(werrs...); err != nil {
+		return nil, err
+	}
+	for k := range all {
+		if written[k] {
+			toSync = append(toSync, gen+"/"+names[k])
+		}
+	}
+	res.Records = append(res.Records, recs...)
 
 	// Carry superseded files over for the grace period, the newest
 	// cfg.retain generations only. What was current becomes the newest

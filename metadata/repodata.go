@@ -138,8 +138,8 @@ type buildStats struct {
 	reusedFrom []int
 	// mids: this build's midstates (with a state); midHits: documents
 	// whose open-checksum started from a saved one.
-	mids    *midSet
-	midHits int
+	mids              *midSet
+	midHits, cmidHits int
 }
 
 // keyHints lets a caller that knows a block's content is unchanged supply
@@ -235,11 +235,13 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	var srcB [3]int
 	var srcH [3]hash.Hash
 	var srcSize [3]int64
+	var specS *midSet
+	firstJ := 0
 	if reuse != nil {
-		sp := reuse.s.specSet()
-		j := firstChanged(reusedFrom)
+		specS = reuse.s.specSet()
+		firstJ = firstChanged(reusedFrom)
 		for k := range docSpecs {
-			srcSet[k], srcB[k], srcH[k], srcSize[k] = reuse.s.midFor(len(entries), k, j, sp)
+			srcSet[k], srcB[k], srcH[k], srcSize[k] = reuse.s.midFor(len(entries), k, firstJ, specS)
 		}
 	}
 	openG, openCtx := errgroup.WithContext(ctx)
@@ -438,21 +440,51 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		}
 	}
 
-	// The compressed files' checksums, one document per goroutine.
+	// The compressed files' checksums, one document per goroutine, from
+	// a saved state at the first changed block when one matches
+	// (midstate.go), recording this build's.
+	var cown [3][]midpoint
+	var chits [3]bool
 	g, _ = errgroup.WithContext(ctx)
 	for k, d := range docSpecs {
 		g.Go(func() error {
 			doc := &docs[k]
+			hdr := c.encode(nil, d.header(len(entries)))
 			doc.frames = make([][]byte, 0, len(spans)+2)
-			doc.frames = append(doc.frames, c.encode(nil, d.header(len(entries))))
+			doc.frames = append(doc.frames, hdr)
 			doc.frames = append(doc.frames, frames[k]...)
 			doc.frames = append(doc.frames, c.encode(nil, d.footer))
-			h := sha256.New()
-			for _, f := range doc.frames {
+			var mids []midpoint
+			if recordMids {
+				mids = make([]midpoint, len(spans))
+			}
+			start := 0
+			var h hash.Hash
+			if reuse != nil {
+				var set *midSet
+				if set, start, h, doc.size = reuse.s.cmidFor(len(entries), k, firstJ, specS); h != nil {
+					copy(mids, set.cmids[k][:start])
+					chits[k] = true
+				}
+			}
+			if h == nil {
+				h, start = sha256.New(), 0
+				h.Write(hdr)
+				doc.size = int64(len(hdr))
+			}
+			for i := start; i < len(spans); i++ {
+				if mids != nil {
+					mids[i] = midpoint{marshalHash(h), doc.size}
+				}
+				f := frames[k][i]
 				h.Write(f)
 				doc.size += int64(len(f))
 			}
+			foot := doc.frames[len(doc.frames)-1]
+			h.Write(foot)
+			doc.size += int64(len(foot))
 			doc.checksum = hex.EncodeToString(h.Sum(nil))
+			cown[k] = mids
 			return nil
 		})
 	}
@@ -472,11 +504,14 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	st.frames = frames
 	st.reusedFrom = reusedFrom
 	if recordMids {
-		st.mids = &midSet{n: len(entries), mids: own}
+		st.mids = &midSet{n: len(entries), mids: own, cmids: cown}
 		st.mids.avail.Store(int64(len(spans)))
 		for k := range srcH {
 			if srcH[k] != nil {
 				st.midHits++
+			}
+			if chits[k] {
+				st.cmidHits++
 			}
 		}
 	}

@@ -68,10 +68,11 @@ type PublishState struct {
 	// next single add (midstate.go).
 	own  *midSet
 	spec *spec
-	// midHits counts documents hashed from a saved midstate (for tests);
-	// ptrHits counts entries matched by pointer.
-	midHits int
-	ptrHits int
+	// midHits and cmidHits count documents and compressed files hashed
+	// from a saved midstate, ptrHits entries matched by pointer (for
+	// tests).
+	midHits, cmidHits int
+	ptrHits           int
 }
 
 // stateCompactSlack: the scratch file is rewritten once its dead part

@@ -170,6 +170,9 @@ func TestPublishStateSameBytes(t *testing.T) {
 	if state.midHits == 0 {
 		t.Fatal("no open-checksum ever started from a saved midstate")
 	}
+	if state.cmidHits == 0 {
+		t.Fatal("no compressed file's checksum ever started from a saved midstate")
+	}
 }
 
 // TestPublishStateRejects: what sortEntries rejects is rejected with a
@@ -266,7 +269,8 @@ func TestPublishStateLightAndLoader(t *testing.T) {
 // TestPublishStateMidstates: after a publish, a single add (the
 // speculated count), a same-count replacement (the build's own states)
 // and a remove (no saved states for that count) all give the bytes a
-// stateless publish gives, and the first two start from midstates.
+// stateless publish gives, and the first two start from midstates, for
+// open-checksum and for the compressed files' checksums alike.
 func TestPublishStateMidstates(t *testing.T) {
 	ctx := context.Background()
 	state := NewPublishState(t.TempDir())
@@ -278,7 +282,7 @@ func TestPublishStateMidstates(t *testing.T) {
 		if state.spec != nil {
 			<-state.spec.done // deterministic: the speculation is complete
 		}
-		before := state.midHits
+		before, cbefore := state.midHits, state.cmidHits
 		if _, err := Publish(ctx, dir, in, WithState(state), WithRevision("7")); err != nil {
 			t.Fatal(err)
 		}
@@ -292,6 +296,9 @@ func TestPublishStateMidstates(t *testing.T) {
 		}
 		if got := state.midHits - before; got != wantHits {
 			t.Fatalf("%s: %d documents started from a midstate, want %d", what, got, wantHits)
+		}
+		if got := state.cmidHits - cbefore; got != wantHits {
+			t.Fatalf("%s: %d compressed files' checksums started from a midstate, want %d", what, got, wantHits)
 		}
 	}
 	step("first", es, 0)
