@@ -374,6 +374,9 @@ func publishLocked(ctx context.Context, root *os.Root, entries []*Entry, cfg *pu
 		// of the state's previous build until this one replaces it.
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		// The speculation stops now, not when the build needs it: this
+		// publish wants every core (what it computed so far is kept).
+		s.specSet()
 	}
 	sorted, reuse, err := sortWithState(ctx, entries, cfg.state, cfg.codec.id(), cfg.loader)
 	if err != nil {

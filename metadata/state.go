@@ -616,7 +616,9 @@ func (s *PublishState) update(codecID string, entries []*Entry, spans []span, ke
 				if reuse != nil {
 					g = reuse.given[j]
 				}
-				if !isLight(g) {
+				// A tracked pointer given with fragments this time may
+				// stay tracked: the pointer path takes light ones only.
+				if p.ent != g && !isLight(g) {
 					g = nil // matched by content, not by pointer
 				}
 				if p.ent != g {
