@@ -140,6 +140,23 @@ func (s *PublishState) blockAt(pos int32) int32 {
 	return int32(sort.Search(len(s.blocks), func(b int) bool { return s.blocks[b].hi > pos }))
 }
 
+// PublishStateStats counts what publishes through a state skipped.
+type PublishStateStats struct {
+	// ByPointer: entries matched by the pointer the caller gave them by
+	// in the last publish (PublishRootRefs), without hashing hrefs.
+	ByPointer int
+	// Midstates: uncompressed documents and compressed files whose
+	// sha256 started from a saved midstate instead of the start.
+	Midstates int
+}
+
+// Stats says what publishes through s have skipped so far.
+func (s *PublishState) Stats() PublishStateStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return PublishStateStats{ByPointer: s.ptrHits, Midstates: s.midHits + s.cmidHits}
+}
+
 // WithState makes Publish reuse, and then update, what the previous
 // publish through s computed (see PublishState). Default: none, every
 // block key is hashed and every block fetched from the cache.
