@@ -505,7 +505,9 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	st.reusedFrom = reusedFrom
 	if recordMids {
 		st.mids = &midSet{n: len(entries), mids: own, cmids: cown}
-		st.mids.avail.Store(int64(len(spans)))
+		for k := range st.mids.avail {
+			st.mids.avail[k].Store(int64(len(spans)))
+		}
 		for k := range srcH {
 			if srcH[k] != nil {
 				st.midHits++
