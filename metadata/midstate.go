@@ -46,7 +46,7 @@ type midpoint struct {
 type midSet struct {
 	n     int // package count of the header
 	mids  [3][]midpoint
-	cmids [3][]midpoint // of the compressed files
+	cmids [3][]midpoint   // of the compressed files
 	avail [3]atomic.Int64 // per document, boundaries filled (speculation); all for a build's own
 }
 
