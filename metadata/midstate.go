@@ -174,9 +174,11 @@ func (s *PublishState) speculate(n int, c codec) {
 		}
 	}
 	s.spec = sp
+	m, end := s.packMap, s.packEnd // unmapped only once this is stopped
 	go func() {
 		defer close(sp.done)
 		defer f.Close()
+		defer dropMapped(m)
 		// One document after the other, primary (the biggest, so the
 		// longest hash of the next publish) first: a speculation cut
 		// short still shortens what the next publish waits for most.
@@ -200,6 +202,11 @@ func (s *PublishState) speculate(n int, c codec) {
 					csize += int64(len(frames[i][k]))
 				}
 				sp.set.avail[k].Store(int64(i + 1))
+				if d := mapped(m, end, bl[k].off, bl[k].n); d != nil {
+					h.Write(d)
+					size += int64(len(d))
+					continue
+				}
 				got, err := io.CopyBuffer(h, io.NewSectionReader(f, bl[k].off, int64(bl[k].n)), buf)
 				if err != nil || got != int64(bl[k].n) {
 					return

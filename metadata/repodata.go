@@ -300,8 +300,15 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 			return nil
 		})
 	}
+	waitOpen := func() error {
+		err := openG.Wait()
+		if reuse != nil {
+			dropMapped(reuse.s.packMap)
+		}
+		return err
+	}
 	fail := func(err error) ([3]builtDoc, buildStats, error) {
-		openG.Wait()
+		waitOpen()
 		return docs, st, err
 	}
 
@@ -489,7 +496,7 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		})
 	}
 	g.Wait()
-	if err := openG.Wait(); err != nil {
+	if err := waitOpen(); err != nil {
 		return docs, st, err
 	}
 	if cache != nil && len(fresh) > 0 {

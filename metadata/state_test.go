@@ -273,6 +273,16 @@ func TestPublishStateLightAndLoader(t *testing.T) {
 // stateless publish gives, and the first two start from midstates, for
 // open-checksum and for the compressed files' checksums alike.
 func TestPublishStateMidstates(t *testing.T) {
+	for _, mm := range []bool{true, false} {
+		t.Run(fmt.Sprintf("mmap=%v", mm), func(t *testing.T) {
+			defer func(v bool) { stateMmap = v }(stateMmap)
+			stateMmap = mm
+			testPublishStateMidstates(t, mm)
+		})
+	}
+}
+
+func testPublishStateMidstates(t *testing.T, mm bool) {
 	ctx := context.Background()
 	state := NewPublishState(t.TempDir())
 	defer state.Close()
@@ -303,6 +313,9 @@ func TestPublishStateMidstates(t *testing.T) {
 		}
 	}
 	step("first", es, 0)
+	if (state.packMap != nil) != mm {
+		t.Fatalf("scratch file mapped: %v, want %v", state.packMap != nil, mm)
+	}
 	es = append(es, fakeEntry(2500000, "")) // sorts near the end
 	step("one added", es, 3)
 	es[3999] = fakeEntry(3999, "changed")
