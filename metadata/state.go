@@ -30,13 +30,18 @@ import (
 // memory: a package the state knows may then be given without its
 // fragments (a light Entry: Primary, Filelists and Other nil), which is
 // how a caller holding 100,000 packages keeps only their identities in
-// memory. The state holds about 150 bytes a package plus the compressed
-// frames.
+// memory. A caller that keeps its light entries between publishes and
+// gives them by pointer (PublishRootRefs) is matched by pointer, its
+// href and pkgid compared but not hashed; an entry changed in place is
+// still seen. The state holds about 200 bytes a package plus the
+// compressed frames.
 //
 // What is left proportional to the directory is the unavoidable part:
-// open-checksum, the sha256 of each whole uncompressed document, whose
-// header carries the package count (so no saved midstate survives an add
-// or a remove), the sha256 of each compressed file, and writing them.
+// open-checksum, the sha256 of each whole uncompressed document, and the
+// sha256 of each compressed file, from the first changed block on only
+// when a saved midstate fits (midstate.go), and writing the files. The
+// scratch file is hashed through a read-only mapping whose pages leave
+// the resident set after each pass.
 //
 // A state is safe for concurrent use (publishes through it are
 // serialized); a dry run only reads it. Give each directory its own
