@@ -183,6 +183,8 @@ func (s *PublishState) speculate(n int, c codec) {
 		// longest hash of the next publish) first: a speculation cut
 		// short still shortens what the next publish waits for most.
 		buf := make([]byte, 256<<10)
+		drop := &pageDropper{m: m}
+		defer drop.flush()
 		for k, d := range docSpecs {
 			h := sha256.New()
 			hdr := d.header(n + 1)
@@ -205,6 +207,7 @@ func (s *PublishState) speculate(n int, c codec) {
 				if d := mapped(m, end, bl[k].off, bl[k].n); d != nil {
 					h.Write(d)
 					size += int64(len(d))
+					drop.add(bl[k].off, int64(len(d)))
 					continue
 				}
 				got, err := io.CopyBuffer(h, io.NewSectionReader(f, bl[k].off, int64(bl[k].n)), buf)

@@ -266,6 +266,11 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 				doc.openSize = int64(len(hdr))
 			}
 			var buf []byte
+			var drop *pageDropper
+			if reuse != nil {
+				drop = &pageDropper{m: reuse.s.packMap}
+				defer drop.flush()
+			}
 			for i := start; i < len(spans); i++ {
 				s := spans[i]
 				if i%16 == 0 && openCtx.Err() != nil {
@@ -280,7 +285,7 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 					if buf == nil {
 						buf = make([]byte, 256<<10)
 					}
-					n, err := reuse.s.hashOld(oh, o, k, buf)
+					n, err := reuse.s.hashOld(oh, o, k, buf, drop)
 					if err != nil {
 						return err
 					}

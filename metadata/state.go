@@ -171,6 +171,43 @@ func dropMapped(m []byte) {
 	}
 }
 
+// pageDropper unmaps the pages of packMap a pass has read as it goes, a
+// few MB at a time, so that the resident set never holds much of the
+// scratch file even transiently. A span read may cover bytes another
+// pass has yet to read: those are faulted in again from the page cache.
+type pageDropper struct {
+	m      []byte
+	lo, hi int64
+}
+
+func (d *pageDropper) add(off, n int64) {
+	if d == nil || d.m == nil {
+		return
+	}
+	if d.hi > d.lo && (off < d.lo || off > d.hi+1<<20) {
+		d.flush() // not next to the span: blocks of a later build
+	}
+	if d.hi == d.lo {
+		d.lo = off
+	}
+	d.hi = max(d.hi, off+n)
+	if d.hi-d.lo >= 4<<20 {
+		d.flush()
+	}
+}
+
+func (d *pageDropper) flush() {
+	if d == nil || d.m == nil {
+		return
+	}
+	page := int64(os.Getpagesize())
+	lo, hi := (d.lo+page-1)/page*page, d.hi/page*page
+	if hi > lo && hi <= int64(len(d.m)) {
+		unix.Madvise(d.m[lo:hi], unix.MADV_DONTNEED)
+	}
+	d.lo, d.hi = 0, 0
+}
+
 // mapped is the scratch file's bytes [off, off+n) from m, or nil when m
 // does not cover them.
 func mapped(m []byte, end, off int64, n uint32) []byte {
@@ -533,10 +570,11 @@ func (r *stateReuse) materialize(sorted []*Entry, sp span) error {
 
 // hashOld feeds block b's uncompressed document k from the scratch file
 // to w, through buf.
-func (s *PublishState) hashOld(w io.Writer, b, k int, buf []byte) (int64, error) {
+func (s *PublishState) hashOld(w io.Writer, b, k int, buf []byte, drop *pageDropper) (int64, error) {
 	bl := &s.blocks[b]
 	if d := mapped(s.packMap, s.packEnd, bl.raw[k], bl.rawLen[k]); d != nil {
 		w.Write(d)
+		drop.add(bl.raw[k], int64(len(d)))
 		return int64(len(d)), nil
 	}
 	n := int64(bl.rawLen[k])
