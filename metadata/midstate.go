@@ -27,6 +27,12 @@ import (
 // A publish whose first changed block is j and whose count matches one
 // set restores the nearest saved state at or before j and hashes from
 // there: on average half of each document instead of all of it.
+//
+// The compressed files' checksums are sha256 streams too, of the
+// header's frame (which carries the count as well), the blocks' frames
+// and the footer's: each set keeps their states at the same boundaries
+// (cmids), valid for the codec of the build they were taken from, which
+// is the state's (a codec switch starts afresh).
 
 // midpoint is the sha256 state and open size at one block boundary.
 type midpoint struct {
@@ -40,7 +46,8 @@ type midpoint struct {
 type midSet struct {
 	n     int // package count of the header
 	mids  [3][]midpoint
-	avail atomic.Int64 // boundaries filled (speculation); all for a build's own
+	cmids [3][]midpoint   // of the compressed files
+	avail [3]atomic.Int64 // per document, boundaries filled (speculation); all for a build's own
 }
 
 // spec is a running speculation.
@@ -83,15 +90,25 @@ func firstChanged(reusedFrom []int) int {
 // changed block is j, the nearest usable saved state at or before j: its
 // boundary, sha256 and open size; ok false when none helps.
 func (s *PublishState) midFor(n, k, j int, specSet *midSet) (set *midSet, b int, h hash.Hash, size int64) {
+	return s.midOf(n, k, j, specSet, func(m *midSet) []midpoint { return m.mids[k] })
+}
+
+// cmidFor is midFor for compressed document k.
+func (s *PublishState) cmidFor(n, k, j int, specSet *midSet) (set *midSet, b int, h hash.Hash, size int64) {
+	return s.midOf(n, k, j, specSet, func(m *midSet) []midpoint { return m.cmids[k] })
+}
+
+func (s *PublishState) midOf(n, k, j int, specSet *midSet, of func(*midSet) []midpoint) (set *midSet, b int, h hash.Hash, size int64) {
 	for _, set := range []*midSet{s.own, specSet} {
 		if set == nil || set.n != n {
 			continue
 		}
-		avail := min(int(set.avail.Load()), len(set.mids[k]))
+		mids := of(set)
+		avail := min(int(set.avail[k].Load()), len(mids))
 		bb := min(j, avail-1)
 		for ; bb > 0; bb-- {
-			if h := restoreHash(set.mids[k][bb].state); h != nil {
-				return set, bb, h, set.mids[k][bb].size
+			if h := restoreHash(mids[bb].state); h != nil {
+				return set, bb, h, mids[bb].size
 			}
 		}
 	}
@@ -119,9 +136,9 @@ func (s *PublishState) stopSpec() {
 }
 
 // speculate starts computing the midstates of the next single-package add
-// (count n+1) over the current blocks, from a duplicate of the scratch
-// file's descriptor (compaction may close the original meanwhile).
-func (s *PublishState) speculate(n int) {
+// (count n+1) over the current blocks (compressed with c), from a
+// duplicate of the scratch file's descriptor.
+func (s *PublishState) speculate(n int, c codec) {
 	s.stopSpec()
 	if s.pack == nil || len(s.blocks) == 0 {
 		return
@@ -136,42 +153,68 @@ func (s *PublishState) speculate(n int) {
 		n   uint32
 	}
 	blocks := make([][3]loc, len(s.blocks))
+	frames := make([][3][]byte, len(s.blocks)) // immutable once built
 	for i := range s.blocks {
 		for k := range 3 {
 			blocks[i][k] = loc{s.blocks[i].raw[k], s.blocks[i].rawLen[k]}
+			frames[i][k] = s.blocks[i].frames[k]
+		}
+	}
+	var hdrFrames [3][]byte
+	if c != nil && c.id() == s.codecID {
+		for k, d := range docSpecs {
+			hdrFrames[k] = c.encode(nil, d.header(n+1))
 		}
 	}
 	sp := &spec{set: &midSet{n: n + 1}, done: make(chan struct{})}
 	for k := range 3 {
 		sp.set.mids[k] = make([]midpoint, len(blocks))
+		if hdrFrames[k] != nil {
+			sp.set.cmids[k] = make([]midpoint, len(blocks))
+		}
 	}
 	s.spec = sp
+	m, end := s.packMap, s.packEnd // unmapped only once this is stopped
 	go func() {
 		defer close(sp.done)
 		defer f.Close()
-		var hs [3]hash.Hash
-		var sizes [3]int64
-		for k, d := range docSpecs {
-			hs[k] = sha256.New()
-			hdr := d.header(n + 1)
-			hs[k].Write(hdr)
-			sizes[k] = int64(len(hdr))
-		}
+		defer dropMapped(m)
+		// One document after the other, primary (the biggest, so the
+		// longest hash of the next publish) first: a speculation cut
+		// short still shortens what the next publish waits for most.
 		buf := make([]byte, 256<<10)
-		for i, bl := range blocks {
-			if sp.cancel.Load() {
-				return
-			}
-			for k := range 3 {
-				sp.set.mids[k][i] = midpoint{marshalHash(hs[k]), sizes[k]}
-			}
-			sp.set.avail.Store(int64(i + 1))
-			for k := range 3 {
-				got, err := io.CopyBuffer(hs[k], io.NewSectionReader(f, bl[k].off, int64(bl[k].n)), buf)
+		drop := &pageDropper{m: m}
+		defer drop.flush()
+		for k, d := range docSpecs {
+			h := sha256.New()
+			hdr := d.header(n + 1)
+			h.Write(hdr)
+			size := int64(len(hdr))
+			ch := sha256.New()
+			ch.Write(hdrFrames[k])
+			csize := int64(len(hdrFrames[k]))
+			for i, bl := range blocks {
+				if sp.cancel.Load() {
+					return
+				}
+				sp.set.mids[k][i] = midpoint{marshalHash(h), size}
+				if sp.set.cmids[k] != nil {
+					sp.set.cmids[k][i] = midpoint{marshalHash(ch), csize}
+					ch.Write(frames[i][k])
+					csize += int64(len(frames[i][k]))
+				}
+				sp.set.avail[k].Store(int64(i + 1))
+				if d := mapped(m, end, bl[k].off, bl[k].n); d != nil {
+					h.Write(d)
+					size += int64(len(d))
+					drop.add(bl[k].off, int64(len(d)))
+					continue
+				}
+				got, err := io.CopyBuffer(h, io.NewSectionReader(f, bl[k].off, int64(bl[k].n)), buf)
 				if err != nil || got != int64(bl[k].n) {
 					return
 				}
-				sizes[k] += got
+				size += got
 			}
 		}
 	}()

@@ -74,6 +74,9 @@ type publishConfig struct {
 	cache    BlockCache
 	workers  int
 	now      func() time.Time
+	// refs: the entries are the caller's own (PublishRootRefs), kept by
+	// it between publishes, so a state may match them by pointer.
+	refs bool
 	// Set by CreateRepo only: known block keys, and where to report the
 	// layout of what was published.
 	hints  keyHints
@@ -346,6 +349,7 @@ func PublishRootRefs(ctx context.Context, dir *os.Root, entries []*Entry, opts .
 			return nil, fmt.Errorf("%w: entry %d is nil", ErrBadEntry, i)
 		}
 	}
+	cfg.refs = true
 	return publishRoot(ctx, dir, entries, cfg)
 }
 
@@ -370,6 +374,9 @@ func publishLocked(ctx context.Context, root *os.Root, entries []*Entry, cfg *pu
 		// of the state's previous build until this one replaces it.
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		// The speculation stops now, not when the build needs it: this
+		// publish wants every core (what it computed so far is kept).
+		s.specSet()
 	}
 	sorted, reuse, err := sortWithState(ctx, entries, cfg.state, cfg.codec.id(), cfg.loader)
 	if err != nil {
@@ -393,13 +400,14 @@ func publishLocked(ctx context.Context, root *os.Root, entries []*Entry, cfg *pu
 	if cfg.state != nil && !cfg.dryRun {
 		// Whether or not the rest of the publish succeeds, the build is
 		// a valid basis: reuse depends only on the blocks' content.
-		if err := cfg.state.update(cfg.codec.id(), st.entries, st.spans, st.blockKeys[:], st.frames, st.reusedFrom, reuse); err != nil {
+		if err := cfg.state.update(cfg.codec.id(), st.entries, st.spans, st.blockKeys[:], st.frames, st.reusedFrom, reuse, cfg.refs); err != nil {
 			// Only a cache: the next publish starts afresh.
 			cfg.progress.Notice(fmt.Sprintf("not keeping the publish state: %v", err))
 		} else {
 			cfg.state.own = st.mids
 			cfg.state.midHits += st.midHits
-			cfg.state.speculate(len(st.entries))
+			cfg.state.cmidHits += st.cmidHits
+			cfg.state.speculate(len(st.entries), cfg.codec)
 		}
 	}
 
@@ -499,36 +507,60 @@ func publishDocs(ctx context.Context, root *os.Root, docs [3]builtDoc, st buildS
 	now := cfg.now()
 	newNames := map[string]bool{}
 	// Files are written first and fsynced together just before the swap.
+	// The documents are written side by side (copying into the page
+	// cache is most of it).
 	var toSync []string
+	written := make([]bool, len(all))
+	recs := make([]RepomdRecord, len(all))
+	werrs := make([]error, len(all))
+	var wg sync.WaitGroup
 	for k, d := range all {
 		newNames[names[k]] = true
-		dst := gen + "/" + names[k]
-		switch {
-		case linkIfSame(root, repodata+"/"+names[k], dst, d.size, d.checksum):
-			if d.tmp != "" {
-				root.Remove(d.tmp)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dst := gen + "/" + names[k]
+			switch {
+			case linkIfSame(root, repodata+"/"+names[k], dst, d.size, d.checksum):
+				if d.tmp != "" {
+					root.Remove(d.tmp)
+				}
+			case d.tmp != "":
+				// Streamed to disk as it was built (createrepo).
+				if err := root.Rename(d.tmp, dst); err != nil {
+					werrs[k] = fmt.Errorf("publishing %q: %w", repoDir, err)
+					return
+				}
+				written[k] = true
+			default:
+				if err := writeFileRoot(root, dst, d.frames, false); err != nil {
+					werrs[k] = fmt.Errorf("publishing %q: %w", repoDir, err)
+					return
+				}
+				written[k] = true
 			}
-		case d.tmp != "":
-			if err := root.Rename(d.tmp, dst); err != nil {
-				return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+			fi, err := root.Stat(dst)
+			if err != nil {
+				werrs[k] = err
+				return
 			}
-			toSync = append(toSync, dst)
-		default:
-			if err := writeFileRoot(root, dst, d.frames, false); err != nil {
-				return nil, fmt.Errorf("publishing %q: %w", repoDir, err)
+			recs[k] = RepomdRecord{
+				Type: d.typ, Checksum: d.checksum, OpenChecksum: d.openChecksum,
+				Href: RepodataDir + "/" + names[k], Timestamp: fi.ModTime().Unix(),
+				Size: d.size, OpenSize: d.openSize,
 			}
-			toSync = append(toSync, dst)
-		}
-		fi, err := root.Stat(dst)
-		if err != nil {
-			return nil, err
-		}
-		res.Records = append(res.Records, RepomdRecord{
-			Type: d.typ, Checksum: d.checksum, OpenChecksum: d.openChecksum,
-			Href: RepodataDir + "/" + names[k], Timestamp: fi.ModTime().Unix(),
-			Size: d.size, OpenSize: d.openSize,
-		})
+		}()
 	}
+	wg.Wait()
+	if err := errors.Join(werrs...); err != nil {
+		return nil, err
+	}
+	for k := range all {
+		if written[k] {
+			toSync = append(toSync, gen+"/"+names[k])
+		}
+	}
+	res.Records = append(res.Records, recs...)
 
 	// Carry superseded files over for the grace period, the newest
 	// cfg.retain generations only. What was current becomes the newest

@@ -44,18 +44,29 @@ const (
 type span struct{ lo, hi int }
 
 func partition(entries []*Entry) []span {
-	var spans []span
+	return partitionBy(len(entries), func(i int) bool { return hashCut(entries[i].Href) })
+}
+
+// hashCut says whether a package with this href ends a block by hash.
+func hashCut(href string) bool {
+	h := fnv.New64a()
+	h.Write([]byte(href))
+	return h.Sum64()%blockAvg == 0
+}
+
+// partitionBy is partition of n packages whose hashCut is cut(i) (a
+// state knows it for the packages of its last build).
+func partitionBy(n int, cut func(i int) bool) []span {
+	spans := make([]span, 0, n/blockAvg+16)
 	lo := 0
-	for i, e := range entries {
-		h := fnv.New64a()
-		h.Write([]byte(e.Href))
-		if i+1-lo >= blockMax || h.Sum64()%blockAvg == 0 {
+	for i := range n {
+		if i+1-lo >= blockMax || cut(i) {
 			spans = append(spans, span{lo, i + 1})
 			lo = i + 1
 		}
 	}
-	if lo < len(entries) {
-		spans = append(spans, span{lo, len(entries)})
+	if lo < n {
+		spans = append(spans, span{lo, n})
 	}
 	return spans
 }
@@ -130,8 +141,8 @@ type buildStats struct {
 	reusedFrom []int
 	// mids: this build's midstates (with a state); midHits: documents
 	// whose open-checksum started from a saved one.
-	mids    *midSet
-	midHits int
+	mids              *midSet
+	midHits, cmidHits int
 }
 
 // keyHints lets a caller that knows a block's content is unchanged supply
@@ -163,7 +174,17 @@ func hintID(entries []*Entry) string {
 func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache, workers int, p Progress, hints keyHints, reuse *stateReuse, recordMids bool) ([3]builtDoc, buildStats, error) {
 	var docs [3]builtDoc
 	var st buildStats
-	spans := partition(entries)
+	var spans []span
+	if reuse != nil {
+		spans = partitionBy(len(entries), func(i int) bool {
+			if o := reuse.oldPos[i]; o >= 0 {
+				return reuse.s.cutAt[o]
+			}
+			return hashCut(entries[i].Href)
+		})
+	} else {
+		spans = partition(entries)
+	}
 	keys := make([][]string, 3)
 	for k := range keys {
 		keys[k] = make([]string, len(spans))
@@ -217,11 +238,13 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	var srcB [3]int
 	var srcH [3]hash.Hash
 	var srcSize [3]int64
+	var specS *midSet
+	firstJ := 0
 	if reuse != nil {
-		sp := reuse.s.specSet()
-		j := firstChanged(reusedFrom)
+		specS = reuse.s.specSet()
+		firstJ = firstChanged(reusedFrom)
 		for k := range docSpecs {
-			srcSet[k], srcB[k], srcH[k], srcSize[k] = reuse.s.midFor(len(entries), k, j, sp)
+			srcSet[k], srcB[k], srcH[k], srcSize[k] = reuse.s.midFor(len(entries), k, firstJ, specS)
 		}
 	}
 	openG, openCtx := errgroup.WithContext(ctx)
@@ -246,6 +269,11 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 				doc.openSize = int64(len(hdr))
 			}
 			var buf []byte
+			var drop *pageDropper
+			if reuse != nil {
+				drop = &pageDropper{m: reuse.s.packMap}
+				defer drop.flush()
+			}
 			for i := start; i < len(spans); i++ {
 				s := spans[i]
 				if i%16 == 0 && openCtx.Err() != nil {
@@ -260,7 +288,7 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 					if buf == nil {
 						buf = make([]byte, 256<<10)
 					}
-					n, err := reuse.s.hashOld(oh, o, k, buf)
+					n, err := reuse.s.hashOld(oh, o, k, buf, drop)
 					if err != nil {
 						return err
 					}
@@ -280,8 +308,15 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 			return nil
 		})
 	}
+	waitOpen := func() error {
+		err := openG.Wait()
+		if reuse != nil {
+			dropMapped(reuse.s.packMap)
+		}
+		return err
+	}
 	fail := func(err error) ([3]builtDoc, buildStats, error) {
-		openG.Wait()
+		waitOpen()
 		return docs, st, err
 	}
 
@@ -420,26 +455,56 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 		}
 	}
 
-	// The compressed files' checksums, one document per goroutine.
+	// The compressed files' checksums, one document per goroutine, from
+	// a saved state at the first changed block when one matches
+	// (midstate.go), recording this build's.
+	var cown [3][]midpoint
+	var chits [3]bool
 	g, _ = errgroup.WithContext(ctx)
 	for k, d := range docSpecs {
 		g.Go(func() error {
 			doc := &docs[k]
+			hdr := c.encode(nil, d.header(len(entries)))
 			doc.frames = make([][]byte, 0, len(spans)+2)
-			doc.frames = append(doc.frames, c.encode(nil, d.header(len(entries))))
+			doc.frames = append(doc.frames, hdr)
 			doc.frames = append(doc.frames, frames[k]...)
 			doc.frames = append(doc.frames, c.encode(nil, d.footer))
-			h := sha256.New()
-			for _, f := range doc.frames {
+			var mids []midpoint
+			if recordMids {
+				mids = make([]midpoint, len(spans))
+			}
+			start := 0
+			var h hash.Hash
+			if reuse != nil {
+				var set *midSet
+				if set, start, h, doc.size = reuse.s.cmidFor(len(entries), k, firstJ, specS); h != nil {
+					copy(mids, set.cmids[k][:start])
+					chits[k] = true
+				}
+			}
+			if h == nil {
+				h, start = sha256.New(), 0
+				h.Write(hdr)
+				doc.size = int64(len(hdr))
+			}
+			for i := start; i < len(spans); i++ {
+				if mids != nil {
+					mids[i] = midpoint{marshalHash(h), doc.size}
+				}
+				f := frames[k][i]
 				h.Write(f)
 				doc.size += int64(len(f))
 			}
+			foot := doc.frames[len(doc.frames)-1]
+			h.Write(foot)
+			doc.size += int64(len(foot))
 			doc.checksum = hex.EncodeToString(h.Sum(nil))
+			cown[k] = mids
 			return nil
 		})
 	}
 	g.Wait()
-	if err := openG.Wait(); err != nil {
+	if err := waitOpen(); err != nil {
 		return docs, st, err
 	}
 	if cache != nil && len(fresh) > 0 {
@@ -454,11 +519,16 @@ func buildDocs(ctx context.Context, entries []*Entry, c codec, cache BlockCache,
 	st.frames = frames
 	st.reusedFrom = reusedFrom
 	if recordMids {
-		st.mids = &midSet{n: len(entries), mids: own}
-		st.mids.avail.Store(int64(len(spans)))
+		st.mids = &midSet{n: len(entries), mids: own, cmids: cown}
+		for k := range st.mids.avail {
+			st.mids.avail[k].Store(int64(len(spans)))
+		}
 		for k := range srcH {
 			if srcH[k] != nil {
 				st.midHits++
+			}
+			if chits[k] {
+				st.cmidHits++
 			}
 		}
 	}

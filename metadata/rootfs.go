@@ -2,9 +2,12 @@ package metadata
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
+
+	"golang.org/x/sys/unix"
 )
 
 // File operations inside a repository directory go through an os.Root
@@ -65,11 +68,7 @@ func writeFileRoot(root *os.Root, name string, frames [][]byte, sync bool) error
 	if err != nil {
 		return fmt.Errorf("writing %q: %w", rootPath(root, name), err)
 	}
-	for _, b := range frames {
-		if _, err = f.Write(b); err != nil {
-			break
-		}
-	}
+	err = writeFrames(f, frames)
 	if err == nil && sync {
 		err = f.Sync()
 	}
@@ -97,6 +96,56 @@ func replaceFileRoot(root *os.Root, name string, frames [][]byte) error {
 	if err := root.Rename(tmp, name); err != nil {
 		root.Remove(tmp)
 		return err
+	}
+	return nil
+}
+
+// writeFrames writes frames to f in order, up to 1024 at a time with
+// writev: a document is thousands of small frames, one write each would
+// be as many system calls.
+func writeFrames(f *os.File, frames [][]byte) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	for len(frames) > 0 {
+		batch := frames[:min(len(frames), 1024)]
+		frames = frames[len(batch):]
+		iov := make([][]byte, 0, len(batch))
+		for _, b := range batch {
+			if len(b) > 0 {
+				iov = append(iov, b)
+			}
+		}
+		for len(iov) > 0 {
+			var n int
+			var werr error
+			if err := rc.Write(func(fd uintptr) bool {
+				n, werr = unix.Writev(int(fd), iov)
+				return werr != unix.EAGAIN
+			}); err != nil {
+				return err
+			}
+			if werr == unix.EINTR {
+				continue
+			}
+			if werr != nil {
+				return werr
+			}
+			if n == 0 {
+				return io.ErrShortWrite
+			}
+			// Drop what was written; a partial frame stays, trimmed.
+			for n > 0 && len(iov) > 0 {
+				if n >= len(iov[0]) {
+					n -= len(iov[0])
+					iov = iov[1:]
+				} else {
+					iov[0] = iov[0][n:]
+					n = 0
+				}
+			}
+		}
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // PublishState carries what one publish of a repository directory
@@ -28,13 +30,18 @@ import (
 // memory: a package the state knows may then be given without its
 // fragments (a light Entry: Primary, Filelists and Other nil), which is
 // how a caller holding 100,000 packages keeps only their identities in
-// memory. The state holds about 150 bytes a package plus the compressed
-// frames.
+// memory. A caller that keeps its light entries between publishes and
+// gives them by pointer (PublishRootRefs) is matched by pointer, its
+// href and pkgid compared but not hashed; an entry changed in place is
+// still seen. The state holds about 200 bytes a package plus the
+// compressed frames.
 //
 // What is left proportional to the directory is the unavoidable part:
-// open-checksum, the sha256 of each whole uncompressed document, whose
-// header carries the package count (so no saved midstate survives an add
-// or a remove), the sha256 of each compressed file, and writing them.
+// open-checksum, the sha256 of each whole uncompressed document, and the
+// sha256 of each compressed file, from the first changed block on only
+// when a saved midstate fits (midstate.go), and writing the files. The
+// scratch file is hashed through a read-only mapping whose pages leave
+// the resident set after each pass.
 //
 // A state is safe for concurrent use (publishes through it are
 // serialized); a dry run only reads it. Give each directory its own
@@ -44,30 +51,55 @@ type PublishState struct {
 	dir     string
 	pack    *os.File // unlinked; nil until the first build
 	packEnd int64
+	// packMap maps pack read-only, further than its end (never read
+	// there), so that hashing reads the page cache without copying it;
+	// nil when mapping failed (reads go through pread then).
+	packMap []byte
 	live    int64
 	codecID string
-	order   []*statePkg // the last build, sorted
-	byHref  map[string]*statePkg
-	blocks  []pubBlock
-	closed  bool
+	// The last build, sorted: order[pos] is the slot in pkgs of the
+	// package at pos, posOf[slot] its position, cutAt[pos] whether its
+	// href ends a block by hash (partition). Slots are stable across
+	// builds, so a build rewrites these small arrays, never the packages.
+	pkgs   []statePkg
+	free   []int32
+	order  []int32
+	posOf  []int32
+	cutAt  []bool
+	byHref map[string]int32
+	// byPtr: the light entries of the last build given by pointer
+	// (PublishRootRefs), slot by pointer, so that a caller handing over
+	// the same pointers again is matched without hashing hrefs.
+	byPtr  map[*Entry]int32
+	blocks []pubBlock
+	closed bool
 	// compactions counts rewrites of the scratch file (for tests).
 	compactions int
 	// own: the last build's midstates; spec: the speculation for the
 	// next single add (midstate.go).
 	own  *midSet
 	spec *spec
-	// midHits counts documents hashed from a saved midstate (for tests).
-	midHits int
+	// midHits and cmidHits count documents and compressed files hashed
+	// from a saved midstate, ptrHits entries matched by pointer (for
+	// tests).
+	midHits, cmidHits int
+	ptrHits           int
 }
+
+// stateMmap: hashing reads the scratch file through a mapping (false:
+// through pread, the fallback when mapping fails). A variable for tests.
+var stateMmap = true
 
 // stateCompactSlack: the scratch file is rewritten once its dead part
 // exceeds its live part by this much. A variable for tests.
 var stateCompactSlack int64 = 64 << 20
 
+// statePkg is one package of the last build. Its block and position are
+// not kept here (they shift with every insertion): see order and blocks.
 type statePkg struct {
 	href, pkgid string
-	pos, block  int32
-	off, lens   [3]uint32 // within the block's uncompressed document
+	ent         *Entry    // the pointer it was given by (byPtr), or nil
+	off, lens   [3]uint32 // within its block's uncompressed document
 }
 
 type pubBlock struct {
@@ -93,7 +125,9 @@ func (s *PublishState) Close() error {
 	defer s.mu.Unlock()
 	s.closed = true
 	s.stopSpec()
-	s.order, s.byHref, s.blocks, s.own = nil, nil, nil, nil
+	s.forget()
+	s.own = nil
+	s.unmapPack()
 	if s.pack != nil {
 		err := s.pack.Close()
 		s.pack = nil
@@ -102,13 +136,122 @@ func (s *PublishState) Close() error {
 	return nil
 }
 
+// mapPack makes packMap cover the scratch file up to packEnd, mapping it
+// anew (twice as far as needed, so that appends rarely remap) when it
+// does not. Nothing reads packMap meanwhile: every caller stopped the
+// speculation and holds mu.
+func (s *PublishState) mapPack() {
+	if s.pack == nil || s.packEnd == 0 || (s.packMap != nil && int64(len(s.packMap)) >= s.packEnd) {
+		return
+	}
+	s.unmapPack()
+	if !stateMmap {
+		return
+	}
+	page := int64(os.Getpagesize())
+	n := (max(2*s.packEnd, 64<<20) + page - 1) / page * page
+	if m, err := unix.Mmap(int(s.pack.Fd()), 0, int(n), unix.PROT_READ, unix.MAP_SHARED); err == nil {
+		s.packMap = m
+	}
+}
+
+func (s *PublishState) unmapPack() {
+	if s.packMap != nil {
+		unix.Munmap(s.packMap)
+		s.packMap = nil
+	}
+}
+
+// dropMapped unmaps the pages a pass over packMap touched, which stay in
+// the page cache: the process's resident set does not keep the scratch
+// file (it would count a whole copy of the repodata).
+func dropMapped(m []byte) {
+	if m != nil {
+		unix.Madvise(m, unix.MADV_DONTNEED)
+	}
+}
+
+// pageDropper unmaps the pages of packMap a pass has read as it goes, a
+// few MB at a time, so that the resident set never holds much of the
+// scratch file even transiently. A span read may cover bytes another
+// pass has yet to read: those are faulted in again from the page cache.
+type pageDropper struct {
+	m      []byte
+	lo, hi int64
+}
+
+func (d *pageDropper) add(off, n int64) {
+	if d == nil || d.m == nil {
+		return
+	}
+	if d.hi > d.lo && (off < d.lo || off > d.hi+1<<20) {
+		d.flush() // not next to the span: blocks of a later build
+	}
+	if d.hi == d.lo {
+		d.lo = off
+	}
+	d.hi = max(d.hi, off+n)
+	if d.hi-d.lo >= 4<<20 {
+		d.flush()
+	}
+}
+
+func (d *pageDropper) flush() {
+	if d == nil || d.m == nil {
+		return
+	}
+	page := int64(os.Getpagesize())
+	lo, hi := (d.lo+page-1)/page*page, d.hi/page*page
+	if hi > lo && hi <= int64(len(d.m)) {
+		unix.Madvise(d.m[lo:hi], unix.MADV_DONTNEED)
+	}
+	d.lo, d.hi = 0, 0
+}
+
+// mapped is the scratch file's bytes [off, off+n) from m, or nil when m
+// does not cover them.
+func mapped(m []byte, end, off int64, n uint32) []byte {
+	if m == nil || off < 0 || off+int64(n) > end || off+int64(n) > int64(len(m)) {
+		return nil
+	}
+	return m[off : off+int64(n) : off+int64(n)]
+}
+
 // Knows says whether e's package (href and pkgid) was in the last build,
 // so that it may be given as a light Entry next time.
 func (s *PublishState) Knows(e *Entry) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.byHref[e.Href]
-	return p != nil && p.pkgid == e.PkgID
+	id, ok := s.byHref[e.Href]
+	return ok && s.pkgs[id].pkgid == e.PkgID
+}
+
+// forget drops the last build's packages and blocks.
+func (s *PublishState) forget() {
+	s.pkgs, s.free, s.order, s.posOf, s.cutAt = nil, nil, nil, nil, nil
+	s.byHref, s.byPtr, s.blocks = nil, nil, nil
+}
+
+// blockAt is the index of the last build's block holding position pos.
+func (s *PublishState) blockAt(pos int32) int32 {
+	return int32(sort.Search(len(s.blocks), func(b int) bool { return s.blocks[b].hi > pos }))
+}
+
+// PublishStateStats counts what publishes through a state skipped.
+type PublishStateStats struct {
+	// ByPointer: entries matched by the pointer the caller gave them by
+	// in the last publish (PublishRootRefs), without hashing hrefs.
+	ByPointer int
+	// Midstates: uncompressed documents and compressed files whose
+	// sha256 started from a saved midstate instead of the start.
+	Midstates int
+}
+
+// Stats says what publishes through s have skipped so far.
+func (s *PublishState) Stats() PublishStateStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return PublishStateStats{ByPointer: s.ptrHits, Midstates: s.midHits + s.cmidHits}
 }
 
 // WithState makes Publish reuse, and then update, what the previous
@@ -135,10 +278,15 @@ func WithFragmentLoader(load func(ctx context.Context, entries []*Entry) error) 
 func isLight(e *Entry) bool { return e.Primary == nil && e.Filelists == nil && e.Other == nil }
 
 // stateReuse is what buildDocs may take from a state: for each sorted
-// entry, its index in the state's previous order (-1 when new or changed).
+// entry, its index in the state's previous order (-1 when new or changed)
+// and the pointer the caller gave for it (sorted may hold copies); for
+// each previous position, whether it is kept (> 0), gone (0) or replaced
+// by new content (-1).
 type stateReuse struct {
 	s      *PublishState
 	oldPos []int32
+	given  []*Entry
+	used   []int32
 }
 
 func (s *PublishState) usable(codecID string) bool {
@@ -154,10 +302,11 @@ func (s *PublishState) readAt(off int64, n uint32) ([]byte, error) {
 	return b, nil
 }
 
-// frags reads what the last build held for p.
-func (s *PublishState) frags(p *statePkg) ([3][]byte, error) {
+// frags reads what the last build held for the package at pos.
+func (s *PublishState) frags(pos int32) ([3][]byte, error) {
 	var out [3][]byte
-	b := &s.blocks[p.block]
+	p := &s.pkgs[s.order[pos]]
+	b := &s.blocks[s.blockAt(pos)]
 	for k := range 3 {
 		f, err := s.readAt(b.raw[k]+int64(p.off[k]), p.lens[k])
 		if err != nil {
@@ -203,8 +352,14 @@ func validFrags(e *Entry) error {
 
 // sortWithState is sortEntries for a directory whose previous build s
 // knows: packages it knows unchanged keep their relative order, and only
-// the new or changed ones are validated and sorted, then merged in. It
-// returns nil reuse when s cannot help (none, other codec, empty).
+// the new or changed ones are validated and sorted, then merged in (each
+// at the place a binary search of the previous order finds). A light
+// entry given by the same pointer as in the last build is found by that
+// pointer; its href and pkgid are still compared (strings are immutable,
+// so an entry changed in place is seen), and an entry with fragments is
+// always compared by content: a pointer proves nothing about mutable
+// bytes. It returns nil reuse when s cannot help (none, other codec,
+// empty).
 func sortWithState(ctx context.Context, entries []*Entry, s *PublishState, codecID string, load func(context.Context, []*Entry) error) ([]*Entry, *stateReuse, error) {
 	if !s.usable(codecID) {
 		ptrs := slices.Clone(entries)
@@ -215,25 +370,44 @@ func sortWithState(ctx context.Context, entries []*Entry, s *PublishState, codec
 		return sorted, nil, err
 	}
 	used := make([]int32, len(s.order)) // old position → entry index + 1; -1 changed
-	oldOf := make([]int32, len(entries))
-	var fresh []*Entry
+	type keyed struct {
+		file, dir string
+		e, given  *Entry
+	}
+	var fresh []keyed
 	var freshSeen map[string]bool
 	var unknownLight []*Entry
+	ptrHits := 0
 	for i, e := range entries {
 		if e.Href == "" {
 			return nil, nil, fmt.Errorf("%w: entry %d has no href", ErrBadEntry, i)
 		}
-		oldOf[i] = -1
-		p := s.byHref[e.Href]
-		if p != nil {
-			if used[p.pos] != 0 {
+		light := isLight(e)
+		id, ok := int32(0), false
+		if light && s.byPtr != nil {
+			if id, ok = s.byPtr[e]; ok {
+				if p := &s.pkgs[id]; p.href != e.Href || p.pkgid != e.PkgID {
+					ok = false
+				}
+			}
+			if ok {
+				ptrHits++
+			}
+		}
+		if !ok {
+			id, ok = s.byHref[e.Href]
+		}
+		if ok {
+			pos := s.posOf[id]
+			if used[pos] != 0 {
 				return nil, nil, fmt.Errorf("%w: href %q appears twice", ErrBadEntry, e.Href)
 			}
+			p := &s.pkgs[id]
 			same := p.pkgid == e.PkgID
-			if same && !isLight(e) {
+			if same && !light {
 				same = uint32(len(e.Primary)) == p.lens[0] && uint32(len(e.Filelists)) == p.lens[1] && uint32(len(e.Other)) == p.lens[2]
 				if same {
-					f, err := s.frags(p)
+					f, err := s.frags(pos)
 					if err != nil {
 						return nil, nil, err
 					}
@@ -241,11 +415,10 @@ func sortWithState(ctx context.Context, entries []*Entry, s *PublishState, codec
 				}
 			}
 			if same {
-				used[p.pos] = int32(i) + 1
-				oldOf[i] = p.pos
+				used[pos] = int32(i) + 1
 				continue
 			}
-			used[p.pos] = -1 // the href is taken, by new content
+			used[pos] = -1 // the href is taken, by new content
 		} else {
 			if freshSeen == nil {
 				freshSeen = map[string]bool{}
@@ -255,11 +428,12 @@ func sortWithState(ctx context.Context, entries []*Entry, s *PublishState, codec
 			}
 			freshSeen[e.Href] = true
 		}
-		if isLight(e) {
+		if light {
 			unknownLight = append(unknownLight, e)
 		}
-		fresh = append(fresh, e)
+		fresh = append(fresh, keyed{e: e, given: e})
 	}
+	s.ptrHits += ptrHits
 	if len(unknownLight) > 0 {
 		loaded := slices.Clone(unknownLight)
 		if err := loadLight(ctx, loaded, load); err != nil {
@@ -269,25 +443,17 @@ func sortWithState(ctx context.Context, entries []*Entry, s *PublishState, codec
 		for j, e := range unknownLight {
 			repl[e] = loaded[j]
 		}
-		for j, e := range fresh {
-			if c, ok := repl[e]; ok {
-				fresh[j] = c
+		for j := range fresh {
+			if c, ok := repl[fresh[j].e]; ok {
+				fresh[j].e = c
 			}
 		}
 	}
-	for _, e := range fresh {
-		if err := validFrags(e); err != nil {
+	for j := range fresh {
+		if err := validFrags(fresh[j].e); err != nil {
 			return nil, nil, err
 		}
-	}
-	type keyed struct {
-		file, dir string
-		e         *Entry
-	}
-	ks := make([]keyed, len(fresh))
-	for j, e := range fresh {
-		d, f := path.Split(e.Href)
-		ks[j] = keyed{f, d, e}
+		fresh[j].dir, fresh[j].file = path.Split(fresh[j].e.Href)
 	}
 	cmp := func(af, ad, bf, bd string) int {
 		if c := strings.Compare(af, bf); c != 0 {
@@ -295,32 +461,35 @@ func sortWithState(ctx context.Context, entries []*Entry, s *PublishState, codec
 		}
 		return strings.Compare(ad, bd)
 	}
-	slices.SortFunc(ks, func(a, b keyed) int { return cmp(a.file, a.dir, b.file, b.dir) })
+	slices.SortFunc(fresh, func(a, b keyed) int { return cmp(a.file, a.dir, b.file, b.dir) })
+	// Where each new one goes: before the first old package sorting
+	// after it (the old order is sorted, gone ones included).
+	ins := make([]int, len(fresh))
+	for j, k := range fresh {
+		ins[j] = sort.Search(len(s.order), func(o int) bool {
+			od, of := path.Split(s.pkgs[s.order[o]].href)
+			return cmp(k.file, k.dir, of, od) < 0
+		})
+	}
 
 	out := make([]*Entry, 0, len(entries))
+	given := make([]*Entry, 0, len(entries))
 	oldPos := make([]int32, 0, len(entries))
 	j := 0
-	for o, p := range s.order {
-		u := used[o]
-		if u <= 0 {
-			continue
+	for o, u := range used {
+		for j < len(fresh) && ins[j] == o {
+			out, given, oldPos = append(out, fresh[j].e), append(given, fresh[j].given), append(oldPos, -1)
+			j++
 		}
-		if j < len(ks) {
-			od, of := path.Split(p.href)
-			for j < len(ks) && cmp(ks[j].file, ks[j].dir, of, od) < 0 {
-				out = append(out, ks[j].e)
-				oldPos = append(oldPos, -1)
-				j++
-			}
+		if u > 0 {
+			e := entries[u-1]
+			out, given, oldPos = append(out, e), append(given, e), append(oldPos, int32(o))
 		}
-		out = append(out, entries[u-1])
-		oldPos = append(oldPos, int32(o))
 	}
-	for ; j < len(ks); j++ {
-		out = append(out, ks[j].e)
-		oldPos = append(oldPos, -1)
+	for ; j < len(fresh); j++ {
+		out, given, oldPos = append(out, fresh[j].e), append(given, fresh[j].given), append(oldPos, -1)
 	}
-	return out, &stateReuse{s: s, oldPos: oldPos}, nil
+	return out, &stateReuse{s: s, oldPos: oldPos, given: given, used: used}, nil
 }
 
 // sortEntryPtrs is sortEntries on pointers.
@@ -348,7 +517,7 @@ func (r *stateReuse) reusable(sp span) int {
 			return -1
 		}
 	}
-	b := r.s.order[o].block
+	b := r.s.blockAt(o)
 	if ob := &r.s.blocks[b]; ob.lo != o || int(ob.hi-ob.lo) != sp.hi-sp.lo {
 		return -1
 	}
@@ -370,10 +539,11 @@ func (r *stateReuse) materialize(sorted []*Entry, sp span) error {
 		if o < 0 {
 			return fmt.Errorf("%w: %q has no fragments", ErrBadEntry, e.Href)
 		}
-		p := s.order[o]
-		raw, ok := cache[p.block]
+		p := &s.pkgs[s.order[o]]
+		bi := s.blockAt(o)
+		raw, ok := cache[bi]
 		if !ok {
-			b := &s.blocks[p.block]
+			b := &s.blocks[bi]
 			for k := range 3 {
 				d, err := s.readAt(b.raw[k], b.rawLen[k])
 				if err != nil {
@@ -381,7 +551,7 @@ func (r *stateReuse) materialize(sorted []*Entry, sp span) error {
 				}
 				raw[k] = d
 			}
-			cache[p.block] = raw
+			cache[bi] = raw
 		}
 		c := *e
 		var f [3][]byte
@@ -400,8 +570,13 @@ func (r *stateReuse) materialize(sorted []*Entry, sp span) error {
 
 // hashOld feeds block b's uncompressed document k from the scratch file
 // to w, through buf.
-func (s *PublishState) hashOld(w io.Writer, b, k int, buf []byte) (int64, error) {
+func (s *PublishState) hashOld(w io.Writer, b, k int, buf []byte, drop *pageDropper) (int64, error) {
 	bl := &s.blocks[b]
+	if d := mapped(s.packMap, s.packEnd, bl.raw[k], bl.rawLen[k]); d != nil {
+		w.Write(d)
+		drop.add(bl.raw[k], int64(len(d)))
+		return int64(len(d)), nil
+	}
 	n := int64(bl.rawLen[k])
 	r := io.NewSectionReader(s.pack, bl.raw[k], n)
 	got, err := io.CopyBuffer(w, r, buf)
@@ -418,9 +593,16 @@ func (s *PublishState) hashOld(w io.Writer, b, k int, buf []byte) (int64, error)
 // the scratch file, new ones (raw, their uncompressed documents) are
 // appended; the file is compacted when mostly dead.
 func (s *PublishState) update(codecID string, entries []*Entry, spans []span, keys [][]string, frames [3][][]byte,
-	reusedFrom []int, reuse *stateReuse) error {
+	reusedFrom []int, reuse *stateReuse, refs bool) error {
 	if s.closed {
 		return nil
+	}
+	s.stopSpec() // it reads the blocks and the file about to change
+	defer s.mapPack()
+	if reuse == nil && s.order != nil {
+		// Not built on the last build (a codec switch, or nothing to
+		// reuse): no package of it carries over.
+		s.forget()
 	}
 	if s.pack == nil || s.codecID != codecID {
 		// Another codec: the old blocks are no use; start afresh.
@@ -436,6 +618,8 @@ func (s *PublishState) update(codecID string, entries []*Entry, spans []span, ke
 		for i := range reusedFrom {
 			reusedFrom[i] = -1
 		}
+		reuse = nil
+		s.forget()
 	}
 	blocks := make([]pubBlock, len(spans))
 	buf := make([]byte, 0, 1<<20)
@@ -485,41 +669,95 @@ func (s *PublishState) update(codecID string, entries []*Entry, spans []span, ke
 	}
 	s.packEnd = end
 	if s.byHref == nil {
-		s.byHref = make(map[string]*statePkg, len(entries))
+		s.byHref = make(map[string]int32, len(entries))
 	}
-	order := make([]*statePkg, len(entries))
+	if !refs && s.byPtr != nil {
+		// Pointers are tracked for callers that keep them (refs) only.
+		for i := range s.pkgs {
+			s.pkgs[i].ent = nil
+		}
+		s.byPtr = nil
+	} else if refs && s.byPtr == nil {
+		s.byPtr = make(map[*Entry]int32, len(entries))
+	}
+	// Packages of the last build that are gone, or whose href now holds
+	// new content, free their slots first.
+	if reuse != nil {
+		for o, u := range reuse.used {
+			if u > 0 {
+				continue
+			}
+			id := s.order[o]
+			p := &s.pkgs[id]
+			if q, ok := s.byHref[p.href]; ok && q == id {
+				delete(s.byHref, p.href)
+			}
+			if p.ent != nil {
+				if q, ok := s.byPtr[p.ent]; ok && q == id {
+					delete(s.byPtr, p.ent)
+				}
+			}
+			*p = statePkg{}
+			s.free = append(s.free, id)
+		}
+	}
+	order := make([]int32, len(entries))
+	cutAt := make([]bool, len(entries))
 	for i, sp := range spans {
 		var off [3]uint32
 		for j := sp.lo; j < sp.hi; j++ {
 			e := entries[j]
-			var p *statePkg
+			var id int32
 			if reuse != nil && reuse.oldPos[j] >= 0 {
-				p = s.order[reuse.oldPos[j]] // known unchanged: no lookup
+				o := reuse.oldPos[j]
+				id, cutAt[j] = s.order[o], s.cutAt[o]
 			} else {
-				p = s.byHref[e.Href]
+				cutAt[j] = hashCut(e.Href)
+				if n := len(s.free); n > 0 {
+					id, s.free = s.free[n-1], s.free[:n-1]
+				} else {
+					id = int32(len(s.pkgs))
+					s.pkgs = append(s.pkgs, statePkg{})
+					s.posOf = append(s.posOf, 0)
+				}
+				s.pkgs[id] = statePkg{href: e.Href, pkgid: e.PkgID}
+				s.byHref[e.Href] = id
 			}
-			if p == nil || p.pkgid != e.PkgID {
-				p = &statePkg{href: e.Href, pkgid: e.PkgID}
-				s.byHref[e.Href] = p
-			}
-			p.pos, p.block = int32(j), int32(i)
+			p := &s.pkgs[id]
 			if reusedFrom[i] < 0 {
 				p.lens = [3]uint32{uint32(len(e.Primary)), uint32(len(e.Filelists)), uint32(len(e.Other))}
+				p.off = off
+				for k := range 3 {
+					off[k] += p.lens[k]
+				}
 			}
-			p.off = off
-			for k := range 3 {
-				off[k] += p.lens[k]
+			if refs {
+				g := e
+				if reuse != nil {
+					g = reuse.given[j]
+				}
+				// A tracked pointer given with fragments this time may
+				// stay tracked: the pointer path takes light ones only.
+				if p.ent != g && !isLight(g) {
+					g = nil // matched by content, not by pointer
+				}
+				if p.ent != g {
+					if p.ent != nil {
+						if q, ok := s.byPtr[p.ent]; ok && q == id {
+							delete(s.byPtr, p.ent)
+						}
+					}
+					p.ent = g
+					if g != nil {
+						s.byPtr[g] = id
+					}
+				}
 			}
-			order[j] = p
+			s.posOf[id] = int32(j)
+			order[j] = id
 		}
 	}
-	// Packages of the previous build that are gone.
-	for _, p := range s.order {
-		if q := s.byHref[p.href]; q == p && (int(p.pos) >= len(order) || order[p.pos] != p) {
-			delete(s.byHref, p.href)
-		}
-	}
-	s.codecID, s.order, s.blocks, s.live = codecID, order, blocks, live
+	s.codecID, s.order, s.cutAt, s.blocks, s.live = codecID, order, cutAt, blocks, live
 	if s.packEnd > 2*s.live+stateCompactSlack {
 		s.compactions++
 		return s.compact()
@@ -531,11 +769,12 @@ func (s *PublishState) update(codecID string, entries []*Entry, spans []span, ke
 func (s *PublishState) reset() {
 	s.stopSpec()
 	s.own = nil
+	s.unmapPack()
 	if s.pack != nil {
 		s.pack.Close()
 	}
 	s.pack, s.packEnd, s.live = nil, 0, 0
-	s.order, s.byHref, s.blocks = nil, nil, nil
+	s.forget()
 }
 
 // compact rewrites the scratch file with the current blocks only.
@@ -585,6 +824,7 @@ func (s *PublishState) compact() error {
 		s.reset()
 		return fmt.Errorf("compacting publish state: %w", err)
 	}
+	s.unmapPack()
 	s.pack.Close()
 	s.pack, s.packEnd = f, end
 	return nil

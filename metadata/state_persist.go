@@ -66,7 +66,8 @@ func (s *PublishState) Save(w io.Writer) error {
 			num(uint64(b.rawLen[k]))
 		}
 	}
-	for _, p := range s.order {
+	for _, id := range s.order {
+		p := &s.pkgs[id]
 		str(p.href)
 		str(p.pkgid)
 		for k := range 3 {
@@ -204,14 +205,17 @@ func loadPublishState(ctx context.Context, scratchDir string, saved io.Reader, r
 	if lo != np {
 		return nil, fmt.Errorf("blocks cover %d of %d packages", lo, np)
 	}
-	s.order = make([]*statePkg, 0, min(np, 1<<16))
-	s.byHref = make(map[string]*statePkg, min(np, 1<<16))
+	s.pkgs = make([]statePkg, 0, min(np, 1<<16))
+	s.order = make([]int32, 0, min(np, 1<<16))
+	s.posOf = make([]int32, 0, min(np, 1<<16))
+	s.cutAt = make([]bool, 0, min(np, 1<<16))
+	s.byHref = make(map[string]int32, min(np, 1<<16))
 	var prevFile, prevDir string
 	for bi := range s.blocks {
 		b := &s.blocks[bi]
 		var off [3]uint32
 		for j := b.lo; j < b.hi; j++ {
-			p := &statePkg{}
+			p := statePkg{}
 			p.href, p.pkgid = r.str(), r.str()
 			for k := range 3 {
 				p.lens[k] = uint32(r.num(1<<32 - 1))
@@ -227,7 +231,7 @@ func loadPublishState(ctx context.Context, scratchDir string, saved io.Reader, r
 					p.href, p.pkgid = h, id
 				}
 			}
-			if s.byHref[p.href] != nil {
+			if _, dup := s.byHref[p.href]; dup {
 				return nil, fmt.Errorf("href %q twice", p.href)
 			}
 			d, f := path.Split(p.href)
@@ -237,15 +241,21 @@ func loadPublishState(ctx context.Context, scratchDir string, saved io.Reader, r
 				}
 			}
 			prevFile, prevDir = f, d
-			p.pos, p.block, p.off = j, int32(bi), off
+			p.off = off
 			for k := range 3 {
 				if uint64(off[k])+uint64(p.lens[k]) > uint64(b.rawLen[k]) {
 					return nil, fmt.Errorf("package %q overruns its block", p.href)
 				}
 				off[k] += p.lens[k]
 			}
-			s.order = append(s.order, p)
-			s.byHref[p.href] = p
+			// A block boundary by hash depends on the href alone, as
+			// the build that saved the state decided it.
+			id := int32(len(s.pkgs))
+			s.pkgs = append(s.pkgs, p)
+			s.order = append(s.order, id)
+			s.posOf = append(s.posOf, j)
+			s.cutAt = append(s.cutAt, hashCut(p.href))
+			s.byHref[p.href] = id
 		}
 		if off != b.rawLen {
 			return nil, fmt.Errorf("block %d: its packages' lengths %v do not add up to %v", bi, off, b.rawLen)
@@ -321,6 +331,7 @@ func loadPublishState(ctx context.Context, scratchDir string, saved io.Reader, r
 		return nil, err
 	}
 	s.pack, s.packEnd, s.live = f, total, total
+	s.mapPack()
 	return s, nil
 }
 
@@ -362,7 +373,7 @@ func (s *PublishState) restoreDoc(ctx context.Context, f *os.File, c codec, k in
 			return fmt.Errorf("block %s: %d bytes, the state says %d", b.keys[k], len(buf), n)
 		}
 		for j := b.lo; j < b.hi; j++ {
-			p := s.order[j]
+			p := &s.pkgs[s.order[j]]
 			fr := buf[p.off[k] : p.off[k]+p.lens[k]]
 			head := fr[:min(len(fr), 4096)]
 			if !bytes.HasPrefix(fr, []byte("<package")) || !bytes.HasSuffix(fr, []byte("</package>\n")) || !bytes.Contains(head, []byte(p.pkgid)) {

@@ -38,8 +38,8 @@ func TestPublishStateSaveLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Moved fragment boundaries, saved as they are.
-			state.order[0].lens[0]++
-			state.order[1].lens[0]--
+			state.pkgs[state.order[0]].lens[0]++
+			state.pkgs[state.order[1]].lens[0]--
 			var moved bytes.Buffer
 			if err := state.Save(&moved); err != nil {
 				t.Fatal(err)

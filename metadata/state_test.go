@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -170,6 +171,9 @@ func TestPublishStateSameBytes(t *testing.T) {
 	if state.midHits == 0 {
 		t.Fatal("no open-checksum ever started from a saved midstate")
 	}
+	if state.cmidHits == 0 {
+		t.Fatal("no compressed file's checksum ever started from a saved midstate")
+	}
 }
 
 // TestPublishStateRejects: what sortEntries rejects is rejected with a
@@ -266,8 +270,19 @@ func TestPublishStateLightAndLoader(t *testing.T) {
 // TestPublishStateMidstates: after a publish, a single add (the
 // speculated count), a same-count replacement (the build's own states)
 // and a remove (no saved states for that count) all give the bytes a
-// stateless publish gives, and the first two start from midstates.
+// stateless publish gives, and the first two start from midstates, for
+// open-checksum and for the compressed files' checksums alike.
 func TestPublishStateMidstates(t *testing.T) {
+	for _, mm := range []bool{true, false} {
+		t.Run(fmt.Sprintf("mmap=%v", mm), func(t *testing.T) {
+			defer func(v bool) { stateMmap = v }(stateMmap)
+			stateMmap = mm
+			testPublishStateMidstates(t, mm)
+		})
+	}
+}
+
+func testPublishStateMidstates(t *testing.T, mm bool) {
 	ctx := context.Background()
 	state := NewPublishState(t.TempDir())
 	defer state.Close()
@@ -275,10 +290,10 @@ func TestPublishStateMidstates(t *testing.T) {
 	dir, plain := t.TempDir(), t.TempDir()
 	step := func(what string, in []Entry, wantHits int) {
 		t.Helper()
-		if state.spec != nil {
+		if state.spec != nil && !strings.Contains(what, "cut short") {
 			<-state.spec.done // deterministic: the speculation is complete
 		}
-		before := state.midHits
+		before, cbefore := state.midHits, state.cmidHits
 		if _, err := Publish(ctx, dir, in, WithState(state), WithRevision("7")); err != nil {
 			t.Fatal(err)
 		}
@@ -293,14 +308,166 @@ func TestPublishStateMidstates(t *testing.T) {
 		if got := state.midHits - before; got != wantHits {
 			t.Fatalf("%s: %d documents started from a midstate, want %d", what, got, wantHits)
 		}
+		if got := state.cmidHits - cbefore; got != wantHits {
+			t.Fatalf("%s: %d compressed files' checksums started from a midstate, want %d", what, got, wantHits)
+		}
 	}
 	step("first", es, 0)
+	if (state.packMap != nil) != mm {
+		t.Fatalf("scratch file mapped: %v, want %v", state.packMap != nil, mm)
+	}
 	es = append(es, fakeEntry(2500000, "")) // sorts near the end
 	step("one added", es, 3)
 	es[3999] = fakeEntry(3999, "changed")
 	step("one replaced", es, 3)
+	// A speculation cut short: primary half done, the others not begun
+	// (as if the next publish came early); only primary can start from
+	// it, and only from what it reached.
+	if state.spec != nil {
+		<-state.spec.done
+	}
+	set := state.spec.set
+	set.avail[0].Store(int64(len(set.mids[0]) / 2))
+	set.avail[1].Store(0)
+	set.avail[2].Store(0)
+	es = append(es, fakeEntry(2500002, "")) // sorts near the end
+	step("one added, speculation cut short", es, 1)
 	es = append(es[:10], es[11:]...)
 	step("one removed", es, 0)
 	es = append(es, fakeEntry(10, ""), fakeEntry(2500001, ""))
 	step("two added", es, 0)
+}
+
+// TestPublishStateRefsSameBytes: a caller holding light entries by
+// pointer (PublishRootRefs, as the daemon's index) is matched by pointer,
+// and whatever it does to those pointers between publishes (new ones,
+// dropped ones, an entry changed in place to another href or pkgid, the
+// same pointer given twice, one given with its fragments changed in
+// place) gives the bytes a stateless publish of the same content gives,
+// or is refused as a stateless publish refuses it.
+func TestPublishStateRefsSameBytes(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(7, 3))
+	full := map[string]Entry{} // href + pkgid → the entry with fragments
+	mk := func(i int, salt string) *Entry {
+		e := fakeEntry(i, salt)
+		full[e.Href+e.PkgID] = e
+		l := e
+		l.Primary, l.Filelists, l.Other = nil, nil, nil
+		return &l
+	}
+	loader := WithFragmentLoader(func(_ context.Context, ls []*Entry) error {
+		for _, e := range ls {
+			f, ok := full[e.Href+e.PkgID]
+			if !ok {
+				return fmt.Errorf("no fragments for %q", e.Href)
+			}
+			e.Primary, e.Filelists, e.Other = f.Primary, f.Filelists, f.Other
+		}
+		return nil
+	})
+	var idx []*Entry
+	for i := range 2000 {
+		idx = append(idx, mk(i, ""))
+	}
+	state := NewPublishState(t.TempDir())
+	defer state.Close()
+	withState, plain := t.TempDir(), t.TempDir()
+	open := func(dir string) *os.Root {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		r, err := os.OpenRoot(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	rootS, rootP := open(withState), open(plain)
+	next := 2000
+	for step := range 24 {
+		var wantErr bool
+		in := slices.Clone(idx)
+		switch step % 8 {
+		case 1: // one new
+			idx = append(idx, mk(next, ""))
+			next++
+			in = slices.Clone(idx)
+		case 2: // one dropped, one new release in its place
+			j := rng.IntN(len(idx))
+			idx[j] = mk(next, "r")
+			next++
+			in = slices.Clone(idx)
+		case 3: // changed in place: same pointer, other pkgid
+			e := idx[rng.IntN(len(idx))]
+			n := mk(0, fmt.Sprint("inplace", step))
+			e.PkgID = n.PkgID
+			full[e.Href+e.PkgID] = withHref(full[n.Href+n.PkgID], e.Href)
+			in = slices.Clone(idx)
+		case 4: // changed in place: same pointer and pkgid, another href
+			e := idx[rng.IntN(len(idx))]
+			f := full[e.Href+e.PkgID]
+			e.Href = fmt.Sprintf("moved/zz%d-%s", step, e.Href)
+			full[e.Href+e.PkgID] = withHref(f, e.Href)
+			in = slices.Clone(idx)
+		case 5: // the same pointer twice
+			in = append(slices.Clone(idx), idx[rng.IntN(len(idx))])
+			wantErr = true
+		case 6: // given with fragments, then those bytes changed in place
+			j := rng.IntN(len(idx))
+			f := full[idx[j].Href+idx[j].PkgID]
+			c := f
+			c.Primary = bytes.Clone(f.Primary)
+			idx[j] = &c
+			in = slices.Clone(idx)
+			if _, err := PublishRootRefs(ctx, rootS, in, WithState(state), loader, WithRevision("1")); err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+			c.Primary[bytes.Index(c.Primary, []byte("<summary>"))+9] = 'Z'
+		case 7: // dropped
+			j := rng.IntN(len(idx))
+			idx = append(idx[:j], idx[j+1:]...)
+			in = slices.Clone(idx)
+		}
+		rng.Shuffle(len(in), func(a, b int) { in[a], in[b] = in[b], in[a] })
+		rev := fmt.Sprint(100 + step)
+		_, err := PublishRootRefs(ctx, rootS, in, WithState(state), loader, WithRevision(rev), WithGrace(0))
+		if wantErr {
+			if !errors.Is(err, ErrBadEntry) {
+				t.Fatalf("step %d: %v, want ErrBadEntry", step, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		if _, err := PublishRootRefs(ctx, rootP, in, loader, WithRevision(rev), WithGrace(0)); err != nil {
+			t.Fatal(err)
+		}
+		got, want := repodataFiles(t, withState), repodataFiles(t, plain)
+		stamp := regexp.MustCompile(`<timestamp>[0-9]+</timestamp>`)
+		for name, b := range want {
+			if name == "repomd.xml" {
+				b, got[name] = stamp.ReplaceAll(b, nil), stamp.ReplaceAll(got[name], nil)
+			}
+			if !bytes.Equal(got[name], b) {
+				t.Fatalf("step %d: %s differs with the state", step, name)
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("step %d: %d files with the state, %d without", step, len(got), len(want))
+		}
+	}
+	if state.ptrHits < 10*2000 {
+		t.Fatalf("only %d entries were matched by pointer", state.ptrHits)
+	}
+}
+
+func withHref(e Entry, href string) Entry {
+	old := e.Href
+	e.Href = href
+	e.Primary = bytes.ReplaceAll(e.Primary, []byte(old), []byte(href))
+	return e
 }
