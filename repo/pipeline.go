@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -539,7 +540,11 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	if err := hit(stateSigned); err != nil {
 		return nil, err
 	}
-	if err := r.commit(ctx, journalOf(live), nil); err != nil {
+	backlog := 0 // > 0: leave the publish to a later batch
+	if r.mayDefer(o, len(live)) {
+		backlog = o.drop.more
+	}
+	if err := r.commitItems(ctx, journalOf(live), nil, backlog); err != nil {
 		return nil, err
 	}
 	for _, it := range live {
@@ -645,12 +650,91 @@ func journalOf(items []*ingestItem) []*journalItem {
 	return out
 }
 
+// coalesceMaxPackages bounds, beside [daemon] max_publish_lag, how many
+// packages coalesced publishes may leave out of a directory's repodata.
+// A variable for tests.
+var coalesceMaxPackages = 50000
+
+// coalesceNow is the clock of max_publish_lag; tests move it.
+var coalesceNow = time.Now
+
+// deferredPublish is what batches recorded without publishing (under
+// r.mu): the directories, marked dirty in the store too, so that a crash
+// publishes them at the next start (resumeDirty).
+type deferredPublish struct {
+	dirs  map[string]bool
+	since time.Time // when the first of them was left unpublished
+	pkgs  int       // packages recorded since
+	last  time.Time // when the last batch left its publish
+}
+
+// mayDefer reports whether a batch of n packages may leave its publish to
+// a later batch: only drop-ins, while more ready ones wait behind it, and
+// within the bounds (max_publish_lag since the first unpublished batch,
+// coalesceMaxPackages).
+func (r *Repo) mayDefer(o AddOptions, n int) bool {
+	if o.drop == nil || o.drop.more <= 0 || !o.Move {
+		return false
+	}
+	lag := r.cfg.maxPublishLag()
+	if lag <= 0 {
+		return false
+	}
+	d := &r.deferred
+	if len(d.dirs) > 0 && coalesceNow().Sub(d.since) >= lag {
+		return false
+	}
+	return d.pkgs+n < coalesceMaxPackages
+}
+
+// publishedDir forgets a directory's deferred publish once it is done.
+func (r *Repo) publishedDir(dir string) {
+	d := &r.deferred
+	if !d.dirs[dir] {
+		return
+	}
+	delete(d.dirs, dir)
+	if len(d.dirs) == 0 {
+		*d = deferredPublish{}
+	}
+}
+
+// FlushDeferred publishes the directories that coalescing batches left
+// unpublished, if the last of them is at least idle old; it returns at
+// once (false) while a batch runs, which publishes them itself when the
+// backlog is gone. The daemon calls it on a ticker, for a backlog that
+// vanished (its files removed) before a batch could end it, and at stop.
+func (r *Repo) FlushDeferred(ctx context.Context, idle time.Duration, wait bool) (bool, error) {
+	if wait {
+		r.mu.Lock()
+	} else if !r.mu.TryLock() {
+		return false, nil
+	}
+	defer r.mu.Unlock()
+	if r.closed || len(r.deferred.dirs) == 0 || coalesceNow().Sub(r.deferred.last) < idle {
+		return false, nil
+	}
+	return true, r.publishDirty(ctx, sortedKeys(r.deferred.dirs), actor{who: r.o.who, caller: self})
+}
+
 // commit places, publishes and records items that are signed. It is the
 // part of the pipeline that Resume rolls forward.
 func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) error {
+	return r.commitItems(ctx, items, extra, 0)
+}
+
+// commitItems is commit; with a backlog (files waiting behind this batch)
+// it records the items with their
+// directories marked dirty instead of publishing them (and skips the
+// placed and published journal states, which only a publish between
+// placing and recording needs: Resume rolls a signed item forward the
+// same way whatever its state). Without, it also publishes what earlier
+// batches left.
+func (r *Repo) commitItems(ctx context.Context, items []*journalItem, extra []Event, backlog int) error {
 	if len(items) == 0 {
 		return nil
 	}
+	deferPub := backlog > 0
 	r.o.progress.Stage("placing", len(items))
 	dirs := map[string]bool{}
 	for _, it := range items {
@@ -694,32 +778,53 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 			return err
 		}
 	}
-	if err := r.st.setJournal(items...); err != nil {
-		return err
+	if !deferPub {
+		if err := r.st.setJournal(items...); err != nil {
+			return err
+		}
 	}
 	if err := hit(statePlaced); err != nil {
 		return err
 	}
-	pending := map[string][]*metadata.Entry{}
-	for _, it := range items {
-		for _, pl := range it.Record.Placements {
-			pending[pl.Dir] = append(pending[pl.Dir], it.Record.Entry)
+	var events []Event
+	var flushed []string // dirs earlier batches left, published now
+	if !deferPub {
+		pending := map[string][]*metadata.Entry{}
+		for _, it := range items {
+			for _, pl := range it.Record.Placements {
+				pending[pl.Dir] = append(pending[pl.Dir], it.Record.Entry)
+			}
+		}
+		flushed = sortedKeys(r.deferred.dirs)
+		pub := maps.Clone(dirs)
+		for _, d := range flushed {
+			pub[d] = true
+		}
+		var err error
+		if events, err = r.publishDirs(ctx, sortedKeys(pub), pending, items[0].actor()); err != nil {
+			return err
+		}
+		for _, it := range items {
+			it.State = statePublished
+		}
+		if err := r.st.setJournal(items...); err != nil {
+			return err
+		}
+		if err := hit(statePublished); err != nil {
+			return err
 		}
 	}
-	events, err := r.publishDirs(ctx, sortedKeys(dirs), pending, items[0].actor())
-	if err != nil {
-		return err
-	}
-	for _, it := range items {
-		it.State = statePublished
-	}
-	if err := r.st.setJournal(items...); err != nil {
-		return err
-	}
-	if err := hit(statePublished); err != nil {
-		return err
-	}
-	err = r.st.db.Update(func(tx *bolt.Tx) error {
+	err := r.st.db.Update(func(tx *bolt.Tx) error {
+		if deferPub {
+			if err := markDirty(tx, sortedKeys(dirs)); err != nil {
+				return err
+			}
+		}
+		for _, d := range flushed {
+			if err := tx.Bucket(bucketDirty).Delete([]byte(d)); err != nil {
+				return err
+			}
+		}
 		cc := newChanChanges()
 		var cause *Event
 		for _, it := range items {
@@ -766,6 +871,20 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 		os.Remove(it.Spool)
 	}
 	r.countAdded(len(items))
+	if deferPub {
+		d := &r.deferred
+		now := coalesceNow()
+		if len(d.dirs) == 0 {
+			d.dirs, d.since = map[string]bool{}, now
+		}
+		for dir := range dirs {
+			d.dirs[dir] = true
+		}
+		d.pkgs += len(items)
+		d.last = now
+		r.o.log.Info("publish coalesced", "backlog", backlog, "dirs", sortedKeys(dirs), "packages", len(items),
+			"unpublished_packages", d.pkgs, "since", now.Sub(d.since).Round(time.Millisecond))
+	}
 	// A batch may bring a new release or arch: the other channels and
 	// repositories get its (empty) repodata. The batch is recorded; a
 	// failure here is retried by the next Resume.
@@ -811,6 +930,7 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 		if err != nil {
 			return nil, fmt.Errorf("publishing %q: %w", d, err)
 		}
+		r.publishedDir(d)
 		r.o.log.Info("published", "dir", d, "packages", len(entries), "changed", pr.Changed,
 			"blocks_reused", pr.BlocksReused, "blocks_compressed", pr.BlocksCompressed, "took", time.Since(start))
 		events = append(events, a.stamp(Event{Action: EventPublish, Path: d,
@@ -1215,9 +1335,20 @@ func (r *Repo) resumeLocked(ctx context.Context) error {
 // the store (promote, restore, remove), then deletes package files there
 // that nothing in the store places any more.
 func (r *Repo) resumeDirty(ctx context.Context) error {
-	dirs, err := r.st.dirtyDirs()
-	if err != nil || len(dirs) == 0 {
+	all, err := r.st.dirtyDirs()
+	if err != nil {
 		return err
+	}
+	// Directories this process's coalesced batches left are no crash's
+	// leftovers: the batch that ends the backlog publishes them.
+	var dirs []string
+	for _, d := range all {
+		if !r.deferred.dirs[d] {
+			dirs = append(dirs, d)
+		}
+	}
+	if len(dirs) == 0 {
+		return nil
 	}
 	if err := r.publishDirty(ctx, dirs, actor{who: r.o.who, caller: self}); err != nil {
 		return fmt.Errorf("republishing %v after a crash: %w", dirs, err)

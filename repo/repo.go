@@ -79,6 +79,9 @@ type Repo struct {
 	// liveDropIns replaces cfg.DropIns once the daemon reloaded its
 	// config (SIGHUP); nil until then. See dropIns.
 	liveDropIns atomic.Pointer[[]DropIn]
+	// deferred is what coalesced batches recorded but did not publish
+	// (under mu; see mayDefer).
+	deferred deferredPublish
 }
 
 var _ Service = (*Repo)(nil)
