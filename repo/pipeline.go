@@ -140,9 +140,12 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	if r.closed {
 		return nil, ErrClosed
 	}
+	r.stages = stageClock{start: time.Now()}
+	defer r.logStages(len(paths))
 	if err := r.resumeLocked(ctx); err != nil {
 		return nil, err
 	}
+	r.stages.mark("resume")
 	results := make([]AddResult, len(paths))
 	items := make([]*ingestItem, len(paths))
 	now := time.Now().UTC()
@@ -177,6 +180,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	if err := r.st.setJournal(journalOf(items)...); err != nil {
 		return nil, fmt.Errorf("journaling batch: %w", err)
 	}
+	r.stages.mark("journal-received")
 	if err := hit(stateReceived); err != nil {
 		return nil, err
 	}
@@ -265,6 +269,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	if err := fsutil.SyncDir(r.cfg.Paths.Spool); err != nil {
 		return nil, err
 	}
+	r.stages.mark("receive")
 
 	// validate: read headers with bounded workers.
 	r.o.progress.Stage("validating", len(liveItems(items)))
@@ -301,6 +306,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	r.stages.mark("read")
 	for _, it := range items {
 		if err := verrs[it.idx]; err != nil && isTransient(err) {
 			return nil, transientErr("reading", it, err)
@@ -439,10 +445,16 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 		return results, r.journalStep(items, nil) // records nothing
 	}
 	live := signable(items, dupOf)
-	if err := r.journalStep(items, events); err != nil {
-		return nil, err
+	// Validated and received items roll back alike (Resume), so the step
+	// is only worth a transaction when it decided something: a rejection
+	// or an unchanged file leaves the journal with its event.
+	if len(events) > 0 || len(live)+len(dupOf) < len(items) {
+		if err := r.journalStep(items, events); err != nil {
+			return nil, err
+		}
 	}
 	events = nil
+	r.stages.mark("validate")
 	if err := hit(stateValidated); err != nil {
 		return nil, err
 	}
@@ -477,11 +489,18 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 			return nil, transientErr("signing", it, err)
 		}
 	}
+	r.stages.mark("sign")
 	// Copies of one NEVRA with different content were all signed; the
 	// first that signed wins, so one copy's failure is only its own.
 	winner := map[string]*ingestItem{} // NEVRA → copy that is added
 	fileOf := map[string]string{}      // placed file → NEVRA, within this batch
+	// The signer made what it wrote durable; a file it left as it was
+	// (already signed by our key) or one rejected now may not be.
+	needSync := false
 	for i, it := range live {
+		if a := sres[i].Action; sres[i].Err != nil || (a != sign.ActionSigned && a != sign.ActionReplaced) {
+			needSync = true
+		}
 		if sres[i].Err != nil {
 			if err := reject(it, reasonSign, sres[i].Err.Error()); err != nil {
 				return nil, err
@@ -530,13 +549,18 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 		it.State = stateSigned
 	}
 	live = signable(items, dupOf)
-	if err := r.syncSpool(); err != nil {
-		return nil, err
+	r.stages.mark("reread")
+	if needSync || len(events) > 0 {
+		if err := r.syncSpool(); err != nil {
+			return nil, err
+		}
 	}
+	r.stages.mark("syncfs")
 	if err := r.journalStep(items, events); err != nil {
 		return nil, err
 	}
 	events = nil
+	r.stages.mark("journal-signed")
 	if err := hit(stateSigned); err != nil {
 		return nil, err
 	}
@@ -724,12 +748,8 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 }
 
 // commitItems is commit; with a backlog (files waiting behind this batch)
-// it records the items with their
-// directories marked dirty instead of publishing them (and skips the
-// placed and published journal states, which only a publish between
-// placing and recording needs: Resume rolls a signed item forward the
-// same way whatever its state). Without, it also publishes what earlier
-// batches left.
+// it records the items with their directories marked dirty instead of
+// publishing them. Without, it also publishes what earlier batches left.
 func (r *Repo) commitItems(ctx context.Context, items []*journalItem, extra []Event, backlog int) error {
 	if len(items) == 0 {
 		return nil
@@ -770,6 +790,10 @@ func (r *Repo) commitItems(ctx context.Context, items []*journalItem, extra []Ev
 			}
 			dirs[pl.Dir] = true
 		}
+		// Not journaled, nor is published below: Resume rolls every
+		// signed item forward the same way (placing what is not placed
+		// yet, publishing, recording), so a transaction each would only
+		// add two fsyncs to every batch, one before its publish.
 		it.State = statePlaced
 		r.o.step()
 	}
@@ -778,11 +802,7 @@ func (r *Repo) commitItems(ctx context.Context, items []*journalItem, extra []Ev
 			return err
 		}
 	}
-	if !deferPub {
-		if err := r.st.setJournal(items...); err != nil {
-			return err
-		}
-	}
+	r.stages.mark("place")
 	if err := hit(statePlaced); err != nil {
 		return err
 	}
@@ -804,11 +824,9 @@ func (r *Repo) commitItems(ctx context.Context, items []*journalItem, extra []Ev
 		if events, err = r.publishDirs(ctx, sortedKeys(pub), pending, items[0].actor()); err != nil {
 			return err
 		}
+		r.stages.mark("publish")
 		for _, it := range items {
 			it.State = statePublished
-		}
-		if err := r.st.setJournal(items...); err != nil {
-			return err
 		}
 		if err := hit(statePublished); err != nil {
 			return err
@@ -866,6 +884,7 @@ func (r *Repo) commitItems(ctx context.Context, items []*journalItem, extra []Ev
 	if err != nil {
 		return fmt.Errorf("recording batch: %w", err)
 	}
+	r.stages.mark("record")
 	for _, it := range items {
 		r.indexAdd(it.Record, it.Record.Placements)
 		os.Remove(it.Spool)
@@ -903,7 +922,34 @@ func (r *Repo) commitItems(ctx context.Context, items []*journalItem, extra []Ev
 	for repo, chs := range byRepo {
 		r.applyRetention(ctx, items[0].actor(), repo, sortedKeys(chs))
 	}
+	r.stages.mark("after")
 	return nil
+}
+
+// stageClock times the steps of one ingest batch, for the debug log
+// (where a drop's latency goes: issue 13).
+type stageClock struct {
+	start time.Time
+	last  time.Time
+	attrs []any
+}
+
+func (c *stageClock) mark(name string) {
+	if c.start.IsZero() {
+		return
+	}
+	now := time.Now()
+	if c.last.IsZero() {
+		c.last = c.start
+	}
+	c.attrs = append(c.attrs, name, now.Sub(c.last).Round(10*time.Microsecond).String())
+	c.last = now
+}
+
+func (r *Repo) logStages(files int) {
+	c := &r.stages
+	r.o.log.Debug("ingest stages", append([]any{"files", files, "took", time.Since(c.start).Round(10 * time.Microsecond).String()}, c.attrs...)...)
+	*c = stageClock{}
 }
 
 // publishDirs writes repodata for each dir from the index plus pending

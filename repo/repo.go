@@ -82,6 +82,8 @@ type Repo struct {
 	// deferred is what coalesced batches recorded but did not publish
 	// (under mu; see mayDefer).
 	deferred deferredPublish
+	// stages times the batch in progress (under mu; see stageClock).
+	stages stageClock
 }
 
 var _ Service = (*Repo)(nil)

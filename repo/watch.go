@@ -273,6 +273,8 @@ type watchedDir struct {
 type handover struct {
 	paths []string
 	seen  *dropBatch
+	// waited is how long its oldest file had been ready when formed.
+	waited time.Duration
 }
 
 type batchDone struct {
@@ -521,7 +523,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 		for b := range batches {
 			start := time.Now()
 			w.handle(withDropBatch(batchCtx, b.seen), b.paths)
-			log.Debug("batch handled", "files", len(b.paths), "took", time.Since(start))
+			log.Debug("batch handled", "files", len(b.paths), "ready_for", b.waited, "took", time.Since(start))
 			done <- batchDone{paths: b.paths}
 		}
 	}()
@@ -608,7 +610,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 					p := files[path]
 					seen.files[path] = dropSeen{Root: p.root, Size: p.size, ModTime: p.mtime, Renamed: p.by == renamedIn}
 				}
-				batch = handover{paths: ready, seen: seen}
+				batch = handover{paths: ready, seen: seen, waited: now.Sub(oldestReady)}
 				out = batches
 			} else {
 				next = minTime(next, flushAt)
