@@ -116,7 +116,11 @@ func seededScaleRoot(b *testing.B, n int) string {
 	}
 	const batch = 5000
 	for i := 0; i < len(paths); i += batch {
-		res, err := r.Ingest(ctx, paths[i:min(i+batch, len(paths))], AddOptions{Move: true, Who: "bench-seed"})
+		// The daemon's way with a burst: while more wait, batches record
+		// and leave the publish to a later one (coalesced publishes).
+		end := min(i+batch, len(paths))
+		drop := &dropBatch{files: map[string]dropSeen{}, more: len(paths) - end}
+		res, err := r.Ingest(ctx, paths[i:end], AddOptions{Move: true, Who: "bench-seed", drop: drop})
 		if err != nil {
 			r.Close()
 			b.Fatalf("seeding: %v", err)
