@@ -442,6 +442,14 @@ func BenchmarkScaleDaemon100k(b *testing.B) {
 		}
 	}
 	b.Logf("p50 per stage of a drop's batch: %s", strings.Join(breakdown, ", "))
+	round := func(ds []time.Duration) []time.Duration {
+		out := make([]time.Duration, len(ds))
+		for i, d := range ds {
+			out[i] = d.Round(time.Millisecond)
+		}
+		return out
+	}
+	b.Logf("each drop: visible after %v; batch took %v; publish %v; record %v", round(lat), round(stages["took"]), round(stages["publish"]), round(stages["record"]))
 	if len(pub) < 2 {
 		b.Fatalf("daemon logged %d publishes", len(pub))
 	}

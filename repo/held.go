@@ -1,9 +1,11 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"time"
 
@@ -100,29 +102,79 @@ func (r *Repo) expireVersions(tx *bolt.Tx, cc *chanChanges) error {
 	}
 	now := time.Now()
 	for k := range cc.d {
-		var vs []*ChannelVersion
-		if err := eachVersion(tx, k, func(cv *ChannelVersion) error { vs = append(vs, cv); return nil }); err != nil {
-			return err
+		// Versions are decoded as needed, oldest first: after a burst
+		// each of the last channel_versions may name thousands of
+		// packages, and every change would decode them all again.
+		raw := versionValues(tx, k)
+		vs := make([]*ChannelVersion, len(raw))
+		decode := func(i int) (*ChannelVersion, error) {
+			if vs[i] == nil {
+				var cv ChannelVersion
+				if err := json.Unmarshal(raw[i], &cv); err != nil {
+					return nil, fmt.Errorf("decoding channel version of %s/%s: %w", k.repo, k.channel, err)
+				}
+				vs[i] = &cv
+			}
+			return vs[i], nil
 		}
 		n := 0 // how many of the oldest expire
-		for n < len(vs)-1 && (len(vs)-n > keepN || (maxAge > 0 && now.Sub(vs[n].Time) > maxAge)) {
+		for n < len(vs)-1 {
+			if len(vs)-n <= keepN {
+				if maxAge <= 0 {
+					break
+				}
+				cv, err := decode(n)
+				if err != nil {
+					return err
+				}
+				if now.Sub(cv.Time) <= maxAge {
+					break
+				}
+			}
 			n++
 		}
 		if n == 0 {
 			continue
 		}
-		if err := r.foldVersions(tx, k, vs[:n], vs[n:], now); err != nil {
+		for i := range n + 1 { // the expired ones and the first kept
+			if _, err := decode(i); err != nil {
+				return err
+			}
+		}
+		kept := func() ([]*ChannelVersion, error) {
+			for i := n; i < len(vs); i++ {
+				if _, err := decode(i); err != nil {
+					return nil, err
+				}
+			}
+			return vs[n:], nil
+		}
+		if err := r.foldVersions(tx, k, vs[:n], vs[n], kept, now); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// versionValues is the encoded versions of k, oldest first (valid for
+// the transaction).
+func versionValues(tx *bolt.Tx, k chanKey) [][]byte {
+	var out [][]byte
+	c := tx.Bucket(bucketChanVer).Cursor()
+	p := k.prefix()
+	for k2, v := c.Seek(p); k2 != nil && bytes.HasPrefix(k2, p); k2, v = c.Next() {
+		if len(k2) == len(p)+8 { // not another channel whose name extends this one's
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // foldVersions folds expired into k's base and trashes the held files
 // of packages that neither the new base nor a kept version names. It
 // costs what the expired and kept versions changed, not the channel's
 // size.
-func (r *Repo) foldVersions(tx *bolt.Tx, k chanKey, expired, kept []*ChannelVersion, now time.Time) error {
+func (r *Repo) foldVersions(tx *bolt.Tx, k chanKey, expired []*ChannelVersion, firstKept *ChannelVersion, allKept func() ([]*ChannelVersion, error), now time.Time) error {
 	b, err := getBase(tx, k)
 	if err != nil {
 		return err
@@ -164,9 +216,16 @@ func (r *Repo) foldVersions(tx *bolt.Tx, k chanKey, expired, kept []*ChannelVers
 	// own removals are candidates too: with channel_versions = 1 nothing
 	// else ever names them.
 	firstRemoved := map[string]bool{}
-	for _, n := range kept[0].Removed {
+	for _, n := range firstKept.Removed {
 		firstRemoved[n] = true
 		left[n] = true
+	}
+	if len(left) == 0 {
+		return nil // nothing removed: no held file to trash
+	}
+	kept, err := allKept()
+	if err != nil {
+		return err
 	}
 	added := map[string]bool{}
 	for _, cv := range kept {
