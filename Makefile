@@ -39,7 +39,9 @@ bench: test-deps
 ## bench-100k: only the 100,000-package benchmarks (issue 13): createrepo
 ## full / --update +1 / --skip-stat against createrepo_c with peak RSS, the
 ## in-process +1 publish (REPOCTL_BENCH_PROFILE=DIR writes pprof profiles),
-## and the daemon's drop→visible, publish time and RSS.
+## the daemon's drop→visible (with a per-stage breakdown), publish time and
+## RSS, and a burst of 100,000 drop-ins against the signing rate of the same
+## key (BenchmarkScaleIngest100k; REPOCTL_BENCH_INGEST_N=20000 for a quick look).
 bench-100k: test-deps
 	$(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 150m ./metadata ./repo
 

@@ -180,6 +180,28 @@ type DaemonConfig struct {
 	// rejected; a Go duration, default "3s" (DefaultSettle), which outlasts
 	// the pauses of scp over a slow link.
 	Settle string `toml:"settle"`
+	// MaxPublishLag bounds coalesced publishes: while more ready drop-ins
+	// wait than the batch in progress takes, a batch may record its
+	// packages and leave the publish to a later one, so that a burst
+	// costs a few publishes instead of one per batch. A directory's
+	// repodata publishes at the end of the first batch that ends this
+	// long after the first one it left unpublished, and whenever the
+	// backlog is gone. A Go duration, default "30s"; "0s" publishes after
+	// every batch.
+	MaxPublishLag string `toml:"max_publish_lag"`
+}
+
+// DefaultMaxPublishLag is [daemon] max_publish_lag unless the config says
+// otherwise.
+const DefaultMaxPublishLag = 30 * time.Second
+
+// maxPublishLag is [daemon] max_publish_lag (validated at load).
+func (c *Config) maxPublishLag() time.Duration {
+	d, err := time.ParseDuration(c.Daemon.MaxPublishLag)
+	if err != nil || d < 0 {
+		return DefaultMaxPublishLag
+	}
+	return d
 }
 
 type compiledRoute struct {
@@ -360,6 +382,10 @@ func (c *Config) setDefaults() error {
 		}
 	}
 	def(&c.Daemon.Settle, DefaultSettle.String())
+	def(&c.Daemon.MaxPublishLag, DefaultMaxPublishLag.String())
+	if d, err := time.ParseDuration(c.Daemon.MaxPublishLag); err != nil || d < 0 {
+		return bad("daemon.max_publish_lag %q is not a duration such as \"30s\" or \"0s\"", c.Daemon.MaxPublishLag)
+	}
 	if err := c.retentionDefaults(); err != nil {
 		return err
 	}

@@ -365,11 +365,21 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 	// published for a while.
 	sweep := time.NewTicker(min(max(cfg.grace()/2, time.Second), time.Minute))
 	defer sweep.Stop()
+	// A backlog that coalesced publishes and then vanished (its files
+	// removed before a batch could end it) is published once idle.
+	flush := time.NewTicker(time.Second)
+	defer flush.Stop()
 loop:
 	for {
 		select {
 		case <-stopCtx.Done():
 			break loop
+		case <-flush.C:
+			if ok, err := r.FlushDeferred(stopCtx, time.Second, false); err != nil {
+				log.Warn("publishing what coalesced batches left; retried", "err", err)
+			} else if ok {
+				log.Info("published what coalesced batches left")
+			}
 		case <-wd.C:
 			wd.ping(log, r)
 		case <-sweep.C:
@@ -384,6 +394,11 @@ loop:
 	log.Info("stopping")
 	sdNotify(log, "STOPPING=1")
 	wg.Wait()
+	// The watcher is done: what its batches left unpublished goes out
+	// now rather than at the next start (it is marked dirty either way).
+	if _, err := r.FlushDeferred(work, 0, true); err != nil {
+		log.Warn("publishing what coalesced batches left; the next start does", "err", err)
+	}
 	cancelWork()
 	log.Info("stopped")
 	return firstErr

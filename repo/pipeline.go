@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -139,9 +140,12 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	if r.closed {
 		return nil, ErrClosed
 	}
+	r.stages = stageClock{start: time.Now()}
+	defer r.logStages(len(paths))
 	if err := r.resumeLocked(ctx); err != nil {
 		return nil, err
 	}
+	r.stages.mark("resume")
 	results := make([]AddResult, len(paths))
 	items := make([]*ingestItem, len(paths))
 	now := time.Now().UTC()
@@ -176,6 +180,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	if err := r.st.setJournal(journalOf(items)...); err != nil {
 		return nil, fmt.Errorf("journaling batch: %w", err)
 	}
+	r.stages.mark("journal-received")
 	if err := hit(stateReceived); err != nil {
 		return nil, err
 	}
@@ -264,6 +269,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	if err := fsutil.SyncDir(r.cfg.Paths.Spool); err != nil {
 		return nil, err
 	}
+	r.stages.mark("receive")
 
 	// validate: read headers with bounded workers.
 	r.o.progress.Stage("validating", len(liveItems(items)))
@@ -300,6 +306,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	r.stages.mark("read")
 	for _, it := range items {
 		if err := verrs[it.idx]; err != nil && isTransient(err) {
 			return nil, transientErr("reading", it, err)
@@ -438,10 +445,16 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 		return results, r.journalStep(items, nil) // records nothing
 	}
 	live := signable(items, dupOf)
-	if err := r.journalStep(items, events); err != nil {
-		return nil, err
+	// Validated and received items roll back alike (Resume), so the step
+	// is only worth a transaction when it decided something: a rejection
+	// or an unchanged file leaves the journal with its event.
+	if len(events) > 0 || len(live)+len(dupOf) < len(items) {
+		if err := r.journalStep(items, events); err != nil {
+			return nil, err
+		}
 	}
 	events = nil
+	r.stages.mark("validate")
 	if err := hit(stateValidated); err != nil {
 		return nil, err
 	}
@@ -476,11 +489,18 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 			return nil, transientErr("signing", it, err)
 		}
 	}
+	r.stages.mark("sign")
 	// Copies of one NEVRA with different content were all signed; the
 	// first that signed wins, so one copy's failure is only its own.
 	winner := map[string]*ingestItem{} // NEVRA → copy that is added
 	fileOf := map[string]string{}      // placed file → NEVRA, within this batch
+	// The signer made what it wrote durable; a file it left as it was
+	// (already signed by our key) or one rejected now may not be.
+	needSync := false
 	for i, it := range live {
+		if a := sres[i].Action; sres[i].Err != nil || (a != sign.ActionSigned && a != sign.ActionReplaced) {
+			needSync = true
+		}
 		if sres[i].Err != nil {
 			if err := reject(it, reasonSign, sres[i].Err.Error()); err != nil {
 				return nil, err
@@ -529,17 +549,26 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 		it.State = stateSigned
 	}
 	live = signable(items, dupOf)
-	if err := r.syncSpool(); err != nil {
-		return nil, err
+	r.stages.mark("reread")
+	if needSync || len(events) > 0 {
+		if err := r.syncSpool(); err != nil {
+			return nil, err
+		}
 	}
+	r.stages.mark("syncfs")
 	if err := r.journalStep(items, events); err != nil {
 		return nil, err
 	}
 	events = nil
+	r.stages.mark("journal-signed")
 	if err := hit(stateSigned); err != nil {
 		return nil, err
 	}
-	if err := r.commit(ctx, journalOf(live), nil); err != nil {
+	backlog := 0 // > 0: leave the publish to a later batch
+	if r.mayDefer(o, len(live)) {
+		backlog = o.drop.more
+	}
+	if err := r.commitItems(ctx, journalOf(live), nil, backlog); err != nil {
 		return nil, err
 	}
 	for _, it := range live {
@@ -645,12 +674,87 @@ func journalOf(items []*ingestItem) []*journalItem {
 	return out
 }
 
+// coalesceMaxPackages bounds, beside [daemon] max_publish_lag, how many
+// packages coalesced publishes may leave out of a directory's repodata.
+// A variable for tests.
+var coalesceMaxPackages = 50000
+
+// coalesceNow is the clock of max_publish_lag; tests move it.
+var coalesceNow = time.Now
+
+// deferredPublish is what batches recorded without publishing (under
+// r.mu): the directories, marked dirty in the store too, so that a crash
+// publishes them at the next start (resumeDirty).
+type deferredPublish struct {
+	dirs  map[string]bool
+	since time.Time // when the first of them was left unpublished
+	pkgs  int       // packages recorded since
+	last  time.Time // when the last batch left its publish
+}
+
+// mayDefer reports whether a batch of n packages may leave its publish to
+// a later batch: only drop-ins, while more ready ones wait behind it, and
+// within the bounds (max_publish_lag since the first unpublished batch,
+// coalesceMaxPackages).
+func (r *Repo) mayDefer(o AddOptions, n int) bool {
+	if o.drop == nil || o.drop.more <= 0 || !o.Move {
+		return false
+	}
+	lag := r.cfg.maxPublishLag()
+	if lag <= 0 {
+		return false
+	}
+	d := &r.deferred
+	if len(d.dirs) > 0 && coalesceNow().Sub(d.since) >= lag {
+		return false
+	}
+	return d.pkgs+n < coalesceMaxPackages
+}
+
+// publishedDir forgets a directory's deferred publish once it is done.
+func (r *Repo) publishedDir(dir string) {
+	d := &r.deferred
+	if !d.dirs[dir] {
+		return
+	}
+	delete(d.dirs, dir)
+	if len(d.dirs) == 0 {
+		*d = deferredPublish{}
+	}
+}
+
+// FlushDeferred publishes the directories that coalescing batches left
+// unpublished, if the last of them is at least idle old; it returns at
+// once (false) while a batch runs, which publishes them itself when the
+// backlog is gone. The daemon calls it on a ticker, for a backlog that
+// vanished (its files removed) before a batch could end it, and at stop.
+func (r *Repo) FlushDeferred(ctx context.Context, idle time.Duration, wait bool) (bool, error) {
+	if wait {
+		r.mu.Lock()
+	} else if !r.mu.TryLock() {
+		return false, nil
+	}
+	defer r.mu.Unlock()
+	if r.closed || len(r.deferred.dirs) == 0 || coalesceNow().Sub(r.deferred.last) < idle {
+		return false, nil
+	}
+	return true, r.publishDirty(ctx, sortedKeys(r.deferred.dirs), actor{who: r.o.who, caller: self})
+}
+
 // commit places, publishes and records items that are signed. It is the
 // part of the pipeline that Resume rolls forward.
 func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) error {
+	return r.commitItems(ctx, items, extra, 0)
+}
+
+// commitItems is commit; with a backlog (files waiting behind this batch)
+// it records the items with their directories marked dirty instead of
+// publishing them. Without, it also publishes what earlier batches left.
+func (r *Repo) commitItems(ctx context.Context, items []*journalItem, extra []Event, backlog int) error {
 	if len(items) == 0 {
 		return nil
 	}
+	deferPub := backlog > 0
 	r.o.progress.Stage("placing", len(items))
 	dirs := map[string]bool{}
 	for _, it := range items {
@@ -686,6 +790,10 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 			}
 			dirs[pl.Dir] = true
 		}
+		// Not journaled, nor is published below: Resume rolls every
+		// signed item forward the same way (placing what is not placed
+		// yet, publishing, recording), so a transaction each would only
+		// add two fsyncs to every batch, one before its publish.
 		it.State = statePlaced
 		r.o.step()
 	}
@@ -694,32 +802,47 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 			return err
 		}
 	}
-	if err := r.st.setJournal(items...); err != nil {
-		return err
-	}
+	r.stages.mark("place")
 	if err := hit(statePlaced); err != nil {
 		return err
 	}
-	pending := map[string][]*metadata.Entry{}
-	for _, it := range items {
-		for _, pl := range it.Record.Placements {
-			pending[pl.Dir] = append(pending[pl.Dir], it.Record.Entry)
+	var events []Event
+	var flushed []string // dirs earlier batches left, published now
+	if !deferPub {
+		pending := map[string][]*metadata.Entry{}
+		for _, it := range items {
+			for _, pl := range it.Record.Placements {
+				pending[pl.Dir] = append(pending[pl.Dir], it.Record.Entry)
+			}
+		}
+		flushed = sortedKeys(r.deferred.dirs)
+		pub := maps.Clone(dirs)
+		for _, d := range flushed {
+			pub[d] = true
+		}
+		var err error
+		if events, err = r.publishDirs(ctx, sortedKeys(pub), pending, items[0].actor()); err != nil {
+			return err
+		}
+		r.stages.mark("publish")
+		for _, it := range items {
+			it.State = statePublished
+		}
+		if err := hit(statePublished); err != nil {
+			return err
 		}
 	}
-	events, err := r.publishDirs(ctx, sortedKeys(dirs), pending, items[0].actor())
-	if err != nil {
-		return err
-	}
-	for _, it := range items {
-		it.State = statePublished
-	}
-	if err := r.st.setJournal(items...); err != nil {
-		return err
-	}
-	if err := hit(statePublished); err != nil {
-		return err
-	}
-	err = r.st.db.Update(func(tx kv.Tx) error {
+	err := r.st.db.Update(func(tx kv.Tx) error {
+		if deferPub {
+			if err := markDirty(tx, sortedKeys(dirs)); err != nil {
+				return err
+			}
+		}
+		for _, d := range flushed {
+			if err := tx.Bucket(bucketDirty).Delete([]byte(d)); err != nil {
+				return err
+			}
+		}
 		cc := newChanChanges()
 		var cause *Event
 		for _, it := range items {
@@ -761,11 +884,26 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 	if err != nil {
 		return fmt.Errorf("recording batch: %w", err)
 	}
+	r.stages.mark("record")
 	for _, it := range items {
 		r.indexAdd(it.Record, it.Record.Placements)
 		os.Remove(it.Spool)
 	}
 	r.countAdded(len(items))
+	if deferPub {
+		d := &r.deferred
+		now := coalesceNow()
+		if len(d.dirs) == 0 {
+			d.dirs, d.since = map[string]bool{}, now
+		}
+		for dir := range dirs {
+			d.dirs[dir] = true
+		}
+		d.pkgs += len(items)
+		d.last = now
+		r.o.log.Info("publish coalesced", "backlog", backlog, "dirs", sortedKeys(dirs), "packages", len(items),
+			"unpublished_packages", d.pkgs, "since", now.Sub(d.since).Round(time.Millisecond))
+	}
 	// A batch may bring a new release or arch: the other channels and
 	// repositories get its (empty) repodata. The batch is recorded; a
 	// failure here is retried by the next Resume.
@@ -784,7 +922,34 @@ func (r *Repo) commit(ctx context.Context, items []*journalItem, extra []Event) 
 	for repo, chs := range byRepo {
 		r.applyRetention(ctx, items[0].actor(), repo, sortedKeys(chs))
 	}
+	r.stages.mark("after")
 	return nil
+}
+
+// stageClock times the steps of one ingest batch, for the debug log
+// (where a drop's latency goes: issue 13).
+type stageClock struct {
+	start time.Time
+	last  time.Time
+	attrs []any
+}
+
+func (c *stageClock) mark(name string) {
+	if c.start.IsZero() {
+		return
+	}
+	now := time.Now()
+	if c.last.IsZero() {
+		c.last = c.start
+	}
+	c.attrs = append(c.attrs, name, now.Sub(c.last).Round(10*time.Microsecond).String())
+	c.last = now
+}
+
+func (r *Repo) logStages(files int) {
+	c := &r.stages
+	r.o.log.Debug("ingest stages", append([]any{"files", files, "took", time.Since(c.start).Round(10 * time.Microsecond).String()}, c.attrs...)...)
+	*c = stageClock{}
 }
 
 // publishDirs writes repodata for each dir from the index plus pending
@@ -811,6 +976,7 @@ func (r *Repo) publishDirs(ctx context.Context, dirs []string, pending map[strin
 		if err != nil {
 			return nil, fmt.Errorf("publishing %q: %w", d, err)
 		}
+		r.publishedDir(d)
 		r.o.log.Info("published", "dir", d, "packages", len(entries), "changed", pr.Changed,
 			"blocks_reused", pr.BlocksReused, "blocks_compressed", pr.BlocksCompressed, "took", time.Since(start))
 		events = append(events, a.stamp(Event{Action: EventPublish, Path: d,
@@ -1215,9 +1381,20 @@ func (r *Repo) resumeLocked(ctx context.Context) error {
 // the store (promote, restore, remove), then deletes package files there
 // that nothing in the store places any more.
 func (r *Repo) resumeDirty(ctx context.Context) error {
-	dirs, err := r.st.dirtyDirs()
-	if err != nil || len(dirs) == 0 {
+	all, err := r.st.dirtyDirs()
+	if err != nil {
 		return err
+	}
+	// Directories this process's coalesced batches left are no crash's
+	// leftovers: the batch that ends the backlog publishes them.
+	var dirs []string
+	for _, d := range all {
+		if !r.deferred.dirs[d] {
+			dirs = append(dirs, d)
+		}
+	}
+	if len(dirs) == 0 {
+		return nil
 	}
 	if err := r.publishDirty(ctx, dirs, actor{who: r.o.who, caller: self}); err != nil {
 		return fmt.Errorf("republishing %v after a crash: %w", dirs, err)

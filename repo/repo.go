@@ -80,6 +80,11 @@ type Repo struct {
 	// liveDropIns replaces cfg.DropIns once the daemon reloaded its
 	// config (SIGHUP); nil until then. See dropIns.
 	liveDropIns atomic.Pointer[[]DropIn]
+	// deferred is what coalesced batches recorded but did not publish
+	// (under mu; see mayDefer).
+	deferred deferredPublish
+	// stages times the batch in progress (under mu; see stageClock).
+	stages stageClock
 }
 
 var _ Service = (*Repo)(nil)

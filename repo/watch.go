@@ -273,6 +273,8 @@ type watchedDir struct {
 type handover struct {
 	paths []string
 	seen  *dropBatch
+	// waited is how long its oldest file had been ready when formed.
+	waited time.Duration
 }
 
 type batchDone struct {
@@ -294,6 +296,10 @@ type dropSeen struct {
 type dropBatch struct {
 	settle time.Duration
 	files  map[string]dropSeen // by path as handed over
+	// more is how many files were ready but left for the next batches:
+	// while more wait, the pipeline may leave the publish to a later
+	// batch (publishes coalesced; see Repo.deferPublish).
+	more int
 }
 
 type dropBatchKey struct{}
@@ -340,9 +346,42 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 	}
 	watched := map[string]watchedDir{}
 	var seq uint64
+	// files is every file seen and not handed over; waiting is the part
+	// of it that is not ready (settling, in its empty grace, backing off).
+	// Each pass of the loop looks at waiting only, and counts the ready
+	// ones in nReady, so that a burst of 100,000 renames costs each event
+	// O(1) instead of a pass over the whole backlog.
 	files := map[string]*pending{}
+	waiting := map[string]*pending{}
+	nReady := 0
+	var oldestReady time.Time // no later than the oldest readyAt of a ready file
 	inflight := map[string]bool{}
 	dirty := map[string]bool{} // events for in-flight files
+	setReady := func(path string, p *pending, at time.Time, by completion) {
+		if !p.ready {
+			p.ready = true
+			nReady++
+			delete(waiting, path)
+		}
+		p.readyAt, p.by = at, by
+		if oldestReady.IsZero() || at.Before(oldestReady) {
+			oldestReady = at
+		}
+	}
+	setWaiting := func(path string, p *pending) {
+		if p.ready {
+			p.ready = false
+			nReady--
+		}
+		waiting[path] = p
+	}
+	forget := func(path string) {
+		if p := files[path]; p != nil && p.ready {
+			nReady--
+		}
+		delete(files, path)
+		delete(waiting, path)
+	}
 
 	// touch records an event (or a scan hit) for path, a file under root;
 	// by says whether the event itself vouches for the file.
@@ -354,7 +393,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 		}
 		fi, err := os.Lstat(path)
 		if err != nil || fi.IsDir() {
-			delete(files, path)
+			forget(path)
 			return
 		}
 		p := files[path]
@@ -362,6 +401,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			seq++
 			p = &pending{seq: seq, root: root, first: now}
 			files[path] = p
+			waiting[path] = p
 		}
 		if by != settled && now.Sub(p.returned) < w.o.settle {
 			// The event may be the pipeline's own rename back, arriving
@@ -377,19 +417,20 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			p.by = max(p.by, by)
 			return
 		}
-		p.ready, p.by = false, settled
+		setWaiting(path, p)
+		p.by = settled
 		switch {
 		case !fi.Mode().IsRegular():
 			// A symlink, FIFO, device or socket is never read: the
 			// pipeline moves it aside to rejected/ with its reason, at
 			// once, instead of leaving it here forever.
-			p.ready, p.readyAt = true, now
+			setReady(path, p, now, settled)
 		case fi.Size() > 0 && (by != settled || fi.ModTime().Before(now.Add(-w.o.settle))):
 			if writing, _ := openForWriting(path); writing {
 				// A writer still has it open: the settle check decides.
 				break
 			}
-			p.ready, p.readyAt, p.by = true, now, by
+			setReady(path, p, now, by)
 		}
 	}
 	// watchTree watches dir, depth levels below root, and its
@@ -448,7 +489,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 		}
 		for p := range files {
 			if within(p, dir) && !inflight[p] {
-				delete(files, p)
+				forget(p)
 			}
 		}
 	}
@@ -482,7 +523,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 		for b := range batches {
 			start := time.Now()
 			w.handle(withDropBatch(batchCtx, b.seen), b.paths)
-			log.Debug("batch handled", "files", len(b.paths), "took", time.Since(start))
+			log.Debug("batch handled", "files", len(b.paths), "ready_for", b.waited, "took", time.Since(start))
 			done <- batchDone{paths: b.paths}
 		}
 	}()
@@ -503,9 +544,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 		// Promote quiet files to ready, find the next moment to look again.
 		next := now.Add(time.Hour)
 		unsettled := 0
-		var ready []string
-		var oldestReady time.Time
-		for path, p := range files {
+		for path, p := range waiting {
 			if !p.retryAt.IsZero() {
 				if now.Before(p.retryAt) {
 					next = minTime(next, p.retryAt)
@@ -514,59 +553,64 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 				p.retryAt = time.Time{}
 				p.last = now.Add(-w.o.settle) // due for a check now
 			}
-			if !p.ready {
-				due := p.last.Add(w.o.settle)
-				if now.Before(due) {
-					unsettled++
-					next = minTime(next, due)
-					continue
-				}
-				fi, err := os.Lstat(path)
-				if err != nil || fi.IsDir() {
-					delete(files, path)
-					continue
-				}
-				if fi.Size() != p.size || !fi.ModTime().Equal(p.mtime) {
-					p.last, p.size, p.mtime = now, fi.Size(), fi.ModTime()
-					unsettled++
-					next = minTime(next, now.Add(w.o.settle))
-					continue
-				}
-				if fi.Size() == 0 && now.Sub(p.first) < w.o.emptyGrace {
-					// Re-check at the end of the grace period; a write
-					// before then resets the clock via touch.
-					next = minTime(next, p.first.Add(w.o.emptyGrace))
-					continue
-				}
-				if writing, _ := openForWriting(path); writing {
-					// Quiet, but its writer still has it open (a stalled
-					// scp): not complete; look again a settle later.
-					p.last = now
-					next = minTime(next, now.Add(w.o.settle))
-					continue
-				}
-				p.ready, p.readyAt, p.by = true, now, settled
+			due := p.last.Add(w.o.settle)
+			if now.Before(due) {
+				unsettled++
+				next = minTime(next, due)
+				continue
 			}
-			ready = append(ready, path)
-			if oldestReady.IsZero() || p.readyAt.Before(oldestReady) {
-				oldestReady = p.readyAt
+			fi, err := os.Lstat(path)
+			if err != nil || fi.IsDir() {
+				forget(path)
+				continue
 			}
+			if fi.Size() != p.size || !fi.ModTime().Equal(p.mtime) {
+				p.last, p.size, p.mtime = now, fi.Size(), fi.ModTime()
+				unsettled++
+				next = minTime(next, now.Add(w.o.settle))
+				continue
+			}
+			if fi.Size() == 0 && now.Sub(p.first) < w.o.emptyGrace {
+				// Re-check at the end of the grace period; a write
+				// before then resets the clock via touch.
+				next = minTime(next, p.first.Add(w.o.emptyGrace))
+				continue
+			}
+			if writing, _ := openForWriting(path); writing {
+				// Quiet, but its writer still has it open (a stalled
+				// scp): not complete; look again a settle later.
+				p.last = now
+				next = minTime(next, now.Add(w.o.settle))
+				continue
+			}
+			setReady(path, p, now, settled)
+		}
+		if nReady == 0 {
+			oldestReady = time.Time{}
 		}
 
 		var out chan handover
 		var batch handover
-		if len(ready) > 0 && !busy {
+		if nReady > 0 && !busy {
 			flushAt := oldestReady.Add(w.o.maxDelay)
 			quietAt := lastEvent.Add(w.o.gather)
-			if (unsettled == 0 && !now.Before(quietAt)) || len(ready) >= w.o.maxBatch || !now.Before(flushAt) {
+			if (unsettled == 0 && !now.Before(quietAt)) || nReady >= w.o.maxBatch || !now.Before(flushAt) {
+				// Once a batch, not once an event: the ready files in
+				// arrival order.
+				ready := make([]string, 0, nReady)
+				for path, p := range files {
+					if p.ready {
+						ready = append(ready, path)
+					}
+				}
 				sort.Slice(ready, func(i, j int) bool { return files[ready[i]].seq < files[ready[j]].seq })
 				ready = ready[:batchLimit(len(ready), w.o.maxBatch)]
-				seen := &dropBatch{settle: w.o.settle, files: make(map[string]dropSeen, len(ready))}
+				seen := &dropBatch{settle: w.o.settle, files: make(map[string]dropSeen, len(ready)), more: nReady - len(ready)}
 				for _, path := range ready {
 					p := files[path]
 					seen.files[path] = dropSeen{Root: p.root, Size: p.size, ModTime: p.mtime, Renamed: p.by == renamedIn}
 				}
-				batch = handover{paths: ready, seen: seen}
+				batch = handover{paths: ready, seen: seen, waited: now.Sub(oldestReady)}
 				out = batches
 			} else {
 				next = minTime(next, flushAt)
@@ -592,6 +636,15 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			busy = true
 			for _, path := range batch.paths {
 				inflight[path] = true
+				// Handed over: neither ready nor waiting until it returns.
+				files[path].ready = false
+				nReady--
+			}
+			oldestReady = time.Time{}
+			for _, p := range files {
+				if p.ready && (oldestReady.IsZero() || p.readyAt.Before(oldestReady)) {
+					oldestReady = p.readyAt
+				}
 			}
 		case d := <-done:
 			busy = false
@@ -600,7 +653,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 				delete(inflight, path)
 				p := files[path]
 				if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
-					delete(files, path)
+					forget(path)
 					delete(dirty, path)
 					continue
 				}
@@ -612,7 +665,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 					// pipeline because it was still being written: a new
 					// file as far as we know, start over.
 					delete(dirty, path)
-					delete(files, path)
+					forget(path)
 					touch(path, p.root, now, settled)
 					if q := files[path]; q != nil {
 						q.returned = now
@@ -625,7 +678,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 					delay = w.o.retryMax
 				}
 				p.retries++
-				p.ready = false
+				setWaiting(path, p)
 				p.retryAt = now.Add(delay)
 				log.Warn("file left in drop-in directory, retrying later", "path", path, "retry_in", delay)
 			}
@@ -684,7 +737,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 				if inflight[ev.Name] {
 					continue // the pipeline moving it away
 				}
-				delete(files, ev.Name)
+				forget(ev.Name)
 			}
 		case err, ok := <-fw.Errors:
 			if !ok {
