@@ -83,8 +83,8 @@ type Mirror struct {
 	// owned: Close closes db (the state file); a shared store is the
 	// caller's.
 	owned bool
-	o  mirrorOptions
-	mu sync.Mutex
+	o     mirrorOptions
+	mu    sync.Mutex
 
 	bytes    atomic.Int64
 	uploads  atomic.Int64
