@@ -65,7 +65,14 @@ func (r *Repo) openMirror(ctx context.Context) (*treeMirror, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the publish target: %w", err)
 	}
-	m, err := target.OpenMirror(s3, filepath.Join(r.cfg.Root, MirrorStateFile), target.WithGrace(r.cfg.grace()))
+	var m *target.Mirror
+	if r.cfg.Store.Backend == StoreEtcd {
+		// Shared, so that whichever daemon of an HA pair leads knows
+		// what the bucket holds (ha.go).
+		m, err = target.OpenMirrorStore(s3, r.st.db, target.WithGrace(r.cfg.grace()))
+	} else {
+		m, err = target.OpenMirror(s3, filepath.Join(r.cfg.Root, MirrorStateFile), target.WithGrace(r.cfg.grace()))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -79,6 +79,8 @@ type Repo struct {
 	// liveDropIns replaces cfg.DropIns once the daemon reloaded its
 	// config (SIGHUP); nil until then. See dropIns.
 	liveDropIns atomic.Pointer[[]DropIn]
+	// ha is the daemon's part in an HA pair (ha.go); nil outside one.
+	ha *haState
 }
 
 var _ Service = (*Repo)(nil)
