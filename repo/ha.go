@@ -273,7 +273,7 @@ func (r *Repo) takeOver(ctx context.Context, term leader.Term) error {
 		return err
 	}
 	r.pubStates.Range(func(k, s any) bool {
-		s.(interface{ Close() error }).Close()
+		s.(*metadata.PublishState).Close()
 		r.pubStates.Delete(k)
 		return true
 	})

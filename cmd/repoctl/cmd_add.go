@@ -58,7 +58,7 @@ ends the output.`,
 		switch {
 		case errors.Is(err, repo.ErrRejected), errors.Is(err, repo.ErrDuplicateNEVRA):
 			return exitRejected, true
-		case errors.Is(err, repo.ErrLocked):
+		case errors.Is(err, repo.ErrLocked), errors.Is(err, repo.ErrNotLeader):
 			return exitBusy, true
 		case errors.Is(err, repo.ErrAmbiguous), errors.Is(err, repo.ErrInvalidName):
 			return exitUsage, true
