@@ -143,8 +143,8 @@ func TestHAPairTakeover(t *testing.T) {
 		len(st.HA.Endpoints) != 1 || st.HA.Endpoints[0] != etcd.Endpoint || !strings.HasPrefix(st.Target, "s3://repo/yum") {
 		t.Fatalf("status of the leader: %+v, target %q", st.HA, st.Target)
 	}
-	if err := os.CopyFS(filepath.Join(b.root, "keys"), os.DirFS(filepath.Join(a.root, "keys"))); err != nil {
-		t.Fatal(err)
+	if out, err := exec.Command("cp", "-a", filepath.Join(a.root, "keys"), b.root).CombinedOutput(); err != nil {
+		t.Fatalf("copying the key: %v\n%s", err, out)
 	}
 	b.d = startDaemon(t, b.root)
 	st = b.waitRole(t, RoleStandby)
