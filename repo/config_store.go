@@ -2,8 +2,8 @@ package repo
 
 import (
 	"fmt"
-	"os"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
