@@ -1,0 +1,135 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/repoctl/repoctl/internal/etcdtest"
+	kv "github.com/repoctl/repoctl/repo/store"
+)
+
+func openHARepo(t *testing.T, srv *etcdtest.Server, node string) *Repo {
+	t.Helper()
+	root := t.TempDir()
+	cfg := fmt.Sprintf(`[signing]
+algo = "ed25519"
+[routing]
+default = "el/9"
+[store]
+backend = "etcd"
+endpoints = [%q]
+prefix = "/ha/fence/"
+node = %q
+lease_ttl = "3s"
+max_txn_ops = %d
+max_request_bytes = %d
+`, srv.Endpoint, node, etcdtest.MaxTxnOps, etcdtest.MaxRequestBytes)
+	if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(context.Background(), root, WithResume(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r.leaveHA()
+		r.Close()
+	})
+	ok, err := r.joinHA(context.Background(), node, slog.New(slog.DiscardHandler))
+	if err != nil || !ok {
+		t.Fatalf("joinHA %s: %v, %v", node, ok, err)
+	}
+	return r
+}
+
+func (r *Repo) campaignForTest(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	term, err := r.ha.cand.Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.takeOver(ctx, term); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHAFencedWrites: a standby's store writes and changes are refused
+// with ErrNotLeader naming the leader; a leader whose lease was revoked
+// behind its back (it still believes it leads) has its late ingest
+// fenced off by the store: ErrFenced, and nothing of it lands; the new
+// leader writes.
+func TestHAFencedWrites(t *testing.T) {
+	srv := etcdtest.Start(t)
+	r1 := openHARepo(t, srv, "n1")
+	r2 := openHARepo(t, srv, "n2")
+	noop := func(tx kv.Tx) error { return tx.Bucket(bucketMeta).Put([]byte("ha-test"), []byte("x")) }
+	if err := r1.st.db.Update(noop); !errors.Is(err, ErrNotLeader) || !strings.Contains(err.Error(), "not the leader (leader: none elected)") {
+		t.Fatalf("write of a standby with no leader: %v", err)
+	}
+	r1.campaignForTest(t)
+	if err := r1.st.db.Update(noop); err != nil {
+		t.Fatalf("write of the leader: %v", err)
+	}
+	in := t.TempDir()
+	p := lcBuild(t, in, "fenced", "1.0")
+	if _, err := r2.Add(context.Background(), []string{p}, AddOptions{}); !errors.Is(err, ErrNotLeader) || !strings.Contains(err.Error(), "(leader: n1)") {
+		t.Fatalf("add on the standby: %v", err)
+	}
+	if err := r2.notLeader(); err == nil || !strings.Contains(err.Error(), "not the leader (leader: n1)") {
+		t.Fatalf("standby's refusal: %v", err)
+	}
+	if st, err := r2.Status(context.Background()); err != nil || st.HA == nil || st.HA.Role != RoleStandby || st.HA.Leader != "n1" {
+		t.Fatalf("standby status: %+v %v", st, err)
+	}
+
+	// The lease goes (as when the leader hangs past its TTL); r1 has not
+	// noticed and goes on.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := srv.Client().Revoke(ctx, r1.ha.cand.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	r2.campaignForTest(t)
+	res, err := r1.Add(context.Background(), []string{p}, AddOptions{})
+	if !errors.Is(err, kv.ErrFenced) {
+		t.Fatalf("late add of the deposed leader: %v %+v", err, res)
+	}
+	if list, err := r2.List(context.Background(), ListOptions{}); err != nil || len(list) != 0 {
+		t.Fatalf("after the fenced add the store lists %d packages (%v)", len(list), err)
+	}
+	if err := r2.st.db.Update(noop); err != nil {
+		t.Fatalf("write of the new leader: %v", err)
+	}
+	res, err = r2.Add(context.Background(), []string{p}, AddOptions{})
+	if err != nil || len(res) != 1 || res[0].Action != ActionAdded {
+		t.Fatalf("add on the new leader: %+v %v", res, err)
+	}
+	var signs []Event
+	if err := r2.view(func(tx kv.Tx) error {
+		return tx.Bucket(bucketEvents).ForEach(func(_, v []byte) error {
+			var e Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			if e.Action == EventSign {
+				signs = append(signs, e)
+			}
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(signs) != 1 || signs[0].Details["node"] != "n2" {
+		t.Fatalf("sign events %+v, want one by n2", signs)
+	}
+}
