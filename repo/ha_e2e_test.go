@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -215,6 +216,10 @@ func TestHAPairTakeover(t *testing.T) {
 		before = st.Packages
 		return st.Dirty == 0, fmt.Sprintf("%d dirty", st.Dirty)
 	})
+	// b's tree lacked a's packages: it fetched them from the bucket.
+	if m := regexp.MustCompile(`"fetched_from_target":(\d+)`).FindStringSubmatch(b.d.log()); m == nil || m[1] == "0" {
+		t.Errorf("b's takeover fetched %v of a's package files from the bucket, want some", m)
+	}
 	drop(b, 50, 100)
 	waitFor(t, 5*time.Minute, "b's 50 packages", func() (bool, string) {
 		st, err := b.status(t)

@@ -133,3 +133,59 @@ func TestHAFencedWrites(t *testing.T) {
 		t.Fatalf("sign events %+v, want one by n2", signs)
 	}
 }
+
+// TestHAJournalOwner: items a leader signed but did not record (it died
+// there) stay in the shared journal for their owner: the next leader
+// leaves them, and the owner records them, once, when it leads again.
+func TestHAJournalOwner(t *testing.T) {
+	srv := etcdtest.Start(t)
+	r1 := openHARepo(t, srv, "n1")
+	r2 := openHARepo(t, srv, "n2")
+	r1.campaignForTest(t)
+	p := lcBuild(t, t.TempDir(), "owned", "1.0")
+	failpoint = func(state string) error {
+		if state == stateSigned {
+			return errors.New("died after signing")
+		}
+		return nil
+	}
+	_, err := r1.Add(context.Background(), []string{p}, AddOptions{})
+	failpoint = nil
+	if err == nil || !strings.Contains(err.Error(), "died after signing") {
+		t.Fatalf("add through the failpoint: %v", err)
+	}
+	r1.leaveHA() // its session ends: r2 may lead
+	r2.campaignForTest(t)
+	st, err := r2.Status(context.Background())
+	if err != nil || st.InFlight != 1 || st.Packages != 0 {
+		t.Fatalf("after r2's takeover: %+v %v; want r1's item left in the journal", st, err)
+	}
+	// r2 hands over (it stops); r1 joins again and leads.
+	r2.leaveHA()
+	if ok, err := r1.joinHA(context.Background(), "n1", slog.New(slog.DiscardHandler)); err != nil || !ok {
+		t.Fatal(err)
+	}
+	r1.campaignForTest(t)
+	st, err = r1.Status(context.Background())
+	if err != nil || st.InFlight != 0 || st.Packages != 1 {
+		t.Fatalf("after r1 leads again: %+v %v; want its item recorded", st, err)
+	}
+	var signs []string
+	if err := r1.view(func(tx kv.Tx) error {
+		return tx.Bucket(bucketEvents).ForEach(func(_, v []byte) error {
+			var e Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			if e.Action == EventSign {
+				signs = append(signs, e.NEVRA+" by "+e.Details["node"])
+			}
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(signs) != 1 || signs[0] != "owned-1.0-1.el9.x86_64 by n1" {
+		t.Fatalf("sign events %v", signs)
+	}
+}
