@@ -339,7 +339,16 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fail("HA pair", r.lead(stopCtx, func() error { return watcher.start(dropDirs, handle, watchOpts) }))
+			fail("HA pair", r.lead(stopCtx, func() error {
+				if r.rotationPending() { // only a leader rotates
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						resumeRotation(stopCtx, r, log)
+					}()
+				}
+				return watcher.start(dropDirs, handle, watchOpts)
+			}))
 		}()
 	} else if err := watcher.start(dropDirs, handle, watchOpts); err != nil {
 		stop()
