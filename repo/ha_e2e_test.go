@@ -206,20 +206,27 @@ func TestHAPairTakeover(t *testing.T) {
 		t.Errorf("b took %v to lead, more than the TTL %v plus 5s", took, haTTL)
 	}
 
-	// 50 into the new leader.
+	// 50 into the new leader, once it has taken over: b's tree lacked
+	// a's packages, so it fetched them from the bucket, then republished
+	// (the store's dirty directories are none).
 	before := 0
+	fetched := regexp.MustCompile(`"HA: index reloaded from the store".*"fetched_from_target":(\d+)`)
 	waitFor(t, 3*time.Minute, "b's takeover to finish", func() (bool, string) {
+		m := fetched.FindStringSubmatch(b.d.log())
+		if m == nil {
+			return false, "no reload yet"
+		}
 		st, err := b.status(t)
 		if err != nil {
 			return false, err.Error()
 		}
 		before = st.Packages
-		return st.Dirty == 0, fmt.Sprintf("%d dirty", st.Dirty)
+		return st.Dirty == 0, fmt.Sprintf("fetched %s, %d dirty", m[1], st.Dirty)
 	})
-	// b's tree lacked a's packages: it fetched them from the bucket.
-	if m := regexp.MustCompile(`"fetched_from_target":(\d+)`).FindStringSubmatch(b.d.log()); m == nil || m[1] == "0" {
-		t.Errorf("b's takeover fetched %v of a's package files from the bucket, want some", m)
+	if m := fetched.FindStringSubmatch(b.d.log()); m[1] == "0" || m[1] != fmt.Sprint(before) {
+		t.Errorf("b's takeover fetched %s of a's package files from the bucket, want all %d", m[1], before)
 	}
+	t.Logf("b took over (index, %d files fetched, republished) %v after a was killed", before, time.Since(killed).Round(time.Millisecond))
 	drop(b, 50, 100)
 	waitFor(t, 5*time.Minute, "b's 50 packages", func() (bool, string) {
 		st, err := b.status(t)
