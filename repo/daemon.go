@@ -120,7 +120,7 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
-	openOpts := append([]Option{WithLogger(log), WithWho("daemon"), WithResume(false), WithMetrics(pm),
+	openOpts := append([]Option{WithLogger(log), WithWho("daemon"), WithResume(false), WithMetrics(pm), withPair(),
 		WithNotify(func(msg string) { log.Warn(msg) })}, o.open...)
 	r, err := Open(ctx, root, openOpts...)
 	if err != nil {

@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -48,6 +49,7 @@ import (
 	"github.com/repoctl/repoctl/repo/leader"
 	kv "github.com/repoctl/repoctl/repo/store"
 	"github.com/repoctl/repoctl/repo/target"
+	"github.com/repoctl/repoctl/sign"
 )
 
 // ErrNotLeader: a change was asked of a standby of an HA pair. The
@@ -492,4 +494,46 @@ func haID(cfg *Config, hln net.Listener) string {
 		return cfg.Store.Node
 	}
 	return cfg.Store.Node + "@" + hln.Addr().String()
+}
+
+// withPair marks Open as a daemon's (checkPairKey).
+func withPair() Option { return func(o *options) error { o.pair = true; return nil } }
+
+// ErrPairKey: a daemon of an HA pair does not hold the pair's signing
+// key. It must not generate one or start a rotation to its own: that
+// would change the shared store while another daemon leads.
+var ErrPairKey = fmt.Errorf("%w: not the HA pair's signing key", ErrBadConfig)
+
+// checkPairKey refuses, with an etcd store that already has a key ring
+// (another daemon made the pair's key), a daemon whose key file is
+// missing (it would generate its own) or holds another key than the
+// ring's active one or the one a rotation installs. loadErr is the
+// outcome of loading the key file.
+func (r *Repo) checkPairKey(key *sign.Key, loadErr error) error {
+	if r.cfg.Store.Backend != StoreEtcd {
+		return nil
+	}
+	var ring *keyRing
+	var rot *KeyRotation
+	err := r.st.db.View(func(tx kv.Tx) error {
+		var err error
+		if ring, err = getKeyRing(tx); err != nil {
+			return err
+		}
+		rot, err = getRotation(tx)
+		return err
+	})
+	if err != nil || ring == nil {
+		return err
+	}
+	copyIt := fmt.Sprintf("copy ROOT/keys of the daemon that leads to %q (cp -a)", r.cfg.Paths.Keys)
+	switch {
+	case errors.Is(loadErr, fs.ErrNotExist):
+		return fmt.Errorf("%w: no signing key at %q, and the pair signs with %s: %s", ErrPairKey, r.cfg.KeyPath(), ring.Active, copyIt)
+	case loadErr != nil:
+		return nil // reported by the caller
+	case key.KeyID() == ring.Active, rot != nil && key.KeyID() == rot.NewKeyID:
+		return nil
+	}
+	return fmt.Errorf("%w: %q holds key %s, the pair signs with %s: %s", ErrPairKey, r.cfg.KeyPath(), key.KeyID(), ring.Active, copyIt)
 }

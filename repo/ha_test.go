@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/repoctl/repoctl/internal/etcdtest"
 	kv "github.com/repoctl/repoctl/repo/store"
+	"github.com/repoctl/repoctl/sign"
 )
 
 func openHARepo(t *testing.T, srv *etcdtest.Server, node string) *Repo {
@@ -187,5 +189,67 @@ func TestHAJournalOwner(t *testing.T) {
 	}
 	if len(signs) != 1 || signs[0] != "owned-1.0-1.el9.x86_64 by n1" {
 		t.Fatalf("sign events %v", signs)
+	}
+}
+
+// TestHAPairKey: a daemon joining a pair whose store has a key ring
+// refuses to start without the pair's key (it would generate its own)
+// or with another key (it would start a rotation to it), and starts
+// with a copy of it.
+func TestHAPairKey(t *testing.T) {
+	srv := etcdtest.Start(t)
+	first := openHARepo(t, srv, "k1")
+	pairKey := first.Key().KeyID()
+	newRoot := func(node string) string {
+		root := t.TempDir()
+		cfg := fmt.Sprintf("[signing]\nalgo = \"ed25519\"\n[store]\nbackend = \"etcd\"\nendpoints = [%q]\nprefix = \"/ha/fence/\"\nnode = %q\nmax_txn_ops = %d\nmax_request_bytes = %d\n",
+			srv.Endpoint, node, etcdtest.MaxTxnOps, etcdtest.MaxRequestBytes)
+		if err := os.WriteFile(filepath.Join(root, ConfigFileName), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return root
+	}
+	open := func(root string) error {
+		r, err := Open(context.Background(), root, WithResume(false), withPair())
+		if err == nil {
+			r.Close()
+		}
+		return err
+	}
+	none := newRoot("k2")
+	if err := open(none); !errors.Is(err, ErrPairKey) || !strings.Contains(err.Error(), pairKey) {
+		t.Fatalf("a daemon without a key: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(none, "keys", "signing.asc")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a key was generated: %v", err)
+	}
+	other := newRoot("k3")
+	k, err := sign.GenerateKey("ed25519", "other", "other@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(other, "keys"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.WritePrivateFile(filepath.Join(other, "keys", "signing.asc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(other); !errors.Is(err, ErrPairKey) || !strings.Contains(err.Error(), k.KeyID()) {
+		t.Fatalf("a daemon with another key: %v", err)
+	}
+	if out, err := exec.Command("cp", "-a", filepath.Join(first.Root(), "keys"), none).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if err := open(none); err != nil {
+		t.Fatalf("a daemon with the pair's key: %v", err)
+	}
+	if err := first.view(func(tx kv.Tx) error {
+		rot, err := getRotation(tx)
+		if err == nil && rot != nil {
+			err = fmt.Errorf("a rotation was started: %+v", rot)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
