@@ -7,7 +7,8 @@ package repo
 // publish of a directory (tree.publish, the one call every publish goes
 // through) the directory is mirrored: its packages, then the files its
 // new repomd.xml names, then repomd.xml.asc, then repomd.xml, each only
-// when the mirror's state (ROOT/publish-s3.db) does not already have it
+// when the mirror's state (ROOT/publish-s3.db; with the etcd store, its
+// "mirror." buckets, shared by an HA pair) does not already have it
 // with that size and sha256 (package/target). RPM-GPG-KEY-repoctl goes
 // up before any directory.
 //
