@@ -8,6 +8,7 @@ package repo
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/repoctl/repoctl/internal/etcdtest"
 	"github.com/repoctl/repoctl/internal/s3test"
 	"github.com/repoctl/repoctl/metadata"
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // haTTL is the lease of the pair in these tests: short, so that a
@@ -179,18 +181,35 @@ func TestHAPairTakeover(t *testing.T) {
 		return st.Packages == 10 && st.InFlight == 0, fmt.Sprintf("%d packages, %d in flight", st.Packages, st.InFlight)
 	})
 	drop(a, 10, 50)
-	var atKill *Status
-	waitFor(t, 3*time.Minute, "a batch of a in flight", func() (bool, string) {
-		st, err := b.status(t) // the store is shared: the standby sees a's journal
+	// The kill comes once a's journal holds signed items it has not
+	// recorded yet (placed, published, uploaded or not): the hardest
+	// moment, read from the shared journal itself.
+	jdb, err := kv.OpenEtcd(context.Background(), kv.EtcdOptions{Endpoints: []string{etcd.Endpoint}, Prefix: "/ha/pair/",
+		DialTimeout: 5 * time.Second, MaxTxnOps: etcdtest.MaxTxnOps, MaxRequestBytes: etcdtest.MaxRequestBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jdb.Close()
+	journal := &store{db: jdb}
+	states := func() map[string]int {
+		items, err := journal.journal()
 		if err != nil {
-			return false, err.Error()
+			t.Fatal(err)
 		}
-		atKill = st
-		return st.InFlight > 0, fmt.Sprintf("%d packages, %d in flight", st.Packages, st.InFlight)
+		n := map[string]int{}
+		for _, it := range items {
+			n[it.Owner+":"+it.State]++
+		}
+		return n
+	}
+	var atKill map[string]int
+	waitFor(t, 3*time.Minute, "signed items of a not yet recorded", func() (bool, string) {
+		atKill = states()
+		return atKill["a:"+stateSigned]+atKill["a:"+statePlaced]+atKill["a:"+statePublished] > 0, fmt.Sprint(atKill)
 	})
 	a.d.kill9()
 	killed := time.Now()
-	t.Logf("killed a with %d packages recorded and %d journal items", atKill.Packages, atKill.InFlight)
+	t.Logf("killed a with journal items (owner:state) %v", atKill)
 
 	var took time.Duration
 	waitFor(t, 2*time.Minute, "b to lead", func() (bool, string) {
@@ -245,7 +264,11 @@ func TestHAPairTakeover(t *testing.T) {
 	if st.Packages >= 100 {
 		t.Fatalf("%d packages before a led again: nothing was left to finish", st.Packages)
 	}
-	t.Logf("a back as a standby: %d packages, %d journal items, %d waiting in its incoming/", st.Packages, st.InFlight, st.Incoming)
+	left := states()
+	if left["a:"+stateSigned]+left["a:"+statePlaced]+left["a:"+statePublished] == 0 {
+		t.Fatalf("a's signed items are not in the journal any more: %v", left)
+	}
+	t.Logf("a back as a standby: %d packages, %d waiting in its incoming/, journal %v", st.Packages, st.Incoming, left)
 
 	// b stops (it resigns: a leads at once) and a finishes its part.
 	b.d.stop()
