@@ -137,6 +137,18 @@ func notLeaderErr(leaderID string) error {
 	return fmt.Errorf("%w (leader: %s)", ErrNotLeader, leaderID)
 }
 
+// maxLeaderID caps a leader id read from etcd: whoever can write there
+// could put anything under the election prefix.
+const maxLeaderID = 300
+
+// shownLeader is an election value as repoctl shows it: escaped, capped.
+func shownLeader(id string) string {
+	if len(id) > maxLeaderID {
+		id = id[:maxLeaderID] + "…"
+	}
+	return escapeText(id)
+}
+
 // haState is a daemon's part in the HA pair.
 type haState struct {
 	cli     *clientv3.Client
@@ -182,7 +194,7 @@ func (h *haState) currentLeader() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err == nil || errors.Is(err, leader.ErrNoLeader) {
-		h.leaderID = id
+		h.leaderID = shownLeader(id)
 	}
 	return h.leaderID
 }

@@ -253,3 +253,15 @@ func TestHAPairKey(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestShownLeader(t *testing.T) {
+	if got := shownLeader("a@127.0.0.1:80"); got != "a@127.0.0.1:80" {
+		t.Errorf("plain id shown as %q", got)
+	}
+	if got := shownLeader("evil\x1b[2J\n"); strings.ContainsAny(got, "\x1b\n") {
+		t.Errorf("control characters shown: %q", got)
+	}
+	if got := shownLeader(strings.Repeat("x", 5000)); len(got) > maxLeaderID+8 {
+		t.Errorf("a 5000-byte id shown as %d bytes", len(got))
+	}
+}
