@@ -170,6 +170,10 @@ func TestHAPairTakeover(t *testing.T) {
 		t.Fatalf("republish on the standby: exit %d\n%s", code, out)
 	}
 
+	// A drop-in of the standby waits in its incoming/ (it is b's: b takes
+	// it once it leads).
+	drop(b, 50, 51)
+
 	// 50 into the leader: 10 first, recorded; then 40, and the leader is
 	// killed as soon as its journal holds part of them.
 	drop(a, 0, 10)
@@ -180,6 +184,9 @@ func TestHAPairTakeover(t *testing.T) {
 		}
 		return st.Packages == 10 && st.InFlight == 0, fmt.Sprintf("%d packages, %d in flight", st.Packages, st.InFlight)
 	})
+	if st, err := b.status(t); err != nil || st.Incoming != 1 || st.Packages != 10 {
+		t.Fatalf("the standby's drop-in did not wait: %+v %v", st, err)
+	}
 	drop(a, 10, 50)
 	// The kill comes once a's journal holds signed items it has not
 	// recorded yet (placed, published, uploaded or not): the hardest
@@ -239,20 +246,39 @@ func TestHAPairTakeover(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		before = st.Packages
+		var list []PackageRecord
+		cliJSON(t, b.root, &list, "list")
+		before = 0 // a's packages
+		for _, p := range list {
+			if p.Name < "hapkg050" {
+				before++
+			}
+		}
 		return st.Dirty == 0, fmt.Sprintf("fetched %s, %d dirty", m[1], st.Dirty)
 	})
 	if m := fetched.FindStringSubmatch(b.d.log()); m[1] == "0" || m[1] != fmt.Sprint(before) {
 		t.Errorf("b's takeover fetched %s of a's package files from the bucket, want all %d", m[1], before)
 	}
 	t.Logf("b took over (index, %d files fetched, republished) %v after a was killed", before, time.Since(killed).Round(time.Millisecond))
-	drop(b, 50, 100)
+	drop(b, 51, 100)
 	waitFor(t, 5*time.Minute, "b's 50 packages", func() (bool, string) {
+		var list []PackageRecord
+		cliJSON(t, b.root, &list, "list")
+		have := map[string]bool{}
+		for _, p := range list {
+			have[p.NEVRA] = true
+		}
+		missing := 0
+		for i := 50; i < 100; i++ {
+			if !have[fmt.Sprintf("hapkg%03d-1.0-1.el9.x86_64", i)] {
+				missing++
+			}
+		}
 		st, err := b.status(t)
 		if err != nil {
 			return false, err.Error()
 		}
-		return st.Packages == before+50 && st.Incoming == 0, fmt.Sprintf("%d packages, %d incoming", st.Packages, st.Incoming)
+		return missing == 0 && st.Incoming == 0, fmt.Sprintf("%d of b's missing, %d incoming", missing, st.Incoming)
 	})
 
 	// a comes back as a standby; what it left waits for it.
