@@ -265,3 +265,45 @@ func TestShownLeader(t *testing.T) {
 		t.Errorf("a 5000-byte id shown as %d bytes", len(got))
 	}
 }
+
+// TestHALostLease: a leader whose lease is revoked notices (lead returns
+// ErrLostLeadership, for the daemon to stop) and refuses writes from then
+// on; the drop-in watcher's start ran once, after the takeover.
+func TestHALostLease(t *testing.T) {
+	srv := etcdtest.Start(t)
+	r := openHARepo(t, srv, "lost")
+	started := make(chan struct{}, 2)
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { done <- r.lead(ctx, func() error { started <- struct{}{}; return nil }) }()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("lead returned before leading: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("not leading within a minute")
+	}
+	if r.standby() {
+		t.Fatal("started as a standby")
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer rcancel()
+	if _, err := srv.Client().Revoke(rctx, r.ha.cand.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrLostLeadership) {
+			t.Fatalf("lead after the revoke: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the lost lease went unnoticed for a minute")
+	}
+	if err := r.st.db.Update(func(tx kv.Tx) error { return nil }); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("write after the lost lease: %v", err)
+	}
+	if len(started) != 0 {
+		t.Fatal("the watcher was started twice")
+	}
+}
