@@ -3,6 +3,7 @@ package repo
 import (
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -36,7 +37,18 @@ type StoreConfig struct {
 	// transaction beyond them fails instead of being sent; see README.
 	MaxTxnOps       int `toml:"max_txn_ops"`
 	MaxRequestBytes int `toml:"max_request_bytes"`
+	// Node names this daemon among those sharing the prefix (the HA pair,
+	// ha.go): what the others report as the leader; default the host
+	// name. Printable, at most 128 bytes.
+	Node string `toml:"node"`
+	// LeaseTTL is the leader's etcd session lease, a Go duration of whole
+	// seconds: how long a dead leader holds the pair before a standby
+	// takes over; default "10s".
+	LeaseTTL string `toml:"lease_ttl"`
 }
+
+// maxNodeName caps [store] node: it is in every status and refusal.
+const maxNodeName = 128
 
 // maxStorePrefix caps [store] prefix: it is in every key.
 const maxStorePrefix = 256
@@ -61,8 +73,8 @@ func (c *Config) storeDefaults() error {
 	}
 	switch s.Backend {
 	case StoreBbolt:
-		if len(s.Endpoints) > 0 || s.Prefix != "" || s.CAFile != "" || s.CertFile != "" || s.KeyFile != "" {
-			return bad("store.backend %q: endpoints, prefix and TLS files are only used with backend = %q", s.Backend, StoreEtcd)
+		if len(s.Endpoints) > 0 || s.Prefix != "" || s.CAFile != "" || s.CertFile != "" || s.KeyFile != "" || s.Node != "" || s.LeaseTTL != "" {
+			return bad("store.backend %q: endpoints, prefix, node, lease_ttl and TLS files are only used with backend = %q", s.Backend, StoreEtcd)
 		}
 		return nil
 	case StoreEtcd:
@@ -96,6 +108,18 @@ func (c *Config) storeDefaults() error {
 		if *p != "" {
 			*p = c.abs(*p)
 		}
+	}
+	if s.Node == "" {
+		s.Node, _ = os.Hostname()
+	}
+	if len(s.Node) > maxNodeName || s.Node == "" || strings.ContainsFunc(s.Node, func(r rune) bool { return r <= 0x20 || r == 0x7f }) {
+		return bad("store.node %q: printable, no spaces, 1 to %d bytes", s.Node, maxNodeName)
+	}
+	if s.LeaseTTL == "" {
+		s.LeaseTTL = "10s"
+	}
+	if d, err := time.ParseDuration(s.LeaseTTL); err != nil || d < time.Second || d > time.Hour || d%time.Second != 0 {
+		return bad("store.lease_ttl %q: whole seconds from \"1s\" to \"1h\", such as \"10s\"", s.LeaseTTL)
 	}
 	if s.MaxTxnOps < 0 || s.MaxRequestBytes < 0 {
 		return bad("store.max_txn_ops %d, store.max_request_bytes %d: not negative", s.MaxTxnOps, s.MaxRequestBytes)

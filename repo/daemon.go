@@ -120,7 +120,7 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
-	openOpts := append([]Option{WithLogger(log), WithWho("daemon"), WithResume(false), WithMetrics(pm),
+	openOpts := append([]Option{WithLogger(log), WithWho("daemon"), WithResume(false), WithMetrics(pm), withPair(),
 		WithNotify(func(msg string) { log.Warn(msg) })}, o.open...)
 	r, err := Open(ctx, root, openOpts...)
 	if err != nil {
@@ -279,7 +279,18 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 		log.Info("serving metrics and health", "listen", info.Metrics)
 	}
 
-	if err := r.Resume(ctx); err != nil {
+	// In an HA pair the daemon starts as a standby: it serves the
+	// read-only requests at once and resumes its journal, and watches its
+	// drop-ins, only once it leads (ha.go).
+	haOn, err := r.joinHA(ctx, haID(cfg, hln), log)
+	if err != nil {
+		stop()
+		wg.Wait()
+		return err
+	}
+	if haOn {
+		defer r.leaveHA() // before the store closes: a standby takes over at once
+	} else if err := r.Resume(ctx); err != nil {
 		stop()
 		wg.Wait()
 		return fmt.Errorf("resuming ingest journal: %w", err)
@@ -324,7 +335,22 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 		}
 	}
 	watcher := &watchRunner{parent: stopCtx, work: work, fail: fail, wg: &wg}
-	if err := watcher.start(dropDirs, handle, watchOpts); err != nil {
+	if haOn {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fail("HA pair", r.lead(stopCtx, func() error {
+				if r.rotationPending() { // only a leader rotates
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						resumeRotation(stopCtx, r, log)
+					}()
+				}
+				return watcher.start(dropDirs, handle, watchOpts)
+			}))
+		}()
+	} else if err := watcher.start(dropDirs, handle, watchOpts); err != nil {
 		stop()
 		wg.Wait()
 		return err
@@ -349,7 +375,7 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 	}
 	// An interrupted key rotation is finished in the background, step by
 	// step between ingest batches, while both keys stay served.
-	if r.rotationPending() {
+	if r.rotationPending() && !haOn {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -383,6 +409,9 @@ loop:
 		case <-wd.C:
 			wd.ping(log, r)
 		case <-sweep.C:
+			if r.standby() {
+				continue
+			}
 			if n, err := r.SweepTrash(stopCtx); err != nil {
 				log.Warn("deleting files past their grace; retried", "err", err)
 			} else if n > 0 {

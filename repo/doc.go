@@ -1,7 +1,8 @@
 // Package repo is repoctl's repository manager: configuration, the store
 // (bbolt or etcd, through package repo/store), the ingest pipeline (validate → sign → place → publish → record),
 // promotion between channels, advisories (updateinfo), the drop-in daemon
-// and its control socket.
+// and its control socket, and the HA pair of daemons on one etcd store
+// (ha.go: roles from package repo/leader, fenced writes, takeover).
 //
 // It is not an RPM parser (package metadata), not a signer (package sign)
 // and knows nothing about app hosts (package upgrade).
@@ -12,7 +13,8 @@
 //	ROOT/repoctl.db          bbolt store: packages, advisories, event log, ingest journal
 //	                         (with [store] backend = "etcd" the same buckets live in etcd: store_open.go)
 //	ROOT/repoctl.lock        flock held by whoever has the store open
-//	ROOT/publish-s3.db       with [publish] target = "s3": what the bucket holds (publish_target.go)
+//	ROOT/publish-s3.db       with [publish] target = "s3": what the bucket holds (publish_target.go;
+//	                         with the etcd store it is in the store instead, shared by an HA pair)
 //	ROOT/keys/               generated signing key (0600) and its public key
 //	ROOT/keys/old/KEYID.asc  a key a rotation replaced (0600), with KEYID.pub.asc
 //	ROOT/incoming/           drop-in directory watched by the daemon, 4 levels deep

@@ -161,7 +161,7 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 		items[i] = &ingestItem{idx: i, journalItem: &journalItem{
 			ID: id, Src: abs, Spool: filepath.Join(r.cfg.Paths.Spool, id+".rpm"), Move: o.Move,
 			Repo: repoName, Channel: channel, Who: act.who, Caller: act.caller, Note: act.note,
-			State: stateReceived, Time: now,
+			State: stateReceived, Time: now, Owner: r.haNode(),
 		}}
 		if files != nil {
 			items[i].in = files[i]
@@ -832,6 +832,9 @@ func (r *Repo) commitItems(ctx context.Context, items []*journalItem, extra []Ev
 			return err
 		}
 	}
+	if err := r.uploadBeforeRecord(ctx, items); err != nil {
+		return err
+	}
 	err := r.st.db.Update(func(tx kv.Tx) error {
 		if deferPub {
 			if err := markDirty(tx, sortedKeys(dirs)); err != nil {
@@ -853,7 +856,7 @@ func (r *Repo) commitItems(ctx context.Context, items []*journalItem, extra []Ev
 			a := it.actor()
 			ev := []Event{
 				a.stamp(Event{Action: EventSign, Repo: rec.Repo, NEVRA: rec.NEVRA, Path: it.Src,
-					Details: map[string]string{"key_id": rec.KeyID, "sha256": rec.SHA256}}),
+					Details: signDetails(rec, it.Owner)}),
 				a.stamp(Event{Action: EventAdd, Repo: rec.Repo, Channel: it.Channel, NEVRA: rec.NEVRA, Path: it.Src,
 					Details: map[string]string{"orig_sha256": rec.OrigSHA256, "files": strings.Join(placedFiles(rec.Placements), " ")}}),
 			}
@@ -1332,6 +1335,9 @@ func (r *Repo) resumeLocked(ctx context.Context) error {
 	var forward []*journalItem
 	var back []string
 	for _, it := range items {
+		if it.Owner != r.haNode() {
+			continue // another daemon's disk holds it (ha.go)
+		}
 		switch it.State {
 		case stateReceived, stateValidated:
 			if err := r.rollBack(it); err != nil {

@@ -7,7 +7,8 @@ package repo
 // publish of a directory (tree.publish, the one call every publish goes
 // through) the directory is mirrored: its packages, then the files its
 // new repomd.xml names, then repomd.xml.asc, then repomd.xml, each only
-// when the mirror's state (ROOT/publish-s3.db) does not already have it
+// when the mirror's state (ROOT/publish-s3.db; with the etcd store, its
+// "mirror." buckets, shared by an HA pair) does not already have it
 // with that size and sha256 (package/target). RPM-GPG-KEY-repoctl goes
 // up before any directory.
 //
@@ -65,7 +66,14 @@ func (r *Repo) openMirror(ctx context.Context) (*treeMirror, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the publish target: %w", err)
 	}
-	m, err := target.OpenMirror(s3, filepath.Join(r.cfg.Root, MirrorStateFile), target.WithGrace(r.cfg.grace()))
+	var m *target.Mirror
+	if r.cfg.Store.Backend == StoreEtcd {
+		// Shared, so that whichever daemon of an HA pair leads knows
+		// what the bucket holds (ha.go).
+		m, err = target.OpenMirrorStore(s3, r.st.db, target.WithGrace(r.cfg.grace()))
+	} else {
+		m, err = target.OpenMirror(s3, filepath.Join(r.cfg.Root, MirrorStateFile), target.WithGrace(r.cfg.grace()))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -85,6 +85,8 @@ type Repo struct {
 	deferred deferredPublish
 	// stages times the batch in progress (under mu; see stageClock).
 	stages stageClock
+	// ha is the daemon's part in an HA pair (ha.go); nil outside one.
+	ha *haState
 }
 
 var _ Service = (*Repo)(nil)
@@ -100,6 +102,9 @@ type options struct {
 	keyAlgo    string
 	progress   Progress
 	metrics    Metrics // nil: noMetrics
+	// pair: Open for a daemon, which with an etcd store may be one of an
+	// HA pair: its key must be the pair's (checkPairKey).
+	pair bool
 }
 
 // Option configures Open.
@@ -358,6 +363,11 @@ func (r *Repo) ensureKey(ctx context.Context) error {
 		pass = []byte(v)
 	}
 	key, err := sign.LoadKeyFile(path, pass)
+	if r.o.pair {
+		if perr := r.checkPairKey(key, err); perr != nil {
+			return perr
+		}
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, fs.ErrNotExist) && cfg.Signing.Key == "":

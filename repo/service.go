@@ -162,7 +162,7 @@ var (
 var Sentinels = append([]error{ErrRejected, ErrDuplicateNEVRA, ErrNotFound, ErrLocked,
 	ErrTampered, ErrUnroutable, ErrBadConfig, ErrAmbiguous, ErrClosed, ErrTransient, ErrEscape, ErrInvalidName, ErrBadOption, ErrFsck,
 	ErrRotationUnfinished, ErrKeyInUse, ErrUnknownKey, ErrConfigFile, ErrNotOwner, ErrFilesGone, ErrNoVersion, ErrNoComps,
-	ErrInvalidAdvisory, ErrAdvisoryPackage, ErrAdvisoryConflict, ErrAdvisoryNotFound}, metadata.CompsSentinels...)
+	ErrInvalidAdvisory, ErrAdvisoryPackage, ErrAdvisoryConflict, ErrAdvisoryNotFound, ErrNotLeader}, metadata.CompsSentinels...)
 
 // Actions recorded in AddResult.Action.
 const (
@@ -351,6 +351,11 @@ type Status struct {
 	Skipped  int          `json:"skipped"`
 	Rejected int          `json:"rejected"` // files in ROOT/rejected
 	Repos    []RepoStatus `json:"repos"`
+	// Target is where the tree is published: ROOT/repo, or the S3
+	// bucket (s3://bucket/prefix at endpoint).
+	Target string `json:"target"`
+	// HA is this daemon's part in an HA pair; absent outside one.
+	HA *HAStatus `json:"ha,omitempty"`
 }
 
 // RepoStatus is one published repository directory.

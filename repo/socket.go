@@ -115,6 +115,7 @@ var quietAPI = map[string]bool{apiPing: true, apiStatus: true, apiList: true, ap
 func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	handle := func(name string, fn func(ctx context.Context, body []byte) (any, error)) {
+		fn = gateWrites(svc, name, fn) // a standby of an HA pair changes nothing
 		mux.HandleFunc("POST "+apiPrefix+name, func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			ctx := r.Context()

@@ -210,6 +210,10 @@ type journalItem struct {
 	State   string         `json:"state"`
 	Time    time.Time      `json:"time"`
 	Record  *PackageRecord `json:"record,omitempty"`
+	// Owner is the daemon of an HA pair that took the file ([store]
+	// node; "" outside a pair): its spool copy is on that daemon's disk,
+	// so only that daemon resumes the item.
+	Owner string `json:"owner,omitempty"`
 }
 
 func (it *journalItem) actor() actor {

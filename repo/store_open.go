@@ -29,5 +29,12 @@ func openConfiguredStore(ctx context.Context, cfg *Config) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the store (prefix %q): %w", s.Prefix, err)
 	}
-	return initStore(db, fmt.Sprintf("etcd %s%s", s.Endpoints[0], s.Prefix))
+	st, err := initStore(db, fmt.Sprintf("etcd %s%s", s.Endpoints[0], s.Prefix))
+	if err != nil {
+		return nil, err
+	}
+	// Daemons sharing the prefix are an HA pair: their writes are gated
+	// on the leadership (ha.go). Until a daemon joins, nothing changes.
+	st.db = &gatedDB{base: st.db}
+	return st, nil
 }

@@ -100,6 +100,11 @@ func (r *Repo) Status(ctx context.Context) (*Status, error) {
 	}
 	sort.Slice(st.Repos, func(i, j int) bool { return st.Repos[i].Dir < st.Repos[j].Dir })
 	st.Incoming, st.Skipped, st.Rejected = r.waitingFiles()
+	st.Target = r.cfg.Paths.Repo
+	if tm := r.tree.mirror; tm != nil {
+		st.Target = tm.tgt.String()
+	}
+	st.HA = r.haStatus(ctx)
 	return st, nil
 }
 

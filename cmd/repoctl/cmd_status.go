@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -35,6 +36,19 @@ func init() {
 					cfg = "(none: embedded defaults)"
 				}
 				fmt.Fprintf(w, "config:    %s\nin flight: %d\ndirty:     %d\nincoming:  %d\nrejected:  %d\n", cfg, st.InFlight, st.Dirty, st.Incoming, st.Rejected)
+				fmt.Fprintf(w, "target:    %s\n", st.Target)
+				if ha := st.HA; ha != nil {
+					lead := ha.Leader
+					if lead == "" {
+						lead = "(none elected)"
+					}
+					lease := fmt.Sprintf("ttl %s", ha.LeaseTTL)
+					if ha.LeaseRemaining >= 0 {
+						lease += fmt.Sprintf(", %ds left", ha.LeaseRemaining)
+					}
+					fmt.Fprintf(w, "role:      %s (node %s)\nleader:    %s\nlease:     %s\netcd:      %s (prefix %s)\n",
+						ha.Role, ha.Node, lead, lease, strings.Join(ha.Endpoints, ", "), ha.Prefix)
+				}
 				if st.Skipped > 0 {
 					fmt.Fprintf(w, "skipped:   %d (directories nested more than %d levels below a drop-in directory are not ingested)\n", st.Skipped, repo.DropInDepth)
 				}

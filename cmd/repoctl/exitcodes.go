@@ -45,9 +45,10 @@ var exitCodes = []struct {
 		repo.ErrRejected, repo.ErrDuplicateNEVRA, repo.ErrFsck, repo.ErrKeyInUse,
 		metadata.ErrSomeSkipped, errSignRefused, errVerifyFailed,
 	}},
-	// Someone else holds what we need, and we did not wait.
+	// Someone else holds what we need, and we did not wait; or this
+	// daemon is the standby of an HA pair and the leader must be asked.
 	{exitBusy, []error{
-		repo.ErrLocked, repo.ErrRotationUnfinished, metadata.ErrLocked, upgrade.ErrLocked, upgrade.ErrBusy,
+		repo.ErrLocked, repo.ErrNotLeader, repo.ErrRotationUnfinished, metadata.ErrLocked, upgrade.ErrLocked, upgrade.ErrBusy,
 	}},
 	// Input gone wrong: names, files and options the user gave. A config
 	// file that cannot be used is refused by every command, like a bad flag.

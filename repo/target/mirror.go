@@ -15,8 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
+
+	kv "github.com/repoctl/repoctl/repo/store"
 )
 
 // Object is one object of a manifest: its key, the size and sha256 the
@@ -62,7 +63,8 @@ func (r *SyncResult) add(o *SyncResult) {
 
 // Mirror keeps a Target equal to the directories it is given, uploading
 // only what changed. What the target holds is known from a small local
-// bbolt file (the state: key → size, sha256, and when it was retired),
+// store (the state: key → size, sha256, and when it was retired: a bbolt
+// file of its own, or buckets of a shared store),
 // never by listing the target: a repository of 10,000 packages costs no
 // request when nothing changed, and one upload when one package did.
 //
@@ -74,9 +76,15 @@ func (r *SyncResult) add(o *SyncResult) {
 // Syncs are serialized; objects within one phase go up in parallel.
 type Mirror struct {
 	t  Target
-	db *bolt.DB
-	o  mirrorOptions
-	mu sync.Mutex
+	db kv.DB
+	// pfx is put before every bucket name: "" in a state file of its
+	// own, "mirror." in a store shared with other records (OpenMirrorStore).
+	pfx string
+	// owned: Close closes db (the state file); a shared store is the
+	// caller's.
+	owned bool
+	o     mirrorOptions
+	mu    sync.Mutex
 
 	bytes    atomic.Int64
 	uploads  atomic.Int64
@@ -168,6 +176,32 @@ type objectState struct {
 // to the new one at its next sync. The caller keeps the file private and
 // single-writer (repoctl holds the ROOT lock).
 func OpenMirror(t Target, statePath string, opts ...MirrorOption) (*Mirror, error) {
+	db, err := kv.OpenBolt(statePath, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("opening mirror state %q: %w", statePath, err)
+	}
+	m, err := newMirror(t, db, "", opts)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening mirror state %q: %w", statePath, err)
+	}
+	m.owned = true
+	return m, nil
+}
+
+// OpenMirrorStore keeps the state in db, a store other records share
+// (its buckets are named "mirror.…"), so that every daemon of an HA pair
+// knows what the bucket holds, whoever uploaded it. db's writes are the
+// caller's to fence. Close leaves db open.
+func OpenMirrorStore(t Target, db kv.DB, opts ...MirrorOption) (*Mirror, error) {
+	m, err := newMirror(t, db, "mirror.", opts)
+	if err != nil {
+		return nil, fmt.Errorf("opening mirror state in the store: %w", err)
+	}
+	return m, nil
+}
+
+func newMirror(t Target, db kv.DB, pfx string, opts []MirrorOption) (*Mirror, error) {
 	o := mirrorOptions{grace: time.Hour, parallel: 8, attempts: 5, backoffMin: 200 * time.Millisecond,
 		backoffMax: 5 * time.Second, copyMin: 32 << 10, now: time.Now}
 	for _, f := range opts {
@@ -175,38 +209,61 @@ func OpenMirror(t Target, statePath string, opts ...MirrorOption) (*Mirror, erro
 			return nil, err
 		}
 	}
-	db, err := bolt.Open(statePath, 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("opening mirror state %q: %w", statePath, err)
+	m := &Mirror{t: t, db: db, o: o, pfx: pfx}
+	// A state that is already there and for t is not written to: a
+	// standby of an HA pair opens it read-only.
+	ready := false
+	err := db.View(func(tx kv.Tx) error {
+		meta := tx.Bucket(m.bk(bucketMeta))
+		if meta == nil || string(meta.Get(metaTarget)) != t.String() {
+			return nil
+		}
+		for _, b := range [][]byte{bucketObjects, bucketRetired, bucketSums, bucketPending} {
+			if tx.Bucket(m.bk(b)) == nil {
+				return nil
+			}
+		}
+		ready = true
+		return nil
+	})
+	if err != nil || ready {
+		return m, err
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	err = db.Update(func(tx kv.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(m.bk(bucketMeta))
 		if err != nil {
 			return err
 		}
 		if id := meta.Get(metaTarget); id != nil && string(id) != t.String() {
 			for _, b := range [][]byte{bucketObjects, bucketRetired, bucketSums, bucketPending} {
-				if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+				if err := tx.DeleteBucket(m.bk(b)); err != nil && !errors.Is(err, kv.ErrBucketNotFound) {
 					return err
 				}
 			}
 		}
 		for _, b := range [][]byte{bucketObjects, bucketRetired, bucketSums, bucketPending} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			if _, err := tx.CreateBucketIfNotExists(m.bk(b)); err != nil {
 				return err
 			}
 		}
 		return meta.Put(metaTarget, []byte(t.String()))
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("opening mirror state %q: %w", statePath, err)
+		return nil, err
 	}
-	return &Mirror{t: t, db: db, o: o}, nil
+	return m, nil
 }
 
+// bk is the bucket named b in this mirror's store.
+func (m *Mirror) bk(b []byte) []byte { return append([]byte(m.pfx), b...) }
+
 // Close closes the state file (not the target).
-func (m *Mirror) Close() error { return m.db.Close() }
+func (m *Mirror) Close() error {
+	if !m.owned {
+		return nil
+	}
+	return m.db.Close()
+}
 
 // Target is what the mirror writes to.
 func (m *Mirror) Target() Target { return m.t }
@@ -279,7 +336,7 @@ func (m *Mirror) SyncDir(ctx context.Context, man DirManifest) (*SyncResult, err
 		m.markPending(man.Dir, err)
 		return res, err
 	}
-	return res, m.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPending).Delete([]byte(man.Dir)) })
+	return res, m.db.Update(func(tx kv.Tx) error { return tx.Bucket(m.bk(bucketPending)).Delete([]byte(man.Dir)) })
 }
 
 func (m *Mirror) syncDir(ctx context.Context, man DirManifest) (*SyncResult, error) {
@@ -346,8 +403,8 @@ func (m *Mirror) MarkPending(dir string, cause error) error {
 }
 
 func (m *Mirror) markPending(dir string, cause error) error {
-	return m.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketPending)
+	return m.db.Update(func(tx kv.Tx) error {
+		b := tx.Bucket(m.bk(bucketPending))
 		p := Pending{Dir: dir, Since: m.o.now().UTC(), Error: cause.Error()}
 		var old Pending
 		if v := b.Get([]byte(dir)); v != nil && json.Unmarshal(v, &old) == nil {
@@ -365,14 +422,14 @@ func (m *Mirror) markPending(dir string, cause error) error {
 func (m *Mirror) ClearPending(dir string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPending).Delete([]byte(dir)) })
+	return m.db.Update(func(tx kv.Tx) error { return tx.Bucket(m.bk(bucketPending)).Delete([]byte(dir)) })
 }
 
 // Pending lists the directories whose last sync failed, by name.
 func (m *Mirror) Pending() ([]Pending, error) {
 	var out []Pending
-	err := m.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
+	err := m.db.View(func(tx kv.Tx) error {
+		return tx.Bucket(m.bk(bucketPending)).ForEach(func(k, v []byte) error {
 			var p Pending
 			if json.Unmarshal(v, &p) != nil {
 				p = Pending{Error: "unreadable pending record"}
@@ -389,9 +446,9 @@ func (m *Mirror) Pending() ([]Pending, error) {
 // and sha256: whether a sync of its directory would skip it.
 func (m *Mirror) Holds(key string, size int64, sum string) (bool, error) {
 	var ok bool
-	err := m.db.View(func(tx *bolt.Tx) error {
+	err := m.db.View(func(tx kv.Tx) error {
 		var st objectState
-		if v := tx.Bucket(bucketObjects).Get([]byte(key)); v != nil && json.Unmarshal(v, &st) == nil {
+		if v := tx.Bucket(m.bk(bucketObjects)).Get([]byte(key)); v != nil && json.Unmarshal(v, &st) == nil {
 			ok = st.Retired == 0 && st.Size == size && st.SHA256 == sum
 		}
 		return nil
@@ -413,8 +470,8 @@ func (m *Mirror) SyncFiles(ctx context.Context, objs []Object) (*SyncResult, err
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur := map[string]objectState{}
-	err := m.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketObjects)
+	err := m.db.View(func(tx kv.Tx) error {
+		b := tx.Bucket(m.bk(bucketObjects))
 		for _, o := range objs {
 			if v := b.Get([]byte(o.Key)); v != nil {
 				var st objectState
@@ -435,11 +492,38 @@ func (m *Mirror) SyncFiles(ctx context.Context, objs []Object) (*SyncResult, err
 	return res, nil
 }
 
+// SyncPackages puts objects of dir (package files) that the state does
+// not hold as they are, ahead of any sync of dir: an HA leader uploads a
+// signed package before the store records it, so that whoever publishes
+// dir next (another daemon, without the file) finds it there. A later
+// SyncDir whose manifest lacks them retires them as usual.
+func (m *Mirror) SyncPackages(ctx context.Context, dir string, objs []Object) (*SyncResult, error) {
+	for _, o := range objs {
+		if err := CheckKey(o.Key); err != nil {
+			return nil, err
+		}
+		if !strings.HasPrefix(o.Key, dir+"/") || o.Open == nil || len(o.SHA256) != 64 {
+			return nil, fmt.Errorf("%w: %q: not in %q, or no content or sha256", ErrBadKey, o.Key, dir)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, err := m.dirState(dir)
+	if err != nil {
+		return nil, err
+	}
+	res := &SyncResult{}
+	if err := m.putPhase(ctx, dir, objs, cur, res); err != nil {
+		return res, fmt.Errorf("mirroring packages of %q to %s: %w", dir, m.t, err)
+	}
+	return res, nil
+}
+
 // dirState is the state of every object of dir, retired ones included.
 func (m *Mirror) dirState(dir string) (map[string]objectState, error) {
 	cur := map[string]objectState{}
-	err := m.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketObjects).Cursor()
+	err := m.db.View(func(tx kv.Tx) error {
+		c := tx.Bucket(m.bk(bucketObjects)).Cursor()
 		pfx := []byte(dir + "/")
 		for k, v := c.Seek(pfx); k != nil && bytes.HasPrefix(k, pfx); k, v = c.Next() {
 			var st objectState
@@ -532,8 +616,8 @@ func (m *Mirror) copySources(objs []Object) (map[string]string, error) {
 		return nil, nil
 	}
 	out := map[string]string{}
-	err := m.db.View(func(tx *bolt.Tx) error {
-		sums, objects := tx.Bucket(bucketSums), tx.Bucket(bucketObjects)
+	err := m.db.View(func(tx kv.Tx) error {
+		sums, objects := tx.Bucket(m.bk(bucketSums)), tx.Bucket(m.bk(bucketObjects))
 		for _, o := range objs {
 			if o.Size < m.o.copyMin {
 				continue
@@ -596,8 +680,8 @@ func (m *Mirror) record(dir string, objs []Object) error {
 	if len(objs) == 0 {
 		return nil
 	}
-	return m.db.Update(func(tx *bolt.Tx) error {
-		b, sums, ret := tx.Bucket(bucketObjects), tx.Bucket(bucketSums), tx.Bucket(bucketRetired)
+	return m.db.Update(func(tx kv.Tx) error {
+		b, sums, ret := tx.Bucket(m.bk(bucketObjects)), tx.Bucket(m.bk(bucketSums)), tx.Bucket(m.bk(bucketRetired))
 		for _, o := range objs {
 			v, err := json.Marshal(objectState{Dir: dir, Size: o.Size, SHA256: o.SHA256})
 			if err != nil {
@@ -618,8 +702,8 @@ func (m *Mirror) record(dir string, objs []Object) error {
 }
 
 func (m *Mirror) revive(keys []string) error {
-	return m.db.Update(func(tx *bolt.Tx) error {
-		b, ret := tx.Bucket(bucketObjects), tx.Bucket(bucketRetired)
+	return m.db.Update(func(tx kv.Tx) error {
+		b, ret := tx.Bucket(m.bk(bucketObjects)), tx.Bucket(m.bk(bucketRetired))
 		for _, k := range keys {
 			var st objectState
 			if v := b.Get([]byte(k)); v == nil || json.Unmarshal(v, &st) != nil {
@@ -646,8 +730,8 @@ func (m *Mirror) retire(keys []string) error {
 		return nil
 	}
 	now := m.o.now().Unix()
-	return m.db.Update(func(tx *bolt.Tx) error {
-		b, ret := tx.Bucket(bucketObjects), tx.Bucket(bucketRetired)
+	return m.db.Update(func(tx kv.Tx) error {
+		b, ret := tx.Bucket(m.bk(bucketObjects)), tx.Bucket(m.bk(bucketRetired))
 		for _, k := range keys {
 			var st objectState
 			if v := b.Get([]byte(k)); v == nil || json.Unmarshal(v, &st) != nil {
@@ -681,9 +765,9 @@ func (m *Mirror) Sweep(ctx context.Context) (int, error) {
 func (m *Mirror) sweepLocked(ctx context.Context) (int, error) {
 	now := m.o.now()
 	var due []string
-	err := m.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketObjects)
-		return tx.Bucket(bucketRetired).ForEach(func(k, _ []byte) error {
+	err := m.db.View(func(tx kv.Tx) error {
+		b := tx.Bucket(m.bk(bucketObjects))
+		return tx.Bucket(m.bk(bucketRetired)).ForEach(func(k, _ []byte) error {
 			var st objectState
 			if v := b.Get(k); v == nil || json.Unmarshal(v, &st) != nil || st.Retired == 0 {
 				due = append(due, string(k)) // a stale index entry: drop it
@@ -733,8 +817,8 @@ func (m *Mirror) Forget(keys []string) error {
 }
 
 func (m *Mirror) forget(keys []string) error {
-	return m.db.Update(func(tx *bolt.Tx) error {
-		b, sums, ret := tx.Bucket(bucketObjects), tx.Bucket(bucketSums), tx.Bucket(bucketRetired)
+	return m.db.Update(func(tx kv.Tx) error {
+		b, sums, ret := tx.Bucket(m.bk(bucketObjects)), tx.Bucket(m.bk(bucketSums)), tx.Bucket(m.bk(bucketRetired))
 		for _, k := range keys {
 			var st objectState
 			if v := b.Get([]byte(k)); v != nil && json.Unmarshal(v, &st) == nil {
