@@ -475,8 +475,8 @@ func (c *DirCache) dropRange(from, to int) int {
 // smaller one is populated at once and kept, since faulting its pages in
 // one at a time, up to three times (records checked, state checked,
 // documents hashed), and an madvise per block cost more than its memory
-// (32 MiB at most: about 15,000 packages).
-const dropPagesMin = 32 << 20
+// (64 MiB at most: about 25,000 packages with their appended updates).
+const dropPagesMin = 64 << 20
 
 // drop gives back the pages of the block key (see dropPages).
 func (c *DirCache) drop(key string) {
