@@ -87,6 +87,9 @@ type DirCache struct {
 	// resident. The mapping is of the file, so dropped pages read back
 	// the same bytes. For CreateRepo's uncompressed pack.
 	dropPages bool
+	// keepBelow: a pack smaller than this is populated and kept even
+	// with dropPages (dropPagesMin for CreateRepo's pack).
+	keepBelow int64
 	mapping   []byte
 	offs      map[string]int // key → offset of its data in mapping
 
@@ -121,7 +124,7 @@ func newDirCacheIn(root *os.Root, dir string) *DirCache {
 
 // newRawCacheIn returns CreateRepo's uncompressed-block cache in root.
 func newRawCacheIn(root *os.Root, dir string) *DirCache {
-	return &DirCache{dir: dir, root: root, name: rawPackName, sum: crc32cOf, sumSize: 4, dropPages: true}
+	return &DirCache{dir: dir, root: root, name: rawPackName, sum: crc32cOf, sumSize: 4, dropPages: true, keepBelow: dropPagesMin}
 }
 
 // openRoot returns the cache directory and what to call when done.
@@ -145,9 +148,10 @@ func (c *DirCache) load() error {
 	root, done, err := c.openRoot()
 	if err == nil {
 		var mapped bool
-		b, mapped, err = readMapped(root, c.name, !c.dropPages)
+		var populated bool
+		b, mapped, populated, err = readMapped(root, c.name, c.dropPages, c.keepBelow)
 		done()
-		if c.dropPages && mapped {
+		if c.dropPages && mapped && !populated {
 			// Never advise memory that is not the file's mapping.
 			c.mapping, c.offs = b, map[string]int{}
 		}
@@ -467,6 +471,13 @@ func (c *DirCache) dropRange(from, to int) int {
 	return max(lo, hi)
 }
 
+// dropPagesMin is the smallest pack whose pages dropPages gives back: a
+// smaller one is populated at once and kept, since faulting its pages in
+// one at a time, up to three times (records checked, state checked,
+// documents hashed), and an madvise per block cost more than its memory
+// (64 MiB at most: about 25,000 packages with their appended updates).
+const dropPagesMin = 64 << 20
+
 // drop gives back the pages of the block key (see dropPages).
 func (c *DirCache) drop(key string) {
 	c.mu.Lock()
@@ -481,30 +492,34 @@ func (c *DirCache) drop(key string) {
 // only needs to look at it. Packs are never changed in place below their
 // recorded size (appends go after it, compaction writes a new file), so the
 // mapping stays valid for the life of the process. Falls back to reading.
-func readMapped(root *os.Root, name string, populate bool) (b []byte, mapped bool, err error) {
+//
+// With dropPages, a pack of keepBelow bytes or more is mapped without
+// populating it (populated reports which).
+func readMapped(root *os.Root, name string, dropPages bool, keepBelow int64) (b []byte, mapped, populated bool, err error) {
 	f, err := root.Open(name)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	n := fi.Size()
 	if n == 0 {
-		return nil, false, nil
+		return nil, false, false, nil
 	}
 	if n > 1<<40 {
-		return nil, false, fmt.Errorf("pack %q is %d bytes", rootPath(root, name), n)
+		return nil, false, false, fmt.Errorf("pack %q is %d bytes", rootPath(root, name), n)
 	}
 	flags := unix.MAP_SHARED
+	populate := !dropPages || n < keepBelow
 	if populate {
 		flags |= unix.MAP_POPULATE
 	}
 	if b, err := unix.Mmap(int(f.Fd()), 0, int(n), unix.PROT_READ, flags); err == nil {
-		return b, true, nil
+		return b, true, populate, nil
 	}
 	b, err = io.ReadAll(f)
-	return b, false, err
+	return b, false, true, err
 }

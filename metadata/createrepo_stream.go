@@ -316,7 +316,13 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 		cur := &streamBlock{ready: make(chan struct{})}
 		members := 0
 		var hid []byte
-		sizes := [3]int{}
+		// Block sizes vary widely (a block ends where an href hashes to
+		// 0 mod blockAvg), so a new block's buffers start at the mean
+		// size so far plus a quarter, and append grows the few larger
+		// ones: sizing every block for the largest yet allocated (and
+		// zeroed) three times the XML.
+		var sizeSum [3]int
+		nBlocks := 0
 		// Reused packages are copied into the block only once it is
 		// known to be changed: an unchanged block's documents are the
 		// saved ones (hintRaw), as they are.
@@ -325,7 +331,12 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 		put := func(e *Entry) {
 			for k, d := range docSpecs {
 				if cur.raw[k] == nil {
-					cur.raw[k] = make([]byte, 0, sizes[k])
+					c := 64 << 10
+					if nBlocks > 0 {
+						c = sizeSum[k] / nBlocks
+						c += c / 4
+					}
+					cur.raw[k] = make([]byte, 0, max(c, len(d.frag(e))))
 				}
 				cur.raw[k] = append(cur.raw[k], d.frag(e)...)
 			}
@@ -347,9 +358,10 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 			}
 			materialize()
 			out.blocks = append(out.blocks, stateBlock{n: members})
-			for k := range sizes {
-				sizes[k] = max(sizes[k], len(cur.raw[k]))
+			for k := range sizeSum {
+				sizeSum[k] += len(cur.raw[k])
 			}
+			nBlocks++
 			select {
 			case blockWork <- cur:
 			case <-gctx.Done():

@@ -119,7 +119,7 @@ type apValue struct {
 }
 
 // readDeps fills the eight dependency lists following parsehdr.c.
-func readDeps(h hdr, p *Package, fileNames []string) {
+func readDeps(h *hdr, p *Package, fileNames []string) {
 	var files map[string]struct{}
 	provided := make(map[string]struct{})
 	var seenReq map[string]apValue

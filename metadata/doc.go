@@ -16,10 +16,11 @@
 // header intros and every index entry against the data store (types,
 // offsets, counts, alignment, string terminators, region tag), with every
 // size read from a file capped (see WithMaxHeaderSize) so a hostile file
-// cannot make it allocate gigabytes. Only then does go-rpmutils decode the
-// values, from those validated bytes: go-rpmutils v0.4.0 trusts counts and
-// panics on malformed headers (upstream #42). A recover() maps any panic
-// that still gets through to ErrMalformed.
+// cannot make it allocate gigabytes. Only then are the values read, in
+// place from those validated entries, with the semantics of go-rpmutils
+// v0.4.0 (which parity with createrepo_c was first established with, and
+// which TestHdrMatchesGoRPMUtils still compares against). A recover() maps
+// any panic that still gets through to ErrMalformed.
 //
 // Publish (through PublishRoot) and CreateRepo work inside one repository
 // directory opened as an os.Root: every write, rename, link, removal, the

@@ -16,7 +16,7 @@ import (
 
 // FuzzReadPackage feeds arbitrary bytes to the whole reader: rpmhdr's
 // checks (fuzzed on their own by internal/rpmhdr's FuzzParse), then
-// go-rpmutils' decoding and the extraction on top. It must never panic,
+// the in-place value decoding and the extraction on top. It must never panic,
 // must fail only with one of the package's sentinels, and whatever it
 // accepts must render.
 func FuzzReadPackage(f *testing.F) {

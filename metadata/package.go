@@ -134,7 +134,7 @@ const (
 	modeDir   = 0o040000
 )
 
-func packageFromHeader(h hdr, raw *rpmhdr.Headers) (*Package, error) {
+func packageFromHeader(h *hdr, raw *rpmhdr.Headers) (*Package, error) {
 	p := &Package{
 		HeaderStart: raw.Main.Offset,
 		HeaderEnd:   raw.PayloadOffset(),
@@ -148,7 +148,9 @@ func packageFromHeader(h hdr, raw *rpmhdr.Headers) (*Package, error) {
 		if v, ok = h.strs(f.tag); !ok || len(v) == 0 {
 			return nil, fmt.Errorf("%w: no %s tag", ErrMalformed, tagLabel(f.tag))
 		}
-		*f.dst = v[0]
+		// Identity fields outlive the Package (Entry, the daemon's
+		// store): a copy, so they do not pin the whole header.
+		*f.dst = strings.Clone(v[0])
 	}
 	epoch, _ := h.num(tagEpoch)
 	p.Epoch = strconv.FormatUint(epoch, 10)
@@ -206,7 +208,7 @@ func packageFromHeader(h hdr, raw *rpmhdr.Headers) (*Package, error) {
 	if isSrc {
 		p.Arch = "src"
 	} else {
-		p.Arch = h.str(tagArch)
+		p.Arch = strings.Clone(h.str(tagArch))
 	}
 
 	// Files: createrepo_c needs all of these tags and walks them in step.
@@ -272,7 +274,7 @@ func compressFilelist(old []string) (dirs, bases []string, idx []uint64) {
 	return dirs, bases, idx
 }
 
-func readChangelog(h hdr, p *Package) {
+func readChangelog(h *hdr, p *Package) {
 	times, ok1 := h.nums(tagChangelogTime)
 	names, ok2 := h.strs(tagChangelogName)
 	texts, ok3 := h.strs(tagChangelogText)
