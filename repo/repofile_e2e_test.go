@@ -29,7 +29,7 @@ type rfHost struct {
 // dnfErrorLine is what dnf prints when a repository or a package fails:
 // "Error: Failed to download metadata", "Curl error (22) … 404", "GPG check
 // FAILED", "Cannot download repomd.xml", "No match for argument".
-var dnfErrorLine = regexp.MustCompile(`(?i)error|fail|404|cannot|unable|no match|not found|skipping|ignoring`)
+var dnfErrorLine = regexp.MustCompile(`(?i)error|fail|\b404\b|cannot|unable|no match|not found|skipping|ignoring`)
 
 // Hosts of every kind use the unmodified output of `repoctl repofile
 // --channel prod` from a daemon started with --listen on a random port,

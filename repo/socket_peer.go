@@ -84,6 +84,10 @@ func (c *peerConn) Read(b []byte) (int, error) {
 	oob := c.oob
 	c.mu.Unlock()
 	n, oobn, flags, _, err := c.ReadMsgUnix(b, oob)
+	// recvmsg's -1 comes back as is with its error (a peer that reset
+	// the connection); io.Reader promises 0 <= n, and bufio panics
+	// otherwise.
+	n, oobn = max(n, 0), max(oobn, 0)
 	if oobn > 0 || flags&unix.MSG_CTRUNC != 0 {
 		c.collect(oob[:oobn], flags&unix.MSG_CTRUNC != 0)
 	}
