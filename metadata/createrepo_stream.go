@@ -13,7 +13,6 @@ import (
 	"os"
 	"path"
 	"slices"
-	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -175,12 +174,7 @@ func sortScanned(files []scannedFile) {
 		d, n := path.Split(f.href)
 		ks[i] = keyed{n, d, i}
 	}
-	slices.SortFunc(ks, func(a, b keyed) int {
-		if c := strings.Compare(a.file, b.file); c != 0 {
-			return c
-		}
-		return strings.Compare(a.dir, b.dir)
-	})
+	slices.SortFunc(ks, func(a, b keyed) int { return comparePublished(a.file, a.dir, b.file, b.dir) })
 	sorted := make([]scannedFile, len(files))
 	for j, k := range ks {
 		sorted[j] = files[k.i]

@@ -47,6 +47,16 @@ func partition(entries []*Entry) []span {
 	return partitionBy(len(entries), func(i int) bool { return hashCut(entries[i].Href) })
 }
 
+// comparePublished orders packages as the repodata lists them: by file
+// name, then by directory (createrepo_c's order), given each href split
+// into its file name and directory.
+func comparePublished(file1, dir1, file2, dir2 string) int {
+	if c := strings.Compare(file1, file2); c != 0 {
+		return c
+	}
+	return strings.Compare(dir1, dir2)
+}
+
 // hashCut says whether a package with this href ends a block by hash.
 func hashCut(href string) bool {
 	h := fnv.New64a()
@@ -103,12 +113,7 @@ func sortEntries(entries []Entry) ([]*Entry, error) {
 		d, f := path.Split(e.Href)
 		ks[i] = keyed{f, d, e}
 	}
-	slices.SortFunc(ks, func(a, b keyed) int {
-		if c := strings.Compare(a.file, b.file); c != 0 {
-			return c
-		}
-		return strings.Compare(a.dir, b.dir)
-	})
+	slices.SortFunc(ks, func(a, b keyed) int { return comparePublished(a.file, a.dir, b.file, b.dir) })
 	for i := range ks {
 		out[i] = ks[i].e
 	}

@@ -236,7 +236,7 @@ func loadPublishState(ctx context.Context, scratchDir string, saved io.Reader, r
 			}
 			d, f := path.Split(p.href)
 			if j > 0 {
-				if c := strings.Compare(prevFile, f); c > 0 || c == 0 && prevDir >= d {
+				if comparePublished(prevFile, prevDir, f, d) >= 0 {
 					return nil, fmt.Errorf("href %q out of order", p.href)
 				}
 			}
