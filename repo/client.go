@@ -170,7 +170,11 @@ func (c *Client) addChunk(ctx context.Context, paths []string, o AddOptions) ([]
 		slot = append(slot, i)
 	}
 	if len(files) == 0 {
-		return results, nil
+		// The daemon is still asked, with nothing: a standby refuses
+		// before anything is read, and that, not a missing file, is why
+		// nothing was done (exit 4, not 3).
+		var none []AddResult
+		return results, c.callWithFiles(ctx, apiAdd, addRequest{Options: o}, &none, nil)
 	}
 	var res []AddResult
 	err := c.callWithFiles(ctx, apiAdd, addRequest{Names: names, Options: o}, &res, files)

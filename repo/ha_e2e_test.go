@@ -165,6 +165,12 @@ func TestHAPairTakeover(t *testing.T) {
 	if code != exitCodeBusy || !strings.Contains(stderr, "not the leader (leader: a@"+a.listen+")") {
 		t.Fatalf("add on the standby: exit %d\n%s%s", code, out, stderr)
 	}
+	// Even when no file could be opened: the standby, not the file, is
+	// why nothing was done.
+	out, stderr, code = runCLI(t, b.root, "add", filepath.Join(src, "missing.rpm"))
+	if code != exitCodeBusy || !strings.Contains(stderr, "not the leader (leader: a@"+a.listen+")") {
+		t.Fatalf("add of a missing file on the standby: exit %d\n%s%s", code, out, stderr)
+	}
 	out, _, code = runCLI(t, b.root, "-o", "json", "republish", "main/staging/el/9/x86_64")
 	if code != exitCodeBusy || !strings.Contains(out, "not the leader") {
 		t.Fatalf("republish on the standby: exit %d\n%s", code, out)
