@@ -35,14 +35,36 @@ func newELHostFor(t testing.TB, repofile, releasever, arch string) *elHost {
 	if err := os.MkdirAll(h.rds, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(h.rds, "repoctl.repo"), []byte(repofile), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	h.setRepo(repofile)
 	if err := os.WriteFile(h.conf, []byte("[main]\ngpgcheck=1\nrepo_gpgcheck=1\nskip_if_unavailable=False\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return h
 }
+
+// setRepo replaces the host's .repo file, as a configuration management
+// run would.
+func (h *elHost) setRepo(repofile string) {
+	h.t.Helper()
+	if err := os.WriteFile(filepath.Join(h.rds, "repoctl.repo"), []byte(repofile), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// install installs pkgs (mustDNF) and fails unless rpm then knows each.
+func (h *elHost) install(pkgs ...string) string {
+	h.t.Helper()
+	out := h.mustDNF(append([]string{"--nodocs", "install"}, pkgs...)...)
+	for _, p := range pkgs {
+		if q, err := exec.Command("rpm", "--root", h.ir, "-q", p).CombinedOutput(); err != nil {
+			h.t.Fatalf("rpm -q %s after dnf install: %v\n%s\n(dnf said:\n%s)", p, err, q, out)
+		}
+	}
+	return out
+}
+
+// keys are the short ids of the gpg-pubkey packages dnf imported.
+func (h *elHost) keys() []string { return importedKeys(h.t, "--root", h.ir) }
 
 // run runs dnf on the host. Metadata is always fetched afresh, as
 // `dnf clean metadata` before each step of the runbook does.

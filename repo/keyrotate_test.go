@@ -157,7 +157,7 @@ func rpmDB(t *testing.T, keyFile []byte) string {
 
 // importedKeys lists the short ids of the gpg-pubkey packages of an rpm
 // database (rpm's own record of imported keys).
-func importedKeys(t *testing.T, args ...string) []string {
+func importedKeys(t testing.TB, args ...string) []string {
 	t.Helper()
 	out, err := exec.Command("rpm", append(args, "-q", "gpg-pubkey", "--qf", "%{VERSION}\n")...).CombinedOutput()
 	if err != nil && !strings.Contains(string(out), "not installed") {
@@ -260,47 +260,6 @@ func checkRotated(t *testing.T, root string, recs []PackageRecord, newPub []byte
 	}
 }
 
-// dnfHost is an installroot that keeps its rpm database (and so the keys
-// it imported) between installs.
-type dnfHost struct {
-	t        *testing.T
-	root     string
-	reposDir string
-}
-
-func newDNFHost(t *testing.T, repofile string) *dnfHost {
-	h := &dnfHost{t: t, root: t.TempDir(), reposDir: t.TempDir()}
-	h.setRepo(repofile)
-	return h
-}
-
-func (h *dnfHost) setRepo(repofile string) {
-	if err := os.WriteFile(filepath.Join(h.reposDir, "test.repo"), []byte(repofile), 0o644); err != nil {
-		h.t.Fatal(err)
-	}
-}
-
-// install runs dnf with gpgcheck and repo_gpgcheck (the .repo sets both),
-// fresh metadata, and fails on any error line.
-func (h *dnfHost) install(pkgs ...string) string {
-	h.t.Helper()
-	cmd := exec.Command("dnf", append([]string{"-y", "--installroot", h.root, "--setopt=reposdir=" + h.reposDir,
-		"--setopt=cachedir=" + filepath.Join(h.root, "cache"), "--releasever=9", "--forcearch=x86_64",
-		"--setopt=skip_if_unavailable=False", "--setopt=gpgcheck=1", "--setopt=repo_gpgcheck=1",
-		"--setopt=install_weak_deps=False", "--nodocs", "--refresh", "install"}, pkgs...)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		h.t.Fatalf("dnf install %v: %v\n%s", pkgs, err, out)
-	}
-	for _, p := range pkgs {
-		if q, err := exec.Command("rpm", "--root", h.root, "-q", p).CombinedOutput(); err != nil {
-			h.t.Fatalf("rpm -q %s after dnf install: %v\n%s\n(dnf said:\n%s)", p, err, q, out)
-		}
-	}
-	return string(out)
-}
-
-func (h *dnfHost) keys() []string { return importedKeys(h.t, "--root", h.root) }
 
 func nevraName(n string) string {
 	// name-[e:]v-r.a: the name is all but the last two dash fields.
@@ -361,7 +320,7 @@ func TestKeyRotate(t *testing.T) {
 		before[p.NEVRA] = fi
 	}
 	// A host that installed before the rotation, with only the old key.
-	oldHost := newDNFHost(t, prodRepo())
+	oldHost := newELHost(t, prodRepo())
 	oldHost.install(nevraName(fx.prod[0]))
 	if got := oldHost.keys(); !equalStrings(got, shortIDs(oldKey.KeyID())) {
 		t.Fatalf("host before the rotation imported %v", got)
@@ -474,7 +433,7 @@ func TestKeyRotate(t *testing.T) {
 	}
 	// A new host imports both keys from the one gpgkey= URL and installs
 	// old (re-signed, rewritten and in place) and new packages.
-	host := newDNFHost(t, prodRepo())
+	host := newELHost(t, prodRepo())
 	var names []string
 	for _, n := range fx.prod {
 		names = append(names, nevraName(n))
@@ -567,7 +526,7 @@ func TestKeyRotate(t *testing.T) {
 	if got := importedKeys(t, "--dbpath", rpmDB(t, served)); !equalStrings(got, shortIDs(newKey.KeyID())) {
 		t.Errorf("after retire, %s holds %v", PublicKeyFile, got)
 	}
-	newDNFHost(t, prodRepo()).install(names[0], "late")
+	newELHost(t, prodRepo()).install(names[0], "late")
 	// The retired key stays retired when the store is opened again.
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
@@ -790,12 +749,12 @@ func TestKeyRotateKilled(t *testing.T) {
 				// Without a daemon nothing serves HTTP: the host reads the tree.
 				return strings.ReplaceAll(rf, url, base)
 			}
-			var host *dnfHost
+			var host *elHost
 			if c.state == "rotate.install" {
 				// Mid-rotation, every file still carries the old key's
 				// signatures: a host that imports the transition key file
 				// (both keys, the new one first) verifies them.
-				host = newDNFHost(t, repofile("file://"+filepath.Join(root, "repo")+"/"))
+				host = newELHost(t, repofile("file://"+filepath.Join(root, "repo")+"/"))
 				host.install("hello")
 				if got := host.keys(); !equalStrings(got, shortIDs(oldID, newID)) {
 					t.Errorf("host imported %v mid-rotation, want both keys", got)
@@ -874,7 +833,7 @@ func TestKeyRotateKilled(t *testing.T) {
 				t.Fatalf("promote: %d %s", code, e)
 			}
 			if host == nil {
-				host = newDNFHost(t, repofile(base))
+				host = newELHost(t, repofile(base))
 			}
 			host.install("hello", "roomy0", "tight0", "late")
 			if got := host.keys(); !equalStrings(got, shortIDs(oldID, newID)) {

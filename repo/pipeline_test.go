@@ -229,25 +229,11 @@ func TestAddSignPublishInstall(t *testing.T) {
 	dnfInstall(t, rf, "hello")
 }
 
-// dnfInstall installs pkg into a fresh --installroot using only repofile.
+// dnfInstall installs pkg into a fresh stock EL 9 host using only
+// repofile.
 func dnfInstall(t testing.TB, repofile, pkg string) {
 	t.Helper()
-	ir := t.TempDir()
-	reposDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(reposDir, "test.repo"), []byte(repofile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("dnf", "-y", "--installroot", ir, "--setopt=reposdir="+reposDir,
-		"--setopt=cachedir="+filepath.Join(ir, "cache"), "--releasever=9", "--forcearch=x86_64",
-		"--setopt=install_weak_deps=False", "--nodocs", "install", pkg)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("dnf install %s: %v\n%s", pkg, err, out)
-	}
-	q, err := exec.Command("rpm", "--root", ir, "-q", pkg).CombinedOutput()
-	if err != nil {
-		t.Fatalf("rpm -q %s after dnf install: %v\n%s\n(dnf said:\n%s)", pkg, err, q, out)
-	}
+	newELHost(t, repofile).install(pkg)
 }
 
 func TestRejects(t *testing.T) {
