@@ -260,7 +260,6 @@ func checkRotated(t *testing.T, root string, recs []PackageRecord, newPub []byte
 	}
 }
 
-
 func nevraName(n string) string {
 	// name-[e:]v-r.a: the name is all but the last two dash fields.
 	parts := strings.Split(n, "-")
