@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/repoctl/repoctl/repo/dropwatch"
 )
 
 // DaemonOption configures RunDaemon.
@@ -22,7 +24,7 @@ type daemonOptions struct {
 	log        *slog.Logger
 	grace      time.Duration
 	httpListen string
-	watch      []WatchOption
+	watch      []dropwatch.Option
 	ready      func(DaemonInfo)
 	reload     <-chan struct{}
 }
@@ -78,7 +80,7 @@ func WithHTTPListen(addr string) DaemonOption {
 
 // WithWatchOptions tunes the drop-in watcher (settle interval and so on);
 // they apply after the config's daemon.settle.
-func WithWatchOptions(opts ...WatchOption) DaemonOption {
+func WithWatchOptions(opts ...dropwatch.Option) DaemonOption {
 	return func(o *daemonOptions) error { o.watch = append(o.watch, opts...); return nil }
 }
 

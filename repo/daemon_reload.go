@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/repoctl/repoctl/repo/dropwatch"
 )
 
 // WithReload makes the daemon read its config file again each time reload
@@ -103,7 +105,7 @@ func (r *Repo) dropIns() []DropIn {
 	return r.cfg.DropIns
 }
 
-// watchRunner runs the daemon's one DropWatcher and replaces it on reload.
+// watchRunner runs the daemon's one dropwatch.Watcher and replaces it on reload.
 type watchRunner struct {
 	parent context.Context // the daemon's stop context
 	work   context.Context // batches run under it (see RunDaemon)
@@ -116,8 +118,8 @@ type watchRunner struct {
 
 // start runs a watcher on dirs. A watcher that stops for a reload is not
 // a failure; one that stops by itself is, as before reloading existed.
-func (wr *watchRunner) start(dirs []string, handle BatchFunc, opts []WatchOption) error {
-	w, err := NewDropWatcher(dirs, handle, opts...)
+func (wr *watchRunner) start(dirs []string, handle dropwatch.BatchFunc, opts []dropwatch.Option) error {
+	w, err := dropwatch.New(dirs, handle, opts...)
 	if err != nil {
 		return err
 	}
@@ -158,9 +160,9 @@ type reloader struct {
 	running map[string]any
 
 	watch     *watchRunner
-	handle    BatchFunc
+	handle    dropwatch.BatchFunc
 	byDir     *map[string]DropIn // read by handle, only while a watcher runs
-	watchOpts []WatchOption      // the daemon's own, after the config's settle
+	watchOpts []dropwatch.Option // the daemon's own, after the config's settle
 	http      []*httpRunner      // the HTTP and metrics servers, if serving
 }
 
@@ -275,7 +277,7 @@ func (d *reloader) applyWatch(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	if _, err := NewDropWatcher(dirs, d.handle, opts...); err != nil {
+	if _, err := dropwatch.New(dirs, d.handle, opts...); err != nil {
 		return err
 	}
 	d.watch.stop()
@@ -295,14 +297,14 @@ func (d *reloader) applyWatch(ctx context.Context, cfg *Config) error {
 
 // watchOptionsFor is the watcher's options for cfg: the logger, the
 // config's settle interval, then the daemon's own (WithWatchOptions).
-func watchOptionsFor(cfg *Config, log *slog.Logger, extra []WatchOption) ([]WatchOption, error) {
-	opts := []WatchOption{WithWatchLogger(log)}
+func watchOptionsFor(cfg *Config, log *slog.Logger, extra []dropwatch.Option) ([]dropwatch.Option, error) {
+	opts := []dropwatch.Option{dropwatch.WithLogger(log)}
 	if cfg.Daemon.Settle != "" {
 		d, err := time.ParseDuration(cfg.Daemon.Settle)
 		if err != nil || d <= 0 {
 			return nil, fmt.Errorf("%w: daemon.settle %q is not a positive duration", ErrBadConfig, cfg.Daemon.Settle)
 		}
-		opts = append(opts, WithSettle(d))
+		opts = append(opts, dropwatch.WithSettle(d))
 	}
 	return append(opts, extra...), nil
 }

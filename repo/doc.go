@@ -1,8 +1,10 @@
 // Package repo is repoctl's repository manager: configuration, the store
 // (bbolt or etcd, through package repo/store), the ingest pipeline (validate → sign → place → publish → record),
 // promotion between channels, advisories (updateinfo), the drop-in daemon
-// and its control socket, and the HA pair of daemons on one etcd store
-// (ha.go: roles from package repo/leader, fenced writes, takeover).
+// (its watcher is package repo/dropwatch) and its control socket, and the
+// HA pair of daemons on one etcd store (ha.go: roles from package
+// repo/leader, fenced writes, takeover). Publish targets are package
+// repo/target.
 //
 // It is not an RPM parser (package metadata), not a signer (package sign)
 // and knows nothing about app hosts (package upgrade).
@@ -87,18 +89,20 @@
 //
 // # Drop-ins
 //
-// DropWatcher watches each drop-in directory and its subdirectories down
-// to DropInDepth (4) levels, adding directories as they appear; a file of
-// a subdirectory is ingested with its drop-in directory's repository,
-// channel and release (ingestBatch, dropInOf). A file is complete when its
-// writer closed it after writing or renamed it into place (inotify
-// IN_CLOSE_WRITE and IN_MOVED_TO, through closewrite.go since fsnotify
-// keeps close-write unexported), when its mtime is older than the settle
-// interval, or when it stayed unchanged for that long (DefaultSettle, 3s,
-// [daemon] settle), and never while a process has it open for writing
-// (openForWriting, a read lease: for files the daemon's user owns, or
-// with CAP_LEASE). The watcher passes what it saw of each file (size,
-// mtime, renamed or not) in the batch's context; before rejecting a
+// The daemon runs a dropwatch.Watcher (package repo/dropwatch) on each
+// drop-in directory and its subdirectories down to DropInDepth (4) levels,
+// adding directories as they appear; a file of a subdirectory is ingested
+// with its drop-in directory's repository, channel and release
+// (ingestBatch, dropInOf). A file is complete when its writer closed it
+// after writing or renamed it into place (inotify IN_CLOSE_WRITE and
+// IN_MOVED_TO, through dropwatch's closewrite.go since fsnotify keeps
+// close-write unexported), when its mtime is older than the settle
+// interval, or when it stayed unchanged for that long
+// (dropwatch.DefaultSettle, 3s, [daemon] settle), and never while a
+// process has it open for writing (dropwatch.OpenForWriting, a read lease:
+// for files the daemon's user owns, or with CAP_LEASE). The watcher passes
+// what it saw of each file (size, mtime, renamed or not) in the batch's
+// context (dropwatch.BatchFrom, dropBatchFrom); before rejecting a
 // drop-in the pipeline looks again (stillWritten), and one that changed
 // since, or that was written within the settle interval and not renamed
 // in, goes back to its directory (ActionDeferred) rather than rejected/.
