@@ -1,10 +1,11 @@
 // Package repo is repoctl's repository manager: configuration, the store
 // (bbolt or etcd, through package repo/store), the ingest pipeline (validate → sign → place → publish → record),
 // promotion between channels, advisories (updateinfo), the drop-in daemon
-// (its watcher is package repo/dropwatch) and its control socket, and the
-// HA pair of daemons on one etcd store (ha.go: roles from package
-// repo/leader, fenced writes, takeover). Publish targets are package
-// repo/target.
+// (its watcher is package repo/dropwatch; its HTTP server, file handler
+// and control socket transport are package repo/serve) and the control
+// API, and the HA pair of daemons on one etcd store (ha.go: roles from
+// package repo/leader, fenced writes, takeover). Publish targets are
+// package repo/target.
 //
 // It is not an RPM parser (package metadata), not a signer (package sign)
 // and knows nothing about app hosts (package upgrade).
@@ -143,7 +144,8 @@
 //
 // The control socket takes files as open descriptors (SCM_RIGHTS), so the
 // daemon reads only what the client could, and names every event of a
-// request after the kernel's SO_PEERCRED of the peer (Event.Caller). Every
+// request after the kernel's SO_PEERCRED of the peer (Event.Caller; the
+// transport is package repo/serve, socket.go maps requests to methods). Every
 // file operation in the served tree goes through one os.Root (confine.go),
 // and placements are checked element by element.
 //
