@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/repoctl/repoctl/repo/input"
 	"github.com/repoctl/repoctl/repo/serve"
 )
 
@@ -161,7 +162,7 @@ func (c *Client) addChunk(ctx context.Context, paths []string, o AddOptions) ([]
 			abs = p
 		}
 		results[i] = AddResult{Path: abs}
-		f, err := openInput(abs, false)
+		f, err := input.Open(abs, false)
 		if err != nil {
 			results[i].Action = ActionRejected
 			results[i].Reason = reasonUnreadable + ": " + escapeText(err.Error())

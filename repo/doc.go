@@ -5,7 +5,8 @@
 // and control socket transport are package repo/serve) and the control
 // API, and the HA pair of daemons on one etcd store (ha.go: roles from
 // package repo/leader, fenced writes, takeover). Publish targets are
-// package repo/target.
+// package repo/target; inputs are opened and copied by package
+// repo/input.
 //
 // It is not an RPM parser (package metadata), not a signer (package sign)
 // and knows nothing about app hosts (package upgrade).
@@ -144,8 +145,10 @@
 //
 // The control socket takes files as open descriptors (SCM_RIGHTS), so the
 // daemon reads only what the client could, and names every event of a
-// request after the kernel's SO_PEERCRED of the peer (Event.Caller; the
-// transport is package repo/serve, socket.go maps requests to methods). Every
+// request after the kernel's SO_PEERCRED of the peer (Event.Caller). The
+// socket's transport is package repo/serve; socket.go maps its requests
+// to methods. Every input, passed or named, is opened and copied through
+// package repo/input: regular files only, never blocking on a FIFO. Every
 // file operation in the served tree goes through one os.Root (confine.go),
 // and placements are checked element by element.
 //
