@@ -26,6 +26,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
+	"github.com/repoctl/repoctl/repo/input"
 	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/internal/nevra"
@@ -540,7 +541,7 @@ func readAdvisoryInput(req *AdvisoryRequest, max int) ([]byte, error) {
 	if req.File == "" {
 		return nil, invalidAdvisory("no file")
 	}
-	f, err := openInput(req.File, false)
+	f, err := input.Open(req.File, false)
 	if err != nil {
 		return nil, invalidAdvisory("reading %q: %v", req.File, err)
 	}

@@ -12,6 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/repoctl/repoctl/repo/input"
+	"github.com/repoctl/repoctl/repo/serve"
 )
 
 // Client is a Service that talks to a running daemon over its control
@@ -124,7 +127,7 @@ func (c *Client) call(ctx context.Context, method string, req, res any) error {
 // Add opens each file itself, with the user's rights, and passes the open
 // descriptors to the daemon: the daemon never opens a path for a client.
 // A file the user cannot open is reported as rejected here, without
-// troubling the daemon. Large adds go in requests of maxPassFiles.
+// troubling the daemon. Large adds go in requests of serve.MaxPassFiles.
 func (c *Client) Add(ctx context.Context, paths []string, o AddOptions) ([]AddResult, error) {
 	o.Move = false
 	out := make([]AddResult, 0, len(paths))
@@ -133,7 +136,7 @@ func (c *Client) Add(ctx context.Context, paths []string, o AddOptions) ([]AddRe
 		p.Stage("adding", len(paths))
 	}
 	for len(paths) > 0 {
-		n := min(len(paths), maxPassFiles)
+		n := min(len(paths), serve.MaxPassFiles)
 		res, err := c.addChunk(ctx, paths[:n], o)
 		out = append(out, res...)
 		if err != nil {
@@ -159,7 +162,7 @@ func (c *Client) addChunk(ctx context.Context, paths []string, o AddOptions) ([]
 			abs = p
 		}
 		results[i] = AddResult{Path: abs}
-		f, err := openInput(abs, false)
+		f, err := input.Open(abs, false)
 		if err != nil {
 			results[i].Action = ActionRejected
 			results[i].Reason = reasonUnreadable + ": " + escapeText(err.Error())
@@ -200,7 +203,7 @@ func (c *Client) callWithFiles(ctx context.Context, method string, req, res any,
 			if err != nil {
 				return nil, err
 			}
-			return &fdConn{UnixConn: conn.(*net.UnixConn), files: files}, nil
+			return serve.SendFiles(conn.(*net.UnixConn), files), nil
 		},
 		DisableKeepAlives: true,
 	}

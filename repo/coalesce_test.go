@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/repoctl/repoctl/internal/testrpm"
+	"github.com/repoctl/repoctl/repo/dropwatch"
 )
 
 // msgCounter counts log records by message.
@@ -267,7 +268,7 @@ func TestDaemonCoalescesBurst(t *testing.T) {
 	go func() {
 		errc <- RunDaemon(ctx, root, WithHTTPListen("off"), WithReady(func(DaemonInfo) { close(ready) }),
 			WithDaemonLogger(slog.New(slog.NewTextHandler(&logBuf, nil))),
-			WithWatchOptions(WithMaxBatch(5)))
+			WithWatchOptions(dropwatch.WithMaxBatch(5)))
 	}()
 	select {
 	case <-ready:

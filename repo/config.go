@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/repoctl/repoctl/metadata"
+	"github.com/repoctl/repoctl/repo/dropwatch"
 	"github.com/repoctl/repoctl/repo/target"
 )
 
@@ -177,7 +178,7 @@ type DaemonConfig struct {
 	// (no events, same size and mtime) before it is taken when its writer
 	// neither closed it nor renamed it into place, and how recently
 	// written a drop-in that fails may be before it is retried instead of
-	// rejected; a Go duration, default "3s" (DefaultSettle), which outlasts
+	// rejected; a Go duration, default "3s" (dropwatch.DefaultSettle), which outlasts
 	// the pauses of scp over a slow link.
 	Settle string `toml:"settle"`
 	// MaxPublishLag bounds coalesced publishes: while more ready drop-ins
@@ -381,7 +382,7 @@ func (c *Config) setDefaults() error {
 			d.Release = rel
 		}
 	}
-	def(&c.Daemon.Settle, DefaultSettle.String())
+	def(&c.Daemon.Settle, dropwatch.DefaultSettle.String())
 	def(&c.Daemon.MaxPublishLag, DefaultMaxPublishLag.String())
 	if d, err := time.ParseDuration(c.Daemon.MaxPublishLag); err != nil || d < 0 {
 		return bad("daemon.max_publish_lag %q is not a duration such as \"30s\" or \"0s\"", c.Daemon.MaxPublishLag)

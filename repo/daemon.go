@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/repoctl/repoctl/repo/dropwatch"
+	"github.com/repoctl/repoctl/repo/serve"
 )
 
 // DaemonOption configures RunDaemon.
@@ -22,7 +25,7 @@ type daemonOptions struct {
 	log        *slog.Logger
 	grace      time.Duration
 	httpListen string
-	watch      []WatchOption
+	watch      []dropwatch.Option
 	ready      func(DaemonInfo)
 	reload     <-chan struct{}
 }
@@ -78,7 +81,7 @@ func WithHTTPListen(addr string) DaemonOption {
 
 // WithWatchOptions tunes the drop-in watcher (settle interval and so on);
 // they apply after the config's daemon.settle.
-func WithWatchOptions(opts ...WatchOption) DaemonOption {
+func WithWatchOptions(opts ...dropwatch.Option) DaemonOption {
 	return func(o *daemonOptions) error { o.watch = append(o.watch, opts...); return nil }
 }
 
@@ -159,7 +162,7 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 		listen = o.httpListen
 	}
 	var hln net.Listener
-	var httpRunners []*httpRunner // what a reload gives new HTTP settings
+	var httpRunners []*serve.Server // what a reload gives new HTTP settings
 	if listen != "" && listen != "off" {
 		if hln, err = net.Listen("tcp", listen); err != nil {
 			return fmt.Errorf("serving HTTP on %q: %w", listen, err)
@@ -216,17 +219,17 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 
 	// Control socket first, so that a CLI started during Resume waits for
 	// us instead of for the lock.
-	sln, err := listenSocket(cfg.Paths.Socket)
+	sln, err := serve.ListenSocket(cfg.Paths.Socket, socketPerm)
 	if err != nil {
 		return err
 	}
 	ready := make(chan struct{})
-	ssrv := newSocketServer(newSocketHandler(r, cfg.Root, ready, log), log)
+	ssrv := serve.NewSocketServer(newSocketHandler(r, cfg.Root, ready, log), log, peerCaller)
 	ssrv.BaseContext = func(net.Listener) context.Context { return work }
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		fail("control socket", serveHTTP(stopCtx, sln, ssrv, o.grace))
+		fail("control socket", serve.Run(stopCtx, sln, ssrv, o.grace))
 	}()
 
 	// HTTP serves from here on, during Resume too: /healthz says the
@@ -242,7 +245,7 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 	ops := newOpsHandler(reg, readiness, log)
 	info := DaemonInfo{Root: cfg.Root, Socket: cfg.Paths.Socket, DropIns: dropDirs, KeyID: r.Key().KeyID()}
 	if hln != nil {
-		h, closeRoot, err := NewFileHandler(cfg.Paths.Repo, log)
+		h, closeRoot, err := serve.NewFileHandler(cfg.Paths.Repo, log, majorFallback)
 		if err != nil {
 			stop()
 			wg.Wait()
@@ -257,24 +260,24 @@ func RunDaemon(ctx context.Context, root string, opts ...DaemonOption) (err erro
 		info.URL = cfg.HTTP.PublicURL
 		// A runner rather than one server, so that a reload can apply
 		// new limits and timeouts; it caps connections itself.
-		hr := newHTTPRunner(hln, h, log, cfg.HTTP, 0)
+		hr := serve.NewServer(hln, h, log, httpLimits(cfg.HTTP), 0)
 		httpRunners = append(httpRunners, hr)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fail("HTTP server", hr.serve(stopCtx, 5*time.Second))
+			fail("HTTP server", hr.Serve(stopCtx, 5*time.Second))
 		}()
 		log.Info("serving repositories over HTTP", "listen", info.HTTP, "url", info.URL, "dir", cfg.Paths.Repo)
 	}
 	if mln != nil {
 		info.Metrics = mln.Addr().String()
 		// A scraper and a probe or two: a few connections are plenty.
-		mr := newHTTPRunner(mln, ops, log, cfg.HTTP, 16)
+		mr := serve.NewServer(mln, ops, log, httpLimits(cfg.HTTP), 16)
 		httpRunners = append(httpRunners, mr)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			fail("metrics server", mr.serve(stopCtx, 5*time.Second))
+			fail("metrics server", mr.Serve(stopCtx, 5*time.Second))
 		}()
 		log.Info("serving metrics and health", "listen", info.Metrics)
 	}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,6 +16,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/repoctl/repoctl/repo/dropwatch"
+	"github.com/repoctl/repoctl/repo/serve"
 )
 
 // WithReload makes the daemon read its config file again each time reload
@@ -103,7 +104,7 @@ func (r *Repo) dropIns() []DropIn {
 	return r.cfg.DropIns
 }
 
-// watchRunner runs the daemon's one DropWatcher and replaces it on reload.
+// watchRunner runs the daemon's one dropwatch.Watcher and replaces it on reload.
 type watchRunner struct {
 	parent context.Context // the daemon's stop context
 	work   context.Context // batches run under it (see RunDaemon)
@@ -116,8 +117,8 @@ type watchRunner struct {
 
 // start runs a watcher on dirs. A watcher that stops for a reload is not
 // a failure; one that stops by itself is, as before reloading existed.
-func (wr *watchRunner) start(dirs []string, handle BatchFunc, opts []WatchOption) error {
-	w, err := NewDropWatcher(dirs, handle, opts...)
+func (wr *watchRunner) start(dirs []string, handle dropwatch.BatchFunc, opts []dropwatch.Option) error {
+	w, err := dropwatch.New(dirs, handle, opts...)
 	if err != nil {
 		return err
 	}
@@ -158,10 +159,10 @@ type reloader struct {
 	running map[string]any
 
 	watch     *watchRunner
-	handle    BatchFunc
+	handle    dropwatch.BatchFunc
 	byDir     *map[string]DropIn // read by handle, only while a watcher runs
-	watchOpts []WatchOption      // the daemon's own, after the config's settle
-	http      []*httpRunner      // the HTTP and metrics servers, if serving
+	watchOpts []dropwatch.Option // the daemon's own, after the config's settle
+	http      []*serve.Server    // the HTTP and metrics servers, if serving
 }
 
 func (d *reloader) run(ctx context.Context, reload <-chan struct{}) {
@@ -234,7 +235,7 @@ func (d *reloader) reload(ctx context.Context) {
 	}
 	if httpChanged {
 		for _, h := range d.http {
-			h.apply(cfg.HTTP)
+			h.Apply(httpLimits(cfg.HTTP))
 		}
 		apply(true, func(k string) bool { return strings.HasPrefix(k, "http.") })
 	}
@@ -275,7 +276,7 @@ func (d *reloader) applyWatch(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	if _, err := NewDropWatcher(dirs, d.handle, opts...); err != nil {
+	if _, err := dropwatch.New(dirs, d.handle, opts...); err != nil {
 		return err
 	}
 	d.watch.stop()
@@ -295,241 +296,29 @@ func (d *reloader) applyWatch(ctx context.Context, cfg *Config) error {
 
 // watchOptionsFor is the watcher's options for cfg: the logger, the
 // config's settle interval, then the daemon's own (WithWatchOptions).
-func watchOptionsFor(cfg *Config, log *slog.Logger, extra []WatchOption) ([]WatchOption, error) {
-	opts := []WatchOption{WithWatchLogger(log)}
+func watchOptionsFor(cfg *Config, log *slog.Logger, extra []dropwatch.Option) ([]dropwatch.Option, error) {
+	opts := []dropwatch.Option{dropwatch.WithLogger(log)}
 	if cfg.Daemon.Settle != "" {
 		d, err := time.ParseDuration(cfg.Daemon.Settle)
 		if err != nil || d <= 0 {
 			return nil, fmt.Errorf("%w: daemon.settle %q is not a positive duration", ErrBadConfig, cfg.Daemon.Settle)
 		}
-		opts = append(opts, WithSettle(d))
+		opts = append(opts, dropwatch.WithSettle(d))
 	}
 	return append(opts, extra...), nil
 }
 
-// httpRunner serves a listener through an http.Server that a reload can
-// replace while it serves: new connections get the new server (its idle
-// timeout, minimum rate), the old one finishes the requests it has and
-// goes. One accept loop takes the connections, at most maxConns open at
-// once across both servers; more wait in the kernel's accept queue, as
-// with netutil.LimitListener, and a reload may change the limit.
-type httpRunner struct {
-	ln    net.Listener
-	h     http.Handler
-	log   *slog.Logger
-	fixed int // a limit of its own (the metrics listener); 0: hc's
+// httpWriteFloor is the least time each write of an HTTP response gets
+// (serve.Limits.WriteFloor); 0 is serve's default. A variable so that
+// tests can change it.
+var httpWriteFloor time.Duration
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	limit   int
-	active  int
-	stopped bool
-	cur     *connQueue
-	srv     *http.Server
-	// retire ends with the runner: servers replaced by a reload still
-	// finishing their requests are closed then.
-	retire    context.Context
-	endRetire context.CancelFunc
-	retiring  sync.WaitGroup
-}
-
-// httpRetireGrace bounds how long a replaced server may take for the
-// requests it still has (a large download on a slow link).
-const httpRetireGrace = 10 * time.Minute
-
-func newHTTPRunner(ln net.Listener, h http.Handler, log *slog.Logger, hc HTTPConfig, fixedLimit int) *httpRunner {
-	hr := &httpRunner{ln: ln, h: h, log: log, fixed: fixedLimit}
-	hr.cond = sync.NewCond(&hr.mu)
-	hr.retire, hr.endRetire = context.WithCancel(context.Background())
-	hr.apply(hc)
-	return hr
-}
-
-// apply installs a server built for hc for the connections from now on.
-func (hr *httpRunner) apply(hc HTTPConfig) {
-	q := &connQueue{addr: hr.ln.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
-	srv := newHTTPServer(hr.h, hr.log, hc)
-	go func() {
-		if err := srv.Serve(q); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			hr.log.Error("HTTP server", "err", err)
-		}
-	}()
-	limit := hr.fixed
-	if limit <= 0 {
-		limit = hc.MaxConnections
-	}
-	if limit <= 0 {
-		limit = 128
-	}
-	hr.mu.Lock()
-	old := hr.srv
-	hr.cur, hr.srv, hr.limit = q, srv, limit
-	stopped := hr.stopped
-	hr.cond.Broadcast()
-	hr.mu.Unlock()
-	if stopped {
-		srv.Close()
-	}
-	if old != nil {
-		hr.retiring.Add(1)
-		go func() {
-			defer hr.retiring.Done()
-			ctx, cancel := context.WithTimeout(hr.retire, httpRetireGrace)
-			defer cancel()
-			if err := old.Shutdown(ctx); err != nil {
-				old.Close()
-			}
-		}()
-	}
-}
-
-// serve accepts until ctx is done, then shuts the server down within
-// grace (and closes what is left), like serveHTTP.
-func (hr *httpRunner) serve(ctx context.Context, grace time.Duration) error {
-	errc := make(chan error, 1)
-	go func() { errc <- hr.acceptLoop() }()
-	var err error
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-	}
-	hr.mu.Lock()
-	hr.stopped = true
-	hr.cond.Broadcast()
-	srv := hr.srv
-	hr.mu.Unlock()
-	hr.ln.Close()
-	if err == nil {
-		err = <-errc
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	serr := srv.Shutdown(sctx)
-	if errors.Is(serr, context.DeadlineExceeded) {
-		serr = srv.Close()
-	}
-	hr.endRetire()
-	hr.retiring.Wait()
+// httpLimits is what [http] says of the HTTP servers' limits. LoadConfig
+// validated and defaulted hc; a zero value falls back to serve's default.
+func httpLimits(hc HTTPConfig) serve.Limits {
+	idle, err := time.ParseDuration(hc.IdleTimeout)
 	if err != nil {
-		return err
+		idle = 0
 	}
-	return serr
+	return serve.Limits{IdleTimeout: idle, MinRate: hc.MinRate, MaxConnections: hc.MaxConnections, WriteFloor: httpWriteFloor}
 }
-
-// acceptLoop takes connections while fewer than the limit are open and
-// hands each to the current server. It returns nil once stopped.
-func (hr *httpRunner) acceptLoop() error {
-	var delay time.Duration
-	for {
-		if !hr.acquire() {
-			return nil
-		}
-		c, err := hr.ln.Accept()
-		if err != nil {
-			hr.release()
-			hr.mu.Lock()
-			stopped := hr.stopped
-			hr.mu.Unlock()
-			if stopped || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// Out of descriptors and the like: wait and retry, as
-			// http.Server does.
-			if te, ok := err.(interface{ Temporary() bool }); ok && te.Temporary() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				hr.log.Warn("HTTP accept failed; retrying", "err", err, "in", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		hr.dispatch(&countedConn{Conn: c, release: hr.release})
-	}
-}
-
-func (hr *httpRunner) dispatch(c net.Conn) {
-	for {
-		hr.mu.Lock()
-		q, stopped := hr.cur, hr.stopped
-		hr.mu.Unlock()
-		if stopped {
-			c.Close()
-			return
-		}
-		select {
-		case q.conns <- c:
-			return
-		case <-q.done:
-			// Replaced by a reload (or stopping): ask again.
-			if hr.curIs(q) {
-				c.Close()
-				return
-			}
-		}
-	}
-}
-
-func (hr *httpRunner) curIs(q *connQueue) bool {
-	hr.mu.Lock()
-	defer hr.mu.Unlock()
-	return hr.cur == q
-}
-
-func (hr *httpRunner) acquire() bool {
-	hr.mu.Lock()
-	defer hr.mu.Unlock()
-	for !hr.stopped && hr.active >= hr.limit {
-		hr.cond.Wait()
-	}
-	if hr.stopped {
-		return false
-	}
-	hr.active++
-	return true
-}
-
-func (hr *httpRunner) release() {
-	hr.mu.Lock()
-	hr.active--
-	hr.cond.Broadcast()
-	hr.mu.Unlock()
-}
-
-// countedConn gives its slot back when it is closed, once.
-type countedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *countedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}
-
-// connQueue is the listener one http.Server accepts from: the runner's
-// accept loop hands it connections.
-type connQueue struct {
-	addr  net.Addr
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func (q *connQueue) Accept() (net.Conn, error) {
-	select {
-	case c := <-q.conns:
-		return c, nil
-	case <-q.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (q *connQueue) Close() error {
-	q.once.Do(func() { close(q.done) })
-	return nil
-}
-
-func (q *connQueue) Addr() net.Addr { return q.addr }

@@ -1,8 +1,12 @@
 // Package repo is repoctl's repository manager: configuration, the store
 // (bbolt or etcd, through package repo/store), the ingest pipeline (validate → sign → place → publish → record),
 // promotion between channels, advisories (updateinfo), the drop-in daemon
-// and its control socket, and the HA pair of daemons on one etcd store
-// (ha.go: roles from package repo/leader, fenced writes, takeover).
+// (its watcher is package repo/dropwatch; its HTTP server, file handler
+// and control socket transport are package repo/serve) and the control
+// API, and the HA pair of daemons on one etcd store (ha.go: roles from
+// package repo/leader, fenced writes, takeover). Publish targets are
+// package repo/target; inputs are opened and copied by package
+// repo/input.
 //
 // It is not an RPM parser (package metadata), not a signer (package sign)
 // and knows nothing about app hosts (package upgrade).
@@ -87,18 +91,20 @@
 //
 // # Drop-ins
 //
-// DropWatcher watches each drop-in directory and its subdirectories down
-// to DropInDepth (4) levels, adding directories as they appear; a file of
-// a subdirectory is ingested with its drop-in directory's repository,
-// channel and release (ingestBatch, dropInOf). A file is complete when its
-// writer closed it after writing or renamed it into place (inotify
-// IN_CLOSE_WRITE and IN_MOVED_TO, through closewrite.go since fsnotify
-// keeps close-write unexported), when its mtime is older than the settle
-// interval, or when it stayed unchanged for that long (DefaultSettle, 3s,
-// [daemon] settle), and never while a process has it open for writing
-// (openForWriting, a read lease: for files the daemon's user owns, or
-// with CAP_LEASE). The watcher passes what it saw of each file (size,
-// mtime, renamed or not) in the batch's context; before rejecting a
+// The daemon runs a dropwatch.Watcher (package repo/dropwatch) on each
+// drop-in directory and its subdirectories down to DropInDepth (4) levels,
+// adding directories as they appear; a file of a subdirectory is ingested
+// with its drop-in directory's repository, channel and release
+// (ingestBatch, dropInOf). A file is complete when its writer closed it
+// after writing or renamed it into place (inotify IN_CLOSE_WRITE and
+// IN_MOVED_TO, through dropwatch's closewrite.go since fsnotify keeps
+// close-write unexported), when its mtime is older than the settle
+// interval, or when it stayed unchanged for that long
+// (dropwatch.DefaultSettle, 3s, [daemon] settle), and never while a
+// process has it open for writing (dropwatch.OpenForWriting, a read lease:
+// for files the daemon's user owns, or with CAP_LEASE). The watcher passes
+// what it saw of each file (size, mtime, renamed or not) in the batch's
+// context (dropwatch.BatchFrom, dropBatchFrom); before rejecting a
 // drop-in the pipeline looks again (stillWritten), and one that changed
 // since, or that was written within the settle interval and not renamed
 // in, goes back to its directory (ActionDeferred) rather than rejected/.
@@ -139,7 +145,10 @@
 //
 // The control socket takes files as open descriptors (SCM_RIGHTS), so the
 // daemon reads only what the client could, and names every event of a
-// request after the kernel's SO_PEERCRED of the peer (Event.Caller). Every
+// request after the kernel's SO_PEERCRED of the peer (Event.Caller). The
+// socket's transport is package repo/serve; socket.go maps its requests
+// to methods. Every input, passed or named, is opened and copied through
+// package repo/input: regular files only, never blocking on a FIFO. Every
 // file operation in the served tree goes through one os.Root (confine.go),
 // and placements are checked element by element.
 //

@@ -1,17 +1,50 @@
 package repo
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/repoctl/repoctl/repo/dropwatch"
 )
+
+// DropInDepth is how many levels of subdirectories below a drop-in
+// directory the daemon watches; Status counts deeper directories as
+// Skipped.
+const DropInDepth = dropwatch.Depth
+
+// dropSeen is what the watcher saw of a drop-in it handed over.
+type dropSeen = dropwatch.Seen
+
+// dropBatch is what the watcher saw of the batch a drop-in came with, as
+// AddOptions carries it to the pipeline (dropBatchFrom): kept apart from
+// dropwatch.Batch so the pipeline and its tests name the fields they use.
+type dropBatch struct {
+	settle time.Duration
+	files  map[string]dropSeen // by path as handed over
+	// more is how many files were ready but left for the next batches:
+	// while more wait, the pipeline may leave the publish to a later
+	// batch (publishes coalesced; see Repo.mayDefer).
+	more int
+}
+
+// dropBatchFrom is what the watcher saw of the batch ctx belongs to; nil
+// outside a watcher's batch.
+func dropBatchFrom(ctx context.Context) *dropBatch {
+	b := dropwatch.BatchFrom(ctx)
+	if b == nil {
+		return nil
+	}
+	return &dropBatch{settle: b.Settle, files: b.Files, more: b.More}
+}
 
 // stillWritten says why a drop-in that is about to be rejected may have
 // been judged on bytes its writer has not finished, or "" if it may not:
 //
 //   - some process still has it open for writing, where the kernel can
-//     tell (openForWriting), or it changed since the watcher saw it or
+//     tell (dropwatch.OpenForWriting), or it changed since the watcher saw it or
 //     since it was renamed into the spool (a writer that still has it open
 //     writes on: a rename does not stop it, which is how a file "grew to
 //     full size inside rejected/");
@@ -30,7 +63,7 @@ func (r *Repo) stillWritten(it *ingestItem, drop *dropBatch) string {
 	if err != nil || !fi.Mode().IsRegular() {
 		return ""
 	}
-	if writing, _ := openForWriting(it.Spool); writing {
+	if writing, _ := dropwatch.OpenForWriting(it.Spool); writing {
 		return "still open for writing by another process"
 	}
 	switch {
@@ -61,39 +94,6 @@ func dropInOf(byDir map[string]DropIn, path string) (string, bool) {
 			return "", false
 		}
 	}
-}
-
-// countDropIn counts what waits in the drop-in directory dir and its
-// subdirectories down to DropInDepth: files the watcher will take
-// (incoming: regular files, ignored names aside), and directories below
-// that depth, which it never looks into (skipped). Subdirectories that
-// are drop-in directories of their own (others) are counted with those.
-// Symbolic links are not followed.
-func countDropIn(dir string, others map[string]bool) (incoming, skipped int) {
-	var walk func(d string, depth int)
-	walk = func(d string, depth int) {
-		ents, err := os.ReadDir(d)
-		if err != nil {
-			return
-		}
-		for _, e := range ents {
-			if IgnoredName(e.Name()) {
-				continue
-			}
-			p := filepath.Join(d, e.Name())
-			switch {
-			case e.IsDir() && others[p]:
-			case e.IsDir() && depth < DropInDepth:
-				walk(p, depth+1)
-			case e.IsDir():
-				skipped++
-			case e.Type().IsRegular():
-				incoming++
-			}
-		}
-	}
-	walk(dir, 0)
-	return incoming, skipped
 }
 
 // dropInSet is the set of the drop-in directories ds.

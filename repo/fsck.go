@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/repoctl/repoctl/repo/input"
 	kv "github.com/repoctl/repoctl/repo/store"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -366,7 +367,7 @@ func (r *Repo) fsckScan(ctx context.Context, scope []string) (*fsckResult, error
 			f := FsckFinding{Kind: FsckStrayFile, Dir: owner, File: file,
 				Message: file + " is not a package the store places here"}
 			if !e.Type().IsRegular() {
-				f.Message += " (" + fileType(e.Type()) + ")"
+				f.Message += " (" + input.Describe(e.Type()) + ")"
 			}
 			res.add(f)
 		}
@@ -517,7 +518,7 @@ func (r *Repo) fileState(ctx context.Context, file string, size int64, sum strin
 		return fmt.Sprintf("%s cannot be read: %v", file, err), true, nil
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Sprintf("%s is %s, not the package file", file, fileType(fi.Mode())), true, nil
+		return fmt.Sprintf("%s is %s, not the package file", file, input.Describe(fi.Mode())), true, nil
 	}
 	if fi.Size() != size {
 		return fmt.Sprintf("%s has %d bytes, the store recorded %d", file, fi.Size(), size), false, nil
@@ -556,7 +557,7 @@ func (r *Repo) hashFile(ctx context.Context, file string, fi fs.FileInfo, hashes
 		return "", errors.New("it changed while being checked")
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, &ctxReader{ctx: ctx, r: f}); err != nil {
+	if _, err := io.Copy(h, input.Reader(ctx, f)); err != nil {
 		return "", err
 	}
 	s := hex.EncodeToString(h.Sum(nil))
@@ -658,7 +659,7 @@ func (r *Repo) fsckDir(ctx context.Context, d string, expect map[string]*Package
 		return nil, fmt.Errorf("checking %q: %w", d, err)
 	}
 	if !fi.IsDir() {
-		add(FsckRepodata, "", "", d+" is "+fileType(fi.Mode())+", not a repository directory")
+		add(FsckRepodata, "", "", d+" is "+input.Describe(fi.Mode())+", not a repository directory")
 		return out, nil
 	}
 	root, err := r.tree.root.OpenRoot(d)

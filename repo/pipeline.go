@@ -26,6 +26,7 @@ import (
 	"github.com/repoctl/repoctl/internal/fsutil"
 	"github.com/repoctl/repoctl/internal/nevra"
 	"github.com/repoctl/repoctl/metadata"
+	"github.com/repoctl/repoctl/repo/input"
 	"github.com/repoctl/repoctl/sign"
 )
 
@@ -1064,18 +1065,18 @@ func (r *Repo) receive(ctx context.Context, it *ingestItem) error {
 	switch {
 	case it.in != nil:
 		// A descriptor a socket client passed: what the client can read.
-		return copyInput(ctx, it.in, it.Spool)
+		return input.Copy(ctx, it.in, it.Spool)
 	case it.Move:
 		if err := os.Rename(it.Src, it.Spool); err != nil {
 			if !errors.Is(err, syscall.EXDEV) {
 				return err
 			}
-			f, err := openInput(it.Src, true)
+			f, err := input.Open(it.Src, true)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			if err := copyInput(ctx, f, it.Spool); err != nil {
+			if err := input.Copy(ctx, f, it.Spool); err != nil {
 				return err
 			}
 			if err := fsutil.SyncFile(it.Spool); err != nil { // before the original goes
@@ -1090,7 +1091,7 @@ func (r *Repo) receive(ctx context.Context, it *ingestItem) error {
 			return err
 		}
 		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("%w: %s", errNotRegular, fileType(fi.Mode()))
+			return input.NotRegular(fi.Mode())
 		}
 		it.recv = fi
 		return nil
@@ -1104,107 +1105,12 @@ func (r *Repo) receive(ctx context.Context, it *ingestItem) error {
 	if insideDir(r.cfg.Root, real) && !r.inDropIn(real) && !(it.internal && insideDir(r.cfg.Paths.Rejected, real)) {
 		return fmt.Errorf("%q is inside repoctl's root %q; copy it elsewhere or drop it into a drop-in directory", it.Src, r.cfg.Root)
 	}
-	f, err := openInput(it.Src, it.internal)
+	f, err := input.Open(it.Src, it.internal)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return copyInput(ctx, f, it.Spool)
-}
-
-var errNotRegular = errors.New("not a regular file")
-
-// openInput opens path for reading without blocking (a FIFO opens at once)
-// and without following a final symlink when nofollow, and checks the
-// open descriptor: only a regular file is returned.
-func openInput(path string, nofollow bool) (*os.File, error) {
-	flags := os.O_RDONLY | syscall.O_NONBLOCK
-	if nofollow {
-		flags |= syscall.O_NOFOLLOW
-	}
-	f, err := os.OpenFile(path, flags, 0)
-	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
-			return nil, fmt.Errorf("%w: a symbolic link", errNotRegular)
-		}
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%w: %s", errNotRegular, fileType(fi.Mode()))
-	}
-	return f, nil
-}
-
-func fileType(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	case m.IsDir():
-		return "a directory"
-	}
-	return "not a regular file (" + m.String() + ")"
-}
-
-// inputTimeout bounds reading one input: a file on a hung network mount
-// must not hold the batch (and the daemon) forever.
-var inputTimeout = 10 * time.Minute
-
-// copyInput copies the regular file in into dst (0600 until placed: a
-// rejected copy of whatever a socket client passed must not become
-// readable to others in ROOT/rejected), keeping its mtime.
-func copyInput(ctx context.Context, in *os.File, dst string) error {
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%w: %s", errNotRegular, fileType(fi.Mode()))
-	}
-	ctx, cancel := context.WithTimeout(ctx, inputTimeout)
-	defer cancel()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	// A descriptor passed twice shares its offset: read by position.
-	_, err = io.Copy(out, &ctxReader{ctx: ctx, r: io.NewSectionReader(in, 0, 1<<62)})
-	if err == nil {
-		// No fsync per file: a batch makes its copies durable with one
-		// syncfs before it journals them as signed (see syncSpool).
-		err = out.Close()
-	} else {
-		out.Close()
-	}
-	if err != nil {
-		os.Remove(dst)
-		return err
-	}
-	return os.Chtimes(dst, fi.ModTime(), fi.ModTime())
-}
-
-// ctxReader stops a copy between reads once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, fmt.Errorf("reading input: %w", err)
-	}
-	return c.r.Read(p)
+	return input.Copy(ctx, f, it.Spool)
 }
 
 // syncSpool makes every spool file durable with one syncfs, so that a

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/repoctl/repoctl/repo/input"
 	kv "github.com/repoctl/repoctl/repo/store"
 
 	"github.com/repoctl/repoctl/internal/fsutil"
@@ -421,7 +422,7 @@ func readRejectedEntry(dir, name string, withText bool) (*RejectedEntry, error) 
 // readReason reads a .reason without following a symlink or blocking on
 // a FIFO, and at most maxReasonSize bytes of it.
 func readReason(p string) (string, fs.FileInfo, error) {
-	f, err := openInput(p, true)
+	f, err := input.Open(p, true)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return "", nil, err

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/repoctl/repoctl/repo/serve"
 )
 
 func TestParseRelease(t *testing.T) {
@@ -288,7 +290,7 @@ func TestMajorFallback(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h, closeRoot, err := NewFileHandler(dir, slog.New(slog.DiscardHandler))
+	h, closeRoot, err := serve.NewFileHandler(dir, slog.New(slog.DiscardHandler), majorFallback)
 	if err != nil {
 		t.Fatal(err)
 	}

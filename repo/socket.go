@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/repoctl/repoctl/repo/serve"
 )
 
 // The control API is HTTP+JSON over the daemon's unix socket: one POST per
@@ -119,13 +120,13 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 		mux.HandleFunc("POST "+apiPrefix+name, func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			ctx := r.Context()
-			pc := peerConnFrom(ctx)
-			if pc == nil {
+			// Every event made for this request names the kernel's peer
+			// (peerCaller put it into the connection's context).
+			caller := callerFrom(ctx)
+			if _, ok := serve.PeerFrom(ctx); !ok || caller == nil {
 				http.Error(w, "control requests come over the unix socket", http.StatusForbidden)
 				return
 			}
-			// Every event made for this request names the kernel's peer.
-			ctx = withCaller(ctx, pc.caller)
 			if name != apiPing {
 				select {
 				case <-ready:
@@ -136,7 +137,10 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
 			// Descriptors arrive with the request's first bytes; only add
 			// takes them, every other request closes what came.
-			files, ferr := pc.takeFiles()
+			files, ferr := serve.TakeFiles(ctx)
+			if errors.Is(ferr, serve.ErrTooManyFiles) {
+				ferr = fmt.Errorf("%w: more than %d descriptors in one request", ErrBadRequest, serve.MaxPassFiles)
+			}
 			if err == nil {
 				err = ferr
 			}
@@ -161,7 +165,7 @@ func newSocketHandler(svc socketService, root string, ready <-chan struct{}, log
 			if !quietAPI[name] {
 				lvl = slog.LevelInfo
 			}
-			attrs := []any{"method", name, "caller", pc.caller.String(), "took", time.Since(start).Round(time.Microsecond)}
+			attrs := []any{"method", name, "caller", caller.String(), "took", time.Since(start).Round(time.Microsecond)}
 			if err != nil {
 				attrs = append(attrs, "err", err)
 			}
@@ -322,6 +326,19 @@ type socketService interface {
 	AddFiles(ctx context.Context, files []*os.File, names []string, o AddOptions) ([]AddResult, error)
 }
 
+// peerCaller is the control socket's connection context: the events of
+// every request on it name the kernel's peer, looked up once per
+// connection.
+func peerCaller(ctx context.Context, p serve.Peer) context.Context {
+	return withCaller(ctx, newCaller(p.UID, p.GID, p.PID))
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
+
 type filesKey struct{}
 
 func withFiles(ctx context.Context, files []*os.File) context.Context {
@@ -335,33 +352,3 @@ func filesFrom(ctx context.Context) []*os.File {
 
 // ErrBadRequest is a malformed control-socket request.
 var ErrBadRequest = errors.New("repo: bad control request")
-
-// listenSocket binds path with mode 0660. The caller holds the root lock, so
-// a socket file left by a killed daemon is stale and removed.
-func listenSocket(path string) (net.Listener, error) {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("removing stale socket %q: %w", path, err)
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("listening on %q: %w", path, err)
-	}
-	ln.SetUnlinkOnClose(true)
-	if err := os.Chmod(path, socketPerm); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("setting mode of %q: %w", path, err)
-	}
-	return newPeerListener(ln), nil
-}
-
-func newSocketServer(h http.Handler, log *slog.Logger) *http.Server {
-	// No write timeout: an Add of many files legitimately takes long, and
-	// the client's context bounds it.
-	return &http.Server{
-		Handler:           h,
-		ConnContext:       peerConnContext,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-}

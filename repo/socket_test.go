@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/repoctl/repoctl/metadata"
+	"github.com/repoctl/repoctl/repo/serve"
 )
 
 // echoService records what reaches the daemon side so the test can check
@@ -195,15 +196,15 @@ func startSocket(t *testing.T, svc socketService, ready chan struct{}) string {
 		}
 	})
 	path := filepath.Join(dir, "repoctl.sock")
-	ln, err := listenSocket(path)
+	ln, err := serve.ListenSocket(path, socketPerm)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	srv := newSocketServer(newSocketHandler(svc, dir, ready, log), log)
+	srv := serve.NewSocketServer(newSocketHandler(svc, dir, ready, log), log, peerCaller)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- serveHTTP(ctx, ln, srv, time.Second) }()
+	go func() { errc <- serve.Run(ctx, ln, srv, time.Second) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-errc; err != nil {

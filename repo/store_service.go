@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/repoctl/repoctl/repo/dropwatch"
 	kv "github.com/repoctl/repoctl/repo/store"
 )
 
@@ -115,7 +116,7 @@ func (r *Repo) waitingFiles() (incoming, skipped, rejected int) {
 	drops := r.dropIns()
 	dirs := dropInSet(drops)
 	for _, d := range drops {
-		in, sk := countDropIn(filepath.Clean(d.Dir), dirs)
+		in, sk := dropwatch.Count(filepath.Clean(d.Dir), dirs)
 		incoming, skipped = incoming+in, skipped+sk
 	}
 	// A rejected entry may be a symlink or FIFO that was moved aside.

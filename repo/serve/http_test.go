@@ -1,4 +1,4 @@
-package repo
+package serve
 
 import (
 	"io"
@@ -31,7 +31,7 @@ func TestFileHandler(t *testing.T) {
 	if err := os.Symlink(secret, filepath.Join(tree, "escape.asc")); err != nil {
 		t.Fatal(err)
 	}
-	h, closeRoot, err := NewFileHandler(tree, nil)
+	h, closeRoot, err := NewFileHandler(tree, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package repo
+package dropwatch
 
 import "testing"
 

@@ -1,4 +1,4 @@
-package repo
+package dropwatch
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -67,9 +68,9 @@ func (r *recorder) wait(t *testing.T, n int) []string {
 	return names
 }
 
-func startWatcher(t *testing.T, dir string, r *recorder, opts ...WatchOption) {
+func startWatcher(t *testing.T, dir string, r *recorder, opts ...Option) {
 	t.Helper()
-	w, err := NewDropWatcher([]string{dir}, r.handle, opts...)
+	w, err := New([]string{dir}, r.handle, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,5 +308,106 @@ func TestWatcherFastPaths(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Directories that appear below a watched drop-in directory are watched,
+// down to Depth levels; deeper ones are not.
+func TestWatcherSubdirectories(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	put := func(d, name string) string {
+		t.Helper()
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(d, name)
+		if err := os.WriteFile(p, []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if err := os.Chtimes(put(filepath.Join(dir, "el9", "x86_64"), "early.rpm"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	r := newRecorder(t)
+	startWatcher(t, dir, r, WithSettle(500*time.Millisecond))
+	dropRename(t, mkdir(t, filepath.Join(dir, "x86_64")), "late.rpm", []byte("late"))
+	tree := filepath.Join(t.TempDir(), "tree")
+	if err := os.Chtimes(put(filepath.Join(tree, "sub"), "moved.rpm"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tree, filepath.Join(dir, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	put(filepath.Join(dir, "a", "b", "c", "d"), "depth4.rpm")
+	deep := put(filepath.Join(dir, "a", "b", "c", "d", "e"), "depth5.rpm")
+	got := map[string]bool{}
+	for _, n := range r.wait(t, 4) {
+		got[n] = true
+	}
+	if !reflect.DeepEqual(got, map[string]bool{"early.rpm": true, "late.rpm": true, "moved.rpm": true, "depth4.rpm": true}) {
+		t.Fatalf("took %v", got)
+	}
+	time.Sleep(time.Second) // twice the settle
+	select {
+	case n := <-r.got:
+		t.Fatalf("took %q, below the watched depth", n)
+	default:
+	}
+	if _, err := os.Stat(deep); err != nil {
+		t.Fatal(err)
+	}
+	// Handed over under their own paths.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, b := range r.batches {
+		for _, p := range b {
+			if filepath.Dir(p) == dir {
+				t.Errorf("%s: handed over from the top directory", p)
+			}
+		}
+	}
+}
+
+func mkdir(t *testing.T, d string) string {
+	t.Helper()
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// A file its writer keeps open is not taken, however long it stays quiet;
+// once closed it is, whole.
+func TestWatcherOpenWriterNotTaken(t *testing.T) {
+	dir := t.TempDir()
+	r := newRecorder(t)
+	startWatcher(t, dir, r, WithSettle(100*time.Millisecond))
+	f, err := os.Create(filepath.Join(dir, "held.rpm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte("first half ")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // ten settle intervals
+	select {
+	case n := <-r.got:
+		t.Fatalf("took %q while its writer had it open", n)
+	default:
+	}
+	if _, err := f.Write([]byte("second half")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, 1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if got := string(r.content["held.rpm"]); got != "first half second half" {
+		t.Fatalf("taken as %q", got)
 	}
 }

@@ -1,4 +1,4 @@
-package repo
+package dropwatch
 
 import (
 	"context"
@@ -21,11 +21,11 @@ import (
 // drop-in directory when BatchFunc returns is retried later with back-off;
 // the pipeline is expected to move every file it has decided about. ctx
 // carries what the watcher saw of each file (size, mtime, renamed in or
-// not), which Ingest uses when a daemon passes it on (ingestBatch).
+// not): BatchFrom.
 type BatchFunc func(ctx context.Context, paths []string)
 
-// DropWatcher turns filesystem events in the drop-in directories, and in
-// their subdirectories down to DropInDepth levels (incoming/x86_64/,
+// Watcher turns filesystem events in the drop-in directories, and in
+// their subdirectories down to Depth levels (incoming/x86_64/,
 // incoming/el9/x86_64/; new ones are watched as they appear), into batches
 // of complete files. A subdirectory that is itself a configured drop-in
 // directory is left to its own watch.
@@ -44,7 +44,7 @@ type BatchFunc func(ctx context.Context, paths []string)
 //     outlasts the pauses of scp over a slow link.
 //
 // In every case a regular file that some process still has open for
-// writing is not complete, where the kernel can tell (openForWriting: a
+// writing is not complete, where the kernel can tell (OpenForWriting: a
 // read lease, which needs the file's owner or CAP_LEASE).
 //
 // A close is the writer's word, not proof: a writer may close and reopen
@@ -52,15 +52,16 @@ type BatchFunc func(ctx context.Context, paths []string)
 // tells the pipeline what it saw of each file (the size and mtime, and
 // whether it was renamed in), and the pipeline returns a file that fails
 // to parse to its directory instead of rejecting it while it is still
-// changing or was written within the settle interval (ActionDeferred).
+// changing or was written within the settle interval (repo's
+// ActionDeferred).
 //
 // Complete files are gathered until events pause for a few milliseconds
 // (WithGather), so a scripted burst becomes one batch while a single file
 // goes through at once.
-type DropWatcher struct {
+type Watcher struct {
 	dirs   []string
 	handle BatchFunc
-	o      watchOptions
+	o      options
 }
 
 // DefaultSettle is the settle interval unless WithSettle (or the config's
@@ -69,12 +70,12 @@ type DropWatcher struct {
 // into place do not wait for it.
 const DefaultSettle = 3 * time.Second
 
-// DropInDepth is how many levels of subdirectories below a drop-in
-// directory are watched; deeper ones are never ingested and Status counts
-// them as Skipped.
-const DropInDepth = 4
+// Depth is how many levels of subdirectories below a drop-in directory
+// are watched; deeper ones are never handed over, and Count reports them
+// as skipped.
+const Depth = 4
 
-type watchOptions struct {
+type options struct {
 	settle     time.Duration
 	gather     time.Duration
 	maxDelay   time.Duration
@@ -85,18 +86,18 @@ type watchOptions struct {
 	log        *slog.Logger
 }
 
-// WatchOption configures a DropWatcher.
-type WatchOption func(*watchOptions) error
+// Option configures a Watcher.
+type Option func(*options) error
 
 // WithSettle sets how long a file written in place must stay quiet (no
 // events, same size and mtime) before it is taken when its writer neither
 // closed it nor renamed it into place, and how recently written a drop-in
 // that fails to parse may be before it is retried instead of rejected.
 // Default DefaultSettle (3s).
-func WithSettle(d time.Duration) WatchOption {
-	return func(o *watchOptions) error {
+func WithSettle(d time.Duration) Option {
+	return func(o *options) error {
 		if d <= 0 {
-			return fmt.Errorf("repo: settle interval must be positive, not %v", d)
+			return fmt.Errorf("dropwatch: settle interval must be positive, not %v", d)
 		}
 		o.settle = d
 		return nil
@@ -105,10 +106,10 @@ func WithSettle(d time.Duration) WatchOption {
 
 // WithGather sets how long events must pause before complete files are
 // handed over, so that a burst of renames is one batch. Default 10ms.
-func WithGather(d time.Duration) WatchOption {
-	return func(o *watchOptions) error {
+func WithGather(d time.Duration) Option {
+	return func(o *options) error {
 		if d < 0 {
-			return fmt.Errorf("repo: gather interval must not be negative, not %v", d)
+			return fmt.Errorf("dropwatch: gather interval must not be negative, not %v", d)
 		}
 		o.gather = d
 		return nil
@@ -117,10 +118,10 @@ func WithGather(d time.Duration) WatchOption {
 
 // WithMaxDelay bounds how long a complete file waits for a burst around it
 // to finish before its batch is handed over anyway. Default 250ms.
-func WithMaxDelay(d time.Duration) WatchOption {
-	return func(o *watchOptions) error {
+func WithMaxDelay(d time.Duration) Option {
+	return func(o *options) error {
 		if d <= 0 {
-			return fmt.Errorf("repo: max delay must be positive, not %v", d)
+			return fmt.Errorf("dropwatch: max delay must be positive, not %v", d)
 		}
 		o.maxDelay = d
 		return nil
@@ -139,10 +140,10 @@ func batchLimit(backlog, maxBatch int) int {
 // WithMaxBatch sets the number of files per batch; a backlog of more than
 // four times that is taken in batches of a quarter of it, up to 16 times
 // as many (batchLimit). Default 1000.
-func WithMaxBatch(n int) WatchOption {
-	return func(o *watchOptions) error {
+func WithMaxBatch(n int) Option {
+	return func(o *options) error {
 		if n < 1 {
-			return fmt.Errorf("repo: max batch must be at least 1, not %d", n)
+			return fmt.Errorf("dropwatch: max batch must be at least 1, not %d", n)
 		}
 		o.maxBatch = n
 		return nil
@@ -152,10 +153,10 @@ func WithMaxBatch(n int) WatchOption {
 // WithEmptyGrace sets how long an empty file is left alone, since writers
 // such as cp create the file before they write it. Default 5s; after that
 // the pipeline gets it (and rejects it).
-func WithEmptyGrace(d time.Duration) WatchOption {
-	return func(o *watchOptions) error {
+func WithEmptyGrace(d time.Duration) Option {
+	return func(o *options) error {
 		if d < 0 {
-			return fmt.Errorf("repo: empty grace must not be negative, not %v", d)
+			return fmt.Errorf("dropwatch: empty grace must not be negative, not %v", d)
 		}
 		o.emptyGrace = d
 		return nil
@@ -164,31 +165,31 @@ func WithEmptyGrace(d time.Duration) WatchOption {
 
 // WithRetry sets the back-off for files the pipeline left in place (a
 // transient failure such as a full disk). Default 1s doubling to 1m.
-func WithRetry(min, max time.Duration) WatchOption {
-	return func(o *watchOptions) error {
+func WithRetry(min, max time.Duration) Option {
+	return func(o *options) error {
 		if min <= 0 || max < min {
-			return fmt.Errorf("repo: bad retry bounds %v..%v", min, max)
+			return fmt.Errorf("dropwatch: bad retry bounds %v..%v", min, max)
 		}
 		o.retryMin, o.retryMax = min, max
 		return nil
 	}
 }
 
-// WithWatchLogger sets the logger; default discards.
-func WithWatchLogger(l *slog.Logger) WatchOption {
-	return func(o *watchOptions) error {
+// WithLogger sets the logger; default discards.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
 		if l == nil {
-			return errors.New("repo: nil logger")
+			return errors.New("dropwatch: nil logger")
 		}
 		o.log = l
 		return nil
 	}
 }
 
-// NewDropWatcher watches dirs (created if missing) and their subdirectories
-// down to DropInDepth levels, and hands complete files to handle.
-func NewDropWatcher(dirs []string, handle BatchFunc, opts ...WatchOption) (*DropWatcher, error) {
-	o := watchOptions{
+// New watches dirs (created if missing) and their subdirectories
+// down to Depth levels, and hands complete files to handle.
+func New(dirs []string, handle BatchFunc, opts ...Option) (*Watcher, error) {
+	o := options{
 		settle:     DefaultSettle,
 		gather:     10 * time.Millisecond,
 		maxDelay:   250 * time.Millisecond,
@@ -204,12 +205,12 @@ func NewDropWatcher(dirs []string, handle BatchFunc, opts ...WatchOption) (*Drop
 		}
 	}
 	if len(dirs) == 0 {
-		return nil, errors.New("repo: no drop-in directory to watch")
+		return nil, errors.New("dropwatch: no drop-in directory to watch")
 	}
 	if handle == nil {
-		return nil, errors.New("repo: nil batch handler")
+		return nil, errors.New("dropwatch: nil batch handler")
 	}
-	w := &DropWatcher{handle: handle, o: o}
+	w := &Watcher{handle: handle, o: o}
 	for _, d := range dirs {
 		abs, err := filepath.Abs(d)
 		if err != nil {
@@ -272,7 +273,7 @@ type watchedDir struct {
 // handover is a batch and what the watcher saw of each file.
 type handover struct {
 	paths []string
-	seen  *dropBatch
+	seen  *Batch
 	// waited is how long its oldest file had been ready when formed.
 	waited time.Duration
 }
@@ -281,8 +282,8 @@ type batchDone struct {
 	paths []string
 }
 
-// dropSeen is what the watcher knew of a file when it handed it over.
-type dropSeen struct {
+// Seen is what the watcher knew of a file when it handed it over.
+type Seen struct {
 	Root    string // configured drop-in directory the file is under
 	Size    int64
 	ModTime time.Time
@@ -291,34 +292,35 @@ type dropSeen struct {
 	Renamed bool
 }
 
-// dropBatch travels with a batch in its context, so BatchFunc keeps its
-// signature: the pipeline compares before it rejects a drop-in.
-type dropBatch struct {
-	settle time.Duration
-	files  map[string]dropSeen // by path as handed over
-	// more is how many files were ready but left for the next batches:
+// Batch is what the watcher saw of one batch. It travels in the context
+// passed to BatchFunc (BatchFrom), so BatchFunc keeps its signature: the
+// pipeline compares a file with what was seen before it rejects it.
+type Batch struct {
+	Settle time.Duration   // the watcher's settle interval
+	Files  map[string]Seen // by path as handed over
+	// More is how many files were ready but left for the next batches:
 	// while more wait, the pipeline may leave the publish to a later
-	// batch (publishes coalesced; see Repo.deferPublish).
-	more int
+	// batch (publishes coalesced).
+	More int
 }
 
-type dropBatchKey struct{}
+type batchKey struct{}
 
-func withDropBatch(ctx context.Context, b *dropBatch) context.Context {
-	return context.WithValue(ctx, dropBatchKey{}, b)
+func withBatch(ctx context.Context, b *Batch) context.Context {
+	return context.WithValue(ctx, batchKey{}, b)
 }
 
-// dropBatchFrom is what the watcher saw of the batch ctx belongs to; nil
+// BatchFrom is what the watcher saw of the batch ctx belongs to; nil
 // outside a watcher's batch.
-func dropBatchFrom(ctx context.Context) *dropBatch {
-	b, _ := ctx.Value(dropBatchKey{}).(*dropBatch)
+func BatchFrom(ctx context.Context) *Batch {
+	b, _ := ctx.Value(batchKey{}).(*Batch)
 	return b
 }
 
 // Run watches until ctx is done. It returns after the batch in progress,
 // if any, has returned: cancel the context passed to BatchFunc separately
 // (via batchCtx) to abort it. batchCtx may be nil, meaning ctx.
-func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
+func (w *Watcher) Run(ctx context.Context, batchCtx context.Context) error {
 	if batchCtx == nil {
 		batchCtx = ctx
 	}
@@ -426,7 +428,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			// once, instead of leaving it here forever.
 			setReady(path, p, now, settled)
 		case fi.Size() > 0 && (by != settled || fi.ModTime().Before(now.Add(-w.o.settle))):
-			if writing, _ := openForWriting(path); writing {
+			if writing, _ := OpenForWriting(path); writing {
 				// A writer still has it open: the settle check decides.
 				break
 			}
@@ -434,7 +436,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 		}
 	}
 	// watchTree watches dir, depth levels below root, and its
-	// subdirectories down to DropInDepth, and offers the files it finds:
+	// subdirectories down to Depth, and offers the files it finds:
 	// at start, for a directory that appears (cp -r, mv), and after an
 	// event queue overflow.
 	var watchTree func(dir, root string, depth int, now time.Time) error
@@ -462,7 +464,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			}
 			path := filepath.Join(dir, e.Name())
 			if e.IsDir() {
-				if depth < DropInDepth && !roots[path] {
+				if depth < Depth && !roots[path] {
 					if err := watchTree(path, root, depth+1, now); err != nil {
 						log.Error("watching drop-in subdirectory", "dir", path, "err", err)
 					}
@@ -512,7 +514,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			}
 		}
 	}
-	log.Info("watching drop-in directories", "dirs", w.dirs, "depth", DropInDepth, "settle", w.o.settle, "close_write", cw != nil)
+	log.Info("watching drop-in directories", "dirs", w.dirs, "depth", Depth, "settle", w.o.settle, "close_write", cw != nil)
 	scan(now)
 
 	batches := make(chan handover)
@@ -522,7 +524,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 		defer close(handlerExit)
 		for b := range batches {
 			start := time.Now()
-			w.handle(withDropBatch(batchCtx, b.seen), b.paths)
+			w.handle(withBatch(batchCtx, b.seen), b.paths)
 			log.Debug("batch handled", "files", len(b.paths), "ready_for", b.waited, "took", time.Since(start))
 			done <- batchDone{paths: b.paths}
 		}
@@ -576,7 +578,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 				next = minTime(next, p.first.Add(w.o.emptyGrace))
 				continue
 			}
-			if writing, _ := openForWriting(path); writing {
+			if writing, _ := OpenForWriting(path); writing {
 				// Quiet, but its writer still has it open (a stalled
 				// scp): not complete; look again a settle later.
 				p.last = now
@@ -605,10 +607,10 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 				}
 				sort.Slice(ready, func(i, j int) bool { return files[ready[i]].seq < files[ready[j]].seq })
 				ready = ready[:batchLimit(len(ready), w.o.maxBatch)]
-				seen := &dropBatch{settle: w.o.settle, files: make(map[string]dropSeen, len(ready)), more: nReady - len(ready)}
+				seen := &Batch{Settle: w.o.settle, Files: make(map[string]Seen, len(ready)), More: nReady - len(ready)}
 				for _, path := range ready {
 					p := files[path]
-					seen.files[path] = dropSeen{Root: p.root, Size: p.size, ModTime: p.mtime, Renamed: p.by == renamedIn}
+					seen.Files[path] = Seen{Root: p.root, Size: p.size, ModTime: p.mtime, Renamed: p.by == renamedIn}
 				}
 				batch = handover{paths: ready, seen: seen, waited: now.Sub(oldestReady)}
 				out = batches
@@ -695,7 +697,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			touch(ce.path, wd.root, lastEvent, by)
 		case ev, ok := <-fw.Events:
 			if !ok {
-				return errors.New("repo: fsnotify closed its event channel")
+				return errors.New("dropwatch: fsnotify closed its event channel")
 			}
 			dir, name := filepath.Split(ev.Name)
 			dir = filepath.Clean(dir)
@@ -721,7 +723,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			switch {
 			case ev.Has(fsnotify.Create), ev.Has(fsnotify.Write), ev.Has(fsnotify.Chmod):
 				if fi, err := os.Lstat(ev.Name); err == nil && fi.IsDir() {
-					if ev.Has(fsnotify.Create) && wd.depth < DropInDepth && !roots[ev.Name] {
+					if ev.Has(fsnotify.Create) && wd.depth < Depth && !roots[ev.Name] {
 						if err := watchTree(ev.Name, wd.root, wd.depth+1, lastEvent); err != nil {
 							log.Error("watching drop-in subdirectory", "dir", ev.Name, "err", err)
 						}
@@ -741,7 +743,7 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 			}
 		case err, ok := <-fw.Errors:
 			if !ok {
-				return errors.New("repo: fsnotify closed its error channel")
+				return errors.New("dropwatch: fsnotify closed its error channel")
 			}
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
 				log.Warn("fsnotify queue overflowed, rescanning drop-in directories")
@@ -753,6 +755,12 @@ func (w *DropWatcher) Run(ctx context.Context, batchCtx context.Context) error {
 		case <-timer.C:
 		}
 	}
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -1,12 +1,15 @@
-package repo
+package serve
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,10 +21,21 @@ import (
 // come from the kernel: SO_PEERCRED at accept, SCM_RIGHTS with the bytes
 // of the request.
 
-// maxPassFiles is how many descriptors one request carries; the kernel
-// takes at most 253 per message (SCM_MAX_FD). The client sends larger adds
-// in several requests.
-const maxPassFiles = 200
+// MaxPassFiles is how many descriptors one request carries; the kernel
+// takes at most 253 per message (SCM_MAX_FD). A client sends more in
+// several requests.
+const MaxPassFiles = 200
+
+// ErrTooManyFiles: more descriptors came with a request than it may carry
+// (MaxPassFiles); all of them were closed.
+var ErrTooManyFiles = fmt.Errorf("serve: more than %d descriptors in one request", MaxPassFiles)
+
+// Peer is the kernel's word on who is at the other end of a control
+// connection (SO_PEERCRED, read at accept).
+type Peer struct {
+	UID, GID uint32
+	PID      int32
+}
 
 // maxSocketConns bounds concurrent control connections, so that a client
 // that opens many cannot take the daemon's descriptors.
@@ -62,15 +76,15 @@ func (l *peerListener) Accept() (net.Conn, error) {
 		release()
 		return nil, fmt.Errorf("control socket: reading peer credentials: %w", errors.Join(err, cerr))
 	}
-	return &peerConn{UnixConn: c, caller: newCaller(uc.Uid, uc.Gid, uc.Pid), release: release,
-		oob: make([]byte, unix.CmsgSpace(4*(maxPassFiles+1)))}, nil
+	return &peerConn{UnixConn: c, peer: Peer{UID: uc.Uid, GID: uc.Gid, PID: uc.Pid}, release: release,
+		oob: make([]byte, unix.CmsgSpace(4*(MaxPassFiles+1)))}, nil
 }
 
 // peerConn is one control connection: its peer's credentials, and the
 // descriptors that arrived with its bytes until a handler takes them.
 type peerConn struct {
 	*net.UnixConn
-	caller  *Caller
+	peer    Peer
 	release func() // the listener slot
 
 	mu       sync.Mutex
@@ -111,7 +125,7 @@ func (c *peerConn) collect(oob []byte, truncated bool) {
 			continue
 		}
 		for _, fd := range fds {
-			if len(c.files) >= maxPassFiles {
+			if len(c.files) >= MaxPassFiles {
 				unix.Close(fd)
 				c.overflow = true
 				continue
@@ -130,7 +144,7 @@ func (c *peerConn) takeFiles() ([]*os.File, error) {
 	c.files, c.overflow = nil, false
 	if over {
 		closeFiles(files)
-		return nil, fmt.Errorf("%w: more than %d descriptors in one request", ErrBadRequest, maxPassFiles)
+		return nil, ErrTooManyFiles
 	}
 	return files, nil
 }
@@ -152,10 +166,16 @@ func closeFiles(files []*os.File) {
 
 type peerConnKey struct{}
 
-// peerConnContext puts the connection into every request's context.
-func peerConnContext(ctx context.Context, c net.Conn) context.Context {
-	if pc, ok := c.(*peerConn); ok {
-		return context.WithValue(ctx, peerConnKey{}, pc)
+// connContext puts the connection into every request's context, then
+// whatever the server's user adds for its peer.
+func connContext(ctx context.Context, c net.Conn, more func(context.Context, Peer) context.Context) context.Context {
+	pc, ok := c.(*peerConn)
+	if !ok {
+		return ctx
+	}
+	ctx = context.WithValue(ctx, peerConnKey{}, pc)
+	if more != nil {
+		ctx = more(ctx, pc.peer)
 	}
 	return ctx
 }
@@ -165,7 +185,73 @@ func peerConnFrom(ctx context.Context) *peerConn {
 	return pc
 }
 
-// fdConn is the client's side: the next Write carries files as SCM_RIGHTS.
+// PeerFrom is the peer of the control connection a request of a
+// NewSocketServer came over; false for anything else.
+func PeerFrom(ctx context.Context) (Peer, bool) {
+	pc := peerConnFrom(ctx)
+	if pc == nil {
+		return Peer{}, false
+	}
+	return pc.peer, true
+}
+
+// TakeFiles returns the descriptors received so far on the control
+// connection ctx's request came over, and forgets them; the caller closes
+// them. Descriptors arrive with the request's first bytes, so after the
+// body is read they are all there. It fails with ErrTooManyFiles if some
+// had to be dropped, and returns nothing outside a control connection.
+func TakeFiles(ctx context.Context) ([]*os.File, error) {
+	pc := peerConnFrom(ctx)
+	if pc == nil {
+		return nil, nil
+	}
+	return pc.takeFiles()
+}
+
+// ListenSocket binds the unix socket path with mode perm and hands out
+// control connections: their peers' credentials are read at accept, and
+// at most 64 are open at once. The caller holds whatever lock makes path
+// its own, so a socket file left by a killed process is stale and removed.
+func ListenSocket(path string, perm os.FileMode) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("removing stale socket %q: %w", path, err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listening on %q: %w", path, err)
+	}
+	ln.SetUnlinkOnClose(true)
+	if err := os.Chmod(path, perm); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("setting mode of %q: %w", path, err)
+	}
+	return newPeerListener(ln), nil
+}
+
+// NewSocketServer serves h on a ListenSocket listener (through Run).
+// peerContext, if not nil, adds to each connection's context what its
+// user makes of the Peer, once per connection.
+func NewSocketServer(h http.Handler, log *slog.Logger, peerContext func(context.Context, Peer) context.Context) *http.Server {
+	// No write timeout: an Add of many files legitimately takes long, and
+	// the client's context bounds it.
+	return &http.Server{
+		Handler: h,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return connContext(ctx, c, peerContext)
+		},
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// SendFiles is the client's side of a control connection: the next Write
+// on the returned conn carries files as SCM_RIGHTS, with its first bytes.
+// The caller keeps files open until the request is answered.
+func SendFiles(c *net.UnixConn, files []*os.File) net.Conn {
+	return &fdConn{UnixConn: c, files: files}
+}
+
 type fdConn struct {
 	*net.UnixConn
 	files []*os.File

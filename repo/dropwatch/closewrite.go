@@ -1,4 +1,4 @@
-package repo
+package dropwatch
 
 import (
 	"bytes"
@@ -139,7 +139,7 @@ func (w *closeWatcher) read() {
 	}
 }
 
-// openForWriting reports whether some process has path open for writing,
+// OpenForWriting reports whether some process has path open for writing,
 // as the kernel tells: a read lease (F_SETLEASE F_RDLCK) is refused with
 // EAGAIN exactly then. It catches the writer that stalls longer than the
 // settle interval with the file still open (scp over a slow link). known
@@ -147,7 +147,7 @@ func (w *closeWatcher) read() {
 // or CAP_LEASE (a drop-in another user wrote), or the file system has no
 // leases; the settle interval and the pipeline's second look then decide.
 // The lease is dropped at once, so no opener ever waits for it.
-func openForWriting(path string) (writing, known bool) {
+func OpenForWriting(path string) (writing, known bool) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false, false

@@ -1,4 +1,4 @@
-package repo
+package serve
 
 import (
 	"context"
@@ -15,12 +15,19 @@ import (
 	"golang.org/x/net/netutil"
 )
 
+// Fallback maps a request path that the tree does not hold to one it
+// does, or reports false; root is the served tree. repo's answers a
+// host's minor releasever (DIST/9.4/) from the major one (DIST/9/).
+type Fallback func(root *os.Root, urlPath string) (string, bool)
+
 // NewFileHandler serves the tree under dir read-only: GET and HEAD only,
 // nothing outside dir (os.Root refuses "..", absolute names and symlinks
 // that leave the tree), and no dotfiles, which is where the publisher keeps
-// its lock and staging directories. It is meant for development and small
-// setups; production puts Apache or nginx in front of the same tree.
-func NewFileHandler(dir string, log *slog.Logger) (http.Handler, func() error, error) {
+// its lock and staging directories. fallback, if not nil, may serve a
+// request from another path of the tree. It is meant for development and
+// small setups; production puts Apache or nginx in front of the same tree.
+// The returned func closes the tree.
+func NewFileHandler(dir string, log *slog.Logger, fallback Fallback) (http.Handler, func() error, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -55,12 +62,14 @@ func NewFileHandler(dir string, log *slog.Logger) (http.Handler, func() error, e
 		if strings.HasSuffix(r.URL.Path, "/repomd.xml") || strings.HasSuffix(r.URL.Path, "/repomd.xml.asc") {
 			sw.Header().Set("Cache-Control", "no-cache")
 		}
-		if p, ok := majorFallback(root, r.URL.Path); ok {
-			r2 := *r
-			u := *r.URL
-			u.Path, u.RawPath = p, ""
-			r2.URL = &u
-			r = &r2
+		if fallback != nil {
+			if p, ok := fallback(root, r.URL.Path); ok {
+				r2 := *r
+				u := *r.URL
+				u.Path, u.RawPath = p, ""
+				r2.URL = &u
+				r = &r2
+			}
 		}
 		files.ServeHTTP(sw, r)
 	})
@@ -87,35 +96,51 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the writer below.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// httpWriteFloor is the least time each write of a response gets, however
-// small, on top of the time its size takes at http.min_rate. A variable so
-// that tests can shorten it.
-var httpWriteFloor = 10 * time.Second
+// Limits bound what slow or idle HTTP clients can hold. A zero field is
+// its default.
+type Limits struct {
+	// IdleTimeout closes a keep-alive connection idle that long (60s).
+	IdleTimeout time.Duration
+	// MinRate is the slowest a client may read a response, in bytes per
+	// second (16384).
+	MinRate int
+	// MaxConnections is how many connections may be open at once (128).
+	MaxConnections int
+	// WriteFloor is the least time each write of a response gets, however
+	// small, on top of the time its size takes at MinRate (10s).
+	WriteFloor time.Duration
+}
 
-// httpWriteChunk is the most a single write sends under one deadline.
-const httpWriteChunk = 64 << 10
+// defaultWriteFloor is Limits.WriteFloor's default.
+const defaultWriteFloor = 10 * time.Second
+
+// writeChunk is the most a single write sends under one deadline.
+const writeChunk = 64 << 10
 
 // newHTTPServer wraps h with limits that keep slow or idle clients from
 // holding connections forever while still letting a large RPM download:
 // the request must arrive within ReadHeaderTimeout and ReadTimeout, a
-// keep-alive connection is closed after hc.IdleTimeout, and instead of one
+// keep-alive connection is closed after lim.IdleTimeout, and instead of one
 // WriteTimeout for the whole response (which would cut off a big download
 // on a slow but honest link) every write of at most 64 KiB gets its own
-// deadline: httpWriteFloor plus its size at hc.MinRate. A client that
-// reads slower than that is disconnected. hc comes from LoadConfig, which
-// validated and defaulted it; zero values fall back to the defaults.
-// Listen through limitListener with hc.MaxConnections.
-func newHTTPServer(h http.Handler, log *slog.Logger, hc HTTPConfig) *http.Server {
-	idle, err := time.ParseDuration(hc.IdleTimeout)
-	if err != nil || idle <= 0 {
+// deadline: lim.WriteFloor plus its size at lim.MinRate. A client that
+// reads slower than that is disconnected. Listen through limitListener
+// with lim.MaxConnections, or serve it from a Server, which does.
+func newHTTPServer(h http.Handler, log *slog.Logger, lim Limits) *http.Server {
+	idle := lim.IdleTimeout
+	if idle <= 0 {
 		idle = 60 * time.Second
 	}
-	minRate := hc.MinRate
+	minRate := lim.MinRate
 	if minRate <= 0 {
 		minRate = 16384
 	}
+	floor := lim.WriteFloor
+	if floor <= 0 {
+		floor = defaultWriteFloor
+	}
 	return &http.Server{
-		Handler:           minRateHandler(h, minRate, httpWriteFloor),
+		Handler:           minRateHandler(h, minRate, floor),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       idle,
@@ -165,7 +190,7 @@ func (w *rateWriter) deadline(n int) {
 func (w *rateWriter) Write(b []byte) (int, error) {
 	written := 0
 	for len(b) > 0 {
-		chunk := b[:min(len(b), httpWriteChunk)]
+		chunk := b[:min(len(b), writeChunk)]
 		w.deadline(len(chunk))
 		n, err := w.ResponseWriter.Write(chunk)
 		written += n
@@ -191,9 +216,9 @@ func (w *rateWriter) Flush() { w.FlushError() }
 // Unwrap lets http.ResponseController reach the server's writer.
 func (w *rateWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// serveHTTP serves h on addr until ctx is done, then shuts down gracefully
-// within grace. ready receives the bound address (useful with port 0).
-func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server, grace time.Duration) error {
+// Run serves srv on ln until ctx is done, then shuts it down gracefully
+// within grace and closes what is left.
+func Run(ctx context.Context, ln net.Listener, srv *http.Server, grace time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
