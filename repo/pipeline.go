@@ -1379,7 +1379,9 @@ func (r *Repo) resumeLocked(ctx context.Context) error {
 	if err := r.fillReleases(ctx, true, actor{who: r.o.who, caller: self}); err != nil {
 		r.o.log.Warn("publishing repodata for known releases; retried on the next batch", "err", err)
 	}
-	r.mirrorCatchUp(ctx, true)
+	// A command on an etcd store catches up the pending directories only:
+	// its tree may be older than what another node mirrored since.
+	r.mirrorCatchUp(ctx, r.offline == nil)
 	return r.cleanSpool()
 }
 

@@ -504,6 +504,8 @@ func (t *etcdTx) commit(fence *Fence) (bool, error) {
 
 func (t *etcdTx) Writable() bool { return t.writable }
 
+func (t *etcdTx) pendingWrites() bool { return len(t.writes) > 0 || len(t.dels) > 0 }
+
 func (t *etcdTx) root() *etcdBucket { return &etcdBucket{t: t, base: t.c.o.Prefix} }
 
 func (t *etcdTx) Bucket(name []byte) Bucket { return t.root().Bucket(name) }
