@@ -119,6 +119,28 @@ type etcdCore struct {
 	o      EtcdOptions
 	mu     sync.Mutex // serializes this process's Updates, as bbolt does
 	closed atomic.Bool
+	// largest is the largest transaction committed so far (under mu).
+	largest TxnSize
+}
+
+// TxnSize is the size of one etcd transaction, as the server's limits
+// count it: compares and writes each against --max-txn-ops, Bytes
+// (about) against --max-request-bytes.
+type TxnSize struct {
+	Compares, Writes, Bytes int
+}
+
+// EtcdLargestTxn is, for an etcd store, the most compares, writes and
+// bytes any transaction committed through db had (each its own maximum);
+// zero for another backend. For sizing etcd's limits, and their tests.
+func EtcdLargestTxn(db DB) TxnSize {
+	e, ok := db.(*etcdDB)
+	if !ok {
+		return TxnSize{}
+	}
+	e.core.mu.Lock()
+	defer e.core.mu.Unlock()
+	return e.core.largest
 }
 
 type etcdDB struct {
@@ -491,6 +513,8 @@ func (t *etcdTx) commit(fence *Fence) (bool, error) {
 		return false, fmt.Errorf("etcd store commit: %w", err)
 	}
 	if resp.Succeeded {
+		l := &t.c.largest
+		l.Compares, l.Writes, l.Bytes = max(l.Compares, len(cmps)), max(l.Writes, len(ops)), max(l.Bytes, size)
 		return true, nil
 	}
 	if fence != nil {
