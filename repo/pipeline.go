@@ -639,7 +639,7 @@ func (r *Repo) unchanged(it *ingestItem, old *PackageRecord, res *AddResult, eve
 // removed), so a crash between the parts makes Resume drop its journal
 // item without taking it again, and its event is recorded once.
 func (r *Repo) journalStep(items []*ingestItem, events []Event) error {
-	return updateInParts(r.st.db, len(events)+len(items), func(tx kv.Tx, lo, hi int) error {
+	return kv.UpdateInParts(r.st.db, len(events)+len(items), func(tx kv.Tx, lo, hi int) error {
 		for i := lo; i < hi; i++ {
 			if i < len(events) {
 				if err := appendEvent(tx, &events[i]); err != nil {
@@ -849,7 +849,7 @@ func (r *Repo) commitItems(ctx context.Context, items []*journalItem, extra []Ev
 	// records them, as after a crash before this transaction. The dirty
 	// marks of a deferred publish go first, the publish's events and the
 	// clearing of what earlier batches left last.
-	err := updateInParts(r.st.db, len(items), func(tx kv.Tx, lo, hi int) error {
+	err := kv.UpdateInParts(r.st.db, len(items), func(tx kv.Tx, lo, hi int) error {
 		if deferPub && lo == 0 {
 			if err := markDirty(tx, sortedKeys(dirs)); err != nil {
 				return err
@@ -1374,7 +1374,7 @@ func (r *Repo) resumeLocked(ctx context.Context) error {
 		ev := Event{Who: r.o.who, Action: EventResume, Details: map[string]string{"rolled_back": strconv.Itoa(len(back))}}
 		// The event, then the items (in parts if need be): the files are
 		// back already, so a crash in between only repeats the event.
-		err := updateInParts(r.st.db, 1+len(back), func(tx kv.Tx, lo, hi int) error {
+		err := kv.UpdateInParts(r.st.db, 1+len(back), func(tx kv.Tx, lo, hi int) error {
 			for i := lo; i < hi; i++ {
 				if i == 0 {
 					if err := appendEvent(tx, &ev); err != nil {

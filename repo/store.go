@@ -227,7 +227,7 @@ func putJournal(tx kv.Tx, it *journalItem) error {
 // setJournal saves items, in parts if the store's transactions cannot
 // hold them all: each item is its own.
 func (s *store) setJournal(items ...*journalItem) error {
-	return updateInParts(s.db, len(items), func(tx kv.Tx, lo, hi int) error {
+	return kv.UpdateInParts(s.db, len(items), func(tx kv.Tx, lo, hi int) error {
 		for _, it := range items[lo:hi] {
 			if err := putJournal(tx, it); err != nil {
 				return err
@@ -238,7 +238,7 @@ func (s *store) setJournal(items ...*journalItem) error {
 }
 
 func (s *store) dropJournal(ids ...string) error {
-	return updateInParts(s.db, len(ids), func(tx kv.Tx, lo, hi int) error {
+	return kv.UpdateInParts(s.db, len(ids), func(tx kv.Tx, lo, hi int) error {
 		for _, id := range ids[lo:hi] {
 			if err := tx.Bucket(bucketJournal).Delete([]byte(id)); err != nil {
 				return err

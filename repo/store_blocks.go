@@ -48,7 +48,7 @@ func (c blockCache) RetainBlocks(ctx context.Context, keys []string) error {
 	}); err != nil {
 		return err
 	}
-	return updateInParts(c.st.db, len(dead), func(tx kv.Tx, lo, hi int) error {
+	return kv.UpdateInParts(c.st.db, len(dead), func(tx kv.Tx, lo, hi int) error {
 		only := map[string]bool{}
 		for _, k := range dead[lo:hi] {
 			only[k] = true
@@ -134,7 +134,7 @@ func (c blockCache) PutBlocks(ctx context.Context, blocks map[string][]byte) err
 	keys := sortedKeys(dirSet(blocks))
 	// Blocks are a cache addressed by content: any part of them may land
 	// alone, so a big publish goes in parts when etcd's limits want it.
-	return updateInParts(c.st.db, len(keys), func(tx kv.Tx, lo, hi int) error {
+	return kv.UpdateInParts(c.st.db, len(keys), func(tx kv.Tx, lo, hi int) error {
 		b, err := tx.CreateBucketIfNotExists(bucketBlocks)
 		if err != nil {
 			return err
