@@ -44,9 +44,8 @@ type EtcdOptions struct {
 	// MaxTxnOps and MaxRequestBytes must match the server's --max-txn-ops
 	// and --max-request-bytes (defaults: etcd's own defaults). A
 	// transaction beyond them fails with ErrTxnTooLarge before it is sent;
-	// one is never split, which would break its atomicity. repoctl's
-	// ingest batches and repodata blocks need more than etcd's defaults:
-	// run etcd with e.g. --max-txn-ops=100000 --max-request-bytes=67108864.
+	// the store never splits one, which would break its atomicity (a
+	// caller whose writes are safe in parts uses UpdateInParts).
 	MaxTxnOps       int
 	MaxRequestBytes int
 	// Retries is how often an Update conflicting with another writer is
