@@ -16,9 +16,9 @@ package repo
 // ErrNotLeader naming it, and nothing of it is written. A command killed
 // while it leads holds the pair until its lease (lease_ttl) lapses.
 //
-// Open's Resume (finishing this node's journal, republishing dirty
-// directories) is a leader's work: it is left to the leader when another
-// node leads.
+// Resume (at Open and before every ingest batch: finishing this node's
+// journal, republishing dirty directories, catching up the mirror) is a
+// leader's work: it is left to the leader when another node leads.
 
 import (
 	"context"
@@ -171,19 +171,19 @@ func (r *Repo) leaveOffline() error {
 	return err
 }
 
-// resumeUnlessLed is Open's Resume, left to the leader when another node
-// leads the pair (its writes would be refused; the leader republishes
-// what is dirty, and this node's journal waits until it writes again).
-func (r *Repo) resumeUnlessLed(ctx context.Context) error {
-	if r.offline != nil {
-		id, led, err := r.offline.othersLead(ctx)
-		if err != nil {
-			return err
-		}
-		if led {
-			r.o.log.Info("not resuming the journal: another node leads the HA pair", "leader", id)
-			return nil
-		}
+// ledElsewhere reports whether r is a command on an etcd store while
+// another node leads the pair: then Resume is the leader's work (its
+// writes would be refused, and its publishing and mirroring, which come
+// before them, would race the leader's). This node's own journal items
+// wait until it writes again.
+func (r *Repo) ledElsewhere(ctx context.Context) (bool, error) {
+	if r.offline == nil {
+		return false, nil
 	}
-	return r.Resume(ctx)
+	id, led, err := r.offline.othersLead(ctx)
+	if err != nil || !led {
+		return false, err
+	}
+	r.o.log.Info("not resuming the journal: another node leads the HA pair", "leader", id)
+	return true, nil
 }

@@ -95,11 +95,29 @@ func TestOfflineAddWhileDaemonLeads(t *testing.T) {
 		return st.Role == RoleLeader, st.Role
 	})
 	copyKeys(t, a, b)
+	// A directory left dirty in the shared store is the leader's to
+	// republish: B's command must not publish it into its tree (nor
+	// mirror it) before its write is refused.
+	const dirty = "main/staging/el/9/x86_64"
+	raw, err := kv.OpenEtcd(context.Background(), kv.EtcdOptions{Endpoints: []string{srv.Endpoint}, Prefix: "/off/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if err := raw.Update(func(tx kv.Tx) error { return markDirty(tx, []string{dirty}) }); err != nil {
+		t.Fatal(err)
+	}
 	src := t.TempDir()
 	p := lcBuild(t, src, "offpkg", "1.0")
 	out, stderr, code := runCLI(t, b, "add", p)
 	if code != exitCodeBusy || !strings.Contains(stderr, "not the leader (leader: "+leaderID+")") {
 		t.Fatalf("add on B while A leads: exit %d\n%s%s", code, out, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(b, "repo", dirty, "repodata")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("B's refused add published %s: %v", dirty, err)
+	}
+	if dirs, err := (&store{db: raw}).dirtyDirs(); err != nil || len(dirs) != 1 || dirs[0] != dirty {
+		t.Fatalf("dirty directories after B's refused add: %v %v", dirs, err)
 	}
 	if m := storeMentions(t, srv, "/off/", "offpkg"); len(m) != 0 {
 		t.Fatalf("the refused add left %v in the store", m)

@@ -1344,6 +1344,9 @@ func (r *Repo) Resume(ctx context.Context) error {
 }
 
 func (r *Repo) resumeLocked(ctx context.Context) error {
+	if led, err := r.ledElsewhere(ctx); err != nil || led {
+		return err
+	}
 	if err := sign.Recover(ctx, signJournalDir(r.cfg)); err != nil {
 		return fmt.Errorf("recovering interrupted signatures: %w", err)
 	}

@@ -294,7 +294,7 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 	// what the index keeps.
 	debug.FreeOSMemory()
 	if o.resume {
-		if err := r.resumeUnlessLed(ctx); err != nil {
+		if err := r.Resume(ctx); err != nil {
 			return fail(err)
 		}
 	}
