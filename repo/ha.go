@@ -105,15 +105,18 @@ func gateWrites(svc socketService, name string, fn func(ctx context.Context, bod
 // gatedDB is the store handle of a daemon in an HA pair. Until the daemon
 // joins the election (during Open) it passes Updates through unfenced:
 // creating buckets, which every daemon does alike. Then it refuses them
-// until a term begins, and fences them on the term while it lasts.
+// until a term begins, and fences them on the term while it lasts. A
+// command run without a daemon takes the term at its first Update that
+// writes (ha_offline.go).
 type gatedDB struct {
 	base  kv.DB
 	state atomic.Pointer[gateState]
 }
 
 type gateState struct {
-	fenced kv.DB         // nil: standby
-	who    func() string // the leader's id, for the refusal
+	fenced  kv.DB         // nil: standby
+	who     func() string // the leader's id, for the refusal
+	offline *offlineTerm  // a command's: takes the term when it writes
 }
 
 func (g *gatedDB) View(fn func(kv.Tx) error) error { return g.base.View(fn) }
@@ -124,6 +127,8 @@ func (g *gatedDB) Update(fn func(kv.Tx) error) error {
 	switch {
 	case st == nil:
 		return g.base.Update(fn)
+	case st.offline != nil:
+		return st.offline.update(fn)
 	case st.fenced == nil:
 		return notLeaderErr(st.who())
 	}
@@ -206,6 +211,11 @@ func (r *Repo) joinHA(ctx context.Context, id string, log *slog.Logger) (bool, e
 	g, ok := r.st.db.(*gatedDB)
 	if !ok {
 		return false, nil
+	}
+	// Opened as a command first (a test's daemon): whatever term that
+	// took ends before the daemon campaigns.
+	if err := r.leaveOffline(); err != nil {
+		return false, err
 	}
 	cli := kv.Client(g.base)
 	ttl, _ := time.ParseDuration(r.cfg.Store.LeaseTTL) // checked by storeDefaults
@@ -434,13 +444,14 @@ func fetchObject(ctx context.Context, tm *treeMirror, key, dst string, size int6
 }
 
 // uploadBeforeRecord puts the signed package files of items to the
-// publish target before the store records them, in an HA pair: a record
-// is a claim every daemon may publish from, so what it names must be
-// where a daemon without this disk finds it. A failure keeps the items
-// journaled (ErrTransient), to be finished by the next Resume.
+// publish target before the store records them, on an etcd store (an HA
+// pair, or a command run without a daemon on its prefix): a record is a
+// claim every daemon may publish from, so what it names must be where a
+// daemon without this disk finds it. A failure keeps the items journaled
+// (ErrTransient), to be finished by the next Resume.
 func (r *Repo) uploadBeforeRecord(ctx context.Context, items []*journalItem) error {
 	tm := r.tree.mirror
-	if r.ha == nil || tm == nil {
+	if r.cfg.Store.Backend != StoreEtcd || tm == nil {
 		return nil
 	}
 	byDir := map[string][]target.Object{}

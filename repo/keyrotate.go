@@ -571,19 +571,30 @@ func (r *Repo) resignBatch(ctx context.Context, rot *KeyRotation, recs []*Packag
 	rot.Resigned += len(done)
 	rot.InPlace += inPlace
 	rot.Rewritten += rewritten
-	err = r.st.db.Update(func(tx kv.Tx) error {
-		for _, p := range done {
+	// In parts if etcd's limits want it (rotateBatch records are more
+	// than a stock etcd takes at once), each package with its sign event
+	// (events[i] is done[i]'s): the directories are marked dirty with the
+	// first part, the rotation's progress goes with the last; a crash
+	// between leaves the rest recorded as signed by the old key, and the
+	// next step re-signs them (their files are already: "unchanged").
+	err = kv.UpdateInParts(r.st.db, len(done), func(tx kv.Tx, lo, hi int) error {
+		if lo == 0 {
+			if err := markDirty(tx, dirList); err != nil {
+				return err
+			}
+		}
+		for _, p := range done[lo:hi] {
 			if err := putPackage(tx, p); err != nil {
 				return err
 			}
 		}
-		if err := markDirty(tx, dirList); err != nil {
+		if err := appendEvents(tx, events[lo:hi]); err != nil {
 			return err
 		}
-		if err := putRotation(tx, rot); err != nil {
-			return err
+		if hi < len(done) {
+			return nil
 		}
-		return appendEvents(tx, events)
+		return putRotation(tx, rot)
 	})
 	if err != nil {
 		return fmt.Errorf("recording re-signed packages: %w", err)

@@ -634,10 +634,21 @@ func (r *Repo) unchanged(it *ingestItem, old *PackageRecord, res *AddResult, eve
 }
 
 // journalStep saves the state of the live items, drops decided ones and
-// records their events, in one transaction (one commit per pipeline step).
+// records their events, in one transaction (one commit per pipeline step)
+// when the store's transactions hold it. Otherwise in parts, the events
+// first: a decided item's file is gone from the spool already (rejected/,
+// removed), so a crash between the parts makes Resume drop its journal
+// item without taking it again, and its event is recorded once.
 func (r *Repo) journalStep(items []*ingestItem, events []Event) error {
-	return r.st.db.Update(func(tx kv.Tx) error {
-		for _, it := range items {
+	return kv.UpdateInParts(r.st.db, len(events)+len(items), func(tx kv.Tx, lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			if i < len(events) {
+				if err := appendEvent(tx, &events[i]); err != nil {
+					return err
+				}
+				continue
+			}
+			it := items[i-len(events)]
 			var err error
 			if it.done {
 				err = tx.Bucket(bucketJournal).Delete([]byte(it.ID))
@@ -645,11 +656,6 @@ func (r *Repo) journalStep(items []*ingestItem, events []Event) error {
 				err = putJournal(tx, it.journalItem)
 			}
 			if err != nil {
-				return err
-			}
-		}
-		for i := range events {
-			if err := appendEvent(tx, &events[i]); err != nil {
 				return err
 			}
 		}
@@ -836,20 +842,31 @@ func (r *Repo) commitItems(ctx context.Context, items []*journalItem, extra []Ev
 	if err := r.uploadBeforeRecord(ctx, items); err != nil {
 		return err
 	}
-	err := r.st.db.Update(func(tx kv.Tx) error {
-		if deferPub {
+	// One transaction when the store holds it; on an etcd whose limits
+	// it exceeds, consecutive parts of the batch, each its packages'
+	// records, events and journal items (and a channel version), so that
+	// a burst lands on a stock etcd. A crash between parts leaves the
+	// later parts' items journaled as signed: Resume places, publishes and
+	// records them, as after a crash before this transaction. The dirty
+	// marks of a deferred publish go first, the publish's events and the
+	// clearing of what earlier batches left last.
+	err := kv.UpdateInParts(r.st.db, len(items), func(tx kv.Tx, lo, hi int) error {
+		if deferPub && lo == 0 {
 			if err := markDirty(tx, sortedKeys(dirs)); err != nil {
 				return err
 			}
 		}
-		for _, d := range flushed {
-			if err := tx.Bucket(bucketDirty).Delete([]byte(d)); err != nil {
-				return err
+		last := hi == len(items)
+		if last {
+			for _, d := range flushed {
+				if err := tx.Bucket(bucketDirty).Delete([]byte(d)); err != nil {
+					return err
+				}
 			}
 		}
 		cc := newChanChanges()
 		var cause *Event
-		for _, it := range items {
+		for _, it := range items[lo:hi] {
 			rec := it.Record
 			if err := putPackageTracked(tx, cc, rec); err != nil {
 				return err
@@ -873,10 +890,12 @@ func (r *Repo) commitItems(ctx context.Context, items []*journalItem, extra []Ev
 				return err
 			}
 		}
-		for _, evs := range [][]Event{events, extra} {
-			for i := range evs {
-				if err := appendEvent(tx, &evs[i]); err != nil {
-					return err
+		if last {
+			for _, evs := range [][]Event{events, extra} {
+				for i := range evs {
+					if err := appendEvent(tx, &evs[i]); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -1231,6 +1250,9 @@ func (r *Repo) Resume(ctx context.Context) error {
 }
 
 func (r *Repo) resumeLocked(ctx context.Context) error {
+	if led, err := r.ledElsewhere(ctx); err != nil || led {
+		return err
+	}
 	if err := sign.Recover(ctx, signJournalDir(r.cfg)); err != nil {
 		return fmt.Errorf("recovering interrupted signatures: %w", err)
 	}
@@ -1258,14 +1280,22 @@ func (r *Repo) resumeLocked(ctx context.Context) error {
 		}
 	}
 	if len(back) > 0 {
-		err := r.st.db.Update(func(tx kv.Tx) error {
-			for _, id := range back {
-				if err := tx.Bucket(bucketJournal).Delete([]byte(id)); err != nil {
+		ev := Event{Who: r.o.who, Action: EventResume, Details: map[string]string{"rolled_back": strconv.Itoa(len(back))}}
+		// The event, then the items (in parts if need be): the files are
+		// back already, so a crash in between only repeats the event.
+		err := kv.UpdateInParts(r.st.db, 1+len(back), func(tx kv.Tx, lo, hi int) error {
+			for i := lo; i < hi; i++ {
+				if i == 0 {
+					if err := appendEvent(tx, &ev); err != nil {
+						return err
+					}
+					continue
+				}
+				if err := tx.Bucket(bucketJournal).Delete([]byte(back[i-1])); err != nil {
 					return err
 				}
 			}
-			return appendEvent(tx, &Event{Who: r.o.who, Action: EventResume,
-				Details: map[string]string{"rolled_back": strconv.Itoa(len(back))}})
+			return nil
 		})
 		if err != nil {
 			return err
@@ -1285,7 +1315,9 @@ func (r *Repo) resumeLocked(ctx context.Context) error {
 	if err := r.fillReleases(ctx, true, actor{who: r.o.who, caller: self}); err != nil {
 		r.o.log.Warn("publishing repodata for known releases; retried on the next batch", "err", err)
 	}
-	r.mirrorCatchUp(ctx, true)
+	// A command on an etcd store catches up the pending directories only:
+	// its tree may be older than what another node mirrored since.
+	r.mirrorCatchUp(ctx, r.offline == nil)
 	return r.cleanSpool()
 }
 

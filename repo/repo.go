@@ -87,6 +87,9 @@ type Repo struct {
 	stages stageClock
 	// ha is the daemon's part in an HA pair (ha.go); nil outside one.
 	ha *haState
+	// offline is a command's part in the HA pair's election, on an etcd
+	// store without a daemon (ha_offline.go); nil otherwise.
+	offline *offlineTerm
 }
 
 var _ Service = (*Repo)(nil)
@@ -254,6 +257,7 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 	r := &Repo{cfg: cfg, o: o, lock: lk, rotSem: make(chan struct{}, 1)}
 	fail := func(err error) (*Repo, error) {
 		if r.st != nil {
+			r.leaveOffline()
 			r.st.close()
 		}
 		if r.tree != nil {
@@ -264,6 +268,9 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 	}
 	if r.st, err = openConfiguredStore(ctx, cfg); err != nil {
 		return fail(err)
+	}
+	if !o.pair {
+		r.joinOffline()
 	}
 	if r.tree, err = openTree(cfg.Paths.Repo); err != nil {
 		return fail(err)
@@ -327,7 +334,12 @@ func (r *Repo) Close() error {
 		s.(*metadata.PublishState).Close()
 		return true
 	})
-	err := r.st.close()
+	// Before the store closes (the election shares its client): a daemon
+	// standing by leads at once.
+	err := r.leaveOffline()
+	if e := r.st.close(); err == nil {
+		err = e
+	}
 	if e := r.tree.close(); err == nil {
 		err = e
 	}

@@ -224,9 +224,11 @@ func putJournal(tx kv.Tx, it *journalItem) error {
 	return putJSON(tx.Bucket(bucketJournal), []byte(it.ID), it)
 }
 
+// setJournal saves items, in parts if the store's transactions cannot
+// hold them all: each item is its own.
 func (s *store) setJournal(items ...*journalItem) error {
-	return s.db.Update(func(tx kv.Tx) error {
-		for _, it := range items {
+	return kv.UpdateInParts(s.db, len(items), func(tx kv.Tx, lo, hi int) error {
+		for _, it := range items[lo:hi] {
 			if err := putJournal(tx, it); err != nil {
 				return err
 			}
@@ -236,8 +238,8 @@ func (s *store) setJournal(items ...*journalItem) error {
 }
 
 func (s *store) dropJournal(ids ...string) error {
-	return s.db.Update(func(tx kv.Tx) error {
-		for _, id := range ids {
+	return kv.UpdateInParts(s.db, len(ids), func(tx kv.Tx, lo, hi int) error {
+		for _, id := range ids[lo:hi] {
 			if err := tx.Bucket(bucketJournal).Delete([]byte(id)); err != nil {
 				return err
 			}

@@ -1,8 +1,8 @@
 // Package etcdtest runs a real etcd server for tests: Debian's etcd-server
 // (/usr/bin/etcd, installed by .ci/install-test-deps) as a one-member
 // cluster on free loopback ports and a temporary data directory, with
-// limits raised so that repoctl's transactions fit (MaxTxnOps,
-// MaxRequestBytes).
+// limits raised (MaxTxnOps, MaxRequestBytes) or etcd's own (StartWith
+// Stock).
 //
 // It is for tests only: nothing in repoctl's commands imports it. A test
 // that needs the server fails, never skips, when the binary is missing.
@@ -23,11 +23,21 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Limits the server runs with (its --max-txn-ops, --max-request-bytes).
+// Limits the server runs with (its --max-txn-ops, --max-request-bytes)
+// when started by Start.
 const (
 	MaxTxnOps       = 20000
 	MaxRequestBytes = 32 << 20
 )
+
+// Limits are a server's --max-txn-ops and --max-request-bytes.
+type Limits struct {
+	MaxTxnOps, MaxRequestBytes int
+}
+
+// Stock are etcd's own defaults: what a server started without those
+// flags allows.
+var Stock = Limits{MaxTxnOps: 128, MaxRequestBytes: 1536 * 1024}
 
 // Server is a running etcd. Endpoint is its client URL.
 type Server struct {
@@ -38,6 +48,7 @@ type Server struct {
 	ports    [2]int
 	cmd      *exec.Cmd
 	done     chan error
+	limits   Limits
 }
 
 // Binary is $REPOCTL_ETCD if set, else etcd on PATH or /usr/bin/etcd.
@@ -53,11 +64,18 @@ func Binary(t testing.TB) string {
 	return ""
 }
 
-// Start runs etcd and waits until it answers a write and a read. It is
-// killed when the test ends.
+// Start runs etcd with the raised limits MaxTxnOps and MaxRequestBytes
+// and waits until it answers a write and a read. It is killed when the
+// test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, dir: t.TempDir()}
+	return StartWith(t, Limits{MaxTxnOps: MaxTxnOps, MaxRequestBytes: MaxRequestBytes})
+}
+
+// StartWith is Start with the server's limits l (Stock: etcd's own).
+func StartWith(t testing.TB, l Limits) *Server {
+	t.Helper()
+	s := &Server{t: t, dir: t.TempDir(), limits: l}
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		s.ports = freePorts(t)
@@ -96,7 +114,7 @@ func (s *Server) start() error {
 		"--listen-client-urls="+client, "--advertise-client-urls="+client,
 		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
 		"--initial-cluster=etcdtest="+peer, "--initial-cluster-state=new",
-		"--max-txn-ops="+strconv.Itoa(MaxTxnOps), "--max-request-bytes="+strconv.Itoa(MaxRequestBytes),
+		"--max-txn-ops="+strconv.Itoa(s.limits.MaxTxnOps), "--max-request-bytes="+strconv.Itoa(s.limits.MaxRequestBytes),
 		"--quota-backend-bytes="+strconv.Itoa(4<<30))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Pdeathsig: a test binary killed on a timeout takes its etcd along.

@@ -24,8 +24,13 @@ import (
 	"github.com/repoctl/repoctl/repo/store"
 )
 
-// ErrNoLeader: nobody holds the election.
-var ErrNoLeader = errors.New("leader: no leader")
+// Errors of the election.
+var (
+	// ErrNoLeader: nobody holds the election.
+	ErrNoLeader = errors.New("leader: no leader")
+	// ErrHeld: TryCampaign found another candidate leading.
+	ErrHeld = errors.New("leader: another candidate leads")
+)
 
 // DefaultTTL is the session lease when Options.TTL is 0: how long a dead
 // leader keeps the election before a standby can take over.
@@ -48,9 +53,10 @@ func Prefix(storePrefix string) string {
 // Candidate is one participant: a session (lease kept alive by the client)
 // and an election on it.
 type Candidate struct {
-	sess *concurrency.Session
-	e    *concurrency.Election
-	id   string
+	sess   *concurrency.Session
+	e      *concurrency.Election
+	prefix string
+	id     string
 }
 
 // New joins the election at prefix as id (what others see as the leader,
@@ -71,7 +77,7 @@ func New(ctx context.Context, cli *clientv3.Client, prefix, id string, o Options
 	if err != nil {
 		return nil, fmt.Errorf("leader: session on %q: %w", prefix, err)
 	}
-	return &Candidate{sess: sess, e: concurrency.NewElection(sess, prefix), id: id}, nil
+	return &Candidate{sess: sess, e: concurrency.NewElection(sess, prefix), prefix: prefix, id: id}, nil
 }
 
 // Term is one tenure as leader.
@@ -90,6 +96,61 @@ func (c *Candidate) Campaign(ctx context.Context) (Term, error) {
 		return Term{}, fmt.Errorf("leader: campaign of %q: %w", c.id, err)
 	}
 	return Term{Fence: store.Fence{Key: c.e.Key(), Rev: c.e.Rev()}, Lost: c.sess.Done()}, nil
+}
+
+// keyPrefix is where concurrency.Election keeps the candidates' keys
+// (NewElection appends "/"): TryCampaign's key must be one of them, so
+// that a Campaign of another candidate waits for it.
+func (c *Candidate) keyPrefix() string { return c.prefix + "/" }
+
+// TryCampaign leads at once if nobody else does, and otherwise fails with
+// ErrHeld and returns the leader's id, without waiting or staying a candidate: for
+// a short-lived writer (a command run without a daemon) that must not
+// queue behind a daemon, nor write while one leads. It puts the same key
+// Campaign would (the lease's, under the election prefix) and leads if
+// that key is the oldest; otherwise it deletes it again. A Campaign of
+// another candidate then waits for this one's Resign, Close or lease.
+func (c *Candidate) TryCampaign(ctx context.Context) (Term, string, error) {
+	cli := c.sess.Client()
+	pfx := c.keyPrefix()
+	k := fmt.Sprintf("%s%x", pfx, c.sess.Lease())
+	first := clientv3.OpGet(pfx, clientv3.WithFirstCreate()...)
+	resp, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, c.id, clientv3.WithLease(c.sess.Lease())), first).
+		Else(clientv3.OpGet(k), first).Commit()
+	if err != nil {
+		return Term{}, "", fmt.Errorf("leader: campaign of %q: %w", c.id, err)
+	}
+	rev := resp.Header.Revision
+	if !resp.Succeeded {
+		rev = resp.Responses[0].GetResponseRange().Kvs[0].CreateRevision
+	}
+	oldest := resp.Responses[1].GetResponseRange().Kvs
+	if len(oldest) == 0 || oldest[0].CreateRevision != rev {
+		held := ""
+		if len(oldest) > 0 {
+			held = string(oldest[0].Value)
+		}
+		if _, err := cli.Delete(ctx, k); err != nil {
+			return Term{}, "", fmt.Errorf("leader: withdrawing %q: %w", c.id, err)
+		}
+		return Term{}, held, fmt.Errorf("%w: %q leads, not %q", ErrHeld, held, c.id)
+	}
+	c.e = concurrency.ResumeElection(c.sess, pfx, k, rev)
+	return Term{Fence: store.Fence{Key: k, Rev: rev}, Lost: c.sess.Done()}, c.id, nil
+}
+
+// Current is the id of whoever leads the election at prefix, without
+// joining it (no session, no lease): ErrNoLeader if nobody does.
+func Current(ctx context.Context, cli *clientv3.Client, prefix string) (string, error) {
+	resp, err := cli.Get(ctx, prefix+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return "", fmt.Errorf("leader: asking who leads %q: %w", prefix, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", ErrNoLeader
+	}
+	return string(resp.Kvs[0].Value), nil
 }
 
 // Resign gives up leadership (a standby takes over at once, without

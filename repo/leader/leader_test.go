@@ -277,3 +277,62 @@ func TestNewRefusesBadInput(t *testing.T) {
 		t.Errorf("Prefix = %q", got)
 	}
 }
+
+// TestTryCampaign: a try while another candidate leads fails with ErrHeld
+// naming it and leaves no key behind (the leader's successor is not held
+// up by it); with nobody leading it leads at once, its fence works, and a
+// daemon's Campaign waits for it until it closes.
+func TestTryCampaign(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := context.Background()
+	a, cli, d := newNode(t, srv, "a:8080"), newNode(t, srv, "cli"), newNode(t, srv, "d:8080")
+	if _, err := leader.Current(ctx, store.Client(a.db), leader.Prefix(storePrefix)); !errors.Is(err, leader.ErrNoLeader) {
+		t.Fatalf("Current with nobody leading: %v", err)
+	}
+	aTerm := waitTerm(t, campaign(t, a), "a")
+	_, held, err := cli.c.TryCampaign(ctx)
+	if !errors.Is(err, leader.ErrHeld) || held != "a:8080" {
+		t.Fatalf("try while a leads: %q, %v", held, err)
+	}
+	if id, err := leader.Current(ctx, store.Client(a.db), leader.Prefix(storePrefix)); err != nil || id != "a:8080" {
+		t.Fatalf("Current while a leads: %q, %v", id, err)
+	}
+	resp, err := srv.Client().Get(ctx, leader.Prefix(storePrefix), clientv3.WithPrefix())
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Key) != aTerm.Fence.Key {
+		t.Fatalf("election keys after the refused try: %v, %v", resp.Kvs, err)
+	}
+	if err := a.c.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	term, held, err := cli.c.TryCampaign(ctx)
+	if err != nil || held != "cli" {
+		t.Fatalf("try with nobody leading: %q, %v", held, err)
+	}
+	if err := write(cli.db, term.Fence, "cli-1"); err != nil {
+		t.Fatalf("write on the try's term: %v", err)
+	}
+	dCh := campaign(t, d)
+	// The try's key is the oldest: d's campaign cannot end before it goes.
+	if id, err := d.c.Leader(ctx); err != nil || id != "cli" {
+		t.Fatalf("leader seen by d: %q, %v", id, err)
+	}
+	select {
+	case <-dCh:
+		t.Fatal("d leads while the try's term is held")
+	default:
+	}
+	if err := cli.c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dTerm := waitTerm(t, dCh, "d after the try's candidate closed")
+	if err := write(cli.db, term.Fence, "cli-late"); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("late write on the closed try's term: %v", err)
+	}
+	if err := write(d.db, dTerm.Fence, "d-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(keys(t, d.db), ","); got != "cli-1,d-1" {
+		t.Fatalf("writes %q", got)
+	}
+}

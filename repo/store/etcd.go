@@ -44,9 +44,8 @@ type EtcdOptions struct {
 	// MaxTxnOps and MaxRequestBytes must match the server's --max-txn-ops
 	// and --max-request-bytes (defaults: etcd's own defaults). A
 	// transaction beyond them fails with ErrTxnTooLarge before it is sent;
-	// one is never split, which would break its atomicity. repoctl's
-	// ingest batches and repodata blocks need more than etcd's defaults:
-	// run etcd with e.g. --max-txn-ops=100000 --max-request-bytes=67108864.
+	// the store never splits one, which would break its atomicity (a
+	// caller whose writes are safe in parts uses UpdateInParts).
 	MaxTxnOps       int
 	MaxRequestBytes int
 	// Retries is how often an Update conflicting with another writer is
@@ -119,6 +118,28 @@ type etcdCore struct {
 	o      EtcdOptions
 	mu     sync.Mutex // serializes this process's Updates, as bbolt does
 	closed atomic.Bool
+	// largest is the largest transaction committed so far (under mu).
+	largest TxnSize
+}
+
+// TxnSize is the size of one etcd transaction, as the server's limits
+// count it: compares and writes each against --max-txn-ops, Bytes
+// (about) against --max-request-bytes.
+type TxnSize struct {
+	Compares, Writes, Bytes int
+}
+
+// EtcdLargestTxn is, for an etcd store, the most compares, writes and
+// bytes any transaction committed through db had (each its own maximum);
+// zero for another backend. For sizing etcd's limits, and their tests.
+func EtcdLargestTxn(db DB) TxnSize {
+	e, ok := db.(*etcdDB)
+	if !ok {
+		return TxnSize{}
+	}
+	e.core.mu.Lock()
+	defer e.core.mu.Unlock()
+	return e.core.largest
 }
 
 type etcdDB struct {
@@ -491,6 +512,8 @@ func (t *etcdTx) commit(fence *Fence) (bool, error) {
 		return false, fmt.Errorf("etcd store commit: %w", err)
 	}
 	if resp.Succeeded {
+		l := &t.c.largest
+		l.Compares, l.Writes, l.Bytes = max(l.Compares, len(cmps)), max(l.Writes, len(ops)), max(l.Bytes, size)
 		return true, nil
 	}
 	if fence != nil {
@@ -503,6 +526,8 @@ func (t *etcdTx) commit(fence *Fence) (bool, error) {
 }
 
 func (t *etcdTx) Writable() bool { return t.writable }
+
+func (t *etcdTx) pendingWrites() bool { return len(t.writes) > 0 || len(t.dels) > 0 }
 
 func (t *etcdTx) root() *etcdBucket { return &etcdBucket{t: t, base: t.c.o.Prefix} }
 

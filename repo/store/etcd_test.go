@@ -234,3 +234,63 @@ func TestEtcdCompactedSnapshot(t *testing.T) {
 		t.Fatalf("fn ran %d times, want 2 (once more after the compaction)", runs)
 	}
 }
+
+// TestUpdateInParts: 50 writes through a store that takes 10 operations a
+// transaction land in parts of at most 10, in order, every unit once,
+// and the first and last parts are told so; a unit that alone is too
+// large fails with ErrTxnTooLarge and writes nothing of itself.
+func TestUpdateInParts(t *testing.T) {
+	srv := etcdtest.Start(t)
+	small := openEtcd(t, srv, "/parts/", store.EtcdOptions{MaxTxnOps: 10, MaxRequestBytes: 1 << 20})
+	update(t, small, func(tx store.Tx) error { bucket(t, tx, "b"); return nil })
+	var parts [][2]int
+	firsts, lasts := 0, 0
+	err := store.UpdateInParts(small, 50, func(tx store.Tx, lo, hi int) error {
+		parts = append(parts, [2]int{lo, hi})
+		if lo == 0 {
+			firsts++
+		}
+		if hi == 50 {
+			lasts++
+		}
+		bk := tx.Bucket([]byte("b"))
+		for i := lo; i < hi; i++ {
+			if err := bk.Put([]byte(fmt.Sprintf("k%02d", i)), []byte("v")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	must(t, err)
+	// Tried: [0,50) [0,25) [0,12) [0,6) ok [6,12) ok [12,25) [12,18) ok ...
+	next := 0
+	for _, p := range parts {
+		if p[1]-p[0] <= 9 { // fits: the bucket's change key is the 10th write
+			if p[0] != next {
+				t.Fatalf("part %v after %d: not in order (%v)", p, next, parts)
+			}
+			next = p[1]
+		}
+	}
+	if next != 50 || firsts < 2 || lasts < 2 {
+		t.Fatalf("parts %v", parts)
+	}
+	must(t, small.View(func(tx store.Tx) error {
+		if n := tx.Bucket([]byte("b")).Stats().KeyN; n != 50 {
+			t.Fatalf("%d keys landed, want 50", n)
+		}
+		return nil
+	}))
+	err = store.UpdateInParts(small, 1, func(tx store.Tx, lo, hi int) error {
+		bk := tx.Bucket([]byte("b"))
+		for i := 0; i < 20; i++ {
+			if err := bk.Put([]byte(fmt.Sprintf("big%02d", i)), []byte("v")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, store.ErrTxnTooLarge) {
+		t.Fatalf("a unit too large alone: %v", err)
+	}
+}

@@ -141,6 +141,16 @@ type Fencer interface {
 	Fenced(f Fence) DB
 }
 
+// Writes reports whether the write transaction tx has buffered changes
+// to commit. A backend that cannot tell (bbolt, which writes in place)
+// says true.
+func Writes(tx Tx) bool {
+	if w, ok := tx.(interface{ pendingWrites() bool }); ok {
+		return w.pendingWrites()
+	}
+	return true
+}
+
 // Fenced is db with every Update carrying f; ErrFenceUnsupported if
 // db's backend has no fencing (bbolt: one process owns the file).
 func Fenced(db DB, f Fence) (DB, error) {

@@ -680,9 +680,11 @@ func (m *Mirror) record(dir string, objs []Object) error {
 	if len(objs) == 0 {
 		return nil
 	}
-	return m.db.Update(func(tx kv.Tx) error {
+	// Each object's state is its own: in parts when an etcd's limits
+	// want it (a burst of new packages), the first parts then recorded.
+	return kv.UpdateInParts(m.db, len(objs), func(tx kv.Tx, lo, hi int) error {
 		b, sums, ret := tx.Bucket(m.bk(bucketObjects)), tx.Bucket(m.bk(bucketSums)), tx.Bucket(m.bk(bucketRetired))
-		for _, o := range objs {
+		for _, o := range objs[lo:hi] {
 			v, err := json.Marshal(objectState{Dir: dir, Size: o.Size, SHA256: o.SHA256})
 			if err != nil {
 				return err
@@ -702,9 +704,9 @@ func (m *Mirror) record(dir string, objs []Object) error {
 }
 
 func (m *Mirror) revive(keys []string) error {
-	return m.db.Update(func(tx kv.Tx) error {
+	return kv.UpdateInParts(m.db, len(keys), func(tx kv.Tx, lo, hi int) error {
 		b, ret := tx.Bucket(m.bk(bucketObjects)), tx.Bucket(m.bk(bucketRetired))
-		for _, k := range keys {
+		for _, k := range keys[lo:hi] {
 			var st objectState
 			if v := b.Get([]byte(k)); v == nil || json.Unmarshal(v, &st) != nil {
 				continue
@@ -730,9 +732,9 @@ func (m *Mirror) retire(keys []string) error {
 		return nil
 	}
 	now := m.o.now().Unix()
-	return m.db.Update(func(tx kv.Tx) error {
+	return kv.UpdateInParts(m.db, len(keys), func(tx kv.Tx, lo, hi int) error {
 		b, ret := tx.Bucket(m.bk(bucketObjects)), tx.Bucket(m.bk(bucketRetired))
-		for _, k := range keys {
+		for _, k := range keys[lo:hi] {
 			var st objectState
 			if v := b.Get([]byte(k)); v == nil || json.Unmarshal(v, &st) != nil {
 				continue
@@ -817,9 +819,9 @@ func (m *Mirror) Forget(keys []string) error {
 }
 
 func (m *Mirror) forget(keys []string) error {
-	return m.db.Update(func(tx kv.Tx) error {
+	return kv.UpdateInParts(m.db, len(keys), func(tx kv.Tx, lo, hi int) error {
 		b, sums, ret := tx.Bucket(m.bk(bucketObjects)), tx.Bucket(m.bk(bucketSums)), tx.Bucket(m.bk(bucketRetired))
-		for _, k := range keys {
+		for _, k := range keys[lo:hi] {
 			var st objectState
 			if v := b.Get([]byte(k)); v != nil && json.Unmarshal(v, &st) == nil {
 				if s := sums.Get([]byte(st.SHA256)); s != nil && string(s) == k {
