@@ -34,6 +34,11 @@ import (
 	kv "github.com/repoctl/repoctl/repo/store"
 )
 
+// ErrStoreChanged: a command run without a daemon on an etcd store won
+// the HA pair's term, but another node had written to the store after the
+// command read it; it wrote nothing, and may simply be run again.
+var ErrStoreChanged = errors.New("repo: the store changed under the command")
+
 // errNeedTerm aborts the unfenced try of an Update that would write.
 var errNeedTerm = errors.New("repo: the update needs the pair's term")
 
@@ -46,23 +51,34 @@ type offlineTerm struct {
 	ttl    time.Duration
 	wait   time.Duration // bounds each election request
 
+	// seen is the store's last change (kv.LastChange) when the command
+	// joined, before Open read the index: a term won after someone else
+	// wrote would publish from an index that lacks their writes.
+	seen int64
+
 	mu   sync.Mutex
 	cand *leader.Candidate // while the term is held
 }
 
 // joinOffline gates r's store writes on the HA pair's election, for a
 // command run without a daemon. Without an etcd store it does nothing.
-func (r *Repo) joinOffline() {
+// It comes before Open reads the index.
+func (r *Repo) joinOffline(ctx context.Context) error {
 	g, ok := r.st.db.(*gatedDB)
 	if !ok {
-		return
+		return nil
 	}
 	ttl, _ := time.ParseDuration(r.cfg.Store.LeaseTTL)     // checked by storeDefaults
 	wait, _ := time.ParseDuration(r.cfg.Store.DialTimeout) // checked by storeDefaults
 	o := &offlineTerm{gate: g, prefix: leader.Prefix(r.cfg.Store.Prefix), ttl: ttl, wait: max(wait, 5*time.Second),
 		id: fmt.Sprintf("%s (command, pid %d)", r.cfg.Store.Node, os.Getpid())}
+	var err error
+	if o.seen, err = kv.LastChange(ctx, g.base); err != nil {
+		return err
+	}
 	g.state.Store(&gateState{offline: o, who: func() string { return "" }})
 	r.offline = o
+	return nil
 }
 
 // update runs fn unfenced if it commits nothing; otherwise it takes the
@@ -110,6 +126,17 @@ func (o *offlineTerm) acquire() (kv.DB, error) {
 			return nil, notLeaderErr(shownLeader(held))
 		}
 		return nil, fmt.Errorf("campaigning as %q: %w", o.id, err)
+	}
+	// Nobody led when asked, but a leader may have written since this
+	// command read the store (and resigned or died since).
+	last, err := kv.LastChange(ctx, o.gate.base)
+	if err == nil && last > o.seen {
+		err = fmt.Errorf("%w: the store changed after this command read it (revision %d, read at %d): another node wrote meanwhile; nothing was written, run the command again",
+			ErrStoreChanged, last, o.seen)
+	}
+	if err != nil {
+		cand.Close()
+		return nil, err
 	}
 	fenced, err := kv.Fenced(o.gate.base, term.Fence)
 	if err != nil {

@@ -299,3 +299,62 @@ func TestOfflineThenDaemon(t *testing.T) {
 		t.Fatalf("list through the new leader: exit %d\n%s%s", code, out, stderr)
 	}
 }
+
+// TestOfflineStoreChanged (issue 11): a command opened while a daemon
+// leads, which then writes and stops, must not win the free term and
+// write from the index it read before the daemon's change: it fails with
+// ErrStoreChanged (exit 4) and writes nothing; run again, it works.
+func TestOfflineStoreChanged(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, b := offlineRoot(t, srv, "a"), offlineRoot(t, srv, "b")
+	d := startDaemon(t, a)
+	waitFor(t, 2*time.Minute, "a leads", func() (bool, string) {
+		st, err := d.statusHA(t)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Role == RoleLeader, st.Role
+	})
+	copyKeys(t, a, b)
+	ctx := context.Background()
+	svc, release, err := Connect(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if _, ok := svc.(*Repo); !ok {
+		t.Fatalf("Connect without a daemon gave %T", svc)
+	}
+	src := t.TempDir()
+	p1, p2 := lcBuild(t, src, "movedone", "1.0"), lcBuild(t, src, "movedtwo", "1.0")
+	if _, stderr, code := runCLI(t, a, "add", p1); code != 0 {
+		t.Fatalf("add through A's daemon: exit %d\n%s", code, stderr)
+	}
+	d.stop()
+	waitFor(t, time.Minute, "nobody to lead after A stopped", func() (bool, string) {
+		id, err := leader.Current(ctx, srv.Client(), leader.Prefix("/off/"))
+		return errors.Is(err, leader.ErrNoLeader), fmt.Sprint(id, err)
+	})
+	res, err := svc.Add(ctx, []string{p2}, AddOptions{})
+	if !errors.Is(err, ErrStoreChanged) {
+		t.Fatalf("add from the index read before A's change: %+v %v", res, err)
+	}
+	if m := storeMentions(t, srv, "/off/", "movedtwo"); len(m) != 0 {
+		t.Fatalf("the refused add left %v in the store", m)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	svc, release, err = Connect(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if res, err := svc.Add(ctx, []string{p2}, AddOptions{}); err != nil || len(res) != 1 || res[0].Action != ActionAdded {
+		t.Fatalf("add of the next command: %+v %v", res, err)
+	}
+	list, err := svc.List(ctx, ListOptions{})
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+}

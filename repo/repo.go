@@ -270,7 +270,9 @@ func Open(ctx context.Context, root string, opts ...Option) (*Repo, error) {
 		return fail(err)
 	}
 	if !o.pair {
-		r.joinOffline()
+		if err := r.joinOffline(ctx); err != nil {
+			return fail(err)
+		}
 	}
 	if r.tree, err = openTree(cfg.Paths.Repo); err != nil {
 		return fail(err)

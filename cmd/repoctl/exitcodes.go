@@ -48,7 +48,7 @@ var exitCodes = []struct {
 	// Someone else holds what we need, and we did not wait; or this
 	// daemon is the standby of an HA pair and the leader must be asked.
 	{exitBusy, []error{
-		repo.ErrLocked, repo.ErrNotLeader, repo.ErrRotationUnfinished, metadata.ErrLocked, upgrade.ErrLocked, upgrade.ErrBusy,
+		repo.ErrLocked, repo.ErrNotLeader, repo.ErrStoreChanged, repo.ErrRotationUnfinished, metadata.ErrLocked, upgrade.ErrLocked, upgrade.ErrBusy,
 	}},
 	// Input gone wrong: names, files and options the user gave. A config
 	// file that cannot be used is refused by every command, like a bad flag.

@@ -156,6 +156,26 @@ func Client(db DB) *clientv3.Client {
 	return nil
 }
 
+// LastChange is the etcd revision of the newest key under db's prefix (0
+// when nothing is stored; always 0 for another backend). A reader that
+// keeps what it read (an index in memory) compares it later to tell
+// whether anyone wrote since.
+func LastChange(ctx context.Context, db DB) (int64, error) {
+	e, ok := db.(*etcdDB)
+	if !ok {
+		return 0, nil
+	}
+	resp, err := e.core.cli.Get(ctx, e.core.o.Prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1))
+	if err != nil {
+		return 0, fmt.Errorf("reading the last change under %q: %w", e.core.o.Prefix, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, nil
+	}
+	return resp.Kvs[0].ModRevision, nil
+}
+
 func (d *etcdDB) Fenced(f Fence) DB { return &etcdDB{core: d.core, fence: &f} }
 
 func (d *etcdDB) Close() error {
