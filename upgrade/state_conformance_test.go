@@ -1,14 +1,9 @@
 package upgrade_test
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/repoctl/repoctl/upgrade"
 	"github.com/repoctl/repoctl/upgrade/statetest"
@@ -41,42 +36,7 @@ func TestFileStoreConformance(t *testing.T) {
 			mu.Lock()
 			root := roots[st]
 			mu.Unlock()
-			return holdFlock(t, st, filepath.Join(root, "rollouts.d"), id)
+			return statetest.HoldFlock(t, st, filepath.Join(root, "rollouts.d"), id)
 		},
 	})
-}
-
-// holdFlock holds dir/ID.lock from another process, flock(1), until kill
-// SIGKILLs it.
-func holdFlock(t *testing.T, st upgrade.Locks, dir, id string) func() {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	// -o: the lock is flock(1)'s own, not sleep's; the group kill takes both.
-	cmd := exec.Command("flock", "-o", "-x", filepath.Join(dir, id+".lock"), "sleep", "600")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("flock(1) is required (util-linux): %v", err)
-	}
-	done := false
-	kill := func() {
-		if done {
-			return
-		}
-		done = true
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-	}
-	t.Cleanup(kill)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if live, _ := st.Live(context.Background(), id); live {
-			return kill
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("flock(1) never took the lock")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

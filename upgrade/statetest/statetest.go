@@ -19,8 +19,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -385,5 +387,40 @@ func testDeadLock(t *testing.T, impl Impl, e *env) {
 	// The rollout resumes (and halts again: its host is still away).
 	if got, err := m.Resume(ctx, r.ID); !errors.Is(err, upgrade.ErrHalted) || got == nil {
 		t.Errorf("Resume after the holder died: %v, %v, want it run and halt", got, err)
+	}
+}
+
+// HoldFlock is Impl.Hold for flock run locks in dir (upgrade.FileLocks):
+// flock(1), another process, holds dir/ID.lock until kill SIGKILLs it.
+func HoldFlock(t *testing.T, st upgrade.Locks, dir, id string) func() {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	// -o: the lock is flock(1)'s own, not sleep's; the group kill takes both.
+	cmd := exec.Command("flock", "-o", "-x", filepath.Join(dir, id+".lock"), "sleep", "600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("flock(1) is required (util-linux): %v", err)
+	}
+	done := false
+	kill := func() {
+		if done {
+			return
+		}
+		done = true
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	}
+	t.Cleanup(kill)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if live, _ := st.Live(context.Background(), id); live {
+			return kill
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("flock(1) never took the lock")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
