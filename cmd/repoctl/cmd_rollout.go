@@ -21,8 +21,9 @@ func init() {
 	rollout := &cobra.Command{
 		Use:   "rollout",
 		Short: "Inspect, resume or abort phased rollouts (see promote --phased)",
-		Long: `A phased rollout is a state machine kept in ROOT/rollouts.db. These commands
-work after the process that ran it was killed: status shows every host's
+		Long: `A phased rollout is a state machine kept in ROOT/rollouts.db, or in etcd with
+[store] backend = "etcd", where every node sharing the prefix sees it. These
+commands work after the process that ran it was killed (on any node, with etcd): status shows every host's
 step, resume continues without repeating any host step recorded as done,
 and abort frees the hosts without touching them. ID defaults to the newest
 (unfinished, for resume and abort) rollout.`,
