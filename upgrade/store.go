@@ -75,17 +75,11 @@ func encodeRollout(r *Rollout) ([]byte, error) {
 	return json.Marshal(&c)
 }
 
+// readRollout is rollout id with its step records.
 func readRollout(tx StoreTx, id string) (*Rollout, error) {
-	v, err := tx.Rollout(id)
+	r, err := readHeader(tx, id)
 	if err != nil {
-		return nil, fmt.Errorf("reading rollout %q: %w", id, err)
-	}
-	if v == nil {
-		return nil, fmt.Errorf("rollout %q: %w", id, ErrNotFound)
-	}
-	var r Rollout
-	if err := json.Unmarshal(v, &r); err != nil {
-		return nil, fmt.Errorf("decoding rollout %q: %w", id, err)
+		return nil, err
 	}
 	err = tx.ForEachStep(id, func(k string, v []byte) error {
 		var s StepRecord
@@ -98,7 +92,7 @@ func readRollout(tx StoreTx, id string) (*Rollout, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &r, nil
+	return r, nil
 }
 
 func writeRollout(tx StoreTx, r *Rollout) error {
