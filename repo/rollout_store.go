@@ -127,6 +127,7 @@ func (s *kvRolloutStore) Update(ctx context.Context, fn func(upgrade.StoreTx) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	var fnErr error
 	err := s.db.Update(func(tx kv.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketRolloutRecords); err != nil {
 			return err
@@ -134,12 +135,14 @@ func (s *kvRolloutStore) Update(ctx context.Context, fn func(upgrade.StoreTx) er
 		if _, err := tx.CreateBucketIfNotExists(bucketRolloutSteps); err != nil {
 			return err
 		}
-		return fn(kvRolloutTx{tx})
+		fnErr = fn(kvRolloutTx{tx})
+		return fnErr
 	})
-	if err != nil {
+	if err != nil && err != fnErr {
+		// The store's error, not upgrade's refusal (ErrLocked, ErrFinished).
 		return fmt.Errorf("writing rollout state (%s): %w", s.where, err)
 	}
-	return nil
+	return err
 }
 
 type kvRolloutTx struct{ tx kv.Tx }
