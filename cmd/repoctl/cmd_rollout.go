@@ -24,9 +24,9 @@ func init() {
 		Long: `A phased rollout is a state machine kept in ROOT/rollouts.db, or in etcd with
 [store] backend = "etcd", where every node sharing the prefix sees it. These
 commands work after the process that ran it was killed (also from another node,
-with etcd): status shows every host's
-step, resume continues without repeating any host step recorded as done,
-and abort frees the hosts without touching them. ID defaults to the newest
+with etcd): status shows every host's step, resume continues without
+repeating any host step recorded as done, and abort frees the hosts without
+touching them. ID defaults to the newest
 (unfinished, for resume and abort) rollout.`,
 	}
 	status := &cobra.Command{
