@@ -15,6 +15,23 @@ func openConfiguredStore(ctx context.Context, cfg *Config) (*store, error) {
 	if cfg.Store.Backend != StoreEtcd {
 		return openStore(cfg.Paths.DB)
 	}
+	db, err := openEtcdKV(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := cfg.Store
+	st, err := initStore(db, fmt.Sprintf("etcd %s%s", s.Endpoints[0], s.Prefix))
+	if err != nil {
+		return nil, err
+	}
+	// Daemons sharing the prefix are an HA pair: their writes are gated
+	// on the leadership (ha.go). Until a daemon joins, nothing changes.
+	st.db = &gatedDB{base: st.db}
+	return st, nil
+}
+
+// openEtcdKV connects to [store]'s etcd.
+func openEtcdKV(ctx context.Context, cfg *Config) (kv.DB, error) {
 	s := cfg.Store
 	dial, _ := time.ParseDuration(s.DialTimeout) // checked by storeDefaults
 	var tc *tls.Config
@@ -29,12 +46,5 @@ func openConfiguredStore(ctx context.Context, cfg *Config) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the store (prefix %q): %w", s.Prefix, err)
 	}
-	st, err := initStore(db, fmt.Sprintf("etcd %s%s", s.Endpoints[0], s.Prefix))
-	if err != nil {
-		return nil, err
-	}
-	// Daemons sharing the prefix are an HA pair: their writes are gated
-	// on the leadership (ha.go). Until a daemon joins, nothing changes.
-	st.db = &gatedDB{base: st.db}
-	return st, nil
+	return db, nil
 }

@@ -5,10 +5,14 @@
 // It owns the inventory schema (the [upgrade] section of repoctl.toml, or an
 // Ansible INI/YAML inventory), the rollout plan (every host, every command,
 // in order), the SSH transport (host keys always checked against
-// known_hosts), and the rollout state machine, which it keeps in its own
-// bbolt file (ROOT/rollouts.db) so that a rollout can be inspected, resumed
-// or aborted after the process running it was killed. Resume never repeats a
-// host's step that was recorded as finished.
+// known_hosts), and the rollout state machine, which it keeps behind a
+// Store so that a rollout can be inspected, resumed or aborted after the
+// process running it was killed. Resume never repeats a host's step that
+// was recorded as finished. The default Store is its own bbolt file
+// (ROOT/rollouts.db) with flock run locks; repo hands it one on its shared
+// store (WithStore) when the root keeps its state in etcd. What the
+// records mean (the host-conflict rule, aborts) is decided here, so every
+// Store behaves alike; upgrade/statetest checks that they do.
 //
 // It is NOT a package repository: it imports nothing of repo, sign or
 // metadata. Whoever moves a package between channels (cmd/repoctl's promote)

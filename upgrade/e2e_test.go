@@ -21,6 +21,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/repoctl/repoctl/internal/sshtest"
 	"github.com/repoctl/repoctl/internal/testrpm"
 )
 
@@ -76,7 +77,7 @@ func (e *e2e) mustRun(args ...string) string {
 func (e *e2e) start(name string, args ...string) *exec.Cmd {
 	e.t.Helper()
 	cmd := exec.Command(name, args...)
-	cmd.Stderr = &prefixWriter{t: e.t, prefix: filepath.Base(name) + ": "}
+	cmd.Stderr = sshtest.LogWriter(e.t, filepath.Base(name)+": ")
 	if err := cmd.Start(); err != nil {
 		e.t.Fatalf("starting %s: %v", name, err)
 	}

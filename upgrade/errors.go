@@ -11,6 +11,10 @@ var (
 	ErrLocked = errors.New("upgrade: hosts are locked by another rollout")
 	// ErrBusy: another live process is running this rollout right now.
 	ErrBusy = errors.New("upgrade: rollout is being run by another process")
+	// ErrLockLost: the run lock was taken from this process while it ran
+	// the rollout (its etcd lease lapsed): it stopped, since another node
+	// may resume the rollout now.
+	ErrLockLost = errors.New("upgrade: lost the rollout's run lock")
 	// ErrNotFound: no rollout with that ID (or no rollout at all).
 	ErrNotFound = errors.New("upgrade: no such rollout")
 	// ErrFinished: the rollout is done, aborted or rolled back; nothing to resume.

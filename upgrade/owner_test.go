@@ -18,16 +18,15 @@ func TestRolloutStateNeedsOwner(t *testing.T) {
 	if err := os.Chown(root, 65534, 65534); err != nil {
 		t.Fatalf("chown (this test needs root): %v", err)
 	}
-	st, err := newStore(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := records{st: FileStore(root)}
 	ctx := context.Background()
 	if err := st.create(ctx, &Rollout{ID: "r1", State: StateRunning}); !errors.Is(err, rootowner.ErrNotOwner) {
 		t.Errorf("create as another user: %v, want ErrNotOwner", err)
 	}
-	if l, err := st.lock("r1"); !errors.Is(err, rootowner.ErrNotOwner) {
-		l.release()
+	if l, err := st.st.Lock(ctx, "r1"); !errors.Is(err, rootowner.ErrNotOwner) {
+		if l != nil {
+			l.Release()
+		}
 		t.Errorf("lock as another user: %v, want ErrNotOwner", err)
 	}
 	if rs, err := st.list(ctx); err != nil || len(rs) != 0 {

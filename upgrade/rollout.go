@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -57,6 +56,7 @@ type Recorder func(ctx context.Context, ev Event) error
 type RestoreFunc func(ctx context.Context, r *Rollout) error
 
 type options struct {
+	store    Store
 	rerun    bool
 	recorder Recorder
 	progress func(Event)
@@ -84,19 +84,33 @@ func WithRerunInFlight(b bool) Option {
 	return func(o *options) error { o.rerun = b; return nil }
 }
 
+// WithStore keeps the rollouts in st instead of the default,
+// FileStore(root) (ROOT/rollouts.db and ROOT/rollouts.d/): repo passes its
+// shared store here when the root keeps its state in etcd.
+func WithStore(st Store) Option {
+	return func(o *options) error {
+		if st == nil {
+			return errors.New("upgrade: WithStore(nil)")
+		}
+		o.store = st
+		return nil
+	}
+}
+
 // WithRestore sets what rollback calls after the hosts are downgraded
 // (default: none, and rollback then leaves the channel alone).
 func WithRestore(f RestoreFunc) Option {
 	return func(o *options) error { o.restore = f; return nil }
 }
 
-// Manager runs and inspects rollouts kept under one root directory.
+// Manager runs and inspects the rollouts of one Store.
 type Manager struct {
-	st   *store
+	st   records
 	opts options
 }
 
-// NewManager keeps its state in root/rollouts.db and root/rollouts.d/.
+// NewManager keeps its state in root/rollouts.db and root/rollouts.d/
+// (FileStore), or where WithStore says (root is then unused).
 func NewManager(root string, opts ...Option) (*Manager, error) {
 	m := &Manager{}
 	for _, o := range opts {
@@ -104,12 +118,35 @@ func NewManager(root string, opts ...Option) (*Manager, error) {
 			return nil, err
 		}
 	}
-	st, err := newStore(root)
-	if err != nil {
-		return nil, err
+	if m.opts.store == nil {
+		m.opts.store = FileStore(root)
 	}
-	m.st = st
+	m.st = records{st: m.opts.store}
 	return m, nil
+}
+
+// Store is where m keeps its rollouts.
+func (m *Manager) Store() Store { return m.opts.store }
+
+// hold takes rollout id's run lock and a ctx that ends if the lock is
+// lost while held (another node may then run the rollout). done releases
+// both.
+func (m *Manager) hold(ctx context.Context, id string) (context.Context, func(), error) {
+	lk, err := m.st.st.Lock(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	if lost := lk.Lost(); lost != nil {
+		go func() {
+			select {
+			case <-lost:
+				cancel(fmt.Errorf("rollout %s: %w", id, ErrLockLost))
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ctx, func() { cancel(nil); _ = lk.Release() }, nil
 }
 
 // HaltError is returned (wrapping ErrHalted) when a phase failed. Failed has
@@ -171,11 +208,11 @@ func (m *Manager) Start(ctx context.Context, plan *Plan) (*Rollout, error) {
 	now := time.Now().UTC()
 	r := &Rollout{ID: newID(), State: StateRunning, Plan: *plan, Created: now, Updated: now,
 		PID: os.Getpid(), Hostname: host}
-	lk, err := m.st.lock(r.ID)
+	ctx, done, err := m.hold(ctx, r.ID)
 	if err != nil {
 		return nil, err
 	}
-	defer lk.release()
+	defer done()
 	if err := m.st.create(ctx, r); err != nil {
 		return nil, fmt.Errorf("starting rollout of %q: %w", plan.NEVRA, err)
 	}
@@ -189,10 +226,7 @@ func (m *Manager) Start(ctx context.Context, plan *Plan) (*Rollout, error) {
 // of plan. Callers use it before changing anything; Start checks again
 // atomically.
 func (m *Manager) CheckHosts(ctx context.Context, plan *Plan) error {
-	if _, err := os.Stat(m.st.path); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return m.st.do(ctx, false, func(tx *bolt.Tx) error { return conflict(tx, planHosts(plan), "") })
+	return m.st.checkHosts(ctx, plan)
 }
 
 // Preflight checks, before anything changes, that a rollout of plan could
@@ -220,11 +254,11 @@ func (m *Manager) Resume(ctx context.Context, id string) (*Rollout, error) {
 		}
 		id = r.ID
 	}
-	lk, err := m.st.lock(id)
+	ctx, done, err := m.hold(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	defer lk.release()
+	defer done()
 	r, err := m.st.get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -258,22 +292,10 @@ func (m *Manager) Abort(ctx context.Context, id string) (*Rollout, error) {
 		}
 		id = r.ID
 	}
-	var r *Rollout
-	err := m.st.do(ctx, true, func(tx *bolt.Tx) error {
-		var err error
-		if r, err = getRollout(tx, id); err != nil {
-			return err
-		}
-		if r.State.Terminal() {
-			return fmt.Errorf("aborting %s (%s): %w", id, r.State, ErrFinished)
-		}
-		r.State, r.Updated = StateAborted, time.Now().UTC()
-		return putRollout(tx, r)
-	})
+	r, err := m.st.abort(ctx, id)
 	if err != nil {
 		return r, err
 	}
-	r.Live = m.st.live(id)
 	return r, m.emit(ctx, r, Event{Kind: EventAborted})
 }
 
@@ -299,9 +321,9 @@ func (m *Manager) newest(ctx context.Context, unfinished bool) (*Rollout, error)
 		}
 	}
 	if unfinished {
-		return nil, fmt.Errorf("no unfinished rollout in %q: %w", m.st.path, ErrNotFound)
+		return nil, fmt.Errorf("no unfinished rollout in %q: %w", m.st.st, ErrNotFound)
 	}
-	return nil, fmt.Errorf("no rollout in %q: %w", m.st.path, ErrNotFound)
+	return nil, fmt.Errorf("no rollout in %q: %w", m.st.st, ErrNotFound)
 }
 
 func (m *Manager) emit(ctx context.Context, r *Rollout, ev Event) error {
@@ -328,6 +350,11 @@ func (m *Manager) halt(ctx context.Context, r *Rollout, phase string, failed []S
 		r.Error = he.Cause
 	} else {
 		r.Error = he.Error()
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, ErrLockLost) {
+		// Another node may run the rollout now: its state is not ours to
+		// write any more.
+		return r, errors.Join(he, cause)
 	}
 	bg := context.WithoutCancel(ctx)
 	if err := m.st.saveState(bg, r); err != nil {

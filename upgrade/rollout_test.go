@@ -424,7 +424,7 @@ func TestResumeAfterInterrupt(t *testing.T) {
 	// Resume with a fast update: app3's in-flight update re-runs, nothing
 	// finished runs again.
 	got.Plan.Phases[1].Tasks[2].Command = strings.Replace(got.Plan.Phases[1].Tasks[2].Command, "sleep 30", "true", 1)
-	if err := m.st.do(context.Background(), true, func(tx *bolt.Tx) error { return putRollout(tx, got) }); err != nil {
+	if err := m.st.st.Update(context.Background(), func(tx StoreTx) error { return writeRollout(tx, got) }); err != nil {
 		t.Fatal(err)
 	}
 	m2 := r.manager(t)

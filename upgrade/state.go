@@ -2,12 +2,10 @@ package upgrade
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
@@ -95,18 +93,27 @@ type dbHandle struct {
 	refs int
 }
 
-type store struct {
-	path    string
-	lockDir string
+// fileStore is the default Store: the records in one bbolt file, a
+// header per rollout in bucket "rollouts" and its steps in bucket
+// "steps"/ID (the layout every repoctl so far wrote), and run locks as
+// flock files in a directory.
+type fileStore struct {
+	path  string
+	locks *fileLocks
 }
 
-// newStore creates nothing: reading the state of a root without rollouts
-// leaves it untouched.
-func newStore(root string) (*store, error) {
-	return &store{path: filepath.Join(root, "rollouts.db"), lockDir: filepath.Join(root, "rollouts.d")}, nil
+// FileStore is the Store NewManager uses by default: root/rollouts.db
+// (bbolt) and root/rollouts.d/ID.lock (flock). It creates nothing until
+// the first write: reading the state of a root without rollouts leaves it
+// untouched. Writes are refused unless the process runs as root's owner
+// (package rootowner).
+func FileStore(root string) Store {
+	return &fileStore{path: filepath.Join(root, "rollouts.db"), locks: &fileLocks{dir: filepath.Join(root, "rollouts.d"), owner: root}}
 }
 
-func (s *store) acquire() (*dbHandle, *bolt.DB, error) {
+func (s *fileStore) String() string { return s.path }
+
+func (s *fileStore) acquire() (*dbHandle, *bolt.DB, error) {
 	v, _ := handles.LoadOrStore(s.path, &dbHandle{})
 	h := v.(*dbHandle)
 	h.mu.Lock()
@@ -131,210 +138,128 @@ func (h *dbHandle) release() {
 	}
 }
 
-// do runs fn in a transaction; concurrent writes share one commit.
-func (s *store) do(ctx context.Context, write bool, fn func(tx *bolt.Tx) error) error {
-	if write {
-		if err := s.checkOwner(); err != nil {
-			return err
-		}
+func (s *fileStore) View(ctx context.Context, fn func(StoreTx) error) error {
+	if _, err := os.Stat(s.path); errors.Is(err, os.ErrNotExist) {
+		return fn(boltTx{}) // no file: no rollouts, and nothing created
 	}
 	h, db, err := s.acquire()
 	if err != nil {
 		return err
 	}
 	defer h.release()
-	if write {
-		return db.Batch(func(tx *bolt.Tx) error {
-			if _, err := tx.CreateBucketIfNotExists(bucketRollouts); err != nil {
-				return err
-			}
-			if _, err := tx.CreateBucketIfNotExists(bucketSteps); err != nil {
-				return err
-			}
-			return fn(tx)
-		})
-	}
-	return db.View(fn)
+	return db.View(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
 }
 
-func putRollout(tx *bolt.Tx, r *Rollout) error {
-	c := *r
-	c.Steps, c.Live = nil, false
-	b, err := json.Marshal(&c)
+// Update runs fn in a bbolt batch: concurrent writes share one commit,
+// and bbolt's file lock makes the transaction exclusive across processes.
+func (s *fileStore) Update(ctx context.Context, fn func(StoreTx) error) error {
+	if err := checkOwner(filepath.Dir(s.path)); err != nil {
+		return err
+	}
+	h, db, err := s.acquire()
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucketRollouts).Put([]byte(r.ID), b)
-}
-
-func getRollout(tx *bolt.Tx, id string) (*Rollout, error) {
-	rb := tx.Bucket(bucketRollouts)
-	if rb == nil {
-		return nil, fmt.Errorf("rollout %q: %w", id, ErrNotFound)
-	}
-	v := rb.Get([]byte(id))
-	if v == nil {
-		return nil, fmt.Errorf("rollout %q: %w", id, ErrNotFound)
-	}
-	var r Rollout
-	if err := json.Unmarshal(v, &r); err != nil {
-		return nil, fmt.Errorf("decoding rollout %q: %w", id, err)
-	}
-	if sb := tx.Bucket(bucketSteps); sb != nil {
-		if b := sb.Bucket([]byte(id)); b != nil {
-			err := b.ForEach(func(k, v []byte) error {
-				var s StepRecord
-				if err := json.Unmarshal(v, &s); err != nil {
-					return fmt.Errorf("decoding step %q of %q: %w", k, id, err)
-				}
-				r.Steps = append(r.Steps, s)
-				return nil
-			})
-			if err != nil {
-				return nil, err
-			}
-		}
-	}
-	return &r, nil
-}
-
-func (s *store) putStep(ctx context.Context, id string, rec StepRecord) error {
-	b, err := json.Marshal(&rec)
-	if err != nil {
-		return err
-	}
-	return s.do(ctx, true, func(tx *bolt.Tx) error {
-		sb, err := tx.Bucket(bucketSteps).CreateBucketIfNotExists([]byte(id))
-		if err != nil {
+	defer h.release()
+	return db.Batch(func(tx *bolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(bucketRollouts); err != nil {
 			return err
 		}
-		return sb.Put([]byte(rec.Key), b)
-	})
-}
-
-// saveState writes the rollout header, but never over an abort made by
-// another process meanwhile.
-func (s *store) saveState(ctx context.Context, r *Rollout) error {
-	return s.do(ctx, true, func(tx *bolt.Tx) error {
-		if cur, err := getRollout(tx, r.ID); err == nil && cur.State == StateAborted && r.State != StateAborted {
-			r.State = StateAborted
-			return nil
-		}
-		r.Updated = time.Now().UTC()
-		return putRollout(tx, r)
-	})
-}
-
-func (s *store) get(ctx context.Context, id string) (*Rollout, error) {
-	if _, err := os.Stat(s.path); errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("rollout %q: %w", id, ErrNotFound)
-	}
-	var r *Rollout
-	err := s.do(ctx, false, func(tx *bolt.Tx) error {
-		var err error
-		r, err = getRollout(tx, id)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	r.Live = s.live(r.ID)
-	return r, nil
-}
-
-func (s *store) list(ctx context.Context) ([]*Rollout, error) {
-	var out []*Rollout
-	if _, err := os.Stat(s.path); errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	err := s.do(ctx, false, func(tx *bolt.Tx) error {
-		rb := tx.Bucket(bucketRollouts)
-		if rb == nil {
-			return nil
-		}
-		return rb.ForEach(func(k, _ []byte) error {
-			r, err := getRollout(tx, string(k))
-			if err != nil {
-				return err
-			}
-			out = append(out, r)
-			return nil
-		})
-	})
-	for _, r := range out {
-		r.Live = s.live(r.ID)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
-	return out, err
-}
-
-func planHosts(p *Plan) map[string]bool {
-	mine := map[string]bool{}
-	for _, ph := range p.Phases {
-		for _, t := range ph.Tasks {
-			mine[t.Target.Addr()] = true
-		}
-	}
-	return mine
-}
-
-// conflict returns ErrLocked if an unfinished rollout other than self owns
-// any of the hosts.
-func conflict(tx *bolt.Tx, mine map[string]bool, self string) error {
-	rb := tx.Bucket(bucketRollouts)
-	if rb == nil {
-		return nil
-	}
-	return rb.ForEach(func(k, v []byte) error {
-		if string(k) == self {
-			return nil
-		}
-		var o Rollout
-		if err := json.Unmarshal(v, &o); err != nil {
-			return fmt.Errorf("decoding rollout %q: %w", k, err)
-		}
-		if o.State.Terminal() {
-			return nil
-		}
-		for _, ph := range o.Plan.Phases {
-			for _, t := range ph.Tasks {
-				if mine[t.Target.Addr()] {
-					return fmt.Errorf("%w: %s (%s) belongs to rollout %s (%s); resume or abort it first",
-						ErrLocked, t.Target.Host, t.Target.Addr(), o.ID, o.State)
-				}
-			}
-		}
-		return nil
-	})
-}
-
-// create inserts r unless an unfinished rollout owns any of its hosts. The
-// check and the insert are one transaction, and bbolt's file lock makes
-// that transaction exclusive across processes.
-func (s *store) create(ctx context.Context, r *Rollout) error {
-	mine := planHosts(&r.Plan)
-	return s.do(ctx, true, func(tx *bolt.Tx) error {
-		if err := conflict(tx, mine, r.ID); err != nil {
+		if _, err := tx.CreateBucketIfNotExists(bucketSteps); err != nil {
 			return err
 		}
-		return putRollout(tx, r)
+		return fn(boltTx{tx})
 	})
 }
 
-// runLock is held by the process running a rollout. flock goes away with
-// the process, so kill -9 never leaves a stale lock behind.
-type runLock struct{ l *filelock.Lock }
+func (s *fileStore) Lock(ctx context.Context, id string) (RunLock, error) {
+	return s.locks.Lock(ctx, id)
+}
 
-func (s *store) lockPath(id string) string { return filepath.Join(s.lockDir, id+".lock") }
+func (s *fileStore) Live(ctx context.Context, id string) (bool, error) {
+	return s.locks.Live(ctx, id)
+}
 
-func (s *store) lock(id string) (*runLock, error) {
-	if err := s.checkOwner(); err != nil {
-		return nil, err
+// boltTx is a StoreTx on bbolt; a nil tx is an empty store.
+type boltTx struct{ tx *bolt.Tx }
+
+func (t boltTx) bucket(name []byte) *bolt.Bucket {
+	if t.tx == nil {
+		return nil
 	}
-	if err := os.MkdirAll(s.lockDir, 0o750); err != nil {
-		return nil, fmt.Errorf("creating rollout lock dir %q: %w", s.lockDir, err)
+	return t.tx.Bucket(name)
+}
+
+func (t boltTx) Rollout(id string) ([]byte, error) {
+	if b := t.bucket(bucketRollouts); b != nil {
+		return b.Get([]byte(id)), nil
 	}
-	l, err := filelock.Acquire(context.Background(), s.lockPath(id), filelock.Create(0o600), filelock.RecordPID())
+	return nil, nil
+}
+
+func (t boltTx) ForEachRollout(fn func(id string, header []byte) error) error {
+	b := t.bucket(bucketRollouts)
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
+}
+
+func (t boltTx) PutRollout(id string, header []byte) error {
+	return t.tx.Bucket(bucketRollouts).Put([]byte(id), header)
+}
+
+func (t boltTx) ForEachStep(id string, fn func(key string, rec []byte) error) error {
+	sb := t.bucket(bucketSteps)
+	if sb == nil {
+		return nil
+	}
+	b := sb.Bucket([]byte(id))
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
+}
+
+func (t boltTx) PutStep(id, key string, rec []byte) error {
+	sb, err := t.tx.Bucket(bucketSteps).CreateBucketIfNotExists([]byte(id))
+	if err != nil {
+		return err
+	}
+	return sb.Put([]byte(key), rec)
+}
+
+// fileLocks are run locks as flock files: flock goes away with the
+// process, so kill -9 never leaves a stale lock behind. They are only
+// seen by processes on the same machine.
+type fileLocks struct {
+	dir   string
+	owner string // the root whose owner may write; "" for no check
+}
+
+// FileLocks are run locks as flock files dir/ID.lock, for a Store whose
+// records are elsewhere but whose rollouts all run on this machine.
+func FileLocks(dir string) Locks {
+	return &fileLocks{dir: dir}
+}
+
+type flockRunLock struct{ l *filelock.Lock }
+
+func (l *flockRunLock) Release() error        { return l.l.Close() }
+func (l *flockRunLock) Lost() <-chan struct{} { return nil }
+
+func (s *fileLocks) lockPath(id string) string { return filepath.Join(s.dir, id+".lock") }
+
+func (s *fileLocks) Lock(ctx context.Context, id string) (RunLock, error) {
+	if s.owner != "" {
+		if err := checkOwner(s.owner); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(s.dir, 0o750); err != nil {
+		return nil, fmt.Errorf("creating rollout lock dir %q: %w", s.dir, err)
+	}
+	l, err := filelock.Acquire(ctx, s.lockPath(id), filelock.Create(0o600), filelock.RecordPID())
 	var held *filelock.HeldError
 	switch {
 	case errors.As(err, &held):
@@ -342,18 +267,12 @@ func (s *store) lock(id string) (*runLock, error) {
 	case err != nil:
 		return nil, fmt.Errorf("locking rollout %q: %w", id, err)
 	}
-	return &runLock{l: l}, nil
+	return &flockRunLock{l: l}, nil
 }
 
-func (l *runLock) release() {
-	if l != nil {
-		_ = l.l.Close()
-	}
-}
-
-// live probes the run lock without keeping it. A lock file that cannot be
+// Live probes the run lock without keeping it. A lock file that cannot be
 // read says nothing is running, as a missing one does.
-func (s *store) live(id string) bool {
+func (s *fileLocks) Live(ctx context.Context, id string) (bool, error) {
 	held, _ := filelock.Held(s.lockPath(id))
-	return held
+	return held, nil
 }

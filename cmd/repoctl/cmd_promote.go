@@ -121,9 +121,11 @@ func runPromote(cmd *cobra.Command, pkg string, f promoteFlags) error {
 	}
 	var m *upgrade.Manager
 	if f.phased {
-		if m, err = rolloutManager(cmd, svc); err != nil {
+		var mdone func() error
+		if m, mdone, err = rolloutManager(cmd, svc); err != nil {
 			return err
 		}
+		defer mdone()
 		// Refuse before the channel changes if another rollout owns a host
 		// or the SSH settings are unusable.
 		if err := m.Preflight(ctx, plan); err != nil {
@@ -157,7 +159,7 @@ func runPromote(cmd *cobra.Command, pkg string, f promoteFlags) error {
 		}
 		return fmt.Errorf("%w (channel %s restored)", err, res.To)
 	}
-	return finishRollout(cmd, r, err)
+	return finishRollout(cmd, m, r, err)
 }
 
 // newRolloutPlan plans the rollout of pr's binary packages: hosts never

@@ -21,10 +21,12 @@ func init() {
 	rollout := &cobra.Command{
 		Use:   "rollout",
 		Short: "Inspect, resume or abort phased rollouts (see promote --phased)",
-		Long: `A phased rollout is a state machine kept in ROOT/rollouts.db. These commands
-work after the process that ran it was killed: status shows every host's
-step, resume continues without repeating any host step recorded as done,
-and abort frees the hosts without touching them. ID defaults to the newest
+		Long: `A phased rollout is a state machine kept in ROOT/rollouts.db, or in etcd with
+[store] backend = "etcd", where every node sharing the prefix sees it. These
+commands work after the process that ran it was killed (also from another node,
+with etcd): status shows every host's step, resume continues without
+repeating any host step recorded as done, and abort frees the hosts without
+touching them. ID defaults to the newest
 (unfinished, for resume and abort) rollout.`,
 	}
 	status := &cobra.Command{
@@ -33,10 +35,11 @@ and abort frees the hosts without touching them. ID defaults to the newest
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeRollouts,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := upgrade.NewManager(globals.root)
+			m, done, err := openRollouts(cmd)
 			if err != nil {
 				return err
 			}
+			defer done()
 			r, err := m.Get(cmd.Context(), argOr(args))
 			if err != nil {
 				return err
@@ -49,10 +52,11 @@ and abort frees the hosts without touching them. ID defaults to the newest
 		Short: "List every rollout, oldest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := upgrade.NewManager(globals.root)
+			m, done, err := openRollouts(cmd)
 			if err != nil {
 				return err
 			}
+			defer done()
 			rs, err := m.List(cmd.Context())
 			if err != nil {
 				return err
@@ -84,10 +88,11 @@ elsewhere without --yes.`,
 				return err
 			}
 			defer done()
-			m, err := rolloutManager(cmd, svc, upgrade.WithRerunInFlight(rerun))
+			m, mdone, err := rolloutManager(cmd, svc, upgrade.WithRerunInFlight(rerun))
 			if err != nil {
 				return err
 			}
+			defer mdone()
 			id := argOr(args)
 			if target := resumeTarget(cmd.Context(), m, id); target != nil {
 				// What was shown is what resumes, even if a newer rollout
@@ -100,7 +105,7 @@ elsewhere without --yes.`,
 				}
 			}
 			r, err := m.Resume(cmd.Context(), id)
-			return finishRollout(cmd, r, err)
+			return finishRollout(cmd, m, r, err)
 		},
 	}
 	resume.Flags().BoolVar(&rerun, "rerun-in-flight", false, "also re-run steps marked not_idempotent that were in flight when repoctl stopped")
@@ -111,10 +116,11 @@ elsewhere without --yes.`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeRollouts,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := upgrade.NewManager(globals.root, upgrade.WithRecorder(bestEffortRecorder(cmd)))
+			m, done, err := openRollouts(cmd, upgrade.WithRecorder(bestEffortRecorder(cmd)))
 			if err != nil {
 				return err
 			}
+			defer done()
 			r, err := m.Abort(cmd.Context(), argOr(args))
 			if r != nil && err == nil {
 				return printRollout(cmd.OutOrStdout(), r)
@@ -158,7 +164,7 @@ func argOr(args []string) string {
 
 // rolloutManager wires the rollout's audit events into the repository's
 // hash-chained event log and rollback into Service.Restore.
-func rolloutManager(cmd *cobra.Command, svc repo.Service, extra ...upgrade.Option) (*upgrade.Manager, error) {
+func rolloutManager(cmd *cobra.Command, svc repo.Service, extra ...upgrade.Option) (*upgrade.Manager, func() error, error) {
 	rec := func(ctx context.Context, ev upgrade.Event) error {
 		return svc.RecordRollout(ctx, rolloutEvent(ev))
 	}
@@ -173,8 +179,18 @@ func rolloutManager(cmd *cobra.Command, svc repo.Service, extra ...upgrade.Optio
 		}
 		return svc.Restore(ctx, &pr)
 	}
-	return upgrade.NewManager(globals.root, append([]upgrade.Option{upgrade.WithRecorder(rec), upgrade.WithRestore(restore),
+	return openRollouts(cmd, append([]upgrade.Option{upgrade.WithRecorder(rec), upgrade.WithRestore(restore),
 		upgrade.WithProgress(progressPrinter(cmd))}, extra...)...)
+}
+
+// openRollouts is the root's rollout Manager, wherever its config keeps
+// rollouts (repo.RolloutManager). The func closes it.
+func openRollouts(cmd *cobra.Command, opts ...upgrade.Option) (*upgrade.Manager, func() error, error) {
+	cfg, err := repo.LoadConfig(globals.root, globals.config)
+	if err != nil {
+		return nil, nil, err
+	}
+	return repo.RolloutManager(cmd.Context(), cfg, opts...)
 }
 
 // bestEffortRecorder records into the event log when the repository can be
@@ -223,16 +239,14 @@ func progressPrinter(cmd *cobra.Command) func(upgrade.Event) {
 
 // finishRollout prints the outcome; on a halt the per-host report of what
 // ran and what it printed.
-func finishRollout(cmd *cobra.Command, r *upgrade.Rollout, err error) error {
+func finishRollout(cmd *cobra.Command, m *upgrade.Manager, r *upgrade.Rollout, err error) error {
 	if r == nil {
 		return err
 	}
 	if globals.output == "json" {
 		// The final state with every host's step record.
-		if m, merr := upgrade.NewManager(globals.root); merr == nil {
-			if full, gerr := m.Get(context.WithoutCancel(cmd.Context()), r.ID); gerr == nil {
-				r = full
-			}
+		if full, gerr := m.Get(context.WithoutCancel(cmd.Context()), r.ID); gerr == nil {
+			r = full
 		}
 		if perr := printJSONTo(cmd.OutOrStdout(), rolloutView(r)); perr != nil {
 			return perr

@@ -180,18 +180,23 @@ func completeRollouts(cmd *cobra.Command, args []string, toComplete string) ([]c
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	if _, err := os.Stat(filepath.Join(globals.root, "rollouts.db")); err != nil {
+	cfg, err := repo.LoadConfig(globals.root, globals.config)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	if _, err := os.Stat(filepath.Join(globals.root, "rollouts.db")); err != nil && cfg.Store.Backend != repo.StoreEtcd {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
 	defer cancel()
 	ch := make(chan []cobra.Completion, 1)
 	go func() {
-		m, err := upgrade.NewManager(globals.root)
+		m, done, err := repo.RolloutManager(ctx, cfg)
 		if err != nil {
 			ch <- nil
 			return
 		}
+		defer done()
 		rs, err := m.List(ctx)
 		if err != nil {
 			ch <- nil

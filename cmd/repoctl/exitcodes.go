@@ -46,9 +46,11 @@ var exitCodes = []struct {
 		metadata.ErrSomeSkipped, errSignRefused, errVerifyFailed,
 	}},
 	// Someone else holds what we need, and we did not wait; or this
-	// daemon is the standby of an HA pair and the leader must be asked.
+	// daemon is the standby of an HA pair and the leader must be asked;
+	// or rollouts left in a local rollouts.db still own their hosts.
 	{exitBusy, []error{
 		repo.ErrLocked, repo.ErrNotLeader, repo.ErrStoreChanged, repo.ErrRotationUnfinished, metadata.ErrLocked, upgrade.ErrLocked, upgrade.ErrBusy,
+		repo.ErrLocalRollouts,
 	}},
 	// Input gone wrong: names, files and options the user gave. A config
 	// file that cannot be used is refused by every command, like a bad flag.

@@ -38,6 +38,7 @@ func TestExitCodes(t *testing.T) {
 		{"rotation", wrap(repo.ErrRotationUnfinished), exitBusy},
 		{"key in use wins over rotation", wrap(repo.ErrKeyInUse, repo.ErrRotationUnfinished), exitRejected},
 		{"rollout busy", wrap(upgrade.ErrBusy), exitBusy},
+		{"local rollouts after a move to etcd", wrap(repo.ErrLocalRollouts), exitBusy},
 		{"halted wins over locked", wrap(upgrade.ErrHalted, upgrade.ErrLocked), exitHalted},
 		{"bad option", wrap(repo.ErrBadOption), exitUsage},
 		{"config file", wrap(repo.ErrConfigFile), exitUsage},
