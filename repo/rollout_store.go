@@ -5,10 +5,13 @@ package repo
 // ROOT/rollouts.d (its own files). With [store] backend = "etcd" they
 // must be where every daemon of the HA pair sees them, or another node
 // could not show, resume or conflict-check a rollout, and a rollout would
-// be lost with its node: RolloutManager puts the records in the shared
-// store (buckets rollout.records and rollout.steps) and the run locks on
-// etcd session leases beside the prefix (PREFIX.rollout-locks/ID), which
-// lapse when the holder dies.
+// be lost with its node: RolloutManager puts the records in etcd (buckets
+// rollout.records and rollout.steps under PREFIX.rollouts/) and the run
+// locks on etcd session leases (PREFIX.rollout-locks/ID), which lapse when
+// the holder dies. Both are beside the store's prefix, not in it, as
+// rollouts.db is beside repoctl.db: a rollout's progress is no change to
+// the repository, and a command that compares the store's last change
+// with what it read (ErrStoreChanged) must not see one in it.
 
 import (
 	"context"
@@ -57,12 +60,12 @@ func RolloutManager(ctx context.Context, cfg *Config, opts ...upgrade.Option) (*
 	if err := checkLocalRollouts(ctx, cfg.Root); err != nil {
 		return nil, nil, err
 	}
-	db, err := openEtcdKV(ctx, cfg)
+	db, err := openEtcdKV(ctx, cfg, RolloutPrefix(cfg.Store.Prefix))
 	if err != nil {
 		return nil, nil, err
 	}
 	ttl, _ := time.ParseDuration(cfg.Store.LeaseTTL) // checked by storeDefaults
-	st := newKVRolloutStore(db, fmt.Sprintf("etcd %s%s", cfg.Store.Endpoints[0], cfg.Store.Prefix),
+	st := newKVRolloutStore(db, fmt.Sprintf("etcd %s%s", cfg.Store.Endpoints[0], RolloutPrefix(cfg.Store.Prefix)),
 		newEtcdRunLocks(kv.Client(db), cfg.Store.Prefix, cfg.Store.Node, ttl))
 	m, err := upgrade.NewManager(cfg.Root, append([]upgrade.Option{upgrade.WithStore(st)}, opts...)...)
 	if err != nil {
@@ -196,6 +199,12 @@ type etcdRunLocks struct {
 	prefix string
 	holder string
 	ttl    time.Duration
+}
+
+// RolloutPrefix is where the rollout records of the installation at etcd
+// prefix storePrefix are: beside the prefix, as the run locks are.
+func RolloutPrefix(storePrefix string) string {
+	return strings.TrimSuffix(storePrefix, "/") + ".rollouts/"
 }
 
 // RolloutLockPrefix is where the run locks of the installation at etcd

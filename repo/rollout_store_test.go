@@ -164,8 +164,8 @@ func TestRolloutManagerRefusesLocalUnfinished(t *testing.T) {
 	if rs, err := m.List(ctx); err != nil || len(rs) != 0 {
 		t.Errorf("the etcd Manager lists %v, %v; want nothing", rs, err)
 	}
-	if got := m.Store().String(); !strings.Contains(got, "/moved/") {
-		t.Errorf("the Manager keeps its rollouts in %q, want etcd under /moved/", got)
+	if got := m.Store().String(); !strings.Contains(got, "/moved.rollouts/") {
+		t.Errorf("the Manager keeps its rollouts in %q, want etcd under /moved.rollouts/", got)
 	}
 }
 

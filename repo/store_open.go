@@ -15,7 +15,7 @@ func openConfiguredStore(ctx context.Context, cfg *Config) (*store, error) {
 	if cfg.Store.Backend != StoreEtcd {
 		return openStore(cfg.Paths.DB)
 	}
-	db, err := openEtcdKV(ctx, cfg)
+	db, err := openEtcdKV(ctx, cfg, cfg.Store.Prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -30,9 +30,10 @@ func openConfiguredStore(ctx context.Context, cfg *Config) (*store, error) {
 	return st, nil
 }
 
-// openEtcdKV connects to [store]'s etcd.
-func openEtcdKV(ctx context.Context, cfg *Config) (kv.DB, error) {
+// openEtcdKV connects to [store]'s etcd, its keys under prefix.
+func openEtcdKV(ctx context.Context, cfg *Config, prefix string) (kv.DB, error) {
 	s := cfg.Store
+	s.Prefix = prefix
 	dial, _ := time.ParseDuration(s.DialTimeout) // checked by storeDefaults
 	var tc *tls.Config
 	if s.CAFile != "" || s.CertFile != "" {
