@@ -1,0 +1,62 @@
+package metadata
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestPublishStateLengthsWrap: a saved state's fragment lengths are
+// 32-bit; a file whose lengths add up to the block's only modulo 2^32
+// (one package far past its block, the next wrapping round) is refused
+// with ErrStaleState, before anything slices the block by them (which
+// would panic).
+func TestPublishStateLengthsWrap(t *testing.T) {
+	ctx := context.Background()
+	es := make([]Entry, 50)
+	for i := range es {
+		es[i] = fakeEntry(i, "a")
+	}
+	dir := t.TempDir()
+	cache, err := NewDirCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := NewPublishState(t.TempDir())
+	defer state.Close()
+	if _, err := Publish(ctx, dir, es, WithState(state), WithBlockCache(cache), WithRevision("1")); err != nil {
+		t.Fatal(err)
+	}
+	repomd, err := os.ReadFile(filepath.Join(dir, RepodataDir, "repomd.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var good bytes.Buffer
+	if err := state.Save(&good); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := LoadPublishState(ctx, t.TempDir(), &good, repomd, cache, nil); err != nil {
+		t.Fatalf("the saved state: %v", err)
+	} else {
+		s.Close()
+	}
+	a, b := &state.pkgs[state.order[0]], &state.pkgs[state.order[1]]
+	if state.blocks[0].hi < 2 {
+		t.Fatal("setup: the first two packages are not in one block")
+	}
+	a.lens[0] += 1 << 31
+	b.lens[0] += 1 << 31 // the sum wraps round to the block's length
+	var wrapped bytes.Buffer
+	if err := state.Save(&wrapped); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := LoadPublishState(ctx, t.TempDir(), &wrapped, repomd, cache, nil); !errors.Is(err, ErrStaleState) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("lengths that wrap: %v, want ErrStaleState", err)
+	}
+}
