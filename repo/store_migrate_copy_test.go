@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -54,7 +55,7 @@ func boltPairs(t *testing.T, path string) map[string]string {
 
 // TestStoreMigrateCopiesEverything: the schema 2 → 3 migration copies
 // every other bucket as it is, nested buckets (the channels' held files)
-// and their pairs included.
+// and their pairs included, and keeps the file's mode.
 func TestStoreMigrateCopiesEverything(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root")
 	ctx := context.Background()
@@ -88,12 +89,19 @@ func TestStoreMigrateCopiesEverything(t *testing.T) {
 	if !strings.Contains(strings.Join(slices.Collect(maps.Keys(want)), " "), "/deeper/k") {
 		t.Fatalf("setup: no nested pair in %v", slices.Collect(maps.Keys(want)))
 	}
+	// An operator's mode (a group that reads backups, say) is kept.
+	if err := os.Chmod(db, 0o640); err != nil {
+		t.Fatal(err)
+	}
 	st, err := openStore(db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := st.close(); err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := os.Stat(db); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("the migrated store's mode: %v, %v; want 0640 as before", fi.Mode(), err)
 	}
 	got := boltPairs(t, db)
 	for k, v := range want {
