@@ -27,7 +27,7 @@ func TestFragmentsSumCapped(t *testing.T) {
 	if !errors.Is(err, errBadFragments) {
 		t.Fatalf("got %v, want errBadFragments", err)
 	}
-	if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 {
+	if n := after.TotalAlloc - before.TotalAlloc; n > 128<<20 { // the mutant takes 600; leave room for a background goroutine
 		t.Fatalf("decoding took %d MB for a value of %d bytes", n>>20, len(v))
 	}
 }
