@@ -285,6 +285,11 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 			// Our own layout of the current generation, when it still
 			// describes it: no decompressing, parsing or rehashing.
 			old, pcfg.hints, hintRaw, err = loadStateReuseRaw(ls, pcfg.codec.id(), base, cfg.render.ChangelogLimit, files)
+			if err == nil && pcfg.dryRun {
+				// A dry run builds in memory from the fragments, not
+				// through streamBuild's checks: all are checked here.
+				err = checkSaved(ls, old)
+			}
 			if err != nil {
 				old, pcfg.hints, hintRaw = nil, nil, nil
 			} else {
@@ -313,8 +318,12 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 				retain = append(retain, bl.keys[:]...)
 			}
 		}
+		var saved *savedGen
+		if res.ReusedFrom == "state" {
+			saved = &savedGen{blocks: ls.s.blocks, data: ls.blocks, check: ls.check}
+		}
 		ls = nil
-		return createStreaming(ctx, root, dir, files, old, hintRaw, res, cfg, pcfg, workers, base, raw, cacheRoot, retain)
+		return createStreaming(ctx, root, dir, files, old, hintRaw, res, cfg, pcfg, workers, base, raw, cacheRoot, retain, saved)
 	}
 	// A dry run writes nothing, so it builds in memory.
 	entries := make([]Entry, len(files))

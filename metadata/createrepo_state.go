@@ -212,6 +212,34 @@ type loadedState struct {
 	// drop gives back the memory pages of a block once looked at (the
 	// blocks are the mapped pack: see DirCache.dropPages).
 	drop func(key string)
+	// check says whether a block matches the checksum stored with it:
+	// blocks are read unchecked (DirCache.lazySums) and checked where
+	// they are used.
+	check func(key string, data []byte) bool
+}
+
+// errStateDamaged is what a build that reused the saved state returns
+// when a block it used turns out damaged: CreateRepo builds again
+// without the state.
+var errStateDamaged = errors.New("damaged createrepo state blocks")
+
+// savedGen is what a build reusing the saved state needs of it: the
+// saved generation's blocks, in order, their documents, and how to check
+// them.
+type savedGen struct {
+	blocks []stateBlock
+	data   map[string][]byte
+	check  func(key string, data []byte) bool
+}
+
+// checkBlock checks block i's three documents.
+func (g *savedGen) checkBlock(i int) bool {
+	for _, k := range g.blocks[i].keys {
+		if !g.check(k, g.data[k]) {
+			return false
+		}
+	}
+	return true
 }
 
 // readState reads the state, the current repomd.xml and the uncompressed
@@ -236,11 +264,11 @@ func readState(ctx context.Context, raw *DirCache, root, cache *os.Root) (*loade
 	for _, bl := range s.blocks {
 		keys = append(keys, bl.keys[:]...)
 	}
-	blocks, err := raw.GetBlocks(ctx, keys)
+	blocks, err := raw.getUnverified(ctx, keys)
 	if err != nil {
 		return nil, err
 	}
-	return &loadedState{s: s, md: md, blocks: blocks, drop: raw.drop}, nil
+	return &loadedState{s: s, md: md, blocks: blocks, drop: raw.drop, check: raw.verify}, nil
 }
 
 // stateMatches says whether the state was written with these options
@@ -282,7 +310,7 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 	old := make(map[string]*existingPackage, len(s.entries))
 	hints := keyHints{}
 	pos := 0
-	for _, bl := range s.blocks {
+	for bi, bl := range s.blocks {
 		var datas [3][]byte
 		for k := range docSpecs {
 			d, ok := blocks[bl.keys[k]]
@@ -295,7 +323,7 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 		members := make([]*Entry, 0, bl.n)
 		unchanged := true
 		for _, se := range s.entries[pos : pos+bl.n] {
-			p := &existingPackage{base: base}
+			p := &existingPackage{base: base, src: bi + 1}
 			p.Href, p.PkgID, p.Name, p.Arch, p.Epoch, p.Version, p.Release = se.href, se.pkgid, se.name, se.arch, se.epoch, se.version, se.release
 			p.Size, p.MTime = se.size, se.mtime
 			var frags [3][]byte
@@ -306,10 +334,9 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 				}
 				frags[k], datas[k] = datas[k][:l:l], datas[k][l:]
 			}
+			// The fragments are checked only where they are copied
+			// (streamBuild): most go on in their saved block, whole.
 			p.Primary, p.Filelists, p.Other = frags[0], frags[1], frags[2]
-			if !bytes.HasPrefix(p.Primary, pkgOpen) || !bytes.HasPrefix(p.Filelists, pkgOpen) || !bytes.HasPrefix(p.Other, pkgOpen) {
-				return nil, nil, nil, errBadState
-			}
 			old[p.Href] = p
 			members = append(members, &p.Entry)
 			if f, ok := cur[p.Href]; !ok || f.size != p.Size || f.mtime != p.MTime {
@@ -326,14 +353,28 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 			hints[id] = bl.keys
 			raws[id] = whole
 		}
-		if ls.drop != nil {
-			for _, k := range bl.keys {
-				ls.drop(k)
-			}
-		}
 		pos += bl.n
 	}
 	return old, hints, raws, nil
+}
+
+// checkSaved checks every block of the state against its checksum and
+// every reused fragment: what streamBuild checks where it uses them.
+func checkSaved(ls *loadedState, old map[string]*existingPackage) error {
+	g := &savedGen{blocks: ls.s.blocks, data: ls.blocks, check: ls.check}
+	for i := range g.blocks {
+		if !g.checkBlock(i) {
+			return errStateDamaged
+		}
+	}
+	for _, p := range old {
+		for _, d := range docSpecs {
+			if f := d.frag(&p.Entry); !bytes.HasPrefix(f, pkgOpen) || !bytes.HasSuffix(f, pkgClose) {
+				return errStateDamaged
+			}
+		}
+	}
+	return nil
 }
 
 // writeState writes the layout of the generation being published to

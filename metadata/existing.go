@@ -22,6 +22,9 @@ import (
 type existingPackage struct {
 	Entry
 	base string // <location xml:base>, "" when absent
+	// src is 1 + the index of the saved state's block whose documents
+	// hold the fragments (loadStateReuseRaw), 0 for parsed repodata.
+	src int
 }
 
 // loadExisting reads repoDir/repodata (ours or createrepo_c's; zstd, gz or
