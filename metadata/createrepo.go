@@ -280,6 +280,14 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	if err != nil {
 		return nil, err
 	}
+	// The open-checksum streams start now that the count is known (see
+	// prefixHash), beside the look-up and the sort.
+	var prefix *prefixHashes
+	if cfg.update && old == nil && ls != nil && !pcfg.dryRun &&
+		stateMatches(ls, pcfg.codec.id(), base, cfg.render.ChangelogLimit) == nil {
+		prefix = startPrefixHashes(&savedGen{blocks: ls.s.blocks, data: ls.blocks, check: ls.check}, len(files))
+		defer prefix.halt()
+	}
 	if cfg.update && old == nil {
 		if ls != nil {
 			// Our own layout of the current generation, when it still
@@ -320,7 +328,7 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 		}
 		var saved *savedGen
 		if res.ReusedFrom == "state" {
-			saved = &savedGen{blocks: ls.s.blocks, data: ls.blocks, check: ls.check}
+			saved = &savedGen{blocks: ls.s.blocks, data: ls.blocks, check: ls.check, prefix: prefix}
 		}
 		ls = nil
 		return createStreaming(ctx, root, dir, files, old, hintRaw, res, cfg, pcfg, workers, base, raw, cacheRoot, retain, saved)

@@ -115,6 +115,10 @@ var errBadState = errors.New("damaged createrepo state")
 type stateReader struct {
 	b   []byte
 	err error
+	// whole is the bytes being read as one string, ending where b
+	// ends: strings are cut out of it rather than each copied (a state
+	// holds seven per package).
+	whole string
 }
 
 func (r *stateReader) uvarint() uint64 {
@@ -149,7 +153,8 @@ func (r *stateReader) str() string {
 		r.err = errBadState
 		return ""
 	}
-	s := string(r.b[:n])
+	start := len(r.whole) - len(r.b)
+	s := r.whole[start : start+int(n)]
 	r.b = r.b[n:]
 	return s
 }
@@ -162,7 +167,7 @@ func unmarshalState(b []byte) (*repoState, error) {
 	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(b[len(b)-4:]) {
 		return nil, errBadState
 	}
-	r := &stateReader{b: body[4:]}
+	r := &stateReader{b: body[4:], whole: string(body[4:])}
 	s := &repoState{}
 	for i := range s.checksums {
 		s.checksums[i] = r.str()
@@ -230,6 +235,8 @@ type savedGen struct {
 	blocks []stateBlock
 	data   map[string][]byte
 	check  func(key string, data []byte) bool
+	// prefix, when set, is hashing the documents ahead of the build.
+	prefix *prefixHashes
 }
 
 // checkBlock checks block i's three documents.
@@ -308,6 +315,7 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 		cur[f.href] = f
 	}
 	old := make(map[string]*existingPackage, len(s.entries))
+	pkgs := make([]existingPackage, len(s.entries)) // one allocation, not one per package
 	hints := keyHints{}
 	pos := 0
 	for bi, bl := range s.blocks {
@@ -322,8 +330,9 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 		whole := datas
 		members := make([]*Entry, 0, bl.n)
 		unchanged := true
-		for _, se := range s.entries[pos : pos+bl.n] {
-			p := &existingPackage{base: base, src: bi + 1}
+		for j, se := range s.entries[pos : pos+bl.n] {
+			p := &pkgs[pos+j]
+			p.base, p.src = base, bi+1
 			p.Href, p.PkgID, p.Name, p.Arch, p.Epoch, p.Version, p.Release = se.href, se.pkgid, se.name, se.arch, se.epoch, se.version, se.release
 			p.Size, p.MTime = se.size, se.mtime
 			var frags [3][]byte

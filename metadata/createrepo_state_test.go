@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -310,4 +311,93 @@ func TestCreateRepoUpdateDamagedRawBlocks(t *testing.T) {
 	}
 	update("block copied from damaged", "repodata", 1)
 	update("after the second rebuild", "state", 0)
+}
+
+// The early open-checksum streams (prefixHash) hash the saved blocks
+// before the build, which takes over at the first block it changes:
+// after adds at the start, middle and end, a replacement, a removal and
+// no change, repomd.xml's checksums and sizes (open ones too) are a full
+// run's, and the build took over past the start at least once per
+// document.
+func TestCreateRepoUpdatePrefixHashes(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	for i := 100; i < 700; i++ {
+		writeSmall(t, dir, i)
+	}
+	if _, err := CreateRepo(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	prefixWait = true
+	var mu sync.Mutex
+	took := map[int]int{} // document → highest boundary
+	prefixTook = func(doc, b int) { mu.Lock(); took[doc] = max(took[doc], b); mu.Unlock() }
+	defer func() { prefixWait, prefixTook = false, nil }()
+	records := func(d string) []RepomdRecord {
+		md, err := readRepomdFile(filepath.Join(d, "repodata", "repomd.xml"))
+		if err != nil || md == nil {
+			t.Fatalf("repomd.xml: %v", err)
+		}
+		return md.Records
+	}
+	update := func(what string) {
+		t.Helper()
+		res, err := CreateRepo(ctx, dir, WithUpdate(true))
+		if err != nil || res.ReusedFrom != "state" {
+			t.Fatalf("%s: %v, reused from %q", what, err, res.ReusedFrom)
+		}
+		full := t.TempDir()
+		copyRPMs(t, dir, full)
+		if _, err := CreateRepo(ctx, full, WithCacheDir("")); err != nil {
+			t.Fatal(err)
+		}
+		got, want := records(dir), records(full)
+		for k := range want {
+			g, w := got[k], want[k]
+			if g.Checksum != w.Checksum || g.OpenChecksum != w.OpenChecksum || g.Size != w.Size || g.OpenSize != w.OpenSize {
+				t.Fatalf("%s: %s: got %s/%s %d/%d, want %s/%s %d/%d", what, w.Type, g.Checksum, g.OpenChecksum, g.Size, g.OpenSize,
+					w.Checksum, w.OpenChecksum, w.Size, w.OpenSize)
+			}
+		}
+	}
+	writeSmall(t, dir, 5) // sorts first
+	update("added at the start")
+	writeSmall(t, dir, 400)
+	update("added in the middle")
+	writeSmall(t, dir, 9000) // sorts last
+	update("added at the end")
+	s := testrpm.Small(650)
+	s.Release = "2.el9"
+	s.BuildTime = time.Unix(1700001000, 0)
+	b, err := testrpm.Build(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, testrpm.Small(650).FileName()), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	update("replaced in place")
+	if err := os.Remove(filepath.Join(dir, testrpm.Small(300).FileName())); err != nil {
+		t.Fatal(err)
+	}
+	update("removed")
+	// A whole block removed: the next saved block comes one place
+	// earlier than it was, and is not the saved one in that place.
+	st := savedState(t, dir)
+	pos := 0
+	for _, bl := range st.blocks[:len(st.blocks)/2] {
+		pos += bl.n
+	}
+	for _, e := range st.entries[pos : pos+st.blocks[len(st.blocks)/2].n] {
+		if err := os.Remove(filepath.Join(dir, e.href)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update("block removed")
+	update("nothing changed")
+	for k := range docSpecs {
+		if took[k] == 0 {
+			t.Fatalf("%s: the build never took over past the start (%v)", docSpecs[k].typ, took)
+		}
+	}
 }

@@ -42,6 +42,14 @@ const DefaultReadWindow = 32
 // rendered, -1 when its fragments have been copied into its block.
 var streamHeld func(delta int)
 
+// Tests: prefixWait makes the build wait for the early open-checksum
+// streams to finish; prefixTook is told at which boundary the build took
+// over each document's stream.
+var (
+	prefixWait bool
+	prefixTook func(doc, boundary int)
+)
+
 type streamItem struct {
 	f   scannedFile
 	old *Entry // reused (--update), nil: read
@@ -518,17 +526,53 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 	for k := range docSpecs {
 		g.Go(func() error {
 			d := docs[k]
+			// While the build's blocks are the saved generation's, in
+			// the same places, the early stream (if any) has hashed
+			// them: the build's hashing starts where they stop being.
+			var ph *prefixHash
+			if saved != nil && saved.prefix != nil && saved.prefix.docs[k].n == nSpec {
+				ph = saved.prefix.docs[k]
+			}
+			i := 0
+			if ph != nil && prefixWait {
+				<-saved.prefix.done
+			}
+			takeOver := func() error {
+				ph.stop.Store(true)
+				if prefixTook != nil {
+					prefixTook(k, i)
+				}
+				if i > 0 {
+					h := restoreHash(ph.mids[i])
+					if h == nil {
+						return fmt.Errorf("restoring the %s checksum state", docSpecs[k].typ)
+					}
+					d.oh, d.openSize = h, ph.sizes[i]
+				}
+				ph = nil
+				return nil
+			}
 			for b := range docCh[k] {
 				select {
 				case <-b.ready:
 				case <-gctx.Done():
 					return gctx.Err()
 				}
-				if b.saved && saved != nil && !saved.check(b.keys[k], b.raw[k]) {
-					return fmt.Errorf("%w: %s block %s", errStateDamaged, docSpecs[k].typ, b.keys[k])
+				ahead := ph != nil && b.saved && i < len(saved.blocks) && b.keys[k] == saved.blocks[i].keys[k] &&
+					ph.avail.Load() > int64(i+1)
+				if !ahead && ph != nil {
+					if err := takeOver(); err != nil {
+						return err
+					}
 				}
-				d.oh.Write(b.raw[k])
-				d.openSize += int64(len(b.raw[k]))
+				if !ahead {
+					if b.saved && saved != nil && !saved.check(b.keys[k], b.raw[k]) {
+						return fmt.Errorf("%w: %s block %s", errStateDamaged, docSpecs[k].typ, b.keys[k])
+					}
+					d.oh.Write(b.raw[k])
+					d.openSize += int64(len(b.raw[k]))
+				}
+				i++
 				if err := d.write(b.frames[k]); err != nil {
 					return fmt.Errorf("writing %q: %w", rootPath(root, d.tmp), err)
 				}
@@ -545,6 +589,10 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 					return err
 				}
 				b.raw[k], b.frames[k] = nil, nil
+			}
+			if ph != nil {
+				// Every block was the saved one in its place.
+				return takeOver()
 			}
 			return nil
 		})
@@ -682,6 +730,9 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 	var sr *streamResult
 	var spool *stateSpool
 	defer func() { spool.close() }()
+	if saved != nil {
+		defer saved.prefix.halt()
+	}
 	freshRaw, toRead := false, 0
 	for {
 		var err error
@@ -696,6 +747,7 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 		}
 		// Only a cache: build as if there were none.
 		p.Notice(fmt.Sprintf("not reusing createrepo state: %v", err))
+		saved.prefix.halt()
 		old, hintRaw, retain, saved, pcfg.hints = nil, nil, nil, nil, nil
 		res.Reused, res.ReusedFrom = 0, ""
 		if old, err = loadExistingRoot(ctx, root); err != nil {
