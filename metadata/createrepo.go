@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -129,10 +130,13 @@ type CreateResult struct {
 
 type scannedFile struct {
 	href  string // slash-separated, relative to the repository
-	path  string
+	dir   string // the repository directory, as given (shared, not one per file)
 	size  int64
 	mtime int64
 }
+
+// path is the file's path: dir joined with href.
+func (f scannedFile) path() string { return filepath.Join(f.dir, filepath.FromSlash(f.href)) }
 
 // CreateRepo is a standalone createrepo: it finds every *.rpm under dir
 // (recursively; not in repodata/ nor in dot directories), reads them with
@@ -383,7 +387,7 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 					if gctx.Err() != nil {
 						return gctx.Err()
 					}
-					s := SkippedFile{Path: f.path, Reason: err.Error(), Err: err}
+					s := SkippedFile{Path: f.path(), Reason: err.Error(), Err: err}
 					mu.Lock()
 					res.Skipped = append(res.Skipped, s)
 					mu.Unlock()
@@ -489,13 +493,14 @@ func openCacheDir(root *os.Root, cacheDir, rel string, inside bool) (*os.Root, e
 }
 
 func readEntry(ctx context.Context, f scannedFile, ro RenderOptions) (*Entry, error) {
-	pkg, err := ReadFile(ctx, f.path)
+	p := f.path()
+	pkg, err := ReadFile(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	e, err := pkg.Entry(f.href, ro)
 	if err != nil {
-		return nil, fmt.Errorf("rendering %q: %w", f.path, err)
+		return nil, fmt.Errorf("rendering %q: %w", p, err)
 	}
 	return e, nil
 }
@@ -515,9 +520,9 @@ func sortSkipped(s []SkippedFile) {
 // mtime (--skip-stat).
 func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]int64) ([]scannedFile, error) {
 	type cand struct {
-		d         fs.DirEntry
-		path, rel string
-		dir       *os.File // open on the file's directory, or nil
+		d   fs.DirEntry
+		rel string
+		dir *os.File // open on the file's directory, or nil
 	}
 	var cands []cand
 	// Directories stay open for the stats, relative to them (no path
@@ -549,9 +554,9 @@ func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]
 		if err != nil {
 			return err
 		}
+		cands = slices.Grow(cands, len(ents))
 		for _, d := range ents {
 			name := d.Name()
-			p := filepath.Join(abs, name)
 			r := name
 			if rel != "" {
 				r = rel + "/" + name
@@ -560,13 +565,13 @@ func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]
 				if strings.HasPrefix(name, ".") || (rel == "" && name == RepodataDir) {
 					continue
 				}
-				if err := walk(p, r); err != nil {
+				if err := walk(filepath.Join(abs, name), r); err != nil {
 					return err
 				}
 				continue
 			}
 			if strings.HasSuffix(name, ".rpm") {
-				cands = append(cands, cand{d, p, r, dirf})
+				cands = append(cands, cand{d, r, dirf})
 			}
 		}
 		return nil
@@ -587,11 +592,11 @@ func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]
 				}
 				c := cands[i]
 				if k, ok := known[c.rel]; ok {
-					out[i] = scannedFile{href: c.rel, path: c.path, size: k[0], mtime: k[1]}
+					out[i] = scannedFile{href: c.rel, dir: dir, size: k[0], mtime: k[1]}
 					ok2[i] = true
 					continue
 				}
-				size, mtime, regular, err := statCand(c.dir, c.d, c.path)
+				size, mtime, regular, err := statCand(c.dir, c.d, dir, c.rel)
 				if err != nil {
 					if errors.Is(err, fs.ErrNotExist) {
 						continue // dangling symlink, or removed meanwhile
@@ -601,7 +606,7 @@ func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]
 				if !regular {
 					continue
 				}
-				out[i] = scannedFile{href: c.rel, path: c.path, size: size, mtime: mtime}
+				out[i] = scannedFile{href: c.rel, dir: dir, size: size, mtime: mtime}
 				ok2[i] = true
 			}
 			return nil
@@ -621,9 +626,10 @@ func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]
 
 // statCand stats a directory entry, following a symbolic link as
 // createrepo_c does: relative to its open directory when there is one.
-func statCand(dir *os.File, d fs.DirEntry, p string) (size, mtime int64, regular bool, err error) {
+func statCand(dir *os.File, d fs.DirEntry, repoDir, rel string) (size, mtime int64, regular bool, err error) {
 	follow := d.Type()&fs.ModeSymlink != 0
 	if dir == nil {
+		p := scannedFile{dir: repoDir, href: rel}.path()
 		var fi fs.FileInfo
 		if follow {
 			fi, err = os.Stat(p)
@@ -647,7 +653,7 @@ func statCand(dir *os.File, d fs.DirEntry, p string) (size, mtime int64, regular
 		}
 	}
 	if err != nil {
-		return 0, 0, false, &fs.PathError{Op: "stat", Path: p, Err: err}
+		return 0, 0, false, &fs.PathError{Op: "stat", Path: scannedFile{dir: repoDir, href: rel}.path(), Err: err}
 	}
 	return st.Size, st.Mtim.Sec, st.Mode&unix.S_IFMT == unix.S_IFREG, nil
 }

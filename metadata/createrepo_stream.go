@@ -427,7 +427,7 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 				return gctx.Err()
 			}
 			if s.err != nil {
-				sk := SkippedFile{Path: s.f.path, Reason: s.err.Error(), Err: s.err}
+				sk := SkippedFile{Path: s.f.path(), Reason: s.err.Error(), Err: s.err}
 				skippedMu.Lock()
 				out.skipped = append(out.skipped, sk)
 				skippedMu.Unlock()
