@@ -289,7 +289,7 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	var prefix *prefixHashes
 	if cfg.update && old == nil && ls != nil && !pcfg.dryRun &&
 		stateMatches(ls, pcfg.codec.id(), base, cfg.render.ChangelogLimit) == nil {
-		prefix = startPrefixHashes(&savedGen{blocks: ls.s.blocks, data: ls.blocks, check: ls.check}, len(files))
+		prefix = startPrefixHashes(&savedGen{blocks: ls.s.blocks, data: ls.blocks, check: ls.check, drop: ls.drop}, len(files))
 		defer prefix.halt()
 	}
 	if cfg.update && old == nil {

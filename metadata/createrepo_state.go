@@ -237,6 +237,9 @@ type savedGen struct {
 	check  func(key string, data []byte) bool
 	// prefix, when set, is hashing the documents ahead of the build.
 	prefix *prefixHashes
+	// drop gives back a block's pages once hashed (loadedState.drop),
+	// or is nil.
+	drop func(key string)
 }
 
 // checkBlock checks block i's three documents.

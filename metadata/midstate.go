@@ -277,6 +277,11 @@ func startPrefixHashes(g *savedGen, n int) *prefixHashes {
 					break
 				}
 				h.Write(data)
+				if g.drop != nil {
+					// A pack too large to keep resident: running
+					// ahead must not fault all of it in.
+					g.drop(key)
+				}
 				size += int64(len(data))
 				p.mids[i+1], p.sizes[i+1] = marshalHash(h), size
 				p.avail.Store(int64(i + 2))
