@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -514,7 +514,8 @@ func sortSkipped(s []SkippedFile) {
 // them) are not entered. Symlinks to regular files are followed, as
 // createrepo_c does. Directory listings are not sorted here: Publish sorts
 // packages createrepo_c's way. The stat calls, one per package, are spread
-// over workers.
+// over workers, which start on the first entries read while the rest of
+// the directory is still being read.
 //
 // A file whose href known lists is not stat'ed: it takes known's size and
 // mtime (--skip-stat).
@@ -524,101 +525,155 @@ func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]
 		rel string
 		dir *os.File // open on the file's directory, or nil
 	}
-	var cands []cand
+	// Candidates go to the stat workers in chunks, each chunk's results
+	// in a slice of the same length (nil entries: not packages).
+	type chunk struct {
+		cands []cand
+		out   []scannedFile
+		ok    []bool
+	}
+	const chunkSize = 1024
 	// Directories stay open for the stats, relative to them (no path
 	// walk per file), up to a bound on descriptors.
 	const maxOpenDirs = 64
 	var dirs []*os.File
-	defer func() {
-		for _, f := range dirs {
-			f.Close()
+	var chunks []*chunk
+	work := make(chan *chunk, 64)
+	g, gctx := errgroup.WithContext(ctx)
+	workers = max(1, workers)
+	for range workers {
+		g.Go(func() error {
+			for ch := range work {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				for i, c := range ch.cands {
+					if k, ok := known[c.rel]; ok {
+						ch.out[i] = scannedFile{href: c.rel, dir: dir, size: k[0], mtime: k[1]}
+						ch.ok[i] = true
+						continue
+					}
+					size, mtime, regular, err := statCand(c.dir, c.d, dir, c.rel)
+					if err != nil {
+						if errors.Is(err, fs.ErrNotExist) {
+							continue // dangling symlink, or removed meanwhile
+						}
+						return fmt.Errorf("scanning %q: %w", dir, err)
+					}
+					if !regular {
+						continue
+					}
+					ch.out[i] = scannedFile{href: c.rel, dir: dir, size: size, mtime: mtime}
+					ch.ok[i] = true
+				}
+			}
+			return nil
+		})
+	}
+	var cur []cand
+	send := func() error {
+		if len(cur) == 0 {
+			return nil
 		}
-	}()
+		ch := &chunk{cands: cur, out: make([]scannedFile, len(cur)), ok: make([]bool, len(cur))}
+		chunks = append(chunks, ch)
+		cur = nil
+		select {
+		case work <- ch:
+			return nil
+		case <-gctx.Done():
+			return gctx.Err()
+		}
+	}
 	var walk func(abs, rel string) error
 	walk = func(abs, rel string) error {
-		if err := ctx.Err(); err != nil {
+		if err := gctx.Err(); err != nil {
 			return err
 		}
 		f, err := os.Open(abs)
 		if err != nil {
 			return err
 		}
-		ents, err := f.ReadDir(-1)
+		// Kept open for the stats when within the bound (closed once
+		// the workers are done), else closed after reading.
 		var dirf *os.File
-		if err == nil && len(dirs) < maxOpenDirs {
+		if len(dirs) < maxOpenDirs {
 			dirf = f
 			dirs = append(dirs, f)
-		} else {
-			f.Close()
 		}
-		if err != nil {
-			return err
-		}
-		cands = slices.Grow(cands, len(ents))
-		for _, d := range ents {
-			name := d.Name()
-			r := name
-			if rel != "" {
-				r = rel + "/" + name
-			}
-			if d.IsDir() {
-				if strings.HasPrefix(name, ".") || (rel == "" && name == RepodataDir) {
+		var subdirs [][2]string
+		for {
+			ents, err := f.ReadDir(chunkSize)
+			for _, d := range ents {
+				name := d.Name()
+				r := name
+				if rel != "" {
+					r = rel + "/" + name
+				}
+				if d.IsDir() {
+					if !strings.HasPrefix(name, ".") && (rel != "" || name != RepodataDir) {
+						subdirs = append(subdirs, [2]string{filepath.Join(abs, name), r})
+					}
 					continue
 				}
-				if err := walk(filepath.Join(abs, name), r); err != nil {
-					return err
+				if strings.HasSuffix(name, ".rpm") {
+					if cur == nil {
+						cur = make([]cand, 0, chunkSize)
+					}
+					cur = append(cur, cand{d, r, dirf})
+					if len(cur) == chunkSize {
+						if err := send(); err != nil {
+							return err
+						}
+					}
 				}
-				continue
 			}
-			if strings.HasSuffix(name, ".rpm") {
-				cands = append(cands, cand{d, r, dirf})
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				if dirf == nil {
+					f.Close()
+				}
+				return err
+			}
+		}
+		if dirf == nil {
+			f.Close()
+		}
+		// Subdirectories after this directory's own files, as before.
+		for _, sd := range subdirs {
+			if err := walk(sd[0], sd[1]); err != nil {
+				return err
 			}
 		}
 		return nil
 	}
-	if err := walk(dir, ""); err != nil {
-		return nil, fmt.Errorf("scanning %q: %w", dir, err)
+	werr := walk(dir, "")
+	if werr == nil {
+		werr = send()
 	}
-
-	out := make([]scannedFile, len(cands))
-	ok2 := make([]bool, len(cands))
-	workers = max(1, min(workers, len(cands)/256+1))
-	g, gctx := errgroup.WithContext(ctx)
-	for w := range workers {
-		g.Go(func() error {
-			for i := w; i < len(cands); i += workers {
-				if i%256 == w && gctx.Err() != nil {
-					return gctx.Err()
-				}
-				c := cands[i]
-				if k, ok := known[c.rel]; ok {
-					out[i] = scannedFile{href: c.rel, dir: dir, size: k[0], mtime: k[1]}
-					ok2[i] = true
-					continue
-				}
-				size, mtime, regular, err := statCand(c.dir, c.d, dir, c.rel)
-				if err != nil {
-					if errors.Is(err, fs.ErrNotExist) {
-						continue // dangling symlink, or removed meanwhile
-					}
-					return fmt.Errorf("scanning %q: %w", dir, err)
-				}
-				if !regular {
-					continue
-				}
-				out[i] = scannedFile{href: c.rel, dir: dir, size: size, mtime: mtime}
-				ok2[i] = true
+	close(work)
+	gerr := g.Wait()
+	for _, f := range dirs {
+		f.Close()
+	}
+	if gerr != nil {
+		return nil, gerr // a worker's (which is why the walk stopped, if it did)
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("scanning %q: %w", dir, werr)
+	}
+	n := 0
+	for _, ch := range chunks {
+		n += len(ch.cands)
+	}
+	kept := make([]scannedFile, 0, n)
+	for _, ch := range chunks {
+		for i := range ch.out {
+			if ch.ok[i] {
+				kept = append(kept, ch.out[i])
 			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	kept := out[:0]
-	for i := range out {
-		if ok2[i] {
-			kept = append(kept, out[i])
 		}
 	}
 	return kept, nil
