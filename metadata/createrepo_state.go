@@ -313,12 +313,9 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 		return nil, nil, nil, err
 	}
 	raws := map[string][3][]byte{}
-	cur := make(map[string]scannedFile, len(files))
-	for _, f := range files {
-		cur[f.href] = f
-	}
 	old := make(map[string]*existingPackage, len(s.entries))
 	pkgs := make([]existingPackage, len(s.entries)) // one allocation, not one per package
+	wholes := make([][3][]byte, len(s.blocks))
 	hints := keyHints{}
 	pos := 0
 	for bi, bl := range s.blocks {
@@ -331,8 +328,6 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 			datas[k] = d
 		}
 		whole := datas
-		members := make([]*Entry, 0, bl.n)
-		unchanged := true
 		for j, se := range s.entries[pos : pos+bl.n] {
 			p := &pkgs[pos+j]
 			p.base, p.src = base, bi+1
@@ -350,20 +345,35 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 			// (streamBuild): most go on in their saved block, whole.
 			p.Primary, p.Filelists, p.Other = frags[0], frags[1], frags[2]
 			old[p.Href] = p
-			members = append(members, &p.Entry)
-			if f, ok := cur[p.Href]; !ok || f.size != p.Size || f.mtime != p.MTime {
-				unchanged = false
-			}
 		}
 		for k := range datas {
 			if len(datas[k]) != 0 {
 				return nil, nil, nil, errBadState
 			}
 		}
+		wholes[bi] = whole
+		pos += bl.n
+	}
+	// A block whose packages are all still there, unchanged, is kept
+	// whole (hinted) if the build draws it again.
+	for _, f := range files {
+		if p := old[f.href]; p != nil && p.Size == f.size && p.MTime == f.mtime {
+			p.same = true
+		}
+	}
+	pos = 0
+	for bi, bl := range s.blocks {
+		members := make([]*Entry, 0, bl.n)
+		unchanged := true
+		for j := range bl.n {
+			p := &pkgs[pos+j]
+			unchanged = unchanged && p.same
+			members = append(members, &p.Entry)
+		}
 		if unchanged {
 			id := hintID(members)
 			hints[id] = bl.keys
-			raws[id] = whole
+			raws[id] = wholes[bi]
 		}
 		pos += bl.n
 	}

@@ -25,6 +25,9 @@ type existingPackage struct {
 	// src is 1 + the index of the saved state's block whose documents
 	// hold the fragments (loadStateReuseRaw), 0 for parsed repodata.
 	src int
+	// same: a file scanned now has this href, size and mtime
+	// (loadStateReuseRaw).
+	same bool
 }
 
 // loadExisting reads repoDir/repodata (ours or createrepo_c's; zstd, gz or
