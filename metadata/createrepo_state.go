@@ -330,7 +330,7 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 		whole := datas
 		for j, se := range s.entries[pos : pos+bl.n] {
 			p := &pkgs[pos+j]
-			p.base, p.src = base, bi+1
+			p.base, p.src, p.pos = base, bi+1, pos+j+1
 			p.Href, p.PkgID, p.Name, p.Arch, p.Epoch, p.Version, p.Release = se.href, se.pkgid, se.name, se.arch, se.epoch, se.version, se.release
 			p.Size, p.MTime = se.size, se.mtime
 			var frags [3][]byte

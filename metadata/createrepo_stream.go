@@ -193,6 +193,51 @@ func sortScanned(files []scannedFile) {
 	copy(files, sorted)
 }
 
+// sortScannedAs is sortScanned, knowing that old's packages with a
+// saved place (existingPackage.pos, from the state) were published in
+// that order: those files are put in it without comparisons, the others
+// sorted among themselves and merged in. The saved order is checked on
+// the way (one comparison per file, not a sort's log n); should it not
+// hold, the files are sorted from scratch.
+func sortScannedAs(files []scannedFile, old map[string]*existingPackage) {
+	slot := make([]int32, len(old)) // 1 + index in files, by saved place
+	var rest []scannedFile
+	for i, f := range files {
+		if p := old[f.href]; p != nil && p.pos > 0 && p.pos <= len(slot) && slot[p.pos-1] == 0 {
+			slot[p.pos-1] = int32(i + 1)
+		} else {
+			rest = append(rest, f)
+		}
+	}
+	known := make([]scannedFile, 0, len(files)-len(rest))
+	for _, s := range slot {
+		if s > 0 {
+			known = append(known, files[s-1])
+		}
+	}
+	cmp := func(a, b scannedFile) int {
+		ad, af := path.Split(a.href)
+		bd, bf := path.Split(b.href)
+		return comparePublished(af, ad, bf, bd)
+	}
+	for i := 1; i < len(known); i++ {
+		if cmp(known[i-1], known[i]) >= 0 {
+			sortScanned(files)
+			return
+		}
+	}
+	slices.SortFunc(rest, cmp)
+	out := make([]scannedFile, 0, len(files))
+	for _, r := range rest {
+		i, _ := slices.BinarySearchFunc(known, r, cmp)
+		out = append(out, known[:i]...)
+		out = append(out, r)
+		known = known[i:]
+	}
+	out = append(out, known...)
+	copy(files, out)
+}
+
 // streamBuild reads and renders the items (in published order), builds
 // the three documents into files inside gen (which exists), puts new
 // compressed blocks into the publish cache and, with rawSink, every
@@ -713,7 +758,7 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 	hintRaw map[string][3][]byte, res *CreateResult, cfg *createConfig, pcfg *publishConfig, workers int, base string,
 	raw *DirCache, cacheRoot *os.Root, retain []string, saved *savedGen) (*CreateResult, error) {
 	p := pcfg.progress
-	sortScanned(files)
+	sortScannedAs(files, old)
 	nFiles := len(files)
 	if dc, ok := pcfg.cache.(*DirCache); ok {
 		// New frames are written once and not read back by this run.

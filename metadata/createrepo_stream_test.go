@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -309,5 +310,60 @@ func TestDirCacheLazySums(t *testing.T) {
 	c = newRawCacheIn(root, dir)
 	if got, _ := c.GetBlocks(ctx, keys); len(got) != 2 || !bytes.Equal(got[key(2)], data(2)) {
 		t.Fatalf("after a new put: %d blocks", len(got))
+	}
+}
+
+// sortScannedAs, which takes the saved order for the files the state
+// knows, orders files exactly as sortScanned: with new files anywhere,
+// files in subdirectories, and a saved order that does not hold.
+func TestSortScannedAs(t *testing.T) {
+	var files []scannedFile
+	for i := range 3000 {
+		h := fmt.Sprintf("pkg-%04d-1.0-1.x86_64.rpm", (i*7919)%3000)
+		if i%5 == 0 {
+			h = fmt.Sprintf("sub%d/%s", i%3, h)
+		}
+		files = append(files, scannedFile{href: h, size: int64(i)})
+	}
+	want := slices.Clone(files)
+	sortScanned(want)
+	// The state knows every other file, at its place among those.
+	old := map[string]*existingPackage{}
+	n := 0
+	for _, f := range want {
+		if f.size%2 == 0 {
+			n++
+			old[f.href] = &existingPackage{pos: n}
+		}
+	}
+	got := slices.Clone(files)
+	sortScannedAs(got, old)
+	if !slices.Equal(got, want) {
+		t.Fatal("saved order: not sortScanned's")
+	}
+	// A saved order that is wrong (two places swapped) is not trusted.
+	var a, b *existingPackage
+	for _, p := range old {
+		if p.pos == 10 {
+			a = p
+		}
+		if p.pos == 900 {
+			b = p
+		}
+	}
+	a.pos, b.pos = b.pos, a.pos
+	got = slices.Clone(files)
+	sortScannedAs(got, old)
+	if !slices.Equal(got, want) {
+		t.Fatal("wrong saved order: not sortScanned's")
+	}
+	// Parsed repodata: no saved places.
+	for _, p := range old {
+		p.pos = 0
+	}
+	got = slices.Clone(files)
+	sortScannedAs(got, old)
+	if !slices.Equal(got, want) {
+		t.Fatal("no saved places: not sortScanned's")
 	}
 }

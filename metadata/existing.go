@@ -28,6 +28,9 @@ type existingPackage struct {
 	// same: a file scanned now has this href, size and mtime
 	// (loadStateReuseRaw).
 	same bool
+	// pos is 1 + the package's place in the saved state's (published)
+	// order, 0 for parsed repodata.
+	pos int
 }
 
 // loadExisting reads repoDir/repodata (ours or createrepo_c's; zstd, gz or
