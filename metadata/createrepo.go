@@ -526,7 +526,7 @@ func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]
 		dir *os.File // open on the file's directory, or nil
 	}
 	// Candidates go to the stat workers in chunks, each chunk's results
-	// in a slice of the same length (nil entries: not packages).
+	// in slices of the same length (ok false: not a package).
 	type chunk struct {
 		cands []cand
 		out   []scannedFile
