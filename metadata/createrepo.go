@@ -309,14 +309,8 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 			}
 		}
 		if old == nil {
-			if old, err = loadExistingRoot(ctx, root); err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				p.Notice(fmt.Sprintf("not reusing existing repodata: %v", err))
-				old = nil
-			} else if old != nil {
-				res.ReusedFrom = "repodata"
+			if old, err = reuseRepodata(ctx, root, p, res); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -455,6 +449,24 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 			dir, ErrSomeSkipped, len(res.Skipped), len(files))
 	}
 	return res, nil
+}
+
+// reuseRepodata reads the published repodata for --update (setting
+// res.ReusedFrom when there is some). Only a cancelled ctx is an error:
+// unreadable repodata is reported and nothing is reused.
+func reuseRepodata(ctx context.Context, root *os.Root, p Progress, res *CreateResult) (map[string]*existingPackage, error) {
+	old, err := loadExistingRoot(ctx, root)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		p.Notice(fmt.Sprintf("not reusing existing repodata: %v", err))
+		return nil, nil
+	}
+	if old != nil {
+		res.ReusedFrom = "repodata"
+	}
+	return old, nil
 }
 
 // insideDir says whether p lies inside dir by name (after making both

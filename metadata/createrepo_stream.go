@@ -795,14 +795,8 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 		saved.prefix.halt()
 		old, hintRaw, retain, saved, pcfg.hints = nil, nil, nil, nil, nil
 		res.Reused, res.ReusedFrom = 0, ""
-		if old, err = loadExistingRoot(ctx, root); err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			p.Notice(fmt.Sprintf("not reusing existing repodata: %v", err))
-			old = nil
-		} else if old != nil {
-			res.ReusedFrom = "repodata"
+		if old, err = reuseRepodata(ctx, root, p, res); err != nil {
+			return nil, err
 		}
 	}
 	res.Skipped = sr.skipped
