@@ -110,7 +110,13 @@ func (s *repoState) appendBlocks(b []byte) []byte {
 	return b
 }
 
-var errBadState = errors.New("damaged createrepo state")
+var (
+	errBadState = errors.New("damaged createrepo state")
+	// errStateDamaged is what a build that reused the saved state
+	// returns when a block it used turns out damaged: CreateRepo builds
+	// again without the state.
+	errStateDamaged = errors.New("damaged createrepo state blocks")
+)
 
 type stateReader struct {
 	b   []byte
@@ -222,11 +228,6 @@ type loadedState struct {
 	// they are used.
 	check func(key string, data []byte) bool
 }
-
-// errStateDamaged is what a build that reused the saved state returns
-// when a block it used turns out damaged: CreateRepo builds again
-// without the state.
-var errStateDamaged = errors.New("damaged createrepo state blocks")
 
 // savedGen is what a build reusing the saved state needs of it: the
 // saved generation's blocks, in order, their documents, and how to check
