@@ -93,7 +93,7 @@ func BenchmarkScalePublishState100k(b *testing.B) {
 					return err
 				}
 			}
-			e, err := readEntry(gctx, scannedFile{href: name, path: p}, RenderOptions{})
+			e, err := readEntry(gctx, scannedFile{href: name, dir: filepath.Dir(p)}, RenderOptions{})
 			if err == nil {
 				entries[i] = *e
 			}

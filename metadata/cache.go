@@ -93,6 +93,15 @@ type DirCache struct {
 	mapping   []byte
 	offs      map[string]int // key → offset of its data in mapping
 
+	// lazySums: load indexes records without checking their checksums,
+	// which are checked only for the blocks used (verify), in the same
+	// pass that hashes them: CreateRepo's --update reads the few blocks it
+	// rebuilds and hashes the others for open-checksum, so a separate
+	// pass over the whole pack would touch every byte once more. GetBlocks,
+	// has and compaction still check what they return or keep.
+	lazySums bool
+	sums     map[string][]byte // key → stored checksum (lazySums)
+
 	mu      sync.Mutex
 	loaded  bool
 	index   map[string][]byte
@@ -124,7 +133,7 @@ func newDirCacheIn(root *os.Root, dir string) *DirCache {
 
 // newRawCacheIn returns CreateRepo's uncompressed-block cache in root.
 func newRawCacheIn(root *os.Root, dir string) *DirCache {
-	return &DirCache{dir: dir, root: root, name: rawPackName, sum: crc32cOf, sumSize: 4, dropPages: true, keepBelow: dropPagesMin}
+	return &DirCache{dir: dir, root: root, name: rawPackName, sum: crc32cOf, sumSize: 4, dropPages: true, keepBelow: dropPagesMin, lazySums: true}
 }
 
 // openRoot returns the cache directory and what to call when done.
@@ -172,7 +181,13 @@ func (c *DirCache) load() error {
 			break
 		}
 		data := b[start : start+n : start+n]
-		if !bytes.Equal(c.sum(data), b[start+n:start+n+c.sumSize]) {
+		stored := b[start+n : start+n+c.sumSize : start+n+c.sumSize]
+		if c.lazySums {
+			if c.sums == nil {
+				c.sums = map[string][]byte{}
+			}
+			c.sums[key] = stored
+		} else if !bytes.Equal(c.sum(data), stored) {
 			break
 		}
 		c.index[key] = data
@@ -201,10 +216,46 @@ func (c *DirCache) GetBlocks(ctx context.Context, keys []string) (map[string][]b
 	if err := c.load(); err != nil {
 		return nil, err
 	}
+	return c.getLocked(keys, true)
+}
+
+// getUnverified is GetBlocks without checking lazily indexed records:
+// the caller checks each block it uses with verify.
+func (c *DirCache) getUnverified(ctx context.Context, keys []string) (map[string][]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.load(); err != nil {
+		return nil, err
+	}
+	return c.getLocked(keys, false)
+}
+
+// verify says whether data, which GetBlocks or getUnverified returned for
+// key, matches the checksum stored with it.
+func (c *DirCache) verify(key string, data []byte) bool {
+	c.mu.Lock()
+	stored, ok := c.sums[key]
+	c.mu.Unlock()
+	if !ok {
+		return true // checked when loaded, or written by this process
+	}
+	return bytes.Equal(c.sum(data), stored)
+}
+
+// checkedLocked is whether an indexed record passes its checksum.
+func (c *DirCache) checkedLocked(key string, data []byte) bool {
+	stored, ok := c.sums[key]
+	return !ok || bytes.Equal(c.sum(data), stored)
+}
+
+func (c *DirCache) getLocked(keys []string, check bool) (map[string][]byte, error) {
 	out := make(map[string][]byte, len(keys))
 	var back []string
 	for _, k := range keys {
 		if b, ok := c.index[k]; ok {
+			if check && !c.checkedLocked(k, b) {
+				continue // damaged: a miss
+			}
 			out[k] = b
 		} else if _, ok := c.spilled[k]; ok {
 			back = append(back, k)
@@ -225,8 +276,10 @@ func (c *DirCache) has(ctx context.Context, key string) (bool, error) {
 	if err := c.load(); err != nil {
 		return false, err
 	}
-	_, ok := c.index[key]
-	if !ok {
+	b, ok := c.index[key]
+	if ok {
+		ok = c.checkedLocked(key, b)
+	} else {
 		_, ok = c.spilled[key]
 	}
 	return ok, nil
@@ -285,6 +338,11 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 	var added []string
 	for k := range blocks {
 		_, spilled := c.spilled[k]
+		if b, ok := c.index[k]; ok && !c.checkedLocked(k, b) {
+			// A damaged record is written again (and found first
+			// from now on: see the index update below).
+			delete(c.index, k)
+		}
 		if _, ok := c.index[k]; !ok && !spilled {
 			if !validKey(k) {
 				return fmt.Errorf("block cache: invalid key %q", k)
@@ -330,6 +388,7 @@ func (c *DirCache) PutBlocks(ctx context.Context, blocks map[string][]byte) erro
 	}
 	c.size += cw.n
 	for i, k := range added {
+		delete(c.sums, k) // written by this process: good
 		if c.forgetPuts {
 			if c.spilled == nil {
 				c.spilled = map[string][2]int64{}
@@ -411,6 +470,12 @@ func (c *DirCache) RetainBlocks(ctx context.Context, keys []string) error {
 	moved := map[string][2]int64{}
 	for k := range keep {
 		data, ok := c.index[k]
+		if ok && !c.checkedLocked(k, data) {
+			// Lazily indexed and damaged: not copied (a checksum
+			// computed afresh would make it look good).
+			delete(keep, k)
+			continue
+		}
 		if !ok {
 			// Spilled: copied from the old file, still not kept.
 			if old == nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/repoctl/repoctl/internal/nevra"
@@ -75,7 +76,9 @@ const (
 // with a letter, digit or _, at most 128 bytes.
 const CompsIDPattern = `^[A-Za-z0-9_][A-Za-z0-9._+-]{0,127}$`
 
-var compsIDRE = regexp.MustCompile(CompsIDPattern)
+// Compiled on first use: every repoctl command would otherwise pay for
+// it at start (the bounded repetitions make large programs).
+var compsIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(CompsIDPattern) })
 
 // Comps is what ParseComps found in a comps file: enough to say what it
 // offers, not a model of the format.
@@ -416,7 +419,7 @@ func (p *compsParser) end(t xml.EndElement) error {
 }
 
 func checkCompsID(kind, id string) error {
-	if !compsIDRE.MatchString(id) {
+	if !compsIDRE().MatchString(id) {
 		return fmt.Errorf("%w: %s id %q (want %s)", ErrCompsID, kind, clip(id), CompsIDPattern)
 	}
 	return nil

@@ -277,7 +277,7 @@ func FuzzParseComps(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, g := range c.Groups {
-			if !compsIDRE.MatchString(g.ID) || seen[g.ID] || g.Name == "" {
+			if !compsIDRE().MatchString(g.ID) || seen[g.ID] || g.Name == "" {
 				t.Fatalf("accepted group %+v", g)
 			}
 			seen[g.ID] = true
@@ -288,7 +288,7 @@ func FuzzParseComps(f *testing.F) {
 			}
 		}
 		for _, id := range append(slices.Clone(c.Categories), c.Environments...) {
-			if !compsIDRE.MatchString(id) {
+			if !compsIDRE().MatchString(id) {
 				t.Fatalf("accepted id %q", id)
 			}
 		}

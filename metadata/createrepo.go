@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -129,10 +130,13 @@ type CreateResult struct {
 
 type scannedFile struct {
 	href  string // slash-separated, relative to the repository
-	path  string
+	dir   string // the repository directory, as given (shared, not one per file)
 	size  int64
 	mtime int64
 }
+
+// path is the file's path: dir joined with href.
+func (f scannedFile) path() string { return filepath.Join(f.dir, filepath.FromSlash(f.href)) }
 
 // CreateRepo is a standalone createrepo: it finds every *.rpm under dir
 // (recursively; not in repodata/ nor in dot directories), reads them with
@@ -280,11 +284,24 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	if err != nil {
 		return nil, err
 	}
+	// The open-checksum streams start now that the count is known (see
+	// prefixHash), beside the look-up and the sort.
+	var prefix *prefixHashes
+	if cfg.update && old == nil && ls != nil && !pcfg.dryRun &&
+		stateMatches(ls, pcfg.codec.id(), base, cfg.render.ChangelogLimit) == nil {
+		prefix = startPrefixHashes(&savedGen{blocks: ls.s.blocks, data: ls.blocks, check: ls.check, drop: ls.drop}, len(files))
+		defer prefix.halt()
+	}
 	if cfg.update && old == nil {
 		if ls != nil {
 			// Our own layout of the current generation, when it still
 			// describes it: no decompressing, parsing or rehashing.
 			old, pcfg.hints, hintRaw, err = loadStateReuseRaw(ls, pcfg.codec.id(), base, cfg.render.ChangelogLimit, files)
+			if err == nil && pcfg.dryRun {
+				// A dry run builds in memory from the fragments, not
+				// through streamBuild's checks: all are checked here.
+				err = checkSaved(ls, old)
+			}
 			if err != nil {
 				old, pcfg.hints, hintRaw = nil, nil, nil
 			} else {
@@ -292,14 +309,8 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 			}
 		}
 		if old == nil {
-			if old, err = loadExistingRoot(ctx, root); err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				p.Notice(fmt.Sprintf("not reusing existing repodata: %v", err))
-				old = nil
-			} else if old != nil {
-				res.ReusedFrom = "repodata"
+			if old, err = reuseRepodata(ctx, root, p, res); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -313,8 +324,12 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 				retain = append(retain, bl.keys[:]...)
 			}
 		}
+		var saved *savedGen
+		if res.ReusedFrom == "state" {
+			saved = &savedGen{blocks: ls.s.blocks, data: ls.blocks, check: ls.check, prefix: prefix}
+		}
 		ls = nil
-		return createStreaming(ctx, root, dir, files, old, hintRaw, res, cfg, pcfg, workers, base, raw, cacheRoot, retain)
+		return createStreaming(ctx, root, dir, files, old, hintRaw, res, cfg, pcfg, workers, base, raw, cacheRoot, retain, saved)
 	}
 	// A dry run writes nothing, so it builds in memory.
 	entries := make([]Entry, len(files))
@@ -366,7 +381,7 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 					if gctx.Err() != nil {
 						return gctx.Err()
 					}
-					s := SkippedFile{Path: f.path, Reason: err.Error(), Err: err}
+					s := SkippedFile{Path: f.path(), Reason: err.Error(), Err: err}
 					mu.Lock()
 					res.Skipped = append(res.Skipped, s)
 					mu.Unlock()
@@ -436,6 +451,24 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	return res, nil
 }
 
+// reuseRepodata reads the published repodata for --update (setting
+// res.ReusedFrom when there is some). Only a cancelled ctx is an error:
+// unreadable repodata is reported and nothing is reused.
+func reuseRepodata(ctx context.Context, root *os.Root, p Progress, res *CreateResult) (map[string]*existingPackage, error) {
+	old, err := loadExistingRoot(ctx, root)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		p.Notice(fmt.Sprintf("not reusing existing repodata: %v", err))
+		return nil, nil
+	}
+	if old != nil {
+		res.ReusedFrom = "repodata"
+	}
+	return old, nil
+}
+
 // insideDir says whether p lies inside dir by name (after making both
 // absolute and cleaning them), and returns it relative to dir.
 func insideDir(dir, p string) (string, bool) {
@@ -472,13 +505,14 @@ func openCacheDir(root *os.Root, cacheDir, rel string, inside bool) (*os.Root, e
 }
 
 func readEntry(ctx context.Context, f scannedFile, ro RenderOptions) (*Entry, error) {
-	pkg, err := ReadFile(ctx, f.path)
+	p := f.path()
+	pkg, err := ReadFile(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	e, err := pkg.Entry(f.href, ro)
 	if err != nil {
-		return nil, fmt.Errorf("rendering %q: %w", f.path, err)
+		return nil, fmt.Errorf("rendering %q: %w", p, err)
 	}
 	return e, nil
 }
@@ -492,111 +526,166 @@ func sortSkipped(s []SkippedFile) {
 // them) are not entered. Symlinks to regular files are followed, as
 // createrepo_c does. Directory listings are not sorted here: Publish sorts
 // packages createrepo_c's way. The stat calls, one per package, are spread
-// over workers.
+// over workers, which start on the first entries read while the rest of
+// the directory is still being read.
 //
 // A file whose href known lists is not stat'ed: it takes known's size and
 // mtime (--skip-stat).
 func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]int64) ([]scannedFile, error) {
 	type cand struct {
-		d         fs.DirEntry
-		path, rel string
-		dir       *os.File // open on the file's directory, or nil
+		d   fs.DirEntry
+		rel string
+		dir *os.File // open on the file's directory, or nil
 	}
-	var cands []cand
+	// Candidates go to the stat workers in chunks, each chunk's results
+	// in slices of the same length (ok false: not a package).
+	type chunk struct {
+		cands []cand
+		out   []scannedFile
+		ok    []bool
+	}
+	const chunkSize = 1024
 	// Directories stay open for the stats, relative to them (no path
 	// walk per file), up to a bound on descriptors.
 	const maxOpenDirs = 64
 	var dirs []*os.File
-	defer func() {
-		for _, f := range dirs {
-			f.Close()
+	var chunks []*chunk
+	work := make(chan *chunk, 64)
+	g, gctx := errgroup.WithContext(ctx)
+	workers = max(1, workers)
+	for range workers {
+		g.Go(func() error {
+			for ch := range work {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				for i, c := range ch.cands {
+					if k, ok := known[c.rel]; ok {
+						ch.out[i] = scannedFile{href: c.rel, dir: dir, size: k[0], mtime: k[1]}
+						ch.ok[i] = true
+						continue
+					}
+					size, mtime, regular, err := statCand(c.dir, c.d, dir, c.rel)
+					if err != nil {
+						if errors.Is(err, fs.ErrNotExist) {
+							continue // dangling symlink, or removed meanwhile
+						}
+						return fmt.Errorf("scanning %q: %w", dir, err)
+					}
+					if !regular {
+						continue
+					}
+					ch.out[i] = scannedFile{href: c.rel, dir: dir, size: size, mtime: mtime}
+					ch.ok[i] = true
+				}
+			}
+			return nil
+		})
+	}
+	var cur []cand
+	send := func() error {
+		if len(cur) == 0 {
+			return nil
 		}
-	}()
+		ch := &chunk{cands: cur, out: make([]scannedFile, len(cur)), ok: make([]bool, len(cur))}
+		chunks = append(chunks, ch)
+		cur = nil
+		select {
+		case work <- ch:
+			return nil
+		case <-gctx.Done():
+			return gctx.Err()
+		}
+	}
 	var walk func(abs, rel string) error
 	walk = func(abs, rel string) error {
-		if err := ctx.Err(); err != nil {
+		if err := gctx.Err(); err != nil {
 			return err
 		}
 		f, err := os.Open(abs)
 		if err != nil {
 			return err
 		}
-		ents, err := f.ReadDir(-1)
+		// Kept open for the stats when within the bound (closed once
+		// the workers are done), else closed after reading.
 		var dirf *os.File
-		if err == nil && len(dirs) < maxOpenDirs {
+		if len(dirs) < maxOpenDirs {
 			dirf = f
 			dirs = append(dirs, f)
-		} else {
-			f.Close()
 		}
-		if err != nil {
-			return err
-		}
-		for _, d := range ents {
-			name := d.Name()
-			p := filepath.Join(abs, name)
-			r := name
-			if rel != "" {
-				r = rel + "/" + name
-			}
-			if d.IsDir() {
-				if strings.HasPrefix(name, ".") || (rel == "" && name == RepodataDir) {
+		var subdirs [][2]string
+		for {
+			ents, err := f.ReadDir(chunkSize)
+			for _, d := range ents {
+				name := d.Name()
+				r := name
+				if rel != "" {
+					r = rel + "/" + name
+				}
+				if d.IsDir() {
+					if !strings.HasPrefix(name, ".") && (rel != "" || name != RepodataDir) {
+						subdirs = append(subdirs, [2]string{filepath.Join(abs, name), r})
+					}
 					continue
 				}
-				if err := walk(p, r); err != nil {
-					return err
+				if strings.HasSuffix(name, ".rpm") {
+					if cur == nil {
+						cur = make([]cand, 0, chunkSize)
+					}
+					cur = append(cur, cand{d, r, dirf})
+					if len(cur) == chunkSize {
+						if err := send(); err != nil {
+							return err
+						}
+					}
 				}
-				continue
 			}
-			if strings.HasSuffix(name, ".rpm") {
-				cands = append(cands, cand{d, p, r, dirf})
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				if dirf == nil {
+					f.Close()
+				}
+				return err
+			}
+		}
+		if dirf == nil {
+			f.Close()
+		}
+		// Subdirectories after this directory's own files, as before.
+		for _, sd := range subdirs {
+			if err := walk(sd[0], sd[1]); err != nil {
+				return err
 			}
 		}
 		return nil
 	}
-	if err := walk(dir, ""); err != nil {
-		return nil, fmt.Errorf("scanning %q: %w", dir, err)
+	werr := walk(dir, "")
+	if werr == nil {
+		werr = send()
 	}
-
-	out := make([]scannedFile, len(cands))
-	ok2 := make([]bool, len(cands))
-	workers = max(1, min(workers, len(cands)/256+1))
-	g, gctx := errgroup.WithContext(ctx)
-	for w := range workers {
-		g.Go(func() error {
-			for i := w; i < len(cands); i += workers {
-				if i%256 == w && gctx.Err() != nil {
-					return gctx.Err()
-				}
-				c := cands[i]
-				if k, ok := known[c.rel]; ok {
-					out[i] = scannedFile{href: c.rel, path: c.path, size: k[0], mtime: k[1]}
-					ok2[i] = true
-					continue
-				}
-				size, mtime, regular, err := statCand(c.dir, c.d, c.path)
-				if err != nil {
-					if errors.Is(err, fs.ErrNotExist) {
-						continue // dangling symlink, or removed meanwhile
-					}
-					return fmt.Errorf("scanning %q: %w", dir, err)
-				}
-				if !regular {
-					continue
-				}
-				out[i] = scannedFile{href: c.rel, path: c.path, size: size, mtime: mtime}
-				ok2[i] = true
+	close(work)
+	gerr := g.Wait()
+	for _, f := range dirs {
+		f.Close()
+	}
+	if gerr != nil {
+		return nil, gerr // a worker's (which is why the walk stopped, if it did)
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("scanning %q: %w", dir, werr)
+	}
+	n := 0
+	for _, ch := range chunks {
+		n += len(ch.cands)
+	}
+	kept := make([]scannedFile, 0, n)
+	for _, ch := range chunks {
+		for i := range ch.out {
+			if ch.ok[i] {
+				kept = append(kept, ch.out[i])
 			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	kept := out[:0]
-	for i := range out {
-		if ok2[i] {
-			kept = append(kept, out[i])
 		}
 	}
 	return kept, nil
@@ -604,9 +693,10 @@ func scanRPMs(ctx context.Context, dir string, workers int, known map[string][2]
 
 // statCand stats a directory entry, following a symbolic link as
 // createrepo_c does: relative to its open directory when there is one.
-func statCand(dir *os.File, d fs.DirEntry, p string) (size, mtime int64, regular bool, err error) {
+func statCand(dir *os.File, d fs.DirEntry, repoDir, rel string) (size, mtime int64, regular bool, err error) {
 	follow := d.Type()&fs.ModeSymlink != 0
 	if dir == nil {
+		p := scannedFile{dir: repoDir, href: rel}.path()
 		var fi fs.FileInfo
 		if follow {
 			fi, err = os.Stat(p)
@@ -630,7 +720,7 @@ func statCand(dir *os.File, d fs.DirEntry, p string) (size, mtime int64, regular
 		}
 	}
 	if err != nil {
-		return 0, 0, false, &fs.PathError{Op: "stat", Path: p, Err: err}
+		return 0, 0, false, &fs.PathError{Op: "stat", Path: scannedFile{dir: repoDir, href: rel}.path(), Err: err}
 	}
 	return st.Size, st.Mtim.Sec, st.Mode&unix.S_IFMT == unix.S_IFREG, nil
 }

@@ -110,11 +110,21 @@ func (s *repoState) appendBlocks(b []byte) []byte {
 	return b
 }
 
-var errBadState = errors.New("damaged createrepo state")
+var (
+	errBadState = errors.New("damaged createrepo state")
+	// errStateDamaged is what a build that reused the saved state
+	// returns when a block it used turns out damaged: CreateRepo builds
+	// again without the state.
+	errStateDamaged = errors.New("damaged createrepo state blocks")
+)
 
 type stateReader struct {
 	b   []byte
 	err error
+	// whole is the bytes being read as one string, ending where b
+	// ends: strings are cut out of it rather than each copied (a state
+	// holds seven per package).
+	whole string
 }
 
 func (r *stateReader) uvarint() uint64 {
@@ -149,7 +159,8 @@ func (r *stateReader) str() string {
 		r.err = errBadState
 		return ""
 	}
-	s := string(r.b[:n])
+	start := len(r.whole) - len(r.b)
+	s := r.whole[start : start+int(n)]
 	r.b = r.b[n:]
 	return s
 }
@@ -162,7 +173,7 @@ func unmarshalState(b []byte) (*repoState, error) {
 	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(b[len(b)-4:]) {
 		return nil, errBadState
 	}
-	r := &stateReader{b: body[4:]}
+	r := &stateReader{b: body[4:], whole: string(body[4:])}
 	s := &repoState{}
 	for i := range s.checksums {
 		s.checksums[i] = r.str()
@@ -212,6 +223,34 @@ type loadedState struct {
 	// drop gives back the memory pages of a block once looked at (the
 	// blocks are the mapped pack: see DirCache.dropPages).
 	drop func(key string)
+	// check says whether a block matches the checksum stored with it:
+	// blocks are read unchecked (DirCache.lazySums) and checked where
+	// they are used.
+	check func(key string, data []byte) bool
+}
+
+// savedGen is what a build reusing the saved state needs of it: the
+// saved generation's blocks, in order, their documents, and how to check
+// them.
+type savedGen struct {
+	blocks []stateBlock
+	data   map[string][]byte
+	check  func(key string, data []byte) bool
+	// prefix, when set, is hashing the documents ahead of the build.
+	prefix *prefixHashes
+	// drop gives back a block's pages once hashed (loadedState.drop),
+	// or is nil.
+	drop func(key string)
+}
+
+// checkBlock checks block i's three documents.
+func (g *savedGen) checkBlock(i int) bool {
+	for _, k := range g.blocks[i].keys {
+		if !g.check(k, g.data[k]) {
+			return false
+		}
+	}
+	return true
 }
 
 // readState reads the state, the current repomd.xml and the uncompressed
@@ -236,11 +275,11 @@ func readState(ctx context.Context, raw *DirCache, root, cache *os.Root) (*loade
 	for _, bl := range s.blocks {
 		keys = append(keys, bl.keys[:]...)
 	}
-	blocks, err := raw.GetBlocks(ctx, keys)
+	blocks, err := raw.getUnverified(ctx, keys)
 	if err != nil {
 		return nil, err
 	}
-	return &loadedState{s: s, md: md, blocks: blocks, drop: raw.drop}, nil
+	return &loadedState{s: s, md: md, blocks: blocks, drop: raw.drop, check: raw.verify}, nil
 }
 
 // stateMatches says whether the state was written with these options
@@ -275,14 +314,12 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 		return nil, nil, nil, err
 	}
 	raws := map[string][3][]byte{}
-	cur := make(map[string]scannedFile, len(files))
-	for _, f := range files {
-		cur[f.href] = f
-	}
 	old := make(map[string]*existingPackage, len(s.entries))
+	pkgs := make([]existingPackage, len(s.entries)) // one allocation, not one per package
+	wholes := make([][3][]byte, len(s.blocks))
 	hints := keyHints{}
 	pos := 0
-	for _, bl := range s.blocks {
+	for bi, bl := range s.blocks {
 		var datas [3][]byte
 		for k := range docSpecs {
 			d, ok := blocks[bl.keys[k]]
@@ -292,10 +329,9 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 			datas[k] = d
 		}
 		whole := datas
-		members := make([]*Entry, 0, bl.n)
-		unchanged := true
-		for _, se := range s.entries[pos : pos+bl.n] {
-			p := &existingPackage{base: base}
+		for j, se := range s.entries[pos : pos+bl.n] {
+			p := &pkgs[pos+j]
+			p.base, p.src, p.pos = base, bi+1, pos+j+1
 			p.Href, p.PkgID, p.Name, p.Arch, p.Epoch, p.Version, p.Release = se.href, se.pkgid, se.name, se.arch, se.epoch, se.version, se.release
 			p.Size, p.MTime = se.size, se.mtime
 			var frags [3][]byte
@@ -306,34 +342,62 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 				}
 				frags[k], datas[k] = datas[k][:l:l], datas[k][l:]
 			}
+			// The fragments are checked only where they are copied
+			// (streamBuild): most go on in their saved block, whole.
 			p.Primary, p.Filelists, p.Other = frags[0], frags[1], frags[2]
-			if !bytes.HasPrefix(p.Primary, pkgOpen) || !bytes.HasPrefix(p.Filelists, pkgOpen) || !bytes.HasPrefix(p.Other, pkgOpen) {
-				return nil, nil, nil, errBadState
-			}
 			old[p.Href] = p
-			members = append(members, &p.Entry)
-			if f, ok := cur[p.Href]; !ok || f.size != p.Size || f.mtime != p.MTime {
-				unchanged = false
-			}
 		}
 		for k := range datas {
 			if len(datas[k]) != 0 {
 				return nil, nil, nil, errBadState
 			}
 		}
+		wholes[bi] = whole
+		pos += bl.n
+	}
+	// A block whose packages are all still there, unchanged, is kept
+	// whole (hinted) if the build draws it again.
+	for _, f := range files {
+		if p := old[f.href]; p != nil && p.Size == f.size && p.MTime == f.mtime {
+			p.same = true
+		}
+	}
+	pos = 0
+	for bi, bl := range s.blocks {
+		members := make([]*Entry, 0, bl.n)
+		unchanged := true
+		for j := range bl.n {
+			p := &pkgs[pos+j]
+			unchanged = unchanged && p.same
+			members = append(members, &p.Entry)
+		}
 		if unchanged {
 			id := hintID(members)
 			hints[id] = bl.keys
-			raws[id] = whole
-		}
-		if ls.drop != nil {
-			for _, k := range bl.keys {
-				ls.drop(k)
-			}
+			raws[id] = wholes[bi]
 		}
 		pos += bl.n
 	}
 	return old, hints, raws, nil
+}
+
+// checkSaved checks every block of the state against its checksum and
+// every reused fragment: what streamBuild checks where it uses them.
+func checkSaved(ls *loadedState, old map[string]*existingPackage) error {
+	g := &savedGen{blocks: ls.s.blocks, data: ls.blocks, check: ls.check}
+	for i := range g.blocks {
+		if !g.checkBlock(i) {
+			return errStateDamaged
+		}
+	}
+	for _, p := range old {
+		for _, d := range docSpecs {
+			if f := d.frag(&p.Entry); !bytes.HasPrefix(f, pkgOpen) || !bytes.HasSuffix(f, pkgClose) {
+				return errStateDamaged
+			}
+		}
+	}
+	return nil
 }
 
 // writeState writes the layout of the generation being published to

@@ -1,11 +1,16 @@
 package metadata
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,5 +194,210 @@ func TestCreateRepoDryRunWritesNothing(t *testing.T) {
 	}
 	if res, err = CreateRepo(ctx, dir, WithUpdate(true), dry); err != nil || res.Publish.Changed {
 		t.Fatalf("dry run on an up-to-date repository: %v %+v", err, res.Publish)
+	}
+}
+
+// damageRawBlocks flips a byte in the middle of the data of raw.pack's
+// records for keys (their headers stay valid, so only their checksums
+// tell), and returns how many it damaged.
+func damageRawBlocks(t *testing.T, dir string, keys map[string]bool) int {
+	t.Helper()
+	p := filepath.Join(dir, CacheDirName, rawPackName)
+	b := mustRead(t, p)
+	n := 0
+	for pos := 0; pos+packRecHead+4 <= len(b) && string(b[pos:pos+4]) == packMagic; {
+		key := fmt.Sprintf("%x", b[pos+4:pos+4+32])
+		l := int(binary.BigEndian.Uint32(b[pos+36:]))
+		start := pos + packRecHead
+		if keys[key] {
+			// Inside a package's name, so that every fragment still
+			// looks like one <package> element.
+			i := bytes.Index(b[start+l/2:start+l], []byte(`name`))
+			if i < 0 {
+				t.Fatalf("no name in block %s", key)
+			}
+			b[start+l/2+i+1] ^= 0x20
+			n++
+		}
+		pos = start + l + 4
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// savedState reads dir's createrepo state.
+func savedState(t *testing.T, dir string) *repoState {
+	t.Helper()
+	s, err := unmarshalState(mustRead(t, filepath.Join(dir, CacheDirName, stateFileName)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Blocks of raw.pack are read unchecked and checked where they are used:
+// a damaged block that --update would hash whole, or copy fragments out
+// of, makes it build again without the state, with the same result as a
+// full run; the damage is gone after it.
+func TestCreateRepoUpdateDamagedRawBlocks(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	for i := 0; i < 600; i++ {
+		writeSmall(t, dir, i)
+	}
+	if _, err := CreateRepo(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	update := func(what, from string, read int) {
+		t.Helper()
+		res, err := CreateRepo(ctx, dir, WithUpdate(true))
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if res.ReusedFrom != from || res.Read != read {
+			t.Fatalf("%s: reused from %q, read %d; want %q, %d", what, res.ReusedFrom, res.Read, from, read)
+		}
+		assertSameDocs(t, what, fullRunOf(t, dir), publishedDocs(t, dir))
+	}
+
+	// Nothing changed: every block is taken whole, none is copied. One
+	// damaged block (the last document's, in the middle) is found while
+	// hashing.
+	s := savedState(t, dir)
+	if len(s.blocks) < 4 {
+		t.Fatalf("%d blocks: too few for the test", len(s.blocks))
+	}
+	if n := damageRawBlocks(t, dir, map[string]bool{s.blocks[len(s.blocks)/2].keys[2]: true}); n != 1 {
+		t.Fatalf("damaged %d records", n)
+	}
+	update("block hashed whole damaged", "repodata", 0)
+	update("after the rebuild", "state", 0)
+
+	// One package added: the old blocks that are not kept whole are
+	// rebuilt from their fragments. Only those are damaged, so only
+	// copying can find it.
+	s = savedState(t, dir)
+	href := filepath.Base(writeSmall(t, dir, 5000))
+	hrefs := []string{href}
+	for _, e := range s.entries {
+		hrefs = append(hrefs, e.href)
+	}
+	slices.SortFunc(hrefs, func(a, b string) int { return comparePublished(a, "", b, "") })
+	newBlocks := map[string]bool{}
+	for _, sp := range partitionBy(len(hrefs), func(i int) bool { return hashCut(hrefs[i]) }) {
+		newBlocks[strings.Join(hrefs[sp.lo:sp.hi], "\x00")] = true
+	}
+	around := map[string]bool{}
+	pos := 0
+	for _, bl := range s.blocks {
+		var members []string
+		for _, e := range s.entries[pos : pos+bl.n] {
+			members = append(members, e.href)
+		}
+		if !newBlocks[strings.Join(members, "\x00")] {
+			for _, k := range bl.keys {
+				around[k] = true
+			}
+		}
+		pos += bl.n
+	}
+	if len(around) == 0 {
+		t.Fatal("no block around the new package")
+	}
+	if n := damageRawBlocks(t, dir, around); n != len(around) {
+		t.Fatalf("damaged %d of %d records", n, len(around))
+	}
+	update("block copied from damaged", "repodata", 1)
+	update("after the second rebuild", "state", 0)
+}
+
+// The early open-checksum streams (prefixHash) hash the saved blocks
+// before the build, which takes over at the first block it changes:
+// after adds at the start, middle and end, a replacement, a removal and
+// no change, repomd.xml's checksums and sizes (open ones too) are a full
+// run's, and the build took over past the start at least once per
+// document.
+func TestCreateRepoUpdatePrefixHashes(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	for i := 100; i < 700; i++ {
+		writeSmall(t, dir, i)
+	}
+	if _, err := CreateRepo(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	prefixWait = true
+	var mu sync.Mutex
+	took := map[int]int{} // document → highest boundary
+	prefixTook = func(doc, b int) { mu.Lock(); took[doc] = max(took[doc], b); mu.Unlock() }
+	defer func() { prefixWait, prefixTook = false, nil }()
+	records := func(d string) []RepomdRecord {
+		md, err := readRepomdFile(filepath.Join(d, "repodata", "repomd.xml"))
+		if err != nil || md == nil {
+			t.Fatalf("repomd.xml: %v", err)
+		}
+		return md.Records
+	}
+	update := func(what string) {
+		t.Helper()
+		res, err := CreateRepo(ctx, dir, WithUpdate(true))
+		if err != nil || res.ReusedFrom != "state" {
+			t.Fatalf("%s: %v, reused from %q", what, err, res.ReusedFrom)
+		}
+		full := t.TempDir()
+		copyRPMs(t, dir, full)
+		if _, err := CreateRepo(ctx, full, WithCacheDir("")); err != nil {
+			t.Fatal(err)
+		}
+		got, want := records(dir), records(full)
+		for k := range want {
+			g, w := got[k], want[k]
+			if g.Checksum != w.Checksum || g.OpenChecksum != w.OpenChecksum || g.Size != w.Size || g.OpenSize != w.OpenSize {
+				t.Fatalf("%s: %s: got %s/%s %d/%d, want %s/%s %d/%d", what, w.Type, g.Checksum, g.OpenChecksum, g.Size, g.OpenSize,
+					w.Checksum, w.OpenChecksum, w.Size, w.OpenSize)
+			}
+		}
+	}
+	writeSmall(t, dir, 5) // sorts first
+	update("added at the start")
+	writeSmall(t, dir, 400)
+	update("added in the middle")
+	writeSmall(t, dir, 9000) // sorts last
+	update("added at the end")
+	s := testrpm.Small(650)
+	s.Release = "2.el9"
+	s.BuildTime = time.Unix(1700001000, 0)
+	b, err := testrpm.Build(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, testrpm.Small(650).FileName()), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	update("replaced in place")
+	if err := os.Remove(filepath.Join(dir, testrpm.Small(300).FileName())); err != nil {
+		t.Fatal(err)
+	}
+	update("removed")
+	// A whole block removed: the next saved block comes one place
+	// earlier than it was, and is not the saved one in that place.
+	st := savedState(t, dir)
+	pos := 0
+	for _, bl := range st.blocks[:len(st.blocks)/2] {
+		pos += bl.n
+	}
+	for _, e := range st.entries[pos : pos+st.blocks[len(st.blocks)/2].n] {
+		if err := os.Remove(filepath.Join(dir, e.href)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update("block removed")
+	update("nothing changed")
+	for k := range docSpecs {
+		if took[k] == 0 {
+			t.Fatalf("%s: the build never took over past the start (%v)", docSpecs[k].typ, took)
+		}
 	}
 }

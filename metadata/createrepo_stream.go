@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"hash/fnv"
@@ -41,9 +42,18 @@ const DefaultReadWindow = 32
 // rendered, -1 when its fragments have been copied into its block.
 var streamHeld func(delta int)
 
+// Tests: prefixWait makes the build wait for the early open-checksum
+// streams to finish; prefixTook is told at which boundary the build took
+// over each document's stream.
+var (
+	prefixWait bool
+	prefixTook func(doc, boundary int)
+)
+
 type streamItem struct {
 	f   scannedFile
 	old *Entry // reused (--update), nil: read
+	src int    // old's existingPackage.src
 }
 
 // closedDone is the done channel of a slot that needs no reading.
@@ -53,6 +63,7 @@ type readSlot struct {
 	f     scannedFile
 	done  chan struct{}
 	e     *Entry
+	src   int
 	err   error
 	token bool
 }
@@ -182,12 +193,62 @@ func sortScanned(files []scannedFile) {
 	copy(files, sorted)
 }
 
+// sortScannedAs is sortScanned, knowing that old's packages with a
+// saved place (existingPackage.pos, from the state) were published in
+// that order: those files are put in it without comparisons, the others
+// sorted among themselves and merged in. The saved order is checked on
+// the way (one comparison per file, not a sort's log n); should it not
+// hold, the files are sorted from scratch.
+func sortScannedAs(files []scannedFile, old map[string]*existingPackage) {
+	slot := make([]int32, len(old)) // 1 + index in files, by saved place
+	var rest []scannedFile
+	for i, f := range files {
+		if p := old[f.href]; p != nil && p.pos > 0 && p.pos <= len(slot) && slot[p.pos-1] == 0 {
+			slot[p.pos-1] = int32(i + 1)
+		} else {
+			rest = append(rest, f)
+		}
+	}
+	known := make([]scannedFile, 0, len(files)-len(rest))
+	for _, s := range slot {
+		if s > 0 {
+			known = append(known, files[s-1])
+		}
+	}
+	cmp := func(a, b scannedFile) int {
+		ad, af := path.Split(a.href)
+		bd, bf := path.Split(b.href)
+		return comparePublished(af, ad, bf, bd)
+	}
+	for i := 1; i < len(known); i++ {
+		if cmp(known[i-1], known[i]) >= 0 {
+			sortScanned(files)
+			return
+		}
+	}
+	slices.SortFunc(rest, cmp)
+	out := make([]scannedFile, 0, len(files))
+	for _, r := range rest {
+		i, _ := slices.BinarySearchFunc(known, r, cmp)
+		out = append(out, known[:i]...)
+		out = append(out, r)
+		known = known[i:]
+	}
+	out = append(out, known...)
+	copy(files, out)
+}
+
 // streamBuild reads and renders the items (in published order), builds
 // the three documents into files inside gen (which exists), puts new
 // compressed blocks into the publish cache and, with rawSink, every
 // block's uncompressed bytes into it for the saved state.
+//
+// With saved (the state's generation, when the items reuse it), blocks
+// taken whole from it are checked as they are hashed, and the fragments
+// copied out of it when they are first copied; a damaged one fails the
+// build with errStateDamaged.
 func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw map[string][3][]byte, cfg *createConfig, pcfg *publishConfig,
-	workers, window int, rawSink *blockSink, spool *stateSpool) (*streamResult, error) {
+	workers, window int, rawSink *blockSink, spool *stateSpool, saved *savedGen) (*streamResult, error) {
 	c := pcfg.codec
 	p := pcfg.progress
 	nSpec := len(items)
@@ -251,7 +312,7 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 			s := &readSlot{f: it.f, done: closedDone}
 			reused := it.old != nil
 			if reused {
-				s.e = it.old
+				s.e, s.src = it.old, it.src
 			} else {
 				s.done = make(chan struct{})
 			}
@@ -320,9 +381,35 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 		// Reused packages are copied into the block only once it is
 		// known to be changed: an unchanged block's documents are the
 		// saved ones (hintRaw), as they are.
-		var pending []*Entry
+		type pendingEntry struct {
+			e   *Entry
+			src int
+		}
+		var pending []pendingEntry
 		copied := false
-		put := func(e *Entry) {
+		var checked []bool // saved blocks whose documents were checked
+		if saved != nil {
+			checked = make([]bool, len(saved.blocks))
+		}
+		// put copies a package's fragments into the block, once they
+		// are known to be one <package> element each; a reused one's
+		// block of the saved state is checked first.
+		put := func(e *Entry, src int) error {
+			if src > 0 && saved != nil && !checked[src-1] {
+				if !saved.checkBlock(src - 1) {
+					return fmt.Errorf("%w: block %d", errStateDamaged, src-1)
+				}
+				checked[src-1] = true
+			}
+			for _, d := range docSpecs {
+				f := d.frag(e)
+				if !bytes.HasPrefix(f, pkgOpen) || !bytes.HasSuffix(f, pkgClose) {
+					if src > 0 {
+						return fmt.Errorf("%w: %s fragment of %q", errStateDamaged, d.typ, e.Href)
+					}
+					return fmt.Errorf("%w: %s fragment of %q is not one <package> element", ErrBadEntry, d.typ, e.Href)
+				}
+			}
 			for k, d := range docSpecs {
 				if cur.raw[k] == nil {
 					c := 64 << 10
@@ -334,12 +421,16 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 				}
 				cur.raw[k] = append(cur.raw[k], d.frag(e)...)
 			}
+			return nil
 		}
-		materialize := func() {
-			for _, e := range pending {
-				put(e)
+		materialize := func() error {
+			for _, p := range pending {
+				if err := put(p.e, p.src); err != nil {
+					return err
+				}
 			}
 			pending, copied = pending[:0], true
+			return nil
 		}
 		emit := func() error {
 			if !copied && len(pcfg.hints) > 0 {
@@ -350,7 +441,9 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 					}
 				}
 			}
-			materialize()
+			if err := materialize(); err != nil {
+				return err
+			}
 			out.blocks = append(out.blocks, stateBlock{n: members})
 			for k := range sizeSum {
 				sizeSum[k] += len(cur.raw[k])
@@ -379,7 +472,7 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 				return gctx.Err()
 			}
 			if s.err != nil {
-				sk := SkippedFile{Path: s.f.path, Reason: s.err.Error(), Err: s.err}
+				sk := SkippedFile{Path: s.f.path(), Reason: s.err.Error(), Err: s.err}
 				skippedMu.Lock()
 				out.skipped = append(out.skipped, sk)
 				skippedMu.Unlock()
@@ -389,20 +482,19 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 				continue
 			}
 			e := s.e
-			for _, d := range docSpecs {
-				f := d.frag(e)
-				if !bytes.HasPrefix(f, pkgOpen) || !bytes.HasSuffix(f, pkgClose) {
-					return fmt.Errorf("%w: %s fragment of %q is not one <package> element", ErrBadEntry, d.typ, e.Href)
-				}
-			}
+			var err error
 			switch {
 			case s.token:
-				materialize()
-				put(e)
+				if err = materialize(); err == nil {
+					err = put(e, 0)
+				}
 			case copied:
-				put(e)
+				err = put(e, s.src)
 			default:
-				pending = append(pending, e)
+				pending = append(pending, pendingEntry{e, s.src})
+			}
+			if err != nil {
+				return err
 			}
 			spool.add(&stateEntry{href: e.Href, pkgid: e.PkgID, name: e.Name, arch: e.Arch,
 				epoch: e.Epoch, version: e.Version, release: e.Release, size: e.Size, mtime: e.MTime,
@@ -479,14 +571,53 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 	for k := range docSpecs {
 		g.Go(func() error {
 			d := docs[k]
+			// While the build's blocks are the saved generation's, in
+			// the same places, the early stream (if any) has hashed
+			// them: the build's hashing starts where they stop being.
+			var ph *prefixHash
+			if saved != nil && saved.prefix != nil && saved.prefix.docs[k].n == nSpec {
+				ph = saved.prefix.docs[k]
+			}
+			i := 0
+			if ph != nil && prefixWait {
+				<-saved.prefix.done
+			}
+			takeOver := func() error {
+				ph.stop.Store(true)
+				if prefixTook != nil {
+					prefixTook(k, i)
+				}
+				if i > 0 {
+					h := restoreHash(ph.mids[i])
+					if h == nil {
+						return fmt.Errorf("restoring the %s checksum state", docSpecs[k].typ)
+					}
+					d.oh, d.openSize = h, ph.sizes[i]
+				}
+				ph = nil
+				return nil
+			}
 			for b := range docCh[k] {
 				select {
 				case <-b.ready:
 				case <-gctx.Done():
 					return gctx.Err()
 				}
-				d.oh.Write(b.raw[k])
-				d.openSize += int64(len(b.raw[k]))
+				ahead := ph != nil && b.saved && i < len(saved.blocks) && b.keys[k] == saved.blocks[i].keys[k] &&
+					ph.avail.Load() > int64(i+1)
+				if !ahead && ph != nil {
+					if err := takeOver(); err != nil {
+						return err
+					}
+				}
+				if !ahead {
+					if b.saved && saved != nil && !saved.check(b.keys[k], b.raw[k]) {
+						return fmt.Errorf("%w: %s block %s", errStateDamaged, docSpecs[k].typ, b.keys[k])
+					}
+					d.oh.Write(b.raw[k])
+					d.openSize += int64(len(b.raw[k]))
+				}
+				i++
 				if err := d.write(b.frames[k]); err != nil {
 					return fmt.Errorf("writing %q: %w", rootPath(root, d.tmp), err)
 				}
@@ -496,13 +627,17 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 						return fmt.Errorf("writing block cache: %w", err)
 					}
 				}
-				if err := rawSink.add(gctx, b.keys[k], b.raw[k]); err != nil {
+				if b.saved {
+					// Already in the pack (and just checked).
+					rawSink.drop(b.keys[k])
+				} else if err := rawSink.add(gctx, b.keys[k], b.raw[k]); err != nil {
 					return err
 				}
-				if b.saved {
-					rawSink.drop(b.keys[k])
-				}
 				b.raw[k], b.frames[k] = nil, nil
+			}
+			if ph != nil {
+				// Every block was the saved one in its place.
+				return takeOver()
 			}
 			return nil
 		})
@@ -615,82 +750,60 @@ func rewriteCount(root *os.Root, doc *builtDoc, c codec, spec docSpec, hdrLen in
 
 // createStreaming is the rest of CreateRepo (after the scan and the
 // look-up of what --update reuses) for a run that writes: the streaming
-// build, the saved state, and the publish.
+// build, the saved state, and the publish. saved is the state's
+// generation when old and hintRaw come from it: if one of its blocks
+// turns out damaged, the build is done again from the published
+// repodata instead (or from the packages), as if there were no state.
 func createStreaming(ctx context.Context, root *os.Root, dir string, files []scannedFile, old map[string]*existingPackage,
 	hintRaw map[string][3][]byte, res *CreateResult, cfg *createConfig, pcfg *publishConfig, workers int, base string,
-	raw *DirCache, cacheRoot *os.Root, retain []string) (*CreateResult, error) {
+	raw *DirCache, cacheRoot *os.Root, retain []string, saved *savedGen) (*CreateResult, error) {
 	p := pcfg.progress
-	sortScanned(files)
-	items := make([]streamItem, len(files))
-	for i, f := range files {
-		items[i].f = f
-		if o := old[f.href]; o != nil && o.Size == f.size && o.MTime == f.mtime && o.base == base {
-			items[i].old = &o.Entry
-			res.Reused++
-		}
-	}
-	toRead, nFiles := len(files)-res.Reused, len(files)
-	files = nil
+	sortScannedAs(files, old)
+	nFiles := len(files)
 	if dc, ok := pcfg.cache.(*DirCache); ok {
 		// New frames are written once and not read back by this run.
 		dc.forgetPuts = true
 	}
 	const gen = genDirName
-	if err := root.RemoveAll(gen); err != nil {
-		return nil, fmt.Errorf("removing leftover %q: %w", rootPath(root, gen), err)
-	}
-	if err := root.Mkdir(gen, 0o755); err != nil {
-		return nil, fmt.Errorf("createrepo %q: %w", dir, err)
-	}
 	// Whatever happens, the unfinished generation goes (publishDocs
 	// removes it too once it is swapped out).
 	defer root.RemoveAll(gen)
-
-	// The uncompressed blocks for the next --update: appended to the
-	// current pack when this run reuses its state (after forgetting
-	// what older generations left), else written to a fresh pack that
-	// replaces it once the publish succeeded.
-	var rawSink *blockSink
-	var spool *stateSpool
-	freshRaw := false
-	if cacheRoot != nil {
-		var err error
-		if spool, err = newStateSpool(cacheRoot); err != nil {
-			return nil, fmt.Errorf("saving createrepo state: %w", err)
-		}
-		defer spool.close()
-		if raw != nil && retain != nil {
-			if err := raw.RetainBlocks(ctx, retain); err != nil {
-				return nil, err
-			}
-			raw.forgetPuts = true
-			rawSink = newBlockSink(raw, func(k string) (bool, error) { return raw.has(ctx, k) })
-		} else {
-			if err := cacheRoot.Remove(rawPackNew); err != nil && !os.IsNotExist(err) {
-				return nil, fmt.Errorf("saving createrepo state: %w", err)
-			}
-			fresh := &DirCache{dir: raw.dir, root: cacheRoot, name: rawPackNew, sum: crc32cOf, sumSize: 4, forgetPuts: true}
-			rawSink = newBlockSink(fresh, nil)
-			freshRaw = true
-		}
-	}
 	window := cfg.window
 	if window <= 0 {
 		window = DefaultReadWindow * workers
 	}
-	sr, err := streamBuild(ctx, root, items, hintRaw, cfg, pcfg, workers, window, rawSink, spool)
-	items = nil
-	if err != nil {
-		if freshRaw {
-			cacheRoot.Remove(rawPackNew)
+	var sr *streamResult
+	var spool *stateSpool
+	defer func() { spool.close() }()
+	if saved != nil {
+		defer saved.prefix.halt()
+	}
+	freshRaw, toRead := false, 0
+	for {
+		var err error
+		sr, spool, freshRaw, toRead, err = buildAttempt(ctx, root, dir, files, old, hintRaw, res, cfg, pcfg, workers, window,
+			base, raw, cacheRoot, retain, saved)
+		if err == nil {
+			break
 		}
-		return nil, fmt.Errorf("createrepo %q: %w", dir, err)
+		spool.close()
+		if !errors.Is(err, errStateDamaged) || saved == nil {
+			return nil, err
+		}
+		// Only a cache: build as if there were none.
+		p.Notice(fmt.Sprintf("not reusing createrepo state: %v", err))
+		saved.prefix.halt()
+		old, hintRaw, retain, saved, pcfg.hints = nil, nil, nil, nil, nil
+		res.Reused, res.ReusedFrom = 0, ""
+		if old, err = reuseRepodata(ctx, root, p, res); err != nil {
+			return nil, err
+		}
 	}
 	res.Skipped = sr.skipped
 	res.Read = toRead - len(res.Skipped)
 	res.Packages = sr.n
 
-	saved := false
+	stateSaved := false
 	if cacheRoot != nil {
 		var sums [3]string
 		for k := range sr.docs {
@@ -702,13 +815,13 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 		if err := spool.finish(s); err != nil {
 			p.Notice(fmt.Sprintf("not saving createrepo state: %v", err))
 		} else {
-			saved = true
+			stateSaved = true
 		}
 	}
 	pub, err := publishDocs(ctx, root, sr.docs, sr.st, sr.n, pcfg, true)
 	res.Publish = pub
 	if cacheRoot != nil {
-		if err == nil && saved {
+		if err == nil && stateSaved {
 			var serr error
 			if freshRaw {
 				serr = cacheRoot.Rename(rawPackNew, rawPackName)
@@ -734,4 +847,61 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 			dir, ErrSomeSkipped, len(res.Skipped), nFiles)
 	}
 	return res, nil
+}
+
+// buildAttempt is one streaming build of createStreaming into a fresh
+// generation directory, with its state spool and pack of uncompressed
+// blocks.
+func buildAttempt(ctx context.Context, root *os.Root, dir string, files []scannedFile, old map[string]*existingPackage,
+	hintRaw map[string][3][]byte, res *CreateResult, cfg *createConfig, pcfg *publishConfig, workers, window int, base string,
+	raw *DirCache, cacheRoot *os.Root, retain []string, saved *savedGen) (sr *streamResult, spool *stateSpool, freshRaw bool, toRead int, err error) {
+	items := make([]streamItem, len(files))
+	for i, f := range files {
+		items[i].f = f
+		if o := old[f.href]; o != nil && o.Size == f.size && o.MTime == f.mtime && o.base == base {
+			items[i].old, items[i].src = &o.Entry, o.src
+			res.Reused++
+		}
+	}
+	toRead = len(files) - res.Reused
+	const gen = genDirName
+	if err := root.RemoveAll(gen); err != nil {
+		return nil, nil, false, 0, fmt.Errorf("removing leftover %q: %w", rootPath(root, gen), err)
+	}
+	if err := root.Mkdir(gen, 0o755); err != nil {
+		return nil, nil, false, 0, fmt.Errorf("createrepo %q: %w", dir, err)
+	}
+
+	// The uncompressed blocks for the next --update: appended to the
+	// current pack when this run reuses its state (after forgetting
+	// what older generations left), else written to a fresh pack that
+	// replaces it once the publish succeeded.
+	var rawSink *blockSink
+	if cacheRoot != nil {
+		if spool, err = newStateSpool(cacheRoot); err != nil {
+			return nil, nil, false, 0, fmt.Errorf("saving createrepo state: %w", err)
+		}
+		if raw != nil && retain != nil {
+			if err := raw.RetainBlocks(ctx, retain); err != nil {
+				return nil, spool, false, 0, err
+			}
+			raw.forgetPuts = true
+			rawSink = newBlockSink(raw, func(k string) (bool, error) { return raw.has(ctx, k) })
+		} else {
+			if err := cacheRoot.Remove(rawPackNew); err != nil && !os.IsNotExist(err) {
+				return nil, spool, false, 0, fmt.Errorf("saving createrepo state: %w", err)
+			}
+			fresh := &DirCache{dir: raw.dir, root: cacheRoot, name: rawPackNew, sum: crc32cOf, sumSize: 4, forgetPuts: true}
+			rawSink = newBlockSink(fresh, nil)
+			freshRaw = true
+		}
+	}
+	sr, err = streamBuild(ctx, root, items, hintRaw, cfg, pcfg, workers, window, rawSink, spool, saved)
+	if err != nil {
+		if freshRaw {
+			cacheRoot.Remove(rawPackNew)
+		}
+		return nil, spool, false, 0, fmt.Errorf("createrepo %q: %w", dir, err)
+	}
+	return sr, spool, freshRaw, toRead, nil
 }

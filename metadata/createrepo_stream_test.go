@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -233,4 +235,135 @@ func TestDirCacheForgottenPuts(t *testing.T) {
 		c3.drop(k)
 	}
 	check("after dropping pages", c3)
+}
+
+// CreateRepo's uncompressed pack checks records lazily: a damaged one is
+// found by verify, is a miss for GetBlocks and has, is not copied by a
+// compaction (which would give it a good checksum), and is replaced by a
+// new put of the same key.
+func TestDirCacheLazySums(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	key := func(i int) string { s := sha256.Sum256([]byte{byte(i)}); return hex.EncodeToString(s[:]) }
+	data := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, 600<<10+i) }
+	c := newRawCacheIn(root, dir)
+	blocks := map[string][]byte{}
+	for i := range 6 {
+		blocks[key(i)] = data(i)
+	}
+	if err := c.PutBlocks(ctx, blocks); err != nil {
+		t.Fatal(err)
+	}
+	// Damage block 2's data, leaving its record's header alone.
+	p := filepath.Join(dir, rawPackName)
+	b := mustRead(t, p)
+	i := bytes.Index(b, data(2))
+	if i < 0 {
+		t.Fatal("block 2 not in the pack")
+	}
+	b[i+100] ^= 1
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	c = newRawCacheIn(root, dir)
+	var keys []string
+	for i := range 6 {
+		keys = append(keys, key(i))
+	}
+	got, err := c.getUnverified(ctx, keys)
+	if err != nil || len(got) != 6 {
+		t.Fatalf("unverified: %d blocks, %v", len(got), err)
+	}
+	for i, k := range keys {
+		if ok := c.verify(k, got[k]); ok != (i != 2) {
+			t.Fatalf("block %d: verify %v", i, ok)
+		}
+	}
+	if got, _ := c.GetBlocks(ctx, keys); len(got) != 5 || got[key(2)] != nil {
+		t.Fatalf("GetBlocks returned %d blocks (damaged one: %v)", len(got), got[key(2)] != nil)
+	}
+	if ok, _ := c.has(ctx, key(2)); ok {
+		t.Fatal("has a damaged block")
+	}
+	// Keeping 2 of 6 blocks compacts the pack, without the damaged one.
+	before := mustStat(t, p).Size()
+	if err := c.RetainBlocks(ctx, []string{key(0), key(2)}); err != nil {
+		t.Fatal(err)
+	}
+	if after := mustStat(t, p).Size(); after >= before/2 {
+		t.Fatalf("pack %d bytes after compaction, %d before: not compacted", after, before)
+	}
+	c = newRawCacheIn(root, dir)
+	if got, _ := c.getUnverified(ctx, keys); len(got) != 1 || got[key(2)] != nil {
+		t.Fatalf("after compaction: %d blocks (damaged one: %v)", len(got), got[key(2)] != nil)
+	}
+	// Put again, it is good.
+	if err := c.PutBlocks(ctx, map[string][]byte{key(2): data(2)}); err != nil {
+		t.Fatal(err)
+	}
+	c = newRawCacheIn(root, dir)
+	if got, _ := c.GetBlocks(ctx, keys); len(got) != 2 || !bytes.Equal(got[key(2)], data(2)) {
+		t.Fatalf("after a new put: %d blocks", len(got))
+	}
+}
+
+// sortScannedAs, which takes the saved order for the files the state
+// knows, orders files exactly as sortScanned: with new files anywhere,
+// files in subdirectories, and a saved order that does not hold.
+func TestSortScannedAs(t *testing.T) {
+	var files []scannedFile
+	for i := range 3000 {
+		h := fmt.Sprintf("pkg-%04d-1.0-1.x86_64.rpm", (i*7919)%3000)
+		if i%5 == 0 {
+			h = fmt.Sprintf("sub%d/%s", i%3, h)
+		}
+		files = append(files, scannedFile{href: h, size: int64(i)})
+	}
+	want := slices.Clone(files)
+	sortScanned(want)
+	// The state knows every other file, at its place among those.
+	old := map[string]*existingPackage{}
+	n := 0
+	for _, f := range want {
+		if f.size%2 == 0 {
+			n++
+			old[f.href] = &existingPackage{pos: n}
+		}
+	}
+	got := slices.Clone(files)
+	sortScannedAs(got, old)
+	if !slices.Equal(got, want) {
+		t.Fatal("saved order: not sortScanned's")
+	}
+	// A saved order that is wrong (two places swapped) is not trusted.
+	var a, b *existingPackage
+	for _, p := range old {
+		if p.pos == 10 {
+			a = p
+		}
+		if p.pos == 900 {
+			b = p
+		}
+	}
+	a.pos, b.pos = b.pos, a.pos
+	got = slices.Clone(files)
+	sortScannedAs(got, old)
+	if !slices.Equal(got, want) {
+		t.Fatal("wrong saved order: not sortScanned's")
+	}
+	// Parsed repodata: no saved places.
+	for _, p := range old {
+		p.pos = 0
+	}
+	got = slices.Clone(files)
+	sortScannedAs(got, old)
+	if !slices.Equal(got, want) {
+		t.Fatal("no saved places: not sortScanned's")
+	}
 }

@@ -420,3 +420,70 @@ func TestCreaterepoCUpdatesOurRepodata(t *testing.T) {
 	}
 	assertSameDocs(t, "createrepo_c --update on ours vs createrepo_c full", oracleRepodata(t, dir), repodataDocs{got[0], got[1], got[2]})
 }
+
+// scanRPMs finds every *.rpm as createrepo_c would, across more entries
+// than one directory read returns and more directories than it keeps
+// open, following symbolic links to files, skipping dangling ones, dot
+// directories and the top repodata/, and taking --skip-stat's known
+// sizes as they are.
+func TestScanRPMs(t *testing.T) {
+	dir := t.TempDir()
+	write := func(rel string, size int) {
+		t.Helper()
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]int64{}
+	for i := range 2500 {
+		rel := fmt.Sprintf("f%04d.rpm", i)
+		write(rel, i%7)
+		want[rel] = int64(i % 7)
+	}
+	for i := range 70 {
+		rel := fmt.Sprintf("d%02d/x.rpm", i)
+		write(rel, i)
+		want[rel] = int64(i)
+	}
+	write("d00/repodata/z.rpm", 3) // only the top repodata/ is skipped
+	want["d00/repodata/z.rpm"] = 3
+	write("dir.rpm/in.rpm", 4) // a directory named *.rpm is walked
+	want["dir.rpm/in.rpm"] = 4
+	write(".hidden/h.rpm", 1)
+	write("repodata/r.rpm", 1)
+	write("notes.txt", 1)
+	if err := os.Symlink("f0006.rpm", filepath.Join(dir, "link.rpm")); err != nil {
+		t.Fatal(err)
+	}
+	want["link.rpm"] = 6
+	if err := os.Symlink("missing.rpm", filepath.Join(dir, "dangling.rpm")); err != nil {
+		t.Fatal(err)
+	}
+	want["f0001.rpm"] = 99 // known: not stat'ed
+	files, err := scanRPMs(context.Background(), dir, 2, map[string][2]int64{"f0001.rpm": {99, 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, f := range files {
+		if _, dup := got[f.href]; dup {
+			t.Fatalf("%s listed twice", f.href)
+		}
+		got[f.href] = f.size
+		if f.path() != filepath.Join(dir, filepath.FromSlash(f.href)) {
+			t.Fatalf("%s: path %s", f.href, f.path())
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d files, want %d", len(got), len(want))
+	}
+	for h, sz := range want {
+		if g, ok := got[h]; !ok || g != sz {
+			t.Fatalf("%s: size %d (found %v), want %d", h, g, ok, sz)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"sync"
 )
 
 // ExtraRecord is a repomd.xml record that is not built from packages:
@@ -35,8 +36,11 @@ type ExtraRecord struct {
 // files of real distributions are a few MiB.
 const maxExtraSize = 256 << 20
 
-var extraTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
-var extraNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
+// Compiled on first use, as compsIDRE.
+var (
+	extraTypeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`) })
+	extraNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`) })
+)
 
 // WithExtraRecords adds records for comps groups or updateinfo to the
 // repomd.xml that Publish writes. Default: none. Types must be distinct and
@@ -48,11 +52,11 @@ func WithExtraRecords(recs ...ExtraRecord) PublishOption {
 			seen[r.Type] = true
 		}
 		for _, r := range recs {
-			if !extraTypeRE.MatchString(r.Type) || seen[r.Type] {
+			if !extraTypeRE().MatchString(r.Type) || seen[r.Type] {
 				return fmt.Errorf("%w: repomd record type %q", ErrBadOption, r.Type)
 			}
 			seen[r.Type] = true
-			if !extraNameRE.MatchString(r.Name) || r.Name == "repomd.xml" {
+			if !extraNameRE().MatchString(r.Name) || r.Name == "repomd.xml" {
 				return fmt.Errorf("%w: extra record file name %q", ErrBadOption, r.Name)
 			}
 			if len(r.Data) > maxExtraSize {

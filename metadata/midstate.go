@@ -219,3 +219,86 @@ func (s *PublishState) speculate(n int, c codec) {
 		}
 	}()
 }
+
+// A standalone --update cannot keep midstates from one run to the next
+// as the daemon does: adding a package changes the header's count, so
+// the saved states would be of the wrong stream. What it can do is start
+// the open-checksum streams early: as soon as the scan has counted the
+// packages (and so fixed the header), a prefixHash hashes the header and
+// the saved generation's blocks, in order, while the reuse look-up, the
+// sort and the start of the build run. Every block before the first one
+// the build changes is the same in both generations, so the build's
+// hashing takes over from the sha256 state at that boundary instead of
+// hashing from the start. The work is the same; it is done while a core
+// would otherwise wait for the single-threaded steps before the build.
+
+// prefixHash is one document's early open-checksum stream.
+type prefixHash struct {
+	n     int      // the header's package count
+	mids  [][]byte // mids[b]: the state after the header and b blocks
+	sizes []int64  // open size at each boundary
+	avail atomic.Int64
+	stop  atomic.Bool
+}
+
+// prefixHashes is the early streams of the three documents, computed by
+// one goroutine (the biggest documents first), so that the steps it runs
+// beside keep a core.
+type prefixHashes struct {
+	docs [3]*prefixHash
+	done chan struct{}
+}
+
+// startPrefixHashes starts hashing header(n) and g's blocks of each
+// document. Each block is checked (g.check) before it is hashed; the
+// stream of a document stops at a damaged or missing block.
+func startPrefixHashes(g *savedGen, n int) *prefixHashes {
+	ph := &prefixHashes{done: make(chan struct{})}
+	for k := range ph.docs {
+		ph.docs[k] = &prefixHash{n: n, mids: make([][]byte, len(g.blocks)+1), sizes: make([]int64, len(g.blocks)+1)}
+	}
+	go func() {
+		defer close(ph.done)
+		for _, k := range [...]int{0, 2, 1} { // primary, other, filelists
+			p := ph.docs[k]
+			h := sha256.New()
+			hdr := docSpecs[k].header(n)
+			h.Write(hdr)
+			size := int64(len(hdr))
+			p.mids[0], p.sizes[0] = marshalHash(h), size
+			p.avail.Store(1)
+			for i, bl := range g.blocks {
+				if p.stop.Load() {
+					break
+				}
+				key := bl.keys[k]
+				data, ok := g.data[key]
+				if !ok || !g.check(key, data) {
+					break
+				}
+				h.Write(data)
+				if g.drop != nil {
+					// A pack too large to keep resident: running
+					// ahead must not fault all of it in.
+					g.drop(key)
+				}
+				size += int64(len(data))
+				p.mids[i+1], p.sizes[i+1] = marshalHash(h), size
+				p.avail.Store(int64(i + 2))
+			}
+		}
+	}()
+	return ph
+}
+
+// halt stops every stream and waits for the goroutine: afterwards mids
+// and sizes below each avail may be read.
+func (ph *prefixHashes) halt() {
+	if ph == nil {
+		return
+	}
+	for _, p := range ph.docs {
+		p.stop.Store(true)
+	}
+	<-ph.done
+}

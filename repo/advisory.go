@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -70,9 +71,11 @@ const (
 // (RHSA-2024:1234, FEDORA-2024-1a2b3c, openSUSE-SU-2024:0001-1), nothing
 // that could be a path, a shell word or a line break.
 var (
-	advisoryIDRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$`)
-	advisoryWordRE  = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`) // status, reference type
-	advisoryShortRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`)
+	// Compiled on first use: their bounded repetitions make large programs,
+	// which every repoctl command (createrepo too) would otherwise build at start.
+	advisoryIDRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$`) })
+	advisoryWordRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`) }) // status, reference type
+	advisoryShortRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`) })
 )
 
 // Advisory is one advisory of a repository: what `repoctl advisory add`
@@ -333,7 +336,7 @@ func checkAdvisoryText(field, s string, max int, multiline bool) error {
 // check validates everything but the packages' presence in the store, and
 // sorts and dedups Packages.
 func (a *Advisory) check() error {
-	if !advisoryIDRE.MatchString(a.ID) || strings.Contains(a.ID, "..") {
+	if !advisoryIDRE().MatchString(a.ID) || strings.Contains(a.ID, "..") {
 		if a.ID == "" {
 			return invalidAdvisory("no id")
 		}
@@ -369,11 +372,11 @@ func (a *Advisory) check() error {
 			return bad("%v", err)
 		}
 	}
-	if a.Status != "" && !advisoryWordRE.MatchString(a.Status) {
+	if a.Status != "" && !advisoryWordRE().MatchString(a.Status) {
 		return bad("status %s is not a lower-case word", strconv.QuoteToGraphic(truncate(a.Status, 64)))
 	}
 	for _, f := range []struct{ name, s string }{{"version", a.Version}, {"pushcount", a.Pushcount}} {
-		if f.s != "" && !advisoryShortRE.MatchString(f.s) {
+		if f.s != "" && !advisoryShortRE().MatchString(f.s) {
 			return bad("%s %s is not 1-64 letters, digits and ._+-", f.name, strconv.QuoteToGraphic(truncate(f.s, 64)))
 		}
 	}
@@ -381,7 +384,7 @@ func (a *Advisory) check() error {
 		return bad("%d references, at most %d", len(a.References), maxAdvisoryRefs)
 	}
 	for i, r := range a.References {
-		if !advisoryWordRE.MatchString(r.Type) {
+		if !advisoryWordRE().MatchString(r.Type) {
 			return bad("reference %d: type %s is not a lower-case word such as cve, bugzilla, self", i+1, strconv.QuoteToGraphic(truncate(r.Type, 64)))
 		}
 		if err := checkAdvisoryText("id", r.ID, maxAdvisoryShort, false); err != nil {
@@ -733,7 +736,7 @@ func eachAdvisory(tx kv.Tx, repo string, fn func(*Advisory) error) error {
 // checkAdvisoryID refuses an id no advisory can have before it is used as
 // a key or quoted.
 func checkAdvisoryID(id string) error {
-	if !advisoryIDRE.MatchString(id) || strings.Contains(id, "..") {
+	if !advisoryIDRE().MatchString(id) || strings.Contains(id, "..") {
 		return invalidAdvisory("%s is not an advisory id", advisoryName(id))
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/repoctl/repoctl/repo/dropwatch"
 	kv "github.com/repoctl/repoctl/repo/store"
@@ -198,8 +199,10 @@ const (
 )
 
 var (
-	rolloutKindRE = regexp.MustCompile(`^[a-z][a-z0-9._-]{0,31}$`)
-	rolloutIDRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	// Compiled on first use: their bounded repetitions make large programs,
+	// which every repoctl command (createrepo too) would otherwise build at start.
+	rolloutKindRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9._-]{0,31}$`) })
+	rolloutIDRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`) })
 )
 
 // Check validates e's fields.
@@ -208,9 +211,9 @@ func (e *RolloutEvent) Check() error {
 		return fmt.Errorf("%w: rollout event: %s", ErrBadRequest, fmt.Sprintf(format, a...))
 	}
 	switch {
-	case !rolloutKindRE.MatchString(e.Kind):
+	case !rolloutKindRE().MatchString(e.Kind):
 		return bad("kind %q", e.Kind)
-	case !rolloutIDRE.MatchString(e.Rollout):
+	case !rolloutIDRE().MatchString(e.Rollout):
 		return bad("rollout id %q", e.Rollout)
 	case e.NEVRA != "" && nevra.Spec(e.NEVRA) != nil:
 		return bad("%v", nevra.Spec(e.NEVRA))

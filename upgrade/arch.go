@@ -5,12 +5,15 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // archRE is rpm's arch rule as repoctl applies it to headers: an arch ends
 // up in a NEVRA that reaches a shell, and in a map key the executor picks
 // commands by.
-var archRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
+// Compiled on first use: their bounded repetitions make large programs,
+// which every repoctl command (createrepo too) would otherwise build at start.
+var archRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`) })
 
 // ArchProbe is the command that asks a host for its arch before a
 // multi-arch build is installed on it: rpm's own %_arch (what rpm and dnf
@@ -108,7 +111,7 @@ func buildArches(bs []archBuild) string {
 // parseProbe reads what ArchProbe printed: one arch word.
 func parseProbe(out string) (string, error) {
 	a := strings.TrimSpace(out)
-	if !archRE.MatchString(a) {
+	if !archRE().MatchString(a) {
 		return "", fmt.Errorf("arch probe printed %q, not an arch", trimTo(a, 64))
 	}
 	return a, nil

@@ -347,7 +347,7 @@ func (c *Config) resolve() (*Inventory, error) {
 			h.Sudo = *hc.Sudo
 		}
 		if hc.Arch != "" {
-			if !archRE.MatchString(hc.Arch) {
+			if !archRE().MatchString(hc.Arch) {
 				return h, fmt.Errorf("%w: host %q: bad arch %q", ErrInventory, h.Name, hc.Arch)
 			}
 			h.Arch = hc.Arch

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Package names and NEVRAs reach a remote shell. They are checked against
@@ -11,8 +12,12 @@ import (
 // slipped through could not inject: the pattern is the policy, the quoting
 // the belt and braces.
 var (
-	nameRE  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._+-]{0,199}$`)
-	nevraRE = regexp.MustCompile(`^([A-Za-z0-9_][A-Za-z0-9._+-]{0,199})-(?:([0-9]{1,10}):)?([A-Za-z0-9._+~^]{1,100})-([A-Za-z0-9._+~^]{1,100})\.([A-Za-z0-9_]{1,32})$`)
+	// Compiled on first use: their bounded repetitions make large programs,
+	// which every repoctl command (createrepo too) would otherwise build at start.
+	nameRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._+-]{0,199}$`) })
+	nevraRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^([A-Za-z0-9_][A-Za-z0-9._+-]{0,199})-(?:([0-9]{1,10}):)?([A-Za-z0-9._+~^]{1,100})-([A-Za-z0-9._+~^]{1,100})\.([A-Za-z0-9_]{1,32})$`)
+	})
 )
 
 // NEVRA is a parsed name-[epoch:]version-release.arch.
@@ -23,7 +28,7 @@ type NEVRA struct {
 // ParseNEVRA validates s strictly. Arch is required: a rollout installs one
 // exact build.
 func ParseNEVRA(s string) (NEVRA, error) {
-	m := nevraRE.FindStringSubmatch(s)
+	m := nevraRE().FindStringSubmatch(s)
 	if m == nil || strings.Contains(s, "..") {
 		return NEVRA{}, fmt.Errorf("%w: %q is not name-[epoch:]version-release.arch", ErrUnsafeName, s)
 	}
@@ -45,7 +50,7 @@ func (n NEVRA) NVRA() string {
 
 // ValidName checks a bare package name.
 func ValidName(s string) error {
-	if !nameRE.MatchString(s) {
+	if !nameRE().MatchString(s) {
 		return fmt.Errorf("%w: %q", ErrUnsafeName, s)
 	}
 	return nil
