@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Host patterns as ansible-core reads them (parse_address and
@@ -22,36 +23,42 @@ const (
 	ip6Part    = `(?:[0-9a-f]{1,4}|` + hexRange + `)`
 )
 
+// The host patterns are compiled on first use: every repoctl command
+// starts with package upgrade's init, and only inventory reading needs them.
 var (
 	bracketedHostPortRE = regexp.MustCompile(`^\[(.+)\]:([0-9]+)$`)
 	hostPortRE          = regexp.MustCompile(`^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$`)
-	ipv4RE              = regexp.MustCompile(`(?i)^(?:` + ip4Part + `\.){3}` + ip4Part + `$`)
+	ipv4RE              = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^(?:` + ip4Part + `\.){3}` + ip4Part + `$`) })
 	// Ansible's pattern anchors only its first alternative at the end (and
 	// its last); the others need only match a prefix. Kept so, since it
 	// decides whether a trailing :NN is a port.
-	ipv6RE = regexp.MustCompile(`(?i)^(?:` + strings.ReplaceAll(strings.Join([]string{
-		`(?:C:){7}C$`,
-		`(?:C:){1,6}:`,
-		`(?:C:)(?::C){1,6}`,
-		`(?:C:){2}(?::C){1,5}`,
-		`(?:C:){3}(?::C){1,4}`,
-		`(?:C:){4}(?::C){1,3}`,
-		`(?:C:){5}(?::C){1,2}`,
-		`(?:C:){6}(?::C)`,
-		`:(?::C){1,6}`,
-		`C?::`,
-		`(?:0:){6}(?:C\.){3}C`,
-		`::(?:ffff:)?(?:C\.){3}C`,
-		`(?:0:){5}ffff:(?:C\.){3}C$`,
-	}, "|"), "C", ip6Part) + `)`)
-	labelRE = regexp.MustCompile(`(?i)^(?:[\p{L}\p{N}_]|` + alnumRange + `)(?:[\p{L}\p{N}_-]|` + alnumRange + `)*$`)
+	ipv6RE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)^(?:` + strings.ReplaceAll(strings.Join([]string{
+			`(?:C:){7}C$`,
+			`(?:C:){1,6}:`,
+			`(?:C:)(?::C){1,6}`,
+			`(?:C:){2}(?::C){1,5}`,
+			`(?:C:){3}(?::C){1,4}`,
+			`(?:C:){4}(?::C){1,3}`,
+			`(?:C:){5}(?::C){1,2}`,
+			`(?:C:){6}(?::C)`,
+			`:(?::C){1,6}`,
+			`C?::`,
+			`(?:0:){6}(?:C\.){3}C`,
+			`::(?:ffff:)?(?:C\.){3}C`,
+			`(?:0:){5}ffff:(?:C\.){3}C$`,
+		}, "|"), "C", ip6Part) + `)`)
+	})
+	labelRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?i)^(?:[\p{L}\p{N}_]|` + alnumRange + `)(?:[\p{L}\p{N}_-]|` + alnumRange + `)*$`)
+	})
 )
 
 // validHostname is Ansible's hostname pattern: dot-separated labels of
 // word characters, '-' and ranges, none ending in '-' or '_'.
 func validHostname(s string) bool {
 	for _, l := range strings.Split(s, ".") {
-		if !labelRE.MatchString(l) || strings.HasSuffix(l, "-") || strings.HasSuffix(l, "_") {
+		if !labelRE().MatchString(l) || strings.HasSuffix(l, "-") || strings.HasSuffix(l, "_") {
 			return false
 		}
 	}
@@ -69,7 +76,7 @@ func parseAddress(s string) (host, port string, ok bool) {
 	if m := hostPortRE.FindStringSubmatch(host); m != nil {
 		host, port = m[1], m[2]
 	}
-	if !ipv4RE.MatchString(host) && !ipv6RE.MatchString(host) && !validHostname(host) {
+	if !ipv4RE().MatchString(host) && !ipv6RE().MatchString(host) && !validHostname(host) {
 		return s, "", false
 	}
 	if n, err := strconv.ParseUint(port, 10, 31); err == nil {

@@ -54,6 +54,7 @@ it anyway.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			batchGC()
 			ro := metadata.RenderOptions{BaseURL: baseURL}
 			if cmd.Flags().Changed("changelog-limit") {
 				ro.ChangelogLimit = metadata.ChangelogLimitFromFlag(changelogLimit)
