@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -340,11 +341,14 @@ func TestCreateRepoUpdatePrefixHashes(t *testing.T) {
 		}
 		return md.Records
 	}
-	update := func(what string) {
+	update := func(what string, after ...func()) {
 		t.Helper()
 		res, err := CreateRepo(ctx, dir, WithUpdate(true))
 		if err != nil || res.ReusedFrom != "state" {
 			t.Fatalf("%s: %v, reused from %q", what, err, res.ReusedFrom)
+		}
+		for _, f := range after {
+			f()
 		}
 		full := t.TempDir()
 		copyRPMs(t, dir, full)
@@ -366,6 +370,29 @@ func TestCreateRepoUpdatePrefixHashes(t *testing.T) {
 	update("added in the middle")
 	writeSmall(t, dir, 9000) // sorts last
 	update("added at the end")
+	// Names that are no package, a dangling symlink and a FIFO: the
+	// header counts only the packages, and so do the early streams.
+	gone, fifo := filepath.Join(dir, "zz-gone.rpm"), filepath.Join(dir, "zz-fifo.rpm")
+	if err := os.Symlink("nowhere", gone); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeSmall(t, dir, 9001)
+	clear(took)
+	update("added beside names that are no package", func() {
+		for _, p := range []string{gone, fifo} {
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	for k := range docSpecs {
+		if took[k] == 0 {
+			t.Fatalf("beside names that are no package: %s: the build never took over past the start (%v)", docSpecs[k].typ, took)
+		}
+	}
 	s := testrpm.Small(650)
 	s.Release = "2.el9"
 	s.BuildTime = time.Unix(1700001000, 0)
