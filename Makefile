@@ -32,9 +32,9 @@ test: test-deps
 ## bench: side-by-side benchmarks against createrepo_c, rpmsign and a serial
 ## rollout; each prints a ratio. Includes the 100,000-package ones
 ## (bench-100k); the first run generates their corpus and seeded root under
-## $TMPDIR (about 40 minutes on 2 cores), and BenchmarkCreateRepo's
-## rpmbuild-made 10,000-package corpus (about 15 minutes); later runs reuse
-## them.
+## $TMPDIR (about 2 minutes on 2 cores: rpmpack packages, an ed25519-signed
+## seed), and BenchmarkCreateRepo's rpmbuild-made 10,000-package corpus
+## (11 to 15 minutes); later runs reuse them.
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 150m ./metadata ./sign ./repo ./upgrade
 
