@@ -2,10 +2,11 @@ package repo
 
 // The HA pair: daemons that share one etcd prefix ([store] backend =
 // "etcd") elect one leader (repo/leader); only the leader ingests, signs,
-// publishes, mirrors and runs rollouts. The others are standbys: they
-// serve the read-only requests from the shared store, refuse the others
-// with ErrNotLeader, and leave their drop-ins waiting in their own
-// incoming/.
+// publishes, mirrors and records rollouts' events (rollouts run in the
+// CLI, their state in etcd: rollout_store.go). The others are standbys:
+// they serve the read-only requests from the shared store, refuse the
+// others with ErrNotLeader, and leave their drop-ins waiting in their
+// own incoming/.
 //
 // The gate is in two places, so that neither a request nor a forgotten
 // code path can write as a standby: the control socket refuses every
