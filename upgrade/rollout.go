@@ -271,13 +271,21 @@ func (m *Manager) Resume(ctx context.Context, id string) (*Rollout, error) {
 		return r, err
 	}
 	defer tr.Close()
+	prev := *r
 	r.State, r.PID, r.Error = StateRunning, os.Getpid(), ""
 	r.Hostname, _ = os.Hostname()
 	if err := m.st.saveState(ctx, r); err != nil {
 		return r, err
 	}
 	if err := m.emit(ctx, r, Event{Kind: EventResumed}); err != nil {
-		return m.halt(ctx, r, "resume", nil, err)
+		// Nothing ran: the rollout is left as it was, not halted anew,
+		// and the error is the recorder's (a standby of an HA pair
+		// refusing to record is "not the leader", not a halt).
+		r.State, r.PID, r.Hostname, r.Error = prev.State, prev.PID, prev.Hostname, prev.Error
+		if serr := m.st.saveState(context.WithoutCancel(ctx), r); serr != nil {
+			return r, errors.Join(err, serr)
+		}
+		return r, err
 	}
 	return m.run(ctx, r, tr)
 }

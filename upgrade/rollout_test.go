@@ -309,6 +309,20 @@ func TestRolloutHaltResumeAndLock(t *testing.T) {
 	r.mu.Lock()
 	r.broken["app2"] = false
 	r.mu.Unlock()
+	// A resume whose first event cannot be recorded (a standby's daemon
+	// refuses it) runs nothing and leaves the rollout as it was.
+	errRefused := errors.New("refused")
+	refusing := r.manager(t, WithRecorder(func(context.Context, Event) error { return errRefused }))
+	before := len(r.readMarks(t))
+	if got, err := refusing.Resume(context.Background(), ro.ID); !errors.Is(err, errRefused) || errors.Is(err, ErrHalted) {
+		t.Fatalf("resume with a refusing recorder: %v (%+v)", err, got)
+	}
+	if got, err := m.Get(context.Background(), ro.ID); err != nil || got.State != StateHalted || got.Error != ro.Error {
+		t.Fatalf("after the refused resume: %+v %v; want it halted as before (%q)", got, err, ro.Error)
+	}
+	if n := len(r.readMarks(t)); n != before {
+		t.Fatalf("the refused resume ran %d steps", n-before)
+	}
 	ro, err = m.Resume(context.Background(), "")
 	if err != nil || ro.State != StateDone {
 		t.Fatalf("resume: %v (%v)", err, ro.State)
