@@ -12,6 +12,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"github.com/repoctl/repoctl/internal/testkit"
 	"io"
 	"net"
 	"os"
@@ -342,21 +343,8 @@ func primaryFromRepomd(dir string, repomd []byte) (map[string]repoPackage, error
 	return out, nil
 }
 
-// waitFor polls cond until it returns true or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s; last state: %s", timeout, what, last)
-}
+// waitFor polls cond until it holds (testkit.WaitFor).
+var waitFor = testkit.WaitFor
 
 // helloSpec is a package with no dependencies, installable into an empty
 // installroot.

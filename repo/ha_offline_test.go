@@ -85,15 +85,7 @@ func TestOfflineAddWhileDaemonLeads(t *testing.T) {
 	srv := etcdtest.Start(t)
 	a, b := offlineRoot(t, srv, "a"), offlineRoot(t, srv, "b")
 	d := startDaemon(t, a)
-	var leaderID string
-	waitFor(t, 2*time.Minute, "a leads", func() (bool, string) {
-		st, err := d.statusHA(t)
-		if err != nil {
-			return false, err.Error()
-		}
-		leaderID = st.Leader
-		return st.Role == RoleLeader, st.Role
-	})
+	leaderID := d.waitLeads(t)
 	copyKeys(t, a, b)
 	// A directory left dirty in the shared store is the leader's to
 	// republish: B's command must not publish it into its tree (nor
@@ -140,6 +132,21 @@ func TestOfflineAddWhileDaemonLeads(t *testing.T) {
 }
 
 // statusHA is the daemon's HA status, through its socket.
+// waitLeads waits until d leads its pair and returns its election id.
+func (d *daemonProc) waitLeads(t *testing.T) string {
+	t.Helper()
+	var id string
+	waitFor(t, 2*time.Minute, "the daemon to lead", func() (bool, string) {
+		st, err := d.statusHA(t)
+		if err != nil {
+			return false, err.Error()
+		}
+		id = st.Leader
+		return st.Role == RoleLeader, st.Role
+	})
+	return id
+}
+
 func (d *daemonProc) statusHA(t *testing.T) (*HAStatus, error) {
 	t.Helper()
 	c, err := Dial(context.Background(), filepath.Join(d.root, "repoctl.sock"), 5*time.Second)
@@ -308,13 +315,7 @@ func TestOfflineStoreChanged(t *testing.T) {
 	srv := etcdtest.Start(t)
 	a, b := offlineRoot(t, srv, "a"), offlineRoot(t, srv, "b")
 	d := startDaemon(t, a)
-	waitFor(t, 2*time.Minute, "a leads", func() (bool, string) {
-		st, err := d.statusHA(t)
-		if err != nil {
-			return false, err.Error()
-		}
-		return st.Role == RoleLeader, st.Role
-	})
+	d.waitLeads(t)
 	copyKeys(t, a, b)
 	ctx := context.Background()
 	svc, release, err := Connect(ctx, b)

@@ -16,7 +16,7 @@ const batchHeapLimit = 64 << 20
 // some 10 ms of a 60 ms run. Under the limit it does not collect; a run
 // whose heap would pass it (a full run over 100,000 packages keeps about
 // 25 MB live) collects as needed to stay near it, so its peak RSS stays
-// what it was (105 against 99 MB measured). GOGC or GOMEMLIMIT in the
+// what it was (91–105 against 99 MB measured). GOGC or GOMEMLIMIT in the
 // environment win: whoever set them knows their machine.
 func batchGC() {
 	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {

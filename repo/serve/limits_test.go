@@ -8,9 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/repoctl/repoctl/internal/testkit"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"mime"
 	"mime/multipart"
 	"net"
@@ -20,75 +20,18 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
 
-// bigFileSize is larger than what the kernel buffers for one loopback
-// connection (net.ipv4.tcp_wmem's maximum is 4 MiB by default), so a
-// client that does not read blocks the server's writes.
-const bigFileSize = 8 << 20
+// The slow-client helpers are shared with repo's tests.
+const bigFileSize = testkit.BigFileSize
 
-// writeBigFile writes bigFileSize pseudo-random bytes to path and returns them.
-func writeBigFile(t testing.TB, path string) []byte {
-	t.Helper()
-	b := make([]byte, bigFileSize)
-	rand.NewChaCha8([32]byte{42}).Read(b)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// slowConn connects to addr with a tiny receive buffer and sends a GET for
-// path; it reads nothing.
-func slowConn(t testing.TB, addr, path string) net.Conn {
-	t.Helper()
-	d := net.Dialer{Timeout: 30 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetWriteDeadline(time.Now().Add(30 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr); err != nil {
-		if err := c.Close(); err != nil {
-			t.Fatal(err)
-		}
-		t.Fatal(err)
-	}
-	return c
-}
-
-// waitFor polls cond until it holds, failing the test after timeout with
-// what cond last said.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s; last state: %s", timeout, what, last)
-}
+var (
+	writeBigFile = testkit.WriteBigFile
+	slowConn     = testkit.SlowConn
+	waitFor      = testkit.WaitFor
+)
 
 // trackingListener counts the connections the server has closed.
 type trackingListener struct {
