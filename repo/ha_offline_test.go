@@ -132,6 +132,25 @@ func TestOfflineAddWhileDaemonLeads(t *testing.T) {
 }
 
 // statusHA is the daemon's HA status, through its socket.
+// addAsNextCommand adds pkg to root as a new command run without a
+// daemon, which must lead and land it, and then list want packages.
+func addAsNextCommand(t *testing.T, root, pkg string, want int) {
+	t.Helper()
+	ctx := context.Background()
+	svc, release, err := Connect(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if res, err := svc.Add(ctx, []string{pkg}, AddOptions{}); err != nil || len(res) != 1 || res[0].Action != ActionAdded {
+		t.Fatalf("add of the next command: %+v %v", res, err)
+	}
+	list, err := svc.List(ctx, ListOptions{})
+	if err != nil || len(list) != want {
+		t.Fatalf("list: %+v %v; want %d packages", list, err, want)
+	}
+}
+
 // waitLeads waits until d leads its pair and returns its election id.
 func (d *daemonProc) waitLeads(t *testing.T) string {
 	t.Helper()
@@ -232,18 +251,7 @@ func TestOfflineAddFenced(t *testing.T) {
 		t.Fatalf("closing after the term was lost: %v", err)
 	}
 	// The next command leads again.
-	svc, release, err = Connect(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release()
-	if res, err := svc.Add(ctx, []string{p2}, AddOptions{}); err != nil || len(res) != 1 || res[0].Action != ActionAdded {
-		t.Fatalf("add of the next command: %+v %v", res, err)
-	}
-	list, err := svc.List(ctx, ListOptions{})
-	if err != nil || len(list) != 2 {
-		t.Fatalf("list: %+v %v", list, err)
-	}
+	addAsNextCommand(t, b, p2, 2)
 }
 
 // TestOfflineThenDaemon (issue 11): a daemon started on the prefix while a
@@ -346,16 +354,5 @@ func TestOfflineStoreChanged(t *testing.T) {
 	if err := release(); err != nil {
 		t.Fatal(err)
 	}
-	svc, release, err = Connect(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release()
-	if res, err := svc.Add(ctx, []string{p2}, AddOptions{}); err != nil || len(res) != 1 || res[0].Action != ActionAdded {
-		t.Fatalf("add of the next command: %+v %v", res, err)
-	}
-	list, err := svc.List(ctx, ListOptions{})
-	if err != nil || len(list) != 2 {
-		t.Fatalf("list: %+v %v", list, err)
-	}
+	addAsNextCommand(t, b, p2, 2)
 }
