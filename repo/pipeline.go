@@ -179,7 +179,9 @@ func (r *Repo) ingest(ctx context.Context, paths []string, files []*os.File, o A
 		}
 	}
 	if err := r.st.setJournal(journalOf(items)...); err != nil {
-		return nil, fmt.Errorf("journaling batch: %w", err)
+		// The first write of an add: what fails here (the store's
+		// leadership, its space) is the store's, not the packages'.
+		return nil, fmt.Errorf("recording %d incoming package(s) in the store: %w", len(items), err)
 	}
 	r.stages.mark("journal-received")
 	if err := hit(stateReceived); err != nil {
