@@ -326,7 +326,8 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 		}
 		var saved *savedGen
 		if res.ReusedFrom == "state" {
-			saved = &savedGen{blocks: ls.s.blocks, data: ls.blocks, check: ls.check, prefix: prefix}
+			saved = &savedGen{blocks: ls.s.blocks, data: ls.blocks, check: ls.check, prefix: prefix,
+				entryBytes: ls.s.entryBytes, blockOff: ls.s.blockOff}
 		}
 		ls = nil
 		return createStreaming(ctx, root, dir, files, old, hintRaw, res, cfg, pcfg, workers, base, raw, cacheRoot, retain, saved)

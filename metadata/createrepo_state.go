@@ -50,6 +50,11 @@ type repoState struct {
 	changelog int64
 	entries   []stateEntry
 	blocks    []stateBlock
+	// Read from a file (unmarshalState): the entries' encoding, and
+	// where each block's entries start in it (one more for the end),
+	// so that a block kept whole is saved again by copying its bytes.
+	entryBytes string
+	blockOff   []int
 }
 
 func appendStr(b []byte, s string) []byte {
@@ -184,7 +189,10 @@ func unmarshalState(b []byte) (*repoState, error) {
 		return nil, errBadState
 	}
 	s.entries = make([]stateEntry, 0, n)
+	entryOff := make([]int, 0, n+1)
+	entriesAt := len(r.whole) - len(r.b)
 	for i := uint64(0); i < n && r.err == nil; i++ {
+		entryOff = append(entryOff, len(r.whole)-len(r.b)-entriesAt)
 		var e stateEntry
 		e.href, e.pkgid, e.name, e.arch, e.epoch, e.version, e.release = r.str(), r.str(), r.str(), r.str(), r.str(), r.str(), r.str()
 		e.size, e.mtime = r.varint(), r.varint()
@@ -192,6 +200,10 @@ func unmarshalState(b []byte) (*repoState, error) {
 			e.lens[k] = r.uvarint()
 		}
 		s.entries = append(s.entries, e)
+	}
+	entryOff = append(entryOff, len(r.whole)-len(r.b)-entriesAt)
+	if r.err == nil {
+		s.entryBytes = r.whole[entriesAt : entriesAt+entryOff[len(entryOff)-1]]
 	}
 	nb := r.uvarint()
 	if nb > n+1 {
@@ -210,6 +222,13 @@ func unmarshalState(b []byte) (*repoState, error) {
 	if r.err != nil || len(r.b) != 0 || total != len(s.entries) {
 		return nil, errBadState
 	}
+	s.blockOff = make([]int, 0, len(s.blocks)+1)
+	pos := 0
+	for _, bl := range s.blocks {
+		s.blockOff = append(s.blockOff, entryOff[pos])
+		pos += bl.n
+	}
+	s.blockOff = append(s.blockOff, entryOff[pos])
 	return s, nil
 }
 
@@ -241,6 +260,10 @@ type savedGen struct {
 	// drop gives back a block's pages once hashed (loadedState.drop),
 	// or is nil.
 	drop func(key string)
+	// entryBytes and blockOff are the state's (repoState): a block
+	// taken whole is saved again from its encoded entries.
+	entryBytes string
+	blockOff   []int
 }
 
 // checkBlock checks block i's three documents.
@@ -514,6 +537,15 @@ func (sp *stateSpool) add(e *stateEntry) {
 	sp.buf = appendStateEntry(sp.buf[:0], e)
 	_, sp.err = sp.w.Write(sp.buf)
 	sp.n++
+}
+
+// addEncoded spools n entries already encoded (appendStateEntry) as b.
+func (sp *stateSpool) addEncoded(b string, n int) {
+	if sp == nil || sp.err != nil {
+		return
+	}
+	_, sp.err = sp.w.WriteString(b)
+	sp.n += n
 }
 
 // finish writes state.tmp: s's head, the spooled entries, s's blocks.

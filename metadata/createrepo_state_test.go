@@ -238,6 +238,85 @@ func savedState(t *testing.T, dir string) *repoState {
 	return s
 }
 
+// A saved block whose packages are all still there, in order and
+// unchanged, is taken whole: its documents and its encoded state entries
+// as saved. Where a new package comes first in a block, the block after
+// it is found whole but cannot be taken so (the partition has moved), and
+// its packages go in one by one. Either way the published files and the
+// saved state are byte for byte a full run's.
+func TestCreateRepoUpdateWholeBlocks(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	for i := 100; i < 700; i++ {
+		writeSmall(t, dir, i)
+	}
+	if _, err := CreateRepo(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	var taken, drifted int
+	streamWhole = func(ok bool) {
+		if ok {
+			taken++
+		} else {
+			drifted++
+		}
+	}
+	defer func() { streamWhole = nil }()
+	update := func(what string) {
+		t.Helper()
+		taken, drifted = 0, 0
+		res, err := CreateRepo(ctx, dir, WithUpdate(true))
+		if err != nil || res.ReusedFrom != "state" {
+			t.Fatalf("%s: %v, reused from %q", what, err, res.ReusedFrom)
+		}
+		full := t.TempDir()
+		copyRPMs(t, dir, full)
+		if _, err := CreateRepo(ctx, full); err != nil {
+			t.Fatal(err)
+		}
+		assertSameDocs(t, what, publishedDocs(t, full), publishedDocs(t, dir))
+		gmd, err := readRepomdFile(filepath.Join(dir, "repodata", "repomd.xml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wmd, err := readRepomdFile(filepath.Join(full, "repodata", "repomd.xml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range docSpecs {
+			if g, w := gmd.Record(d.typ), wmd.Record(d.typ); g.Checksum != w.Checksum || g.Size != w.Size {
+				t.Fatalf("%s: compressed %s differs from a full run's", what, d.typ)
+			}
+		}
+		if g, w := mustRead(t, filepath.Join(dir, CacheDirName, stateFileName)), mustRead(t, filepath.Join(full, CacheDirName, stateFileName)); !bytes.Equal(g, w) {
+			t.Fatalf("%s: saved state differs from a full run's", what)
+		}
+	}
+	nBlocks := len(savedState(t, dir).blocks)
+	update("nothing changed")
+	if taken != nBlocks || drifted != 0 {
+		t.Fatalf("nothing changed: %d of %d blocks taken whole, %d drifted", taken, nBlocks, drifted)
+	}
+	writeSmall(t, dir, 5) // sorts first, before the first block
+	update("added at the start")
+	if taken != nBlocks-1 || drifted != 1 {
+		t.Fatalf("added at the start: %d of %d blocks taken whole, %d drifted; want %d and 1", taken, nBlocks, drifted, nBlocks-1)
+	}
+	nBlocks = len(savedState(t, dir).blocks)
+	writeSmall(t, dir, 9000) // sorts last: the last block grows
+	update("added at the end")
+	if taken != nBlocks-1 || drifted != 0 {
+		t.Fatalf("added at the end: %d of %d blocks taken whole, %d drifted; want %d and 0", taken, nBlocks, drifted, nBlocks-1)
+	}
+	if err := os.Remove(filepath.Join(dir, testrpm.Small(400).FileName())); err != nil {
+		t.Fatal(err)
+	}
+	update("removed")
+	if taken < nBlocks-2 {
+		t.Fatalf("removed: %d of %d blocks taken whole", taken, nBlocks)
+	}
+}
+
 // Blocks of raw.pack are read unchecked and checked where they are used:
 // a damaged block that --update would hash whole, or copy fragments out
 // of, makes it build again without the state, with the same result as a

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/fnv"
 	"io"
 	"os"
 	"path"
@@ -42,6 +41,11 @@ const DefaultReadWindow = 32
 // rendered, -1 when its fragments have been copied into its block.
 var streamHeld func(delta int)
 
+// streamWhole, when set (tests), is told of each saved block the
+// dispatch found whole: taken is false when the build's partition had
+// drifted from the saved one there, so its packages went one by one.
+var streamWhole func(taken bool)
+
 // Tests: prefixWait makes the build wait for the early open-checksum
 // streams to finish; prefixTook is told at which boundary the build took
 // over each document's stream.
@@ -54,6 +58,7 @@ type streamItem struct {
 	f   scannedFile
 	old *Entry // reused (--update), nil: read
 	src int    // old's existingPackage.src
+	pos int    // old's existingPackage.pos
 }
 
 // closedDone is the done channel of a slot that needs no reading.
@@ -66,6 +71,36 @@ type readSlot struct {
 	src   int
 	err   error
 	token bool
+	// whole: the slot is these reused packages, which are block src-1
+	// of the saved generation, all of it and in its order.
+	whole []streamItem
+}
+
+// savedBlockAt says how many items from i on are, in order, all the
+// members of the saved generation's block that items[i] comes from
+// (first[b] is block b's first position), and end a block there as
+// the partition draws them (or end the items); 0 if not. Such a run is
+// the saved block as it is: the build takes it whole.
+func savedBlockAt(items []streamItem, i int, saved *savedGen, first []int) int {
+	it := &items[i]
+	b := it.src - 1
+	if it.old == nil || b < 0 || b >= len(saved.blocks) || it.pos != first[b]+1 {
+		return 0
+	}
+	n := saved.blocks[b].n
+	if n <= 0 || i+n > len(items) {
+		return 0
+	}
+	for j := 1; j < n; j++ {
+		if m := &items[i+j]; m.old == nil || m.src != it.src || m.pos != it.pos+j {
+			return 0
+		}
+	}
+	if i+n < len(items) && n < blockMax && !hashCut(items[i+n-1].f.href) {
+		// It ended the saved generation, not the build's.
+		return 0
+	}
+	return n
 }
 
 type streamBlock struct {
@@ -303,12 +338,34 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 		docCh[k] = make(chan *streamBlock, depth)
 	}
 
+	var first []int // saved block b's first position
+	if saved != nil && saved.blockOff != nil {
+		first = make([]int, len(saved.blocks))
+		pos := 0
+		for b, bl := range saved.blocks {
+			first[b] = pos
+			pos += bl.n
+		}
+	}
+
 	// Dispatch in order: a package to read first takes a token.
 	g.Go(func() error {
 		defer close(ordered)
 		defer close(work)
-		for i := range items {
+		for i := 0; i < len(items); i++ {
 			it := &items[i]
+			if first != nil {
+				if n := savedBlockAt(items, i, saved, first); n > 0 {
+					s := &readSlot{done: closedDone, src: it.src, whole: items[i : i+n]}
+					select {
+					case ordered <- s:
+					case <-gctx.Done():
+						return gctx.Err()
+					}
+					i += n - 1
+					continue
+				}
+			}
 			s := &readSlot{f: it.f, done: closedDone}
 			reused := it.old != nil
 			if reused {
@@ -465,12 +522,36 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 			members, hid, copied = 0, hid[:0], false
 			return nil
 		}
-		for s := range ordered {
-			select {
-			case <-s.done:
-			case <-gctx.Done():
-				return gctx.Err()
+		// one adds the package of slot s to the block.
+		var one func(s *readSlot) error
+		// wholeBlock adds a saved block taken whole: at a block's start
+		// it is that block, as saved; elsewhere (the build's partition
+		// has drifted from the saved one) its packages go one by one.
+		wholeBlock := func(s *readSlot) error {
+			drifted := members > 0 || len(pending) > 0 || copied
+			if streamWhole != nil {
+				streamWhole(!drifted)
 			}
+			if drifted {
+				for _, m := range s.whole {
+					if err := one(&readSlot{f: m.f, done: closedDone, e: m.old, src: m.src}); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			b := s.src - 1
+			bl := saved.blocks[b]
+			cur.keys, cur.saved, copied = bl.keys, true, true
+			for k := range cur.raw {
+				cur.raw[k] = saved.data[bl.keys[k]]
+			}
+			spool.addEncoded(saved.entryBytes[saved.blockOff[b]:saved.blockOff[b+1]], bl.n)
+			out.n += bl.n
+			members = bl.n
+			return emit()
+		}
+		one = func(s *readSlot) error {
 			if s.err != nil {
 				sk := SkippedFile{Path: s.f.path(), Reason: s.err.Error(), Err: s.err}
 				skippedMu.Lock()
@@ -479,7 +560,7 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 				p.Notice("skipped: " + sk.Reason)
 				<-tokens
 				p.Step(1)
-				continue
+				return nil
 			}
 			e := s.e
 			var err error
@@ -512,12 +593,26 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 				<-tokens
 				p.Step(1)
 			}
-			h := fnv.New64a()
-			h.Write([]byte(e.Href))
-			if members >= blockMax || h.Sum64()%blockAvg == 0 {
-				if err := emit(); err != nil {
-					return err
-				}
+			if members >= blockMax || hashCut(e.Href) {
+				return emit()
+			}
+			return nil
+		}
+		for s := range ordered {
+			select {
+			case <-s.done:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			var err error
+			if s.whole != nil {
+				err = wholeBlock(s)
+				clear(s.whole)
+			} else {
+				err = one(s)
+			}
+			if err != nil {
+				return err
 			}
 		}
 		if members > 0 {
@@ -859,7 +954,7 @@ func buildAttempt(ctx context.Context, root *os.Root, dir string, files []scanne
 	for i, f := range files {
 		items[i].f = f
 		if o := old[f.href]; o != nil && o.Size == f.size && o.MTime == f.mtime && o.base == base {
-			items[i].old, items[i].src = &o.Entry, o.src
+			items[i].old, items[i].src, items[i].pos = &o.Entry, o.src, o.pos
 			res.Reused++
 		}
 	}
