@@ -133,6 +133,7 @@ type scannedFile struct {
 	dir   string // the repository directory, as given (shared, not one per file)
 	size  int64
 	mtime int64
+	old   *existingPackage // the existing package of this href (attachOld), or nil
 }
 
 // path is the file's path: dir joined with href.
@@ -251,7 +252,6 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 	}
 	var ls *loadedState
 	var old map[string]*existingPackage
-	var hintRaw map[string][3][]byte
 	res := &CreateResult{Dir: dir}
 	// --skip-stat: what the existing repodata lists is known before the
 	// scan, which then stats only the other files.
@@ -296,14 +296,16 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 		if ls != nil {
 			// Our own layout of the current generation, when it still
 			// describes it: no decompressing, parsing or rehashing.
-			old, pcfg.hints, hintRaw, err = loadStateReuseRaw(ls, pcfg.codec.id(), base, cfg.render.ChangelogLimit, files)
+			// Key hints are for the dry run's build in memory: a
+			// streaming build finds the unchanged blocks itself.
+			old, pcfg.hints, err = loadStateReuse(ls, pcfg.codec.id(), base, cfg.render.ChangelogLimit, files, pcfg.dryRun)
 			if err == nil && pcfg.dryRun {
 				// A dry run builds in memory from the fragments, not
 				// through streamBuild's checks: all are checked here.
 				err = checkSaved(ls, old)
 			}
 			if err != nil {
-				old, pcfg.hints, hintRaw = nil, nil, nil
+				old, pcfg.hints = nil, nil
 			} else {
 				res.ReusedFrom = "state"
 			}
@@ -330,14 +332,15 @@ func CreateRepo(ctx context.Context, dir string, opts ...CreateOption) (*CreateR
 				entryBytes: ls.s.entryBytes, blockOff: ls.s.blockOff}
 		}
 		ls = nil
-		return createStreaming(ctx, root, dir, files, old, hintRaw, res, cfg, pcfg, workers, base, raw, cacheRoot, retain, saved)
+		return createStreaming(ctx, root, dir, files, old, res, cfg, pcfg, workers, base, raw, cacheRoot, retain, saved)
 	}
 	// A dry run writes nothing, so it builds in memory.
 	entries := make([]Entry, len(files))
 	have := make([]bool, len(files))
 	var toRead []int
+	attachOld(files, old)
 	for i, f := range files {
-		if o := old[f.href]; o != nil && o.Size == f.size && o.MTime == f.mtime && o.base == base {
+		if o := f.old; o != nil && o.Size == f.size && o.MTime == f.mtime && o.base == base {
 			entries[i] = o.Entry
 			have[i] = true
 			res.Reused++

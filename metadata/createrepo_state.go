@@ -232,9 +232,9 @@ func unmarshalState(b []byte) (*repoState, error) {
 	return s, nil
 }
 
-// stateReuse is what a valid state yields for --update: the packages of
-// the current generation with their fragments, and key hints for blocks
-// whose members all kept their href, size and mtime.
+// loadedState is the saved state as --update reads it, beside the scan:
+// the layout, the published repomd.xml it was written for, and the
+// uncompressed blocks.
 type loadedState struct {
 	s      *repoState
 	md     *existingRepomd
@@ -321,37 +321,30 @@ func stateMatches(ls *loadedState, codecID, base string, changelog int) error {
 	return nil
 }
 
+// loadStateReuse turns a state that matches the options and the
+// published repodata into the packages of the current generation, with
+// their fragments (in the mapped pack), by href. With hints, it also
+// returns key hints for the blocks whose packages files all still has
+// unchanged (for a build in memory: the streaming build recognises them
+// itself).
 func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
-	files []scannedFile) (map[string]*existingPackage, keyHints, error) {
-	old, hints, _, err := loadStateReuseRaw(ls, codecID, base, changelog, files)
-	return old, hints, err
-}
-
-// loadStateReuseRaw is loadStateReuse that also returns, for each hint,
-// the block's uncompressed documents (in the mapped pack), so that a
-// streaming build need not copy unchanged blocks together again.
-func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
-	files []scannedFile) (map[string]*existingPackage, keyHints, map[string][3][]byte, error) {
+	files []scannedFile, hints bool) (map[string]*existingPackage, keyHints, error) {
 	s, blocks := ls.s, ls.blocks
 	if err := stateMatches(ls, codecID, base, changelog); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	raws := map[string][3][]byte{}
 	old := make(map[string]*existingPackage, len(s.entries))
 	pkgs := make([]existingPackage, len(s.entries)) // one allocation, not one per package
-	wholes := make([][3][]byte, len(s.blocks))
-	hints := keyHints{}
 	pos := 0
 	for bi, bl := range s.blocks {
 		var datas [3][]byte
 		for k := range docSpecs {
 			d, ok := blocks[bl.keys[k]]
 			if !ok {
-				return nil, nil, nil, errors.New("uncompressed block missing from cache")
+				return nil, nil, errors.New("uncompressed block missing from cache")
 			}
 			datas[k] = d
 		}
-		whole := datas
 		for j, se := range s.entries[pos : pos+bl.n] {
 			p := &pkgs[pos+j]
 			p.base, p.src, p.pos = base, bi+1, pos+j+1
@@ -361,7 +354,7 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 			for k := range docSpecs {
 				l := se.lens[k]
 				if l > uint64(len(datas[k])) {
-					return nil, nil, nil, errBadState
+					return nil, nil, errBadState
 				}
 				frags[k], datas[k] = datas[k][:l:l], datas[k][l:]
 			}
@@ -372,11 +365,13 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 		}
 		for k := range datas {
 			if len(datas[k]) != 0 {
-				return nil, nil, nil, errBadState
+				return nil, nil, errBadState
 			}
 		}
-		wholes[bi] = whole
 		pos += bl.n
+	}
+	if !hints {
+		return old, nil, nil
 	}
 	// A block whose packages are all still there, unchanged, is kept
 	// whole (hinted) if the build draws it again.
@@ -385,8 +380,9 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 			p.same = true
 		}
 	}
+	kh := keyHints{}
 	pos = 0
-	for bi, bl := range s.blocks {
+	for _, bl := range s.blocks {
 		members := make([]*Entry, 0, bl.n)
 		unchanged := true
 		for j := range bl.n {
@@ -395,13 +391,11 @@ func loadStateReuseRaw(ls *loadedState, codecID, base string, changelog int,
 			members = append(members, &p.Entry)
 		}
 		if unchanged {
-			id := hintID(members)
-			hints[id] = bl.keys
-			raws[id] = wholes[bi]
+			kh[hintID(members)] = bl.keys
 		}
 		pos += bl.n
 	}
-	return old, hints, raws, nil
+	return old, kh, nil
 }
 
 // checkSaved checks every block of the state against its checksum and

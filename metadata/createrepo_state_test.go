@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -314,6 +315,40 @@ func TestCreateRepoUpdateWholeBlocks(t *testing.T) {
 	update("removed")
 	if taken < nBlocks-2 {
 		t.Fatalf("removed: %d of %d blocks taken whole", taken, nBlocks)
+	}
+
+	// A file that is no package, among a saved block's: the block is
+	// not found whole by the dispatch, but it is still the saved block
+	// once the file is skipped, and nothing is compressed again.
+	st := savedState(t, dir)
+	junk := ""
+	pos := 0
+	for _, bl := range st.blocks {
+		if bl.n >= 2 {
+			m0, m1 := st.entries[pos].href, st.entries[pos+1].href
+			if j := strings.TrimSuffix(m0, ".rpm") + "0.rpm"; strings.Compare(m0, j) < 0 && strings.Compare(j, m1) < 0 {
+				junk = j
+				break
+			}
+		}
+		pos += bl.n
+	}
+	if junk == "" {
+		t.Fatal("no name sorts inside a saved block")
+	}
+	if err := os.WriteFile(filepath.Join(dir, junk), []byte("not an rpm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	taken, drifted = 0, 0
+	res, err := CreateRepo(ctx, dir, WithUpdate(true))
+	if !errors.Is(err, ErrSomeSkipped) || res == nil || len(res.Skipped) != 1 {
+		t.Fatalf("junk inside a block: %v, %+v", err, res)
+	}
+	if res.ReusedFrom != "state" || res.Publish.Changed || res.Publish.BlocksCompressed != 0 {
+		t.Fatalf("junk inside a block: reused from %q, changed %v, %d blocks compressed", res.ReusedFrom, res.Publish.Changed, res.Publish.BlocksCompressed)
+	}
+	if n := len(st.blocks); taken != n || drifted != 0 {
+		t.Fatalf("junk inside a block: %d of %d blocks taken as saved, %d drifted", taken, n, drifted)
 	}
 }
 

@@ -41,9 +41,11 @@ const DefaultReadWindow = 32
 // rendered, -1 when its fragments have been copied into its block.
 var streamHeld func(delta int)
 
-// streamWhole, when set (tests), is told of each saved block the
-// dispatch found whole: taken is false when the build's partition had
-// drifted from the saved one there, so its packages went one by one.
+// streamWhole, when set (tests), is told of each saved block the build
+// takes as it is (taken), whether the dispatch found it whole or its
+// packages came one by one; and, taken false, of each block the dispatch
+// found whole where the build's partition had drifted from the saved
+// one, so that its packages went one by one.
 var streamWhole func(taken bool)
 
 // Tests: prefixWait makes the build wait for the early open-checksum
@@ -69,6 +71,7 @@ type readSlot struct {
 	done  chan struct{}
 	e     *Entry
 	src   int
+	pos   int
 	err   error
 	token bool
 	// whole: the slot is these reused packages, which are block src-1
@@ -228,17 +231,29 @@ func sortScanned(files []scannedFile) {
 	copy(files, sorted)
 }
 
+// attachOld looks each file up in old (scannedFile.old), once for the
+// sort and the build.
+func attachOld(files []scannedFile, old map[string]*existingPackage) {
+	for i := range files {
+		files[i].old = old[files[i].href]
+	}
+}
+
 // sortScannedAs is sortScanned, knowing that old's packages with a
 // saved place (existingPackage.pos, from the state) were published in
 // that order: those files are put in it without comparisons, the others
 // sorted among themselves and merged in. The saved order is checked on
 // the way (one comparison per file, not a sort's log n); should it not
-// hold, the files are sorted from scratch.
+// hold, the files are sorted from scratch. Each file is looked up in old
+// on the way (attachOld).
 func sortScannedAs(files []scannedFile, old map[string]*existingPackage) {
 	slot := make([]int32, len(old)) // 1 + index in files, by saved place
 	var rest []scannedFile
-	for i, f := range files {
-		if p := old[f.href]; p != nil && p.pos > 0 && p.pos <= len(slot) && slot[p.pos-1] == 0 {
+	for i := range files {
+		p := old[files[i].href]
+		files[i].old = p
+		f := files[i]
+		if p != nil && p.pos > 0 && p.pos <= len(slot) && slot[p.pos-1] == 0 {
 			slot[p.pos-1] = int32(i + 1)
 		} else {
 			rest = append(rest, f)
@@ -282,7 +297,7 @@ func sortScannedAs(files []scannedFile, old map[string]*existingPackage) {
 // taken whole from it are checked as they are hashed, and the fragments
 // copied out of it when they are first copied; a damaged one fails the
 // build with errStateDamaged.
-func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw map[string][3][]byte, cfg *createConfig, pcfg *publishConfig,
+func streamBuild(ctx context.Context, root *os.Root, items []streamItem, cfg *createConfig, pcfg *publishConfig,
 	workers, window int, rawSink *blockSink, spool *stateSpool, saved *savedGen) (*streamResult, error) {
 	c := pcfg.codec
 	p := pcfg.progress
@@ -339,7 +354,7 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 	}
 
 	var first []int // saved block b's first position
-	if saved != nil && saved.blockOff != nil {
+	if saved != nil {
 		first = make([]int, len(saved.blocks))
 		pos := 0
 		for b, bl := range saved.blocks {
@@ -354,7 +369,7 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 		defer close(work)
 		for i := 0; i < len(items); i++ {
 			it := &items[i]
-			if first != nil {
+			if first != nil && saved.blockOff != nil {
 				if n := savedBlockAt(items, i, saved, first); n > 0 {
 					s := &readSlot{done: closedDone, src: it.src, whole: items[i : i+n]}
 					select {
@@ -369,7 +384,7 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 			s := &readSlot{f: it.f, done: closedDone}
 			reused := it.old != nil
 			if reused {
-				s.e, s.src = it.old, it.src
+				s.e, s.src, s.pos = it.old, it.src, it.pos
 			} else {
 				s.done = make(chan struct{})
 			}
@@ -427,7 +442,6 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 		}()
 		cur := &streamBlock{ready: make(chan struct{})}
 		members := 0
-		var hid []byte
 		// Block sizes vary widely (a block ends where an href hashes to
 		// 0 mod blockAvg), so a new block's buffers start at the mean
 		// size so far plus a quarter, and append grows the few larger
@@ -436,11 +450,11 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 		var sizeSum [3]int
 		nBlocks := 0
 		// Reused packages are copied into the block only once it is
-		// known to be changed: an unchanged block's documents are the
-		// saved ones (hintRaw), as they are.
+		// known to be changed: a block that turns out to be all of a
+		// saved block, in order, is that block's documents as they are.
 		type pendingEntry struct {
-			e   *Entry
-			src int
+			e        *Entry
+			src, pos int
 		}
 		var pending []pendingEntry
 		copied := false
@@ -489,14 +503,34 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 			pending, copied = pending[:0], true
 			return nil
 		}
-		emit := func() error {
-			if !copied && len(pcfg.hints) > 0 {
-				if h, ok := pcfg.hints[string(hid)]; ok {
-					cur.keys = h
-					if r, ok := hintRaw[string(hid)]; ok {
-						cur.raw, pending, cur.saved = r, pending[:0], true
-					}
+		// savedPending says whether the block's members, all pending,
+		// are one saved block, all of it and in its order.
+		savedPending := func() (int, bool) {
+			if copied || first == nil || len(pending) != members || members == 0 {
+				return 0, false
+			}
+			b := pending[0].src - 1
+			if b < 0 || b >= len(saved.blocks) || saved.blocks[b].n != members {
+				return 0, false
+			}
+			for j, pe := range pending {
+				if pe.src != b+1 || pe.pos != first[b]+1+j {
+					return 0, false
 				}
+			}
+			return b, true
+		}
+		emit := func() error {
+			if b, ok := savedPending(); ok {
+				if streamWhole != nil {
+					streamWhole(true)
+				}
+				bl := saved.blocks[b]
+				cur.keys, cur.saved = bl.keys, true
+				for k := range cur.raw {
+					cur.raw[k] = saved.data[bl.keys[k]]
+				}
+				pending = pending[:0]
 			}
 			if err := materialize(); err != nil {
 				return err
@@ -519,7 +553,7 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 				}
 			}
 			cur = &streamBlock{ready: make(chan struct{})}
-			members, hid, copied = 0, hid[:0], false
+			members, copied = 0, false
 			return nil
 		}
 		// one adds the package of slot s to the block.
@@ -534,7 +568,7 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 			}
 			if drifted {
 				for _, m := range s.whole {
-					if err := one(&readSlot{f: m.f, done: closedDone, e: m.old, src: m.src}); err != nil {
+					if err := one(&readSlot{f: m.f, done: closedDone, e: m.old, src: m.src, pos: m.pos}); err != nil {
 						return err
 					}
 				}
@@ -572,7 +606,7 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 			case copied:
 				err = put(e, s.src)
 			default:
-				pending = append(pending, pendingEntry{e, s.src})
+				pending = append(pending, pendingEntry{e, s.src, s.pos})
 			}
 			if err != nil {
 				return err
@@ -581,9 +615,6 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, hintRaw
 				epoch: e.Epoch, version: e.Version, release: e.Release, size: e.Size, mtime: e.MTime,
 				lens: [3]uint64{uint64(len(e.Primary)), uint64(len(e.Filelists)), uint64(len(e.Other))}})
 			out.n++
-			if len(pcfg.hints) > 0 {
-				hid = append(append(hid, e.Href...), 0)
-			}
 			members++
 			if s.token {
 				s.e = nil
@@ -846,11 +877,11 @@ func rewriteCount(root *os.Root, doc *builtDoc, c codec, spec docSpec, hdrLen in
 // createStreaming is the rest of CreateRepo (after the scan and the
 // look-up of what --update reuses) for a run that writes: the streaming
 // build, the saved state, and the publish. saved is the state's
-// generation when old and hintRaw come from it: if one of its blocks
+// generation when old comes from it: if one of its blocks
 // turns out damaged, the build is done again from the published
 // repodata instead (or from the packages), as if there were no state.
 func createStreaming(ctx context.Context, root *os.Root, dir string, files []scannedFile, old map[string]*existingPackage,
-	hintRaw map[string][3][]byte, res *CreateResult, cfg *createConfig, pcfg *publishConfig, workers int, base string,
+	res *CreateResult, cfg *createConfig, pcfg *publishConfig, workers int, base string,
 	raw *DirCache, cacheRoot *os.Root, retain []string, saved *savedGen) (*CreateResult, error) {
 	p := pcfg.progress
 	sortScannedAs(files, old)
@@ -876,7 +907,7 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 	freshRaw, toRead := false, 0
 	for {
 		var err error
-		sr, spool, freshRaw, toRead, err = buildAttempt(ctx, root, dir, files, old, hintRaw, res, cfg, pcfg, workers, window,
+		sr, spool, freshRaw, toRead, err = buildAttempt(ctx, root, dir, files, res, cfg, pcfg, workers, window,
 			base, raw, cacheRoot, retain, saved)
 		if err == nil {
 			break
@@ -888,11 +919,12 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 		// Only a cache: build as if there were none.
 		p.Notice(fmt.Sprintf("not reusing createrepo state: %v", err))
 		saved.prefix.halt()
-		old, hintRaw, retain, saved, pcfg.hints = nil, nil, nil, nil, nil
+		old, retain, saved, pcfg.hints = nil, nil, nil, nil
 		res.Reused, res.ReusedFrom = 0, ""
 		if old, err = reuseRepodata(ctx, root, p, res); err != nil {
 			return nil, err
 		}
+		attachOld(files, old)
 	}
 	res.Skipped = sr.skipped
 	res.Read = toRead - len(res.Skipped)
@@ -947,13 +979,13 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 // buildAttempt is one streaming build of createStreaming into a fresh
 // generation directory, with its state spool and pack of uncompressed
 // blocks.
-func buildAttempt(ctx context.Context, root *os.Root, dir string, files []scannedFile, old map[string]*existingPackage,
-	hintRaw map[string][3][]byte, res *CreateResult, cfg *createConfig, pcfg *publishConfig, workers, window int, base string,
+func buildAttempt(ctx context.Context, root *os.Root, dir string, files []scannedFile,
+	res *CreateResult, cfg *createConfig, pcfg *publishConfig, workers, window int, base string,
 	raw *DirCache, cacheRoot *os.Root, retain []string, saved *savedGen) (sr *streamResult, spool *stateSpool, freshRaw bool, toRead int, err error) {
 	items := make([]streamItem, len(files))
 	for i, f := range files {
 		items[i].f = f
-		if o := old[f.href]; o != nil && o.Size == f.size && o.MTime == f.mtime && o.base == base {
+		if o := f.old; o != nil && o.Size == f.size && o.MTime == f.mtime && o.base == base {
 			items[i].old, items[i].src, items[i].pos = &o.Entry, o.src, o.pos
 			res.Reused++
 		}
@@ -991,7 +1023,7 @@ func buildAttempt(ctx context.Context, root *os.Root, dir string, files []scanne
 			freshRaw = true
 		}
 	}
-	sr, err = streamBuild(ctx, root, items, hintRaw, cfg, pcfg, workers, window, rawSink, spool, saved)
+	sr, err = streamBuild(ctx, root, items, cfg, pcfg, workers, window, rawSink, spool, saved)
 	if err != nil {
 		if freshRaw {
 			cacheRoot.Remove(rawPackNew)

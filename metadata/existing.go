@@ -23,10 +23,10 @@ type existingPackage struct {
 	Entry
 	base string // <location xml:base>, "" when absent
 	// src is 1 + the index of the saved state's block whose documents
-	// hold the fragments (loadStateReuseRaw), 0 for parsed repodata.
+	// hold the fragments (loadStateReuse), 0 for parsed repodata.
 	src int
 	// same: a file scanned now has this href, size and mtime
-	// (loadStateReuseRaw).
+	// (loadStateReuse).
 	same bool
 	// pos is 1 + the package's place in the saved state's (published)
 	// order, 0 for parsed repodata.

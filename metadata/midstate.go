@@ -6,6 +6,9 @@ import (
 	"hash"
 	"io"
 	"os"
+	"runtime"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -241,9 +244,11 @@ type prefixHash struct {
 	stop  atomic.Bool
 }
 
-// prefixHashes is the early streams of the three documents, computed by
-// one goroutine (the biggest documents first), so that the steps it runs
-// beside keep a core.
+// prefixHashes is the early streams of the three documents, each
+// computed by one goroutine: as many as there are processors to run
+// them (at most three), each taking the largest document left, so that
+// the longest stream starts first and, on two cores, the two largest
+// run side by side while the look-up and the sort take their turns.
 type prefixHashes struct {
 	docs [3]*prefixHash
 	done chan struct{}
@@ -254,41 +259,70 @@ type prefixHashes struct {
 // stream of a document stops at a damaged or missing block.
 func startPrefixHashes(g *savedGen, n int) *prefixHashes {
 	ph := &prefixHashes{done: make(chan struct{})}
+	var sizes [3]int
 	for k := range ph.docs {
 		ph.docs[k] = &prefixHash{n: n, mids: make([][]byte, len(g.blocks)+1), sizes: make([]int64, len(g.blocks)+1)}
+		for _, bl := range g.blocks {
+			sizes[k] += len(g.data[bl.keys[k]])
+		}
+	}
+	order := make(chan int, len(ph.docs))
+	for _, k := range largestFirst(sizes) {
+		order <- k
+	}
+	close(order)
+	workers := min(len(ph.docs), max(1, runtime.GOMAXPROCS(0)))
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range order {
+				ph.docs[k].run(g, k, n)
+			}
+		}()
 	}
 	go func() {
-		defer close(ph.done)
-		for _, k := range [...]int{0, 2, 1} { // primary, other, filelists
-			p := ph.docs[k]
-			h := sha256.New()
-			hdr := docSpecs[k].header(n)
-			h.Write(hdr)
-			size := int64(len(hdr))
-			p.mids[0], p.sizes[0] = marshalHash(h), size
-			p.avail.Store(1)
-			for i, bl := range g.blocks {
-				if p.stop.Load() {
-					break
-				}
-				key := bl.keys[k]
-				data, ok := g.data[key]
-				if !ok || !g.check(key, data) {
-					break
-				}
-				h.Write(data)
-				if g.drop != nil {
-					// A pack too large to keep resident: running
-					// ahead must not fault all of it in.
-					g.drop(key)
-				}
-				size += int64(len(data))
-				p.mids[i+1], p.sizes[i+1] = marshalHash(h), size
-				p.avail.Store(int64(i + 2))
-			}
-		}
+		wg.Wait()
+		close(ph.done)
 	}()
 	return ph
+}
+
+// largestFirst is the documents' indexes by decreasing size.
+func largestFirst(sizes [3]int) []int {
+	ks := []int{0, 1, 2}
+	slices.SortStableFunc(ks, func(a, b int) int { return sizes[b] - sizes[a] })
+	return ks
+}
+
+// run hashes document k's header and saved blocks until stopped.
+func (p *prefixHash) run(g *savedGen, k, n int) {
+	h := sha256.New()
+	hdr := docSpecs[k].header(n)
+	h.Write(hdr)
+	size := int64(len(hdr))
+	p.mids[0], p.sizes[0] = marshalHash(h), size
+	p.avail.Store(1)
+	for i, bl := range g.blocks {
+		if p.stop.Load() {
+			return
+		}
+		key := bl.keys[k]
+		data, ok := g.data[key]
+		if !ok || !g.check(key, data) {
+			return
+		}
+		h.Write(data)
+		if g.drop != nil {
+			// A pack too large to keep resident: running
+			// ahead must not fault all of it in.
+			g.drop(key)
+		}
+		size += int64(len(data))
+		p.mids[i+1], p.sizes[i+1] = marshalHash(h), size
+		p.avail.Store(int64(i + 2))
+	}
 }
 
 // halt stops every stream and waits for the goroutine: afterwards mids
