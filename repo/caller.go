@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"sync"
 )
 
 // Caller is who asked for a change, as the kernel says: the socket peer's
@@ -53,7 +54,12 @@ func callerFrom(ctx context.Context) *Caller {
 	return c
 }
 
-var self = newCaller(uint32(os.Getuid()), uint32(os.Getgid()), int32(os.Getpid()))
+// self is this process as a Caller, looked up when first needed (the
+// user name lookup is not something every command should pay for at
+// start).
+var self = sync.OnceValue(func() *Caller {
+	return newCaller(uint32(os.Getuid()), uint32(os.Getgid()), int32(os.Getpid()))
+})
 
 // actor is who the events of one call name.
 type actor struct {
@@ -73,7 +79,7 @@ func (r *Repo) actor(ctx context.Context, claimed string) actor {
 		}
 		return a
 	}
-	return actor{who: r.who(claimed), caller: self}
+	return actor{who: r.who(claimed), caller: self()}
 }
 
 // stamp puts the actor on an event.

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/repoctl/repoctl/metadata"
@@ -210,12 +211,14 @@ type compiledRoute struct {
 	release string
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
-var releaseRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*(/[A-Za-z0-9][A-Za-z0-9._+-]*)*$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`) })
+var releaseRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*(/[A-Za-z0-9][A-Za-z0-9._+-]*)*$`)
+})
 
 // distTagRE finds the dist tag in a Release: "1.el9", "3.el9_2", "1.fc40",
 // "2.el7.centos" → (el, 9), (fc, 40).
-var distTagRE = regexp.MustCompile(`(?:^|\.)(el|fc)(\d+)(?:[._]|$)`)
+var distTagRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?:^|\.)(el|fc)(\d+)(?:[._]|$)`) })
 
 // LoadConfig reads the config for root. file may be "": then
 // ROOT/repoctl.toml, else SystemConfigFile, else the embedded defaults (see
@@ -234,7 +237,7 @@ func (c *Config) setDefaults() error {
 		c.Repos = []string{"main"}
 	}
 	for _, r := range c.Repos {
-		if !nameRE.MatchString(r) {
+		if !nameRE().MatchString(r) {
 			return bad("repository name %q: use letters, digits, . _ + -", r)
 		}
 	}
@@ -248,7 +251,7 @@ func (c *Config) setDefaults() error {
 		c.Channels = []string{"staging", "prod"}
 	}
 	for _, ch := range c.Channels {
-		if !nameRE.MatchString(ch) {
+		if !nameRE().MatchString(ch) {
 			return bad("channel name %q: use letters, digits, . _ + -", ch)
 		}
 	}
@@ -327,24 +330,24 @@ func (c *Config) setDefaults() error {
 	}
 	def(&c.Routing.Default, CommonRelease)
 	def(&c.Routing.Noarch, CommonRelease)
-	if c.Routing.Default != routeOff && !releaseRE.MatchString(c.Routing.Default) {
+	if c.Routing.Default != routeOff && !releaseRE().MatchString(c.Routing.Default) {
 		return bad("routing.default %q is not a release directory like el/9 (or \"off\")", c.Routing.Default)
 	}
-	if c.Routing.Noarch != routeOff && !releaseRE.MatchString(c.Routing.Noarch) {
+	if c.Routing.Noarch != routeOff && !releaseRE().MatchString(c.Routing.Noarch) {
 		return bad("routing.noarch %q is not a release directory like el/9 (or \"off\")", c.Routing.Noarch)
 	}
 	for rel, rc := range c.Releases {
-		if !releaseRE.MatchString(rel) {
+		if !releaseRE().MatchString(rel) {
 			return bad("releases.%q is not a release directory like el/9", rel)
 		}
 		for _, a := range rc.Arches {
-			if !nameRE.MatchString(a) || a == "SRPMS" || a == "noarch" || a == "src" {
+			if !nameRE().MatchString(a) || a == "SRPMS" || a == "noarch" || a == "src" {
 				return bad("releases.%q: arch %q", rel, a)
 			}
 		}
 	}
 	for _, a := range c.Routing.DefaultArches {
-		if !nameRE.MatchString(a) || a == "SRPMS" || a == "noarch" || a == "src" {
+		if !nameRE().MatchString(a) || a == "SRPMS" || a == "noarch" || a == "src" {
 			return bad("routing.default_arches: arch %q", a)
 		}
 	}
@@ -354,7 +357,7 @@ func (c *Config) setDefaults() error {
 		if err != nil {
 			return bad("route[%d].match %q: %v", i, r.Match, err)
 		}
-		if !releaseRE.MatchString(r.Release) {
+		if !releaseRE().MatchString(r.Release) {
 			return bad("route[%d].release %q is not a release directory like el/9", i, r.Release)
 		}
 		c.routes = append(c.routes, compiledRoute{re, r.Release})
@@ -442,7 +445,7 @@ func (c *Config) routeRelease(release, arch string) (string, error) {
 			return r.release, nil
 		}
 	}
-	if m := distTagRE.FindStringSubmatch(release); m != nil {
+	if m := distTagRE().FindStringSubmatch(release); m != nil {
 		return m[1] + "/" + m[2], nil
 	}
 	def, key := c.Routing.Default, "routing.default"

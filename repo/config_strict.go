@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -322,7 +323,9 @@ func editDistance(a, b string) int {
 // tomlLastKeyRE parses the decoder's type errors, which carry the line and
 // key only in their text: `toml: line 3 (last key "repos"): incompatible
 // types: …`.
-var tomlLastKeyRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key ("(?:[^"\\]|\\.)*")\): (.*)$`)
+var tomlLastKeyRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key ("(?:[^"\\]|\\.)*")\): (.*)$`)
+})
 
 // tomlError turns a decode error into a ConfigError with the line.
 func tomlError(file string, err error) error {
@@ -334,7 +337,7 @@ func tomlError(file string, err error) error {
 		}
 		return &ConfigError{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}
 	}
-	if m := tomlLastKeyRE.FindStringSubmatch(err.Error()); m != nil {
+	if m := tomlLastKeyRE().FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		key, uerr := strconv.Unquote(m[2])
 		if uerr != nil {
@@ -348,7 +351,9 @@ func tomlError(file string, err error) error {
 // msgKeyRE finds the key a setDefaults or checkDropIns message is about;
 // they all start with it: `http.listen "x": …`, `route[1].match …`,
 // `releases."el/9": …`, `default_repo …`.
-var msgKeyRE = regexp.MustCompile(`^(?:(route)\[(\d+)\]\.([a-z_]+)|(releases\."(?:[^"\\]|\\.)*")|([a-z_]+(?:\.[a-z_0-9]+){0,2}))`)
+var msgKeyRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(?:(route)\[(\d+)\]\.([a-z_]+)|(releases\."(?:[^"\\]|\\.)*")|([a-z_]+(?:\.[a-z_0-9]+){0,2}))`)
+})
 
 // msgKeyAlias maps the words some messages start with onto their key.
 var msgKeyAlias = map[string]string{"repository": "repos", "channel": "channels"}
@@ -370,7 +375,7 @@ func (c *Config) locate(src string, err error) error {
 		return e
 	}
 	lines := scanKeyLines(src)
-	if m := msgKeyRE.FindStringSubmatch(msg); m != nil {
+	if m := msgKeyRE().FindStringSubmatch(msg); m != nil {
 		switch {
 		case m[1] != "":
 			i, _ := strconv.Atoi(m[2])

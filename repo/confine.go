@@ -97,11 +97,11 @@ func checkPlacement(repo string, pl Placement) error {
 		return fmt.Errorf("%w: %s %q in placement %q", ErrEscape, what, v, pl.File)
 	}
 	switch {
-	case !nameRE.MatchString(repo):
+	case !nameRE().MatchString(repo):
 		return bad("repository", repo)
-	case !nameRE.MatchString(pl.Channel):
+	case !nameRE().MatchString(pl.Channel):
 		return bad("channel", pl.Channel)
-	case !releaseRE.MatchString(pl.Release):
+	case !releaseRE().MatchString(pl.Release):
 		return bad("release", pl.Release)
 	case pl.Arch != "SRPMS" && nevra.Arch(pl.Arch) != nil:
 		return bad("arch", pl.Arch)

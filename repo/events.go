@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/user"
+	"sync"
 	"time"
 
 	kv "github.com/repoctl/repoctl/repo/store"
@@ -130,16 +131,19 @@ func verifyEvents(tx kv.Tx) error {
 	return nil
 }
 
-var whoami = func() string {
+// whoami is looked up when first needed, not at start: user.Current
+// reads the user database (through libc and NSS where cgo is in), which
+// every command would otherwise pay for, createrepo --update among them.
+var whoami = sync.OnceValue(func() string {
 	if u, err := user.Current(); err == nil && u.Username != "" {
 		return u.Username
 	}
 	return fmt.Sprintf("uid %d", currentUID())
-}()
+})
 
-func currentUser() string { return whoami }
+func currentUser() string { return whoami() }
 
 // CurrentUser is the OS user name recorded as Who. The CLI sets it in
 // requests so that events name the person even when the daemon does the
 // work.
-func CurrentUser() string { return whoami }
+func CurrentUser() string { return whoami() }

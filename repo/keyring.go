@@ -365,7 +365,7 @@ func (r *Repo) syncKeyring(ctx context.Context) error {
 					ring.Keys = append(ring.Keys, rk)
 				}
 				old := mostUsed(others)
-				rot = r.newRotation(old, cur, reasonConfig, actor{who: r.o.who, caller: self})
+				rot = r.newRotation(old, cur, reasonConfig, actor{who: r.o.who, caller: self()})
 				if i := ring.find(old); i >= 0 {
 					rot.OldFingerprint = ring.Keys[i].Fingerprint
 				} else {
@@ -386,7 +386,7 @@ func (r *Repo) syncKeyring(ctx context.Context) error {
 			if rot != nil && rot.NewKeyID != me.KeyID {
 				events = append(events, rotationEvent(rot, "superseded", map[string]string{"by_key_id": me.KeyID}))
 			}
-			rot = r.newRotation(old, cur, reasonConfig, actor{who: r.o.who, caller: self})
+			rot = r.newRotation(old, cur, reasonConfig, actor{who: r.o.who, caller: self()})
 			rot.OldFingerprint = oldFP
 			events = append(events, rotationEvent(rot, "started", nil))
 		}
@@ -839,7 +839,7 @@ func (r *Repo) publishedDirs() ([]string, error) {
 			return fs.SkipDir
 		case de.Name() == metadata.RepodataDir:
 			dir := path.Dir(p)
-			if len(parts) >= 5 && releaseRE.MatchString(strings.Join(parts[2:len(parts)-2], "/")) && r.tree.exists(p+"/repomd.xml") {
+			if len(parts) >= 5 && releaseRE().MatchString(strings.Join(parts[2:len(parts)-2], "/")) && r.tree.exists(p+"/repomd.xml") {
 				set[dir] = true
 			}
 			return fs.SkipDir

@@ -747,7 +747,7 @@ func (r *Repo) FlushDeferred(ctx context.Context, idle time.Duration, wait bool)
 	if r.closed || len(r.deferred.dirs) == 0 || coalesceNow().Sub(r.deferred.last) < idle {
 		return false, nil
 	}
-	return true, r.publishDirty(ctx, sortedKeys(r.deferred.dirs), actor{who: r.o.who, caller: self})
+	return true, r.publishDirty(ctx, sortedKeys(r.deferred.dirs), actor{who: r.o.who, caller: self()})
 }
 
 // commit places, publishes and records items that are signed. It is the
@@ -1314,7 +1314,7 @@ func (r *Repo) resumeLocked(ctx context.Context) error {
 	if err := r.resumeDirty(ctx); err != nil {
 		return err
 	}
-	if err := r.fillReleases(ctx, true, actor{who: r.o.who, caller: self}); err != nil {
+	if err := r.fillReleases(ctx, true, actor{who: r.o.who, caller: self()}); err != nil {
 		r.o.log.Warn("publishing repodata for known releases; retried on the next batch", "err", err)
 	}
 	// A command on an etcd store catches up the pending directories only:
@@ -1342,7 +1342,7 @@ func (r *Repo) resumeDirty(ctx context.Context) error {
 	if len(dirs) == 0 {
 		return nil
 	}
-	if err := r.publishDirty(ctx, dirs, actor{who: r.o.who, caller: self}); err != nil {
+	if err := r.publishDirty(ctx, dirs, actor{who: r.o.who, caller: self()}); err != nil {
 		return fmt.Errorf("republishing %v after a crash: %w", dirs, err)
 	}
 	for _, d := range dirs {

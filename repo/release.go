@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	kv "github.com/repoctl/repoctl/repo/store"
 
@@ -24,18 +25,18 @@ import (
 const routeOff = "off"
 
 // shortReleaseRE is the dist-tag spelling of a release, "el9" or "fc40".
-var shortReleaseRE = regexp.MustCompile(`^([a-z]+)([0-9][0-9A-Za-z_+]*)$`)
+var shortReleaseRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z]+)([0-9][0-9A-Za-z_+]*)$`) })
 
 // ParseRelease turns a release as a user types it, "el/9" or "el9", into
 // its directory form "el/9". It fails with ErrBadOption for anything that
 // is not a release directory.
 func ParseRelease(s string) (string, error) {
 	if !strings.Contains(s, "/") {
-		if m := shortReleaseRE.FindStringSubmatch(s); m != nil {
+		if m := shortReleaseRE().FindStringSubmatch(s); m != nil {
 			s = m[1] + "/" + m[2]
 		}
 	}
-	if !releaseRE.MatchString(s) || len(s) > 64 {
+	if !releaseRE().MatchString(s) || len(s) > 64 {
 		return "", fmt.Errorf("%w: release %q is not a release directory such as el/9 (or el9)", ErrBadOption, s)
 	}
 	return s, nil

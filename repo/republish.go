@@ -256,7 +256,7 @@ func (r *Repo) isRepoDir(dir string) bool {
 		return false
 	}
 	rel, arch := strings.Join(parts[2:len(parts)-1], "/"), parts[len(parts)-1]
-	if !releaseRE.MatchString(rel) {
+	if !releaseRE().MatchString(rel) {
 		return false
 	}
 	if arch == "SRPMS" || (nevra.Arch(arch) == nil && slices.Contains(r.cfg.Arches(rel), arch)) {

@@ -26,8 +26,8 @@ const (
 // The host patterns are compiled on first use: every repoctl command
 // starts with package upgrade's init, and only inventory reading needs them.
 var (
-	bracketedHostPortRE = regexp.MustCompile(`^\[(.+)\]:([0-9]+)$`)
-	hostPortRE          = regexp.MustCompile(`^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$`)
+	bracketedHostPortRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\[(.+)\]:([0-9]+)$`) })
+	hostPortRE          = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$`) })
 	ipv4RE              = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^(?:` + ip4Part + `\.){3}` + ip4Part + `$`) })
 	// Ansible's pattern anchors only its first alternative at the end (and
 	// its last); the others need only match a prefix. Kept so, since it
@@ -70,10 +70,10 @@ func validHostname(s string) bool {
 // the whole pattern as the name, with no port.
 func parseAddress(s string) (host, port string, ok bool) {
 	host = s
-	if m := bracketedHostPortRE.FindStringSubmatch(host); m != nil {
+	if m := bracketedHostPortRE().FindStringSubmatch(host); m != nil {
 		host, port = m[1], m[2]
 	}
-	if m := hostPortRE.FindStringSubmatch(host); m != nil {
+	if m := hostPortRE().FindStringSubmatch(host); m != nil {
 		host, port = m[1], m[2]
 	}
 	if !ipv4RE().MatchString(host) && !ipv6RE().MatchString(host) && !validHostname(host) {

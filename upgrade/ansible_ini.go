@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -18,8 +19,8 @@ import (
 // group, is then read as a Python literal when it is one.
 
 var (
-	iniSectionRE   = regexp.MustCompile(`^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$`)
-	iniGroupNameRE = regexp.MustCompile(`^([^:\]\s]+)\s*(?:#.*)?$`)
+	iniSectionRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$`) })
+	iniGroupNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([^:\]\s]+)\s*(?:#.*)?$`) })
 )
 
 type iniPending struct {
@@ -71,7 +72,7 @@ func parseAnsibleINI(b []byte) (*ansInventory, error) {
 		if line == "" || line[0] == '#' || line[0] == ';' {
 			continue
 		}
-		if m := iniSectionRE.FindStringSubmatch(line); m != nil {
+		if m := iniSectionRE().FindStringSubmatch(line); m != nil {
 			group, state = m[1], m[2]
 			if state == "" {
 				state = "hosts"
@@ -144,7 +145,7 @@ func parseAnsibleINI(b []byte) (*ansInventory, error) {
 				return nil, fmt.Errorf("line %d: %w", ln, err)
 			}
 		case "children":
-			m := iniGroupNameRE.FindStringSubmatch(line)
+			m := iniGroupNameRE().FindStringSubmatch(line)
 			if m == nil {
 				return nil, fail("want a group name in [%s:children], got %q", group, line)
 			}
@@ -241,7 +242,9 @@ func shlexSplit(s string) ([]string, error) {
 	return out, nil
 }
 
-var pyIntRE = regexp.MustCompile(`^[-+]?(?:0|[1-9](?:_?[0-9])*|0[xX](?:_?[0-9a-fA-F])+|0[oO](?:_?[0-7])+|0[bB](?:_?[01])+)$`)
+var pyIntRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[-+]?(?:0|[1-9](?:_?[0-9])*|0[xX](?:_?[0-9a-fA-F])+|0[oO](?:_?[0-7])+|0[bB](?:_?[01])+)$`)
+})
 
 // iniValue is what Ansible makes of an INI value: ast.literal_eval when
 // the text is a Python literal, the text itself when it is not. Only the
@@ -258,7 +261,7 @@ func iniValue(s string) string {
 	case "None":
 		return ""
 	}
-	if pyIntRE.MatchString(t) {
+	if pyIntRE().MatchString(t) {
 		if n, err := strconv.ParseInt(strings.ReplaceAll(t, "_", ""), 0, 64); err == nil {
 			return strconv.FormatInt(n, 10)
 		}

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -242,10 +243,10 @@ func parseVarsYAML(b []byte) (map[string]string, error) {
 }
 
 var (
-	yaml11Int    = regexp.MustCompile(`^[-+]?(?:0|[1-9][0-9_]*)$`)
-	yaml11Octal  = regexp.MustCompile(`^[-+]?0[0-7_]+$`)
-	yaml11Hex    = regexp.MustCompile(`^[-+]?0x[0-9a-fA-F_]+$`)
-	yaml11Binary = regexp.MustCompile(`^[-+]?0b[01_]+$`)
+	yaml11Int    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[-+]?(?:0|[1-9][0-9_]*)$`) })
+	yaml11Octal  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[-+]?0[0-7_]+$`) })
+	yaml11Hex    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[-+]?0x[0-9a-fA-F_]+$`) })
+	yaml11Binary = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[-+]?0b[01_]+$`) })
 )
 
 // yamlScalar is the text of Ansible's value for a scalar: YAML 1.1
@@ -271,15 +272,15 @@ func yamlScalar(n *yaml.Node) string {
 	clean := strings.ReplaceAll(v, "_", "")
 	base := 0
 	switch {
-	case yaml11Hex.MatchString(v):
+	case yaml11Hex().MatchString(v):
 		base = 16
 		clean = strings.Replace(strings.Replace(clean, "0x", "", 1), "0X", "", 1)
-	case yaml11Binary.MatchString(v):
+	case yaml11Binary().MatchString(v):
 		base = 2
 		clean = strings.Replace(clean, "0b", "", 1)
-	case yaml11Octal.MatchString(v):
+	case yaml11Octal().MatchString(v):
 		base = 8
-	case yaml11Int.MatchString(v):
+	case yaml11Int().MatchString(v):
 		base = 10
 	}
 	if base != 0 {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -36,9 +37,9 @@ type S3Config struct {
 }
 
 var (
-	bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
-	ipv4RE   = regexp.MustCompile(`^\d+\.\d+\.\d+\.\d+$`)
-	regionRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	bucketRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`) })
+	ipv4RE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\d+\.\d+\.\d+\.\d+$`) })
+	regionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`) })
 )
 
 // CheckS3Config validates c and returns it normalized: the default
@@ -70,10 +71,10 @@ func CheckS3Config(c S3Config) (S3Config, error) {
 	}
 	c.Endpoint = u.Scheme + "://" + u.Host
 	switch {
-	case !bucketRE.MatchString(c.Bucket), strings.Contains(c.Bucket, ".."),
+	case !bucketRE().MatchString(c.Bucket), strings.Contains(c.Bucket, ".."),
 		strings.Contains(c.Bucket, ".-"), strings.Contains(c.Bucket, "-."):
 		return bad("publish.s3.bucket %q: 3 to 63 lower-case letters, digits, \".\" and \"-\", starting and ending with a letter or digit", c.Bucket)
-	case ipv4RE.MatchString(c.Bucket):
+	case ipv4RE().MatchString(c.Bucket):
 		return bad("publish.s3.bucket %q: must not look like an IP address", c.Bucket)
 	case strings.HasPrefix(c.Bucket, "xn--"), strings.HasPrefix(c.Bucket, "sthree-"),
 		strings.HasSuffix(c.Bucket, "-s3alias"), strings.HasSuffix(c.Bucket, "--ol-s3"):
@@ -89,7 +90,7 @@ func CheckS3Config(c S3Config) (S3Config, error) {
 	if c.Region == "" {
 		c.Region = "us-east-1"
 	}
-	if !regionRE.MatchString(c.Region) {
+	if !regionRE().MatchString(c.Region) {
 		return bad("publish.s3.region %q: lower-case letters, digits and \"-\", e.g. \"us-east-1\"", c.Region)
 	}
 	return c, nil
