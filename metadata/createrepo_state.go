@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"unsafe"
 )
 
 // CreateRepo keeps, beside its block cache, the layout of the generation
@@ -170,6 +171,8 @@ func (r *stateReader) str() string {
 	return s
 }
 
+// unmarshalState parses a state file. The strings of the result share
+// b's memory: b must not be changed afterwards.
 func unmarshalState(b []byte) (*repoState, error) {
 	if len(b) < len(stateMagic)+4 || string(b[:4]) != stateMagic {
 		return nil, errBadState
@@ -178,7 +181,10 @@ func unmarshalState(b []byte) (*repoState, error) {
 	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(b[len(b)-4:]) {
 		return nil, errBadState
 	}
-	r := &stateReader{b: body[4:], whole: string(body[4:])}
+	// The strings are cut out of b itself, not out of a copy: the state
+	// is read once and not changed (readState's buffer), and a copy
+	// would be as large again in fresh memory.
+	r := &stateReader{b: body[4:], whole: unsafe.String(unsafe.SliceData(body[4:]), len(body)-4)}
 	s := &repoState{}
 	for i := range s.checksums {
 		s.checksums[i] = r.str()
