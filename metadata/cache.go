@@ -92,6 +92,8 @@ type DirCache struct {
 	keepBelow int64
 	mapping   []byte
 	offs      map[string]int // key → offset of its data in mapping
+	// mapped is the pack's mapping, populated or not, for unmap.
+	mapped []byte
 
 	// lazySums: load indexes records without checking their checksums,
 	// which are checked only for the blocks used (verify), in the same
@@ -160,6 +162,9 @@ func (c *DirCache) load() error {
 		var populated bool
 		b, mapped, populated, err = readMapped(root, c.name, c.dropPages, c.keepBelow)
 		done()
+		if mapped {
+			c.mapped = b
+		}
 		if c.dropPages && mapped && !populated {
 			// Never advise memory that is not the file's mapping.
 			c.mapping, c.offs = b, map[string]int{}
@@ -542,6 +547,22 @@ func (c *DirCache) dropRange(from, to int) int {
 // documents hashed), and an madvise per block cost more than its memory
 // (64 MiB at most: about 25,000 packages with their appended updates).
 const dropPagesMin = 64 << 20
+
+// unmap forgets the loaded blocks and unmaps the pack, once nothing
+// reads the blocks any more (every slice GetBlocks or getUnverified
+// returned is gone with it): CreateRepo does it while the publish waits
+// for its fsyncs, instead of leaving it to the process's exit, which the
+// caller waits for. Later look-ups miss.
+func (c *DirCache) unmap() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.mapped
+	c.index, c.sums, c.offs = map[string][]byte{}, nil, nil
+	c.mapping, c.mapped, c.loaded = nil, nil, true
+	if m != nil {
+		unix.Munmap(m)
+	}
+}
 
 // drop gives back the pages of the block key (see dropPages).
 func (c *DirCache) drop(key string) {

@@ -926,6 +926,14 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 		}
 		attachOld(files, old)
 	}
+	if saved != nil {
+		// Built: the saved generation's blocks (the mapped raw.pack) are
+		// read no more, once the early streams have stopped. Unmapping
+		// 38 MB at 10,000 packages takes about 2 ms; done here it runs
+		// while the publish waits for its fsyncs.
+		saved.prefix.halt()
+		go raw.unmap()
+	}
 	res.Skipped = sr.skipped
 	res.Read = toRead - len(res.Skipped)
 	res.Packages = sr.n
