@@ -542,3 +542,42 @@ func TestCreateRepoUpdatePrefixHashes(t *testing.T) {
 		}
 	}
 }
+
+// An empty directory publishes empty repodata and saves a state for it
+// without a notice (a fresh pack with no blocks is never written), and
+// --update after it reuses that state; so does one whose last package
+// went, where the older pack is stale.
+func TestCreateRepoEmptySavesState(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	run := func(what string, opts ...CreateOption) *CreateResult {
+		t.Helper()
+		p := &recProgress{}
+		res, err := CreateRepo(ctx, dir, append(opts, WithPublishOptions(WithProgress(p)))...)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if len(p.notices) != 0 {
+			t.Fatalf("%s: notices %q", what, p.notices)
+		}
+		return res
+	}
+	run("empty")
+	if res := run("empty, --update", WithUpdate(true)); res.ReusedFrom != "state" || res.Packages != 0 {
+		t.Fatalf("empty, --update: reused from %q, %d packages", res.ReusedFrom, res.Packages)
+	}
+	p := writeSmall(t, dir, 1)
+	if res := run("one package", WithUpdate(true)); res.Packages != 1 || res.Read != 1 {
+		t.Fatalf("one package: %d packages, read %d", res.Packages, res.Read)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	run("last package removed")
+	if _, err := os.Stat(filepath.Join(dir, CacheDirName, rawPackName)); !os.IsNotExist(err) {
+		t.Fatalf("stale raw pack kept: %v", err)
+	}
+	if res := run("then --update", WithUpdate(true)); res.ReusedFrom != "state" || res.Packages != 0 {
+		t.Fatalf("then --update: reused from %q, %d packages", res.ReusedFrom, res.Packages)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"slices"
@@ -960,6 +961,13 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 			var serr error
 			if freshRaw {
 				serr = cacheRoot.Rename(rawPackNew, rawPackName)
+				if errors.Is(serr, fs.ErrNotExist) {
+					// No block was put (no packages): the new
+					// pack is empty, and an older one is stale.
+					if serr = cacheRoot.Remove(rawPackName); errors.Is(serr, fs.ErrNotExist) {
+						serr = nil
+					}
+				}
 			}
 			if serr == nil {
 				serr = commitState(cacheRoot)
