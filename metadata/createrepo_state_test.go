@@ -19,6 +19,21 @@ import (
 	"github.com/repoctl/repoctl/internal/testrpm"
 )
 
+// publishedSmall is a new repository of testrpm.Small(lo) to
+// Small(hi-1), published once with the default cache (and so a saved
+// state).
+func publishedSmall(t *testing.T, lo, hi int) string {
+	t.Helper()
+	dir := t.TempDir()
+	for i := lo; i < hi; i++ {
+		writeSmall(t, dir, i)
+	}
+	if _, err := CreateRepo(context.Background(), dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // fullRunOf publishes a copy of dir's packages from scratch and returns
 // its documents: what every --update must equal.
 func fullRunOf(t *testing.T, dir string) repodataDocs {
@@ -246,14 +261,8 @@ func savedState(t *testing.T, dir string) *repoState {
 // its packages go in one by one. Either way the published files and the
 // saved state are byte for byte a full run's.
 func TestCreateRepoUpdateWholeBlocks(t *testing.T) {
-	dir := t.TempDir()
 	ctx := context.Background()
-	for i := 100; i < 700; i++ {
-		writeSmall(t, dir, i)
-	}
-	if _, err := CreateRepo(ctx, dir); err != nil {
-		t.Fatal(err)
-	}
+	dir := publishedSmall(t, 100, 700)
 	var taken, drifted int
 	streamWhole = func(ok bool) {
 		if ok {
@@ -357,14 +366,8 @@ func TestCreateRepoUpdateWholeBlocks(t *testing.T) {
 // of, makes it build again without the state, with the same result as a
 // full run; the damage is gone after it.
 func TestCreateRepoUpdateDamagedRawBlocks(t *testing.T) {
-	dir := t.TempDir()
 	ctx := context.Background()
-	for i := 0; i < 600; i++ {
-		writeSmall(t, dir, i)
-	}
-	if _, err := CreateRepo(ctx, dir); err != nil {
-		t.Fatal(err)
-	}
+	dir := publishedSmall(t, 0, 600)
 	update := func(what, from string, read int) {
 		t.Helper()
 		res, err := CreateRepo(ctx, dir, WithUpdate(true))
@@ -435,14 +438,8 @@ func TestCreateRepoUpdateDamagedRawBlocks(t *testing.T) {
 // run's, and the build took over past the start at least once per
 // document.
 func TestCreateRepoUpdatePrefixHashes(t *testing.T) {
-	dir := t.TempDir()
 	ctx := context.Background()
-	for i := 100; i < 700; i++ {
-		writeSmall(t, dir, i)
-	}
-	if _, err := CreateRepo(ctx, dir); err != nil {
-		t.Fatal(err)
-	}
+	dir := publishedSmall(t, 100, 700)
 	prefixWait = true
 	var mu sync.Mutex
 	took := map[int]int{} // document → highest boundary
