@@ -84,7 +84,10 @@ func TestHAFencedWrites(t *testing.T) {
 	}
 	in := t.TempDir()
 	p := lcBuild(t, in, "fenced", "1.0")
-	if _, err := r2.Add(context.Background(), []string{p}, AddOptions{}); !errors.Is(err, ErrNotLeader) || !strings.Contains(err.Error(), "(leader: n1)") {
+	// The add's first write is the one refused, and the error says so in
+	// the user's words, not the pipeline's.
+	if _, err := r2.Add(context.Background(), []string{p}, AddOptions{}); !errors.Is(err, ErrNotLeader) || !strings.Contains(err.Error(), "(leader: n1)") ||
+		!strings.HasPrefix(err.Error(), "recording 1 incoming package(s) in the store: ") {
 		t.Fatalf("add on the standby: %v", err)
 	}
 	if err := r2.notLeader(); err == nil || !strings.Contains(err.Error(), "not the leader (leader: n1)") {
