@@ -939,7 +939,9 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 	res.Read = toRead - len(res.Skipped)
 	res.Packages = sr.n
 
-	stateSaved := false
+	// The state is written (not yet put in place) while the publish
+	// writes and waits for its fsyncs: a core is free then.
+	var stateWritten chan error
 	if cacheRoot != nil {
 		var sums [3]string
 		for k := range sr.docs {
@@ -948,15 +950,18 @@ func createStreaming(ctx context.Context, root *os.Root, dir string, files []sca
 		s := &repoState{checksums: sums, codecID: pcfg.codec.id(), base: base,
 			changelog: int64(cfg.render.ChangelogLimit), blocks: sr.blocks}
 		sr.blocks = nil
-		if err := spool.finish(s); err != nil {
-			p.Notice(fmt.Sprintf("not saving createrepo state: %v", err))
-		} else {
-			stateSaved = true
-		}
+		stateWritten = make(chan error, 1)
+		go func() { stateWritten <- spool.finish(s) }()
 	}
 	pub, err := publishDocs(ctx, root, sr.docs, sr.st, sr.n, pcfg, true)
 	res.Publish = pub
 	if cacheRoot != nil {
+		stateSaved := false
+		if serr := <-stateWritten; serr != nil {
+			p.Notice(fmt.Sprintf("not saving createrepo state: %v", serr))
+		} else {
+			stateSaved = true
+		}
 		if err == nil && stateSaved {
 			var serr error
 			if freshRaw {
