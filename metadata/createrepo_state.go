@@ -330,9 +330,9 @@ func stateMatches(ls *loadedState, codecID, base string, changelog int) error {
 // loadStateReuse turns a state that matches the options and the
 // published repodata into the packages of the current generation, with
 // their fragments (in the mapped pack), by href. With hints, it also
-// returns key hints for the blocks whose packages files all still has
-// unchanged (for a build in memory: the streaming build recognises them
-// itself).
+// returns key hints for the blocks all of whose packages are among files,
+// unchanged (for the dry run's build in memory: the streaming build
+// recognises such blocks itself).
 func loadStateReuse(ls *loadedState, codecID, base string, changelog int,
 	files []scannedFile, hints bool) (map[string]*existingPackage, keyHints, error) {
 	s, blocks := ls.s, ls.blocks

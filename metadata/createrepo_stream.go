@@ -504,6 +504,14 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, cfg *cr
 			pending, copied = pending[:0], true
 			return nil
 		}
+		// useSaved makes the current block saved block b, as it is.
+		useSaved := func(b int) {
+			bl := saved.blocks[b]
+			cur.keys, cur.saved = bl.keys, true
+			for k := range cur.raw {
+				cur.raw[k] = saved.data[bl.keys[k]]
+			}
+		}
 		// savedPending says whether the block's members, all pending,
 		// are one saved block, all of it and in its order.
 		savedPending := func() (int, bool) {
@@ -526,11 +534,7 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, cfg *cr
 				if streamWhole != nil {
 					streamWhole(true)
 				}
-				bl := saved.blocks[b]
-				cur.keys, cur.saved = bl.keys, true
-				for k := range cur.raw {
-					cur.raw[k] = saved.data[bl.keys[k]]
-				}
+				useSaved(b)
 				pending = pending[:0]
 			}
 			if err := materialize(); err != nil {
@@ -576,14 +580,12 @@ func streamBuild(ctx context.Context, root *os.Root, items []streamItem, cfg *cr
 				return nil
 			}
 			b := s.src - 1
-			bl := saved.blocks[b]
-			cur.keys, cur.saved, copied = bl.keys, true, true
-			for k := range cur.raw {
-				cur.raw[k] = saved.data[bl.keys[k]]
-			}
-			spool.addEncoded(saved.entryBytes[saved.blockOff[b]:saved.blockOff[b+1]], bl.n)
-			out.n += bl.n
-			members = bl.n
+			n := saved.blocks[b].n
+			useSaved(b)
+			copied = true
+			spool.addEncoded(saved.entryBytes[saved.blockOff[b]:saved.blockOff[b+1]], n)
+			out.n += n
+			members = n
 			return emit()
 		}
 		one = func(s *readSlot) error {
